@@ -1,0 +1,31 @@
+"""scinas: neural architecture search on your own image-like data.
+
+The Python API mirrors the CLI verbs::
+
+    import scinas
+    cfg = scinas.build_config(preset="tiny", data__dataset="digits")
+    results = scinas.run(cfg, out="runs/digits")
+    print(results["test"]["accuracy"], results["genotype"])
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import Config, build_config  # noqa: E402
+from .errors import TrainingDiverged, UserError  # noqa: E402
+from .genotype import Genotype, load_genotype  # noqa: E402
+from .pipeline import evaluate, run, search, train  # noqa: E402
+
+__all__ = [
+    "Config",
+    "Genotype",
+    "TrainingDiverged",
+    "UserError",
+    "build_config",
+    "evaluate",
+    "load_genotype",
+    "run",
+    "search",
+    "train",
+]

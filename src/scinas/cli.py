@@ -1,0 +1,279 @@
+"""The `scinas` command line: thin wrappers over the Python API in `scinas.pipeline`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .config import PRESETS, build_config
+from .errors import TrainingDiverged, UserError
+from .genotype import published_genotypes
+from .progress import Reporter
+
+app = typer.Typer(
+    name="scinas",
+    help=(
+        "Neural architecture search on your own image-like data.\n\n"
+        "`scinas run` searches a DARTS cell on your data, retrains the derived network from "
+        "scratch and reports test metrics; with no arguments it runs on the bundled 8×8 digits "
+        "(offline, a few minutes on a laptop CPU)."
+    ),
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Options shared by the verbs (Annotated aliases keep each verb's signature readable).
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Named dataset (digits, mnist, fashion-mnist, cifar10), a .npz file with "
+        "x_train/y_train [x_val/y_val, x_test/y_test], or a directory of MNIST-style idx files. "
+        "Default: digits (bundled).",
+    ),
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        help="Where named datasets are read from / downloaded to "
+        "(default $SCINAS_DATA_DIR or ~/.cache/scinas/data).",
+    ),
+]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help="classification | regression (default: from the targets: integer labels "
+        "mean classification, float targets regression).",
+    ),
+]
+LayoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layout", help="nhwc | nchw: force the image layout of 4-D arrays (default: detected)."
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Run directory to create (default runs/<verb>-<time>). Must be new or empty."
+    ),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Random seed (data splits, init, batches). Default 0.")
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help=f"Sizes, epochs and batch sizes: {', '.join(PRESETS)} (paper = the DARTS "
+        "paper's settings). Default tiny.",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override any config field, e.g. --set search.epochs=20 --set train.C=24 "
+        "--set 'search.ops=[none,sep_conv_3x3,max_pool_2x2]'. Repeatable.",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML, TOML or JSON config file (same keys as --set)."),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="auto | cpu | cuda (default auto: a CUDA GPU when present)."),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing scinas run in --out.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+
+
+def _errors_to_exit(fn):
+    """One clear line and exit code 2 for user errors; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            typer.echo(f"scinas: error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except TrainingDiverged as e:
+            typer.echo(f"scinas: training diverged: {e}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("scinas: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _config(preset, config, set_, data, data_dir, task, layout, seed, device):
+    return build_config(
+        preset=preset,
+        file=config,
+        overrides=set_ or [],
+        data__dataset=data,
+        data__data_dir=data_dir,
+        data__task=task,
+        data__layout=layout,
+        seed=seed,
+        device=device,
+    )
+
+
+def _print_summary(results: dict) -> None:
+    test = results.get("test", {})
+    shown = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
+    summary = {
+        "task": results.get("task"),
+        "test": shown,
+        "params": results.get("params"),
+        "flops": results.get("flops"),
+        "wall_seconds": round(results["wall_seconds"], 1),
+    }
+    typer.echo(json.dumps(summary))
+
+
+@app.command("run")
+@_errors_to_exit
+def run_cmd(
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    task: TaskOpt = None,
+    layout: LayoutOpt = None,
+    out: OutOpt = None,
+    seed: SeedOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Search a cell, derive the genotype, retrain it from scratch and evaluate on the test set.
+
+    Writes config.json, metrics.jsonl, arch_weights.jsonl, genotype.json, supernet.pt, model.pt,
+    predictions_test.npz and results.json into --out.
+    """
+    from .pipeline import run
+
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
+    results = run(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    _print_summary(results)
+
+
+@app.command("search")
+@_errors_to_exit
+def search_cmd(
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    task: TaskOpt = None,
+    layout: LayoutOpt = None,
+    out: OutOpt = None,
+    seed: SeedOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Search only: train the DARTS supernet and write genotype.json (DARTS format) into --out.
+
+    Use `--set search.order=2` for second-order DARTS. Train the result with
+    `scinas train --genotype OUT`.
+    """
+    from .pipeline import search
+
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
+    genotype = search(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    typer.echo(json.dumps(genotype.to_dict()))
+
+
+@app.command("train")
+@_errors_to_exit
+def train_cmd(
+    genotype: Annotated[
+        str,
+        typer.Option(
+            "--genotype",
+            help="A genotype JSON file, a run directory holding genotype.json, or a "
+            f"published name ({', '.join(published_genotypes())}).",
+        ),
+    ],
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    task: TaskOpt = None,
+    layout: LayoutOpt = None,
+    out: OutOpt = None,
+    seed: SeedOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Train a network built from a genotype from scratch and evaluate it on the test set."""
+    from .genotype import load_genotype
+    from .pipeline import train
+
+    geno = load_genotype(genotype)
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
+    results = train(cfg, geno, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    _print_summary(results)
+
+
+@app.command("evaluate")
+@_errors_to_exit
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (of run or train).")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on another dataset of the same image shape (default: the run's own).",
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    split: Annotated[str, typer.Option("--split", help="train | val | test")] = "test",
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also write the metrics to this JSON file.")
+    ] = None,
+    quiet: QuietOpt = False,
+):
+    """Rebuild a trained network from its run directory and report its metrics on a split.
+
+    Inputs are normalised with the run's training statistics; metrics are computed over the
+    whole split.
+    """
+    from .pipeline import evaluate
+    from .rundir import write_json
+
+    metrics = evaluate(
+        run_dir, data, data_dir=data_dir, split=split, reporter=Reporter(quiet=quiet)
+    )
+    if output is not None:
+        write_json(output, metrics)
+    typer.echo(json.dumps(metrics))
+
+
+def main() -> None:
+    app(prog_name="scinas")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

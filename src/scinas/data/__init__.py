@@ -1,0 +1,493 @@
+"""Datasets for scinas: named ones (digits, MNIST, Fashion-MNIST, CIFAR-10), ``.npz`` files and
+folders of MNIST-style idx files, loaded into one validated :class:`Dataset`.
+
+Images are kept in their raw units (uint8 stays uint8): the trainer normalises per batch with
+:attr:`Dataset.mean` / :attr:`Dataset.std`, which avoids holding a float copy of the whole set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scinas.data.named import NAMED_DATASETS, canonical_name, default_data_dir, load_named
+from scinas.data.readers import RawData, is_idx_name, read_idx_dir, read_npz, to_nchw
+from scinas.data.split import stratified_split
+from scinas.errors import UserError, unknown
+
+__all__ = [
+    "NAMED_DATASETS",
+    "Dataset",
+    "Split",
+    "default_data_dir",
+    "load_dataset",
+    "stratified_split",
+]
+
+TASKS = ("auto", "classification", "regression")
+LAYOUTS = ("auto", "nhwc", "nchw")
+MIN_SIDE = 4  # smallest image side the search space's stem and reductions can handle
+_SPLITS = ("train", "val", "test")
+_STD_FLOOR = 1e-8
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a dataset.
+
+    ``eq=False``: comparing tensors field by field is ambiguous, so splits compare by identity.
+
+    Attributes:
+        x: Images (N, C, H, W) in raw units, uint8 or float32 (not normalised).
+        y: Classification: (N,) int64 class ids.  Regression: (N, K) float32 targets.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated dataset with train/val/test splits and normalisation statistics.
+
+    Attributes:
+        name: e.g. ``"digits"``, ``"mnist"``, or the file/folder name (without ``.npz``).
+        task: ``"classification"`` or ``"regression"``.
+        train: Training split.
+        val: Validation split (model selection / DARTS architecture step).
+        test: Held-out test split.
+        num_outputs: Number of classes, or number K of regression targets.
+        input_shape: ``(C, H, W)``.
+        mean: Per-channel mean of ``train.x`` in raw units.
+        std: Per-channel std of ``train.x`` (a constant channel gets 1.0).
+        target_mean: Regression only: per-target mean of ``train.y``.
+        target_std: Regression only: per-target std of ``train.y`` (a constant target gets 1.0).
+        class_names: Names of the classes, when known.
+        notes: Facts about how the data was read: layout, splits made, downloads.
+    """
+
+    name: str
+    task: str
+    train: Split
+    val: Split
+    test: Split
+    num_outputs: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    target_mean: tuple[float, ...] | None
+    target_std: tuple[float, ...] | None
+    class_names: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: name, task, classes/targets, input shape and dtype, split sizes."""
+        c, h, w = self.input_shape
+        if self.task == "classification":
+            what = f"{self.num_outputs} classes"
+        else:
+            what = f"{self.num_outputs} target{'s' if self.num_outputs != 1 else ''}"
+        dtype = str(self.train.x.dtype).replace("torch.", "")
+        return (
+            f"{self.name}: {self.task}, {what}, input {c}x{h}x{w} {dtype}; "
+            f"train {len(self.train)} / val {len(self.val)} / test {len(self.test)}"
+        )
+
+
+def load_dataset(
+    data: str | os.PathLike = "digits",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    task: str = "auto",
+    layout: str = "auto",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """Load, validate and split a dataset.
+
+    Args:
+        data: A named dataset (see :data:`NAMED_DATASETS`; names win over same-named paths, use
+            ``./name`` for a folder), a ``.npz`` file with ``x_train``/``y_train`` (and optionally
+            ``x_val``/``y_val``, ``x_test``/``y_test``), or a folder of MNIST-style idx files.
+        data_dir: Where named datasets are looked for and downloaded to (default
+            :func:`default_data_dir`).
+        task: ``"auto"`` (integer targets -> classification, float -> regression),
+            ``"classification"`` or ``"regression"``.
+        layout: Layout of 4-D ``.npz`` images: ``"auto"`` (guessed from the shape), ``"nhwc"``
+            or ``"nchw"``.  3-D arrays are always N×H×W.
+        val_fraction: Share of the training data held out as validation when no val split is
+            given.
+        test_fraction: Share of the training data held out as test when no test split is given
+            (carved first; both fractions are of the original training data).
+        seed: Seed of the (class-stratified, for classification) hold-out splits.
+        download: Whether a missing named dataset may be downloaded.
+
+    Returns:
+        The :class:`Dataset`.
+
+    Raises:
+        UserError: For any problem with the data or the options; the message says how to fix it.
+    """
+    task = _choice("task", task, TASKS)
+    layout = _choice("layout", layout, LAYOUTS)
+    for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise UserError(f"{label} must be a number between 0 and 1 (exclusive), got {value!r}.")
+    if val_fraction + test_fraction >= 1:
+        raise UserError(
+            f"val_fraction + test_fraction must be below 1 (got {val_fraction} + {test_fraction}); "
+            "nothing would be left to train on."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}.")
+    raw = _read(data, data_dir, download)
+    return _assemble(raw, task, layout, val_fraction, test_fraction, int(seed))
+
+
+# ------------------------------------------------------------------------------------- resolution
+
+
+def _choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    key = str(value).strip().lower()
+    if key in choices:
+        return key
+    if kind == "task" and key.replace("-", "").replace("_", "") == "multilabel":
+        raise UserError(
+            "task 'multilabel' is not supported yet; use 'classification' (one class per sample) "
+            "or 'regression' (e.g. per-label probabilities as float targets)."
+        )
+    raise unknown(kind, str(value), choices)
+
+
+def _read(data: str | os.PathLike, data_dir: str | os.PathLike | None, download: bool) -> RawData:
+    if isinstance(data, str):
+        if not data.strip():
+            raise UserError("no data given: pass a named dataset, a .npz file or an idx folder.")
+        name = canonical_name(data)
+        if name is not None:
+            return load_named(name, data_dir, download)
+    path = Path(os.fspath(data)).expanduser()
+    if path.is_dir():
+        return read_idx_dir(path)
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return read_npz(path)
+        if is_idx_name(path.name):
+            raise UserError(
+                f"{path} is a single idx file: pass the folder that holds the train-/t10k- idx "
+                f"files ({path.parent}) instead."
+            )
+        raise UserError(
+            f"unsupported data file {path}: scinas reads .npz files (x_train, y_train, ...) and "
+            "folders of MNIST-style idx files. Convert it with numpy.savez(path, x_train=..., "
+            "y_train=...)."
+        )
+    text = os.fspath(data)
+    if not isinstance(data, str) or "/" in text or os.sep in text or path.suffix:
+        raise UserError(
+            f"data path not found: {path} (resolved to {path.absolute()}). A path must be an "
+            "existing .npz file or a directory of MNIST-style idx files."
+        )
+    err = unknown("dataset", text, NAMED_DATASETS)
+    raise UserError(
+        f"{err} Or pass a path: a .npz file or a directory of MNIST-style idx files "
+        f"('{text}' does not exist here)."
+    )
+
+
+# --------------------------------------------------------------------------------------- assembly
+
+
+def _check_numeric(a: np.ndarray, label: str, role: str) -> None:
+    if a.dtype.kind not in "biuf":
+        raise UserError(
+            f"{label} has dtype {a.dtype}; {role} must be numeric"
+            + (
+                " (map string labels to integers 0..K-1 first)."
+                if role == "targets"
+                else " (uint8 or float)."
+            )
+        )
+
+
+def _check_finite(a: np.ndarray, label: str) -> None:
+    if a.dtype.kind != "f":
+        return
+    finite = np.isfinite(a)
+    bad = a.size - int(np.count_nonzero(finite))
+    if bad:
+        n_nan = int(np.count_nonzero(np.isnan(a)))
+        raise UserError(
+            f"{label} contains {bad} NaN or infinite value(s) ({n_nan} NaN, {bad - n_nan} "
+            "infinite, counted after conversion to float32); remove those samples or replace the "
+            "values (e.g. numpy.nan_to_num) before training."
+        )
+
+
+def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np.ndarray, str]:
+    key = f"x_{split}"
+    label = raw.label(key)
+    x = raw.arrays[key]
+    _check_numeric(x, label, "images")
+    x, used = to_nchw(x, layout, label)
+    if split == "train":
+        if used == "nhw":
+            notes.append("images are N×H×W: read as one channel")
+        elif raw.layout is None:
+            how = "detected from the shape" if layout == "auto" else f"--layout {layout}"
+            other = "nchw" if used == "nhwc" else "nhwc"
+            notes.append(
+                f"images are {used.upper()} ({how}: {tuple(raw.arrays[key].shape)})"
+                + (f"; pass --layout {other} if that is wrong" if layout == "auto" else "")
+            )
+    if x.dtype != np.uint8:
+        if split == "train":
+            notes.append(f"images converted from {x.dtype} to float32")
+        x = x.astype(np.float32, copy=False)
+        _check_finite(x, label)
+    _, _, h, w = x.shape
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise UserError(
+            f"images in {label} are {h}×{w} pixels; the minimum is {MIN_SIDE}×{MIN_SIDE}. Pad or "
+            "resize them (or arrange the features on a larger grid)."
+        )
+    return x, used
+
+
+def _labels(y: np.ndarray, label: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise UserError(
+            f"{label} has shape {tuple(y.shape)}; class labels must be 1-D (N,) or (N, 1). For "
+            "several continuous targets per sample use --task regression (multi-label "
+            "classification is not supported yet)."
+        )
+    if y.dtype.kind == "f":
+        _check_finite(y, label)
+        frac = np.flatnonzero(y != np.round(y))
+        if frac.size:
+            i = int(frac[0])
+            raise UserError(
+                f"class labels must be integers: {label} has {frac.size} non-integer value(s), "
+                f"e.g. {y[i]!r} at index {i}. Use --task regression for continuous targets."
+            )
+    y = y.astype(np.int64)
+    neg = np.flatnonzero(y < 0)
+    if neg.size:
+        i = int(neg[0])
+        raise UserError(
+            f"class labels must be non-negative integers 0..K-1: {label} has {neg.size} negative "
+            f"label(s), e.g. {int(y[i])} at index {i}. Remap the labels to 0..K-1."
+        )
+    return y
+
+
+def _targets(y: np.ndarray, label: str) -> np.ndarray:
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise UserError(
+            f"{label} has shape {tuple(y.shape)}; regression targets must be (N,) or (N, K)."
+        )
+    y = y.astype(np.float32, copy=False)
+    _check_finite(y, label)
+    return y
+
+
+def _channel_stats(
+    a: np.ndarray,
+) -> tuple[tuple[float, ...], tuple[float, ...], list[int]]:
+    """Per-channel (axis 1) mean and std over all other axes, in float64, in chunks.
+
+    Returns the means, the stds (constant channels get 1.0) and the indices of those channels.
+
+    Two passes (mean, then squared deviations) instead of E[x²] - E[x]², which loses precision
+    for float data with a large offset; chunks keep the float64 temporaries small.
+    """
+    n, c = a.shape[:2]
+    flat = a.reshape(n, c, -1)
+    per = flat.shape[2]
+    step = max(1, (1 << 21) // max(1, c * per))
+    count = n * per
+    total = np.zeros(c)
+    for i in range(0, n, step):
+        total += flat[i : i + step].sum(axis=(0, 2), dtype=np.float64)
+    mean = total / count
+    sq = np.zeros(c)
+    for i in range(0, n, step):
+        d = flat[i : i + step].astype(np.float64) - mean[None, :, None]
+        sq += np.einsum("ijk,ijk->j", d, d)
+    std = np.sqrt(sq / count)
+    constant = [int(i) for i in np.flatnonzero(std < _STD_FLOOR)]
+    # Dividing by ~0 would blow constant channels up; 1.0 leaves them centred at zero.
+    std = np.where(std < _STD_FLOOR, 1.0, std)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std), constant
+
+
+def _assemble(
+    raw: RawData, task: str, layout: str, val_fraction: float, test_fraction: float, seed: int
+) -> Dataset:
+    notes = list(raw.notes)
+    present = [s for s in _SPLITS if f"x_{s}" in raw.arrays]
+    layout = raw.layout or layout
+
+    # Cheap structural checks first, so a bad file fails before any conversion work.
+    for split in present:
+        x, y = raw.arrays[f"x_{split}"], raw.arrays[f"y_{split}"]
+        if y.ndim == 0 or x.ndim == 0:
+            raise UserError(
+                f"the {split} split has scalar arrays; x and y need one row per sample."
+            )
+        if len(x) != len(y):
+            raise UserError(
+                f"the {split} split has {len(x)} images ({raw.label(f'x_{split}')}) but {len(y)} "
+                f"targets ({raw.label(f'y_{split}')}); they must match one to one."
+            )
+        if len(x) == 0:
+            raise UserError(
+                f"the {split} split is empty (0 samples in {raw.label(f'x_{split}')}); add samples"
+                + (
+                    " or leave the split out to have it carved from train."
+                    if split != "train"
+                    else "."
+                )
+            )
+        _check_numeric(y, raw.label(f"y_{split}"), "targets")
+
+    xs: dict[str, np.ndarray] = {}
+    x_train, used = _images(raw, "train", layout, notes)
+    xs["train"] = x_train
+    for split in present[1:]:
+        # Same layout as train, so e.g. a 32x32x32 test array cannot be read differently.
+        xs[split], _ = _images(raw, split, used if used != "nhw" else "auto", notes)
+        if xs[split].shape[1:] != x_train.shape[1:]:
+            raise UserError(
+                f"images in {raw.label(f'x_{split}')} are C×H×W = {xs[split].shape[1:]} but "
+                f"those in {raw.label('x_train')} are {x_train.shape[1:]}; all splits must agree."
+            )
+
+    y_train_raw = raw.arrays["y_train"]
+    if task == "auto":
+        if y_train_raw.dtype.kind in "biu":
+            task = "classification"
+            notes.append("task: classification (y_train holds integers)")
+        else:
+            task = "regression"
+            whole = bool(
+                np.all(np.isfinite(y_train_raw)) and np.all(y_train_raw == np.round(y_train_raw))
+            )
+            notes.append(
+                "task: regression (y_train holds floats)"
+                + (
+                    "; they are all whole numbers: pass --task classification if they are class ids"
+                    if whole
+                    else ""
+                )
+            )
+
+    ys: dict[str, np.ndarray] = {}
+    class_names = raw.class_names
+    if task == "classification":
+        for split in present:
+            ys[split] = _labels(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
+        top = max(int(y.max()) for y in ys.values())
+        num_outputs = top + 1
+        if class_names is not None:
+            if len(class_names) >= num_outputs:
+                num_outputs = len(class_names)
+            else:
+                notes.append(
+                    f"ignored class_names: {len(class_names)} names for labels up to {top}"
+                )
+                class_names = None
+        if num_outputs < 2:
+            raise UserError(
+                f"classification needs at least 2 classes, but every label is {top}; check "
+                "y_train, or use --task regression for a single continuous target."
+            )
+        absent = np.setdiff1d(np.arange(num_outputs), ys["train"])
+        if absent.size:
+            shown = ", ".join(str(int(c)) for c in absent[:10]) + (
+                ", ..." if absent.size > 10 else ""
+            )
+            notes.append(
+                f"{absent.size} of {num_outputs} classes have no training samples ({shown}); "
+                "labels are expected to be 0..K-1"
+            )
+    else:
+        for split in present:
+            ys[split] = _targets(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
+            if ys[split].shape[1] != ys["train"].shape[1]:
+                raise UserError(
+                    f"{raw.label(f'y_{split}')} has {ys[split].shape[1]} targets per sample but "
+                    f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
+                )
+        num_outputs = int(ys["train"].shape[1])
+        class_names = None
+
+    missing = [s for s in ("test", "val") if s not in present]
+    n_all = len(xs["train"])
+    if missing and n_all < 4:
+        raise UserError(
+            f"the train split has only {n_all} samples; at least 4 are needed to carve out the "
+            f"missing {' and '.join(missing)} split(s). Add samples, or give x_val/y_val and "
+            "x_test/y_test explicitly."
+        )
+    how = "stratified by class" if task == "classification" else "random"
+    for split in missing:
+        # Both fractions are of the original training data: test is carved first, so val's
+        # share of what is left is scaled up accordingly.
+        frac = test_fraction if split == "test" else val_fraction
+        if split == "val" and "test" in missing:
+            frac = val_fraction / (1.0 - test_fraction)
+        # A different seed per split keeps the two draws independent.
+        keep, take = stratified_split(ys["train"], frac, seed + (1 if split == "val" else 0))
+        xs[split], ys[split] = xs["train"][take], ys["train"][take]
+        xs["train"], ys["train"] = xs["train"][keep], ys["train"][keep]
+        notes.append(
+            f"no {split} split given: held out {len(take)} of {n_all} training samples "
+            f"({100 * len(take) / n_all:.0f}%, {how}, seed {seed}) as {split}"
+        )
+
+    mean, std, constant = _channel_stats(xs["train"])
+    if constant:
+        notes.append(f"image channel(s) {constant} are constant in train: std set to 1.0")
+    target_mean = target_std = None
+    if task == "regression":
+        target_mean, target_std, constant = _channel_stats(ys["train"])
+        if constant:
+            notes.append(f"target(s) {constant} are constant in train: std set to 1.0")
+
+    splits = {
+        s: Split(
+            x=torch.from_numpy(np.ascontiguousarray(xs[s])),
+            y=torch.from_numpy(np.ascontiguousarray(ys[s])),
+        )
+        for s in _SPLITS
+    }
+    _, c, h, w = xs["train"].shape
+    return Dataset(
+        name=raw.name,
+        task=task,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        num_outputs=int(num_outputs),
+        input_shape=(int(c), int(h), int(w)),
+        mean=mean,
+        std=std,
+        target_mean=target_mean,
+        target_std=target_std,
+        class_names=class_names,
+        notes=tuple(notes),
+    )

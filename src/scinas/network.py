@@ -1,0 +1,183 @@
+"""The discrete network built from a genotype (DARTS' evaluation network), for any C×H×W input.
+
+Layout as in DARTS: a 3×3 conv stem, ``layers`` cells, reduction cells at 1/3 and 2/3 of the depth
+(fewer where the image is too small to halve twice), an optional auxiliary head after the last
+reduction, global average pooling and a linear task head (classes or regression targets).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .genotype import Genotype
+from .ops import FactorizedReduce, ReLUConvBN, create_op
+
+
+def max_reductions(height: int, width: int) -> int:
+    """How many times the feature map can be halved (ceil) while staying at least 2×2."""
+    side, count = min(height, width), 0
+    while (side + 1) // 2 >= 2:
+        side, count = (side + 1) // 2, count + 1
+    return count
+
+
+def min_side_for(reductions: int) -> int:
+    side = 2
+    while max_reductions(side, side) < reductions:
+        side += 1
+    return side
+
+
+def plan_reductions(layers: int, input_hw: tuple[int, int], reductions: int | None = None):
+    """Cell indices that reduce: DARTS places two at layers//3 and 2*layers//3.
+
+    ``reductions=None`` means as in DARTS (2) but never more than the input size allows; an explicit
+    number that the input cannot take is a UserError that names the minimum image size.
+    """
+    h, w = input_hw
+    if min(h, w) < 4:
+        raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
+    allowed = max_reductions(h, w)
+    if reductions is None:
+        reductions = min(2, allowed)
+    elif reductions > allowed:
+        need = min_side_for(reductions)
+        raise UserError(
+            f"images of {h}×{w} are too small for {reductions} reduction cells: that needs at "
+            f"least {need}×{need}. Lower model reductions (--set search.reductions=N / "
+            f"train.reductions=N, at most {allowed} here) or use larger images."
+        )
+    if layers < 1:
+        raise UserError(f"a network needs at least 1 cell, got layers={layers}.")
+    reductions = min(reductions, layers)
+    return tuple(layers * (i + 1) // (reductions + 1) for i in range(reductions))
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples of a branch with probability drop_prob, rescaling the rest."""
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask / keep
+
+
+class Cell(nn.Module):
+    def __init__(self, genotype: Genotype, C_pp, C_p, C, reduction: bool, reduction_prev: bool):
+        super().__init__()
+        self.preprocess0 = (
+            FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
+        )
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
+        edges, concat = (
+            (genotype.reduce, genotype.reduce_concat)
+            if reduction
+            else (genotype.normal, genotype.normal_concat)
+        )
+        self.ops = nn.ModuleList(
+            create_op(name, C, 2 if reduction and idx < 2 else 1) for name, idx in edges
+        )
+        self.inputs = [idx for _, idx in edges]
+        self.is_identity = [isinstance(op, nn.Identity) for op in self.ops]
+        self.concat = list(concat)
+        self.steps = len(edges) // 2
+        self.multiplier = len(concat)
+
+    def forward(self, s0, s1, drop_prob: float = 0.0):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node in range(self.steps):
+            h = None
+            for k in (2 * node, 2 * node + 1):
+                y = self.ops[k](states[self.inputs[k]])
+                if self.training and drop_prob > 0 and not self.is_identity[k]:
+                    y = drop_path(y, drop_prob)
+                h = y if h is None else h + y
+            states.append(h)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxiliaryHead(nn.Module):
+    """DARTS' auxiliary classifier, with adaptive pooling so it works at any feature-map size."""
+
+    def __init__(self, C, num_outputs):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_outputs)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class Network(nn.Module):
+    """Discrete network from a genotype.
+
+    ``forward`` returns ``(output, aux_output)``; ``aux_output`` is None in eval mode or without an
+    auxiliary head. ``drop_path_prob`` is set by the trainer each epoch.
+    """
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        in_channels: int,
+        num_outputs: int,
+        input_hw: tuple[int, int],
+        C: int = 36,
+        layers: int = 20,
+        auxiliary: bool = False,
+        reductions: int | None = None,
+        stem_multiplier: int = 3,
+    ):
+        super().__init__()
+        self.genotype = genotype
+        self.drop_path_prob = 0.0
+        positions = plan_reductions(layers, input_hw, reductions)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        )
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        self.aux_position = positions[-1] if (auxiliary and positions) else None
+        C_aux = None
+        for i in range(layers):
+            reduction = i in positions
+            if reduction:
+                C_curr *= 2
+            cell = Cell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_curr
+            if i == self.aux_position:
+                C_aux = C_p
+        self.auxiliary_head = AuxiliaryHead(C_aux, num_outputs) if C_aux else None
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_outputs)
+
+    def forward(self, x):  # x: (B, C_in, H, W)
+        s0 = s1 = self.stem(x)
+        aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.aux_position and self.auxiliary_head is not None and self.training:
+                aux = self.auxiliary_head(s1)
+        out = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_outputs)
+        return out, aux
+
+
+def count_parameters(model: nn.Module, *, exclude_auxiliary: bool = True) -> int:
+    """Trainable parameters; the auxiliary head (training-only) is left out, as DARTS reports."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.requires_grad and not (exclude_auxiliary and "auxiliary" in name)
+    )

@@ -1,0 +1,228 @@
+"""Candidate operations of the DARTS cell space, one registered factory each.
+
+Every factory has the signature ``(C, stride, affine, relu_in) -> nn.Module`` and maps a C-channel
+feature map of size (H, W) to a C-channel one of size (ceil(H/stride), ceil(W/stride)), for odd and
+even sizes alike, so cells work on non-square and odd-sized inputs.
+
+``relu_in``: DARTS' convolutional ops all begin with a ReLU of their input. In the supernet, every
+node state feeds many such ops (up to 4 conv ops on each of up to 5 outgoing edges), so the supernet
+applies that ReLU once per state and builds the ops with ``relu_in=False``; the discrete network
+builds them with ``relu_in=True``. ``OpSpec.takes_relu`` says which input an op wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+
+OpFactory = Callable[[int, int, bool, bool], nn.Module]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A registered operation: its factory and whether it consumes the ReLU'd input."""
+
+    name: str
+    factory: OpFactory
+    takes_relu: bool  # conv ops start with ReLU; pooling, identity and none do not
+    parameter_free: bool
+
+
+OPS: Registry[OpSpec] = Registry("operation")
+
+# The 8 primitives of the DARTS paper, in the paper's order (alpha columns follow this order).
+DARTS_OPS: tuple[str, ...] = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+
+
+def register_op(name: str, *, takes_relu: bool, parameter_free: bool = False):
+    def wrap(factory: OpFactory) -> OpFactory:
+        OPS.register(name, OpSpec(name, factory, takes_relu, parameter_free))
+        return factory
+
+    return wrap
+
+
+def create_op(name: str, C: int, stride: int, affine: bool = True, relu_in: bool = True):
+    """Build operation ``name`` for C channels (the single front door to the registry)."""
+    return OPS.get(name).factory(C, stride, affine, relu_in)
+
+
+def _relu(relu_in: bool) -> list[nn.Module]:
+    return [nn.ReLU(inplace=False)] if relu_in else []
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv(k×k) -> BN, the DARTS preprocessing and plain-conv block."""
+
+    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True):
+        super().__init__(
+            *_relu(relu_in),
+            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> depthwise dilated conv -> 1×1 conv -> BN."""
+
+    def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True, relu_in=True):
+        super().__init__(
+            *_relu(relu_in),
+            nn.Conv2d(
+                C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in, bias=False
+            ),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked (ReLU -> depthwise conv -> 1×1 conv -> BN) blocks, the first one strided."""
+
+    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True):
+        super().__init__(
+            DilConv(C_in, C_in, kernel, stride, padding, 1, affine, relu_in),
+            DilConv(C_in, C_out, kernel, 1, padding, 1, affine, True),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve H and W with two offset strided 1×1 convs (the DARTS skip connection in reductions).
+
+    The offset branch pads one row and column at the far end so odd sizes give ceil(H/2) in both
+    branches; for even sizes this is exactly the DARTS operation.
+    """
+
+    def __init__(self, C_in, C_out, affine=True, relu_in=True):
+        super().__init__()
+        assert C_out % 2 == 0, "FactorizedReduce needs an even channel count"
+        self.relu = nn.ReLU(inplace=False) if relu_in else nn.Identity()
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+class Zero(nn.Module):
+    """The `none` op. The supernet never calls it (its output is zero, so it only matters through
+    the softmax); the discrete network never contains it."""
+
+    def __init__(self, stride):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class Pool2x2(nn.Module):
+    """2×2 max or average pooling that keeps the size at stride 1 and gives ceil(H/2) at stride 2."""
+
+    def __init__(self, kind: str, stride: int):
+        super().__init__()
+        self.kind, self.stride = kind, stride
+
+    def forward(self, x):
+        if self.stride == 1:
+            x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+        pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
+        return pool(x, 2, stride=self.stride, ceil_mode=True)
+
+
+@register_op("none", takes_relu=False, parameter_free=True)
+def _none(C, stride, affine, relu_in):
+    return Zero(stride)
+
+
+@register_op("avg_pool_3x3", takes_relu=False, parameter_free=True)
+def _avg3(C, stride, affine, relu_in):
+    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+
+@register_op("max_pool_3x3", takes_relu=False, parameter_free=True)
+def _max3(C, stride, affine, relu_in):
+    return nn.MaxPool2d(3, stride=stride, padding=1)
+
+
+@register_op("max_pool_2x2", takes_relu=False, parameter_free=True)
+def _max2(C, stride, affine, relu_in):
+    return Pool2x2("max", stride)
+
+
+@register_op("avg_pool_2x2", takes_relu=False, parameter_free=True)
+def _avg2(C, stride, affine, relu_in):
+    return Pool2x2("avg", stride)
+
+
+# skip_connect is an identity at stride 1 (no ReLU) but a FactorizedReduce (with ReLU) at stride 2;
+# the supernet asks `op_takes_relu(name, stride)` rather than the spec alone for this reason.
+@register_op("skip_connect", takes_relu=False, parameter_free=True)
+def _skip(C, stride, affine, relu_in):
+    return nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine, relu_in)
+
+
+@register_op("sep_conv_3x3", takes_relu=True)
+def _sep3(C, stride, affine, relu_in):
+    return SepConv(C, C, 3, stride, 1, affine, relu_in)
+
+
+@register_op("sep_conv_5x5", takes_relu=True)
+def _sep5(C, stride, affine, relu_in):
+    return SepConv(C, C, 5, stride, 2, affine, relu_in)
+
+
+@register_op("sep_conv_7x7", takes_relu=True)
+def _sep7(C, stride, affine, relu_in):
+    return SepConv(C, C, 7, stride, 3, affine, relu_in)
+
+
+@register_op("dil_conv_3x3", takes_relu=True)
+def _dil3(C, stride, affine, relu_in):
+    return DilConv(C, C, 3, stride, 2, 2, affine, relu_in)
+
+
+@register_op("dil_conv_5x5", takes_relu=True)
+def _dil5(C, stride, affine, relu_in):
+    return DilConv(C, C, 5, stride, 4, 2, affine, relu_in)
+
+
+@register_op("conv_1x1", takes_relu=True)
+def _conv1(C, stride, affine, relu_in):
+    return ReLUConvBN(C, C, 1, stride, 0, affine, relu_in)
+
+
+@register_op("conv_3x3", takes_relu=True)
+def _conv3(C, stride, affine, relu_in):
+    return ReLUConvBN(C, C, 3, stride, 1, affine, relu_in)
+
+
+def op_takes_relu(name: str, stride: int) -> bool:
+    """Whether op ``name`` at ``stride`` starts with a ReLU of its input."""
+    if name == "skip_connect":
+        return stride != 1
+    return OPS.get(name).takes_relu
+
+
+def is_parameter_free(name: str) -> bool:
+    return OPS.get(name).parameter_free

@@ -1,0 +1,404 @@
+"""The whole flow on one screen: data -> task -> search -> genotype -> final network -> results.
+
+`run` = `search` + `train`; each verb validates all of its input (data, config, genotype, network
+sizes) before it creates the run directory, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, config_to_dict
+from .data import Dataset, load_dataset
+from .data.augment import augment_batch
+from .data.split import stratified_split
+from .errors import UserError
+from .flops import count_flops
+from .genotype import Genotype, load_genotype
+from .network import Network, count_parameters, plan_reductions
+from .progress import Reporter
+from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
+from .strategies import STRATEGIES, SearchContext, create_strategy
+from .tasks import Classification, Regression, Task, make_task
+from .train import Batches, predict, train_network
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    data: Dataset
+    task: Task
+    device: torch.device
+    channels_last: bool
+    reporter: Reporter
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu."
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def setup(cfg: Config, reporter: Reporter | None = None) -> Setup:
+    """Load and check the data, pick the device; raises UserError on any bad input."""
+    reporter = reporter or Reporter()
+    d = cfg.data
+    data = load_dataset(
+        d.dataset,
+        data_dir=d.data_dir,
+        task=d.task,
+        layout=d.layout,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=cfg.seed,
+    )
+    reporter.log(data.summary())
+    for note in data.notes:
+        reporter.log(f"  note: {note}")
+    device = resolve_device(cfg.device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
+    return Setup(cfg, data, make_task(data), device, channels_last, reporter)
+
+
+def _check_search(s: Setup) -> None:
+    STRATEGIES.get(s.cfg.search.strategy)
+    plan_reductions(s.cfg.search.layers, s.data.input_shape[1:], s.cfg.search.reductions)
+
+
+def _check_train(s: Setup) -> None:
+    plan_reductions(s.cfg.train.layers, s.data.input_shape[1:], s.cfg.train.reductions)
+
+
+def default_out(kind: str) -> Path:
+    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _open_run(s: Setup, out, kind: str, overwrite: bool) -> RunDir:
+    run = RunDir.create(
+        out or default_out(kind), kind=kind, config=config_to_dict(s.cfg), overwrite=overwrite
+    )
+    data = s.data
+    run.write_json(
+        "data.json",
+        {
+            "name": data.name,
+            "task": data.task,
+            "input_shape": list(data.input_shape),
+            "num_outputs": data.num_outputs,
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "target_mean": list(data.target_mean) if data.target_mean else None,
+            "target_std": list(data.target_std) if data.target_std else None,
+            "class_names": list(data.class_names) if data.class_names else None,
+            "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+            "notes": list(data.notes),
+        },
+    )
+    s.reporter.log(f"run directory: {run.path}")
+    return run
+
+
+def _search(s: Setup, run: RunDir | None):
+    ctx = SearchContext(s.cfg, s.data, s.task, s.device, s.channels_last, s.reporter, run)
+    result = create_strategy(s.cfg.search.strategy).search(ctx)
+    if run is not None:
+        result.genotype.to_json(run.file("genotype.json"))
+        if result.model is not None:
+            run.save_state("supernet.pt", result.model)
+    s.reporter.log(f"searched genotype: {result.genotype.to_dict()}")
+    return result
+
+
+def _batches(s: Setup, x, y, batch_size, shuffle=False, seed=0) -> Batches:
+    return Batches(
+        x,
+        y,
+        torch.tensor(s.data.mean),
+        torch.tensor(s.data.std),
+        batch_size,
+        s.device,
+        s.channels_last,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
+
+
+def build_network(genotype: Genotype, t, input_shape, num_outputs) -> Network:
+    C_in, H, W = input_shape
+    return Network(
+        genotype,
+        C_in,
+        num_outputs,
+        (H, W),
+        C=t.C,
+        layers=t.layers,
+        auxiliary=t.auxiliary,
+        reductions=t.reductions,
+    )
+
+
+def _train(s: Setup, genotype: Genotype, run: RunDir | None) -> tuple[Network, dict]:
+    """Train the discrete network from scratch, then evaluate it once on the test split."""
+    cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    net = build_network(genotype, t, data.input_shape, data.num_outputs).to(s.device)
+    if s.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    x, y = data.train.x, data.train.y
+    if t.max_samples is not None and t.max_samples < len(x):
+        _, keep = stratified_split(y.numpy(), t.max_samples / len(x), cfg.seed)
+        x, y = x[torch.as_tensor(keep)], y[torch.as_tensor(keep)]
+    H, W = data.input_shape[1:]
+    crop = t.crop_padding if t.crop_padding is not None else max(1, min(H, W) // 8)
+    cut = min(t.cutout, min(H, W) // 2)
+    if cut < t.cutout:
+        s.reporter.log(f"cutout {t.cutout} is more than half the image side: using {cut}")
+    augment = partial(
+        augment_batch,
+        generator=torch.Generator().manual_seed(cfg.seed + 21),
+        crop_padding=crop,
+        hflip=t.hflip,
+        cutout_length=cut,
+    )
+    params = count_parameters(net)
+    s.reporter.log(
+        f"train: C={t.C} layers={t.layers} auxiliary={t.auxiliary}, {params:,} parameters, "
+        f"{t.epochs} epochs on {len(x)} images"
+    )
+    pm = task.primary_metric
+
+    def on_epoch(e):
+        if run is not None:
+            run.log_event(
+                {
+                    "event": "train_epoch",
+                    "epoch": e.epoch,
+                    "lr": e.lr,
+                    "train": e.train,
+                    "val": e.val,
+                    "seconds": e.seconds,
+                }
+            )
+        s.reporter.log(
+            f"train epoch {e.epoch}/{t.epochs}: train loss {e.train['loss']:.4f} {pm} "
+            f"{e.train[pm]:.4f} | val loss {e.val['loss']:.4f} {pm} {e.val[pm]:.4f} | "
+            f"{e.seconds:.1f}s"
+        )
+
+    history = train_network(
+        net,
+        task,
+        _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31),
+        _batches(s, data.val.x, data.val.y, 256),
+        epochs=t.epochs,
+        lr=t.lr,
+        lr_min=t.lr_min,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        auxiliary_weight=t.auxiliary_weight if t.auxiliary else 0.0,
+        drop_path_prob=t.drop_path_prob,
+        augment=augment,
+        on_epoch=on_epoch,
+        track=s.reporter.track,
+    )
+    train_seconds = time.perf_counter() - t_start
+    outputs, targets = predict(net, _batches(s, data.test.x, data.test.y, 256))
+    test = task.metrics(outputs, targets)
+    results = {
+        "task": task.name,
+        "dataset": data.name,
+        "metric": pm,
+        "test": test,
+        "val": history[-1].val,
+        "params": params,
+        "flops": count_flops(net, data.input_shape),
+        "train_seconds": train_seconds,
+        "genotype": genotype.to_dict(),
+    }
+    if run is not None:
+        run.save_state("model.pt", net)
+        run.log_event({"event": "test", **test})
+        np.savez(
+            run.file("predictions_test.npz"),
+            y_true=targets.numpy(),
+            y_pred=task.decode_outputs(outputs).numpy(),
+            outputs=outputs.numpy(),
+        )
+    s.reporter.log(f"test: {_fmt(test)} | {params:,} params, {results['flops'] / 1e6:.1f} MFLOPs")
+    return net, results
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
+    results["wall_seconds"] = time.perf_counter() - t0
+    if run is not None:
+        run.write_json("results.json", results)
+    return results
+
+
+def run(
+    cfg: Config,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set."""
+    t0 = time.perf_counter()
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
+    s = setup(cfg, reporter)
+    _check_search(s)
+    _check_train(s)
+    run_dir = _open_run(s, out, "run", overwrite)
+    searched = _search(s, run_dir)
+    _, results = _train(s, searched.genotype, run_dir)
+    results.update(
+        search_seconds=searched.seconds,
+        supernet={"val": searched.val_metrics},
+        device=str(s.device),
+    )
+    return _finish(run_dir, results, t0)
+
+
+def search(
+    cfg: Config,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+) -> Genotype:
+    """Search only: writes the genotype (and the supernet) to the run directory."""
+    t0 = time.perf_counter()
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
+    s = setup(cfg, reporter)
+    _check_search(s)
+    run_dir = _open_run(s, out, "search", overwrite)
+    searched = _search(s, run_dir)
+    run_dir.write_json(
+        "results.json",
+        {
+            "task": s.task.name,
+            "dataset": s.data.name,
+            "genotype": searched.genotype.to_dict(),
+            "supernet": {"val": searched.val_metrics},
+            "search_seconds": searched.seconds,
+            "wall_seconds": time.perf_counter() - t0,
+            "device": str(s.device),
+        },
+    )
+    return searched.genotype
+
+
+def train(
+    cfg: Config,
+    genotype: Genotype | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Train a given genotype (name, JSON file, run directory or Genotype) and evaluate it."""
+    t0 = time.perf_counter()
+    if not isinstance(genotype, Genotype):
+        genotype = load_genotype(genotype)
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
+    s = setup(cfg, reporter)
+    _check_train(s)
+    run_dir = _open_run(s, out, "train", overwrite)
+    genotype.to_json(run_dir.file("genotype.json"))
+    _, results = _train(s, genotype, run_dir)
+    results["device"] = str(s.device)
+    return _finish(run_dir, results, t0)
+
+
+def load_trained(run_dir: str | os.PathLike) -> tuple[Network, dict, Config]:
+    """Rebuild the trained network of a run directory (weights loaded, eval mode)."""
+    path = Path(run_dir)
+    if not is_run_dir(path):
+        raise UserError(
+            f"{path} is not a scinas run directory (no run.json). Give the --out of a "
+            "finished `scinas run` or `scinas train`."
+        )
+    if not (path / "model.pt").is_file():
+        raise UserError(
+            f"{path} has no trained model (model.pt): it is a search-only run or did "
+            "not finish. Train it with `scinas train --genotype DIR`."
+        )
+    cfg = Config.model_validate(read_json(path / "config.json"))
+    info = read_json(path / "data.json")
+    net = build_network(
+        load_genotype(path), cfg.train, tuple(info["input_shape"]), info["num_outputs"]
+    )
+    net.load_state_dict(load_state(path / "model.pt"))
+    return net.eval(), info, cfg
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    data: str | None = None,
+    *,
+    data_dir: str | None = None,
+    split: str = "test",
+    reporter: Reporter | None = None,
+) -> dict:
+    """Evaluate a trained run on a split of its own dataset, or of another dataset of the same
+    shape (normalised with the training statistics of the run)."""
+    reporter = reporter or Reporter()
+    net, info, cfg = load_trained(run_dir)
+    d = cfg.data
+    dataset = load_dataset(
+        data or d.dataset,
+        data_dir=data_dir or d.data_dir,
+        task=info["task"],
+        layout=d.layout,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=cfg.seed,
+    )
+    if tuple(dataset.input_shape) != tuple(info["input_shape"]):
+        raise UserError(
+            f"the data's images are {tuple(dataset.input_shape)} but the network was "
+            f"trained on {tuple(info['input_shape'])}."
+        )
+    if split not in ("train", "val", "test"):
+        raise UserError(f"unknown split '{split}': use train, val or test.")
+    if info["task"] == "classification":
+        task: Task = Classification(num_outputs=info["num_outputs"])
+    else:
+        task = Regression(
+            num_outputs=info["num_outputs"],
+            target_mean=tuple(info["target_mean"]),
+            target_std=tuple(info["target_std"]),
+        )
+    part = getattr(dataset, split)
+    batches = Batches(
+        part.x,
+        part.y,
+        torch.tensor(info["mean"]),
+        torch.tensor(info["std"]),
+        256,
+        torch.device("cpu"),
+    )
+    outputs, targets = predict(net, batches)
+    metrics = task.metrics(outputs, targets)
+    reporter.log(f"{split} ({len(part)} samples of {dataset.name}): {_fmt(metrics)}")
+    return {"split": split, "dataset": dataset.name, "n": len(part), **metrics}

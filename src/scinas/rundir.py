@@ -1,0 +1,147 @@
+"""The run directory: everything a run leaves, and nothing else is state.
+
+Layout::
+
+    run.json            marks a scinas run: kind (run/search/train), version, start time
+    config.json         the resolved configuration
+    data.json           dataset facts the model depends on: shapes, task, normalisation stats
+    metrics.jsonl       one JSON object per event (search epoch, train epoch, test)
+    arch_weights.jsonl  per search epoch: alphas, softmax weights and the genotype at that point
+    genotype.json       the searched (or given) genotype, DARTS format
+    supernet.pt         trained supernet weights (state_dict, loads with weights_only=True)
+    model.pt            final network weights (state_dict)
+    predictions_test.npz  test targets and predictions (original units)
+    results.json        the summary: task, test metrics, params, FLOPs, times
+
+JSON files are written atomically (temporary file, then rename), so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+MARKER = "run.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    data = (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse an --out that holds something else, before anything is written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file, not a directory. Choose another --out.")
+    if path.is_dir() and any(path.iterdir()):
+        if not is_run_dir(path):
+            raise UserError(
+                f"--out {path} already exists, is not empty and is not a scinas run; refusing to "
+                "write into it. Choose a new or empty directory."
+            )
+        if not overwrite:
+            info = read_json(path / MARKER)
+            raise UserError(
+                f"--out {path} already holds a scinas {info.get('kind', 'run')} "
+                f"(started {info.get('started', '?')}). Choose another --out, or pass --overwrite "
+                "to replace it."
+            )
+    return path
+
+
+class RunDir:
+    """Writes the files of one run. Create it only after all input has been validated."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):
+        path = check_out_dir(path, overwrite=overwrite)
+        if path.is_dir() and overwrite and is_run_dir(path):
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        from . import __version__
+
+        write_json(
+            path / MARKER,
+            {
+                "scinas": __version__,
+                "kind": kind,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "torch": torch.__version__,
+            },
+        )
+        write_json(path / "config.json", config)
+        return run
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, obj) -> None:
+        write_json(self.path / name, obj)
+
+    def _append(self, name: str, obj) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(obj) + "\n")
+            f.flush()
+
+    def log_event(self, event: dict) -> None:
+        self._append("metrics.jsonl", {"time": time.time(), **event})
+
+    def log_arch_weights(self, epoch, op_names, w_normal, w_reduce, genotype, a_normal, a_reduce):
+        self._append(
+            "arch_weights.jsonl",
+            {
+                "epoch": epoch,
+                "ops": list(op_names),
+                "normal": w_normal.tolist(),
+                "reduce": w_reduce.tolist(),
+                "alpha_normal": a_normal.tolist(),
+                "alpha_reduce": a_reduce.tolist(),
+                "genotype": genotype.to_dict(),
+            },
+        )
+
+    def save_state(self, name: str, module: torch.nn.Module) -> None:
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        _atomic_write(self.path / name, lambda f: torch.save(state, f))
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Load weights saved by `RunDir.save_state`, never unpickling code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: this run has no trained weights.") from None
+    except Exception as e:  # weights_only refuses anything but tensors and plain containers
+        raise UserError(f"cannot load weights from {path}: {e.__class__.__name__}: {e}") from None

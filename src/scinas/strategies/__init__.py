@@ -1,0 +1,13 @@
+"""Search strategies behind one interface; adding a strategy is one file that registers itself.
+
+A strategy takes a `SearchContext` (config, data, task, device, run directory, reporter) and returns
+a `SearchResult` (the genotype plus what it learned on the way). It writes its history to the run
+directory through ``ctx.run`` as it goes.
+"""
+
+from __future__ import annotations
+
+from . import darts  # noqa: F401  (registers "darts")
+from .base import STRATEGIES, SearchContext, SearchResult, Strategy, create_strategy
+
+__all__ = ["STRATEGIES", "SearchContext", "SearchResult", "Strategy", "create_strategy"]

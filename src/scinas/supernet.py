@@ -1,0 +1,162 @@
+"""The DARTS supernet: every edge is a softmax-weighted mixture of all candidate ops.
+
+Where the time goes in the original DARTS code, and what this one does instead:
+
+* ``none`` contributes zeros: it is never computed. It still takes part in the softmax, so its
+  alpha gets the correct gradient (through the normalisation of the other weights).
+* Every conv op starts with a ReLU of its input; a node state feeds up to 4 conv ops on each of up
+  to 5 edges, so the ReLU is computed once per state and the ops are built without it.
+* The weighted sum accumulates into one tensor with fused multiply-adds (``addcmul``) instead of
+  a full-size temporary per op, and the sum over a node's edges goes into the same accumulator.
+* Architecture weights are ``nn.Parameter``s of the module (so they travel in ``state_dict``), but
+  optimisers see them apart: `weight_parameters()` and `arch_parameters()`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+from .genotype import Genotype, derive_genotype, edge_index, num_edges
+from .network import plan_reductions
+from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
+
+
+class MixedOp(nn.Module):
+    """All non-`none` candidate ops of one edge."""
+
+    def __init__(self, C: int, stride: int, op_names: tuple[str, ...]):
+        super().__init__()
+        self.columns: list[int] = []  # column of each computed op in the alpha row
+        self.takes_relu: list[bool] = []
+        self.ops = nn.ModuleList()
+        for k, name in enumerate(op_names):
+            if name == "none":
+                continue
+            op = create_op(name, C, stride, affine=False, relu_in=False)
+            if "pool" in name:  # as in DARTS: normalise pooled outputs in the search
+                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+            self.ops.append(op)
+            self.columns.append(k)
+            self.takes_relu.append(op_takes_relu(name, stride))
+
+    def forward(self, x, x_relu, weights, acc):
+        """Add ``sum_k weights[k] * op_k(x)`` into ``acc`` (None starts a new sum)."""
+        for k, op, relu in zip(self.columns, self.ops, self.takes_relu):
+            y = op(x_relu if relu else x)
+            acc = y * weights[k] if acc is None else torch.addcmul(acc, weights[k], y)
+        return acc
+
+
+class SearchCell(nn.Module):
+    def __init__(self, steps, multiplier, C_pp, C_p, C, reduction, reduction_prev, op_names):
+        super().__init__()
+        self.reduction = reduction
+        self.steps, self.multiplier = steps, multiplier
+        self.preprocess0 = (
+            FactorizedReduce(C_pp, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
+        )
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList()
+        for node in range(steps):
+            for j in range(node + 2):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(MixedOp(C, stride, op_names))
+
+    def forward(self, s0, s1, weights):  # weights: (num_edges, num_ops)
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        relus = [F.relu(s) for s in states]
+        for node in range(self.steps):
+            acc = None
+            for j in range(node + 2):
+                acc = self.edges[edge_index(node, j)](
+                    states[j], relus[j], weights[edge_index(node, j)], acc
+                )
+            states.append(acc)
+            relus.append(F.relu(acc))
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+class Supernet(nn.Module):
+    """DARTS search network over ``op_names`` for any C×H×W input and any number of outputs."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        input_hw: tuple[int, int],
+        C: int = 16,
+        layers: int = 8,
+        op_names: tuple[str, ...] | list[str] = (),
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        reductions: int | None = None,
+    ):
+        super().__init__()
+        from .ops import DARTS_OPS
+
+        op_names = tuple(op_names) or DARTS_OPS
+        for name in op_names:
+            OPS.get(name)  # unknown op -> UserError with a suggestion
+        if len(set(op_names)) != len(op_names):
+            raise UserError(f"the op list {list(op_names)} names an op twice.")
+        if all(name == "none" for name in op_names):
+            raise UserError("the op list needs at least one op besides 'none'.")
+        self.op_names = op_names
+        self.steps, self.multiplier = steps, multiplier
+        positions = plan_reductions(layers, input_hw, reductions)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        )
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in positions
+            if reduction:
+                C_curr *= 2
+            self.cells.append(
+                SearchCell(
+                    steps, multiplier, C_pp, C_p, C_curr, reduction, reduction_prev, op_names
+                )
+            )
+            reduction_prev = reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_outputs)
+        E, K = num_edges(steps), len(op_names)
+        self.alpha_normal = nn.Parameter(1e-3 * torch.randn(E, K))
+        self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(E, K))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Op weights of the normal and reduction edges, (num_edges, num_ops) each.
+
+        DARTS uses the softmax; GDAS-style subclasses override this with hard samples.
+        """
+        return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
+
+    def forward(self, x):  # x: (B, C_in, H, W) -> (B, num_outputs)
+        w_normal, w_reduce = self.edge_weights()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+    @torch.no_grad()
+    def genotype(self) -> Genotype:
+        w_normal = F.softmax(self.alpha_normal, dim=-1)
+        w_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        return derive_genotype(w_normal, w_reduce, self.op_names, self.steps)

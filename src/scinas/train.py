@@ -1,0 +1,173 @@
+"""Batches, evaluation and the trainer for final (discrete) networks.
+
+Data lives in memory as the raw tensors of `scinas.data.Split` (uint8 stays uint8); each batch is
+moved to the device, converted and normalised per channel there, so a 60k-image dataset costs its
+raw size and no worker processes are needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import TrainingDiverged
+from .tasks import Task
+
+
+@dataclass
+class Batches:
+    """Normalised mini-batches of (x, y) from raw tensors, shuffled by a seeded generator."""
+
+    x: torch.Tensor  # (N, C, H, W) raw
+    y: torch.Tensor  # (N,) or (N, K) as in the dataset
+    mean: torch.Tensor  # (C,)
+    std: torch.Tensor  # (C,)
+    batch_size: int
+    device: torch.device
+    channels_last: bool = False
+    shuffle: bool = False
+    drop_last: bool = False
+    generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return (
+            n // self.batch_size
+            if self.drop_last and n >= self.batch_size
+            else math.ceil(n / self.batch_size)
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        mean = self.mean.to(self.device).view(1, -1, 1, 1)
+        std = self.std.to(self.device).view(1, -1, 1, 1)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            xb = (self.x[idx].to(self.device, non_blocking=True).float() - mean) / std
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, self.y[idx].to(self.device, non_blocking=True)
+
+
+def model_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The main output of a supernet (tensor) or a discrete network ((output, aux) tuple)."""
+    out = model(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw outputs and targets of a whole split, concatenated on the CPU."""
+    was_training = model.training
+    model.eval()
+    outputs, targets = [], []
+    for xb, yb in batches:
+        outputs.append(model_output(model, xb).float().cpu())
+        targets.append(yb.cpu())
+    model.train(was_training)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def evaluate(model: nn.Module, task: Task, batches: Batches) -> dict:
+    """Task metrics over the whole split (never a mean of per-batch metrics)."""
+    outputs, targets = predict(model, batches)
+    return task.metrics(outputs, targets)
+
+
+def check_finite(loss: torch.Tensor, where: str, lr_key: str, lr: float) -> None:
+    """Stop with advice when the loss is NaN/inf or has exploded (a diverging learning rate)."""
+    value = loss.item()
+    if not math.isfinite(value) or value > 1e4:
+        raise TrainingDiverged(
+            f"the loss became {value:.3g} ({where}): training diverged. Lower the learning rate "
+            f"{lr_key} (now {lr:g}), e.g. --set {lr_key}={lr / 4:g}, or lower the gradient clip."
+        )
+
+
+def cosine_sgd(params, lr, lr_min, momentum, weight_decay, epochs):
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
+    return optimizer, scheduler
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train: dict
+    val: dict
+    lr: float
+    seconds: float
+
+
+def train_network(
+    model: nn.Module,
+    task: Task,
+    train_batches: Batches,
+    val_batches: Batches,
+    *,
+    epochs: int,
+    lr: float,
+    lr_min: float,
+    momentum: float,
+    weight_decay: float,
+    grad_clip: float,
+    auxiliary_weight: float = 0.0,
+    drop_path_prob: float = 0.0,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    track=None,
+) -> list[EpochStats]:
+    """Train a discrete network with SGD + cosine schedule, auxiliary loss and drop-path.
+
+    Train metrics are computed over all batches' outputs of the epoch (in train mode, with
+    augmentation), validation metrics over the whole validation split in eval mode.
+    """
+    optimizer, scheduler = cosine_sgd(
+        model.parameters(), lr, lr_min, momentum, weight_decay, epochs
+    )
+    history = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        # DARTS ramps drop-path linearly over training.
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = drop_path_prob * epoch / epochs
+        current_lr = optimizer.param_groups[0]["lr"]
+        outs, tgts = [], []
+        batches = iter(train_batches)
+        if track is not None:
+            batches = track(batches, len(train_batches), f"train {epoch + 1}/{epochs}")
+        for step, (xb, yb) in enumerate(batches):
+            if augment is not None:
+                xb = augment(xb)
+            out = model(xb)
+            out, aux = out if isinstance(out, tuple) else (out, None)
+            target = task.encode_targets(yb)
+            loss = task.loss(out, target)
+            if aux is not None and auxiliary_weight > 0:
+                loss = loss + auxiliary_weight * task.loss(aux, target)
+            check_finite(
+                loss, f"training epoch {epoch + 1}, step {step + 1}", "train.lr", current_lr
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            outs.append(out.detach().float().cpu())
+            tgts.append(yb.cpu())
+        scheduler.step()
+        train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
+        val_metrics = evaluate(model, task, val_batches)
+        stats = EpochStats(
+            epoch + 1, train_metrics, val_metrics, current_lr, time.perf_counter() - t0
+        )
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+    return history

@@ -66,13 +66,39 @@ def _relu(relu_in: bool) -> list[nn.Module]:
     return [nn.ReLU(inplace=False)] if relu_in else []
 
 
+class Conv1x1(nn.Conv2d):
+    """A bias-free 1×1 convolution that runs as a matmul on channels-last input.
+
+    On CPU, oneDNN's 1×1 convolution carries a large fixed cost per call that dominates the small
+    feature maps of a supernet; on a channels-last tensor the same product is one GEMM over
+    (B·H·W, C) with no copies (the permutes are views). Weights and state_dict keys are those of
+    nn.Conv2d, so checkpoints and FLOP counts are unchanged.
+    """
+
+    def __init__(self, C_in: int, C_out: int):
+        super().__init__(C_in, C_out, 1, bias=False)
+
+    def forward(self, x):
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.size(1) > 1:
+            y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1))  # (B, H, W, C_out)
+            return y.permute(0, 3, 1, 2)  # channels-last (B, C_out, H, W) view
+        return super().forward(x)
+
+
+def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1):
+    if kernel == 1 and stride == 1 and padding == 0 and groups == 1:
+        return Conv1x1(C_in, C_out)
+    return nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups, bias=False)
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU -> Conv(k×k) -> BN, the DARTS preprocessing and plain-conv block."""
 
     def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True):
         super().__init__(
             *_relu(relu_in),
-            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
+            _conv(C_in, C_out, kernel, stride, padding),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
@@ -83,10 +109,8 @@ class DilConv(nn.Sequential):
     def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True, relu_in=True):
         super().__init__(
             *_relu(relu_in),
-            nn.Conv2d(
-                C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in, bias=False
-            ),
-            nn.Conv2d(C_in, C_out, 1, bias=False),
+            _conv(C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in),
+            _conv(C_in, C_out, 1, 1, 0),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 

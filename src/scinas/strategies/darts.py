@@ -31,8 +31,9 @@ def batch_loss(model, task, x, y) -> torch.Tensor:
 class Architect:
     """Updates the architecture parameters of a supernet."""
 
-    def __init__(self, model: Supernet, task, *, lr: float, weight_decay: float, order: int):
-        self.model, self.task, self.order = model, task, order
+    def __init__(self, model: Supernet, task, *, lr: float, weight_decay: float, order: int,
+                 hvp_r: float = 1e-2):
+        self.model, self.task, self.order, self.hvp_r = model, task, order, hvp_r
         self.optimizer = torch.optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
         )
@@ -44,7 +45,8 @@ class Architect:
             grads = torch.autograd.grad(loss, alphas)
         else:
             loss, grads = unrolled_arch_grads(
-                self.model, self.task, x_train, y_train, x_val, y_val, eta, w_optimizer
+                self.model, self.task, x_train, y_train, x_val, y_val, eta, w_optimizer,
+                r=self.hvp_r,
             )
         for a, g in zip(alphas, grads):
             a.grad = g

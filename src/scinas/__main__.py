@@ -1,0 +1,3 @@
+from scinas.cli import main
+
+main()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Settings small enough that an end-to-end run takes seconds on 2 CPU cores.
+TINY = [
+    "search.epochs=1", "search.C=4", "search.layers=2", "search.max_samples=120",
+    "search.batch_size=32", "train.epochs=1", "train.C=4", "train.layers=2",
+    "train.max_samples=120", "train.batch_size=32",
+]
+
+
+def tiny_sets(*extra: str) -> list[str]:
+    out = []
+    for item in [*TINY, *extra]:
+        out += ["--set", item]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture
+def rotated_mnist_npz(tmp_path) -> Path:
+    """A regression dataset from real images: MNIST digits rotated by a known angle.
+
+    Targets (2 per image, different units): the rotation angle in degrees and the image's ink
+    mass (sum of pixel values / 255) after rotation.
+    """
+    from scinas.data.readers import read_idx
+
+    x = read_idx(shared("mnist", "t10k-images-idx3-ubyte.gz"))[:600].astype(np.float32) / 255
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(-60, 60, len(x)).astype(np.float32)
+    theta = np.deg2rad(angle)
+    cos, sin = np.cos(theta), np.sin(theta)
+    mat = np.zeros((len(x), 2, 3), np.float32)
+    mat[:, 0, 0], mat[:, 0, 1], mat[:, 1, 0], mat[:, 1, 1] = cos, -sin, sin, cos
+    grid = torch.nn.functional.affine_grid(torch.from_numpy(mat), (len(x), 1, 28, 28),
+                                           align_corners=False)
+    rot = torch.nn.functional.grid_sample(torch.from_numpy(x)[:, None], grid,
+                                          align_corners=False).numpy()
+    ink = rot.sum(axis=(1, 2, 3))
+    y = np.stack([angle, ink], axis=1).astype(np.float32)
+    path = tmp_path / "rotated_mnist.npz"
+    np.savez(path, x_train=rot[:450], y_train=y[:450], x_test=rot[450:], y_test=y[450:])
+    return path

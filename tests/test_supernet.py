@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scinas.errors import UserError
+from scinas.genotype import num_edges
+from scinas.strategies.darts import unrolled_arch_grads
+from scinas.supernet import Supernet
+from scinas.tasks import Classification
+
+OPS4 = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (5, 30, 80)])
+def test_supernet_forward_and_genotype(shape):
+    net = Supernet(shape[0], 3, shape[1:], C=4, layers=3)
+    assert net(torch.randn(2, *shape)).shape == (2, 3)
+    assert net.alpha_normal.shape == (num_edges(4), 8)
+    g = net.genotype()
+    assert len(g.normal) == 8 and all(op != "none" for op, _ in g.normal + g.reduce)
+
+
+def test_arch_and_weight_parameters_are_disjoint_and_complete():
+    net = Supernet(1, 2, (8, 8), C=4, layers=2)
+    arch, weights = net.arch_parameters(), net.weight_parameters()
+    assert len(arch) == 2
+    assert len(arch) + len(weights) == len(list(net.parameters()))
+    assert not {id(p) for p in arch} & {id(p) for p in weights}
+
+
+def test_none_gets_a_gradient_though_it_is_never_computed():
+    net = Supernet(1, 2, (8, 8), C=4, layers=2)
+    loss = F.cross_entropy(net(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    none_col = net.op_names.index("none")
+    assert net.alpha_reduce.grad[:, none_col].abs().sum() > 0
+
+
+def test_mixed_edge_equals_explicit_weighted_sum_of_all_ops():
+    """The optimised edge (none skipped, shared ReLU, fused adds) computes sum_k w_k op_k(x)."""
+    torch.manual_seed(0)
+    net = Supernet(1, 2, (8, 8), C=4, layers=1, op_names=OPS4, reductions=0).eval()
+    edge = net.cells[0].edges[0]
+    x = torch.randn(2, 4, 4, 4)
+    w = torch.softmax(torch.randn(len(OPS4)), 0)
+    got = edge(x, F.relu(x), w, None)
+    want = torch.zeros_like(got)
+    for k, col in enumerate(edge.columns):
+        inp = F.relu(x) if edge.takes_relu[k] else x
+        want += w[col] * edge.ops[k](inp)
+    torch.testing.assert_close(got, want)
+
+
+def test_bad_op_lists():
+    with pytest.raises(UserError, match="at least one op besides 'none'"):
+        Supernet(1, 2, (8, 8), C=4, layers=2, op_names=("none",))
+    with pytest.raises(UserError, match="twice"):
+        Supernet(1, 2, (8, 8), C=4, layers=2, op_names=("none", "skip_connect", "skip_connect"))
+    with pytest.raises(UserError, match="Did you mean"):
+        Supernet(1, 2, (8, 8), C=4, layers=2, op_names=("none", "skip_conect"))
+
+
+def _loss(model, x, y):
+    return F.cross_entropy(model(x), y)
+
+
+def test_second_order_gradient_matches_finite_differences():
+    """The unrolled DARTS gradient against a central-difference derivative of
+    F(α) = L_val(w − ξ(momentum·buf + ∇w L_train(w, α) + wd·w), α), in float64."""
+    torch.manual_seed(0)
+    model = Supernet(1, 3, (8, 8), C=4, layers=3, op_names=OPS4, steps=2, multiplier=2,
+                     reductions=1).double()
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.normal_(0, 0.5)
+    task = Classification(num_outputs=3)
+    xt, yt = torch.randn(6, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    xv, yv = torch.randn(6, 1, 8, 8, dtype=torch.float64), torch.tensor([2, 1, 0, 2, 1, 0])
+    opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
+    _loss(model, xt, yt).backward()  # one real step so the momentum buffer takes part
+    opt.step()
+    opt.zero_grad()
+    eta = 0.1
+    weights_before = [w.detach().clone() for w in model.weight_parameters()]
+
+    # The paper's step r=0.01 crosses ReLU/max-pool kinks on a network this small; in float64 a
+    # small step isolates the formula (the step itself is `search.hvp_r`).
+    _, grads = unrolled_arch_grads(model, task, xt, yt, xv, yv, eta, opt, r=1e-6)
+    got = torch.cat([g.flatten() for g in grads])
+    for w, b in zip(model.weight_parameters(), weights_before, strict=True):
+        assert torch.equal(w, b), "the virtual step must be undone exactly"
+
+    weights = model.weight_parameters()
+    bufs = [opt.state[w]["momentum_buffer"] for w in weights]
+
+    def unrolled_val_loss() -> float:
+        g = torch.autograd.grad(_loss(model, xt, yt), weights)
+        with torch.no_grad():
+            for w, gi, buf in zip(weights, g, bufs, strict=True):
+                w.sub_(eta * (0.9 * buf + gi + 3e-4 * w))
+            value = _loss(model, xv, yv).item()
+            for w, b in zip(weights, weights_before, strict=True):
+                w.copy_(b)
+        return value
+
+    h = 1e-5
+    ref = []
+    for a in model.arch_parameters():
+        flat = a.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + h
+            up = unrolled_val_loss()
+            flat[i] = old - h
+            down = unrolled_val_loss()
+            flat[i] = old
+            ref.append((up - down) / (2 * h))
+    ref = torch.tensor(ref, dtype=torch.float64)
+    rel = (got - ref).norm() / ref.norm()
+    assert rel < 1e-2, f"relative error {rel:.2e}"
+    # and it differs from the first-order gradient (the Hessian term matters here)
+    first = torch.cat([g.flatten() for g in torch.autograd.grad(_loss(model, xv, yv),
+                                                               model.arch_parameters())])
+    assert (first - ref).norm() / ref.norm() > 10 * rel

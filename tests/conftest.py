@@ -10,9 +10,16 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Settings small enough that an end-to-end run takes seconds on 2 CPU cores.
 TINY = [
-    "search.epochs=1", "search.C=4", "search.layers=2", "search.max_samples=120",
-    "search.batch_size=32", "train.epochs=1", "train.C=4", "train.layers=2",
-    "train.max_samples=120", "train.batch_size=32",
+    "search.epochs=1",
+    "search.C=4",
+    "search.layers=3",
+    "search.max_samples=120",
+    "search.batch_size=32",
+    "train.epochs=1",
+    "train.C=4",
+    "train.layers=3",
+    "train.max_samples=120",
+    "train.batch_size=32",
 ]
 
 
@@ -52,10 +59,12 @@ def rotated_mnist_npz(tmp_path) -> Path:
     cos, sin = np.cos(theta), np.sin(theta)
     mat = np.zeros((len(x), 2, 3), np.float32)
     mat[:, 0, 0], mat[:, 0, 1], mat[:, 1, 0], mat[:, 1, 1] = cos, -sin, sin, cos
-    grid = torch.nn.functional.affine_grid(torch.from_numpy(mat), (len(x), 1, 28, 28),
-                                           align_corners=False)
-    rot = torch.nn.functional.grid_sample(torch.from_numpy(x)[:, None], grid,
-                                          align_corners=False).numpy()
+    grid = torch.nn.functional.affine_grid(
+        torch.from_numpy(mat), (len(x), 1, 28, 28), align_corners=False
+    )
+    rot = torch.nn.functional.grid_sample(
+        torch.from_numpy(x)[:, None], grid, align_corners=False
+    ).numpy()
     ink = rot.sum(axis=(1, 2, 3))
     y = np.stack([angle, ink], axis=1).astype(np.float32)
     path = tmp_path / "rotated_mnist.npz"

@@ -18,8 +18,12 @@ def test_crop_is_a_shifted_window_of_the_padded_image():
     assert y.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for b in range(2):
-        hits = [(i, j) for i in range(5) for j in range(5)
-                if torch.equal(padded[b, :, i : i + 5, j : j + 6], y[b])]
+        hits = [
+            (i, j)
+            for i in range(5)
+            for j in range(5)
+            if torch.equal(padded[b, :, i : i + 5, j : j + 6], y[b])
+        ]
         assert hits, "every crop is a window of the padded image"
 
 
@@ -42,6 +46,7 @@ def test_cutout_zeroes_one_square_per_image_and_is_seeded():
 
 def test_augment_batch_keeps_shape():
     x = torch.randn(4, 3, 9, 7)
-    y = augment_batch(x, torch.Generator().manual_seed(0), crop_padding=1, hflip=True,
-                      cutout_length=3)
+    y = augment_batch(
+        x, torch.Generator().manual_seed(0), crop_padding=1, hflip=True, cutout_length=3
+    )
     assert y.shape == x.shape

@@ -14,8 +14,9 @@ from conftest import tiny_sets
 
 
 def scinas(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "scinas", *args], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scinas", *args], capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"scinas {' '.join(args)} failed:\n{proc.stderr}")
     return proc
@@ -30,9 +31,18 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
     proc = scinas("run", "--out", str(out), *tiny_sets("search.epochs=2"))
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["task"] == "classification"
-    for name in ["run.json", "config.json", "data.json", "metrics.jsonl", "arch_weights.jsonl",
-                 "genotype.json", "supernet.pt", "model.pt", "predictions_test.npz",
-                 "results.json"]:
+    for name in [
+        "run.json",
+        "config.json",
+        "data.json",
+        "metrics.jsonl",
+        "arch_weights.jsonl",
+        "genotype.json",
+        "supernet.pt",
+        "model.pt",
+        "predictions_test.npz",
+        "results.json",
+    ]:
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "classification" and 0 <= results["test"]["accuracy"] <= 1
@@ -67,17 +77,27 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
 
 def test_regression_on_rotated_mnist_r2_equals_sklearn(tmp_path, rotated_mnist_npz):
     out = tmp_path / "reg"
-    scinas("run", "--data", str(rotated_mnist_npz), "--out", str(out),
-           *tiny_sets("train.epochs=3", "train.max_samples=400"), "-q")
+    scinas(
+        "run",
+        "--data",
+        str(rotated_mnist_npz),
+        "--out",
+        str(out),
+        *tiny_sets("train.epochs=3", "train.max_samples=400"),
+        "-q",
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "regression" and results["metric"] == "r2"
     test = results["test"]
     assert len(test["r2_per_target"]) == 2 and len(test["rmse_per_target"]) == 2
     pred = np.load(out / "predictions_test.npz")
     assert pred["y_pred"].shape == (150, 2)
-    np.testing.assert_allclose(test["r2_per_target"],
-                               r2_score(pred["y_true"], pred["y_pred"], multioutput="raw_values"),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        test["r2_per_target"],
+        r2_score(pred["y_true"], pred["y_pred"], multioutput="raw_values"),
+        rtol=1e-6,
+        atol=1e-9,
+    )
     assert test["r2"] == pytest.approx(r2_score(pred["y_true"], pred["y_pred"]), abs=1e-9)
     # in the targets' original units (degrees), not standardised ones
     assert test["rmse_per_target"][0] > 1.0
@@ -109,6 +129,7 @@ def bad_npz(tmp_path):
         path = tmp_path / "bad.npz"
         np.savez(path, **arrays)
         return str(path)
+
     return make
 
 
@@ -119,7 +140,7 @@ Y = np.arange(20) % 2
 @pytest.mark.parametrize(
     "case, args, phrase",
     [
-        ("missing file", ["--data", "/nonexistent/data.npz"], "does not exist"),
+        ("missing file", ["--data", "/nonexistent/data.npz"], "not found"),
         ("unknown dataset", ["--data", "mnsit"], "Did you mean 'mnist'"),
         ("unknown preset", ["--preset", "smal"], "Did you mean 'small'"),
         ("unknown op", ["--set", "search.ops=[none,sep_conv_3x4]"], "Did you mean 'sep_conv_3x3'"),
@@ -130,8 +151,11 @@ Y = np.arange(20) % 2
         ("empty split", {"x_train": X, "y_train": Y, "x_test": X[:0], "y_test": Y[:0]}, "empty"),
         ("nan", {"x_train": np.full((20, 8, 8), np.nan, np.float32), "y_train": Y}, "NaN"),
         ("negative labels", {"x_train": X, "y_train": Y - 1}, "negative"),
-        ("non-integer labels", {"x_train": X, "y_train": Y + 0.5, "task": "classification"},
-         "integer"),
+        (
+            "non-integer labels",
+            {"x_train": X, "y_train": Y + 0.5, "task": "classification"},
+            "integer",
+        ),
     ],
 )
 def test_bad_input_one_clear_message_exit_2_nothing_written(tmp_path, bad_npz, case, args, phrase):
@@ -155,7 +179,9 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     proc = scinas("run", "--out", str(out), *tiny_sets(), check=False)
     assert proc.returncode == 2 and "already holds a scinas search" in proc.stderr
     assert "--overwrite" in proc.stderr
-    assert (out / "run.json").stat().st_mtime_ns == stamp and (out / "genotype.json").read_text() == before
+    assert (out / "run.json").stat().st_mtime_ns == stamp and (
+        out / "genotype.json"
+    ).read_text() == before
     # a non-empty directory that is not a run is never deleted, even with --overwrite
     other = tmp_path / "mine"
     other.mkdir()

@@ -11,9 +11,17 @@ def test_presets_and_defaults():
     paper = build_config(preset="paper")
     # the DARTS paper's settings
     assert (paper.search.epochs, paper.search.C, paper.search.layers, paper.search.batch_size) == (
-        50, 16, 8, 64)
+        50,
+        16,
+        8,
+        64,
+    )
     assert (paper.train.epochs, paper.train.C, paper.train.layers, paper.train.batch_size) == (
-        600, 36, 20, 96)
+        600,
+        36,
+        20,
+        96,
+    )
     assert paper.search.arch_lr == 3e-4 and paper.train.cutout == 16
     assert build_config().preset == "tiny"
 
@@ -21,8 +29,9 @@ def test_presets_and_defaults():
 def test_precedence_preset_file_set_explicit(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("search:\n  epochs: 7\n  C: 12\ntrain:\n  epochs: 3\n")
-    cfg = build_config(preset="small", file=f, overrides=["search.C=10"], seed=5,
-                       data__dataset="mnist")
+    cfg = build_config(
+        preset="small", file=f, overrides=["search.C=10"], seed=5, data__dataset="mnist"
+    )
     assert cfg.search.epochs == 7 and cfg.search.C == 10 and cfg.train.epochs == 3
     assert cfg.seed == 5 and cfg.data.dataset == "mnist" and cfg.preset == "small"
 
@@ -38,15 +47,20 @@ def test_toml_and_json_files(tmp_path):
 
 def test_set_parses_yaml_values():
     tree = parse_set(["search.ops=[none, skip_connect]", "train.auxiliary=false", "seed=4"])
-    assert tree == {"search": {"ops": ["none", "skip_connect"]}, "train": {"auxiliary": False},
-                    "seed": 4}
+    assert tree == {
+        "search": {"ops": ["none", "skip_connect"]},
+        "train": {"auxiliary": False},
+        "seed": 4,
+    }
 
 
 @pytest.mark.parametrize(
     "kwargs, phrase",
     [
-        ({"overrides": ["search.epoch=3"]}, "unknown config key 'search.epoch'. Did you mean "
-                                            "'search.epochs'"),
+        (
+            {"overrides": ["search.epoch=3"]},
+            "unknown config key 'search.epoch'. Did you mean 'search.epochs'",
+        ),
         ({"overrides": ["serch.epochs=3"]}, "Did you mean 'search'"),
         ({"overrides": ["search.epochs=0"]}, "search.epochs"),
         ({"overrides": ["search.ops=[none, sep_conv_3x4]"]}, "Did you mean 'sep_conv_3x3'"),
@@ -56,6 +70,7 @@ def test_set_parses_yaml_values():
     ],
 )
 def test_bad_config_is_a_user_error(kwargs, phrase):
-    with pytest.raises(UserError, match=phrase.replace(".", r"\.").replace("[", r"\[")
-                       .replace("(", r"\(")):
+    with pytest.raises(
+        UserError, match=phrase.replace(".", r"\.").replace("[", r"\[").replace("(", r"\(")
+    ):
         build_config(**kwargs)

@@ -53,20 +53,45 @@ def test_derive_picks_two_strongest_edges_and_excludes_none():
     w[edge_index(1, 2), ops.index("dil_conv_3x3")] = 0.8
     w[edge_index(1, 0), ops.index("skip_connect")] = 0.6
     cell = derive_cell(w, ops, 2)
-    assert cell == (("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2),
-                    ("skip_connect", 0))
+    assert cell == (
+        ("sep_conv_5x5", 1),
+        ("max_pool_3x3", 0),
+        ("dil_conv_3x3", 2),
+        ("skip_connect", 0),
+    )
 
 
 @pytest.mark.parametrize(
     "bad, phrase",
     [
         ({"normal": [["sep_conv_3x3", 0]]}, "not a DARTS genotype"),
-        ({"normal": [["sep_conv_3x3", 0], ["none", 1]], "normal_concat": [2],
-          "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]], "reduce_concat": [2]}, "'none'"),
-        ({"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 5]], "normal_concat": [2],
-          "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]], "reduce_concat": [2]}, "reads state 5"),
-        ({"normal": [["sep_conv_3x3", 0], ["sepconv_3x3", 1]], "normal_concat": [2],
-          "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]], "reduce_concat": [2]}, "Did you mean"),
+        (
+            {
+                "normal": [["sep_conv_3x3", 0], ["none", 1]],
+                "normal_concat": [2],
+                "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            },
+            "'none'",
+        ),
+        (
+            {
+                "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 5]],
+                "normal_concat": [2],
+                "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            },
+            "reads state 5",
+        ),
+        (
+            {
+                "normal": [["sep_conv_3x3", 0], ["sepconv_3x3", 1]],
+                "normal_concat": [2],
+                "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]],
+                "reduce_concat": [2],
+            },
+            "Did you mean",
+        ),
     ],
 )
 def test_bad_genotypes_are_rejected(bad, phrase):
@@ -91,8 +116,9 @@ def test_reductions_adapt_to_small_and_non_square_inputs():
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (5, 30, 80), (3, 7, 9)])
 def test_network_forward_any_input_shape(shape):
-    net = Network(load_genotype("DARTS_V1"), shape[0], 4, shape[1:], C=4, layers=5,
-                  auxiliary=True).train()
+    net = Network(
+        load_genotype("DARTS_V1"), shape[0], 4, shape[1:], C=4, layers=5, auxiliary=True
+    ).train()
     out, aux = net(torch.randn(3, *shape))
     assert out.shape == (3, 4) and aux.shape == (3, 4)
     net.eval()

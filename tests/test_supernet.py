@@ -70,8 +70,9 @@ def test_second_order_gradient_matches_finite_differences():
     """The unrolled DARTS gradient against a central-difference derivative of
     F(α) = L_val(w − ξ(momentum·buf + ∇w L_train(w, α) + wd·w), α), in float64."""
     torch.manual_seed(0)
-    model = Supernet(1, 3, (8, 8), C=4, layers=3, op_names=OPS4, steps=2, multiplier=2,
-                     reductions=1).double()
+    model = Supernet(
+        1, 3, (8, 8), C=4, layers=3, op_names=OPS4, steps=2, multiplier=2, reductions=1
+    ).double()
     with torch.no_grad():
         for a in model.arch_parameters():
             a.normal_(0, 0.5)
@@ -121,6 +122,7 @@ def test_second_order_gradient_matches_finite_differences():
     rel = (got - ref).norm() / ref.norm()
     assert rel < 1e-2, f"relative error {rel:.2e}"
     # and it differs from the first-order gradient (the Hessian term matters here)
-    first = torch.cat([g.flatten() for g in torch.autograd.grad(_loss(model, xv, yv),
-                                                               model.arch_parameters())])
+    first = torch.cat(
+        [g.flatten() for g in torch.autograd.grad(_loss(model, xv, yv), model.arch_parameters())]
+    )
     assert (first - ref).norm() / ref.norm() > 10 * rel

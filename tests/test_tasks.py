@@ -22,7 +22,7 @@ def test_regression_metrics_equal_sklearn_per_target_and_averaged():
 
 
 def test_r2_is_not_a_mean_over_minibatches():
-    """Per-batch R² (the old DARTS-fork bug) differs from the whole-set R²; we compute the latter."""
+    """Per-batch R² (an old DARTS-fork bug) differs from whole-set R²; we compute the latter."""
     rng = np.random.default_rng(1)
     true = np.sort(rng.normal(size=400))  # batches with small within-batch variance
     pred = true + rng.normal(scale=0.3, size=400)

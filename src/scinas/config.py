@@ -104,14 +104,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores for small inputs (digits 8×8: under 3 minutes end to end).
     "tiny": {
         "search": {"epochs": 5, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 5000},
-        "train": {"epochs": 20, "C": 12, "layers": 4, "batch_size": 128, "lr": 0.1,
-                  "auxiliary": False, "drop_path_prob": 0.0, "cutout": 0, "max_samples": 10000},
+        "train": {
+            "epochs": 20,
+            "C": 12,
+            "layers": 4,
+            "batch_size": 128,
+            "lr": 0.1,
+            "auxiliary": False,
+            "drop_path_prob": 0.0,
+            "cutout": 0,
+            "max_samples": 10000,
+        },
     },
     # Tens of minutes on 2 CPU cores for MNIST-sized data.
     "small": {
         "search": {"epochs": 6, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 3000},
-        "train": {"epochs": 4, "C": 16, "layers": 5, "batch_size": 128, "lr": 0.1,
-                  "auxiliary": False, "drop_path_prob": 0.0, "cutout": 0, "crop_padding": 2},
+        "train": {
+            "epochs": 4,
+            "C": 16,
+            "layers": 5,
+            "batch_size": 128,
+            "lr": 0.1,
+            "auxiliary": False,
+            "drop_path_prob": 0.0,
+            "cutout": 0,
+            "crop_padding": 2,
+        },
     },
     # The DARTS paper: 50 search epochs at C=16, 8 cells; 600 training epochs at C=36, 20 cells.
     "paper": {},

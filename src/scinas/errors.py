@@ -36,5 +36,6 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> UserError:
     """Build the standard 'unknown X' error with the closest match and the list of valid names."""
     choices = sorted(choices)
     return UserError(
-        f"unknown {kind} '{name}'.{did_you_mean(name, choices)} Valid {kind}s: {', '.join(choices)}."
+        f"unknown {kind} '{name}'.{did_you_mean(name, choices)} "
+        f"Valid {kind}s: {', '.join(choices)}."
     )

@@ -100,7 +100,7 @@ def published_genotypes() -> list[str]:
 
 
 def load_genotype(name_or_path: str | os.PathLike) -> Genotype:
-    """Load a genotype by published name (``DARTS_V2``), from a JSON file, or from a run directory."""
+    """Load a genotype by published name (``DARTS_V2``), a JSON file, or a run directory."""
     path = Path(name_or_path)
     if path.is_dir() and (path / "genotype.json").is_file():
         path = path / "genotype.json"

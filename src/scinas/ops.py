@@ -88,8 +88,16 @@ class Conv1x1(nn.Conv2d):
 def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1):
     if kernel == 1 and stride == 1 and padding == 0 and groups == 1:
         return Conv1x1(C_in, C_out)
-    return nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, dilation=dilation,
-                     groups=groups, bias=False)
+    return nn.Conv2d(
+        C_in,
+        C_out,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
 
 
 class ReLUConvBN(nn.Sequential):
@@ -161,7 +169,7 @@ class Zero(nn.Module):
 
 
 class Pool2x2(nn.Module):
-    """2×2 max or average pooling that keeps the size at stride 1 and gives ceil(H/2) at stride 2."""
+    """2×2 max/average pooling: same size at stride 1, ceil(H/2) at stride 2."""
 
     def __init__(self, kind: str, stride: int):
         super().__init__()

@@ -234,7 +234,7 @@ def _train(s: Setup, genotype: Genotype, run: RunDir | None) -> tuple[Network, d
         np.savez(
             run.file("predictions_test.npz"),
             y_true=targets.numpy(),
-            y_pred=task.decode_outputs(outputs).numpy(),
+            y_pred=task.decode_outputs(outputs.double()).numpy(),
             outputs=outputs.numpy(),
         )
     s.reporter.log(f"test: {_fmt(test)} | {params:,} params, {results['flops'] / 1e6:.1f} MFLOPs")

@@ -13,7 +13,7 @@ Layout::
     predictions_test.npz  test targets and predictions (original units)
     results.json        the summary: task, test metrics, params, FLOPs, times
 
-JSON files are written atomically (temporary file, then rename), so a crash never leaves half a file.
+JSON files are written atomically (temporary file, then rename): a crash never leaves half a file.
 """
 
 from __future__ import annotations

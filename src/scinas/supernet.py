@@ -44,7 +44,7 @@ class MixedOp(nn.Module):
 
     def forward(self, x, x_relu, weights, acc):
         """Add ``sum_k weights[k] * op_k(x)`` into ``acc`` (None starts a new sum)."""
-        for k, op, relu in zip(self.columns, self.ops, self.takes_relu):
+        for k, op, relu in zip(self.columns, self.ops, self.takes_relu, strict=False):
             y = op(x_relu if relu else x)
             acc = y * weights[k] if acc is None else torch.addcmul(acc, weights[k], y)
         return acc

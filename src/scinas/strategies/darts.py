@@ -28,11 +28,25 @@ def batch_loss(model, task, x, y) -> torch.Tensor:
     return task.loss(model(x), task.encode_targets(y))
 
 
+def _grad(loss, params):
+    """Gradients, with zeros for parameters the loss does not reach (e.g. the normal-cell alphas
+    of a network too small to hold a normal cell)."""
+    return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+
+
 class Architect:
     """Updates the architecture parameters of a supernet."""
 
-    def __init__(self, model: Supernet, task, *, lr: float, weight_decay: float, order: int,
-                 hvp_r: float = 1e-2):
+    def __init__(
+        self,
+        model: Supernet,
+        task,
+        *,
+        lr: float,
+        weight_decay: float,
+        order: int,
+        hvp_r: float = 1e-2,
+    ):
         self.model, self.task, self.order, self.hvp_r = model, task, order, hvp_r
         self.optimizer = torch.optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
@@ -42,13 +56,20 @@ class Architect:
         alphas = self.model.arch_parameters()
         if self.order == 1:
             loss = batch_loss(self.model, self.task, x_val, y_val)
-            grads = torch.autograd.grad(loss, alphas)
+            grads = _grad(loss, alphas)
         else:
             loss, grads = unrolled_arch_grads(
-                self.model, self.task, x_train, y_train, x_val, y_val, eta, w_optimizer,
+                self.model,
+                self.task,
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                eta,
+                w_optimizer,
                 r=self.hvp_r,
             )
-        for a, g in zip(alphas, grads):
+        for a, g in zip(alphas, grads, strict=False):
             a.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -60,7 +81,7 @@ def _virtual_step_direction(weights, grads, w_optimizer) -> list[torch.Tensor]:
     group = w_optimizer.param_groups[0]
     momentum, wd = group["momentum"], group["weight_decay"]
     out = []
-    for w, g in zip(weights, grads):
+    for w, g in zip(weights, grads, strict=False):
         d = g + wd * w.detach()
         buf = w_optimizer.state.get(w, {}).get("momentum_buffer")
         if buf is not None and momentum:
@@ -86,24 +107,24 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
         torch._foreach_add_(weights, direction, alpha=-eta)
 
     val_loss = batch_loss(model, task, x_val, y_val)
-    grads = torch.autograd.grad(val_loss, alphas + weights)
+    grads = _grad(val_loss, alphas + weights)
     d_alpha, v = grads[: len(alphas)], grads[len(alphas) :]
 
     # Hessian-vector product ∇²_{α,w} L_train · v by central differences around w.
     eps = r / torch.sqrt(sum((g.double() ** 2).sum() for g in v)).item()
     with torch.no_grad():
-        for w, b, vi in zip(weights, backup, v):
+        for w, b, vi in zip(weights, backup, v, strict=False):
             w.copy_(b).add_(vi, alpha=eps)
-    g_pos = torch.autograd.grad(batch_loss(model, task, x_train, y_train), alphas)
+    g_pos = _grad(batch_loss(model, task, x_train, y_train), alphas)
     with torch.no_grad():
-        for w, b, vi in zip(weights, backup, v):
+        for w, b, vi in zip(weights, backup, v, strict=False):
             w.copy_(b).add_(vi, alpha=-eps)
-    g_neg = torch.autograd.grad(batch_loss(model, task, x_train, y_train), alphas)
+    g_neg = _grad(batch_loss(model, task, x_train, y_train), alphas)
     with torch.no_grad():
-        for w, b in zip(weights, backup):
+        for w, b in zip(weights, backup, strict=False):
             w.copy_(b)
-    hessian_v = [(gp - gn) / (2 * eps) for gp, gn in zip(g_pos, g_neg)]
-    return val_loss.detach(), [da - eta * hv for da, hv in zip(d_alpha, hessian_v)]
+    hessian_v = [(gp - gn) / (2 * eps) for gp, gn in zip(g_pos, g_neg, strict=False)]
+    return val_loss.detach(), [da - eta * hv for da, hv in zip(d_alpha, hessian_v, strict=False)]
 
 
 def build_supernet(ctx: SearchContext) -> Supernet:
@@ -172,7 +193,12 @@ class DartsStrategy:
             model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
         )
         architect = Architect(
-            model, task, lr=s.arch_lr, weight_decay=s.arch_weight_decay, order=s.order
+            model,
+            task,
+            lr=s.arch_lr,
+            weight_decay=s.arch_weight_decay,
+            order=s.order,
+            hvp_r=s.hvp_r,
         )
         ctx.reporter.log(
             f"search: DARTS order {s.order}, {s.epochs} epochs, supernet C={s.C} layers={s.layers} "
@@ -186,7 +212,7 @@ class DartsStrategy:
             update_arch = epoch >= s.warmup_epochs
             model.train()
             outs, tgts, arch_losses = [], [], []
-            steps = zip(w_batches, a_batches)
+            steps = zip(w_batches, a_batches, strict=False)
             steps = ctx.reporter.track(
                 steps, min(len(w_batches), len(a_batches)), f"search {epoch + 1}/{s.epochs}"
             )

@@ -1,0 +1,142 @@
+"""Time one DARTS search step (one architecture step + one weight step) and its peak memory.
+
+Setting (from the issue, comparable with the original DARTS code): supernet of 8 cells, C=16,
+4 nodes, the 8 DARTS ops, 3×32×32 random data, 10 classes; first order at batch 64 and second
+order at batch 32 (and 64). Each configuration runs in its own process so peak RSS is its own.
+
+Besides seconds per step it prints the step's FLOP count (torch's FlopCounterMode over the whole
+step, backward included) divided by this machine's measured throughput of a large 3×3 convolution:
+the time the step would take if every FLOP ran at large-convolution speed.
+
+    python benchmarks/search_step.py               # all configurations
+    python benchmarks/search_step.py --order 1 --batch 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def conv_throughput() -> float:
+    """FLOP/s of a large, well-shaped 3×3 convolution (forward) in channels-last on this CPU."""
+    x = torch.randn(64, 64, 32, 32).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 3, 3).contiguous(memory_format=torch.channels_last)
+    F.conv2d(x, w, padding=1)
+    flops = 2 * 64 * 64 * 32 * 32 * 64 * 9
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        F.conv2d(x, w, padding=1)
+        times.append(time.perf_counter() - t)
+    return flops / statistics.median(times)
+
+
+def one_config(order: int, batch: int, repeats: int) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scinas.strategies.darts import Architect
+    from scinas.supernet import Supernet
+    from scinas.tasks import Classification
+
+    torch.manual_seed(0)
+    model = Supernet(3, 10, (32, 32), C=16, layers=8).to(memory_format=torch.channels_last)
+    task = Classification(num_outputs=10)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=order)
+
+    def batch_data():
+        x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        return x, torch.randint(0, 10, (batch,))
+
+    def step():
+        (xt, yt), (xv, yv) = batch_data(), batch_data()
+        for a in model.arch_parameters():
+            a.requires_grad_(True)
+        architect.step(xt, yt, xv, yv, 0.025, w_opt)
+        for a in model.arch_parameters():
+            a.requires_grad_(False)
+        loss = task.loss(model(xt), yt)
+        w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), 5.0)
+        w_opt.step()
+
+    step()  # warm-up (also creates the momentum buffers)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {
+        "order": order,
+        "batch": batch,
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "flops": flops,
+        "peak_rss_gib": peak_gib,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--order", type=int, choices=[1, 2])
+    p.add_argument("--batch", type=int)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.order and args.batch:
+        print(json.dumps(one_config(args.order, args.batch, args.repeats)))
+        return
+    configs = [(1, 64), (2, 32), (2, 64)]
+    if args.order:
+        configs = [c for c in configs if c[0] == args.order]
+    tput = conv_throughput()
+    # Reference: the original DARTS code on a machine of this class (from the issue):
+    reference = {(1, 64): (35.0, 9.4), (2, 32): (51.0, None)}
+    print(f"large 3x3 conv throughput: {tput / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads")
+    print(
+        f"{'order':>5} {'batch':>5} {'s/step':>8} {'peak GiB':>8} {'GFLOP':>7} "
+        f"{'ideal s':>7} {'x ideal':>7} {'vs DARTS':>9}"
+    )
+    for order, batch in configs:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--order",
+                str(order),
+                "--batch",
+                str(batch),
+                "--repeats",
+                str(args.repeats),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        ideal = r["flops"] / tput
+        ref = reference.get((order, batch))
+        vs = f"{ref[0] / r['median_s']:.2f}x" if ref else "-"
+        print(
+            f"{order:>5} {batch:>5} {r['median_s']:>8.2f} {r['peak_rss_gib']:>8.2f} "
+            f"{r['flops'] / 1e9:>7.1f} {ideal:>7.2f} {r['median_s'] / ideal:>7.1f} {vs:>9}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,7 @@ def conv_throughput() -> float:
     return flops / statistics.median(times)
 
 
-def one_config(order: int, batch: int, repeats: int) -> dict:
+def one_config(order: int, batch: int, repeats: int, checkpoint_cells: bool) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from scinas.strategies.darts import Architect
@@ -48,7 +48,8 @@ def one_config(order: int, batch: int, repeats: int) -> dict:
     from scinas.tasks import Classification
 
     torch.manual_seed(0)
-    model = Supernet(3, 10, (32, 32), C=16, layers=8).to(memory_format=torch.channels_last)
+    model = Supernet(3, 10, (32, 32), C=16, layers=8, checkpoint_cells=checkpoint_cells)
+    model = model.to(memory_format=torch.channels_last)
     task = Classification(num_outputs=10)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=order)
@@ -76,10 +77,11 @@ def one_config(order: int, batch: int, repeats: int) -> dict:
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
+    # Peak RSS of the timed steps, read before the FLOP-counting pass (which holds more memory).
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
         "order": order,
         "batch": batch,
@@ -96,45 +98,49 @@ def main() -> None:
     p.add_argument("--order", type=int, choices=[1, 2])
     p.add_argument("--batch", type=int)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--checkpoint", type=int, choices=[0, 1], help="cell checkpointing off/on")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.order and args.batch:
-        print(json.dumps(one_config(args.order, args.batch, args.repeats)))
+    if args.order and args.batch and args.checkpoint is not None:
+        print(json.dumps(one_config(args.order, args.batch, args.repeats, bool(args.checkpoint))))
         return
-    configs = [(1, 64), (2, 32), (2, 64)]
+    configs = [(1, 64, 0), (1, 64, 1), (2, 32, 1), (2, 64, 1)]
     if args.order:
         configs = [c for c in configs if c[0] == args.order]
+    if args.batch:
+        configs = [c for c in configs if c[1] == args.batch]
+    if args.checkpoint is not None:
+        configs = [c for c in configs if c[2] == args.checkpoint]
     tput = conv_throughput()
-    # Reference: the original DARTS code on a machine of this class (from the issue):
+    # The original DARTS code on a machine of this class (figures from the issue): s/step, GB.
     reference = {(1, 64): (35.0, 9.4), (2, 32): (51.0, None)}
     print(f"large 3x3 conv throughput: {tput / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads")
     print(
-        f"{'order':>5} {'batch':>5} {'s/step':>8} {'peak GiB':>8} {'GFLOP':>7} "
+        f"{'order':>5} {'batch':>5} {'ckpt':>4} {'s/step':>8} {'peak GiB':>8} {'GFLOP':>7} "
         f"{'ideal s':>7} {'x ideal':>7} {'vs DARTS':>9}"
     )
-    for order, batch in configs:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--order",
-                str(order),
-                "--batch",
-                str(batch),
-                "--repeats",
-                str(args.repeats),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+    for order, batch, ckpt in configs:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--order",
+            str(order),
+            "--batch",
+            str(batch),
+            "--repeats",
+            str(args.repeats),
+            "--checkpoint",
+            str(ckpt),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         ideal = r["flops"] / tput
         ref = reference.get((order, batch))
         vs = f"{ref[0] / r['median_s']:.2f}x" if ref else "-"
         print(
-            f"{order:>5} {batch:>5} {r['median_s']:>8.2f} {r['peak_rss_gib']:>8.2f} "
-            f"{r['flops'] / 1e9:>7.1f} {ideal:>7.2f} {r['median_s'] / ideal:>7.1f} {vs:>9}"
+            f"{order:>5} {batch:>5} {ckpt:>4} {r['median_s']:>8.2f} {r['peak_rss_gib']:>8.2f} "
+            f"{r['flops'] / 1e9:>7.1f} {ideal:>7.2f} {r['median_s'] / ideal:>7.1f} {vs:>9}",
+            flush=True,
         )
 
 

@@ -56,6 +56,9 @@ class SearchConfig(_Section):
     train_portion: float = Field(0.5, gt=0, lt=1, description="share of train for weights")
     max_samples: int | None = Field(None, ge=4, description="subsample the training set")
     warmup_epochs: int = Field(0, ge=0, description="epochs of weight-only training first")
+    checkpoint_cells: bool = Field(
+        True, description="recompute cell activations in backward: much less memory, ~20% slower"
+    )
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
     )

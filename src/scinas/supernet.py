@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
 from .genotype import Genotype, derive_genotype, edge_index, num_edges
@@ -96,9 +97,12 @@ class Supernet(nn.Module):
         multiplier: int = 4,
         stem_multiplier: int = 3,
         reductions: int | None = None,
+        checkpoint_cells: bool = False,
     ):
         super().__init__()
         from .ops import DARTS_OPS
+
+        self.checkpoint_cells = checkpoint_cells
 
         op_names = tuple(op_names) or DARTS_OPS
         for name in op_names:
@@ -151,8 +155,15 @@ class Supernet(nn.Module):
     def forward(self, x):  # x: (B, C_in, H, W) -> (B, num_outputs)
         w_normal, w_reduce = self.edge_weights()
         s0 = s1 = self.stem(x)
+        recompute = self.checkpoint_cells and torch.is_grad_enabled()
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            w = w_reduce if cell.reduction else w_normal
+            if recompute:
+                # Keep only the cell's inputs; its ~20 intermediates per edge are recomputed in
+                # backward (about one extra forward pass for a several-fold smaller peak).
+                s0, s1 = s1, checkpoint(cell, s0, s1, w, use_reentrant=False)
+            else:
+                s0, s1 = s1, cell(s0, s1, w)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     @torch.no_grad()

@@ -126,3 +126,41 @@ def test_second_order_gradient_matches_finite_differences():
         [g.flatten() for g in torch.autograd.grad(_loss(model, xv, yv), model.arch_parameters())]
     )
     assert (first - ref).norm() / ref.norm() > 10 * rel
+
+
+def test_cell_checkpointing_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = Supernet(2, 3, (8, 8), C=4, layers=3)
+    ckpt = Supernet(2, 3, (8, 8), C=4, layers=3, checkpoint_cells=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x, y = torch.randn(4, 2, 8, 8), torch.tensor([0, 1, 2, 0])
+    grads = []
+    for net in (plain, ckpt):
+        loss = F.cross_entropy(net(x), y)
+        grads.append(torch.autograd.grad(loss, list(net.parameters())))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_first_order_arch_gradient_with_frozen_weights_equals_plain_autograd():
+    from scinas.strategies.darts import _alpha_grads
+
+    torch.manual_seed(0)
+    net = Supernet(1, 3, (8, 8), C=4, layers=3)
+    task = Classification(num_outputs=3)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    want = torch.autograd.grad(F.cross_entropy(net(x), y), net.arch_parameters())
+    _, got = _alpha_grads(net, task, x, y)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    assert all(w.requires_grad for w in net.weight_parameters()), "weights are unfrozen after"
+
+
+def test_auto_checkpointing_switches_on_for_large_supernets():
+    from scinas.config import build_config
+    from scinas.strategies.darts import use_checkpointing
+
+    assert not use_checkpointing(build_config(preset="tiny").search, (1, 8, 8))
+    assert use_checkpointing(build_config(preset="paper").search, (3, 32, 32))
+    forced = build_config(preset="tiny", overrides=["search.checkpoint_cells=true"]).search
+    assert use_checkpointing(forced, (1, 8, 8))

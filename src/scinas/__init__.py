@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import progress  # noqa: E402
 from .config import Config, build_config  # noqa: E402
 from .errors import TrainingDiverged, UserError  # noqa: E402
 from .genotype import Genotype, load_genotype  # noqa: E402
@@ -25,6 +26,7 @@ __all__ = [
     "build_config",
     "evaluate",
     "load_genotype",
+    "progress",
     "run",
     "search",
     "train",

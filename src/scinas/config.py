@@ -56,8 +56,10 @@ class SearchConfig(_Section):
     train_portion: float = Field(0.5, gt=0, lt=1, description="share of train for weights")
     max_samples: int | None = Field(None, ge=4, description="subsample the training set")
     warmup_epochs: int = Field(0, ge=0, description="epochs of weight-only training first")
-    checkpoint_cells: bool = Field(
-        True, description="recompute cell activations in backward: much less memory, ~20% slower"
+    checkpoint_cells: bool | None = Field(
+        None,
+        description="recompute cell activations in backward: ~2.3x less memory, ~30% slower. "
+        "None: on when the supernet's activations would be large (see strategies/darts.py)",
     )
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
@@ -123,7 +125,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "search": {"epochs": 6, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 3000},
         "train": {
-            "epochs": 4,
+            "epochs": 2,
             "C": 16,
             "layers": 5,
             "batch_size": 128,

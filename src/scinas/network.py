@@ -62,6 +62,34 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x * mask / keep
 
 
+def make_stem(in_channels: int, C_out: int) -> nn.Sequential:
+    """3×3 conv + BN from any number of input channels."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, C_out, 3, padding=1, bias=False), nn.BatchNorm2d(C_out)
+    )
+
+
+def build_cells(layers, C, stem_channels, positions, multiplier, make_cell):
+    """The DARTS channel schedule, shared by the supernet and the discrete network.
+
+    Channels double at each reduction; each cell reads the outputs of the two cells before it.
+    ``make_cell(C_pp, C_p, C_curr, reduction, reduction_prev)`` builds one cell. Returns the cells
+    and the channel count after each of them.
+    """
+    C_pp, C_p, C_curr = stem_channels, stem_channels, C
+    cells, channels = nn.ModuleList(), []
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in positions
+        if reduction:
+            C_curr *= 2
+        cells.append(make_cell(C_pp, C_p, C_curr, reduction, reduction_prev))
+        reduction_prev = reduction
+        C_pp, C_p = C_p, multiplier * C_curr
+        channels.append(C_p)
+    return cells, channels
+
+
 class Cell(nn.Module):
     def __init__(self, genotype: Genotype, C_pp, C_p, C, reduction: bool, reduction_prev: bool):
         super().__init__()
@@ -140,25 +168,22 @@ class Network(nn.Module):
         self.genotype = genotype
         self.drop_path_prob = 0.0
         positions = plan_reductions(layers, input_hw, reductions)
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        self.stem = make_stem(in_channels, stem_multiplier * C)
+        self.cells, channels = build_cells(
+            layers,
+            C,
+            stem_multiplier * C,
+            positions,
+            len(genotype.normal_concat),
+            lambda C_pp, C_p, C_curr, red, red_prev: Cell(
+                genotype, C_pp, C_p, C_curr, red, red_prev
+            ),
         )
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
+        if len(genotype.reduce_concat) != len(genotype.normal_concat):
+            raise UserError("the genotype's normal_concat and reduce_concat differ in length.")
         self.aux_position = positions[-1] if (auxiliary and positions) else None
-        C_aux = None
-        for i in range(layers):
-            reduction = i in positions
-            if reduction:
-                C_curr *= 2
-            cell = Cell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            if i == self.aux_position:
-                C_aux = C_p
+        C_aux = channels[self.aux_position] if self.aux_position is not None else None
+        C_p = channels[-1]
         self.auxiliary_head = AuxiliaryHead(C_aux, num_outputs) if C_aux else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_outputs)

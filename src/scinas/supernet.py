@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
 from .genotype import Genotype, derive_genotype, edge_index, num_edges
-from .network import plan_reductions
+from .network import build_cells, make_stem, plan_reductions
 from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
 
 
@@ -114,24 +114,18 @@ class Supernet(nn.Module):
         self.op_names = op_names
         self.steps, self.multiplier = steps, multiplier
         positions = plan_reductions(layers, input_hw, reductions)
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        self.stem = make_stem(in_channels, stem_multiplier * C)
+        self.cells, channels = build_cells(
+            layers,
+            C,
+            stem_multiplier * C,
+            positions,
+            multiplier,
+            lambda C_pp, C_p, C_curr, red, red_prev: SearchCell(
+                steps, multiplier, C_pp, C_p, C_curr, red, red_prev, op_names
+            ),
         )
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in positions
-            if reduction:
-                C_curr *= 2
-            self.cells.append(
-                SearchCell(
-                    steps, multiplier, C_pp, C_p, C_curr, reduction, reduction_prev, op_names
-                )
-            )
-            reduction_prev = reduction
-            C_pp, C_p = C_p, multiplier * C_curr
+        C_p = channels[-1]
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_outputs)
         E, K = num_edges(steps), len(op_names)

@@ -6,6 +6,7 @@ averaged over mini-batches (a per-batch R² is wrong: it was a real bug in earli
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(ABC):
     """Base class: ``encode_targets`` maps dataset targets to what the loss sees."""
 
     name: str
@@ -26,17 +27,18 @@ class Task:
     def encode_targets(self, y: torch.Tensor) -> torch.Tensor:
         return y
 
+    @abstractmethod
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Training loss of a batch (``target`` already encoded)."""
 
     def decode_outputs(self, output: torch.Tensor) -> torch.Tensor:
         """Network outputs -> predictions in the targets' original units / label space."""
         return output
 
+    @abstractmethod
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict:
         """Metrics of the whole set: ``outputs`` raw network outputs (N, K), ``targets`` as in
         the dataset."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import Config, config_to_dict
-from .data import Dataset, load_dataset
+from .data import load_dataset
 from .data.augment import augment_batch
 from .data.split import stratified_split
 from .errors import UserError
@@ -30,16 +30,6 @@ from .tasks import Classification, Regression, Task, make_task
 from .train import Batches, predict, train_network
 
 
-@dataclass
-class Setup:
-    cfg: Config
-    data: Dataset
-    task: Task
-    device: torch.device
-    channels_last: bool
-    reporter: Reporter
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError(
@@ -50,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup(cfg: Config, reporter: Reporter | None = None) -> Setup:
+def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     """Load and check the data, pick the device; raises UserError on any bad input."""
     reporter = reporter or Reporter()
     d = cfg.data
@@ -68,15 +58,15 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> Setup:
         reporter.log(f"  note: {note}")
     device = resolve_device(cfg.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
-    return Setup(cfg, data, make_task(data), device, channels_last, reporter)
+    return SearchContext(cfg, data, make_task(data), device, channels_last, reporter)
 
 
-def _check_search(s: Setup) -> None:
+def _check_search(s: SearchContext) -> None:
     STRATEGIES.get(s.cfg.search.strategy)
     plan_reductions(s.cfg.search.layers, s.data.input_shape[1:], s.cfg.search.reductions)
 
 
-def _check_train(s: Setup) -> None:
+def _check_train(s: SearchContext) -> None:
     plan_reductions(s.cfg.train.layers, s.data.input_shape[1:], s.cfg.train.reductions)
 
 
@@ -84,7 +74,7 @@ def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _open_run(s: Setup, out, kind: str, overwrite: bool) -> RunDir:
+def _open_run(s: SearchContext, out, kind: str, overwrite: bool) -> RunDir:
     run = RunDir.create(
         out or default_out(kind), kind=kind, config=config_to_dict(s.cfg), overwrite=overwrite
     )
@@ -109,9 +99,8 @@ def _open_run(s: Setup, out, kind: str, overwrite: bool) -> RunDir:
     return run
 
 
-def _search(s: Setup, run: RunDir | None):
-    ctx = SearchContext(s.cfg, s.data, s.task, s.device, s.channels_last, s.reporter, run)
-    result = create_strategy(s.cfg.search.strategy).search(ctx)
+def _search(s: SearchContext, run: RunDir | None):
+    result = create_strategy(s.cfg.search.strategy).search(replace(s, run=run))
     if run is not None:
         result.genotype.to_json(run.file("genotype.json"))
         if result.model is not None:
@@ -120,7 +109,7 @@ def _search(s: Setup, run: RunDir | None):
     return result
 
 
-def _batches(s: Setup, x, y, batch_size, shuffle=False, seed=0) -> Batches:
+def _batches(s: SearchContext, x, y, batch_size, shuffle=False, seed=0) -> Batches:
     return Batches(
         x,
         y,
@@ -148,7 +137,7 @@ def build_network(genotype: Genotype, t, input_shape, num_outputs) -> Network:
     )
 
 
-def _train(s: Setup, genotype: Genotype, run: RunDir | None) -> tuple[Network, dict]:
+def _train(s: SearchContext, genotype: Genotype, run: RunDir | None) -> tuple[Network, dict]:
     """Train the discrete network from scratch, then evaluate it once on the test split."""
     cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
     t_start = time.perf_counter()

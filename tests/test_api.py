@@ -36,6 +36,6 @@ def test_same_seed_same_result(tmp_path):
 
 def test_api_errors_are_user_errors(tmp_path):
     with pytest.raises(scinas.UserError, match="Did you mean 'DARTS_V1'"):
-        scinas.load_genotype("DARTS_V")
+        scinas.load_genotype("DARTS-V1")
     with pytest.raises(scinas.UserError, match="not a scinas run"):
         scinas.evaluate(tmp_path)

@@ -26,7 +26,7 @@ from .network import Network, count_parameters, plan_reductions
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
 from .strategies import STRATEGIES, SearchContext, create_strategy
-from .tasks import Classification, Regression, Task, make_task
+from .tasks import make_task
 from .train import Batches, predict, train_network
 
 
@@ -58,7 +58,8 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         reporter.log(f"  note: {note}")
     device = resolve_device(cfg.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
-    return SearchContext(cfg, data, make_task(data), device, channels_last, reporter)
+    task = make_task(data.task, data.num_outputs, data.target_mean, data.target_std)
+    return SearchContext(cfg, data, task, device, channels_last, reporter)
 
 
 def _check_search(s: SearchContext) -> None:
@@ -72,6 +73,18 @@ def _check_train(s: SearchContext) -> None:
 
 def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: bool):
+    """Validate everything a verb needs, then create its run directory (never before)."""
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
+    s = setup(cfg, reporter)
+    if search:
+        _check_search(s)
+    if train:
+        _check_train(s)
+    return s, _open_run(s, out, kind, overwrite)
 
 
 def _open_run(s: SearchContext, out, kind: str, overwrite: bool) -> RunDir:
@@ -250,12 +263,7 @@ def run(
 ) -> dict:
     """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set."""
     t0 = time.perf_counter()
-    if out is not None:
-        check_out_dir(out, overwrite=overwrite)
-    s = setup(cfg, reporter)
-    _check_search(s)
-    _check_train(s)
-    run_dir = _open_run(s, out, "run", overwrite)
+    s, run_dir = _begin(cfg, out, overwrite, reporter, "run", search=True, train=True)
     searched = _search(s, run_dir)
     _, results = _train(s, searched.genotype, run_dir)
     results.update(
@@ -275,11 +283,7 @@ def search(
 ) -> Genotype:
     """Search only: writes the genotype (and the supernet) to the run directory."""
     t0 = time.perf_counter()
-    if out is not None:
-        check_out_dir(out, overwrite=overwrite)
-    s = setup(cfg, reporter)
-    _check_search(s)
-    run_dir = _open_run(s, out, "search", overwrite)
+    s, run_dir = _begin(cfg, out, overwrite, reporter, "search", search=True, train=False)
     searched = _search(s, run_dir)
     run_dir.write_json(
         "results.json",
@@ -308,11 +312,7 @@ def train(
     t0 = time.perf_counter()
     if not isinstance(genotype, Genotype):
         genotype = load_genotype(genotype)
-    if out is not None:
-        check_out_dir(out, overwrite=overwrite)
-    s = setup(cfg, reporter)
-    _check_train(s)
-    run_dir = _open_run(s, out, "train", overwrite)
+    s, run_dir = _begin(cfg, out, overwrite, reporter, "train", search=False, train=True)
     genotype.to_json(run_dir.file("genotype.json"))
     _, results = _train(s, genotype, run_dir)
     results["device"] = str(s.device)
@@ -370,14 +370,7 @@ def evaluate(
         )
     if split not in ("train", "val", "test"):
         raise UserError(f"unknown split '{split}': use train, val or test.")
-    if info["task"] == "classification":
-        task: Task = Classification(num_outputs=info["num_outputs"])
-    else:
-        task = Regression(
-            num_outputs=info["num_outputs"],
-            target_mean=tuple(info["target_mean"]),
-            target_std=tuple(info["target_std"]),
-        )
+    task = make_task(info["task"], info["num_outputs"], info["target_mean"], info["target_std"])
     part = getattr(dataset, split)
     batches = Batches(
         part.x,

@@ -122,14 +122,13 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict:
     }
 
 
-def make_task(dataset) -> Task:
-    """The task for a loaded `scinas.data.Dataset`."""
-    if dataset.task == "classification":
-        return Classification(num_outputs=dataset.num_outputs)
-    if dataset.task == "regression":
+def make_task(task: str, num_outputs: int, target_mean=None, target_std=None) -> Task:
+    """The task named ``task``; regression needs the training targets' mean and std (which a
+    `scinas.data.Dataset` and a run's data.json both carry)."""
+    if task == "classification":
+        return Classification(num_outputs=num_outputs)
+    if task == "regression":
         return Regression(
-            num_outputs=dataset.num_outputs,
-            target_mean=tuple(dataset.target_mean),
-            target_std=tuple(dataset.target_std),
+            num_outputs=num_outputs, target_mean=tuple(target_mean), target_std=tuple(target_std)
         )
-    raise ValueError(f"unsupported task {dataset.task!r}")
+    raise ValueError(f"unsupported task {task!r}")

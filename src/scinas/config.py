@@ -35,7 +35,12 @@ class DataConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: str = "darts"
+    strategy: str = Field(
+        "darts", description="darts, gdas, rsws, random, evolution, tpe or reinforce"
+    )
+    space: Literal["darts", "nb201"] = Field(
+        "darts", description="darts: the DARTS cell space; nb201: the NAS-Bench-201 space"
+    )
     epochs: int = Field(50, ge=1)
     C: int = Field(16, ge=2, description="initial channels of the supernet")
     layers: int = Field(8, ge=1, description="cells in the supernet")
@@ -63,6 +68,28 @@ class SearchConfig(_Section):
     )
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
+    )
+    # GDAS
+    tau_max: float = Field(10.0, gt=0, description="GDAS: Gumbel temperature at the start")
+    tau_min: float = Field(0.1, gt=0, description="GDAS: temperature at the last epoch")
+    fixed_reduce: bool = Field(
+        False, description="GDAS/rsws on the DARTS space: hand-designed reduction cell"
+    )
+    # Black-box strategies (and the ranking step of rsws)
+    budget: int = Field(20, ge=1, description="architectures evaluated (black-box, rsws)")
+    eval_epochs: int = Field(1, ge=1, description="black-box: training epochs per candidate")
+    eval_fraction: float = Field(
+        0.25, gt=0, le=1, description="black-box: share of the training data per candidate"
+    )
+    storage: str | None = Field(
+        None, description="black-box: optuna storage URL (None: sqlite file in the run dir)"
+    )
+    population: int = Field(20, ge=2, description="evolution: population size")
+    sample_size: int = Field(5, ge=1, description="evolution: tournament size")
+    startup_trials: int = Field(10, ge=1, description="tpe: random trials before modelling")
+    reinforce_lr: float = Field(0.05, gt=0, description="reinforce: policy learning rate")
+    baseline_decay: float = Field(
+        0.9, ge=0, lt=1, description="reinforce: moving-average baseline momentum"
     )
 
     @field_validator("ops")

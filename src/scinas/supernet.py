@@ -25,6 +25,22 @@ from .network import build_cells, make_stem, plan_reductions
 from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
 
 
+def gumbel_hard(alpha: torch.Tensor, tau: float, generator=None):
+    """GDAS sampling: one op per edge from Gumbel-softmax(log_softmax(alpha), tau), hard.
+
+    Returns ``(weights, index)``: ``index`` (E,) the sampled op of each edge, ``weights`` (E, K) the
+    straight-through one-hot (value exactly one-hot, gradient that of the soft sample), so an edge
+    computes only ``weights[e, index[e]] * op_index(x)`` and alpha still gets a gradient.
+    """
+    log_p = F.log_softmax(alpha, dim=-1)
+    u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    soft = F.softmax((log_p + gumbel) / tau, dim=-1)
+    index = soft.argmax(dim=-1)
+    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
+    return hard - soft.detach() + soft, index
+
+
 class MixedOp(nn.Module):
     """All non-`none` candidate ops of one edge."""
 

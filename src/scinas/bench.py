@@ -1,0 +1,256 @@
+"""NAS-Bench-201 tabular benchmark: compare strategies without training anything.
+
+A strategy searches the NB201 space seeing only each architecture's 12-epoch CIFAR-10 validation
+accuracy (``cifar10_valid_12ep``, the signal used by the NAS-Bench-201 paper's searches). The
+benchmark alone then looks up the 200-epoch test accuracy (``cifar10_test_200ep``) of the
+architecture the strategy returns. The strategy's objective is a closure over the validation
+column only (`NB201Table.oracle`), so it cannot read test accuracies even by accident.
+
+The product takes the table's path; it does not ship it. Both forms of the table in
+``shared/data/nasbench201`` are read: ``.npz`` (no pickle) and ``.csv``/``.csv.gz``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .progress import Reporter
+from .rundir import RunDir, check_out_dir
+
+SCORE_COLUMN = "cifar10_valid_12ep"
+TEST_COLUMN = "cifar10_test_200ep"
+NEEDED = ("arch_str", SCORE_COLUMN, TEST_COLUMN)
+
+# Published CIFAR-10 200-epoch test accuracies (NAS-Bench-201 paper, Table 5).
+REFERENCE = {"random": (93.70, 0.36), "evolution": (93.92, 0.30), "optimum": (94.37, 0.0)}
+
+
+class NB201Table:
+    """The results table: architecture string -> score (search signal) and test accuracy."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(
+                f"the NAS-Bench-201 table {path} does not exist. Pass --table with the path to "
+                "nb201_accuracies.npz (or .csv.gz)."
+            )
+        columns = _read_columns(path)
+        missing = [c for c in NEEDED if c not in columns]
+        if missing:
+            raise UserError(
+                f"the table {path} lacks the column(s) {', '.join(missing)}; it needs "
+                f"{', '.join(NEEDED)} (one row per NAS-Bench-201 architecture)."
+            )
+        arch = [str(a) for a in columns["arch_str"]]
+        try:
+            score = np.asarray(columns[SCORE_COLUMN], dtype=np.float64)
+            test = np.asarray(columns[TEST_COLUMN], dtype=np.float64)
+        except ValueError as e:
+            raise UserError(f"the table {path} has non-numeric accuracies ({e}).") from None
+        if len(arch) == 0 or not (len(arch) == len(score) == len(test)):
+            raise UserError(f"the table {path} is empty or its columns differ in length.")
+        if not (np.isfinite(score).all() and np.isfinite(test).all()):
+            raise UserError(f"the table {path} has missing (NaN) accuracies.")
+        self.path = path
+        self.row = {a: i for i, a in enumerate(arch)}
+        self._score, self._test = score, test
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def _index(self, arch) -> int:
+        try:
+            return self.row[str(arch)]
+        except KeyError:
+            raise UserError(f"architecture {arch} is not in the table {self.path}.") from None
+
+    def oracle(self):
+        """What a strategy may see: arch -> 12-epoch validation accuracy, nothing else."""
+        score, row = self._score, self.row
+
+        def query(arch) -> float:
+            return float(score[row[str(arch)]])
+
+        return query
+
+    def test_accuracy(self, arch) -> float:
+        return float(self._test[self._index(arch)])
+
+    def score(self, arch) -> float:
+        return float(self._score[self._index(arch)])
+
+    def best_test(self) -> float:
+        return float(self._test.max())
+
+
+def _read_columns(path: Path) -> dict:
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            names = reader.fieldnames or []
+        return {k: [r[k] for r in rows] for k in names}
+    except (OSError, ValueError, EOFError, csv.Error, UnicodeDecodeError) as e:
+        raise UserError(
+            f"cannot read the table {path} ({type(e).__name__}: {e}); expected an .npz or "
+            ".csv(.gz) with columns " + ", ".join(NEEDED) + "."
+        ) from None
+
+
+def run_nb201(
+    strategy: str,
+    *,
+    budget: int,
+    seeds: int,
+    table: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg=None,
+    storage: str | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Run ``strategy`` ``seeds`` times with ``budget`` queries each; write DIR/results.json,
+    DIR/curve.csv (best-so-far against queries), DIR/curve.png and DIR/trials.csv."""
+    from .config import build_config
+    from .strategies import STRATEGIES
+    from .strategies.blackbox import (
+        BLACK_BOX,
+        best_trial,
+        check_storage_url,
+        nb201_decisions,
+        open_study,
+        run_study,
+    )
+    from .strategies.samplers import make_sampler
+
+    reporter = reporter or Reporter()
+    STRATEGIES.get(strategy)  # unknown -> suggestion
+    if strategy not in BLACK_BOX:
+        raise UserError(
+            f"strategy '{strategy}' is one-shot: it trains a supernet on real data, so the "
+            "tabular benchmark cannot run it from the table alone. Use `scinas search --strategy "
+            f"{strategy} --set search.space=nb201 --data ...` and look the genotype up with "
+            f"`scinas bench nb201-lookup`; black-box strategies here: {', '.join(BLACK_BOX)}."
+        )
+    if budget < 1:
+        raise UserError(f"--budget must be at least 1 (got {budget}).")
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1 (got {seeds}).")
+    cfg = cfg or build_config("tiny")
+    tab = NB201Table(table)
+    if storage:
+        check_storage_url(storage)
+    check_out_dir(out, overwrite=overwrite)
+    run = RunDir.create(
+        out,
+        kind="bench",
+        config={
+            "benchmark": "nb201",
+            "strategy": strategy,
+            "budget": budget,
+            "seeds": seeds,
+            "table": str(Path(table).resolve()),
+            "storage": storage,
+            "search": cfg.search.model_dump(),
+        },
+        overwrite=overwrite,
+    )
+    space = nb201_decisions()
+    oracle = tab.oracle()
+    incumbents = np.zeros((seeds, budget))  # test acc of the best-so-far (by score) architecture
+    finals, trial_rows = [], []
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        sampler = make_sampler(strategy, cfg.search, seed)
+        study = open_study(storage, f"nb201-{strategy}-seed{seed}", sampler)
+        run_study(study, space, lambda arch: (oracle(arch), {}), budget)
+        trials = sorted(
+            (t for t in study.trials if t.value is not None), key=lambda t: t.number
+        )[:budget]
+        best_score, best_test = -np.inf, np.nan
+        for q, t in enumerate(trials):
+            arch = t.user_attrs["arch"]["arch"]
+            if t.value > best_score:
+                best_score, best_test = t.value, tab.test_accuracy(arch)
+            incumbents[seed, q] = best_test
+            trial_rows.append((seed, q + 1, arch, t.value))
+        chosen = best_trial(study).user_attrs["arch"]["arch"]
+        finals.append(
+            {
+                "seed": seed,
+                "arch": chosen,
+                "valid_12ep": tab.score(chosen),
+                "test_200ep": tab.test_accuracy(chosen),
+            }
+        )
+        reporter.log(
+            f"seed {seed + 1}/{seeds}: {chosen} valid {tab.score(chosen):.2f} "
+            f"test {tab.test_accuracy(chosen):.2f}"
+        )
+    seconds = time.perf_counter() - t0
+    tests = np.array([f["test_200ep"] for f in finals])
+    results = {
+        "benchmark": "nb201",
+        "dataset": "cifar10",
+        "score_column": SCORE_COLUMN,
+        "test_column": TEST_COLUMN,
+        "strategy": strategy,
+        "budget": budget,
+        "seeds": seeds,
+        "test_accuracy_mean": float(tests.mean()),
+        "test_accuracy_std": float(tests.std()),
+        "best_possible": tab.best_test(),
+        "reference": {k: {"mean": m, "std": s} for k, (m, s) in REFERENCE.items()},
+        "seconds": seconds,
+        "per_seed": finals,
+    }
+    _write_curve(run, incumbents)
+    with open(run.file("trials.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seed", "query", "arch", SCORE_COLUMN])
+        w.writerows(trial_rows)
+    run.write_json("results.json", results)
+    reporter.log(
+        f"{strategy}: {budget} queries x {seeds} seeds: CIFAR-10 test (200 ep) "
+        f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f} "
+        f"(best possible {tab.best_test():.2f}) in {seconds:.1f}s -> {run.path}"
+    )
+    return results
+
+
+def _write_curve(run: RunDir, incumbents: np.ndarray) -> None:
+    mean, std = incumbents.mean(0), incumbents.std(0)
+    with open(run.file("curve.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "test_accuracy_mean", "test_accuracy_std"])
+        for q, (m, s) in enumerate(zip(mean, std, strict=True), start=1):
+            w.writerow([q, f"{m:.4f}", f"{s:.4f}"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    q = np.arange(1, len(mean) + 1)
+    ax.plot(q, mean, label="mean over seeds")
+    ax.fill_between(q, mean - std, mean + std, alpha=0.25, label="± 1 std")
+    ax.set_xlabel("queries")
+    ax.set_ylabel("test accuracy of best-so-far (%)")
+    ax.set_title(json.loads(run.file("config.json").read_text())["strategy"])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.file("curve.png"), dpi=100)
+    plt.close(fig)

@@ -1,0 +1,292 @@
+"""Black-box strategies: random search, regularised evolution, TPE and REINFORCE, through optuna.
+
+Each architecture is a set of categorical decisions (a `DecisionSpace`); a strategy is an optuna
+sampler (`samplers.make_sampler`), and the search is an ask/tell loop against a study in a storage
+(by default an SQLite file in the run directory). A search that stops for any reason resumes from
+its storage: finished trials are kept, and the loop runs until ``budget`` trials are complete. The
+same study can take several workers pointing at one storage URL.
+
+The objective differs by setting: on real data it trains the discrete network for a low-fidelity
+budget and scores it on the validation split (`LowFidelityObjective`); in the tabular benchmark it
+looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import UserError
+from ..genotype import Genotype
+from .base import STRATEGIES, SearchContext, SearchResult
+from .samplers import make_sampler
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BLACK_BOX = ("random", "evolution", "tpe", "reinforce")
+
+
+# ----------------------------------------------------------------------------- decision spaces
+
+
+@dataclass(frozen=True)
+class DecisionSpace:
+    """Categorical decisions that define one architecture, and the mapping back to it."""
+
+    name: str
+    decisions: tuple[tuple[str, tuple], ...]
+    decode: Callable[[dict], object]
+
+    def suggest(self, trial: optuna.Trial):
+        params = {name: trial.suggest_categorical(name, list(ch)) for name, ch in self.decisions}
+        return self.decode(params)
+
+
+def nb201_decisions(op_names: tuple[str, ...] | None = None) -> DecisionSpace:
+    from ..spaces.nb201 import NB201_EDGES, NB201_OPS, NB201Arch
+
+    ops = tuple(op_names or NB201_OPS)
+    names = [f"{to}<-{frm}" for to, frm in NB201_EDGES]
+    return DecisionSpace(
+        "nb201",
+        tuple((n, ops) for n in names),
+        lambda p: NB201Arch(tuple(p[n] for n in names)),
+    )
+
+
+def darts_decisions(op_names, steps: int = 4) -> DecisionSpace:
+    """Per node and cell type: which two earlier states feed it, and the op on each of the two
+    edges (never `none`, which the derived DARTS cells exclude)."""
+    ops = tuple(o for o in op_names if o != "none")
+    if not ops:
+        raise UserError("the op list needs at least one op besides 'none'.")
+    decisions = []
+    for cell in ("normal", "reduce"):
+        for node in range(steps):
+            pairs = tuple(f"{a},{b}" for a, b in itertools.combinations(range(node + 2), 2))
+            decisions.append((f"{cell}/node{node}/inputs", pairs))
+            decisions += [(f"{cell}/node{node}/op{k}", ops) for k in range(2)]
+
+    def decode(p: dict) -> Genotype:
+        cells = {}
+        for cell in ("normal", "reduce"):
+            edges = []
+            for node in range(steps):
+                inputs = [int(i) for i in p[f"{cell}/node{node}/inputs"].split(",")]
+                edges += [(p[f"{cell}/node{node}/op{k}"], inputs[k]) for k in range(2)]
+            cells[cell] = tuple(edges)
+        concat = tuple(range(2, steps + 2))
+        return Genotype(cells["normal"], concat, cells["reduce"], concat)
+
+    return DecisionSpace("darts", tuple(decisions), decode)
+
+
+def decision_space(s) -> DecisionSpace:
+    """The decision space of a SearchConfig ``s``."""
+    if s.space == "nb201":
+        return nb201_decisions(tuple(s.ops) if s.ops else None)
+    return darts_decisions(tuple(s.ops), s.nodes)
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def open_study(
+    storage: str | None,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    *,
+    direction: str = "maximize",
+) -> optuna.Study:
+    """Create or load a study; a storage that cannot be opened is a UserError."""
+    try:
+        return optuna.create_study(
+            storage=storage,
+            study_name=name,
+            sampler=sampler,
+            direction=direction,
+            load_if_exists=True,
+        )
+    except ValueError as e:  # e.g. the stored study's direction differs
+        raise UserError(f"optuna storage {storage}: {e}") from None
+    except Exception as e:  # SQLAlchemy / file errors: unopenable URL, unwritable path
+        raise UserError(
+            f"cannot open the optuna storage {storage!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}). Give a URL optuna can open, e.g. "
+            "sqlite:///path/to/study.db, or leave search.storage unset for a file in the run "
+            "directory."
+        ) from None
+
+
+def check_storage_url(url: str) -> None:
+    """Validate a storage URL before anything is written (opens it read-only where possible)."""
+    if url.startswith("sqlite:///"):
+        parent = Path(url[len("sqlite:///") :]).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UserError(
+                f"cannot open the optuna storage {url!r}: the folder {parent} does not exist. "
+                "Create it first or give another search.storage URL."
+            )
+        return
+    if url.startswith("sqlite:"):
+        raise UserError(
+            f"cannot open the optuna storage {url!r}: SQLite URLs look like "
+            "sqlite:///relative/path.db or sqlite:////absolute/path.db."
+        )
+    if "://" not in url:
+        raise UserError(
+            f"search.storage {url!r} is not a URL; use e.g. sqlite:///study.db, or a "
+            "database URL such as postgresql://user@host/db."
+        )
+    try:
+        optuna.storages.get_storage(url)
+    except Exception as e:
+        raise UserError(
+            f"cannot open the optuna storage {url!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]})."
+        ) from None
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def run_study(
+    study: optuna.Study,
+    space: DecisionSpace,
+    objective: Callable[[object], tuple[float, dict]],
+    budget: int,
+    on_trial: Callable[[optuna.trial.FrozenTrial, object, dict], None] | None = None,
+) -> None:
+    """Ask/tell until ``budget`` trials are complete (counting those already in the study).
+
+    ``objective(arch) -> (score, info)``; ``info`` is stored as trial user attributes. An
+    exception fails the trial in the storage and propagates.
+    """
+    while len(completed(study)) < budget:
+        trial = study.ask()
+        arch = space.suggest(trial)
+        t0 = time.perf_counter()
+        try:
+            value, info = objective(arch)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        for k, v in info.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, value)
+        if on_trial is not None:
+            on_trial(study.trials[trial.number], arch, info)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best complete trial; ties go to the earliest."""
+    trials = sorted(completed(study), key=lambda t: t.number)
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(trials, key=lambda t: (sign * t.value, -t.number))
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+class BlackBoxStrategy:
+    """A black-box strategy on real data: each candidate is trained from scratch for
+    ``search.eval_epochs`` epochs on ``search.eval_fraction`` of the training split and scored by
+    the task's primary metric on the validation split."""
+
+    name = "random"
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        from ..pipeline import low_fidelity_objective
+
+        s, cfg = ctx.cfg.search, ctx.cfg
+        t_start = time.perf_counter()
+        space = decision_space(s)
+        storage = s.storage
+        if storage is None and ctx.run is not None:
+            storage = f"sqlite:///{(ctx.run.path / 'study.db').resolve()}"
+        study = open_study(
+            storage,
+            f"scinas-{self.name}-{s.space}-seed{cfg.seed}",
+            make_sampler(self.name, s, cfg.seed),
+            direction="maximize" if ctx.task.higher_is_better else "minimize",
+        )
+        done = len(completed(study))
+        ctx.reporter.log(
+            f"search: {self.name} on the {s.space} space, {s.budget} architectures "
+            f"({done} already in the study), each trained {s.eval_epochs} epoch(s) on "
+            f"{s.eval_fraction:.0%} of the training data; storage {storage or 'in memory'}"
+        )
+        objective = low_fidelity_objective(ctx)
+        history = []
+
+        def on_trial(t, arch, info):
+            event = {
+                "event": "search_trial",
+                "trial": t.number,
+                "arch": arch.to_dict(),
+                "score": t.value,
+                "seconds": t.user_attrs.get("seconds"),
+                **info,
+            }
+            history.append(event)
+            if ctx.run is not None:
+                ctx.run.log_event(event)
+            best = best_trial(study)
+            ctx.reporter.log(
+                f"trial {t.number + 1}/{s.budget}: val {ctx.task.primary_metric} "
+                f"{t.value:.4f} (best {best.value:.4f}) | {event['seconds']:.1f}s"
+            )
+
+        run_study(study, space, objective, s.budget, on_trial)
+        best = best_trial(study)
+        return SearchResult(
+            genotype=arch_from_dict(best.user_attrs["arch"]),
+            history=history,
+            val_metrics=best.user_attrs.get("val"),
+            seconds=time.perf_counter() - t_start,
+        )
+
+
+def arch_from_dict(d: dict):
+    if d.get("space") == "nb201":
+        from ..spaces.nb201 import NB201Arch
+
+        return NB201Arch.from_dict(d)
+    return Genotype.from_dict(d)
+
+
+@STRATEGIES.decorator("random")
+class RandomSearch(BlackBoxStrategy):
+    """Uniform random architectures (Li & Talwalkar 2019's baseline)."""
+
+    name = "random"
+
+
+@STRATEGIES.decorator("evolution")
+class RegularizedEvolution(BlackBoxStrategy):
+    """Regularised (aging) evolution: tournament selection, one-decision mutations."""
+
+    name = "evolution"
+
+
+@STRATEGIES.decorator("tpe")
+class TPE(BlackBoxStrategy):
+    """optuna's multivariate tree-structured Parzen estimator."""
+
+    name = "tpe"
+
+
+@STRATEGIES.decorator("reinforce")
+class Reinforce(BlackBoxStrategy):
+    """A categorical policy trained with REINFORCE and a moving-average baseline."""
+
+    name = "reinforce"

@@ -177,9 +177,9 @@ def run_nb201(
         sampler = make_sampler(strategy, cfg.search, seed)
         study = open_study(storage, f"nb201-{strategy}-seed{seed}", sampler)
         run_study(study, space, lambda arch: (oracle(arch), {}), budget)
-        trials = sorted(
-            (t for t in study.trials if t.value is not None), key=lambda t: t.number
-        )[:budget]
+        trials = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.number)[
+            :budget
+        ]
         best_score, best_test = -np.inf, np.nan
         for q, t in enumerate(trials):
             arch = t.user_attrs["arch"]["arch"]

@@ -99,8 +99,28 @@ def published_genotypes() -> list[str]:
     return sorted(p.name[:-5] for p in _published_dir().iterdir() if p.name.endswith(".json"))
 
 
-def load_genotype(name_or_path: str | os.PathLike) -> Genotype:
-    """Load a genotype by published name (``DARTS_V2``), a JSON file, or a run directory."""
+def arch_from_dict(data, source: str = "genotype"):
+    """A DARTS `Genotype`, or an `NB201Arch` for ``{"space": "nb201", "arch": "|...|"}``."""
+    if isinstance(data, dict) and data.get("space") == "nb201":
+        from .spaces.nb201 import NB201Arch
+
+        return NB201Arch.from_dict(data, source=source)
+    if isinstance(data, dict) and data.get("space", "darts") != "darts":
+        raise UserError(f"{source}: unknown search space {data.get('space')!r} (darts | nb201).")
+    if not isinstance(data, dict):
+        raise UserError(f"{source} is not a genotype: expected a JSON object.")
+    return Genotype.from_dict(data, source=source)
+
+
+def load_genotype(name_or_path: str | os.PathLike):
+    """Load an architecture: a published name (``DARTS_V2``), a JSON file, a run directory, or a
+    NAS-Bench-201 string (``|nor_conv_3x3~0|+|...|``). DARTS-space files give a `Genotype`,
+    NAS-Bench-201 ones an `NB201Arch`."""
+    text = str(name_or_path)
+    if text.startswith("|"):
+        from .spaces.nb201 import NB201Arch
+
+        return NB201Arch.parse(text)
     path = Path(name_or_path)
     if path.is_dir() and (path / "genotype.json").is_file():
         path = path / "genotype.json"
@@ -111,7 +131,7 @@ def load_genotype(name_or_path: str | os.PathLike) -> Genotype:
             raise UserError(
                 f"cannot read genotype file {path}: {e}. Give a JSON genotype."
             ) from None
-        return Genotype.from_dict(data, source=str(path))
+        return arch_from_dict(data, source=str(path))
     name = str(name_or_path)
     published = published_genotypes()
     if name in published:

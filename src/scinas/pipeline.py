@@ -23,9 +23,12 @@ from .errors import UserError
 from .flops import count_flops
 from .genotype import Genotype, load_genotype
 from .network import Network, count_parameters, plan_reductions
+from .ops import DARTS_OPS
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
+from .spaces.nb201 import NB201Arch, NB201Network
 from .strategies import STRATEGIES, SearchContext, create_strategy
+from .strategies.blackbox import BLACK_BOX, check_storage_url
 from .tasks import make_task
 from .train import Batches, predict, train_network
 
@@ -63,11 +66,39 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
 
 
 def _check_search(s: SearchContext) -> None:
-    STRATEGIES.get(s.cfg.search.strategy)
-    plan_reductions(s.cfg.search.layers, s.data.input_shape[1:], s.cfg.search.reductions)
+    sc = s.cfg.search
+    STRATEGIES.get(sc.strategy)
+    if sc.space == "nb201":
+        from .spaces.nb201 import NB201_OPS
+
+        ops = [] if sc.ops == list(DARTS_OPS) else sc.ops
+        bad = [op for op in ops if op not in NB201_OPS]
+        if bad:
+            raise UserError(
+                f"search.ops {bad} are not NAS-Bench-201 ops; the nb201 space has "
+                f"{', '.join(NB201_OPS)}."
+            )
+    else:
+        plan_reductions(sc.layers, s.data.input_shape[1:], sc.reductions)
+    if sc.strategy in BLACK_BOX:
+        if sc.storage:
+            check_storage_url(sc.storage)
+        n_eval = len(s.data.train) * sc.eval_fraction
+        if sc.max_samples is not None:
+            n_eval = min(n_eval, sc.max_samples)
+        if n_eval < 2 * s.data.num_outputs and s.task.name == "classification":
+            raise UserError(
+                f"search.eval_fraction={sc.eval_fraction} leaves {int(n_eval)} training images "
+                f"per candidate for {s.data.num_outputs} classes: too few to train anything. "
+                "Raise search.eval_fraction (or search.max_samples)."
+            )
 
 
-def _check_train(s: SearchContext) -> None:
+def _check_train(s: SearchContext, arch=None) -> None:
+    from .spaces.nb201 import NB201Arch
+
+    if isinstance(arch, NB201Arch) or (arch is None and s.cfg.search.space == "nb201"):
+        return  # the NB201 network places its reductions by the input size itself
     plan_reductions(s.cfg.train.layers, s.data.input_shape[1:], s.cfg.train.reductions)
 
 
@@ -75,7 +106,7 @@ def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: bool):
+def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: bool, arch=None):
     """Validate everything a verb needs, then create its run directory (never before)."""
     if out is not None:
         check_out_dir(out, overwrite=overwrite)
@@ -83,7 +114,7 @@ def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: boo
     if search:
         _check_search(s)
     if train:
-        _check_train(s)
+        _check_train(s, arch)
     return s, _open_run(s, out, kind, overwrite)
 
 
@@ -136,8 +167,19 @@ def _batches(s: SearchContext, x, y, batch_size, shuffle=False, seed=0) -> Batch
     )
 
 
-def build_network(genotype: Genotype, t, input_shape, num_outputs) -> Network:
+def build_network(genotype, t, input_shape, num_outputs) -> torch.nn.Module:
+    """The discrete network of an architecture: DARTS `Network` for a `Genotype`, the
+    NAS-Bench-201 macro skeleton for an `NB201Arch` (``t.layers`` cells in 3 stages)."""
     C_in, H, W = input_shape
+    if isinstance(genotype, NB201Arch):
+        return NB201Network(
+            genotype,
+            C_in,
+            num_outputs,
+            (H, W),
+            C=t.C,
+            cells_per_stage=max(1, t.layers // 3),
+        )
     return Network(
         genotype,
         C_in,
@@ -150,23 +192,25 @@ def build_network(genotype: Genotype, t, input_shape, num_outputs) -> Network:
     )
 
 
-def _train(s: SearchContext, genotype: Genotype, run: RunDir | None) -> tuple[Network, dict]:
-    """Train the discrete network from scratch, then evaluate it once on the test split."""
-    cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
-    t_start = time.perf_counter()
+def _subset(x, y, n: int | None, seed: int):
+    if n is not None and n < len(x):
+        _, keep = stratified_split(y.numpy(), n / len(x), seed)
+        keep = torch.as_tensor(keep)
+        return x[keep], y[keep]
+    return x, y
+
+
+def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None):
+    """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
+    scratch on (x, y), validating on the val split each epoch. Returns (net, history)."""
+    cfg, data, task = s.cfg, s.data, s.task
     torch.manual_seed(cfg.seed)
     net = build_network(genotype, t, data.input_shape, data.num_outputs).to(s.device)
     if s.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    x, y = data.train.x, data.train.y
-    if t.max_samples is not None and t.max_samples < len(x):
-        _, keep = stratified_split(y.numpy(), t.max_samples / len(x), cfg.seed)
-        x, y = x[torch.as_tensor(keep)], y[torch.as_tensor(keep)]
     H, W = data.input_shape[1:]
     crop = t.crop_padding if t.crop_padding is not None else max(1, min(H, W) // 8)
     cut = min(t.cutout, min(H, W) // 2)
-    if cut < t.cutout:
-        s.reporter.log(f"cutout {t.cutout} is more than half the image side: using {cut}")
     augment = partial(
         augment_batch,
         generator=torch.Generator().manual_seed(cfg.seed + 21),
@@ -174,11 +218,68 @@ def _train(s: SearchContext, genotype: Genotype, run: RunDir | None) -> tuple[Ne
         hflip=t.hflip,
         cutout_length=cut,
     )
-    params = count_parameters(net)
-    s.reporter.log(
-        f"train: C={t.C} layers={t.layers} auxiliary={t.auxiliary}, {params:,} parameters, "
-        f"{t.epochs} epochs on {len(x)} images"
+    history = train_network(
+        net,
+        task,
+        _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31),
+        _batches(s, data.val.x, data.val.y, 256),
+        epochs=t.epochs,
+        lr=t.lr,
+        lr_min=t.lr_min,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        auxiliary_weight=t.auxiliary_weight if t.auxiliary else 0.0,
+        drop_path_prob=t.drop_path_prob,
+        augment=augment,
+        on_epoch=on_epoch,
+        track=track,
     )
+    return net, history
+
+
+def low_fidelity_objective(s: SearchContext):
+    """The score of a black-box candidate: its network (at the supernet's sizes, search.C and
+    search.layers) trained ``search.eval_epochs`` epochs on ``search.eval_fraction`` of the
+    training split (stratified, the same images for every candidate), scored by the task's
+    primary metric on the validation split."""
+    sc, t = s.cfg.search, s.cfg.train
+    proxy = t.model_copy(
+        update={
+            "C": sc.C,
+            "layers": sc.layers,
+            "reductions": sc.reductions,
+            "epochs": sc.eval_epochs,
+            "batch_size": sc.batch_size,
+            "auxiliary": False,
+            "drop_path_prob": 0.0,
+        }
+    )
+    train = s.data.train
+    n = int(round(len(train) * sc.eval_fraction))
+    if sc.max_samples is not None:
+        n = min(n, sc.max_samples)
+    x, y = _subset(train.x, train.y, n, s.cfg.seed)
+    pm = s.task.primary_metric
+
+    def objective(arch):
+        net, history = fit(s, arch, proxy, x, y)
+        val = history[-1].val
+        return val[pm], {"val": val, "params": count_parameters(net)}
+
+    return objective
+
+
+def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Module, dict]:
+    """Train the discrete network from scratch, then evaluate it once on the test split."""
+    cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
+    t_start = time.perf_counter()
+    x, y = _subset(data.train.x, data.train.y, t.max_samples, cfg.seed)
+    H, W = data.input_shape[1:]
+    if min(t.cutout, min(H, W) // 2) < t.cutout:
+        s.reporter.log(
+            f"cutout {t.cutout} is more than half the image side: using {min(H, W) // 2}"
+        )
     pm = task.primary_metric
 
     def on_epoch(e):
@@ -199,23 +300,12 @@ def _train(s: SearchContext, genotype: Genotype, run: RunDir | None) -> tuple[Ne
             f"{e.seconds:.1f}s"
         )
 
-    history = train_network(
-        net,
-        task,
-        _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31),
-        _batches(s, data.val.x, data.val.y, 256),
-        epochs=t.epochs,
-        lr=t.lr,
-        lr_min=t.lr_min,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip,
-        auxiliary_weight=t.auxiliary_weight if t.auxiliary else 0.0,
-        drop_path_prob=t.drop_path_prob,
-        augment=augment,
-        on_epoch=on_epoch,
-        track=s.reporter.track,
+    s.reporter.log(
+        f"train: C={t.C} layers={t.layers} auxiliary={t.auxiliary}, {t.epochs} epochs "
+        f"on {len(x)} images"
     )
+    net, history = fit(s, genotype, t, x, y, on_epoch=on_epoch, track=s.reporter.track)
+    params = count_parameters(net)
     train_seconds = time.perf_counter() - t_start
     outputs, targets = predict(net, _batches(s, data.test.x, data.test.y, 256))
     test = task.metrics(outputs, targets)
@@ -280,7 +370,7 @@ def search(
     *,
     overwrite: bool = False,
     reporter: Reporter | None = None,
-) -> Genotype:
+) -> Genotype | NB201Arch:
     """Search only: writes the genotype (and the supernet) to the run directory."""
     t0 = time.perf_counter()
     s, run_dir = _begin(cfg, out, overwrite, reporter, "search", search=True, train=False)
@@ -302,24 +392,27 @@ def search(
 
 def train(
     cfg: Config,
-    genotype: Genotype | str | os.PathLike,
+    genotype: Genotype | NB201Arch | str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> dict:
-    """Train a given genotype (name, JSON file, run directory or Genotype) and evaluate it."""
+    """Train a given architecture (published name, JSON file, run directory, NAS-Bench-201
+    string, `Genotype` or `NB201Arch`) and evaluate it."""
     t0 = time.perf_counter()
-    if not isinstance(genotype, Genotype):
+    if not isinstance(genotype, Genotype | NB201Arch):
         genotype = load_genotype(genotype)
-    s, run_dir = _begin(cfg, out, overwrite, reporter, "train", search=False, train=True)
+    s, run_dir = _begin(
+        cfg, out, overwrite, reporter, "train", search=False, train=True, arch=genotype
+    )
     genotype.to_json(run_dir.file("genotype.json"))
     _, results = _train(s, genotype, run_dir)
     results["device"] = str(s.device)
     return _finish(run_dir, results, t0)
 
 
-def load_trained(run_dir: str | os.PathLike) -> tuple[Network, dict, Config]:
+def load_trained(run_dir: str | os.PathLike) -> tuple[torch.nn.Module, dict, Config]:
     """Rebuild the trained network of a run directory (weights loaded, eval mode)."""
     path = Path(run_dir)
     if not is_run_dir(path):

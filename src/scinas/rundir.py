@@ -118,19 +118,9 @@ class RunDir:
     def log_event(self, event: dict) -> None:
         self._append("metrics.jsonl", {"time": time.time(), **event})
 
-    def log_arch_weights(self, epoch, op_names, w_normal, w_reduce, genotype, a_normal, a_reduce):
-        self._append(
-            "arch_weights.jsonl",
-            {
-                "epoch": epoch,
-                "ops": list(op_names),
-                "normal": w_normal.tolist(),
-                "reduce": w_reduce.tolist(),
-                "alpha_normal": a_normal.tolist(),
-                "alpha_reduce": a_reduce.tolist(),
-                "genotype": genotype.to_dict(),
-            },
-        )
+    def log_arch_weights(self, epoch: int, record: dict) -> None:
+        """One line of arch_weights.jsonl: the epoch and `strategies.oneshot.arch_record`."""
+        self._append("arch_weights.jsonl", {"epoch": epoch, **record})
 
     def save_state(self, name: str, module: torch.nn.Module) -> None:
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}

@@ -66,6 +66,20 @@ class MixedOp(nn.Module):
             acc = y * weights[k] if acc is None else torch.addcmul(acc, weights[k], y)
         return acc
 
+    def single(self, x, x_relu, k: int, weight, acc):
+        """Add only op ``k`` (alpha column), times ``weight`` (None: 1), into ``acc``.
+
+        Used by GDAS (one sampled op per edge) and by fixed paths (random search with weight
+        sharing): the other ops are not computed at all. `none` adds nothing.
+        """
+        if k not in self.columns:  # `none`
+            return acc
+        pos = self.columns.index(k)
+        y = self.ops[pos](x_relu if self.takes_relu[pos] else x)
+        if weight is not None:
+            y = y * weight
+        return y if acc is None else acc + y
+
 
 class SearchCell(nn.Module):
     def __init__(self, steps, multiplier, C_pp, C_p, C, reduction, reduction_prev, op_names):
@@ -84,18 +98,49 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and j < 2 else 1
                 self.edges.append(MixedOp(C, stride, op_names))
 
-    def forward(self, s0, s1, weights):  # weights: (num_edges, num_ops)
+    def forward(self, s0, s1, weights, index=None):
+        """``weights`` (num_edges, num_ops) or None; ``index`` None (every op, weighted) or one
+        alpha column per edge (-1: edge off), computing only that op."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus = [F.relu(s) for s in states]
         for node in range(self.steps):
             acc = None
             for j in range(node + 2):
-                acc = self.edges[edge_index(node, j)](
-                    states[j], relus[j], weights[edge_index(node, j)], acc
-                )
+                e = edge_index(node, j)
+                if index is None:
+                    acc = self.edges[e](states[j], relus[j], weights[e], acc)
+                elif index[e] >= 0:
+                    w = None if weights is None else weights[e, index[e]]
+                    acc = self.edges[e].single(states[j], relus[j], index[e], w, acc)
+            if acc is None:  # every incoming edge off or `none`
+                acc = self._zeros_like_node(states)
             states.append(acc)
             relus.append(F.relu(acc))
         return torch.cat(states[-self.multiplier :], dim=1)
+
+    def _zeros_like_node(self, states):
+        s = states[0]
+        if len(states) > 2:
+            return torch.zeros_like(states[2])
+        if not self.reduction:
+            return torch.zeros_like(s)
+        B, C, H, W = s.shape
+        return s.new_zeros(B, C, -(-H // 2), -(-W // 2))
+
+
+def genotype_paths(genotype: Genotype, op_names) -> tuple[list[int], list[int]]:
+    """The supernet path of a genotype: per edge the alpha column of its op, -1 where the
+    genotype has no edge."""
+    steps = len(genotype.normal) // 2
+    out = []
+    for edges in (genotype.normal, genotype.reduce):
+        path = [-1] * num_edges(steps)
+        for k, (op, j) in enumerate(edges):
+            if op not in op_names:
+                raise UserError(f"op '{op}' of the genotype is not in the search space's op list.")
+            path[edge_index(k // 2, j)] = list(op_names).index(op)
+        out.append(path)
+    return out[0], out[1]
 
 
 class Supernet(nn.Module):
@@ -147,6 +192,9 @@ class Supernet(nn.Module):
         E, K = num_edges(steps), len(op_names)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(E, K))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(E, K))
+        self.sampling = "softmax"  # "gumbel": GDAS, one sampled op per edge
+        self.tau = 10.0  # Gumbel-softmax temperature (GDAS anneals it)
+        self._paths: tuple[list[int], list[int]] | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha_normal, self.alpha_reduce]
@@ -156,24 +204,52 @@ class Supernet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Op weights of the normal and reduction edges, (num_edges, num_ops) each.
-
-        DARTS uses the softmax; GDAS-style subclasses override this with hard samples.
-        """
+        """Softmax op weights of the normal and reduction edges, (num_edges, num_ops) each."""
         return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
 
+    def set_paths(self, paths) -> None:
+        """Fix one discrete path: ``(normal, reduce)``, each one alpha column per edge (-1: edge
+        off), or None to go back to ``sampling``. While set, only those ops run, unweighted."""
+        if paths is None:
+            self._paths = None
+            return
+        E = num_edges(self.steps)
+        out = []
+        for p in paths:
+            p = [int(k) for k in (p.tolist() if torch.is_tensor(p) else p)]
+            if len(p) != E or not all(-1 <= k < len(self.op_names) for k in p):
+                raise ValueError(f"a path needs {E} entries in -1..{len(self.op_names) - 1}")
+            out.append(p)
+        self._paths = tuple(out)
+
+    def set_arch(self, genotype: Genotype | None) -> None:
+        """Fix the path of a DARTS genotype (its edges and ops), or None to clear it."""
+        self.set_paths(None if genotype is None else genotype_paths(genotype, self.op_names))
+
+    def _plan(self):
+        """(weights, index) for normal and reduction cells, as `SearchCell.forward` takes."""
+        if self._paths is not None:
+            return (None, self._paths[0]), (None, self._paths[1])
+        if self.sampling == "gumbel":
+            (wn, i_n), (wr, i_r) = (gumbel_hard(a, self.tau) for a in self.arch_parameters())
+            return (wn, i_n.tolist()), (wr, i_r.tolist())
+        if self.sampling == "softmax":
+            wn, wr = self.edge_weights()
+            return (wn, None), (wr, None)
+        raise ValueError(f"unknown supernet sampling {self.sampling!r} (softmax | gumbel)")
+
     def forward(self, x):  # x: (B, C_in, H, W) -> (B, num_outputs)
-        w_normal, w_reduce = self.edge_weights()
+        normal, reduce = self._plan()
         s0 = s1 = self.stem(x)
         recompute = self.checkpoint_cells and torch.is_grad_enabled()
         for cell in self.cells:
-            w = w_reduce if cell.reduction else w_normal
+            w, index = reduce if cell.reduction else normal
             if recompute:
                 # Keep only the cell's inputs; its ~20 intermediates per edge are recomputed in
                 # backward (about one extra forward pass for a several-fold smaller peak).
-                s0, s1 = s1, checkpoint(cell, s0, s1, w, use_reentrant=False)
+                s0, s1 = s1, checkpoint(cell, s0, s1, w, index, use_reentrant=False)
             else:
-                s0, s1 = s1, cell(s0, s1, w)
+                s0, s1 = s1, cell(s0, s1, w, index)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     @torch.no_grad()

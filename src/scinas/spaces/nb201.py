@@ -477,6 +477,16 @@ class NB201Supernet(nn.Module):
             )
         self._path = [int(i) for i in idx]
 
+    def set_arch(self, arch: NB201Arch | None) -> None:
+        """Fix the path of an architecture (its op on every edge), or None to clear it."""
+        if arch is None:
+            self.set_paths(None)
+            return
+        missing = [op for op in arch.ops if op not in self.op_names]
+        if missing:
+            raise UserError(f"op(s) {missing} of {arch} are not in the supernet's op list.")
+        self.set_paths([self.op_names.index(op) for op in arch.ops])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is not None:
             weights, index = None, self._path

@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UserError
-from ..genotype import Genotype
+from ..genotype import Genotype, arch_from_dict
 from .base import STRATEGIES, SearchContext, SearchResult
 from .samplers import make_sampler
 
@@ -42,6 +42,10 @@ class DecisionSpace:
     name: str
     decisions: tuple[tuple[str, tuple], ...]
     decode: Callable[[dict], object]
+
+    def sample(self, rng):
+        """A uniformly random architecture (``rng``: numpy RandomState)."""
+        return self.decode({name: ch[rng.randint(len(ch))] for name, ch in self.decisions})
 
     def suggest(self, trial: optuna.Trial):
         params = {name: trial.suggest_categorical(name, list(ch)) for name, ch in self.decisions}
@@ -254,14 +258,6 @@ class BlackBoxStrategy:
             val_metrics=best.user_attrs.get("val"),
             seconds=time.perf_counter() - t_start,
         )
-
-
-def arch_from_dict(d: dict):
-    if d.get("space") == "nb201":
-        from ..spaces.nb201 import NB201Arch
-
-        return NB201Arch.from_dict(d)
-    return Genotype.from_dict(d)
 
 
 @STRATEGIES.decorator("random")

@@ -13,16 +13,12 @@ is rebuilt: the virtual step is applied to the parameters in place and undone af
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 
 import torch
-from torch import nn
 
-from ..data.split import stratified_split
-from ..supernet import Supernet
-from ..train import Batches, check_finite, cosine_sgd, evaluate
-from .base import STRATEGIES, SearchContext, SearchResult
+from .base import STRATEGIES, SearchContext
+from .oneshot import OneShotStrategy, use_checkpointing  # noqa: F401  (re-exported)
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:
@@ -66,7 +62,7 @@ class Architect:
 
     def __init__(
         self,
-        model: Supernet,
+        model,
         task,
         *,
         lr: float,
@@ -153,169 +149,27 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
     return val_loss.detach(), [da - eta * hv for da, hv in zip(d_alpha, hessian_v, strict=False)]
 
 
-# Activation memory grows with batch·C·H·W·cells; at the DARTS benchmark setting (64·16·32·32·8)
-# a step peaks near 6 GB without checkpointing and 2.6 GB with it (benchmarks/search_step.py).
-# "auto" turns checkpointing on from half that size up, where the memory starts to matter more
-# than the ~30% of extra time.
-CHECKPOINT_FROM = 64 * 16 * 32 * 32 * 8 // 2
-
-
-def use_checkpointing(s, input_shape) -> bool:
-    if s.checkpoint_cells is not None:
-        return s.checkpoint_cells
-    _, H, W = input_shape
-    return s.batch_size * s.C * H * W * s.layers >= CHECKPOINT_FROM
-
-
-def build_supernet(ctx: SearchContext) -> Supernet:
-    s, data = ctx.cfg.search, ctx.data
-    C_in, H, W = data.input_shape
-    return Supernet(
-        C_in,
-        data.num_outputs,
-        (H, W),
-        C=s.C,
-        layers=s.layers,
-        op_names=tuple(s.ops),
-        steps=s.nodes,
-        multiplier=s.nodes,
-        reductions=s.reductions,
-        checkpoint_cells=use_checkpointing(s, data.input_shape),
-    )
-
-
-def search_halves(ctx: SearchContext, seed: int):
-    """DARTS' split of the training data: weights train on one half, the alphas on the other."""
-    s, train = ctx.cfg.search, ctx.data.train
-    x, y = train.x, train.y
-    if s.max_samples is not None and s.max_samples < len(x):
-        _, keep = stratified_split(y.numpy(), s.max_samples / len(x), seed)
-        keep = torch.as_tensor(keep)
-        x, y = x[keep], y[keep]
-    w_idx, a_idx = stratified_split(y.numpy(), 1.0 - s.train_portion, seed + 1)
-    w_idx, a_idx = torch.as_tensor(w_idx), torch.as_tensor(a_idx)
-    return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
-
-
 @STRATEGIES.decorator("darts")
-class DartsStrategy:
-    """Differentiable architecture search (first or second order, `search.order`)."""
+class DartsStrategy(OneShotStrategy):
+    """Differentiable architecture search (first or second order, `search.order`): every op of
+    every edge runs, weighted by the softmax of its alphas."""
 
-    def search(self, ctx: SearchContext) -> SearchResult:
-        s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
-        t_start = time.perf_counter()
-        torch.manual_seed(cfg.seed)
-        model = build_supernet(ctx).to(ctx.device)
-        if ctx.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        mean = torch.tensor(ctx.data.mean, dtype=torch.float32)
-        std = torch.tensor(ctx.data.std, dtype=torch.float32)
-        (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
+    name = "darts"
 
-        def batches(x, y, shuffle, seed):
-            gen = torch.Generator().manual_seed(seed) if shuffle else None
-            return Batches(
-                x,
-                y,
-                mean,
-                std,
-                s.batch_size,
-                ctx.device,
-                ctx.channels_last,
-                shuffle=shuffle,
-                generator=gen,
-            )
+    def describe(self, ctx: SearchContext) -> str:
+        return f"DARTS order {ctx.cfg.search.order}"
 
-        w_batches = batches(xw, yw, True, cfg.seed + 11)
-        a_batches = batches(xa, ya, True, cfg.seed + 12)
-        val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
-
-        w_optimizer, scheduler = cosine_sgd(
-            model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
-        )
-        architect = Architect(
+    def configure(self, model, ctx: SearchContext) -> None:
+        s = ctx.cfg.search
+        model.sampling = "softmax"
+        self.architect = Architect(
             model,
-            task,
+            ctx.task,
             lr=s.arch_lr,
             weight_decay=s.arch_weight_decay,
             order=s.order,
             hvp_r=s.hvp_r,
         )
-        ctx.reporter.log(
-            f"search: DARTS order {s.order}, {s.epochs} epochs, supernet C={s.C} layers={s.layers} "
-            f"nodes={s.nodes}, {len(s.ops)} ops, {len(xw)}+{len(xa)} images (weights+arch), "
-            f"cell checkpointing {'on' if model.checkpoint_cells else 'off'}"
-        )
-        history = []
-        val_metrics: dict = {}
-        for epoch in range(s.epochs):
-            t0 = time.perf_counter()
-            lr = w_optimizer.param_groups[0]["lr"]
-            update_arch = epoch >= s.warmup_epochs
-            model.train()
-            outs, tgts, arch_losses = [], [], []
-            steps = zip(w_batches, a_batches, strict=False)
-            steps = ctx.reporter.track(
-                steps, min(len(w_batches), len(a_batches)), f"search {epoch + 1}/{s.epochs}"
-            )
-            for step, ((xt, yt), (xv, yv)) in enumerate(steps):
-                where = f"search epoch {epoch + 1}, step {step + 1}"
-                if update_arch:
-                    for a in model.arch_parameters():
-                        a.requires_grad_(True)
-                    arch_loss = architect.step(xt, yt, xv, yv, lr, w_optimizer)
-                    check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
-                    arch_losses.append(arch_loss)
-                # Weight step; the alphas are constants here (no grads, smaller graph).
-                for a in model.arch_parameters():
-                    a.requires_grad_(False)
-                out = model(xt)
-                loss = task.loss(out, task.encode_targets(yt))
-                check_finite(loss, where, "search.lr", lr)
-                w_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
-                w_optimizer.step()
-                outs.append(out.detach().float().cpu())
-                tgts.append(yt.cpu())
-            for a in model.arch_parameters():
-                a.requires_grad_(True)
-            scheduler.step()
-            train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
-            val_metrics = evaluate(model, task, val_batches)
-            genotype = model.genotype()
-            w_normal, w_reduce = (w.detach().cpu() for w in model.edge_weights())
-            event = {
-                "event": "search_epoch",
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train": train_metrics,
-                "val": val_metrics,
-                "arch_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(event)
-            if ctx.run is not None:
-                ctx.run.log_event(event)
-                ctx.run.log_arch_weights(
-                    epoch + 1,
-                    model.op_names,
-                    w_normal,
-                    w_reduce,
-                    genotype,
-                    model.alpha_normal.detach().cpu(),
-                    model.alpha_reduce.detach().cpu(),
-                )
-            pm = task.primary_metric
-            ctx.reporter.log(
-                f"search epoch {epoch + 1}/{s.epochs}: train loss {train_metrics['loss']:.4f} "
-                f"{pm} {train_metrics[pm]:.4f} | val loss {val_metrics['loss']:.4f} "
-                f"{pm} {val_metrics[pm]:.4f} | {event['seconds']:.1f}s"
-            )
-        return SearchResult(
-            genotype=model.genotype(),
-            history=history,
-            model=model,
-            val_metrics=val_metrics,
-            seconds=time.perf_counter() - t_start,
-        )
+
+    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
+        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)

@@ -1,0 +1,56 @@
+"""GDAS (Dong & Yang, CVPR 2019): gradient-based search by differentiable architecture sampling.
+
+Each forward pass draws one op per edge from a hard Gumbel-softmax over the edge's alphas and runs
+only that op (`scinas.supernet.gumbel_hard`): the value is exactly one-hot, the gradient is that of
+the soft sample (straight-through), so a search step costs about one discrete network instead of
+the whole supernet. The temperature falls linearly from ``search.tau_max`` (10) to
+``search.tau_min`` (0.1) over the epochs. Weights and alphas alternate as in first-order DARTS
+(Adam on the alphas, on the architecture half of the data).
+"""
+
+from __future__ import annotations
+
+from ..train import evaluate
+from .base import STRATEGIES, SearchContext
+from .darts import Architect
+from .oneshot import OneShotStrategy
+
+
+def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
+    """Linear annealing from tau_max (first epoch) to tau_min (last epoch)."""
+    if epochs <= 1:
+        return tau_max
+    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+
+
+@STRATEGIES.decorator("gdas")
+class GdasStrategy(OneShotStrategy):
+    """One sampled op per edge per step (hard Gumbel-softmax, straight-through gradient)."""
+
+    name = "gdas"
+
+    def describe(self, ctx: SearchContext) -> str:
+        s = ctx.cfg.search
+        return f"GDAS, tau {s.tau_max:g} -> {s.tau_min:g}"
+
+    def configure(self, model, ctx: SearchContext) -> None:
+        s = ctx.cfg.search
+        model.sampling = "gumbel"
+        self.architect = Architect(
+            model, ctx.task, lr=s.arch_lr, weight_decay=s.arch_weight_decay, order=1
+        )
+
+    def begin_epoch(self, model, epoch: int, ctx: SearchContext) -> None:
+        s = ctx.cfg.search
+        model.tau = temperature(epoch, s.epochs, s.tau_max, s.tau_min)
+
+    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
+        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)
+
+    def evaluate_supernet(self, model, ctx: SearchContext, val_batches) -> dict:
+        """The supernet along the currently derived architecture (not a random sample)."""
+        model.set_arch(model.genotype())
+        try:
+            return evaluate(model, ctx.task, val_batches)
+        finally:
+            model.set_arch(None)

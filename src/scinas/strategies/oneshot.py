@@ -1,0 +1,250 @@
+"""One-shot (weight-sharing) search: the training loop DARTS, GDAS and rsws share.
+
+Per step: an optional architecture step on a batch of the architecture half of the training data,
+then a weight step on a batch of the weight half (SGD with cosine schedule, gradient clipping).
+Strategies differ only in the hooks: how the supernet samples its ops (`configure`,
+`begin_epoch`, `before_weight_step`), the architecture step (`arch_step`), how the supernet is
+scored on the validation split (`evaluate_supernet`) and what it returns (`derive`).
+
+Both search spaces plug in here: the DARTS cell space (`scinas.supernet.Supernet`) and the
+NAS-Bench-201 space (`scinas.spaces.nb201.NB201Supernet`), chosen by ``search.space``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from ..data.split import stratified_split
+from ..supernet import Supernet
+from ..train import Batches, check_finite, cosine_sgd, evaluate
+from .base import SearchContext, SearchResult
+
+# Activation memory grows with batch·C·H·W·cells; at the DARTS benchmark setting (64·16·32·32·8)
+# a step peaks near 6 GB without checkpointing and 2.6 GB with it (benchmarks/search_step.py).
+# "auto" turns checkpointing on from half that size up, where the memory starts to matter more
+# than the ~30% of extra time.
+CHECKPOINT_FROM = 64 * 16 * 32 * 32 * 8 // 2
+
+
+def use_checkpointing(s, input_shape) -> bool:
+    if s.checkpoint_cells is not None:
+        return s.checkpoint_cells
+    _, H, W = input_shape
+    return s.batch_size * s.C * H * W * s.layers >= CHECKPOINT_FROM
+
+
+def build_supernet(ctx: SearchContext) -> nn.Module:
+    s, data = ctx.cfg.search, ctx.data
+    C_in, H, W = data.input_shape
+    if s.space == "nb201":
+        from ..spaces.nb201 import NB201_OPS, NB201Supernet
+
+        ops = tuple(s.ops) if s.ops != _default_ops() else NB201_OPS
+        return NB201Supernet(
+            C_in,
+            data.num_outputs,
+            (H, W),
+            C=s.C,
+            cells_per_stage=max(1, s.layers // 3),
+            op_names=ops,
+        )
+    return Supernet(
+        C_in,
+        data.num_outputs,
+        (H, W),
+        C=s.C,
+        layers=s.layers,
+        op_names=tuple(s.ops),
+        steps=s.nodes,
+        multiplier=s.nodes,
+        reductions=s.reductions,
+        checkpoint_cells=use_checkpointing(s, data.input_shape),
+    )
+
+
+def _default_ops() -> list[str]:
+    from ..ops import DARTS_OPS
+
+    return list(DARTS_OPS)
+
+
+def search_halves(ctx: SearchContext, seed: int):
+    """DARTS' split of the training data: weights train on one half, the alphas on the other."""
+    s, train = ctx.cfg.search, ctx.data.train
+    x, y = train.x, train.y
+    if s.max_samples is not None and s.max_samples < len(x):
+        _, keep = stratified_split(y.numpy(), s.max_samples / len(x), seed)
+        keep = torch.as_tensor(keep)
+        x, y = x[keep], y[keep]
+    w_idx, a_idx = stratified_split(y.numpy(), 1.0 - s.train_portion, seed + 1)
+    w_idx, a_idx = torch.as_tensor(w_idx), torch.as_tensor(a_idx)
+    return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
+
+
+def arch_record(model) -> dict:
+    """What arch_weights.jsonl keeps per epoch: softmax weights, raw alphas, derived cell."""
+    rec = {"ops": list(model.op_names)}
+    if hasattr(model, "alpha"):  # NAS-Bench-201: one alpha shared by every cell
+        rec["space"] = "nb201"
+        rec["edges"] = model.edge_weights().detach().cpu().tolist()
+        rec["alpha"] = model.alpha.detach().cpu().tolist()
+    else:
+        w_normal, w_reduce = (w.detach().cpu().tolist() for w in model.edge_weights())
+        rec.update(
+            space="darts",
+            normal=w_normal,
+            reduce=w_reduce,
+            alpha_normal=model.alpha_normal.detach().cpu().tolist(),
+            alpha_reduce=model.alpha_reduce.detach().cpu().tolist(),
+        )
+    rec["genotype"] = model.genotype().to_dict()
+    return rec
+
+
+class OneShotStrategy:
+    """Train a supernet with shared weights; subclasses choose sampling, arch step, derivation."""
+
+    name = "oneshot"
+    updates_arch = True
+    has_alphas = True  # False: nothing to log in arch_weights.jsonl (rsws)
+
+    # ---- hooks
+    def configure(self, model, ctx: SearchContext) -> None:
+        """Set the supernet's sampling mode and build whatever the arch step needs."""
+
+    def begin_epoch(self, model, epoch: int, ctx: SearchContext) -> None:
+        """Per-epoch schedule (e.g. the GDAS temperature)."""
+
+    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float | None:
+        """One architecture update; returns its loss."""
+        return None
+
+    def before_weight_step(self, model) -> None:
+        """Choose the path the weight step trains (rsws samples one)."""
+
+    def evaluate_supernet(self, model, ctx: SearchContext, val_batches) -> dict:
+        """The supernet's validation metrics (DARTS: the continuous mixture)."""
+        return evaluate(model, ctx.task, val_batches)
+
+    def derive(self, model, ctx: SearchContext, val_batches):
+        """The architecture to return and the supernet's validation metrics for it."""
+        return model.genotype(), self.evaluate_supernet(model, ctx, val_batches)
+
+    def describe(self, ctx: SearchContext) -> str:
+        return self.name
+
+    # ---- the loop
+    def search(self, ctx: SearchContext) -> SearchResult:
+        s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
+        t_start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        model = build_supernet(ctx).to(ctx.device)
+        if ctx.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        mean = torch.tensor(ctx.data.mean, dtype=torch.float32)
+        std = torch.tensor(ctx.data.std, dtype=torch.float32)
+        (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
+
+        def batches(x, y, shuffle, seed):
+            gen = torch.Generator().manual_seed(seed) if shuffle else None
+            return Batches(
+                x,
+                y,
+                mean,
+                std,
+                s.batch_size,
+                ctx.device,
+                ctx.channels_last,
+                shuffle=shuffle,
+                generator=gen,
+            )
+
+        w_batches = batches(xw, yw, True, cfg.seed + 11)
+        a_batches = batches(xa, ya, True, cfg.seed + 12)
+        val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
+        self.val_batches = val_batches
+        w_optimizer, scheduler = cosine_sgd(
+            model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
+        )
+        self.configure(model, ctx)
+        ckpt = getattr(model, "checkpoint_cells", False)
+        ctx.reporter.log(
+            f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
+            f"layers={s.layers}, {len(model.op_names)} ops, {len(xw)}+{len(xa)} images "
+            f"(weights+arch), cell checkpointing {'on' if ckpt else 'off'}"
+        )
+        history = []
+        for epoch in range(s.epochs):
+            t0 = time.perf_counter()
+            lr = w_optimizer.param_groups[0]["lr"]
+            update_arch = self.updates_arch and epoch >= s.warmup_epochs
+            self.begin_epoch(model, epoch, ctx)
+            model.train()
+            outs, tgts, arch_losses = [], [], []
+            steps = zip(w_batches, a_batches, strict=False)
+            steps = ctx.reporter.track(
+                steps, min(len(w_batches), len(a_batches)), f"search {epoch + 1}/{s.epochs}"
+            )
+            for step, ((xt, yt), (xv, yv)) in enumerate(steps):
+                where = f"search epoch {epoch + 1}, step {step + 1}"
+                if update_arch:
+                    for a in model.arch_parameters():
+                        a.requires_grad_(True)
+                    arch_loss = self.arch_step(model, xt, yt, xv, yv, lr, w_optimizer)
+                    if arch_loss is not None:
+                        check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
+                        arch_losses.append(arch_loss)
+                # Weight step; the alphas are constants here (no grads, smaller graph).
+                for a in model.arch_parameters():
+                    a.requires_grad_(False)
+                self.before_weight_step(model)
+                out = model(xt)
+                loss = task.loss(out, task.encode_targets(yt))
+                check_finite(loss, where, "search.lr", lr)
+                w_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
+                w_optimizer.step()
+                outs.append(out.detach().float().cpu())
+                tgts.append(yt.cpu())
+            for a in model.arch_parameters():
+                a.requires_grad_(True)
+            scheduler.step()
+            train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
+            val_metrics = self.evaluate_supernet(model, ctx, val_batches)
+            record = arch_record(model) if self.has_alphas else {"genotype": None}
+            event = {
+                "event": "search_epoch",
+                "strategy": self.name,
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train": train_metrics,
+                "val": val_metrics,
+                "arch_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
+                "genotype": record["genotype"],
+                "seconds": time.perf_counter() - t0,
+            }
+            if hasattr(model, "tau") and model.sampling == "gumbel":
+                event["tau"] = model.tau
+            history.append(event)
+            if ctx.run is not None:
+                ctx.run.log_event(event)
+                if self.has_alphas:
+                    ctx.run.log_arch_weights(epoch + 1, record)
+            pm = task.primary_metric
+            ctx.reporter.log(
+                f"search epoch {epoch + 1}/{s.epochs}: train loss {train_metrics['loss']:.4f} "
+                f"{pm} {train_metrics[pm]:.4f} | val loss {val_metrics['loss']:.4f} "
+                f"{pm} {val_metrics[pm]:.4f} | {event['seconds']:.1f}s"
+            )
+        arch, val_metrics = self.derive(model, ctx, val_batches)
+        return SearchResult(
+            genotype=arch,
+            history=history,
+            model=model,
+            val_metrics=val_metrics,
+            seconds=time.perf_counter() - t_start,
+        )

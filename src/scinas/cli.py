@@ -97,6 +97,15 @@ DeviceOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing scinas run in --out.")
 ]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="Search strategy: darts (default), gdas, rsws (one-shot), random, evolution, tpe, "
+        "reinforce (black-box: each candidate trained briefly, through an optuna study). "
+        "Choose the space with --set search.space=darts|nb201.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
 
 
@@ -120,8 +129,9 @@ def _errors_to_exit(fn):
     return wrapper
 
 
-def _config(preset, config, set_, data, data_dir, task, layout, seed, device):
+def _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy=None):
     return build_config(
+        search__strategy=strategy,
         preset=preset,
         file=config,
         overrides=set_ or [],
@@ -160,6 +170,7 @@ def run_cmd(
     set_: SetOpt = None,
     config: ConfigOpt = None,
     device: DeviceOpt = None,
+    strategy: StrategyOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -170,7 +181,7 @@ def run_cmd(
     """
     from .pipeline import run
 
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy)
     results = run(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
     _print_summary(results)
 
@@ -188,17 +199,21 @@ def search_cmd(
     set_: SetOpt = None,
     config: ConfigOpt = None,
     device: DeviceOpt = None,
+    strategy: StrategyOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Search only: train the DARTS supernet and write genotype.json (DARTS format) into --out.
+    """Search only: run the strategy and write genotype.json into --out.
 
-    Use `--set search.order=2` for second-order DARTS. Train the result with
+    One-shot strategies (darts, gdas, rsws) train a supernet; black-box ones (random,
+    evolution, tpe, reinforce) train each candidate briefly and keep their optuna study in
+    study.db (rerun with the same --set search.storage=URL to resume or to add workers). Use
+    `--set search.order=2` for second-order DARTS. Train the result with
     `scinas train --genotype OUT`.
     """
     from .pipeline import search
 
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy)
     genotype = search(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
     typer.echo(json.dumps(genotype.to_dict()))
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError, did_you_mean, unknown
 from .ops import DARTS_OPS, OPS
@@ -45,7 +45,11 @@ class SearchConfig(_Section):
     C: int = Field(16, ge=2, description="initial channels of the supernet")
     layers: int = Field(8, ge=1, description="cells in the supernet")
     nodes: int = Field(4, ge=1, description="intermediate nodes per cell")
-    ops: list[str] = Field(default_factory=lambda: list(DARTS_OPS))
+    ops: list[str] | None = Field(
+        None,
+        description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
+        "NAS-Bench-201 ops)",
+    )
     reductions: int | None = Field(
         None, ge=0, description="reduction cells (None: 2 if size allows)"
     )
@@ -92,13 +96,40 @@ class SearchConfig(_Section):
         0.9, ge=0, lt=1, description="reinforce: moving-average baseline momentum"
     )
 
-    @field_validator("ops")
-    @classmethod
-    def _known_ops(cls, ops: list[str]) -> list[str]:
-        for name in ops:
-            if name not in OPS:
-                raise ValueError(str(unknown("operation", name, OPS.names())))
-        return ops
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.ops is not None:
+            valid = space_ops(self.space, None)
+            registry = OPS.names() if self.space == "darts" else valid
+            for name in self.ops:
+                if name not in registry:
+                    raise ValueError(str(unknown(f"{self.space} operation", name, registry)))
+            if len(set(self.ops)) != len(self.ops):
+                raise ValueError(f"search.ops {self.ops} names an op twice")
+            if all(name == "none" for name in self.ops):
+                raise ValueError("search.ops needs at least one op besides 'none'")
+        if self.sample_size > self.population:
+            raise ValueError(
+                f"search.sample_size ({self.sample_size}) cannot exceed search.population "
+                f"({self.population})"
+            )
+        if self.tau_min > self.tau_max:
+            raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
+        return self
+
+    def op_names(self) -> tuple[str, ...]:
+        """The candidate ops: ``ops`` or the space's default list."""
+        return space_ops(self.space, self.ops)
+
+
+def space_ops(space: str, ops: list[str] | None) -> tuple[str, ...]:
+    if ops is not None:
+        return tuple(ops)
+    if space == "nb201":
+        from .spaces.nb201 import NB201_OPS
+
+        return NB201_OPS
+    return DARTS_OPS
 
 
 class TrainConfig(_Section):
@@ -284,6 +315,8 @@ def build_config(
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
+            raise UserError(f"bad config in '{loc}': {msg}.") from None
         raise UserError(
             f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
         ) from None

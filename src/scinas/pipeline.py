@@ -23,7 +23,6 @@ from .errors import UserError
 from .flops import count_flops
 from .genotype import Genotype, load_genotype
 from .network import Network, count_parameters, plan_reductions
-from .ops import DARTS_OPS
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
 from .spaces.nb201 import NB201Arch, NB201Network
@@ -68,17 +67,7 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
 def _check_search(s: SearchContext) -> None:
     sc = s.cfg.search
     STRATEGIES.get(sc.strategy)
-    if sc.space == "nb201":
-        from .spaces.nb201 import NB201_OPS
-
-        ops = [] if sc.ops == list(DARTS_OPS) else sc.ops
-        bad = [op for op in ops if op not in NB201_OPS]
-        if bad:
-            raise UserError(
-                f"search.ops {bad} are not NAS-Bench-201 ops; the nb201 space has "
-                f"{', '.join(NB201_OPS)}."
-            )
-    else:
+    if sc.space == "darts":
         plan_reductions(sc.layers, s.data.input_shape[1:], sc.reductions)
     if sc.strategy in BLACK_BOX:
         if sc.storage:

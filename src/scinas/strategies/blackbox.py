@@ -94,8 +94,8 @@ def darts_decisions(op_names, steps: int = 4) -> DecisionSpace:
 def decision_space(s) -> DecisionSpace:
     """The decision space of a SearchConfig ``s``."""
     if s.space == "nb201":
-        return nb201_decisions(tuple(s.ops) if s.ops else None)
-    return darts_decisions(tuple(s.ops), s.nodes)
+        return nb201_decisions(s.op_names())
+    return darts_decisions(s.op_names(), s.nodes)
 
 
 # ----------------------------------------------------------------------------- studies

@@ -40,16 +40,15 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
     s, data = ctx.cfg.search, ctx.data
     C_in, H, W = data.input_shape
     if s.space == "nb201":
-        from ..spaces.nb201 import NB201_OPS, NB201Supernet
+        from ..spaces.nb201 import NB201Supernet
 
-        ops = tuple(s.ops) if s.ops != _default_ops() else NB201_OPS
         return NB201Supernet(
             C_in,
             data.num_outputs,
             (H, W),
             C=s.C,
             cells_per_stage=max(1, s.layers // 3),
-            op_names=ops,
+            op_names=s.op_names(),
         )
     return Supernet(
         C_in,
@@ -57,18 +56,12 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
         (H, W),
         C=s.C,
         layers=s.layers,
-        op_names=tuple(s.ops),
+        op_names=s.op_names(),
         steps=s.nodes,
         multiplier=s.nodes,
         reductions=s.reductions,
         checkpoint_cells=use_checkpointing(s, data.input_shape),
     )
-
-
-def _default_ops() -> list[str]:
-    from ..ops import DARTS_OPS
-
-    return list(DARTS_OPS)
 
 
 def search_halves(ctx: SearchContext, seed: int):

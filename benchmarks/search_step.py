@@ -1,4 +1,9 @@
-"""Time one DARTS search step (one architecture step + one weight step) and its peak memory.
+"""Time one search step (one architecture step + one weight step) and its peak memory.
+
+Strategies: ``darts`` (first or second order: every op of every edge runs), ``gdas`` (one
+Gumbel-sampled op per edge, straight-through gradient to the alphas) and, for reference, one
+training step of a discrete network (``discrete``: DARTS_V2 at the same C and cells, one
+forward/backward on each of the two batches, like a search step).
 
 Setting (from the issue, comparable with the original DARTS code): supernet of 8 cells, C=16,
 4 nodes, the 8 DARTS ops, 3×32×32 random data, 10 classes; first order at batch 64 and second
@@ -40,23 +45,43 @@ def conv_throughput() -> float:
     return flops / statistics.median(times)
 
 
-def one_config(order: int, batch: int, repeats: int, checkpoint_cells: bool) -> dict:
-    from torch.utils.flop_counter import FlopCounterMode
+def one_config(
+    order: int, batch: int, repeats: int, checkpoint_cells: bool, strategy: str = "darts"
+) -> dict:
 
+    from scinas.genotype import load_genotype
+    from scinas.network import Network
     from scinas.strategies.darts import Architect
     from scinas.supernet import Supernet
     from scinas.tasks import Classification
 
     torch.manual_seed(0)
-    model = Supernet(3, 10, (32, 32), C=16, layers=8, checkpoint_cells=checkpoint_cells)
-    model = model.to(memory_format=torch.channels_last)
     task = Classification(num_outputs=10)
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=order)
 
     def batch_data():
         x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
         return x, torch.randint(0, 10, (batch,))
+
+    if strategy == "discrete":
+        net = Network(load_genotype("DARTS_V2"), 3, 10, (32, 32), C=16, layers=8)
+        net = net.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+
+        def step():
+            for x, y in (batch_data(), batch_data()):
+                loss = task.loss(net(x)[0], y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        return _measure(step, repeats, order=0, batch=batch, strategy=strategy)
+
+    model = Supernet(3, 10, (32, 32), C=16, layers=8, checkpoint_cells=checkpoint_cells)
+    model = model.to(memory_format=torch.channels_last)
+    if strategy == "gdas":
+        model.sampling, model.tau, order = "gumbel", 10.0, 1
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=order)
 
     def step():
         (xt, yt), (xv, yv) = batch_data(), batch_data()
@@ -71,6 +96,12 @@ def one_config(order: int, batch: int, repeats: int, checkpoint_cells: bool) -> 
         torch.nn.utils.clip_grad_norm_(model.weight_parameters(), 5.0)
         w_opt.step()
 
+    return _measure(step, repeats, order=order, batch=batch, strategy=strategy)
+
+
+def _measure(step, repeats: int, **info) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
     step()  # warm-up (also creates the momentum buffers)
     times = []
     for _ in range(repeats):
@@ -83,8 +114,7 @@ def one_config(order: int, batch: int, repeats: int, checkpoint_cells: bool) -> 
         step()
     flops = counter.get_total_flops()
     return {
-        "order": order,
-        "batch": batch,
+        **info,
         "median_s": statistics.median(times),
         "times_s": times,
         "flops": flops,
@@ -95,34 +125,55 @@ def one_config(order: int, batch: int, repeats: int, checkpoint_cells: bool) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--order", type=int, choices=[1, 2])
+    p.add_argument("--order", type=int, choices=[0, 1, 2], help="0: discrete step")
     p.add_argument("--batch", type=int)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--checkpoint", type=int, choices=[0, 1], help="cell checkpointing off/on")
-    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--strategy",
+        choices=["darts", "gdas", "discrete"],
+        help="darts (default set: orders 1 and 2), gdas, or a discrete-network step",
+    )
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.order and args.batch and args.checkpoint is not None:
-        print(json.dumps(one_config(args.order, args.batch, args.repeats, bool(args.checkpoint))))
+    if args.one:
+        r = one_config(
+            args.order, args.batch, args.repeats, bool(args.checkpoint), args.strategy
+        )
+        print(json.dumps(r))
         return
-    configs = [(1, 64, 0), (1, 64, 1), (2, 32, 1), (2, 64, 1)]
+    configs = [
+        ("darts", 1, 64, 0),
+        ("darts", 1, 64, 1),
+        ("darts", 2, 32, 1),
+        ("darts", 2, 64, 1),
+        ("gdas", 1, 64, 0),
+        ("discrete", 0, 64, 0),
+    ]
+    if args.strategy:
+        configs = [c for c in configs if c[0] == args.strategy]
     if args.order:
-        configs = [c for c in configs if c[0] == args.order]
+        configs = [c for c in configs if c[1] in (0, args.order)]
     if args.batch:
-        configs = [c for c in configs if c[1] == args.batch]
+        configs = [c for c in configs if c[2] == args.batch]
     if args.checkpoint is not None:
-        configs = [c for c in configs if c[2] == args.checkpoint]
+        configs = [c for c in configs if c[3] == args.checkpoint]
     tput = conv_throughput()
     # The original DARTS code on a machine of this class (figures from the issue): s/step, GB.
     reference = {(1, 64): (35.0, 9.4), (2, 32): (51.0, None)}
     print(f"large 3x3 conv throughput: {tput / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads")
     print(
-        f"{'order':>5} {'batch':>5} {'ckpt':>4} {'s/step':>8} {'peak GiB':>8} {'GFLOP':>7} "
-        f"{'ideal s':>7} {'x ideal':>7} {'vs DARTS':>9}"
+        f"{'strategy':>8} {'order':>5} {'batch':>5} {'ckpt':>4} {'s/step':>8} {'peak GiB':>8} "
+        f"{'GFLOP':>7} {'ideal s':>7} {'x ideal':>7} {'vs DARTS':>9} {'vs row 1':>8}"
     )
-    for order, batch, ckpt in configs:
+    first = None
+    for strategy, order, batch, ckpt in configs:
         cmd = [
             sys.executable,
             __file__,
+            "--one",
+            "--strategy",
+            strategy,
             "--order",
             str(order),
             "--batch",
@@ -135,11 +186,13 @@ def main() -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         ideal = r["flops"] / tput
-        ref = reference.get((order, batch))
+        ref = reference.get((order, batch)) if strategy == "darts" else None
         vs = f"{ref[0] / r['median_s']:.2f}x" if ref else "-"
+        first = first or r["median_s"]
         print(
-            f"{order:>5} {batch:>5} {ckpt:>4} {r['median_s']:>8.2f} {r['peak_rss_gib']:>8.2f} "
-            f"{r['flops'] / 1e9:>7.1f} {ideal:>7.2f} {r['median_s'] / ideal:>7.1f} {vs:>9}",
+            f"{strategy:>8} {order:>5} {batch:>5} {ckpt:>4} {r['median_s']:>8.2f} "
+            f"{r['peak_rss_gib']:>8.2f} {r['flops'] / 1e9:>7.1f} {ideal:>7.2f} "
+            f"{r['median_s'] / ideal:>7.1f} {vs:>9} {first / r['median_s']:>7.2f}x",
             flush=True,
         )
 

@@ -117,8 +117,8 @@ def test_many_channels_non_square_and_second_order(tmp_path):
 
 
 def test_help_of_every_verb():
-    for verb in ["run", "search", "train", "evaluate"]:
-        proc = scinas(verb, "--help")
+    for verb in ["run", "search", "train", "evaluate", "bench", "bench nb201"]:
+        proc = scinas(*verb.split(), "--help")
         assert "Usage" in proc.stdout and len(proc.stdout) > 300, verb
     assert "--preset" in scinas("run", "--help").stdout
 
@@ -146,6 +146,23 @@ Y = np.arange(20) % 2
         ("unknown op", ["--set", "search.ops=[none,sep_conv_3x4]"], "Did you mean 'sep_conv_3x3'"),
         ("unknown key", ["--set", "train.epoch=3"], "Did you mean 'train.epochs'"),
         ("too small", ["--set", "train.reductions=3"], "at least 9×9"),
+        ("unknown strategy", ["--strategy", "evolutoin"], "Did you mean 'evolution'"),
+        (
+            "bad storage",
+            ["--strategy", "tpe", "--set", "search.storage=sqlite:////no/such/dir/s.db"],
+            "does not exist",
+        ),
+        ("budget < 1", ["--strategy", "random", "--set", "search.budget=0"], "search.budget"),
+        (
+            "budget too small to train",
+            ["--strategy", "random", "--set", "search.eval_fraction=0.001"],
+            "too few to train anything",
+        ),
+        (
+            "unknown nb201 op",
+            ["--set", "search.space=nb201", "--set", "search.ops=[none,nor_conv3x3]"],
+            "Did you mean 'nor_conv_3x3'",
+        ),
         ("no x_train", {"x": X, "y": Y}, "x_train"),
         ("length mismatch", {"x_train": X, "y_train": Y[:15]}, "15"),
         ("empty split", {"x_train": X, "y_train": Y, "x_test": X[:0], "y_test": Y[:0]}, "empty"),

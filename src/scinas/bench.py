@@ -138,17 +138,15 @@ def run_nb201(
 
     reporter = reporter or Reporter()
     STRATEGIES.get(strategy)  # unknown -> suggestion
-    if strategy not in BLACK_BOX:
-        raise UserError(
-            f"strategy '{strategy}' is one-shot: it trains a supernet on real data, so the "
-            "tabular benchmark cannot run it from the table alone. Use `scinas search --strategy "
-            f"{strategy} --set search.space=nb201 --data ...` and look the genotype up with "
-            f"`scinas bench nb201-lookup`; black-box strategies here: {', '.join(BLACK_BOX)}."
-        )
     if budget < 1:
         raise UserError(f"--budget must be at least 1 (got {budget}).")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1 (got {seeds}).")
+    if strategy not in BLACK_BOX:
+        return _run_oneshot(
+            strategy, seeds=seeds, table=table, out=out, cfg=cfg, overwrite=overwrite,
+            reporter=reporter,
+        )
     cfg = cfg or build_config("tiny")
     tab = NB201Table(table)
     if storage:
@@ -227,6 +225,109 @@ def run_nb201(
         f"{strategy}: {budget} queries x {seeds} seeds: CIFAR-10 test (200 ep) "
         f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f} "
         f"(best possible {tab.best_test():.2f}) in {seconds:.1f}s -> {run.path}"
+    )
+    return results
+
+
+def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> dict:
+    """One-shot strategies: search the NB201 space on real data (``cfg.data``, e.g. the CIFAR-10
+    images), once per seed, and look each derived architecture up in the table."""
+    from pydantic import ValidationError
+
+    from . import pipeline
+    from .config import Config
+    from .spaces.nb201 import NB201Arch
+
+    if cfg is None or cfg.data.dataset == "digits":
+        raise UserError(
+            f"strategy '{strategy}' is one-shot: it trains a supernet on real images, so give "
+            "--data (e.g. CIFAR-10: --data cifar10 --data-dir DIR, or an .npz of CIFAR-10 "
+            "images). Black-box strategies (random, evolution, tpe, reinforce) need only the "
+            "table."
+        )
+    tab = NB201Table(table)
+    tree = cfg.model_dump()
+    tree["search"].update(strategy=strategy, space="nb201")
+    try:
+        cfg = Config.model_validate(tree)
+    except ValidationError as e:
+        raise UserError(f"bad config for the NB201 search: {e.errors()[0]['msg']}") from None
+    pipeline.setup(cfg, reporter)  # validate the data before anything is written
+    check_out_dir(out, overwrite=overwrite)
+    run = RunDir.create(
+        out,
+        kind="bench",
+        config={
+            "benchmark": "nb201",
+            "strategy": strategy,
+            "seeds": seeds,
+            "table": str(Path(table).resolve()),
+            "run": cfg.model_dump(),
+        },
+        overwrite=overwrite,
+    )
+    finals, per_epoch = [], []
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        seed_cfg = cfg.model_copy(update={"seed": seed})
+        arch = pipeline.search(seed_cfg, run.path / f"seed{seed}", reporter=reporter)
+        events = [
+            json.loads(line)
+            for line in (run.path / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        curve = [
+            tab.test_accuracy(NB201Arch.from_dict(e["genotype"]))
+            for e in events
+            if e.get("event") == "search_epoch" and e.get("genotype")
+        ]
+        per_epoch.append(curve)
+        finals.append(
+            {
+                "seed": seed,
+                "arch": str(arch),
+                "valid_12ep": tab.score(arch),
+                "test_200ep": tab.test_accuracy(arch),
+                "op_shares": arch.op_shares(),
+            }
+        )
+        reporter.log(
+            f"seed {seed + 1}/{seeds}: {arch} test (200 ep) {tab.test_accuracy(arch):.2f}"
+        )
+    tests = np.array([f["test_200ep"] for f in finals])
+    shares = {
+        k: float(np.mean([f["op_shares"][k] for f in finals])) for k in finals[0]["op_shares"]
+    }
+    results = {
+        "benchmark": "nb201",
+        "dataset": "cifar10",
+        "test_column": TEST_COLUMN,
+        "strategy": strategy,
+        "budget": None,
+        "seeds": seeds,
+        "search_data": cfg.data.dataset,
+        "test_accuracy_mean": float(tests.mean()),
+        "test_accuracy_std": float(tests.std()),
+        "op_shares_mean": shares,
+        "parameter_free_share": shares.get("skip_connect", 0)
+        + shares.get("avg_pool_3x3", 0)
+        + shares.get("none", 0),
+        "best_possible": tab.best_test(),
+        "seconds": time.perf_counter() - t0,
+        "per_seed": finals,
+    }
+    if per_epoch and all(per_epoch):
+        n = min(len(c) for c in per_epoch)
+        arr = np.array([c[:n] for c in per_epoch])
+        with open(run.file("curve.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch", "test_accuracy_mean", "test_accuracy_std"])
+            for e in range(n):
+                w.writerow([e + 1, f"{arr[:, e].mean():.4f}", f"{arr[:, e].std():.4f}"])
+    run.write_json("results.json", results)
+    reporter.log(
+        f"{strategy} on NB201 ({seeds} seeds): CIFAR-10 test (200 ep) "
+        f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f}; "
+        f"skip/pool/none share {results['parameter_free_share']:.2f} -> {run.path}"
     )
     return results
 

@@ -253,3 +253,45 @@ def test_genotype_paths_round_trip():
     for node in range(4):
         for op, j in g.normal[2 * node : 2 * node + 2]:
             assert model.op_names[normal[edge_index(node, j)]] == op
+
+
+def test_fixed_gdas_reduction_cell_shapes_and_search():
+    from scinas.genotype import FIXED_REDUCE
+    from scinas.network import FixedReductionCell, Network
+
+    cell = FixedReductionCell(12, 12, 8, reduction_prev=False)
+    out = cell(torch.randn(2, 12, 7, 9), torch.randn(2, 12, 7, 9))
+    assert out.shape == (2, 32, 4, 5)  # 4·C channels, ceil(H/2)×ceil(W/2)
+    torch.manual_seed(0)
+    model = Supernet(3, 10, (16, 16), C=4, layers=3, fixed_reduce=True)
+    assert model.arch_parameters() == [model.alpha_normal]
+    assert all(p is not model.alpha_reduce for p in model.weight_parameters())
+    model.sampling = "gumbel"
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    assert model.alpha_normal.grad.abs().sum() > 0 and model.alpha_reduce.grad is None
+    g = model.genotype()
+    assert g.fixed_reduce and g.reduce == () and g.to_dict()["reduce_cell"] == FIXED_REDUCE
+    assert Genotype.from_dict(g.to_dict()) == g
+    net = Network(g, 3, 10, (15, 17), C=4, layers=5)
+    assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
+    assert net(torch.randn(2, 3, 15, 17))[0].shape == (2, 10)
+    space = darts_decisions(model.op_names, fixed_reduce=True)
+    assert len(space.decisions) == 12 and space.sample(np.random.RandomState(0)).fixed_reduce
+
+
+def test_fixed_reduce_bad_genotypes():
+    d = {
+        "normal": [["skip_connect", 0]] * 8,
+        "normal_concat": [2, 3, 4, 5],
+        "reduce": [],
+        "reduce_concat": [],
+        "reduce_cell": "gdas_fixd",
+    }
+    with pytest.raises(UserError, match="unknown reduce_cell"):
+        Genotype.from_dict(d)
+    d["reduce_cell"] = "gdas_fixed"
+    d["reduce"] = [["skip_connect", 0]] * 8
+    with pytest.raises(UserError, match="must be empty"):
+        Genotype.from_dict(d)
+    with pytest.raises(UserError, match="darts space only"):
+        build_config("tiny", overrides=["search.fixed_reduce=true", "search.space=nb201"])

@@ -144,7 +144,12 @@ def run_nb201(
         raise UserError(f"--seeds must be at least 1 (got {seeds}).")
     if strategy not in BLACK_BOX:
         return _run_oneshot(
-            strategy, seeds=seeds, table=table, out=out, cfg=cfg, overwrite=overwrite,
+            strategy,
+            seeds=seeds,
+            table=table,
+            out=out,
+            cfg=cfg,
+            overwrite=overwrite,
             reporter=reporter,
         )
     cfg = cfg or build_config("tiny")
@@ -290,9 +295,7 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
                 "op_shares": arch.op_shares(),
             }
         )
-        reporter.log(
-            f"seed {seed + 1}/{seeds}: {arch} test (200 ep) {tab.test_accuracy(arch):.2f}"
-        )
+        reporter.log(f"seed {seed + 1}/{seeds}: {arch} test (200 ep) {tab.test_accuracy(arch):.2f}")
     tests = np.array([f["test_200ep"] for f in finals])
     shares = {
         k: float(np.mean([f["op_shares"][k] for f in finals])) for k in finals[0]["op_shares"]

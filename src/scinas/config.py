@@ -113,6 +113,10 @@ class SearchConfig(_Section):
                 f"search.sample_size ({self.sample_size}) cannot exceed search.population "
                 f"({self.population})"
             )
+        if self.fixed_reduce and self.space != "darts":
+            raise ValueError("search.fixed_reduce applies to the darts space only")
+        if self.fixed_reduce and self.nodes != 4:
+            raise ValueError("search.fixed_reduce needs search.nodes=4 (the cell outputs 4 states)")
         if self.tau_min > self.tau_max:
             raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
         return self

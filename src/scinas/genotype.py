@@ -23,20 +23,35 @@ from .ops import OPS
 Edge = tuple[str, int]
 
 
+FIXED_REDUCE = "gdas_fixed"  # the hand-designed reduction cell of GDAS (network.FixedReductionCell)
+
+
 @dataclass(frozen=True)
 class Genotype:
+    """A DARTS cell pair. With ``reduce_cell="gdas_fixed"`` the reduction cell is GDAS'
+    hand-designed one and ``reduce``/``reduce_concat`` are empty (JSON: ``"reduce": []`` plus
+    ``"reduce_cell": "gdas_fixed"``)."""
+
     normal: tuple[Edge, ...]
     normal_concat: tuple[int, ...]
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
+    reduce_cell: str = "searched"
+
+    @property
+    def fixed_reduce(self) -> bool:
+        return self.reduce_cell == FIXED_REDUCE
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "normal": [[op, idx] for op, idx in self.normal],
             "normal_concat": list(self.normal_concat),
             "reduce": [[op, idx] for op, idx in self.reduce],
             "reduce_concat": list(self.reduce_concat),
         }
+        if self.fixed_reduce:
+            d["reduce_cell"] = FIXED_REDUCE
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, *, source: str = "genotype") -> Genotype:
@@ -47,6 +62,7 @@ class Genotype:
                 normal_concat=tuple(int(i) for i in d["normal_concat"]),
                 reduce=tuple((str(op), int(i)) for op, i in d["reduce"]),
                 reduce_concat=tuple(int(i) for i in d["reduce_concat"]),
+                reduce_cell=str(d.get("reduce_cell", "searched")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(
@@ -58,10 +74,24 @@ class Genotype:
         return g
 
     def validate(self, source: str = "genotype") -> None:
-        for cell, edges, concat in (
-            ("normal", self.normal, self.normal_concat),
-            ("reduce", self.reduce, self.reduce_concat),
-        ):
+        if self.reduce_cell not in ("searched", FIXED_REDUCE):
+            raise UserError(
+                f"{source}: unknown reduce_cell '{self.reduce_cell}' (searched | {FIXED_REDUCE})."
+            )
+        cells = [("normal", self.normal, self.normal_concat)]
+        if self.fixed_reduce:
+            if self.reduce or self.reduce_concat:
+                raise UserError(
+                    f"{source}: with reduce_cell '{FIXED_REDUCE}' the reduce lists must be empty."
+                )
+            if len(self.normal_concat) != 4:
+                raise UserError(
+                    f"{source}: the fixed GDAS reduction cell outputs 4 states; the normal cell "
+                    f"concatenates {len(self.normal_concat)}."
+                )
+        else:
+            cells.append(("reduce", self.reduce, self.reduce_concat))
+        for cell, edges, concat in cells:
             if not edges or len(edges) % 2:
                 raise UserError(
                     f"{source}: '{cell}' must list two edges per node, got {len(edges)}."

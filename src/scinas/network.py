@@ -7,6 +7,8 @@ reduction, global average pooling and a linear task head (classes or regression 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -124,6 +126,52 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
+class FixedReductionCell(nn.Module):
+    """GDAS' hand-designed reduction cell (Dong & Yang 2019), so only the normal cell is searched.
+
+    Two factorised 3×3 branches (1×3 then 3×1 grouped convolutions, stride 2, then a 1×1
+    convolution) on the two cell inputs, a 3×3 max-pool (stride 1) of their sum, and a strided
+    3×3 max-pool of the second input; the four results are concatenated (4·C channels, as a
+    DARTS cell with 4 nodes). Output size ceil(H/2)×ceil(W/2) for any H, W.
+    """
+
+    reduction = True
+
+    def __init__(self, C_pp, C_p, C, reduction_prev: bool, affine: bool = True):
+        super().__init__()
+        self.preprocess0 = (
+            FactorizedReduce(C_pp, C, affine=affine)
+            if reduction_prev
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=affine)
+        )
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=affine)
+        groups = math.gcd(C, 8)
+
+        def branch():
+            return nn.Sequential(
+                nn.ReLU(),
+                nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=groups, bias=False),
+                nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=groups, bias=False),
+                nn.BatchNorm2d(C, affine=affine),
+                nn.ReLU(),
+                nn.Conv2d(C, C, 1, bias=False),
+                nn.BatchNorm2d(C, affine=affine),
+            )
+
+        self.branch0, self.branch1 = branch(), branch()
+        self.pool_sum = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), nn.BatchNorm2d(C, affine=affine)
+        )
+        self.pool_down = nn.Sequential(
+            nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(C, affine=affine)
+        )
+
+    def forward(self, s0, s1, *_):  # ignores op weights / drop-path: nothing to search or drop
+        s0, s1 = self.preprocess0(s0), self.preprocess1(s1)
+        x0, x1 = self.branch0(s0), self.branch1(s1)
+        return torch.cat([x0, x1, self.pool_sum(x0 + x1), self.pool_down(s1)], dim=1)
+
+
 class AuxiliaryHead(nn.Module):
     """DARTS' auxiliary classifier, with adaptive pooling so it works at any feature-map size."""
 
@@ -175,11 +223,13 @@ class Network(nn.Module):
             stem_multiplier * C,
             positions,
             len(genotype.normal_concat),
-            lambda C_pp, C_p, C_curr, red, red_prev: Cell(
-                genotype, C_pp, C_p, C_curr, red, red_prev
+            lambda C_pp, C_p, C_curr, red, red_prev: (
+                FixedReductionCell(C_pp, C_p, C_curr, red_prev)
+                if red and genotype.fixed_reduce
+                else Cell(genotype, C_pp, C_p, C_curr, red, red_prev)
             ),
         )
-        if len(genotype.reduce_concat) != len(genotype.normal_concat):
+        if not genotype.fixed_reduce and len(genotype.reduce_concat) != len(genotype.normal_concat):
             raise UserError("the genotype's normal_concat and reduce_concat differ in length.")
         self.aux_position = positions[-1] if (auxiliary and positions) else None
         C_aux = channels[self.aux_position] if self.aux_position is not None else None

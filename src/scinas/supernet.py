@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
-from .genotype import Genotype, derive_genotype, edge_index, num_edges
-from .network import build_cells, make_stem, plan_reductions
+from .genotype import FIXED_REDUCE, Genotype, derive_genotype, edge_index, num_edges
+from .network import FixedReductionCell, build_cells, make_stem, plan_reductions
 from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
 
 
@@ -131,7 +131,7 @@ class SearchCell(nn.Module):
 def genotype_paths(genotype: Genotype, op_names) -> tuple[list[int], list[int]]:
     """The supernet path of a genotype: per edge the alpha column of its op, -1 where the
     genotype has no edge."""
-    steps = len(genotype.normal) // 2
+    steps = len(genotype.normal) // 2  # a fixed reduction cell has no edges: path all -1
     out = []
     for edges in (genotype.normal, genotype.reduce):
         path = [-1] * num_edges(steps)
@@ -159,11 +159,17 @@ class Supernet(nn.Module):
         stem_multiplier: int = 3,
         reductions: int | None = None,
         checkpoint_cells: bool = False,
+        fixed_reduce: bool = False,
     ):
         super().__init__()
         from .ops import DARTS_OPS
 
         self.checkpoint_cells = checkpoint_cells
+        self.fixed_reduce = fixed_reduce
+        if fixed_reduce and (steps != 4 or multiplier != 4):
+            raise UserError(
+                "the fixed GDAS reduction cell needs 4 nodes per cell (search.nodes=4)."
+            )
 
         op_names = tuple(op_names) or DARTS_OPS
         for name in op_names:
@@ -182,8 +188,10 @@ class Supernet(nn.Module):
             stem_multiplier * C,
             positions,
             multiplier,
-            lambda C_pp, C_p, C_curr, red, red_prev: SearchCell(
-                steps, multiplier, C_pp, C_p, C_curr, red, red_prev, op_names
+            lambda C_pp, C_p, C_curr, red, red_prev: (
+                FixedReductionCell(C_pp, C_p, C_curr, red_prev, affine=False)
+                if red and fixed_reduce
+                else SearchCell(steps, multiplier, C_pp, C_p, C_curr, red, red_prev, op_names)
             ),
         )
         C_p = channels[-1]
@@ -197,10 +205,13 @@ class Supernet(nn.Module):
         self._paths: tuple[list[int], list[int]] | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
+        """The alphas that are searched (only the normal cell's with a fixed reduction cell)."""
+        if self.fixed_reduce:
+            return [self.alpha_normal]
         return [self.alpha_normal, self.alpha_reduce]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch_parameters()}
+        arch = {id(self.alpha_normal), id(self.alpha_reduce)}
         return [p for p in self.parameters() if id(p) not in arch]
 
     def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +242,9 @@ class Supernet(nn.Module):
         if self._paths is not None:
             return (None, self._paths[0]), (None, self._paths[1])
         if self.sampling == "gumbel":
-            (wn, i_n), (wr, i_r) = (gumbel_hard(a, self.tau) for a in self.arch_parameters())
+            (wn, i_n), (wr, i_r) = (
+                gumbel_hard(a, self.tau) for a in (self.alpha_normal, self.alpha_reduce)
+            )
             return (wn, i_n.tolist()), (wr, i_r.tolist())
         if self.sampling == "softmax":
             wn, wr = self.edge_weights()
@@ -256,4 +269,7 @@ class Supernet(nn.Module):
     def genotype(self) -> Genotype:
         w_normal = F.softmax(self.alpha_normal, dim=-1)
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
-        return derive_genotype(w_normal, w_reduce, self.op_names, self.steps)
+        g = derive_genotype(w_normal, w_reduce, self.op_names, self.steps)
+        if self.fixed_reduce:
+            g = Genotype(g.normal, g.normal_concat, (), (), FIXED_REDUCE)
+        return g

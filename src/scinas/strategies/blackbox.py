@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UserError
-from ..genotype import Genotype, arch_from_dict
+from ..genotype import FIXED_REDUCE, Genotype, arch_from_dict
 from .base import STRATEGIES, SearchContext, SearchResult
 from .samplers import make_sampler
 
@@ -64,28 +64,32 @@ def nb201_decisions(op_names: tuple[str, ...] | None = None) -> DecisionSpace:
     )
 
 
-def darts_decisions(op_names, steps: int = 4) -> DecisionSpace:
+def darts_decisions(op_names, steps: int = 4, fixed_reduce: bool = False) -> DecisionSpace:
     """Per node and cell type: which two earlier states feed it, and the op on each of the two
-    edges (never `none`, which the derived DARTS cells exclude)."""
+    edges (never `none`, which the derived DARTS cells exclude). With ``fixed_reduce`` only the
+    normal cell is searched (GDAS' hand-designed reduction cell)."""
     ops = tuple(o for o in op_names if o != "none")
     if not ops:
         raise UserError("the op list needs at least one op besides 'none'.")
+    cell_types = ("normal",) if fixed_reduce else ("normal", "reduce")
     decisions = []
-    for cell in ("normal", "reduce"):
+    for cell in cell_types:
         for node in range(steps):
             pairs = tuple(f"{a},{b}" for a, b in itertools.combinations(range(node + 2), 2))
             decisions.append((f"{cell}/node{node}/inputs", pairs))
             decisions += [(f"{cell}/node{node}/op{k}", ops) for k in range(2)]
 
     def decode(p: dict) -> Genotype:
-        cells = {}
-        for cell in ("normal", "reduce"):
+        cells = {"reduce": ()}
+        for cell in cell_types:
             edges = []
             for node in range(steps):
                 inputs = [int(i) for i in p[f"{cell}/node{node}/inputs"].split(",")]
                 edges += [(p[f"{cell}/node{node}/op{k}"], inputs[k]) for k in range(2)]
             cells[cell] = tuple(edges)
         concat = tuple(range(2, steps + 2))
+        if fixed_reduce:
+            return Genotype(cells["normal"], concat, (), (), FIXED_REDUCE)
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
     return DecisionSpace("darts", tuple(decisions), decode)
@@ -95,7 +99,7 @@ def decision_space(s) -> DecisionSpace:
     """The decision space of a SearchConfig ``s``."""
     if s.space == "nb201":
         return nb201_decisions(s.op_names())
-    return darts_decisions(s.op_names(), s.nodes)
+    return darts_decisions(s.op_names(), s.nodes, s.fixed_reduce)
 
 
 # ----------------------------------------------------------------------------- studies

@@ -61,6 +61,7 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
         multiplier=s.nodes,
         reductions=s.reductions,
         checkpoint_cells=use_checkpointing(s, data.input_shape),
+        fixed_reduce=s.fixed_reduce,
     )
 
 

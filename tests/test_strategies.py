@@ -295,3 +295,24 @@ def test_fixed_reduce_bad_genotypes():
         Genotype.from_dict(d)
     with pytest.raises(UserError, match="darts space only"):
         build_config("tiny", overrides=["search.fixed_reduce=true", "search.space=nb201"])
+
+
+def test_arch_step_when_no_op_reaches_the_loss():
+    """GDAS can sample `none` on every edge; the architecture step then gets zero gradients
+    instead of crashing."""
+    from scinas.spaces.nb201 import NB201Supernet
+    from scinas.strategies.darts import Architect
+    from scinas.tasks import Classification
+
+    torch.manual_seed(0)
+    model = NB201Supernet(3, 10, (8, 8), C=4, cells_per_stage=1, op_names=("none", "nor_conv_3x3"))
+    with torch.no_grad():
+        model.alpha.copy_(torch.tensor([[50.0, -50.0]]).repeat(6, 1))  # always samples none
+    model.sampling = "gumbel"
+    for p in model.weight_parameters():
+        p.requires_grad_(False)
+    arch = Architect(model, Classification(num_outputs=10), lr=0.1, weight_decay=0.0, order=1)
+    before = model.alpha.detach().clone()
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    arch.step(x, y, x, y, 0.1, None)
+    assert torch.equal(model.alpha.detach(), before)

@@ -54,6 +54,8 @@ def _alpha_grads(model, task, x, y):
 def _grad(loss, params):
     """Gradients, with zeros for parameters the loss does not reach (e.g. the normal-cell alphas
     of a network too small to hold a normal cell)."""
+    if not loss.requires_grad:  # e.g. GDAS sampled `none` on every edge: nothing reaches them
+        return tuple(torch.zeros_like(p) for p in params)
     return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
 
 

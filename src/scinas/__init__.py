@@ -6,6 +6,10 @@ The Python API mirrors the CLI verbs::
     cfg = scinas.build_config(preset="tiny", data__dataset="digits")
     results = scinas.run(cfg, out="runs/digits")
     print(results["test"]["accuracy"], results["genotype"])
+
+    # another strategy / space: build_config(..., search__strategy="gdas", search__space="nb201")
+    # rank a strategy on NAS-Bench-201: scinas.bench_nb201("evolution", budget=100, seeds=10,
+    #                                                      table="nb201_accuracies.npz", out=...)
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import progress  # noqa: E402
+from .bench import run_nb201 as bench_nb201  # noqa: E402
 from .config import Config, build_config  # noqa: E402
 from .errors import TrainingDiverged, UserError  # noqa: E402
 from .genotype import Genotype, load_genotype  # noqa: E402
@@ -20,6 +25,7 @@ from .pipeline import evaluate, run, search, train  # noqa: E402
 
 __all__ = [
     "Config",
+    "bench_nb201",
     "Genotype",
     "TrainingDiverged",
     "UserError",

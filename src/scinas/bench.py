@@ -156,20 +156,15 @@ def run_nb201(
     tab = NB201Table(table)
     if storage:
         check_storage_url(storage)
-    check_out_dir(out, overwrite=overwrite)
-    run = RunDir.create(
+    run = _open(
         out,
-        kind="bench",
-        config={
-            "benchmark": "nb201",
-            "strategy": strategy,
-            "budget": budget,
-            "seeds": seeds,
-            "table": str(Path(table).resolve()),
-            "storage": storage,
-            "search": cfg.search.model_dump(),
-        },
-        overwrite=overwrite,
+        overwrite,
+        strategy=strategy,
+        budget=budget,
+        seeds=seeds,
+        table=table,
+        storage=storage,
+        search=cfg.search.model_dump(),
     )
     space = nb201_decisions()
     oracle = tab.oracle()
@@ -234,6 +229,13 @@ def run_nb201(
     return results
 
 
+def _open(out, overwrite: bool, *, table, **config) -> RunDir:
+    """The benchmark's output directory (after every input has been checked)."""
+    check_out_dir(out, overwrite=overwrite)
+    config = {"benchmark": "nb201", "table": str(Path(table).resolve()), **config}
+    return RunDir.create(out, kind="bench", config=config, overwrite=overwrite)
+
+
 def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> dict:
     """One-shot strategies: search the NB201 space on real data (``cfg.data``, e.g. the CIFAR-10
     images), once per seed, and look each derived architecture up in the table."""
@@ -258,19 +260,7 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
     except ValidationError as e:
         raise UserError(f"bad config for the NB201 search: {e.errors()[0]['msg']}") from None
     pipeline.setup(cfg, reporter)  # validate the data before anything is written
-    check_out_dir(out, overwrite=overwrite)
-    run = RunDir.create(
-        out,
-        kind="bench",
-        config={
-            "benchmark": "nb201",
-            "strategy": strategy,
-            "seeds": seeds,
-            "table": str(Path(table).resolve()),
-            "run": cfg.model_dump(),
-        },
-        overwrite=overwrite,
-    )
+    run = _open(out, overwrite, strategy=strategy, seeds=seeds, table=table, run=cfg.model_dump())
     finals, per_epoch = [], []
     t0 = time.perf_counter()
     for seed in range(seeds):

@@ -326,7 +326,7 @@ def test_bad_files(tmp_path):
 def test_unknown_names_and_options(tmp_path):
     with pytest.raises(UserError, match=r"unknown dataset 'mnsit'\. Did you mean 'mnist'\?.*\.npz"):
         load_dataset("mnsit")
-    with pytest.raises(UserError, match="not supported yet"):
+    with pytest.raises(UserError, match=r"multi-label targets must be an \(N, K\) matrix"):
         load_dataset("digits", task="multilabel")
     with pytest.raises(UserError, match="Did you mean 'classification'"):
         load_dataset("digits", task="clasification")

@@ -221,6 +221,7 @@ def run_nb201(
         w.writerow(["seed", "query", "arch", SCORE_COLUMN])
         w.writerows(trial_rows)
     run.write_json("results.json", results)
+    run.close()
     reporter.log(
         f"{strategy}: {budget} queries x {seeds} seeds: CIFAR-10 test (200 ep) "
         f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f} "
@@ -317,6 +318,7 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
             for e in range(n):
                 w.writerow([e + 1, f"{arr[:, e].mean():.4f}", f"{arr[:, e].std():.4f}"])
     run.write_json("results.json", results)
+    run.close()
     reporter.log(
         f"{strategy} on NB201 ({seeds} seeds): CIFAR-10 test (200 ep) "
         f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f}; "

@@ -106,6 +106,23 @@ StrategyOpt = Annotated[
         "Choose the space with --set search.space=darts|nb201.",
     ),
 ]
+ResumeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume",
+        help="Continue the run in this directory from its last checkpoint (written every epoch "
+        "and on Ctrl-C/SIGTERM). Its saved config is used; options given here must not change "
+        "it (see --allow-changes).",
+    ),
+]
+AllowChangesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changes",
+        help="With --resume: accept changes to harmless fields (search.epochs, train.epochs, "
+        "device, search.storage).",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
 
 
@@ -122,15 +139,27 @@ def _errors_to_exit(fn):
         except TrainingDiverged as e:
             typer.echo(f"scinas: training diverged: {e}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("scinas: interrupted", err=True)
+        except KeyboardInterrupt as e:
+            typer.echo(f"scinas: interrupted{': ' + str(e) if str(e) else ''}", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
 
 
-def _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy=None):
+def _config(
+    preset, config, set_, data, data_dir, task, layout, seed, device, strategy=None, resume=None
+):
+    base = None
+    if resume is not None:
+        from .rundir import is_run_dir, read_json
+
+        if not is_run_dir(resume):
+            raise UserError(
+                f"--resume {resume} is not a scinas run directory (no run.json): nothing to resume."
+            )
+        base = read_json(Path(resume) / "config.json")
     return build_config(
+        base=base,
         search__strategy=strategy,
         preset=preset,
         file=config,
@@ -142,6 +171,12 @@ def _config(preset, config, set_, data, data_dir, task, layout, seed, device, st
         seed=seed,
         device=device,
     )
+
+
+def _out(out: Path | None, resume: Path | None) -> Path | None:
+    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise UserError("give either --out (a new run) or --resume DIR (continue one), not both.")
+    return resume if resume is not None else out
 
 
 def _print_summary(results: dict) -> None:
@@ -171,6 +206,8 @@ def run_cmd(
     config: ConfigOpt = None,
     device: DeviceOpt = None,
     strategy: StrategyOpt = None,
+    resume: ResumeOpt = None,
+    allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -181,8 +218,17 @@ def run_cmd(
     """
     from .pipeline import run
 
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy)
-    results = run(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    cfg = _config(
+        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume
+    )
+    results = run(
+        cfg,
+        _out(out, resume),
+        overwrite=overwrite,
+        reporter=Reporter(quiet=quiet),
+        resume=resume is not None,
+        allow_changes=allow_changes,
+    )
     _print_summary(results)
 
 
@@ -200,6 +246,8 @@ def search_cmd(
     config: ConfigOpt = None,
     device: DeviceOpt = None,
     strategy: StrategyOpt = None,
+    resume: ResumeOpt = None,
+    allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -213,8 +261,17 @@ def search_cmd(
     """
     from .pipeline import search
 
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, strategy)
-    genotype = search(cfg, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    cfg = _config(
+        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume
+    )
+    genotype = search(
+        cfg,
+        _out(out, resume),
+        overwrite=overwrite,
+        reporter=Reporter(quiet=quiet),
+        resume=resume is not None,
+        allow_changes=allow_changes,
+    )
     typer.echo(json.dumps(genotype.to_dict()))
 
 
@@ -222,13 +279,14 @@ def search_cmd(
 @_errors_to_exit
 def train_cmd(
     genotype: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--genotype",
-            help="A genotype JSON file, a run directory holding genotype.json, or a "
-            f"published name ({', '.join(published_genotypes())}).",
+            help="A genotype JSON file, a run directory holding genotype.json, a NAS-Bench-201 "
+            f"string, or a published name ({', '.join(published_genotypes())}). Required "
+            "unless --resume.",
         ),
-    ],
+    ] = None,
     data: DataOpt = None,
     data_dir: DataDirOpt = None,
     task: TaskOpt = None,
@@ -239,6 +297,8 @@ def train_cmd(
     set_: SetOpt = None,
     config: ConfigOpt = None,
     device: DeviceOpt = None,
+    resume: ResumeOpt = None,
+    allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -246,9 +306,17 @@ def train_cmd(
     from .genotype import load_genotype
     from .pipeline import train
 
-    geno = load_genotype(genotype)
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device)
-    results = train(cfg, geno, out, overwrite=overwrite, reporter=Reporter(quiet=quiet))
+    geno = load_genotype(genotype) if genotype else None
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, None, resume)
+    results = train(
+        cfg,
+        geno,
+        _out(out, resume),
+        overwrite=overwrite,
+        reporter=Reporter(quiet=quiet),
+        resume=resume is not None,
+        allow_changes=allow_changes,
+    )
     _print_summary(results)
 
 

@@ -26,12 +26,27 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: str = Field("digits", description="named dataset, .npz file or idx directory")
+    dataset: str = Field(
+        "digits",
+        description="named dataset, .npz file, idx directory, CSV of image files or a folder of "
+        "class subfolders of images",
+    )
     data_dir: str | None = Field(None, description="where named datasets live / download to")
-    task: Literal["auto", "classification", "regression"] = "auto"
+    task: Literal["auto", "classification", "regression", "multilabel"] = "auto"
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    target_columns: list[str] | None = Field(
+        None, description="CSV data: the target columns (None: all but the file and split columns)"
+    )
+    image_size: str | None = Field(
+        None,
+        description="image files: 'HxW' to bring every image to (None: all must have one size)",
+    )
+    fit: Literal["resize", "center_crop"] = Field(
+        "resize",
+        description="how images reach image_size: resize (bilinear) or center_crop (zero-pads)",
+    )
 
 
 class SearchConfig(_Section):
@@ -279,12 +294,14 @@ def build_config(
     preset: str | None = None,
     file: str | os.PathLike | None = None,
     overrides: list[str] | None = None,
+    base: dict | None = None,
     **explicit: Any,
 ) -> Config:
     """Resolve a Config from a preset, a config file, ``--set`` strings and explicit values.
 
     ``explicit`` takes dotted keys written with double underscores (``data__dataset="mnist"``)
-    or top-level keys (``seed=1``); None values are ignored.
+    or top-level keys (``seed=1``); None values are ignored. ``base`` (a resolved config, e.g. a
+    run's config.json when resuming) replaces the preset as the lowest layer.
     """
     layers: list[dict] = []
     file_tree = read_config_file(file) if file else {}
@@ -301,13 +318,15 @@ def build_config(
     preset_name = (
         preset
         or explicit_tree.get("preset")
+        or (base or {}).get("preset")
         or set_tree.get("preset")
         or file_tree.get("preset")
         or "tiny"
     )
     if preset_name not in PRESETS:
         raise unknown("preset", str(preset_name), PRESETS)
-    layers = [copy.deepcopy(PRESETS[preset_name]), file_tree, set_tree, explicit_tree]
+    bottom = base if base is not None and not preset else PRESETS[preset_name]
+    layers = [copy.deepcopy(bottom), file_tree, set_tree, explicit_tree]
     tree: dict = {"preset": preset_name}
     for layer in layers:
         _check_keys(layer, Config)
@@ -328,3 +347,20 @@ def build_config(
 
 def config_to_dict(cfg: Config) -> dict:
     return cfg.model_dump(mode="json")
+
+
+# Fields a resumed run may change (with --allow-changes): they do not make the finished part of
+# the run meaningless. Everything else (data, seed, sizes, strategy, learning rates) must match.
+HARMLESS_CHANGES = ("search.epochs", "train.epochs", "device", "search.storage")
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) for every field that differs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out

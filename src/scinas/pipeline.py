@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, config_to_dict
+from .checkpoint import LOGS, Checkpointer, Interrupted, stop_on_signals
+from .config import HARMLESS_CHANGES, Config, config_diff, config_to_dict
 from .data import load_dataset
 from .data.augment import augment_batch
 from .data.split import stratified_split
@@ -26,7 +28,7 @@ from .network import Network, count_parameters, plan_reductions
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
 from .spaces.nb201 import NB201Arch, NB201Network
-from .strategies import STRATEGIES, SearchContext, create_strategy
+from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.blackbox import BLACK_BOX, check_storage_url
 from .tasks import make_task
 from .train import Batches, predict, train_network
@@ -54,6 +56,9 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         val_fraction=d.val_fraction,
         test_fraction=d.test_fraction,
         seed=cfg.seed,
+        target_columns=d.target_columns,
+        image_size=d.image_size,
+        fit=d.fit,
     )
     reporter.log(data.summary())
     for note in data.notes:
@@ -95,8 +100,33 @@ def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: bool, arch=None):
-    """Validate everything a verb needs, then create its run directory (never before)."""
+def _begin(
+    cfg,
+    out,
+    overwrite,
+    reporter,
+    kind: str,
+    *,
+    search: bool,
+    train: bool,
+    arch=None,
+    resume: bool = False,
+    allow_changes: bool = False,
+):
+    """Validate everything a verb needs, then create its run directory (never before), or, with
+    ``resume``, reopen ``out`` (same kind, compatible config) and lock it."""
+    if resume:
+        old = _check_resume(out, kind, cfg, allow_changes)
+        s = setup(cfg, reporter)
+        if search:
+            _check_search(s)
+        if train:
+            _check_train(s, arch)
+        run = RunDir.reopen(out)
+        if old != config_to_dict(cfg):
+            run.write_json("config.json", config_to_dict(cfg))
+        s.reporter.log(f"resuming {run.path}")
+        return replace(s, resume=True), run
     if out is not None:
         check_out_dir(out, overwrite=overwrite)
     s = setup(cfg, reporter)
@@ -105,6 +135,44 @@ def _begin(cfg, out, overwrite, reporter, kind: str, *, search: bool, train: boo
     if train:
         _check_train(s, arch)
     return s, _open_run(s, out, kind, overwrite)
+
+
+def _check_resume(out, kind: str, cfg: Config, allow_changes: bool) -> dict:
+    """The run to resume exists, is of this kind, and its config matches ``cfg``."""
+    if out is None:
+        raise UserError("--resume needs the run directory to continue.")
+    path = Path(out)
+    if not is_run_dir(path):
+        raise UserError(
+            f"{path} is not a scinas run directory (no run.json): nothing to resume. Start a new "
+            "run with --out instead."
+        )
+    info = read_json(path / "run.json")
+    if info.get("kind") != kind:
+        raise UserError(
+            f"{path} holds a scinas {info.get('kind')} run; resume it with "
+            f"`scinas {info.get('kind')} --resume {path}`."
+        )
+    if (path / "results.json").is_file():
+        raise UserError(f"{path} already finished (results.json exists): nothing to resume.")
+    old = read_json(path / "config.json")
+    diff = config_diff(old, config_to_dict(cfg))
+    harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
+    if harmful or (diff and not allow_changes):
+        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
+        hint = (
+            "Resume without changing them, or start a new run."
+            if harmful
+            else "Pass --allow-changes to resume with them (they are harmless: "
+            + ", ".join(HARMLESS_CHANGES)
+            + ")."
+        )
+        raise UserError(
+            f"the config differs from the run being resumed ({listing}). "
+            + ("Those changes would make the finished part meaningless. " if harmful else "")
+            + hint
+        )
+    return old
 
 
 def _open_run(s: SearchContext, out, kind: str, overwrite: bool) -> RunDir:
@@ -132,14 +200,40 @@ def _open_run(s: SearchContext, out, kind: str, overwrite: bool) -> RunDir:
     return run
 
 
-def _search(s: SearchContext, run: RunDir | None):
+SEARCH_DONE = "search_result.json"
+
+
+def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
+    """Run the strategy (or, resuming after it finished, read what it found)."""
+    if s.resume and run is not None and run.file(SEARCH_DONE).is_file():
+        done = read_json(run.file(SEARCH_DONE))
+        s.reporter.log("search already finished: using its genotype")
+        return SearchResult(
+            genotype=load_genotype(run.path),
+            val_metrics=done["val"],
+            seconds=done["seconds"],
+        )
     result = create_strategy(s.cfg.search.strategy).search(replace(s, run=run))
     if run is not None:
         result.genotype.to_json(run.file("genotype.json"))
         if result.model is not None:
             run.save_state("supernet.pt", result.model)
+        run.write_json(
+            SEARCH_DONE,
+            {
+                "genotype": result.genotype.to_dict(),
+                "val": result.val_metrics,
+                "seconds": result.seconds,
+                "logs": {name: _size(run.file(name)) for name in LOGS},
+            },
+        )
+        Checkpointer(run, "search").clear()
     s.reporter.log(f"searched genotype: {result.genotype.to_dict()}")
     return result
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _batches(s: SearchContext, x, y, batch_size, shuffle=False, seed=0) -> Batches:
@@ -189,9 +283,10 @@ def _subset(x, y, n: int | None, seed: int):
     return x, y
 
 
-def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None):
+def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None):
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
-    scratch on (x, y), validating on the val split each epoch. Returns (net, history)."""
+    scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
+    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
     cfg, data, task = s.cfg, s.data, s.task
     torch.manual_seed(cfg.seed)
     net = build_network(genotype, t, data.input_shape, data.num_outputs).to(s.device)
@@ -200,17 +295,19 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None):
     H, W = data.input_shape[1:]
     crop = t.crop_padding if t.crop_padding is not None else max(1, min(H, W) // 8)
     cut = min(t.cutout, min(H, W) // 2)
+    aug_generator = torch.Generator().manual_seed(cfg.seed + 21)
     augment = partial(
         augment_batch,
-        generator=torch.Generator().manual_seed(cfg.seed + 21),
+        generator=aug_generator,
         crop_padding=crop,
         hflip=t.hflip,
         cutout_length=cut,
     )
+    train_batches = _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31)
     history = train_network(
         net,
         task,
-        _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31),
+        train_batches,
         _batches(s, data.val.x, data.val.y, 256),
         epochs=t.epochs,
         lr=t.lr,
@@ -223,6 +320,9 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None):
         augment=augment,
         on_epoch=on_epoch,
         track=track,
+        checkpointer=checkpointer,
+        resume=s.resume,
+        generators={"batches": train_batches.generator, "augment": aug_generator},
     )
     return net, history
 
@@ -293,7 +393,16 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
         f"train: C={t.C} layers={t.layers} auxiliary={t.auxiliary}, {t.epochs} epochs "
         f"on {len(x)} images"
     )
-    net, history = fit(s, genotype, t, x, y, on_epoch=on_epoch, track=s.reporter.track)
+    ckpt = Checkpointer(run, "train", s.reporter)
+    if s.resume and run is not None and not ckpt._files():
+        # killed before the first training checkpoint: cut the logs back to the phase start
+        done = run.file(SEARCH_DONE)
+        ckpt.truncate_logs(
+            read_json(done)["logs"] if done.is_file() else {name: 0 for name in LOGS}
+        )
+    net, history = fit(
+        s, genotype, t, x, y, on_epoch=on_epoch, track=s.reporter.track, checkpointer=ckpt
+    )
     params = count_parameters(net)
     train_seconds = time.perf_counter() - t_start
     outputs, targets = predict(net, _batches(s, data.test.x, data.test.y, 256))
@@ -339,18 +448,34 @@ def run(
     *,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    resume: bool = False,
+    allow_changes: bool = False,
 ) -> dict:
-    """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set."""
+    """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set.
+
+    ``resume=True`` continues the run in ``out`` from its checkpoints (same config; with
+    ``allow_changes`` the harmless fields in `config.HARMLESS_CHANGES` may differ)."""
     t0 = time.perf_counter()
-    s, run_dir = _begin(cfg, out, overwrite, reporter, "run", search=True, train=True)
-    searched = _search(s, run_dir)
-    _, results = _train(s, searched.genotype, run_dir)
-    results.update(
-        search_seconds=searched.seconds,
-        supernet={"val": searched.val_metrics},
-        device=str(s.device),
+    s, run_dir = _begin(
+        cfg,
+        out,
+        overwrite,
+        reporter,
+        "run",
+        search=True,
+        train=True,
+        resume=resume,
+        allow_changes=allow_changes,
     )
-    return _finish(run_dir, results, t0)
+    with _working(run_dir):
+        searched = _search(s, run_dir)
+        _, results = _train(s, searched.genotype, run_dir)
+        results.update(
+            search_seconds=searched.seconds,
+            supernet={"val": searched.val_metrics},
+            device=str(s.device),
+        )
+        return _finish(run_dir, results, t0)
 
 
 def search(
@@ -359,46 +484,93 @@ def search(
     *,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    resume: bool = False,
+    allow_changes: bool = False,
 ) -> Genotype | NB201Arch:
     """Search only: writes the genotype (and the supernet) to the run directory."""
     t0 = time.perf_counter()
-    s, run_dir = _begin(cfg, out, overwrite, reporter, "search", search=True, train=False)
-    searched = _search(s, run_dir)
-    run_dir.write_json(
-        "results.json",
-        {
-            "task": s.task.name,
-            "dataset": s.data.name,
-            "genotype": searched.genotype.to_dict(),
-            "supernet": {"val": searched.val_metrics},
-            "search_seconds": searched.seconds,
-            "wall_seconds": time.perf_counter() - t0,
-            "device": str(s.device),
-        },
+    s, run_dir = _begin(
+        cfg,
+        out,
+        overwrite,
+        reporter,
+        "search",
+        search=True,
+        train=False,
+        resume=resume,
+        allow_changes=allow_changes,
     )
-    return searched.genotype
+    with _working(run_dir):
+        searched = _search(s, run_dir)
+        run_dir.write_json(
+            "results.json",
+            {
+                "task": s.task.name,
+                "dataset": s.data.name,
+                "genotype": searched.genotype.to_dict(),
+                "supernet": {"val": searched.val_metrics},
+                "search_seconds": searched.seconds,
+                "wall_seconds": time.perf_counter() - t0,
+                "device": str(s.device),
+            },
+        )
+        return searched.genotype
 
 
 def train(
     cfg: Config,
-    genotype: Genotype | NB201Arch | str | os.PathLike,
+    genotype: Genotype | NB201Arch | str | os.PathLike | None,
     out: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    resume: bool = False,
+    allow_changes: bool = False,
 ) -> dict:
     """Train a given architecture (published name, JSON file, run directory, NAS-Bench-201
-    string, `Genotype` or `NB201Arch`) and evaluate it."""
+    string, `Genotype` or `NB201Arch`) and evaluate it. Resuming, ``genotype`` may be None (the
+    run's own genotype.json)."""
     t0 = time.perf_counter()
+    if genotype is None:
+        if not resume:
+            raise UserError("train needs --genotype (a file, run directory or published name).")
+        genotype = out
     if not isinstance(genotype, Genotype | NB201Arch):
         genotype = load_genotype(genotype)
     s, run_dir = _begin(
-        cfg, out, overwrite, reporter, "train", search=False, train=True, arch=genotype
+        cfg,
+        out,
+        overwrite,
+        reporter,
+        "train",
+        search=False,
+        train=True,
+        arch=genotype,
+        resume=resume,
+        allow_changes=allow_changes,
     )
-    genotype.to_json(run_dir.file("genotype.json"))
-    _, results = _train(s, genotype, run_dir)
-    results["device"] = str(s.device)
-    return _finish(run_dir, results, t0)
+    with _working(run_dir):
+        if resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
+            raise UserError(
+                f"{run_dir.path} trains another genotype; resume it without --genotype."
+            )
+        genotype.to_json(run_dir.file("genotype.json"))
+        _, results = _train(s, genotype, run_dir)
+        results["device"] = str(s.device)
+        return _finish(run_dir, results, t0)
+
+
+@contextmanager
+def _working(run_dir: RunDir):
+    """While a verb writes into its run directory: stop signals become checkpoints, and the
+    lock is released at the end (a crash releases it too: it is an flock)."""
+    try:
+        with stop_on_signals():
+            yield
+    except Interrupted as e:
+        raise Interrupted(f"{e}; checkpoint saved. Continue with --resume {run_dir.path}") from None
+    finally:
+        run_dir.close()
 
 
 def load_trained(run_dir: str | os.PathLike) -> tuple[torch.nn.Module, dict, Config]:
@@ -444,6 +616,9 @@ def evaluate(
         val_fraction=d.val_fraction,
         test_fraction=d.test_fraction,
         seed=cfg.seed,
+        target_columns=d.target_columns,
+        image_size=d.image_size,
+        fit=d.fit,
     )
     if tuple(dataset.input_shape) != tuple(info["input_shape"]):
         raise UserError(

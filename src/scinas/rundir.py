@@ -82,14 +82,22 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = path
+        self.lock = None
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):
+        from .checkpoint import RunLock, is_locked
+
         path = check_out_dir(path, overwrite=overwrite)
         if path.is_dir() and overwrite and is_run_dir(path):
+            if is_locked(path):
+                raise UserError(
+                    f"--out {path} is in use by another scinas process; not overwriting it."
+                )
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
+        run.lock = RunLock(path).acquire()
         from . import __version__
 
         write_json(
@@ -103,6 +111,20 @@ class RunDir:
         )
         write_json(path / "config.json", config)
         return run
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike) -> RunDir:
+        """An existing run directory, locked for this process (resume)."""
+        from .checkpoint import RunLock
+
+        run = cls(Path(path))
+        run.lock = RunLock(run.path).acquire()
+        return run
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def file(self, name: str) -> Path:
         return self.path / name

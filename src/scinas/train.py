@@ -42,12 +42,23 @@ class Batches:
             else math.ceil(n / self.batch_size)
         )
 
+    def resume_at(self, order: torch.Tensor, start: int) -> None:
+        """Make the next pass reuse ``order`` (a checkpointed epoch's) from batch ``start`` on."""
+        self._resume = (order, start)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        resume = getattr(self, "_resume", None)
+        self._resume = None
+        if resume is not None:
+            order, start = resume
+        else:
+            order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+            start = 0
+        self.order = order  # the epoch's order, for checkpoints
         mean = self.mean.to(self.device).view(1, -1, 1, 1)
         std = self.std.to(self.device).view(1, -1, 1, 1)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             xb = (self.x[idx].to(self.device, non_blocking=True).float() - mean) / std
             if self.channels_last:
@@ -122,17 +133,57 @@ def train_network(
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     track=None,
+    checkpointer=None,
+    resume: bool = False,
+    generators: dict[str, torch.Generator] | None = None,
 ) -> list[EpochStats]:
     """Train a discrete network with SGD + cosine schedule, auxiliary loss and drop-path.
 
     Train metrics are computed over all batches' outputs of the epoch (in train mode, with
     augmentation), validation metrics over the whole validation split in eval mode.
+
+    With a `scinas.checkpoint.Checkpointer`, every epoch ends with a checkpoint (and SIGINT/SIGTERM
+    with one at the next step); ``resume`` continues from the newest one, bit-identically on CPU
+    provided ``generators`` names every generator the batches and augmentation draw from.
     """
+    from .checkpoint import STOP, Interrupted, rng_state, set_rng_state
+
     optimizer, scheduler = cosine_sgd(
         model.parameters(), lr, lr_min, momentum, weight_decay, epochs
     )
-    history = []
-    for epoch in range(epochs):
+    generators = generators or {}
+    history: list[EpochStats] = []
+    start_epoch, start_step, partial = 0, 0, None
+    state = checkpointer.load() if (checkpointer is not None and resume) else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = [EpochStats(**h) for h in state["history"]]
+        start_epoch, start_step = state["epoch"], state["step"]
+        set_rng_state(state["rng"], generators)
+        if start_step:
+            train_batches.resume_at(state["order"], start_step)
+            partial = state["partial"]
+
+    def snapshot(epoch: int, step: int, partial=None) -> None:
+        if checkpointer is None:
+            return
+        checkpointer.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": [vars(h) for h in history],
+                "epoch": epoch,
+                "step": step,
+                "rng": rng_state(generators),
+                "order": train_batches.order if step else None,
+                "partial": partial,
+            }
+        )
+
+    for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
         # DARTS ramps drop-path linearly over training.
@@ -140,10 +191,13 @@ def train_network(
             model.drop_path_prob = drop_path_prob * epoch / epochs
         current_lr = optimizer.param_groups[0]["lr"]
         outs, tgts = [], []
+        if partial is not None:
+            outs, tgts, partial = [partial["outs"]], [partial["tgts"]], None
+        first = start_step if epoch == start_epoch else 0
         batches = iter(train_batches)
         if track is not None:
-            batches = track(batches, len(train_batches), f"train {epoch + 1}/{epochs}")
-        for step, (xb, yb) in enumerate(batches):
+            batches = track(batches, len(train_batches) - first, f"train {epoch + 1}/{epochs}")
+        for step, (xb, yb) in enumerate(batches, start=first):
             if augment is not None:
                 xb = augment(xb)
             out = model(xb)
@@ -161,6 +215,9 @@ def train_network(
             optimizer.step()
             outs.append(out.detach().float().cpu())
             tgts.append(yb.cpu())
+            if STOP and checkpointer is not None and checkpointer.enabled:
+                snapshot(epoch, step + 1, {"outs": torch.cat(outs), "tgts": torch.cat(tgts)})
+                raise Interrupted(f"stopped in training epoch {epoch + 1}, step {step + 1}")
         scheduler.step()
         train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
         val_metrics = evaluate(model, task, val_batches)
@@ -170,4 +227,7 @@ def train_network(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
+        snapshot(epoch + 1, 0)
+        if STOP and checkpointer is not None and checkpointer.enabled:
+            raise Interrupted(f"stopped after training epoch {epoch + 1}")
     return history

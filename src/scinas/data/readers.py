@@ -24,6 +24,7 @@ __all__ = [
     "CIFAR10_TEST_FILE",
     "CIFAR10_TRAIN_FILES",
     "IDX_DTYPES",
+    "IMAGE_SUFFIXES",
     "RawData",
     "detect_layout",
     "find_idx_files",
@@ -55,6 +56,11 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then 3072 pixel bytes in CHW 
 _IDX_NAME = re.compile(
     r"^(train|t10k|test)-(images|labels)[-.]idx(\d)-ubyte(\.gz)?$", re.IGNORECASE
 )
+#: File names (lower case) that count as images when scanning folders.
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm",
+    ".pnm",
+)  # fmt: skip
 _NPZ_HELP = (
     "Save it with numpy.savez(path, x_train=..., y_train=...) (optionally also x_val, y_val, "
     "x_test, y_test)."
@@ -350,8 +356,17 @@ def read_idx_dir(directory: str | os.PathLike, name: str | None = None) -> RawDa
             present = []
         shown = ", ".join(present[:10]) + (", ..." if len(present) > 10 else "")
         hint = ""
+        images = [p for p in present if p.lower().endswith(IMAGE_SUFFIXES)]
         if any(p.endswith(".npz") for p in present):
             hint = " It has .npz files: pass one of them as the data path instead."
+        elif any(p.lower().endswith((".csv", ".tsv")) for p in present):
+            hint = " It has a CSV file: if it lists image files, pass the CSV as the data path."
+        elif images:
+            hint = (
+                f" It holds {len(images)} image file(s) directly: put them in one subfolder per "
+                "class (e.g. cats/001.png, dogs/002.png), or list them with their labels in a CSV "
+                "(file,label) and pass the CSV."
+            )
         elif any(p.startswith("data_batch_") for p in present):
             hint = (
                 f" It looks like CIFAR-10 binary: use data 'cifar10' with --data-dir {directory}."
@@ -365,8 +380,8 @@ def read_idx_dir(directory: str | os.PathLike, name: str | None = None) -> RawDa
                 )
         raise UserError(
             f"{directory} is not an idx dataset folder: it needs train-images-idx3-ubyte[.gz] and "
-            f"train-labels-idx1-ubyte[.gz] (t10k-/test- files optional). "
-            f"It contains: {shown or 'nothing'}.{hint}"
+            f"train-labels-idx1-ubyte[.gz] (t10k-/test- files optional); nor is it a folder of "
+            f"class subfolders of images. It contains: {shown or 'nothing'}.{hint}"
         )
     if ("x_test" in files) != ("y_test" in files):
         have = "images" if "x_test" in files else "labels"

@@ -27,6 +27,7 @@ class SearchContext:
     channels_last: bool
     reporter: Reporter
     run: RunDir | None = None
+    resume: bool = False  # continue from the run directory's checkpoints
 
 
 @dataclass

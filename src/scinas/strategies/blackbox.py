@@ -227,6 +227,8 @@ class BlackBoxStrategy:
             make_sampler(self.name, s, cfg.seed),
             direction="maximize" if ctx.task.higher_is_better else "minimize",
         )
+        if ctx.resume and ctx.run is not None:
+            _reconcile(study, ctx, private=s.storage is None)
         done = len(completed(study))
         ctx.reporter.log(
             f"search: {self.name} on the {s.space} space, {s.budget} architectures "
@@ -262,6 +264,30 @@ class BlackBoxStrategy:
             val_metrics=best.user_attrs.get("val"),
             seconds=time.perf_counter() - t_start,
         )
+
+
+def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> None:
+    """Resuming: the log gets exactly one event per finished trial (cut back, then rewritten
+    from the study); a trial left RUNNING by the killed process is failed and its architecture
+    queued again, when the study is this run's own (a shared storage may have live workers)."""
+    from ..checkpoint import Checkpointer
+
+    Checkpointer(ctx.run, "search").truncate_logs({"metrics.jsonl": 0})
+    for t in sorted(completed(study), key=lambda t: t.number):
+        ctx.run.log_event(
+            {
+                "event": "search_trial",
+                "trial": t.number,
+                "arch": t.user_attrs.get("arch"),
+                "score": t.value,
+                "seconds": t.user_attrs.get("seconds"),
+                **{k: v for k, v in t.user_attrs.items() if k not in ("arch", "seconds")},
+            }
+        )
+    if private:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, skip_if_exists=False)
 
 
 @STRATEGIES.decorator("random")

@@ -17,7 +17,9 @@ import time
 import torch
 from torch import nn
 
+from ..checkpoint import LOGS, STOP, Checkpointer, Interrupted, rng_state, set_rng_state
 from ..data.split import stratified_split
+from ..diagnostics import diagnostics, warn_collapse
 from ..supernet import Supernet
 from ..train import Batches, check_finite, cosine_sgd, evaluate
 from .base import SearchContext, SearchResult
@@ -130,6 +132,15 @@ class OneShotStrategy:
     def describe(self, ctx: SearchContext) -> str:
         return self.name
 
+    def state_dict(self) -> dict:
+        """Strategy state a checkpoint needs beyond the model and weight optimiser."""
+        architect = getattr(self, "architect", None)
+        return {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "arch_optimizer" in state:
+            self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+
     # ---- the loop
     def search(self, ctx: SearchContext) -> SearchResult:
         s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
@@ -164,25 +175,70 @@ class OneShotStrategy:
             model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
         )
         self.configure(model, ctx)
-        ckpt = getattr(model, "checkpoint_cells", False)
+        ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
+        generators = {"weights": w_batches.generator, "arch": a_batches.generator}
+        history: list[dict] = []
+        start_epoch, start_step, partial = 0, 0, None
+        state = ckpt.load() if ctx.resume else None
+        if ctx.resume and state is None and ckpt.enabled:
+            ckpt.truncate_logs({name: 0 for name in LOGS})  # killed before the first checkpoint
+        if state is not None:
+            model.load_state_dict(state["model"])
+            w_optimizer.load_state_dict(state["w_optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.load_state_dict(state["strategy"])
+            history, start_epoch, start_step = state["history"], state["epoch"], state["step"]
+            set_rng_state(state["rng"], generators)
+            if start_step:
+                w_batches.resume_at(state["orders"]["weights"], start_step)
+                a_batches.resume_at(state["orders"]["arch"], start_step)
+                partial = state["partial"]
+            ctx.reporter.log(
+                f"resuming the search at epoch {start_epoch + 1}, step {start_step + 1}"
+            )
+
+        def snapshot(epoch: int, step: int, partial=None) -> None:
+            ckpt.save(
+                {
+                    "model": model.state_dict(),
+                    "w_optimizer": w_optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "strategy": self.state_dict(),
+                    "history": history,
+                    "epoch": epoch,
+                    "step": step,
+                    "rng": rng_state(generators),
+                    "orders": {"weights": w_batches.order, "arch": a_batches.order}
+                    if step
+                    else None,
+                    "partial": partial,
+                }
+            )
+
+        ckpt_on = getattr(model, "checkpoint_cells", False)
         ctx.reporter.log(
             f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
             f"layers={s.layers}, {len(model.op_names)} ops, {len(xw)}+{len(xa)} images "
-            f"(weights+arch), cell checkpointing {'on' if ckpt else 'off'}"
+            f"(weights+arch), cell checkpointing {'on' if ckpt_on else 'off'}"
         )
-        history = []
-        for epoch in range(s.epochs):
+        for epoch in range(start_epoch, s.epochs):
             t0 = time.perf_counter()
             lr = w_optimizer.param_groups[0]["lr"]
             update_arch = self.updates_arch and epoch >= s.warmup_epochs
             self.begin_epoch(model, epoch, ctx)
             model.train()
             outs, tgts, arch_losses = [], [], []
+            if partial is not None:  # resumed mid-epoch
+                outs, tgts, arch_losses = [partial["outs"]], [partial["tgts"]], partial["arch"]
+                partial = None
+            first = start_step if epoch == start_epoch else 0
             steps = zip(w_batches, a_batches, strict=False)
             steps = ctx.reporter.track(
-                steps, min(len(w_batches), len(a_batches)), f"search {epoch + 1}/{s.epochs}"
+                steps,
+                min(len(w_batches), len(a_batches)) - first,
+                f"search {epoch + 1}/{s.epochs}",
             )
-            for step, ((xt, yt), (xv, yv)) in enumerate(steps):
+            for step, ((xt, yt), (xv, yv)) in enumerate(steps, start=first):
                 where = f"search epoch {epoch + 1}, step {step + 1}"
                 if update_arch:
                     for a in model.arch_parameters():
@@ -204,6 +260,15 @@ class OneShotStrategy:
                 w_optimizer.step()
                 outs.append(out.detach().float().cpu())
                 tgts.append(yt.cpu())
+                if STOP and ckpt.enabled:
+                    for a in model.arch_parameters():
+                        a.requires_grad_(True)
+                    snapshot(
+                        epoch,
+                        step + 1,
+                        {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "arch": arch_losses},
+                    )
+                    raise Interrupted(f"stopped in search epoch {epoch + 1}, step {step + 1}")
             for a in model.arch_parameters():
                 a.requires_grad_(True)
             scheduler.step()
@@ -221,6 +286,8 @@ class OneShotStrategy:
                 "genotype": record["genotype"],
                 "seconds": time.perf_counter() - t0,
             }
+            if self.has_alphas:
+                event["diagnostics"] = diagnostics(model, record)
             if hasattr(model, "tau") and model.sampling == "gumbel":
                 event["tau"] = model.tau
             history.append(event)
@@ -234,6 +301,11 @@ class OneShotStrategy:
                 f"{pm} {train_metrics[pm]:.4f} | val loss {val_metrics['loss']:.4f} "
                 f"{pm} {val_metrics[pm]:.4f} | {event['seconds']:.1f}s"
             )
+            if self.has_alphas:
+                warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
+            snapshot(epoch + 1, 0)
+            if STOP and ckpt.enabled:
+                raise Interrupted(f"stopped after search epoch {epoch + 1}")
         arch, val_metrics = self.derive(model, ctx, val_batches)
         return SearchResult(
             genotype=arch,

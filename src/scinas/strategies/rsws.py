@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checkpoint import numpy_rng_state, set_numpy_rng_state
 from ..train import evaluate
 from .base import STRATEGIES, SearchContext
 from .blackbox import decision_space
@@ -30,6 +31,12 @@ class RandomSearchWeightSharing(OneShotStrategy):
     def configure(self, model, ctx: SearchContext) -> None:
         self.space = decision_space(ctx.cfg.search)
         self.rng = np.random.RandomState(ctx.cfg.seed + 7)
+
+    def state_dict(self) -> dict:
+        return {"rng": numpy_rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        set_numpy_rng_state(self.rng, state["rng"])
 
     def before_weight_step(self, model) -> None:
         model.set_arch(self.space.sample(self.rng))

@@ -1,0 +1,168 @@
+"""Hand-designed ResNet baselines (He et al. 2016) to compare searched networks against.
+
+Built for any number of input channels, any H×W from 4×4 up (non-square and odd sizes too) and any
+number of outputs, with the same interface as :class:`scinas.network.Network`: ``forward`` returns
+``(output, None)`` and ``drop_path_prob`` exists (and is ignored), so one trainer serves both.
+
+Size rules, so that small scientific images keep a usable feature map:
+
+* Stem: if the shorter side is at most 64 pixels, a 3×3 stride-1 convolution and no max-pool (the
+  CIFAR ResNets); otherwise the ImageNet stem, a 7×7 stride-2 convolution and a 3×3 stride-2
+  max-pool (each halving with ceil, so H×W becomes ceil(ceil(H/2)/2) × ceil(ceil(W/2)/2)).
+* Stages: the first keeps the stem's resolution; each later one halves it (stride 2, ceil) only
+  while the shorter side stays at least 2 pixels (:func:`scinas.network.max_reductions`). The
+  reductions that do not fit are dropped from the last stages, which then run at stride 1, so
+  early layers still downsample and the deep layers never see a 1×1 map. E.g. resnet18's stages
+  output 8, 4, 2, 2 pixels per side for 8×8 digits and 32, 16, 8, 4 for 32×32 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .network import max_reductions
+from .registry import Registry
+
+SMALL_INPUT_MAX_SIDE = 64
+"""Inputs whose shorter side is at most this get the CIFAR stem (3×3, stride 1, no max-pool)."""
+
+BaselineFactory = Callable[[int, int, tuple[int, int]], nn.Module]
+BASELINES: Registry[BaselineFactory] = Registry("baseline")
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 conv-BN layers plus a shortcut (1×1 conv + BN where the shape changes)."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(C_in, C_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(C_out)
+        self.conv2 = nn.Conv2d(C_out, C_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(C_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or C_in != C_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(C_in, C_out, 1, stride=stride, bias=False), nn.BatchNorm2d(C_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def stage_strides(num_stages: int, side: int) -> list[int]:
+    """Stride of each stage: 1 for the first, 2 for later ones while the map stays ≥ 2×2.
+
+    ``side`` is the shorter side after the stem; reductions that do not fit are dropped from the
+    end, so downsampling happens early (cheap) and the last stages never reach 1×1.
+    """
+    allowed = max_reductions(side, side)
+    return [1] + [2 if i <= allowed else 1 for i in range(1, num_stages)]
+
+
+class ResNet(nn.Module):
+    """A ResNet of basic blocks with an input-size-adapted stem, for any C×H×W and output count.
+
+    ``blocks[i]`` basic blocks of width ``widths[i]`` form stage i; global average pooling and a
+    linear head give ``num_outputs`` values (class logits or regression targets).
+    ``zero_init_residual`` starts each block's last BN at gamma 0, so every block begins as the
+    identity: the network starts shallow and trains faster and more stably in short schedules
+    (Goyal et al. 2017). The branch's convolutions then get zero gradient until the first step has
+    moved gamma off zero.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        input_hw: tuple[int, int],
+        blocks: Sequence[int],
+        widths: Sequence[int],
+        zero_init_residual: bool = True,
+    ):
+        super().__init__()
+        if in_channels < 1 or num_outputs < 1:
+            raise UserError(
+                f"a ResNet needs at least 1 input channel and 1 output, got "
+                f"in_channels={in_channels}, num_outputs={num_outputs}."
+            )
+        h, w = input_hw
+        if min(h, w) < 4:
+            raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
+        if len(blocks) != len(widths) or not blocks or min(blocks) < 1:
+            raise ValueError(f"blocks {list(blocks)} and widths {list(widths)} do not match")
+        self.drop_path_prob = 0.0  # the trainer sets it; a ResNet has no paths to drop
+        self.input_hw = (h, w)
+        side = min(h, w)
+        self.small_input = side <= SMALL_INPUT_MAX_SIDE
+        C = widths[0]
+        if self.small_input:
+            stem: list[nn.Module] = [nn.Conv2d(in_channels, C, 3, padding=1, bias=False)]
+        else:
+            stem = [nn.Conv2d(in_channels, C, 7, stride=2, padding=3, bias=False)]
+        stem += [nn.BatchNorm2d(C), nn.ReLU(inplace=True)]
+        if not self.small_input:
+            stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+            side = (((side + 1) // 2) + 1) // 2
+        self.stem = nn.Sequential(*stem)
+        self.strides = stage_strides(len(blocks), side)
+        stages, C_in = [], C
+        for n, C_out, stride in zip(blocks, widths, self.strides, strict=True):
+            layers = [BasicBlock(C_in, C_out, stride)]
+            layers += [BasicBlock(C_out, C_out, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            C_in = C_out
+        self.stages = nn.Sequential(*stages)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_in, num_outputs)
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:  # x: (B, C_in, H, W)
+        features = self.stages(self.stem(x))
+        return self.classifier(self.global_pooling(features).flatten(1)), None
+
+
+@BASELINES.decorator("resnet10")
+def resnet10(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+    """One basic block per stage at ResNet-18's widths: a cheaper ResNet reference."""
+    return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1, 1], [64, 128, 256, 512])
+
+
+@BASELINES.decorator("resnet18")
+def resnet18(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+    """He et al.'s ResNet-18 (11,173,962 parameters at 3×32×32 and 10 classes)."""
+    return ResNet(in_channels, num_outputs, input_hw, [2, 2, 2, 2], [64, 128, 256, 512])
+
+
+@BASELINES.decorator("resnet_tiny")
+def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+    """A ResNet-8 at widths 16/32/64 (78,042 parameters at 3×32×32 and 10 classes).
+
+    About the size of a small searched cell network, for a like-for-like comparison on CPU.
+    """
+    return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1], [16, 32, 64])
+
+
+def build_baseline(
+    name: str, in_channels: int, num_outputs: int, input_hw: tuple[int, int]
+) -> nn.Module:
+    """Build the registered baseline ``name``; an unknown name is a UserError with a suggestion."""
+    return BASELINES.get(name)(in_channels, num_outputs, tuple(input_hw))

@@ -1,0 +1,269 @@
+"""Exact resume: atomic checkpoints of a training loop, a run-directory lock, and stop signals.
+
+A loop (the one-shot search, the final training) calls `Checkpointer.save` at the end of every
+epoch, and at the next step boundary after SIGINT/SIGTERM (then raises `Interrupted`). A checkpoint
+holds everything the rest of the run depends on: model and optimiser/scheduler states, every
+random-number-generator state, the data order of the epoch in progress, the step reached, the
+epoch's accumulated outputs, and the byte length of each ``*.jsonl`` log at that moment (logs
+written after it are cut back on resume, so no event appears twice).
+
+Checkpoints are written to a temporary file and renamed; the last two are kept, and a corrupt
+or truncated newest one falls back to the one before with a warning. They load with
+``weights_only=True``: tensors, numbers, strings and containers only, never code.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .rundir import RunDir, _atomic_write
+
+LOGS = ("metrics.jsonl", "arch_weights.jsonl")
+KEEP = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict:
+    """Global torch / numpy / python RNG states and those of named generators, as tensors and
+    plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": _python_state(),
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generators: dict[str, torch.Generator] | None = None) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for k, g in (generators or {}).items():
+        g.set_state(state["generators"][k])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state():
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def numpy_rng_state(rng: np.random.RandomState) -> dict:
+    kind, keys, pos, has_gauss, gauss = rng.get_state()
+    return {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def set_numpy_rng_state(rng: np.random.RandomState, s: dict) -> None:
+    rng.set_state(
+        (s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"])
+    )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Checkpointer:
+    """Saves and finds the checkpoints of one phase (``search`` or ``train``) of a run."""
+
+    def __init__(self, run: RunDir | None, phase: str, reporter=None):
+        self.run, self.phase, self.reporter = run, phase, reporter
+        self.folder = run.path / "checkpoints" if run is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None
+
+    def _files(self) -> list[Path]:
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        files = self.folder.glob(f"{self.phase}-*.pt")
+        return sorted(files, key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+    def save(self, state: dict) -> None:
+        """Atomically write ``state`` (plus the current log sizes); keep the last two."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(exist_ok=True)
+        state = {
+            **state,
+            "phase": self.phase,
+            "logs": {name: _size(self.run.path / name) for name in LOGS},
+        }
+        seq = self._files()
+        n = int(seq[-1].stem.rsplit("-", 1)[1]) + 1 if seq else 1
+        _atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
+        for old in self._files()[:-KEEP]:
+            old.unlink(missing_ok=True)
+
+    def load(self) -> dict | None:
+        """The newest readable checkpoint of this phase (logs cut back to it), or None."""
+        for path in reversed(self._files()):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                if not isinstance(state, dict) or state.get("phase") != self.phase:
+                    raise ValueError("not a scinas checkpoint of this phase")
+            except Exception as e:  # truncated, corrupt, or foreign
+                if "weights_only" in str(e) or "Unsupported global" in str(e):
+                    raise UserError(
+                        f"{path} holds more than tensors (it would run code when unpickled): "
+                        "refusing to load it. Delete it to resume from the one before."
+                    ) from None
+                self._warn(
+                    f"checkpoint {path.name} is unreadable ({type(e).__name__}); "
+                    "falling back to the one before"
+                )
+                continue
+            self.truncate_logs(state["logs"])
+            return state
+        return None
+
+    def truncate_logs(self, sizes: dict) -> None:
+        for name, size in sizes.items():
+            path = self.run.path / name
+            if path.exists() and path.stat().st_size > size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
+
+    def clear(self) -> None:
+        for path in self._files():
+            path.unlink(missing_ok=True)
+
+    def _warn(self, message: str) -> None:
+        if self.reporter is not None:
+            self.reporter.log(f"warning: {message}")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+# ----------------------------------------------------------------------------- stop signals
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM while a run is in progress; loops check it between steps."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+
+STOP = StopFlag()
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn SIGINT/SIGTERM into a request to checkpoint and stop at the next step boundary.
+
+    A second signal interrupts at once (the last epoch checkpoint stays valid)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield STOP
+        return
+
+    def handler(signum, frame):
+        if STOP.requested:
+            raise KeyboardInterrupt
+        STOP.requested = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    STOP.requested = False
+    try:
+        yield STOP
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        STOP.requested = False
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``DIR/.lock``), held while a process writes to it.
+
+    flock: released by the OS when the process dies, even by SIGKILL, so a crash never leaves a
+    stale lock behind."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(
+                    f"{self.path.parent} is in use by another scinas process (pid {holder}). "
+                    "Wait for it to finish, or stop it, before writing to this run directory."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def is_locked(path: Path) -> bool:
+    lock = Path(path) / ".lock"
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

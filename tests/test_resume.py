@@ -1,0 +1,239 @@
+"""Exact resume: real processes killed (SIGKILL, SIGTERM) at several points, then resumed, end
+with the same genotype and metrics as an uninterrupted run; locks; corrupt checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import tiny_sets
+
+SETS = tiny_sets(
+    "search.epochs=2",
+    "train.epochs=3",
+    "search.max_samples=300",
+    "train.max_samples=300",
+)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def start(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "scinas", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def finish(*args):
+    proc = start(*args)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return out
+
+
+def outcome(path):
+    r = json.loads((path / "results.json").read_text())
+    events = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+    clean = [{k: v for k, v in e.items() if k not in ("time", "seconds")} for e in events]
+    return {
+        "genotype": json.loads((path / "genotype.json").read_text()),
+        "test": r["test"],
+        "val": r["val"],
+        "supernet": r["supernet"],
+        "events": clean,
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    finish("run", "--out", str(out), *SETS)
+    return outcome(out)
+
+
+def wait_for_file(path, pattern, proc, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if list(path.glob(pattern)):
+            return
+        if proc.poll() is not None:
+            raise AssertionError("the run finished before the kill point")
+        time.sleep(0.01)
+    raise AssertionError("timeout")
+
+
+def wait_for_events(path, n, proc, timeout=300):
+    t0 = time.time()
+    metrics = path / "metrics.jsonl"
+    while time.time() - t0 < timeout:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError("the run finished before the kill point")
+        time.sleep(0.02)
+    raise AssertionError("timeout")
+
+
+@pytest.mark.parametrize("events_before_kill", [0, 1, 2, 4])
+def test_sigkill_then_resume_is_identical(tmp_path, reference, events_before_kill):
+    """Killed after N logged events (0: as soon as the run directory exists, in the first
+    search epoch; 2: right after the search; 4: in the last training epoch)."""
+    out = tmp_path / "run"
+    proc = start("run", "--out", str(out), *SETS)
+    if events_before_kill == 0:
+        wait_for_file(out, "run.json", proc)
+    else:
+        wait_for_events(out, events_before_kill, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()
+    finish("run", "--resume", str(out))
+    assert outcome(out) == reference
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resumes_identically(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start("run", "--out", str(out), *SETS)
+    wait_for_events(out, 1, proc)
+    time.sleep(0.3)  # inside the second search epoch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    ckpts = sorted((out / "checkpoints").glob("search-*.pt"))
+    assert ckpts
+    state = torch.load(ckpts[-1], weights_only=True)
+    assert state["step"] > 0 or state["epoch"] >= 1
+    finish("run", "--resume", str(out))
+    assert outcome(out) == reference
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start("run", "--out", str(out), *SETS)
+    wait_for_file(out, "checkpoints/train-2.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpts = sorted(
+        (out / "checkpoints").glob("train-*.pt"), key=lambda p: int(p.stem.split("-")[1])
+    )
+    if len(ckpts) < 2:
+        pytest.skip("the kill came before two training checkpoints existed")
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])  # truncated
+    proc = start("run", "--resume", str(out))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "unreadable" in err and "falling back" in err
+    assert outcome(out) == reference
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A run killed after its first search checkpoint (copied by each test that needs one)."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    proc = start("run", "--out", str(out), *SETS)
+    wait_for_file(out, "checkpoints/search-*.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return out
+
+
+def copy_of(killed, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    return out
+
+
+def test_second_process_on_the_same_run_dir_is_refused(tmp_path):
+    out = tmp_path / "run"
+    proc = start("run", "--out", str(out), *SETS)
+    wait_for_events(out, 1, proc)
+    other = subprocess.run(
+        [sys.executable, "-m", "scinas", "run", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    over = subprocess.run(
+        [sys.executable, "-m", "scinas", "run", "--out", str(out), "--overwrite", *SETS],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert other.returncode == 2 and "in use by another scinas process" in other.stderr
+    assert over.returncode == 2 and "in use by another scinas process" in over.stderr
+    assert (out / "run.json").exists()  # not overwritten
+
+
+def test_crafted_checkpoint_that_runs_code_is_refused(tmp_path, killed):
+    out = copy_of(killed, tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    ckpts = sorted((out / "checkpoints").glob("search-*.pt"))
+    torch.save({"phase": "search", "evil": Evil()}, ckpts[-1])
+    res = subprocess.run(
+        [sys.executable, "-m", "scinas", "run", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "would run code" in res.stderr and "Traceback" not in res.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["--set", "search.C=6"], "search.C: 4 -> 6"),
+        (["--seed", "3"], "seed: 0 -> 3"),
+        (["--set", "train.epochs=5"], "--allow-changes"),
+    ],
+)
+def test_resume_with_changed_config_is_refused(tmp_path, killed, args, phrase):
+    out = copy_of(killed, tmp_path)
+    before = (out / "config.json").read_text()
+    res = subprocess.run(
+        [sys.executable, "-m", "scinas", "run", "--resume", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert res.returncode == 2 and phrase in res.stderr, res.stderr
+    assert (out / "config.json").read_text() == before
+
+
+def test_resume_harmless_change_with_flag(tmp_path, killed):
+    out = copy_of(killed, tmp_path)
+    finish("run", "--resume", str(out), "--set", "train.epochs=2", "--allow-changes")
+    r = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
+    events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "train_epoch" for e in events) == 2 and "accuracy" in r["test"]
+
+
+def test_resume_bad_targets(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "scinas", "run", "--resume", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert res.returncode == 2 and "not a scinas run directory" in res.stderr

@@ -20,6 +20,7 @@ from . import progress  # noqa: E402
 from .bench import run_nb201 as bench_nb201  # noqa: E402
 from .config import Config, build_config  # noqa: E402
 from .errors import TrainingDiverged, UserError  # noqa: E402
+from .export import export, load  # noqa: E402
 from .genotype import Genotype, load_genotype  # noqa: E402
 from .pipeline import evaluate, run, search, train  # noqa: E402
 
@@ -31,6 +32,8 @@ __all__ = [
     "UserError",
     "build_config",
     "evaluate",
+    "export",
+    "load",
     "load_genotype",
     "progress",
     "run",

@@ -354,6 +354,53 @@ def evaluate_cmd(
     typer.echo(json.dumps(metrics))
 
 
+@app.command("export")
+@_errors_to_exit
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (of run or train).")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx | torchscript (the network with its input normalisation and output "
+            "decoding: raw images in, predictions out) | safetensors (the weights, with the "
+            "run's facts as metadata).",
+        ),
+    ] = "onnx",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="File to write (default DIR/model.onnx etc.)."),
+    ] = None,
+):
+    """Export a trained network, then check the written file reproduces its predictions.
+
+    In Python, `scinas.load(DIR)` rebuilds the same predictor without exporting.
+    """
+    from .export import export
+
+    path = export(run_dir, format, output)
+    typer.echo(json.dumps({"format": format, "path": str(path)}))
+
+
+@app.command("report")
+@_errors_to_exit
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (finished or not).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Page to write (default DIR/report.html).")
+    ] = None,
+):
+    """Write a self-contained HTML report of a run (opens from disk, no server needed).
+
+    Cells drawn as graphs, every edge's op weights over the search, training and validation
+    curves, search diagnostics, results (test metrics, parameters, FLOPs, the supernet-vs-
+    retrained gap) and the config; the figures are also saved as PNG and SVG in DIR/figures.
+    """
+    from .report import write_report
+
+    typer.echo(str(write_report(run_dir, output)))
+
+
 bench_app = typer.Typer(
     help="Benchmarks that rank search strategies against published results.",
     no_args_is_help=True,

@@ -439,6 +439,10 @@ def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
     results["wall_seconds"] = time.perf_counter() - t0
     if run is not None:
         run.write_json("results.json", results)
+        Checkpointer(run, "train").clear()
+        from .report import write_report
+
+        write_report(run.path)
     return results
 
 

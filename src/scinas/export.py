@@ -1,0 +1,147 @@
+"""Hand a trained network to someone else: `scinas.load(DIR)` and `scinas export`.
+
+`load` rebuilds the trained network of a run directory (architecture from genotype.json, sizes
+from config.json, weights from model.pt loaded with ``weights_only=True``) and wraps it in a
+`Predictor`: raw images in (the units of the user's data, N×C×H×W), predictions out (class
+logits, or regression targets in their original units), the run's normalisation included.
+
+`export` writes that predictor as ONNX or TorchScript (one self-contained file, batch size free),
+or the weights as safetensors (with the run's facts in the metadata), then loads the file back and
+checks that it predicts what the original does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError, unknown
+
+FORMATS = {
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+    "safetensors": "model.safetensors",
+}
+
+
+class Predictor(nn.Module):
+    """A trained network with its input normalisation and output decoding."""
+
+    def __init__(self, network: nn.Module, info: dict):
+        super().__init__()
+        self.network = network.eval()
+        self.info = info
+        self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1))
+        regression = info["task"] == "regression" and info.get("target_mean") is not None
+        self.regression = regression
+        k = info["num_outputs"]
+        self.register_buffer(
+            "target_mean", torch.tensor(info["target_mean"] if regression else [0.0] * k)
+        )
+        self.register_buffer(
+            "target_std", torch.tensor(info["target_std"] if regression else [1.0] * k)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.network((x.float() - self.mean) / self.std)
+        out = out[0] if isinstance(out, tuple) else out
+        if self.regression:
+            out = out * self.target_std + self.target_mean
+        return out
+
+
+def load(run_dir: str | os.PathLike) -> Predictor:
+    """The trained network of a run directory, ready to predict on raw images."""
+    from .pipeline import load_trained
+
+    net, info, _ = load_trained(run_dir)
+    return Predictor(net, info).eval()
+
+
+def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:
+    """Write the run's predictor (or weights) in ``fmt``; returns the path written."""
+    if fmt not in FORMATS:
+        raise unknown("export format", fmt, FORMATS)
+    predictor = load(run_dir)
+    path = Path(output) if output else Path(run_dir) / FORMATS[fmt]
+    if path.is_dir():
+        raise UserError(f"--output {path} is a directory; give a file name.")
+    if not path.parent.is_dir():
+        raise UserError(f"the folder of --output {path} does not exist.")
+    example = torch.rand(2, *predictor.info["input_shape"]) * 255
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors}[fmt](
+            predictor, example, Path(tmp)
+        )
+        _verify(fmt, Path(tmp), predictor, example, run_dir)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _onnx(predictor, example, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "ONNX export needs the onnx package: pip install 'scinas[export]' (or onnx)."
+        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            predictor,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["outputs"],
+            dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}},
+        )
+
+
+def _torchscript(predictor, example, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(predictor, example)
+        traced.save(str(path))
+
+
+def _safetensors(predictor, example, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in predictor.network.state_dict().items()}
+    meta = {k: json.dumps(v) for k, v in predictor.info.items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def _verify(fmt: str, path: Path, predictor, example, run_dir) -> None:
+    """Load the written file back and compare its predictions with the original's."""
+    with torch.no_grad():
+        expected = predictor(example)
+        if fmt == "torchscript":
+            got = torch.jit.load(str(path))(example)
+        elif fmt == "safetensors":
+            from safetensors.torch import load_file
+
+            fresh = load(run_dir)
+            fresh.network.load_state_dict(load_file(str(path)))
+            got = fresh(example)
+        else:
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                return  # written, not verifiable here
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
+    if not torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
+        raise RuntimeError(f"the exported {fmt} model does not reproduce the original outputs")

@@ -1,0 +1,404 @@
+"""`scinas report DIR`: one self-contained HTML page (and PNG/SVG figures) for a run directory.
+
+The page opens from disk without a server: figures are embedded as base64 PNG, styles inline, no
+scripts. Every string that comes from the user or the run (dataset names, paths, class names,
+config values) is HTML-escaped. Figures are also written to ``DIR/figures/`` as PNG and SVG.
+
+Contents: results table (test metrics, parameters, FLOPs, times, the supernet-vs-retrained gap),
+the normal and reduction cells drawn as graphs (graphviz ``dot`` when installed, matplotlib
+otherwise), every edge's op weights over the search epochs, training/validation curves, the
+search diagnostics (parameter-free share, edge entropy), and the resolved config.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .errors import UserError  # noqa: E402
+from .rundir import is_run_dir, read_json, write_json  # noqa: E402
+
+DPI = 80
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+    return out
+
+
+class Figures:
+    """Collects figures: saved as PNG+SVG under ``folder``, embedded as base64 PNG."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(exist_ok=True)
+        self.items: list[tuple[str, str, str]] = []  # (section, title, data URI)
+
+    def add(self, section: str, name: str, title: str, fig=None, png: bytes | None = None):
+        if fig is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+            png = buf.getvalue()
+            fig.savefig(self.folder / f"{name}.svg", bbox_inches="tight")
+            plt.close(fig)
+        (self.folder / f"{name}.png").write_bytes(png)
+        uri = "data:image/png;base64," + base64.b64encode(png).decode()
+        self.items.append((section, title, uri))
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def _cell_edges(genotype: dict, cell: str) -> list[tuple[str, str, str]]:
+    """(from, to, op) edges of a cell, nodes named as in the DARTS paper."""
+    if genotype.get("space") == "nb201":
+        toks = [t for t in genotype["arch"].split("+")]
+        edges = []
+        for to, group in enumerate(toks, start=1):
+            for item in [x for x in group.split("|") if x]:
+                op, frm = item.split("~")
+                if op != "none":
+                    edges.append((f"n{frm}", f"n{to}", op))
+        return edges
+    names = {0: "c_{k-2}", 1: "c_{k-1}"}
+    edges = []
+    for k, (op, j) in enumerate(genotype[cell]):
+        node = k // 2
+        edges.append((names.get(j, str(j - 2)), str(node), op))
+    for c in genotype[f"{cell}_concat"]:
+        edges.append((names.get(c, str(c - 2)), "c_{k}", ""))
+    return edges
+
+
+def _draw_dot(edges) -> bytes | None:
+    if shutil.which("dot") is None:
+        return None
+    lines = ["digraph G { rankdir=LR; node [shape=box, style=rounded];"]
+    for a, b, op in edges:
+        label = f' [label="{op}"]' if op else ""
+        lines.append(f'"{a}" -> "{b}"{label};')
+    lines.append("}")
+    try:
+        res = subprocess.run(
+            ["dot", "-Tpng"], input="\n".join(lines).encode(), capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout if res.returncode == 0 and res.stdout else None
+
+
+def _draw_matplotlib(edges, title: str):
+    """Nodes on a left-to-right line by depth, arrows labelled with ops."""
+    nodes = []
+    for a, b, _ in edges:
+        for n in (a, b):
+            if n not in nodes:
+                nodes.append(n)
+    depth = {n: 0 for n in nodes}
+    for _ in range(len(nodes)):
+        for a, b, _ in edges:
+            depth[b] = max(depth[b], depth[a] + 1)
+    layers: dict[int, list[str]] = {}
+    for n in nodes:
+        layers.setdefault(depth[n], []).append(n)
+    pos = {}
+    for d, members in layers.items():
+        for i, n in enumerate(members):
+            pos[n] = (d * 2.2, -(i - (len(members) - 1) / 2) * 1.4)
+    fig, ax = plt.subplots(
+        figsize=(2.2 * (max(layers) + 1) + 1, 1.4 * max(map(len, layers.values())) + 1.2)
+    )
+    for a, b, op in edges:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ax.annotate(
+            "",
+            xy=(x1, y1),
+            xytext=(x0, y0),
+            arrowprops={"arrowstyle": "->", "color": "#555", "shrinkA": 14, "shrinkB": 14},
+        )
+        if op:
+            ax.text(
+                (x0 + x1) / 2, (y0 + y1) / 2 + 0.12, op, fontsize=7, ha="center", color="#1f4e79"
+            )
+    for n, (x, y) in pos.items():
+        ax.text(
+            x,
+            y,
+            n.replace("_{", "_").replace("}", ""),
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"boxstyle": "round", "fc": "#eef3f8", "ec": "#1f4e79"},
+        )
+    ax.set_title(title)
+    ax.axis("off")
+    ax.set_xlim(-1, 2.2 * max(layers) + 1)
+    ys = [y for _, y in pos.values()]
+    ax.set_ylim(min(ys) - 1, max(ys) + 1)
+    return fig
+
+
+def _cells(figs: Figures, genotype: dict) -> None:
+    if genotype.get("space") == "nb201":
+        cells = [("cell", "NAS-Bench-201 cell")]
+    else:
+        cells = [("normal", "normal cell")]
+        cells.append(("reduce", "reduction cell") if genotype.get("reduce") else ("", ""))
+    for cell, title in cells:
+        if not cell:
+            continue
+        edges = _cell_edges(genotype, cell)
+        png = _draw_dot(edges)
+        if png is not None:
+            figs.add("Cells", f"cell_{cell}", f"{title} (graphviz)", png=png)
+        else:
+            figs.add("Cells", f"cell_{cell}", title, fig=_draw_matplotlib(edges, title))
+    if genotype.get("reduce_cell") == "gdas_fixed":
+        figs.items.append(("Cells", "reduction cell: GDAS' fixed hand-designed cell", ""))
+
+
+# ----------------------------------------------------------------------------- weights, curves
+
+
+def _arch_weights(figs: Figures, records: list[dict]) -> None:
+    if not records:
+        return
+    ops = records[0]["ops"]
+    epochs = [r["epoch"] for r in records]
+    kinds = (
+        [("edges", "cell")]
+        if records[0].get("space") == "nb201"
+        else [
+            ("normal", "normal cell"),
+            ("reduce", "reduction cell"),
+        ]
+    )
+    for key, title in kinds:
+        w = [r[key] for r in records]  # epochs × edges × ops
+        n_edges = len(w[0])
+        cols = min(5, n_edges)
+        rows = -(-n_edges // cols)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(2.6 * cols, 1.9 * rows), squeeze=False, sharey=True
+        )
+        for e in range(rows * cols):
+            ax = axes[e // cols][e % cols]
+            if e >= n_edges:
+                ax.axis("off")
+                continue
+            for k, op in enumerate(ops):
+                ax.plot(epochs, [w[t][e][k] for t in range(len(epochs))], label=op, lw=1.2)
+            ax.set_title(f"edge {e}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[0][0].set_ylabel("op weight")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(ops), 8), fontsize=7)
+        fig.suptitle(f"{title}: softmax op weights per edge over search epochs", fontsize=10)
+        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        figs.add("Architecture weights", f"weights_{key}", title, fig=fig)
+
+
+def _curves(figs: Figures, events: list[dict], metric: str) -> None:
+    for phase, kind in (("search", "search_epoch"), ("train", "train_epoch")):
+        rows = [e for e in events if e.get("event") == kind]
+        if not rows:
+            continue
+        ep = [e["epoch"] for e in rows]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+        for split in ("train", "val"):
+            a1.plot(ep, [e[split]["loss"] for e in rows], marker="o", ms=3, label=split)
+            if metric in rows[0][split]:
+                a2.plot(ep, [e[split][metric] for e in rows], marker="o", ms=3, label=split)
+        a1.set(xlabel="epoch", ylabel="loss", title=f"{phase}: loss")
+        a2.set(xlabel="epoch", ylabel=metric, title=f"{phase}: {metric}")
+        a1.legend()
+        a2.legend()
+        fig.tight_layout()
+        figs.add("Training", f"curves_{phase}", f"{phase} curves", fig=fig)
+    trials = [e for e in events if e.get("event") == "search_trial"]
+    if trials:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        scores = [t["score"] for t in trials]
+        best = [max(scores[: i + 1]) for i in range(len(scores))]
+        ax.plot(range(1, len(scores) + 1), scores, "o", ms=3, label="trial")
+        ax.plot(range(1, len(scores) + 1), best, label="best so far")
+        ax.set(xlabel="trial", ylabel=f"val {metric}", title="black-box search")
+        ax.legend()
+        fig.tight_layout()
+        figs.add("Training", "trials", "black-box trials", fig=fig)
+
+
+def _diagnostics(figs: Figures, events: list[dict]) -> list[dict]:
+    rows = [e for e in events if e.get("event") == "search_epoch" and e.get("diagnostics")]
+    if not rows:
+        return []
+    ep = [e["epoch"] for e in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(
+        ep,
+        [e["diagnostics"]["parameter_free"] for e in rows],
+        marker="o",
+        ms=3,
+        label="parameter-free share (skip/pool/none)",
+    )
+    ax.plot(
+        ep,
+        [e["diagnostics"]["mean_entropy"] for e in rows],
+        marker="s",
+        ms=3,
+        label="mean edge entropy (1 = uniform)",
+    )
+    ax.axhline(0.5, color="#c00", lw=0.8, ls="--")
+    ax.set(xlabel="search epoch", ylim=(-0.02, 1.02), title="search diagnostics")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    figs.add("Diagnostics", "diagnostics", "search diagnostics", fig=fig)
+    return rows
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    body = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and abs(v) >= 10000:
+        return f"{v:,}"
+    return str(v)
+
+
+def _results_rows(results: dict, data: dict) -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = [
+        ("dataset", data.get("name", results.get("dataset"))),
+        ("task", results.get("task", data.get("task"))),
+        ("input shape", "×".join(map(str, data.get("input_shape", [])))),
+    ]
+    for k, v in (results.get("test") or {}).items():
+        if isinstance(v, float):
+            rows.append((f"test {k}", v))
+    metric = results.get("metric")
+    sup = (results.get("supernet") or {}).get("val") or {}
+    val = results.get("val") or {}
+    if metric and metric in sup and metric in val:
+        rows.append((f"supernet val {metric}", sup[metric]))
+        rows.append((f"retrained val {metric}", val[metric]))
+        rows.append(("discretisation gap (retrained − supernet)", val[metric] - sup[metric]))
+    for k in ("params", "flops", "search_seconds", "train_seconds", "wall_seconds", "device"):
+        if k in results:
+            rows.append((k, results[k]))
+    return rows
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:.25em .6em;
+text-align:left;font-size:.9em}th{background:#f4f6f8}img{max-width:100%;margin:.5em 0}
+pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}.warn{color:#a00}
+figure{margin:0 0 1em 0}figcaption{font-size:.85em;color:#555}
+"""
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write ``report.html`` (and ``figures/``) for a run directory; returns the page's path."""
+    path = Path(run_dir)
+    if not is_run_dir(path):
+        raise UserError(
+            f"{path} is not a scinas run directory (no run.json); give the --out of a run."
+        )
+    t0 = time.perf_counter()
+    info = read_json(path / "run.json")
+    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    data = read_json(path / "data.json") if (path / "data.json").is_file() else {}
+    results = read_json(path / "results.json") if (path / "results.json").is_file() else {}
+    genotype = read_json(path / "genotype.json") if (path / "genotype.json").is_file() else None
+    events = _jsonl(path / "metrics.jsonl")
+    records = _jsonl(path / "arch_weights.jsonl")
+    metric = results.get("metric") or ("r2" if data.get("task") == "regression" else "accuracy")
+
+    figs = Figures(path / "figures")
+    if genotype:
+        _cells(figs, genotype)
+    _arch_weights(figs, records)
+    _curves(figs, events, metric)
+    diag_rows = _diagnostics(figs, events)
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>scinas report: {html.escape(path.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>scinas {html.escape(info.get('kind', 'run'))}: {html.escape(path.name)}</h1>",
+        f"<p>started {html.escape(str(info.get('started', '?')))}, scinas "
+        f"{html.escape(str(info.get('scinas', '?')))}, torch {html.escape(str(info.get('torch')))}"
+        + ("" if results else " &mdash; <b>not finished</b> (no results.json yet)")
+        + "</p>",
+        "<h2>Results</h2>",
+        _table(_results_rows(results, data)) if results else "<p>no results yet</p>",
+    ]
+    if genotype:
+        parts.append("<h2>Genotype</h2><pre>" + html.escape(json.dumps(genotype)) + "</pre>")
+    if diag_rows:
+        last = diag_rows[-1]["diagnostics"]
+        parts.append("<h2>Diagnostics (last search epoch)</h2>")
+        parts.append(
+            _table(
+                [
+                    ("parameter-free share of the derived cell", last["parameter_free"]),
+                    ("mean edge entropy", last["mean_entropy"]),
+                ]
+            )
+        )
+        if last["parameter_free"] >= 0.5:
+            parts.append(
+                "<p class='warn'>The derived cell is mostly skip connections, pooling or none: "
+                "the search may have collapsed (see the diagnostics plot).</p>"
+            )
+    section = None
+    for sec, title, uri in figs.items:
+        if sec != section:
+            parts.append(f"<h2>{html.escape(sec)}</h2>")
+            section = sec
+        if uri:
+            parts.append(
+                f"<figure><img src='{uri}' alt='{html.escape(title)}'>"
+                f"<figcaption>{html.escape(title)}</figcaption></figure>"
+            )
+        else:
+            parts.append(f"<p>{html.escape(title)}</p>")
+    parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)))
+    parts.append("</pre>")
+    if data:
+        parts.append("<h2>Data</h2><pre>" + html.escape(json.dumps(data, indent=2)) + "</pre>")
+    parts.append(
+        f"<p style='color:#888;font-size:.8em'>generated in "
+        f"{time.perf_counter() - t0:.1f}s by scinas report</p></body></html>"
+    )
+    out = Path(output) if output else path / "report.html"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    if results:
+        write_json(path / "figures" / "index.json", [t for _, t, _ in figs.items])
+    return out

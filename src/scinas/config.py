@@ -47,6 +47,12 @@ class DataConfig(_Section):
         "resize",
         description="how images reach image_size: resize (bilinear) or center_crop (zero-pads)",
     )
+    loss: Literal["mse", "huber"] = Field("mse", description="regression loss")
+    output_groups: list[list[int]] | None = Field(
+        None,
+        description="regression: groups of output indices whose predictions are a probability "
+        "vector (softmax within each group, e.g. Galaxy Zoo's answer groups)",
+    )
 
 
 class SearchConfig(_Section):
@@ -87,6 +93,9 @@ class SearchConfig(_Section):
     )
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
+    )
+    augment: Literal["none", "natural", "rotation"] = Field(
+        "none", description="augmentation of the search batches (see train.augment)"
     )
     # GDAS
     tau_max: float = Field(10.0, gt=0, description="GDAS: Gumbel temperature at the start")
@@ -168,6 +177,11 @@ class TrainConfig(_Section):
     cutout: int = Field(16, ge=0, description="cutout square side in pixels (0: off)")
     crop_padding: int | None = Field(None, ge=0, description="random-crop padding (None: H/8)")
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
+    augment: Literal["default", "none", "natural", "rotation"] = Field(
+        "default",
+        description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
+        "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
+    )
     max_samples: int | None = Field(None, ge=4)
 
 

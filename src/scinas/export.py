@@ -33,13 +33,16 @@ FORMATS = {
 class Predictor(nn.Module):
     """A trained network with its input normalisation and output decoding."""
 
-    def __init__(self, network: nn.Module, info: dict):
+    def __init__(self, network: nn.Module, info: dict, output_groups=None):
         super().__init__()
+        self.groups = [list(g) for g in (output_groups or [])]
         self.network = network.eval()
         self.info = info
         self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1))
-        regression = info["task"] == "regression" and info.get("target_mean") is not None
+        regression = (
+            info["task"] == "regression" and info.get("target_mean") is not None and not self.groups
+        )
         self.regression = regression
         k = info["num_outputs"]
         self.register_buffer(
@@ -54,6 +57,10 @@ class Predictor(nn.Module):
         out = out[0] if isinstance(out, tuple) else out
         if self.regression:
             out = out * self.target_std + self.target_mean
+        if self.groups:
+            out = out.clone()
+            for g in self.groups:
+                out[:, g] = torch.softmax(out[:, g], dim=1)
         return out
 
 
@@ -61,8 +68,8 @@ def load(run_dir: str | os.PathLike) -> Predictor:
     """The trained network of a run directory, ready to predict on raw images."""
     from .pipeline import load_trained
 
-    net, info, _ = load_trained(run_dir)
-    return Predictor(net, info).eval()
+    net, info, cfg = load_trained(run_dir)
+    return Predictor(net, info, cfg.data.output_groups).eval()
 
 
 def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:

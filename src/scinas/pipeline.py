@@ -10,7 +10,6 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from .checkpoint import LOGS, Checkpointer, Interrupted, stop_on_signals
 from .config import HARMLESS_CHANGES, Config, config_diff, config_to_dict
 from .data import load_dataset
-from .data.augment import augment_batch
+from .data.augment import make_augment
 from .data.split import stratified_split
 from .errors import UserError
 from .flops import count_flops
@@ -65,7 +64,14 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         reporter.log(f"  note: {note}")
     device = resolve_device(cfg.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
-    task = make_task(data.task, data.num_outputs, data.target_mean, data.target_std)
+    task = make_task(
+        data.task,
+        data.num_outputs,
+        data.target_mean,
+        data.target_std,
+        loss=d.loss,
+        output_groups=d.output_groups,
+    )
     return SearchContext(cfg, data, task, device, channels_last, reporter)
 
 
@@ -293,15 +299,15 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, check
     if s.channels_last:
         net = net.to(memory_format=torch.channels_last)
     H, W = data.input_shape[1:]
-    crop = t.crop_padding if t.crop_padding is not None else max(1, min(H, W) // 8)
-    cut = min(t.cutout, min(H, W) // 2)
     aug_generator = torch.Generator().manual_seed(cfg.seed + 21)
-    augment = partial(
-        augment_batch,
-        generator=aug_generator,
-        crop_padding=crop,
+    augment = make_augment(
+        t.augment,
+        H,
+        W,
+        aug_generator,
+        cutout_length=min(t.cutout, min(H, W) // 2),
+        crop_padding=t.crop_padding,
         hflip=t.hflip,
-        cutout_length=cut,
     )
     train_batches = _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31)
     history = train_network(
@@ -442,7 +448,14 @@ def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
         Checkpointer(run, "train").clear()
         from .report import write_report
 
-        write_report(run.path)
+        try:
+            write_report(run.path)
+        except Exception as e:  # the run itself succeeded; the report can be redone
+            print(
+                f"warning: the report could not be written ({e}); run `scinas report "
+                f"{run.path}` to retry",
+                flush=True,
+            )
     return results
 
 
@@ -631,7 +644,14 @@ def evaluate(
         )
     if split not in ("train", "val", "test"):
         raise UserError(f"unknown split '{split}': use train, val or test.")
-    task = make_task(info["task"], info["num_outputs"], info["target_mean"], info["target_std"])
+    task = make_task(
+        info["task"],
+        info["num_outputs"],
+        info["target_mean"],
+        info["target_std"],
+        loss=cfg.data.loss,
+        output_groups=cfg.data.output_groups,
+    )
     part = getattr(dataset, split)
     batches = Batches(
         part.x,

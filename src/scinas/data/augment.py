@@ -346,3 +346,36 @@ def augment(x: torch.Tensor, spec: AugmentSpec | str, generator: torch.Generator
         padding_mode=spec.padding_mode,
     )
     return cutout(x, spec.cutout, generator)
+
+
+def make_augment(
+    name: str,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    *,
+    cutout_length: int = 0,
+    crop_padding: int | None = None,
+    hflip: bool = False,
+):
+    """The trainer's augmentation hook for a config choice: ``default`` (crop/flip/cutout as
+    given), a preset name, or ``none`` (None). Presets get a crop of H/8 (natural) and
+    ``cutout_length``."""
+    from dataclasses import replace
+    from functools import partial
+
+    if name == "none":
+        return None
+    crop = crop_padding if crop_padding is not None else max(1, min(height, width) // 8)
+    if name == "default":
+        return partial(
+            augment_batch,
+            generator=generator,
+            crop_padding=crop,
+            hflip=hflip,
+            cutout_length=cutout_length,
+        )
+    spec = AUGMENT_PRESETS[name]
+    if spec.crop_padding:
+        spec = replace(spec, crop_padding=crop)
+    return partial(augment, spec=replace(spec, cutout=cutout_length), generator=generator)

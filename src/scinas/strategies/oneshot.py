@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import LOGS, STOP, Checkpointer, Interrupted, rng_state, set_rng_state
+from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
 from ..supernet import Supernet
@@ -176,7 +177,14 @@ class OneShotStrategy:
         )
         self.configure(model, ctx)
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
-        generators = {"weights": w_batches.generator, "arch": a_batches.generator}
+        aug_generator = torch.Generator().manual_seed(cfg.seed + 13)
+        _, H, W = ctx.data.input_shape
+        augment = make_augment(s.augment, H, W, aug_generator)
+        generators = {
+            "weights": w_batches.generator,
+            "arch": a_batches.generator,
+            "augment": aug_generator,
+        }
         history: list[dict] = []
         start_epoch, start_step, partial = 0, 0, None
         state = ckpt.load() if ctx.resume else None
@@ -240,6 +248,8 @@ class OneShotStrategy:
             )
             for step, ((xt, yt), (xv, yv)) in enumerate(steps, start=first):
                 where = f"search epoch {epoch + 1}, step {step + 1}"
+                if augment is not None:
+                    xt, xv = augment(xt), augment(xv)
                 if update_arch:
                     for a in model.arch_parameters():
                         a.requires_grad_(True)

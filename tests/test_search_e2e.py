@@ -97,3 +97,14 @@ def test_train_an_nb201_string(tmp_path):
     res = scinas.train(cfg(), best, tmp_path / "t")
     assert res["genotype"] == {"space": "nb201", "arch": best}
     assert res["params"] > 0
+
+
+def test_train_a_resnet_baseline_then_reload(tmp_path):
+    out = tmp_path / "resnet"
+    res = scinas.train(cfg(), "resnet_tiny", out)
+    assert res["genotype"] == {"space": "baseline", "name": "resnet_tiny"}
+    assert 50_000 < res["params"] < 90_000  # 10 classes and 1 input channel: below 78k
+    again = scinas.evaluate(out)
+    assert again["accuracy"] == pytest.approx(res["test"]["accuracy"])
+    with pytest.raises(scinas.UserError, match="Did you mean 'resnet18'"):
+        load_genotype("resnet19")

@@ -18,7 +18,10 @@ Size rules, so that small scientific images keep a usable feature map:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -166,3 +169,29 @@ def build_baseline(
 ) -> nn.Module:
     """Build the registered baseline ``name``; an unknown name is a UserError with a suggestion."""
     return BASELINES.get(name)(in_channels, num_outputs, tuple(input_hw))
+
+
+@dataclass(frozen=True)
+class BaselineArch:
+    """A hand-designed network named in place of a genotype (``scinas train --genotype
+    resnet18``); JSON form ``{"space": "baseline", "name": "resnet18"}``."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        BASELINES.get(self.name)  # unknown -> UserError with a suggestion
+
+    def to_dict(self) -> dict:
+        return {"space": "baseline", "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d, source: str = "architecture") -> BaselineArch:
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise UserError(f'{source}: a baseline is {{"space": "baseline", "name": NAME}}.')
+        return cls(d["name"])
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text

@@ -131,6 +131,10 @@ def published_genotypes() -> list[str]:
 
 def arch_from_dict(data, source: str = "genotype"):
     """A DARTS `Genotype`, or an `NB201Arch` for ``{"space": "nb201", "arch": "|...|"}``."""
+    if isinstance(data, dict) and data.get("space") == "baseline":
+        from .baselines import BaselineArch
+
+        return BaselineArch.from_dict(data, source=source)
     if isinstance(data, dict) and data.get("space") == "nb201":
         from .spaces.nb201 import NB201Arch
 
@@ -163,11 +167,15 @@ def load_genotype(name_or_path: str | os.PathLike):
             ) from None
         return arch_from_dict(data, source=str(path))
     name = str(name_or_path)
+    from .baselines import BASELINES, BaselineArch
+
+    if name in BASELINES:
+        return BaselineArch(name)
     published = published_genotypes()
     if name in published:
         data = json.loads((_published_dir() / f"{name}.json").read_text())
         return Genotype.from_dict(data, source=name)
-    raise unknown("genotype", name, published)
+    raise unknown("genotype", name, [*published, *BASELINES.names()])
 
 
 def edge_index(node: int, inp: int) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .baselines import BaselineArch, build_baseline
 from .checkpoint import LOGS, Checkpointer, Interrupted, stop_on_signals
 from .config import HARMLESS_CHANGES, Config, config_diff, config_to_dict
 from .data import load_dataset
@@ -97,8 +98,10 @@ def _check_search(s: SearchContext) -> None:
 def _check_train(s: SearchContext, arch=None) -> None:
     from .spaces.nb201 import NB201Arch
 
-    if isinstance(arch, NB201Arch) or (arch is None and s.cfg.search.space == "nb201"):
-        return  # the NB201 network places its reductions by the input size itself
+    if isinstance(arch, NB201Arch | BaselineArch) or (
+        arch is None and s.cfg.search.space == "nb201"
+    ):
+        return  # these networks place their reductions by the input size themselves
     plan_reductions(s.cfg.train.layers, s.data.input_shape[1:], s.cfg.train.reductions)
 
 
@@ -260,6 +263,8 @@ def build_network(genotype, t, input_shape, num_outputs) -> torch.nn.Module:
     """The discrete network of an architecture: DARTS `Network` for a `Genotype`, the
     NAS-Bench-201 macro skeleton for an `NB201Arch` (``t.layers`` cells in 3 stages)."""
     C_in, H, W = input_shape
+    if isinstance(genotype, BaselineArch):
+        return build_baseline(genotype.name, C_in, num_outputs, (H, W))
     if isinstance(genotype, NB201Arch):
         return NB201Network(
             genotype,
@@ -552,7 +557,7 @@ def train(
         if not resume:
             raise UserError("train needs --genotype (a file, run directory or published name).")
         genotype = out
-    if not isinstance(genotype, Genotype | NB201Arch):
+    if not isinstance(genotype, Genotype | NB201Arch | BaselineArch):
         genotype = load_genotype(genotype)
     s, run_dir = _begin(
         cfg,

@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from .errors import UserError
 from .rundir import RunDir, _atomic_write
 
 LOGS = ("metrics.jsonl", "arch_weights.jsonl")
+CHECKPOINT_SECONDS = [0.0]  # this process's total time writing checkpoints
 KEEP = 2
 
 
@@ -106,6 +108,7 @@ class Checkpointer:
     def __init__(self, run: RunDir | None, phase: str, reporter=None):
         self.run, self.phase, self.reporter = run, phase, reporter
         self.folder = run.path / "checkpoints" if run is not None else None
+        self.seconds = 0.0  # time spent writing checkpoints (their cost, in results.json)
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +124,7 @@ class Checkpointer:
         """Atomically write ``state`` (plus the current log sizes); keep the last two."""
         if self.folder is None:
             return
+        t0 = time.perf_counter()
         self.folder.mkdir(exist_ok=True)
         state = {
             **state,
@@ -132,6 +136,8 @@ class Checkpointer:
         _atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
         for old in self._files()[:-KEEP]:
             old.unlink(missing_ok=True)
+        self.seconds += time.perf_counter() - t0
+        CHECKPOINT_SECONDS[0] += time.perf_counter() - t0
 
     def load(self) -> dict | None:
         """The newest readable checkpoint of this phase (logs cut back to it), or None."""

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from .baselines import BaselineArch, build_baseline
-from .checkpoint import LOGS, Checkpointer, Interrupted, stop_on_signals
+from .checkpoint import (
+    CHECKPOINT_SECONDS,
+    LOGS,
+    Checkpointer,
+    Interrupted,
+    stop_on_signals,
+)
 from .config import HARMLESS_CHANGES, Config, config_diff, config_to_dict
 from .data import load_dataset
 from .data.augment import make_augment
@@ -448,6 +454,7 @@ def _fmt(metrics: dict) -> str:
 
 def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
     results["wall_seconds"] = time.perf_counter() - t0
+    results["checkpoint_seconds"] = CHECKPOINT_SECONDS[0] - _CKPT_AT_START[0]
     if run is not None:
         run.write_json("results.json", results)
         Checkpointer(run, "train").clear()
@@ -582,10 +589,14 @@ def train(
         return _finish(run_dir, results, t0)
 
 
+_CKPT_AT_START = [0.0]
+
+
 @contextmanager
 def _working(run_dir: RunDir):
     """While a verb writes into its run directory: stop signals become checkpoints, and the
     lock is released at the end (a crash releases it too: it is an flock)."""
+    _CKPT_AT_START[0] = CHECKPOINT_SECONDS[0]
     try:
         with stop_on_signals():
             yield

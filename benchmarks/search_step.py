@@ -137,9 +137,7 @@ def main() -> None:
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        r = one_config(
-            args.order, args.batch, args.repeats, bool(args.checkpoint), args.strategy
-        )
+        r = one_config(args.order, args.batch, args.repeats, bool(args.checkpoint), args.strategy)
         print(json.dumps(r))
         return
     configs = [

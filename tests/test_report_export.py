@@ -29,7 +29,7 @@ def finished(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (240, 10, 12), dtype=np.uint8)
     y = (x[:, :5].mean((1, 2)) > x[:, 5:].mean((1, 2))).astype(np.int64)
-    data = folder / "<b>bold</b>.npz"
+    data = folder / "<b>bold&co.npz"
     np.savez(data, x_train=x, y_train=y)
     out = tmp_path_factory.mktemp("run") / "run"
     cfg = scinas.build_config("tiny", overrides=[*TINY, "search.epochs=2"], data__dataset=str(data))
@@ -98,7 +98,7 @@ def test_report_is_self_contained_escaped_and_small(finished):
     assert page.is_file()
     text = page.read_text()
     assert page.stat().st_size < 2_000_000
-    assert "<b>bold</b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text
+    assert "<b>bold" not in text and "&lt;b&gt;bold&amp;co" in text
     assert "src='http" not in text and "<script" not in text
     assert text.count("data:image/png;base64,") >= 5  # cells, weights, curves, diagnostics
     for name in ("cell_normal", "weights_normal", "curves_search", "curves_train", "diagnostics"):

@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import math
 import shutil
 import subprocess
 import time
@@ -55,9 +56,9 @@ class Figures:
     def add(self, section: str, name: str, title: str, fig=None, png: bytes | None = None):
         if fig is not None:
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+            fig.savefig(buf, format="png", dpi=DPI)
             png = buf.getvalue()
-            fig.savefig(self.folder / f"{name}.svg", bbox_inches="tight")
+            fig.savefig(self.folder / f"{name}.svg")
             plt.close(fig)
         (self.folder / f"{name}.png").write_bytes(png)
         uri = "data:image/png;base64," + base64.b64encode(png).decode()
@@ -126,7 +127,7 @@ def _draw_matplotlib(edges, title: str):
     fig, ax = plt.subplots(
         figsize=(2.2 * (max(layers) + 1) + 1, 1.4 * max(map(len, layers.values())) + 1.2)
     )
-    for a, b, op in edges:
+    for k, (a, b, op) in enumerate(edges):
         (x0, y0), (x1, y1) = pos[a], pos[b]
         ax.annotate(
             "",
@@ -135,8 +136,19 @@ def _draw_matplotlib(edges, title: str):
             arrowprops={"arrowstyle": "->", "color": "#555", "shrinkA": 14, "shrinkB": 14},
         )
         if op:
+            # labels along the edge, staggered so that crossing edges do not print on each other
+            t = 0.28 if k % 2 == 0 else 0.62
+            angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
             ax.text(
-                (x0 + x1) / 2, (y0 + y1) / 2 + 0.12, op, fontsize=7, ha="center", color="#1f4e79"
+                x0 + t * (x1 - x0),
+                y0 + t * (y1 - y0),
+                op,
+                fontsize=7,
+                ha="center",
+                va="bottom",
+                rotation=angle,
+                rotation_mode="anchor",
+                color="#1f4e79",
             )
     for n, (x, y) in pos.items():
         ax.text(
@@ -179,40 +191,38 @@ def _cells(figs: Figures, genotype: dict) -> None:
 
 
 def _arch_weights(figs: Figures, records: list[dict]) -> None:
+    """One heatmap per cell type: a row per (edge, op), a column per search epoch."""
     if not records:
         return
+    import numpy as np
+
     ops = records[0]["ops"]
     epochs = [r["epoch"] for r in records]
     kinds = (
         [("edges", "cell")]
         if records[0].get("space") == "nb201"
-        else [
-            ("normal", "normal cell"),
-            ("reduce", "reduction cell"),
-        ]
+        else [("normal", "normal cell"), ("reduce", "reduction cell")]
     )
     for key, title in kinds:
-        w = [r[key] for r in records]  # epochs × edges × ops
-        n_edges = len(w[0])
-        cols = min(5, n_edges)
-        rows = -(-n_edges // cols)
-        fig, axes = plt.subplots(
-            rows, cols, figsize=(2.6 * cols, 1.9 * rows), squeeze=False, sharey=True
-        )
-        for e in range(rows * cols):
-            ax = axes[e // cols][e % cols]
-            if e >= n_edges:
-                ax.axis("off")
-                continue
-            for k, op in enumerate(ops):
-                ax.plot(epochs, [w[t][e][k] for t in range(len(epochs))], label=op, lw=1.2)
-            ax.set_title(f"edge {e}", fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes[0][0].set_ylabel("op weight")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(ops), 8), fontsize=7)
-        fig.suptitle(f"{title}: softmax op weights per edge over search epochs", fontsize=10)
-        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        w = np.array([r[key] for r in records])  # epochs × edges × ops
+        n_epochs, n_edges, n_ops = w.shape
+        grid = w.transpose(1, 2, 0).reshape(n_edges * n_ops, n_epochs)
+        height = 1.2 + 0.11 * len(grid)
+        fig, ax = plt.subplots(figsize=(min(12, 4 + 0.25 * n_epochs), height))
+        fig.subplots_adjust(left=0.3, right=0.86, top=1 - 0.45 / height, bottom=0.5 / height)
+        # the colours span the data's own range: early in a search every weight sits near 1/K,
+        # and a 0..1 scale would show one flat colour
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(grid)))
+        ax.set_yticklabels([f"e{e} {op}" for e in range(n_edges) for op in ops], fontsize=5)
+        for e in range(1, n_edges):
+            ax.axhline(e * n_ops - 0.5, color="white", lw=0.6)
+        step = max(1, n_epochs // 10)
+        ax.set_xticks(range(0, n_epochs, step))
+        ax.set_xticklabels(epochs[::step], fontsize=7)
+        ax.set_xlabel("search epoch")
+        ax.set_title(f"{title}: softmax op weight of every edge (e = edge)", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.04)
         figs.add("Architecture weights", f"weights_{key}", title, fig=fig)
 
 

@@ -108,3 +108,17 @@ def test_train_a_resnet_baseline_then_reload(tmp_path):
     assert again["accuracy"] == pytest.approx(res["test"]["accuracy"])
     with pytest.raises(scinas.UserError, match="Did you mean 'resnet18'"):
         load_genotype("resnet19")
+
+
+def test_tensorboard_scalars(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    scinas.run(cfg("tensorboard=true"), out)
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "search_epoch/val/accuracy" in tags and "train_epoch/train/loss" in tags
+    assert "test/accuracy" in tags and "search_epoch/diagnostics/parameter_free" in tags
+    assert [e.step for e in acc.Scalars("search_epoch/val/accuracy")] == [1, 2]

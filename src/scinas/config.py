@@ -190,6 +190,10 @@ class Config(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool | None = Field(None, description="None: on for CPU, where it is faster")
+    tensorboard: bool = Field(
+        False,
+        description="also write TensorBoard scalars to DIR/tensorboard (pip install tensorboard)",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -137,7 +137,11 @@ def _begin(
             _check_search(s)
         if train:
             _check_train(s, arch)
+        if cfg.tensorboard:
+            _check_tensorboard()
         run = RunDir.reopen(out)
+        if cfg.tensorboard:
+            run.enable_tensorboard()
         if old != config_to_dict(cfg):
             run.write_json("config.json", config_to_dict(cfg))
         s.reporter.log(f"resuming {run.path}")
@@ -149,7 +153,22 @@ def _begin(
         _check_search(s)
     if train:
         _check_train(s, arch)
-    return s, _open_run(s, out, kind, overwrite)
+    if cfg.tensorboard:
+        _check_tensorboard()
+    run = _open_run(s, out, kind, overwrite)
+    if cfg.tensorboard:
+        run.enable_tensorboard()
+    return s, run
+
+
+def _check_tensorboard() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "tensorboard=true needs the tensorboard package: pip install tensorboard "
+            "(or leave tensorboard off; metrics.jsonl has the same numbers)."
+        ) from None
 
 
 def _check_resume(out, kind: str, cfg: Config, allow_changes: bool) -> dict:

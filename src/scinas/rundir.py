@@ -83,6 +83,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = path
         self.lock = None
+        self.tensorboard = None  # a SummaryWriter when enabled
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):
@@ -122,6 +123,9 @@ class RunDir:
         return run
 
     def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -139,6 +143,12 @@ class RunDir:
 
     def log_event(self, event: dict) -> None:
         self._append("metrics.jsonl", {"time": time.time(), **event})
+        if self.tensorboard is not None:
+            _tensorboard_scalars(self.tensorboard, event)
+
+    def enable_tensorboard(self) -> None:
+        """Mirror every epoch's numbers as TensorBoard scalars in DIR/tensorboard."""
+        self.tensorboard = open_tensorboard(self.path / "tensorboard")
 
     def log_arch_weights(self, epoch: int, record: dict) -> None:
         """One line of arch_weights.jsonl: the epoch and `strategies.oneshot.arch_record`."""
@@ -157,3 +167,36 @@ def load_state(path: str | os.PathLike) -> dict:
         raise UserError(f"{path} does not exist: this run has no trained weights.") from None
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
         raise UserError(f"cannot load weights from {path}: {e.__class__.__name__}: {e}") from None
+
+
+def open_tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError(
+            "tensorboard=true needs the tensorboard package: pip install tensorboard "
+            "(or leave tensorboard off; metrics.jsonl has the same numbers)."
+        ) from None
+    return SummaryWriter(str(folder))
+
+
+def _tensorboard_scalars(writer, event: dict) -> None:
+    """Numbers of one event as scalars: ``search_epoch/val/accuracy`` at step ``epoch``."""
+    kind = event.get("event", "event")
+    step = event.get("epoch", event.get("trial", 0))
+    for split in ("train", "val"):
+        for k, v in (event.get(split) or {}).items():
+            if isinstance(v, int | float):
+                writer.add_scalar(f"{kind}/{split}/{k}", v, step)
+    for k in ("lr", "arch_loss", "tau", "score"):
+        if isinstance(event.get(k), int | float):
+            writer.add_scalar(f"{kind}/{k}", event[k], step)
+    diag = event.get("diagnostics") or {}
+    for k in ("parameter_free", "mean_entropy"):
+        if k in diag:
+            writer.add_scalar(f"{kind}/diagnostics/{k}", diag[k], step)
+    if kind == "test":
+        for k, v in event.items():
+            if isinstance(v, int | float) and k != "time":
+                writer.add_scalar(f"test/{k}", v, 0)
+    writer.flush()

@@ -117,7 +117,16 @@ def test_many_channels_non_square_and_second_order(tmp_path):
 
 
 def test_help_of_every_verb():
-    for verb in ["run", "search", "train", "evaluate", "bench nb201"]:
+    for verb in [
+        "run",
+        "search",
+        "train",
+        "evaluate",
+        "bench nb201",
+        "compare",
+        "report",
+        "export",
+    ]:
         proc = scinas(*verb.split(), "--help")
         assert "Usage" in proc.stdout and len(proc.stdout) > 300, verb
     assert "nb201" in scinas("bench", "--help").stdout

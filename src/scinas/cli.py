@@ -382,6 +382,50 @@ def export_cmd(
     typer.echo(json.dumps({"format": format, "path": str(path)}))
 
 
+@app.command("compare")
+@_errors_to_exit
+def compare_cmd(
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    task: TaskOpt = None,
+    layout: LayoutOpt = None,
+    out: OutOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..N-1).")] = 3,
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods",
+            help="Comma-separated: darts, darts_supernet, random (random search with the same "
+            "wall-clock time as the DARTS search), resnet10, resnet18, resnet_tiny.",
+        ),
+    ] = "darts,darts_supernet,random,resnet10,resnet18,resnet_tiny",
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Was NAS worth it? DARTS against random search and ResNets on your data, over seeds.
+
+    Writes DIR/compare.json (per method: test metric per seed, mean, std, 95% CI, parameters,
+    FLOPs, wall time; Welch's t-test against darts) and a run directory per method and seed;
+    prints the table.
+    """
+    from .compare import compare, table
+
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device)
+    result = compare(
+        cfg,
+        out or Path("runs") / "compare",
+        seeds=seeds,
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        overwrite=overwrite,
+        reporter=Reporter(quiet=quiet),
+    )
+    typer.echo(table(result))
+
+
 @app.command("report")
 @_errors_to_exit
 def report_cmd(

@@ -105,6 +105,9 @@ class SearchConfig(_Section):
     )
     # Black-box strategies (and the ranking step of rsws)
     budget: int = Field(20, ge=1, description="architectures evaluated (black-box, rsws)")
+    time_budget: float | None = Field(
+        None, gt=0, description="black-box: stop starting new candidates after this many seconds"
+    )
     eval_epochs: int = Field(1, ge=1, description="black-box: training epochs per candidate")
     eval_fraction: float = Field(
         0.25, gt=0, le=1, description="black-box: share of the training data per candidate"

@@ -7,6 +7,7 @@ sizes) before it creates the run directory, so bad input leaves nothing behind.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -485,6 +486,7 @@ def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
             print(
                 f"warning: the report could not be written ({e}); run `scinas report "
                 f"{run.path}` to retry",
+                file=sys.stderr,
                 flush=True,
             )
     return results

@@ -169,6 +169,9 @@ def _draw_matplotlib(edges, title: str):
 
 
 def _cells(figs: Figures, genotype: dict) -> None:
+    if genotype.get("space") == "baseline":
+        figs.items.append(("Cells", f"hand-designed network: {genotype.get('name')}", ""))
+        return
     if genotype.get("space") == "nb201":
         cells = [("cell", "NAS-Bench-201 cell")]
     else:

@@ -171,13 +171,22 @@ def run_study(
     objective: Callable[[object], tuple[float, dict]],
     budget: int,
     on_trial: Callable[[optuna.trial.FrozenTrial, object, dict], None] | None = None,
+    time_budget: float | None = None,
 ) -> None:
-    """Ask/tell until ``budget`` trials are complete (counting those already in the study).
+    """Ask/tell until ``budget`` trials are complete (counting those already in the study), or,
+    with ``time_budget`` seconds, until that much time has passed (at least one trial runs).
 
     ``objective(arch) -> (score, info)``; ``info`` is stored as trial user attributes. An
     exception fails the trial in the storage and propagates.
     """
+    t_start = time.perf_counter()
     while len(completed(study)) < budget:
+        if (
+            time_budget is not None
+            and completed(study)
+            and time.perf_counter() - t_start >= time_budget
+        ):
+            break
         trial = study.ask()
         arch = space.suggest(trial)
         t0 = time.perf_counter()
@@ -256,7 +265,7 @@ class BlackBoxStrategy:
                 f"{t.value:.4f} (best {best.value:.4f}) | {event['seconds']:.1f}s"
             )
 
-        run_study(study, space, objective, s.budget, on_trial)
+        run_study(study, space, objective, s.budget, on_trial, time_budget=s.time_budget)
         best = best_trial(study)
         return SearchResult(
             genotype=arch_from_dict(best.user_attrs["arch"]),

@@ -1,0 +1,76 @@
+"""`scinas compare` end to end on digits (tiny), its statistics against SciPy, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as S
+
+import scinas
+from conftest import TINY
+from scinas.compare import compare
+from scinas.stats import ci95, t_cdf, t_ppf, welch
+
+
+def test_t_distribution_and_welch_equal_scipy():
+    for df in (1, 2, 3, 7, 30):
+        for t in (-4.0, -1.0, 0.3, 2.5):
+            assert t_cdf(t, df) == pytest.approx(S.t.cdf(t, df), abs=1e-9)
+        assert t_ppf(0.975, df) == pytest.approx(S.t.ppf(0.975, df), abs=1e-6)
+    a, b = [0.91, 0.93, 0.92], [0.88, 0.90, 0.86, 0.87]
+    t, p = welch(a, b)
+    ref = S.ttest_ind(a, b, equal_var=False)
+    assert t == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    lo, hi = ci95(a)
+    rlo, rhi = S.t.interval(0.95, 2, loc=np.mean(a), scale=S.sem(a))
+    assert (lo, hi) == pytest.approx((rlo, rhi))
+    assert welch([1.0], [2.0, 3.0]) == (0.0, 1.0)
+
+
+def test_compare_end_to_end(tmp_path):
+    cfg = scinas.build_config(
+        "tiny", overrides=[*TINY, "search.eval_fraction=0.3", "train.epochs=2"]
+    )
+    out = tmp_path / "cmp"
+    res = compare(cfg, out, seeds=2, methods=["darts", "darts_supernet", "random", "resnet_tiny"])
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved == json.loads(json.dumps(res))
+    assert saved["task"] == "classification" and saved["metric"] == "accuracy"
+    for name in ("darts", "darts_supernet", "random", "resnet_tiny"):
+        m = saved["methods"][name]
+        assert len(m["values"]) == 2 and all(0 <= v <= 1 for v in m["values"])
+        assert m["mean"] == pytest.approx(np.mean(m["values"]))
+        assert m["std"] == pytest.approx(np.std(m["values"], ddof=1))
+        assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
+        assert m["params"] > 0 and m["wall_seconds"] > 0
+    # each value is the test metric of a real run directory
+    for seed in range(2):
+        r = json.loads((out / "darts" / f"seed{seed}" / "results.json").read_text())
+        assert saved["methods"]["darts"]["values"][seed] == r["test"]["accuracy"]
+        rr = json.loads((out / "random" / f"seed{seed}" / "results.json").read_text())
+        assert rr["search_seconds"] <= 3 * r["search_seconds"] + 5  # same wall-clock budget
+    assert set(saved["vs_darts"]) == {"darts_supernet", "random", "resnet_tiny"}
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["--methods", "darts,resnet19"], "Did you mean 'resnet18'"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--set", "search.time_budget=0"], "search.time_budget"),
+    ],
+)
+def test_compare_bad_input(tmp_path, args, phrase):
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-m", "scinas", "compare", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and phrase in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists()

@@ -114,6 +114,10 @@ class Checkpointer:
     def enabled(self) -> bool:
         return self.run is not None
 
+    def exists(self) -> bool:
+        """Whether this phase has any checkpoint (readable or not)."""
+        return bool(self._files())
+
     def _files(self) -> list[Path]:
         if self.folder is None or not self.folder.is_dir():
             return []

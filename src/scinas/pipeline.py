@@ -33,7 +33,14 @@ from .flops import count_flops
 from .genotype import Genotype, load_genotype
 from .network import Network, count_parameters, plan_reductions
 from .progress import Reporter
-from .rundir import RunDir, check_out_dir, is_run_dir, load_state, read_json
+from .rundir import (
+    RunDir,
+    check_out_dir,
+    is_run_dir,
+    load_state,
+    read_json,
+    require_tensorboard,
+)
 from .spaces.nb201 import NB201Arch, NB201Network
 from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.blackbox import BLACK_BOX, check_storage_url
@@ -133,21 +140,7 @@ def _begin(
     ``resume``, reopen ``out`` (same kind, compatible config) and lock it."""
     if resume:
         old = _check_resume(out, kind, cfg, allow_changes)
-        s = setup(cfg, reporter)
-        if search:
-            _check_search(s)
-        if train:
-            _check_train(s, arch)
-        if cfg.tensorboard:
-            _check_tensorboard()
-        run = RunDir.reopen(out)
-        if cfg.tensorboard:
-            run.enable_tensorboard()
-        if old != config_to_dict(cfg):
-            run.write_json("config.json", config_to_dict(cfg))
-        s.reporter.log(f"resuming {run.path}")
-        return replace(s, resume=True), run
-    if out is not None:
+    elif out is not None:
         check_out_dir(out, overwrite=overwrite)
     s = setup(cfg, reporter)
     if search:
@@ -155,21 +148,18 @@ def _begin(
     if train:
         _check_train(s, arch)
     if cfg.tensorboard:
-        _check_tensorboard()
-    run = _open_run(s, out, kind, overwrite)
+        require_tensorboard()
+    if resume:
+        run = RunDir.reopen(out)
+        if old != config_to_dict(cfg):
+            run.write_json("config.json", config_to_dict(cfg))
+        s = replace(s, resume=True)
+        s.reporter.log(f"resuming {run.path}")
+    else:
+        run = _open_run(s, out, kind, overwrite)
     if cfg.tensorboard:
         run.enable_tensorboard()
     return s, run
-
-
-def _check_tensorboard() -> None:
-    try:
-        import torch.utils.tensorboard  # noqa: F401
-    except ImportError:
-        raise UserError(
-            "tensorboard=true needs the tensorboard package: pip install tensorboard "
-            "(or leave tensorboard off; metrics.jsonl has the same numbers)."
-        ) from None
 
 
 def _check_resume(out, kind: str, cfg: Config, allow_changes: bool) -> dict:
@@ -431,7 +421,7 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
         f"on {len(x)} images"
     )
     ckpt = Checkpointer(run, "train", s.reporter)
-    if s.resume and run is not None and not ckpt._files():
+    if s.resume and run is not None and not ckpt.exists():
         # killed before the first training checkpoint: cut the logs back to the phase start
         done = run.file(SEARCH_DONE)
         ckpt.truncate_logs(

@@ -169,7 +169,8 @@ def load_state(path: str | os.PathLike) -> dict:
         raise UserError(f"cannot load weights from {path}: {e.__class__.__name__}: {e}") from None
 
 
-def open_tensorboard(folder: Path):
+def require_tensorboard():
+    """torch's SummaryWriter, or a UserError saying how to get it."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -177,7 +178,11 @@ def open_tensorboard(folder: Path):
             "tensorboard=true needs the tensorboard package: pip install tensorboard "
             "(or leave tensorboard off; metrics.jsonl has the same numbers)."
         ) from None
-    return SummaryWriter(str(folder))
+    return SummaryWriter
+
+
+def open_tensorboard(folder: Path):
+    return require_tensorboard()(str(folder))
 
 
 def _tensorboard_scalars(writer, event: dict) -> None:

@@ -171,7 +171,6 @@ class OneShotStrategy:
         w_batches = batches(xw, yw, True, cfg.seed + 11)
         a_batches = batches(xa, ya, True, cfg.seed + 12)
         val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
-        self.val_batches = val_batches
         w_optimizer, scheduler = cosine_sgd(
             model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
         )

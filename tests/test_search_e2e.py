@@ -47,6 +47,7 @@ def test_rsws_ranks_budget_architectures_and_returns_the_best(tmp_path, space):
     best = max(ranked, key=lambda r: r["val"]["accuracy"])
     assert load_genotype(out).to_dict() == best["arch"]
     assert not (out / "arch_weights.jsonl").exists()  # rsws has no architecture weights
+    assert (out / "report.html").is_file()  # search-only runs get their report too
 
 
 def test_darts_on_nb201_space_then_evaluate(tmp_path):

@@ -462,23 +462,28 @@ def _fmt(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
+def _write_report(run: RunDir) -> None:
+    """The run's report.html; a failure here never fails the run (it can be redone)."""
+    from .report import write_report
+
+    try:
+        write_report(run.path)
+    except Exception as e:
+        print(
+            f"warning: the report could not be written ({e}); run `scinas report "
+            f"{run.path}` to retry",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
     results["wall_seconds"] = time.perf_counter() - t0
     results["checkpoint_seconds"] = CHECKPOINT_SECONDS[0] - _CKPT_AT_START[0]
     if run is not None:
         run.write_json("results.json", results)
         Checkpointer(run, "train").clear()
-        from .report import write_report
-
-        try:
-            write_report(run.path)
-        except Exception as e:  # the run itself succeeded; the report can be redone
-            print(
-                f"warning: the report could not be written ({e}); run `scinas report "
-                f"{run.path}` to retry",
-                file=sys.stderr,
-                flush=True,
-            )
+        _write_report(run)
     return results
 
 
@@ -554,6 +559,7 @@ def search(
                 "device": str(s.device),
             },
         )
+        _write_report(run_dir)
         return searched.genotype
 
 

@@ -31,7 +31,6 @@ from .errors import UserError
 from .rundir import RunDir, _atomic_write
 
 LOGS = ("metrics.jsonl", "arch_weights.jsonl")
-CHECKPOINT_SECONDS = [0.0]  # this process's total time writing checkpoints
 KEEP = 2
 
 
@@ -108,7 +107,6 @@ class Checkpointer:
     def __init__(self, run: RunDir | None, phase: str, reporter=None):
         self.run, self.phase, self.reporter = run, phase, reporter
         self.folder = run.path / "checkpoints" if run is not None else None
-        self.seconds = 0.0  # time spent writing checkpoints (their cost, in results.json)
 
     @property
     def enabled(self) -> bool:
@@ -140,8 +138,7 @@ class Checkpointer:
         _atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
         for old in self._files()[:-KEEP]:
             old.unlink(missing_ok=True)
-        self.seconds += time.perf_counter() - t0
-        CHECKPOINT_SECONDS[0] += time.perf_counter() - t0
+        self.run.checkpoint_seconds += time.perf_counter() - t0  # their cost, in results.json
 
     def load(self) -> dict | None:
         """The newest readable checkpoint of this phase (logs cut back to it), or None."""

@@ -179,6 +179,16 @@ def _out(out: Path | None, resume: Path | None) -> Path | None:
     return resume if resume is not None else out
 
 
+def _run_options(overwrite: bool, quiet: bool, resume: Path | None, allow_changes: bool) -> dict:
+    """The keyword arguments run, search and train share."""
+    return {
+        "overwrite": overwrite,
+        "reporter": Reporter(quiet=quiet),
+        "resume": resume is not None,
+        "allow_changes": allow_changes,
+    }
+
+
 def _print_summary(results: dict) -> None:
     test = results.get("test", {})
     shown = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
@@ -224,10 +234,7 @@ def run_cmd(
     results = run(
         cfg,
         _out(out, resume),
-        overwrite=overwrite,
-        reporter=Reporter(quiet=quiet),
-        resume=resume is not None,
-        allow_changes=allow_changes,
+        **_run_options(overwrite, quiet, resume, allow_changes),
     )
     _print_summary(results)
 
@@ -267,10 +274,7 @@ def search_cmd(
     genotype = search(
         cfg,
         _out(out, resume),
-        overwrite=overwrite,
-        reporter=Reporter(quiet=quiet),
-        resume=resume is not None,
-        allow_changes=allow_changes,
+        **_run_options(overwrite, quiet, resume, allow_changes),
     )
     typer.echo(json.dumps(genotype.to_dict()))
 
@@ -312,10 +316,7 @@ def train_cmd(
         cfg,
         geno,
         _out(out, resume),
-        overwrite=overwrite,
-        reporter=Reporter(quiet=quiet),
-        resume=resume is not None,
-        allow_changes=allow_changes,
+        **_run_options(overwrite, quiet, resume, allow_changes),
     )
     _print_summary(results)
 

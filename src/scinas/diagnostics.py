@@ -46,7 +46,9 @@ def diagnostics(model, record: dict) -> dict:
     g = record["genotype"]
     if record.get("space") == "nb201":
         ent = edge_entropy(record["edges"])
-        ops = _nb201_ops(g["arch"])
+        from .spaces.nb201 import NB201Arch
+
+        ops = list(NB201Arch.from_dict(g).ops)
         return {
             "cells": {"cell": op_shares(ops)},
             "parameter_free": op_shares(ops)["parameter_free"],
@@ -65,10 +67,6 @@ def diagnostics(model, record: dict) -> dict:
         "entropy": entropy,
         "mean_entropy": sum(flat) / len(flat),
     }
-
-
-def _nb201_ops(arch: str) -> list[str]:
-    return [tok.split("~")[0] for tok in arch.replace("+", "").split("|") if tok]
 
 
 def warn_collapse(diag: dict, epoch: int, reporter) -> bool:

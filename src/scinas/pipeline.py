@@ -18,7 +18,6 @@ import torch
 
 from .baselines import BaselineArch, build_baseline
 from .checkpoint import (
-    CHECKPOINT_SECONDS,
     LOGS,
     Checkpointer,
     Interrupted,
@@ -479,8 +478,8 @@ def _write_report(run: RunDir) -> None:
 
 def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
     results["wall_seconds"] = time.perf_counter() - t0
-    results["checkpoint_seconds"] = CHECKPOINT_SECONDS[0] - _CKPT_AT_START[0]
     if run is not None:
+        results["checkpoint_seconds"] = run.checkpoint_seconds
         run.write_json("results.json", results)
         Checkpointer(run, "train").clear()
         _write_report(run)
@@ -606,14 +605,10 @@ def train(
         return _finish(run_dir, results, t0)
 
 
-_CKPT_AT_START = [0.0]
-
-
 @contextmanager
 def _working(run_dir: RunDir):
     """While a verb writes into its run directory: stop signals become checkpoints, and the
     lock is released at the end (a crash releases it too: it is an flock)."""
-    _CKPT_AT_START[0] = CHECKPOINT_SECONDS[0]
     try:
         with stop_on_signals():
             yield

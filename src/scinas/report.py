@@ -71,14 +71,14 @@ class Figures:
 def _cell_edges(genotype: dict, cell: str) -> list[tuple[str, str, str]]:
     """(from, to, op) edges of a cell, nodes named as in the DARTS paper."""
     if genotype.get("space") == "nb201":
-        toks = [t for t in genotype["arch"].split("+")]
-        edges = []
-        for to, group in enumerate(toks, start=1):
-            for item in [x for x in group.split("|") if x]:
-                op, frm = item.split("~")
-                if op != "none":
-                    edges.append((f"n{frm}", f"n{to}", op))
-        return edges
+        from .spaces.nb201 import NB201_EDGES, NB201Arch
+
+        arch = NB201Arch.from_dict(genotype)
+        return [
+            (f"n{frm}", f"n{to}", op)
+            for (to, frm), op in zip(NB201_EDGES, arch.ops, strict=True)
+            if op != "none"
+        ]
     names = {0: "c_{k-2}", 1: "c_{k-1}"}
     edges = []
     for k, (op, j) in enumerate(genotype[cell]):

@@ -84,6 +84,7 @@ class RunDir:
         self.path = path
         self.lock = None
         self.tensorboard = None  # a SummaryWriter when enabled
+        self.checkpoint_seconds = 0.0  # time this process spent writing checkpoints
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):

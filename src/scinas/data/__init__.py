@@ -444,6 +444,17 @@ def multilabel_strata(y: np.ndarray) -> np.ndarray:
     return np.where(on.any(axis=1), rarest, on.shape[1]).astype(np.int64)
 
 
+def _matrix_targets(raw, present, ys: dict, parse, what: str) -> None:
+    """Parse each split's (N, K) targets into ``ys``; every split must have the train's K."""
+    for split in present:
+        ys[split] = parse(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
+        if ys[split].shape[1] != ys["train"].shape[1]:
+            raise UserError(
+                f"{raw.label(f'y_{split}')} has {ys[split].shape[1]} {what} per sample but "
+                f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
+            )
+
+
 def _targets(y: np.ndarray, label: str) -> np.ndarray:
     if y.ndim == 1:
         y = y[:, None]
@@ -602,25 +613,13 @@ def _assemble(
                 "labels are expected to be 0..K-1"
             )
     elif task == "multilabel":
-        for split in present:
-            ys[split] = _multilabels(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
-            if ys[split].shape[1] != ys["train"].shape[1]:
-                raise UserError(
-                    f"{raw.label(f'y_{split}')} has {ys[split].shape[1]} labels per sample but "
-                    f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
-                )
+        _matrix_targets(raw, present, ys, _multilabels, "labels")
         num_outputs = int(ys["train"].shape[1])
         if class_names is not None and len(class_names) != num_outputs:
             notes.append(f"ignored class_names: {len(class_names)} names for {num_outputs} labels")
             class_names = None
     else:
-        for split in present:
-            ys[split] = _targets(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
-            if ys[split].shape[1] != ys["train"].shape[1]:
-                raise UserError(
-                    f"{raw.label(f'y_{split}')} has {ys[split].shape[1]} targets per sample but "
-                    f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
-                )
+        _matrix_targets(raw, present, ys, _targets, "targets")
         num_outputs = int(ys["train"].shape[1])
         class_names = None
 

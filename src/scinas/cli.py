@@ -396,6 +396,15 @@ def compare_cmd(
     config: ConfigOpt = None,
     device: DeviceOpt = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..N-1).")] = 3,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Seconds per method and seed (sets compare.budget; the tiny preset's is 150): "
+            "darts and random spend compare.search_share of it searching and the rest "
+            "retraining, the ResNets train for all of it.",
+        ),
+    ] = None,
     methods: Annotated[
         str,
         typer.Option(
@@ -415,6 +424,8 @@ def compare_cmd(
     """
     from .compare import compare, table
 
+    if budget is not None:
+        set_ = [*(set_ or []), f"compare.budget={budget}"]
     cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device)
     result = compare(
         cfg,

@@ -8,6 +8,14 @@ Per seed, on the same data, config and trainer:
   candidate trained at low fidelity, as the black-box strategies do), its best retrained;
 * ``resnet10``, ``resnet18``, ``resnet_tiny``: hand-designed baselines, trained like the rest.
 
+One compute budget per method (``compare.budget`` seconds per method and seed, set by the
+``tiny`` preset): DARTS and random search spend ``compare.search_share`` of it searching and the
+rest retraining, the ResNets train for all of it, so NAS pays for its search. Each phase turns
+its seconds into epochs from timed steps (`scinas.budget`); those timings are taken once, before
+anything is written, and a budget too small to train anything stops there. Without a budget,
+DARTS runs its configured epochs, random search gets that seed's DARTS search time and the
+ResNets train ``train.epochs``.
+
 Every method's test metric over seeds goes into ``compare.json`` with mean, standard deviation,
 a 95% Student-t interval, parameters, FLOPs and wall time, plus Welch's t-test of each method
 against ``darts``. Each run is a normal run directory under ``DIR/<method>/seed<k>``.
@@ -20,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .budget import describe
 from .config import Config
 from .errors import UserError, unknown
 from .progress import Reporter
@@ -49,7 +58,7 @@ def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int]:
     from .train import evaluate
 
     s = setup(cfg, Reporter(quiet=True))
-    model = build_supernet(s)
+    model = build_supernet(s).to(s.device)
     model.load_state_dict(load_state(run_path / "supernet.pt"))
     if s.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -66,7 +75,7 @@ def compare(
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> dict:
-    from .pipeline import run, setup, train
+    from .pipeline import run, train
 
     reporter = reporter or Reporter()
     methods = tuple(methods)
@@ -79,12 +88,16 @@ def compare(
         raise UserError(f"--seeds must be at least 1 (got {seeds}).")
     if cfg.search.strategy != "darts":
         raise UserError("compare runs DARTS itself; leave search.strategy at darts.")
-    s = setup(cfg, reporter)  # validate the data (and show it) before writing anything
     check_out_dir(out, overwrite=overwrite)
-    from .pipeline import _check_search, _check_train
-
-    _check_search(s)
-    _check_train(s)
+    budget = cfg.compare.budget
+    configs = _method_configs(cfg, methods)
+    # validate the data and every method's config (and time the budgeted phases) up front
+    plans, task = _preflight(configs, reporter)
+    if budget is not None:
+        reporter.log(
+            f"compare: {budget:.0f}s per method and seed ({cfg.compare.search_share:.0%} of it "
+            "searching for darts and random)"
+        )
     from .config import config_to_dict
 
     root = RunDir.create(
@@ -93,19 +106,19 @@ def compare(
         config={"seeds": seeds, "methods": list(methods), "run": config_to_dict(cfg)},
         overwrite=overwrite,
     )
-    metric = s.task.primary_metric
+    metric = task.primary_metric
     rows: dict[str, dict] = {
         m: {"values": [], "params": None, "flops": None, "wall": []} for m in methods
     }
     t0 = time.perf_counter()
     try:
         for seed in range(seeds):
-            c = _with(cfg, seed=seed)
+            c = _with(configs["darts"], seed=seed)
             search_seconds = None
             if {"darts", "darts_supernet", "random"} & set(methods):
                 reporter.log(f"compare seed {seed}: darts")
                 path = root.path / "darts" / f"seed{seed}"
-                r = run(c, path, reporter=reporter)
+                r = run(c, path, reporter=reporter, plans=plans["darts"])
                 search_seconds = r["search_seconds"]
                 if "darts" in methods:
                     _add(
@@ -115,28 +128,89 @@ def compare(
                     sup, n = _supernet_test(path, c, reporter)
                     _add(rows["darts_supernet"], sup[metric], n, None, search_seconds)
             if "random" in methods:
-                reporter.log(
-                    f"compare seed {seed}: random search for {search_seconds:.0f}s (as DARTS)"
-                )
-                rc = _with(
-                    c,
-                    search__strategy="random",
-                    search__budget=10_000,
-                    search__time_budget=max(1.0, search_seconds),
-                )
+                rc = configs["random"]
+                if budget is None:  # the same wall-clock time as this seed's DARTS search
+                    rc = _with(rc, search__time_budget=max(1.0, search_seconds))
+                rc = _with(rc, seed=seed)
+                reporter.log(f"compare seed {seed}: random search for {rc.search.time_budget:.0f}s")
                 r = run(rc, root.path / "random" / f"seed{seed}", reporter=reporter)
                 _add(rows["random"], r["test"][metric], r["params"], r["flops"], r["wall_seconds"])
-            for name in ("resnet10", "resnet18", "resnet_tiny"):
+            for name in BASELINES_COMPARED:
                 if name in methods:
                     reporter.log(f"compare seed {seed}: {name}")
-                    r = train(c, name, root.path / name / f"seed{seed}", reporter=reporter)
+                    r = train(
+                        _with(configs[name], seed=seed),
+                        name,
+                        root.path / name / f"seed{seed}",
+                        reporter=reporter,
+                        plans=plans[name],
+                    )
                     _add(rows[name], r["test"][metric], r["params"], r["flops"], r["wall_seconds"])
-        result = _summarise(s.task, metric, rows, seeds, time.perf_counter() - t0)
+        result = _summarise(task, metric, rows, seeds, time.perf_counter() - t0)
+        result["budget"] = {
+            "seconds_per_method": budget,
+            "search_share": cfg.compare.search_share if budget is not None else None,
+            "plans": {
+                name: {phase: p.to_dict() for phase, p in ps.items()} for name, ps in plans.items()
+            },
+        }
         root.write_json("compare.json", result)
     finally:
         root.close()
-    reporter.log("\n" + table(result))
     return result
+
+
+BASELINES_COMPARED = ("resnet10", "resnet18", "resnet_tiny")
+
+
+def _method_configs(cfg: Config, methods: tuple[str, ...]) -> dict[str, Config]:
+    """The config each method runs with (before its seed is set): its share of compare.budget."""
+    b, share = cfg.compare.budget, cfg.compare.search_share
+    configs: dict[str, Config] = {}
+    if {"darts", "darts_supernet", "random"} & set(methods):
+        configs["darts"] = (
+            cfg
+            if b is None
+            else _with(cfg, search__time_budget=b * share, train__time_budget=b * (1 - share))
+        )
+    if "random" in methods:
+        configs["random"] = _with(
+            configs["darts"], search__strategy="random", search__budget=10_000
+        )
+    for name in BASELINES_COMPARED:
+        if name in methods:
+            configs[name] = cfg if b is None else _with(cfg, train__time_budget=b)
+    return configs
+
+
+def _preflight(configs: dict[str, Config], reporter):
+    """Check every method's config on the data and time its budgeted phases, writing nothing.
+    Returns the plans (`scinas.budget.Plan`) per method and phase, reused by every seed, and
+    the task."""
+    from .baselines import BaselineArch
+    from .pipeline import _check_search, _check_train, setup
+
+    plans: dict[str, dict] = {}
+    shown = False
+    for name, c in configs.items():
+        s = setup(c, reporter if not shown else Reporter(quiet=True))
+        shown = True
+        try:
+            if name in ("darts", "random"):
+                _check_search(s)
+                _check_train(s)
+            else:
+                _check_train(s, BaselineArch(name))
+        except UserError as e:
+            if c.compare.budget is None:
+                raise
+            raise UserError(
+                f"--budget {c.compare.budget:g} is too small for {name}: {e} Raise --budget."
+            ) from None
+        plans[name] = dict(s.plans)
+        for phase, p in s.plans.items():
+            reporter.log(f"{name}: " + describe(p, phase))
+    return plans, s.task
 
 
 def _add(row: dict, value: float, params, flops, wall: float) -> None:

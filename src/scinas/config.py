@@ -36,6 +36,12 @@ class DataConfig(_Section):
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    max_val: int | None = Field(
+        None,
+        ge=2,
+        description="cap on the validation split (a stratified subsample; None: all of it); "
+        "it is scored after every epoch",
+    )
     target_columns: list[str] | None = Field(
         None, description="CSV data: the target columns (None: all but the file and split columns)"
     )
@@ -106,7 +112,13 @@ class SearchConfig(_Section):
     # Black-box strategies (and the ranking step of rsws)
     budget: int = Field(20, ge=1, description="architectures evaluated (black-box, rsws)")
     time_budget: float | None = Field(
-        None, gt=0, description="black-box: stop starting new candidates after this many seconds"
+        None,
+        gt=0,
+        description="seconds for the search. Black-box: no new candidate after this long; "
+        "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="one-shot: cap on steps per epoch (None: the whole split)"
     )
     eval_epochs: int = Field(1, ge=1, description="black-box: training epochs per candidate")
     eval_fraction: float = Field(
@@ -186,6 +198,29 @@ class TrainConfig(_Section):
         "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
     )
     max_samples: int | None = Field(None, ge=4)
+    time_budget: float | None = Field(
+        None,
+        gt=0,
+        description="seconds of training: epochs and steps_per_epoch are planned from timed "
+        "steps of the network to fill it (train.epochs is then ignored)",
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+    )
+
+
+class CompareConfig(_Section):
+    budget: float | None = Field(
+        None,
+        gt=0,
+        description="seconds per method and seed: DARTS and random search spend search_share "
+        "of it searching and the rest retraining; the ResNets train for all of it. None: DARTS "
+        "runs its configured epochs, random search gets the same search time, the ResNets "
+        "train.epochs",
+    )
+    search_share: float = Field(
+        0.5, gt=0, lt=1, description="share of compare.budget spent searching"
+    )
 
 
 class Config(_Section):
@@ -200,12 +235,15 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
 
 # Presets: overrides of the defaults above, which are the DARTS paper's settings.
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores for small inputs (digits 8×8: under 3 minutes end to end).
     "tiny": {
+        "data": {"max_val": 1000},
+        "compare": {"budget": 150},
         "search": {"epochs": 5, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 5000},
         "train": {
             "epochs": 20,
@@ -372,7 +410,14 @@ def config_to_dict(cfg: Config) -> dict:
 
 # Fields a resumed run may change (with --allow-changes): they do not make the finished part of
 # the run meaningless. Everything else (data, seed, sizes, strategy, learning rates) must match.
-HARMLESS_CHANGES = ("search.epochs", "train.epochs", "device", "search.storage")
+HARMLESS_CHANGES = (
+    "search.epochs",
+    "train.epochs",
+    "device",
+    "search.storage",
+    "compare.budget",
+    "compare.search_share",
+)
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:

@@ -6,6 +6,7 @@ sizes) before it creates the run directory, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .baselines import BaselineArch, build_baseline
+from .budget import Plan, budget_plan, describe, eval_seconds, first_batch, plan, time_call
 from .checkpoint import (
     LOGS,
     Checkpointer,
@@ -24,7 +26,7 @@ from .checkpoint import (
     stop_on_signals,
 )
 from .config import HARMLESS_CHANGES, Config, config_diff, config_to_dict
-from .data import load_dataset
+from .data import Split, load_dataset
 from .data.augment import make_augment
 from .data.split import stratified_split
 from .errors import UserError
@@ -44,7 +46,7 @@ from .spaces.nb201 import NB201Arch, NB201Network
 from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.blackbox import BLACK_BOX, check_storage_url
 from .tasks import make_task
-from .train import Batches, predict, train_network
+from .train import Batches, predict, train_network, train_step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,6 +75,10 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         image_size=d.image_size,
         fit=d.fit,
     )
+    if d.max_val is not None and len(data.val) > d.max_val:
+        val = Split(*_subset(data.val.x, data.val.y, d.max_val, cfg.seed + 3))
+        note = f"data.max_val: scoring {len(val)} of the {len(data.val)} validation samples"
+        data = replace(data, val=val, notes=(*data.notes, note))
     reporter.log(data.summary())
     for note in data.notes:
         reporter.log(f"  note: {note}")
@@ -92,6 +98,9 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
 def _check_search(s: SearchContext) -> None:
     sc = s.cfg.search
     STRATEGIES.get(sc.strategy)
+    if sc.time_budget is not None and sc.strategy not in BLACK_BOX and "search" not in s.plans:
+        # a budget too small to train anything fails here, before anything is written
+        s.plans["search"] = create_strategy(sc.strategy).plan_budget(s)
     if sc.space == "darts":
         plan_reductions(sc.layers, s.data.input_shape[1:], sc.reductions)
     if sc.strategy in BLACK_BOX:
@@ -109,13 +118,21 @@ def _check_search(s: SearchContext) -> None:
 
 
 def _check_train(s: SearchContext, arch=None) -> None:
-    from .spaces.nb201 import NB201Arch
-
-    if isinstance(arch, NB201Arch | BaselineArch) or (
-        arch is None and s.cfg.search.space == "nb201"
-    ):
-        return  # these networks place their reductions by the input size themselves
-    plan_reductions(s.cfg.train.layers, s.data.input_shape[1:], s.cfg.train.reductions)
+    t = s.cfg.train
+    nb201 = arch is None and s.cfg.search.space == "nb201"
+    if not (isinstance(arch, NB201Arch | BaselineArch) or nb201):
+        # (the other networks place their reductions by the input size themselves)
+        plan_reductions(t.layers, s.data.input_shape[1:], t.reductions)
+    if t.time_budget is not None:
+        # A budget too small to train anything fails here, before anything is written. Before a
+        # search the cell is unknown: DARTS_V2's stands in for it (the real plan follows the
+        # search).
+        n = len(_subset(s.data.train.x, s.data.train.y, t.max_samples, s.cfg.seed)[0])
+        if arch is not None:
+            if "train" not in s.plans:
+                s.plans["train"] = plan_training(s, arch, t, n)
+        elif s.cfg.search.space == "darts":
+            plan_training(s, load_genotype("DARTS_V2"), t, n)
 
 
 def default_out(kind: str) -> Path:
@@ -134,6 +151,7 @@ def _begin(
     arch=None,
     resume: bool = False,
     allow_changes: bool = False,
+    plans: dict | None = None,
 ):
     """Validate everything a verb needs, then create its run directory (never before), or, with
     ``resume``, reopen ``out`` (same kind, compatible config) and lock it."""
@@ -142,6 +160,7 @@ def _begin(
     elif out is not None:
         check_out_dir(out, overwrite=overwrite)
     s = setup(cfg, reporter)
+    s.plans.update(plans or {})
     if search:
         _check_search(s)
     if train:
@@ -309,17 +328,15 @@ def _subset(x, y, n: int | None, seed: int):
     return x, y
 
 
-def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None):
-    """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
-    scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
-    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
-    cfg, data, task = s.cfg, s.data, s.task
-    torch.manual_seed(cfg.seed)
+def _network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
+    """The freshly initialised network of ``genotype`` (seeded) and its training augmentation."""
+    data = s.data
+    torch.manual_seed(s.cfg.seed)
     net = build_network(genotype, t, data.input_shape, data.num_outputs).to(s.device)
     if s.channels_last:
         net = net.to(memory_format=torch.channels_last)
     H, W = data.input_shape[1:]
-    aug_generator = torch.Generator().manual_seed(cfg.seed + 21)
+    aug_generator = torch.Generator().manual_seed(aug_seed)
     augment = make_augment(
         t.augment,
         H,
@@ -329,6 +346,15 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, check
         crop_padding=t.crop_padding,
         hflip=t.hflip,
     )
+    return net, augment, aug_generator
+
+
+def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None):
+    """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
+    scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
+    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
+    cfg, data, task = s.cfg, s.data, s.task
+    net, augment, aug_generator = _network_and_augment(s, genotype, t, cfg.seed + 21)
     train_batches = _batches(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31)
     history = train_network(
         net,
@@ -349,8 +375,41 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, check
         checkpointer=checkpointer,
         resume=s.resume,
         generators={"batches": train_batches.generator, "augment": aug_generator},
+        steps_per_epoch=t.steps_per_epoch,
     )
     return net, history
+
+
+def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:
+    """Epochs and steps per epoch that fill ``t.time_budget``, from steps of ``genotype``'s
+    network timed on a throwaway copy (the global RNG is left as it was)."""
+    train = s.data.train
+    with torch.random.fork_rng(devices=[]):
+        net, augment, _ = _network_and_augment(s, genotype, t, 0)
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
+        xb, yb = first_batch(s, train.x, train.y, t.batch_size)
+        net.train()
+        step_seconds = time_call(
+            lambda: float(
+                train_step(
+                    net,
+                    s.task,
+                    xb,
+                    yb,
+                    optimizer,
+                    augment=augment,
+                    auxiliary_weight=t.auxiliary_weight if t.auxiliary else 0.0,
+                    grad_clip=t.grad_clip,
+                    where="timing a training step",
+                    lr=t.lr,
+                ).sum()
+            )
+        )
+        val_seconds = eval_seconds(s, net)
+    full = math.ceil(n_train / min(t.batch_size, n_train))
+    return plan(t.time_budget, step_seconds, val_seconds, full, "train.time_budget")
 
 
 def low_fidelity_objective(s: SearchContext):
@@ -390,6 +449,10 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
     cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
     t_start = time.perf_counter()
     x, y = _subset(data.train.x, data.train.y, t.max_samples, cfg.seed)
+    if t.time_budget is not None:
+        p = budget_plan(s, run, "train", lambda: plan_training(s, genotype, t, len(x)))
+        s.reporter.log(describe(p, "train"))
+        t = t.model_copy(update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch})
     H, W = data.input_shape[1:]
     if min(t.cutout, min(H, W) // 2) < t.cutout:
         s.reporter.log(
@@ -494,11 +557,13 @@ def run(
     reporter: Reporter | None = None,
     resume: bool = False,
     allow_changes: bool = False,
+    plans: dict | None = None,
 ) -> dict:
     """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set.
 
     ``resume=True`` continues the run in ``out`` from its checkpoints (same config; with
-    ``allow_changes`` the harmless fields in `config.HARMLESS_CHANGES` may differ)."""
+    ``allow_changes`` the harmless fields in `config.HARMLESS_CHANGES` may differ). ``plans``
+    hands in time-budget plans already measured (`scinas.budget`, as `scinas compare` does)."""
     t0 = time.perf_counter()
     s, run_dir = _begin(
         cfg,
@@ -510,6 +575,7 @@ def run(
         train=True,
         resume=resume,
         allow_changes=allow_changes,
+        plans=plans,
     )
     with _working(run_dir):
         searched = _search(s, run_dir)
@@ -571,6 +637,7 @@ def train(
     reporter: Reporter | None = None,
     resume: bool = False,
     allow_changes: bool = False,
+    plans: dict | None = None,
 ) -> dict:
     """Train a given architecture (published name, JSON file, run directory, NAS-Bench-201
     string, `Genotype` or `NB201Arch`) and evaluate it. Resuming, ``genotype`` may be None (the
@@ -593,6 +660,7 @@ def train(
         arch=genotype,
         resume=resume,
         allow_changes=allow_changes,
+        plans=plans,
     )
     with _working(run_dir):
         if resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():

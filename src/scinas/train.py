@@ -7,6 +7,7 @@ raw size and no worker processes are needed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,35 @@ def predict(model: nn.Module, batches: Batches) -> tuple[torch.Tensor, torch.Ten
     return torch.cat(outputs), torch.cat(targets)
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches, max_batches: int = 10) -> None:
+    """Recompute BatchNorm running statistics as the plain mean over up to ``max_batches``
+    training batches (train-mode forward, no gradients).
+
+    A supernet's running statistics mix every step's sampled path or changing op weights, and
+    after a short search they are still near their initial values: evaluated as they are, a
+    supernet at 0.76 training accuracy scored chance (0.10) on digits and 0.87 after this. Single
+    Path One-Shot (Guo et al., 2020) recomputes them per evaluated subnet for the same reason."""
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not bns:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for xb, _ in itertools.islice(iter(batches), max_batches):
+        model(xb)
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def evaluate(model: nn.Module, task: Task, batches: Batches) -> dict:
     """Task metrics over the whole split (never a mean of per-batch metrics)."""
     outputs, targets = predict(model, batches)
@@ -105,6 +135,27 @@ def cosine_sgd(params, lr, lr_min, momentum, weight_decay, epochs):
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
     return optimizer, scheduler
+
+
+def train_step(
+    model, task, xb, yb, optimizer, *, augment, auxiliary_weight, grad_clip, where, lr
+) -> torch.Tensor:
+    """One SGD step of a discrete network (main + weighted auxiliary loss); returns the main
+    output, detached."""
+    if augment is not None:
+        xb = augment(xb)
+    out = model(xb)
+    out, aux = out if isinstance(out, tuple) else (out, None)
+    target = task.encode_targets(yb)
+    loss = task.loss(out, target)
+    if aux is not None and auxiliary_weight > 0:
+        loss = loss + auxiliary_weight * task.loss(aux, target)
+    check_finite(loss, where, "train.lr", lr)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return out.detach()
 
 
 @dataclass
@@ -136,6 +187,7 @@ def train_network(
     checkpointer=None,
     resume: bool = False,
     generators: dict[str, torch.Generator] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> list[EpochStats]:
     """Train a discrete network with SGD + cosine schedule, auxiliary loss and drop-path.
 
@@ -145,6 +197,7 @@ def train_network(
     With a `scinas.checkpoint.Checkpointer`, every epoch ends with a checkpoint (and SIGINT/SIGTERM
     with one at the next step); ``resume`` continues from the newest one, bit-identically on CPU
     provided ``generators`` names every generator the batches and augmentation draw from.
+    ``steps_per_epoch`` caps the batches per epoch (each epoch a fresh shuffle).
     """
     from .checkpoint import STOP, Interrupted, rng_state, set_rng_state
 
@@ -194,25 +247,23 @@ def train_network(
         if partial is not None:
             outs, tgts, partial = [partial["outs"]], [partial["tgts"]], None
         first = start_step if epoch == start_epoch else 0
-        batches = iter(train_batches)
+        n_steps = min(len(train_batches), steps_per_epoch or len(train_batches))
+        batches = itertools.islice(iter(train_batches), max(0, n_steps - first))
         if track is not None:
-            batches = track(batches, len(train_batches) - first, f"train {epoch + 1}/{epochs}")
+            batches = track(batches, n_steps - first, f"train {epoch + 1}/{epochs}")
         for step, (xb, yb) in enumerate(batches, start=first):
-            if augment is not None:
-                xb = augment(xb)
-            out = model(xb)
-            out, aux = out if isinstance(out, tuple) else (out, None)
-            target = task.encode_targets(yb)
-            loss = task.loss(out, target)
-            if aux is not None and auxiliary_weight > 0:
-                loss = loss + auxiliary_weight * task.loss(aux, target)
-            check_finite(
-                loss, f"training epoch {epoch + 1}, step {step + 1}", "train.lr", current_lr
+            out = train_step(
+                model,
+                task,
+                xb,
+                yb,
+                optimizer,
+                augment=augment,
+                auxiliary_weight=auxiliary_weight,
+                grad_clip=grad_clip,
+                where=f"training epoch {epoch + 1}, step {step + 1}",
+                lr=current_lr,
             )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
             outs.append(out.detach().float().cpu())
             tgts.append(yb.cpu())
             if STOP and checkpointer is not None and checkpointer.enabled:

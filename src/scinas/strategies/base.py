@@ -28,6 +28,7 @@ class SearchContext:
     reporter: Reporter
     run: RunDir | None = None
     resume: bool = False  # continue from the run directory's checkpoints
+    plans: dict = field(default_factory=dict)  # time-budget plans made by the checks (budget.py)
 
 
 @dataclass

@@ -10,7 +10,6 @@ the whole supernet. The temperature falls linearly from ``search.tau_max`` (10) 
 
 from __future__ import annotations
 
-from ..train import evaluate
 from .base import STRATEGIES, SearchContext
 from .darts import Architect
 from .oneshot import OneShotStrategy
@@ -51,6 +50,6 @@ class GdasStrategy(OneShotStrategy):
         """The supernet along the currently derived architecture (not a random sample)."""
         model.set_arch(model.genotype())
         try:
-            return evaluate(model, ctx.task, val_batches)
+            return self.metrics(model, ctx, val_batches)
         finally:
             model.set_arch(None)

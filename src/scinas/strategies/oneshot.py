@@ -12,17 +12,21 @@ NAS-Bench-201 space (`scinas.spaces.nb201.NB201Supernet`), chosen by ``search.sp
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from ..budget import Plan, budget_plan, describe, eval_seconds, first_batch, plan, time_call
 from ..checkpoint import LOGS, STOP, Checkpointer, Interrupted, rng_state, set_rng_state
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
 from ..supernet import Supernet
-from ..train import Batches, check_finite, cosine_sgd, evaluate
+from ..train import Batches, check_finite, cosine_sgd, evaluate, recalibrate_bn
 from .base import SearchContext, SearchResult
 
 # Activation memory grows with batch·C·H·W·cells; at the DARTS benchmark setting (64·16·32·32·8)
@@ -124,7 +128,14 @@ class OneShotStrategy:
 
     def evaluate_supernet(self, model, ctx: SearchContext, val_batches) -> dict:
         """The supernet's validation metrics (DARTS: the continuous mixture)."""
-        return evaluate(model, ctx.task, val_batches)
+        return self.metrics(model, ctx, val_batches)
+
+    def metrics(self, model, ctx: SearchContext, batches) -> dict:
+        """Metrics of the supernet as it is now configured (mixture or one path), its BatchNorm
+        statistics first recomputed on training batches (`scinas.train.recalibrate_bn`)."""
+        if getattr(self, "calibration", None) is not None:
+            recalibrate_bn(model, self.calibration)
+        return evaluate(model, ctx.task, batches)
 
     def derive(self, model, ctx: SearchContext, val_batches):
         """The architecture to return and the supernet's validation metrics for it."""
@@ -142,10 +153,91 @@ class OneShotStrategy:
         if "arch_optimizer" in state:
             self.architect.optimizer.load_state_dict(state["arch_optimizer"])
 
+    # ---- one step: an architecture step (optional), then a weight step
+    def step(self, model, ctx, train, val, lr, w_optimizer, *, update_arch, augment, where):
+        """Returns the weight step's outputs (detached) and the arch step's loss (or None)."""
+        s, task = ctx.cfg.search, ctx.task
+        (xt, yt), (xv, yv) = train, val
+        if augment is not None:
+            xt, xv = augment(xt), augment(xv)
+        arch_loss = None
+        if update_arch:
+            for a in model.arch_parameters():
+                a.requires_grad_(True)
+            arch_loss = self.arch_step(model, xt, yt, xv, yv, lr, w_optimizer)
+            if arch_loss is not None:
+                check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
+        # Weight step; the alphas are constants here (no grads, smaller graph).
+        for a in model.arch_parameters():
+            a.requires_grad_(False)
+        self.before_weight_step(model)
+        out = model(xt)
+        loss = task.loss(out, task.encode_targets(yt))
+        check_finite(loss, where, "search.lr", lr)
+        w_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
+        w_optimizer.step()
+        return out.detach(), arch_loss
+
+    def plan_budget(self, ctx: SearchContext) -> Plan:
+        """Epochs and steps per epoch that fill ``search.time_budget``, from steps timed on a
+        throwaway supernet (the global RNG is left as it was)."""
+        s, cfg = ctx.cfg.search, ctx.cfg
+        probe = type(self)()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = build_supernet(ctx).to(ctx.device)
+            if ctx.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            probe.configure(model, ctx)
+            probe.begin_epoch(model, 0, ctx)
+            w_optimizer, _ = cosine_sgd(
+                model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, 1
+            )
+            (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
+            first = first_batch(ctx, xw, yw, s.batch_size)
+            second = first_batch(ctx, xa, ya, s.batch_size)
+            _, H, W = ctx.data.input_shape
+            augment = make_augment(s.augment, H, W, torch.Generator().manual_seed(0))
+            model.train()
+            step_seconds = time_call(
+                lambda: self._sync(
+                    probe.step(
+                        model,
+                        ctx,
+                        first,
+                        second,
+                        s.lr,
+                        w_optimizer,
+                        update_arch=self.updates_arch,
+                        augment=augment,
+                        where="timing a search step",
+                    )[0]
+                )
+            )
+            # a validation pass, after the BatchNorm recalibration on 10 batches (see metrics)
+            val_seconds = eval_seconds(ctx, model) + time_call(
+                lambda: recalibrate_bn(model, [first] * 10), repeats=1, warmup=0
+            )
+        full = min(math.ceil(len(xw) / s.batch_size), math.ceil(len(xa) / s.batch_size))
+        return plan(s.time_budget, step_seconds, val_seconds, full, "search.time_budget")
+
+    @staticmethod
+    def _sync(out: torch.Tensor) -> float:
+        return float(out.float().sum())  # waits for the device
+
     # ---- the loop
     def search(self, ctx: SearchContext) -> SearchResult:
-        s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
         t_start = time.perf_counter()
+        if ctx.cfg.search.time_budget is not None:
+            p = budget_plan(ctx, ctx.run, "search", lambda: self.plan_budget(ctx))
+            ctx.reporter.log(describe(p, "search"))
+            sc = ctx.cfg.search.model_copy(
+                update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch}
+            )
+            ctx = replace(ctx, cfg=ctx.cfg.model_copy(update={"search": sc}))
+        s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
         torch.manual_seed(cfg.seed)
         model = build_supernet(ctx).to(ctx.device)
         if ctx.channels_last:
@@ -169,6 +261,8 @@ class OneShotStrategy:
             )
 
         w_batches = batches(xw, yw, True, cfg.seed + 11)
+        # the first 10 batches of the weight half, in order: BatchNorm recalibration
+        self.calibration = batches(xw[: 10 * s.batch_size], yw[: 10 * s.batch_size], False, 0)
         a_batches = batches(xa, ya, True, cfg.seed + 12)
         val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
         w_optimizer, scheduler = cosine_sgd(
@@ -239,34 +333,23 @@ class OneShotStrategy:
                 outs, tgts, arch_losses = [partial["outs"]], [partial["tgts"]], partial["arch"]
                 partial = None
             first = start_step if epoch == start_epoch else 0
-            steps = zip(w_batches, a_batches, strict=False)
-            steps = ctx.reporter.track(
-                steps,
-                min(len(w_batches), len(a_batches)) - first,
-                f"search {epoch + 1}/{s.epochs}",
-            )
+            n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))
+            steps = itertools.islice(zip(w_batches, a_batches, strict=False), n_steps - first)
+            steps = ctx.reporter.track(steps, n_steps - first, f"search {epoch + 1}/{s.epochs}")
             for step, ((xt, yt), (xv, yv)) in enumerate(steps, start=first):
-                where = f"search epoch {epoch + 1}, step {step + 1}"
-                if augment is not None:
-                    xt, xv = augment(xt), augment(xv)
-                if update_arch:
-                    for a in model.arch_parameters():
-                        a.requires_grad_(True)
-                    arch_loss = self.arch_step(model, xt, yt, xv, yv, lr, w_optimizer)
-                    if arch_loss is not None:
-                        check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
-                        arch_losses.append(arch_loss)
-                # Weight step; the alphas are constants here (no grads, smaller graph).
-                for a in model.arch_parameters():
-                    a.requires_grad_(False)
-                self.before_weight_step(model)
-                out = model(xt)
-                loss = task.loss(out, task.encode_targets(yt))
-                check_finite(loss, where, "search.lr", lr)
-                w_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
-                w_optimizer.step()
+                out, arch_loss = self.step(
+                    model,
+                    ctx,
+                    (xt, yt),
+                    (xv, yv),
+                    lr,
+                    w_optimizer,
+                    update_arch=update_arch,
+                    augment=augment,
+                    where=f"search epoch {epoch + 1}, step {step + 1}",
+                )
+                if arch_loss is not None:
+                    arch_losses.append(arch_loss)
                 outs.append(out.detach().float().cpu())
                 tgts.append(yt.cpu())
                 if STOP and ckpt.enabled:

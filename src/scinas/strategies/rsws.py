@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..checkpoint import numpy_rng_state, set_numpy_rng_state
-from ..train import evaluate
 from .base import STRATEGIES, SearchContext
 from .blackbox import decision_space
 from .oneshot import OneShotStrategy
@@ -44,7 +43,7 @@ class RandomSearchWeightSharing(OneShotStrategy):
     def _score(self, model, ctx, arch, val_batches) -> dict:
         model.set_arch(arch)
         try:
-            return evaluate(model, ctx.task, val_batches)
+            return self.metrics(model, ctx, val_batches)
         finally:
             model.set_arch(None)
 

@@ -1,0 +1,146 @@
+"""Wall-clock budgets: turn "train for N seconds" into epochs and steps per epoch.
+
+A budgeted phase (``search.time_budget`` for one-shot strategies, ``train.time_budget``) first
+times a few optimisation steps of its own model on a batch of its own data, plus one evaluation
+batch, on a throwaway copy; then it plans ``epochs`` and ``steps_per_epoch`` so that training and
+the per-epoch validation fill the budget. The run itself is then an ordinary fixed-length run
+(same cosine schedule, same checkpoints, bit-identical on resume), which a wall-clock stop could
+not give. The plan is kept in the run directory (``budget.json``) and reused when resuming.
+
+Budgets are estimates: the first steps after the timed ones run as fast as those, but a busy
+machine makes the phase overrun or underrun; ``results.json`` keeps the real seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import UserError
+from .train import Batches, model_output
+
+MIN_STEPS = 10  # fewer optimisation steps than this is not training anything
+BUDGET_FILE = "budget.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    budget: float  # seconds asked for
+    step_seconds: float  # one optimisation step, measured
+    eval_seconds: float  # one validation pass, estimated from one measured batch
+    epochs: int
+    steps_per_epoch: int  # at most the split's own batches
+    full_epoch_steps: int  # the split's batches per epoch
+
+    @property
+    def seconds(self) -> float:
+        """What the plan expects to spend."""
+        return self.epochs * (self.steps_per_epoch * self.step_seconds + self.eval_seconds)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "expected_seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def plan(
+    budget: float,
+    step_seconds: float,
+    eval_seconds: float,
+    full_epoch_steps: int,
+    key: str,
+) -> Plan:
+    """Epochs and steps per epoch that fill ``budget`` seconds.
+
+    As many epochs as needed to spend the budget, each as long as the split allows, shortened
+    evenly so the last one is not cut: a budget of 1.9 epochs gives 2 epochs of ~0.95. Raises a
+    `UserError` naming ``key`` when fewer than `MIN_STEPS` steps fit."""
+    epoch_seconds = full_epoch_steps * step_seconds + eval_seconds
+    epochs = max(1, math.ceil(budget / epoch_seconds - 1e-9))
+    steps = min(full_epoch_steps, math.floor((budget / epochs - eval_seconds) / step_seconds))
+    if epochs * max(steps, 0) < MIN_STEPS:
+        need = MIN_STEPS * step_seconds + eval_seconds
+        raise UserError(
+            f"{key}={budget:g} seconds is too small to train anything here: one step takes "
+            f"{step_seconds:.2f} s and a validation pass {eval_seconds:.2f} s, so it buys "
+            f"{max(epochs * steps, 0)} steps. Give at least {math.ceil(need)} seconds "
+            f"({MIN_STEPS} steps), or leave {key} unset."
+        )
+    return Plan(budget, step_seconds, eval_seconds, epochs, steps, full_epoch_steps)
+
+
+def first_batch(ctx, x, y, batch_size: int):
+    """The first ``batch_size`` samples of (x, y), normalised as training batches are."""
+    mean = torch.tensor(ctx.data.mean, dtype=torch.float32)
+    std = torch.tensor(ctx.data.std, dtype=torch.float32)
+    n = min(batch_size, len(x))
+    return next(iter(Batches(x[:n], y[:n], mean, std, n, ctx.device, ctx.channels_last)))
+
+
+def eval_seconds(ctx, model, batch_size: int = 256) -> float:
+    """A validation pass over ctx.data.val, estimated from one timed batch."""
+    val = ctx.data.val
+    xb, _ = first_batch(ctx, val.x, val.y, batch_size)
+    model.eval()
+    with torch.no_grad():
+        seconds = time_call(lambda: float(model_output(model, xb).float().sum()))
+    model.train()
+    return seconds * len(val) / len(xb)
+
+
+def load_plan(run, phase: str) -> Plan | None:
+    """The plan a run directory recorded for ``phase`` ("search" or "train"), if any."""
+    from .rundir import read_json
+
+    if run is None or not run.file(BUDGET_FILE).is_file():
+        return None
+    entry = read_json(run.file(BUDGET_FILE)).get(phase)
+    return Plan.from_dict(entry) if entry else None
+
+
+def save_plan(run, phase: str, p: Plan) -> None:
+    from .rundir import read_json
+
+    if run is None:
+        return
+    path = run.file(BUDGET_FILE)
+    plans = read_json(path) if path.is_file() else {}
+    plans[phase] = p.to_dict()
+    run.write_json(BUDGET_FILE, plans)
+
+
+def budget_plan(ctx, run, phase: str, make: Callable[[], Plan]) -> Plan:
+    """The plan of ``phase``: the run directory's when resuming, else the one the checks before
+    the run made (``ctx.plans``), else ``make()``; recorded in the run directory ``run``."""
+    p = load_plan(run, phase) if ctx.resume else None
+    if p is None:
+        p = ctx.plans.get(phase) or make()
+        save_plan(run, phase, p)
+    return p
+
+
+def describe(p: Plan, what: str) -> str:
+    share = f"{p.steps_per_epoch}/{p.full_epoch_steps} steps"
+    return (
+        f"{what} budget {p.budget:.0f}s: {p.step_seconds * 1000:.0f} ms per step, "
+        f"{p.eval_seconds:.1f}s per validation -> {p.epochs} epochs of {share}"
+    )

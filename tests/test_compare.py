@@ -33,7 +33,8 @@ def test_t_distribution_and_welch_equal_scipy():
 
 def test_compare_end_to_end(tmp_path):
     cfg = scinas.build_config(
-        "tiny", overrides=[*TINY, "search.eval_fraction=0.3", "train.epochs=2"]
+        "tiny",
+        overrides=[*TINY, "search.eval_fraction=0.3", "train.epochs=2", "compare.budget=null"],
     )
     out = tmp_path / "cmp"
     res = compare(cfg, out, seeds=2, methods=["darts", "darts_supernet", "random", "resnet_tiny"])
@@ -56,9 +57,29 @@ def test_compare_end_to_end(tmp_path):
     assert set(saved["vs_darts"]) == {"darts_supernet", "random", "resnet_tiny"}
 
 
+def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
+    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3"])
+    cfg = scinas.build_config(base=cfg.model_dump(), overrides=["compare.budget=10"])
+    out = tmp_path / "cmp"
+    res = compare(cfg, out, seeds=1, methods=["darts", "random", "resnet_tiny"])
+    plans = res["budget"]["plans"]
+    assert res["budget"]["seconds_per_method"] == 10
+    assert plans["darts"]["search"]["budget"] == 5 and plans["resnet_tiny"]["train"]["budget"] == 10
+    for name, phase in (("darts", "search"), ("darts", "train"), ("resnet_tiny", "train")):
+        plan = json.loads((out / name / "seed0" / "budget.json").read_text())[phase]
+        assert plan["epochs"] * plan["steps_per_epoch"] >= 10  # MIN_STEPS
+        assert plan["expected_seconds"] <= plan["budget"] * 1.01
+        events = [json.loads(x) for x in (out / name / "seed0" / "metrics.jsonl").open()]
+        kind = "search_epoch" if phase == "search" else "train_epoch"
+        assert sum(e["event"] == kind for e in events) == plan["epochs"]
+    random_cfg = json.loads((out / "random" / "seed0" / "config.json").read_text())
+    assert random_cfg["search"]["time_budget"] == 5 and random_cfg["train"]["time_budget"] == 5
+
+
 @pytest.mark.parametrize(
     "args,phrase",
     [
+        (["--budget", "0.5"], "--budget 0.5 is too small for darts"),
         (["--methods", "darts,resnet19"], "Did you mean 'resnet18'"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--set", "search.time_budget=0"], "search.time_budget"),

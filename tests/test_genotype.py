@@ -52,7 +52,8 @@ def test_derive_picks_two_strongest_edges_and_excludes_none():
     # node 1: state 2 and state 0 beat state 1
     w[edge_index(1, 2), ops.index("dil_conv_3x3")] = 0.8
     w[edge_index(1, 0), ops.index("skip_connect")] = 0.6
-    cell = derive_cell(w, ops, 2)
+    cell, counts = derive_cell(w, ops, 2)
+    assert counts == (2, 2)
     assert cell == (
         ("sep_conv_5x5", 1),
         ("max_pool_3x3", 0),
@@ -67,12 +68,13 @@ def test_derive_picks_two_strongest_edges_and_excludes_none():
         ({"normal": [["sep_conv_3x3", 0]]}, "not a DARTS genotype"),
         (
             {
-                "normal": [["sep_conv_3x3", 0], ["none", 1]],
-                "normal_concat": [2],
+                "normal": [["sep_conv_3x3", 0], ["none", 1], ["skip_connect", 2]],
+                "normal_concat": [2, 3],
+                "normal_edges_per_node": [1, 1],
                 "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]],
                 "reduce_concat": [2],
             },
-            "'none'",
+            "must be positive and add up to the 3 edges",
         ),
         (
             {

@@ -96,7 +96,7 @@ class ResNet(nn.Module):
                 f"in_channels={in_channels}, num_outputs={num_outputs}."
             )
         h, w = input_hw
-        if min(h, w) < 4:
+        if min(h, w) < 4 and (h, w) != (1, 1):  # 1×1: feature vectors as channels
             raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
         if len(blocks) != len(widths) or not blocks or min(blocks) < 1:
             raise ValueError(f"blocks {list(blocks)} and widths {list(widths)} do not match")

@@ -106,6 +106,17 @@ StrategyOpt = Annotated[
         "Choose the space with --set search.space=darts|nb201.",
     ),
 ]
+DeriveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--derive",
+        help="How the discrete cell is read off the alphas (darts, gdas): top2 (default, "
+        "DARTS), topK (K inputs per node), ranksA-B (the inputs ranked A..B, e.g. ranks2-3), "
+        "threshold:X (every op weighing at least X; darts), supernet (keep the trained "
+        "supernet as the final model, no retraining; darts). Add +none to let 'none' compete "
+        "(e.g. top2+none).",
+    ),
+]
 ResumeOpt = Annotated[
     Path | None,
     typer.Option(
@@ -147,7 +158,18 @@ def _errors_to_exit(fn):
 
 
 def _config(
-    preset, config, set_, data, data_dir, task, layout, seed, device, strategy=None, resume=None
+    preset,
+    config,
+    set_,
+    data,
+    data_dir,
+    task,
+    layout,
+    seed,
+    device,
+    strategy=None,
+    resume=None,
+    derive=None,
 ):
     base = None
     if resume is not None:
@@ -161,6 +183,7 @@ def _config(
     return build_config(
         base=base,
         search__strategy=strategy,
+        search__derive=derive,
         preset=preset,
         file=config,
         overrides=set_ or [],
@@ -216,6 +239,7 @@ def run_cmd(
     config: ConfigOpt = None,
     device: DeviceOpt = None,
     strategy: StrategyOpt = None,
+    derive: DeriveOpt = None,
     resume: ResumeOpt = None,
     allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
@@ -229,7 +253,7 @@ def run_cmd(
     from .pipeline import run
 
     cfg = _config(
-        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume
+        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume, derive
     )
     results = run(
         cfg,
@@ -253,6 +277,7 @@ def search_cmd(
     config: ConfigOpt = None,
     device: DeviceOpt = None,
     strategy: StrategyOpt = None,
+    derive: DeriveOpt = None,
     resume: ResumeOpt = None,
     allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
@@ -269,7 +294,7 @@ def search_cmd(
     from .pipeline import search
 
     cfg = _config(
-        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume
+        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume, derive
     )
     genotype = search(
         cfg,

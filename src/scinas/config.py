@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError, did_you_mean, unknown
+from .genotype import DeriveRule
 from .ops import DARTS_OPS, OPS
 
 
@@ -103,6 +104,12 @@ class SearchConfig(_Section):
     augment: Literal["none", "natural", "rotation"] = Field(
         "none", description="augmentation of the search batches (see train.augment)"
     )
+    derive: str = Field(
+        "top2",
+        description="how the discrete cell is read off the alphas (darts, gdas): topK, "
+        "ranksA-B, threshold:X, or supernet (keep the trained supernet as the final model); "
+        "+none lets 'none' compete. See scinas.genotype.DeriveRule",
+    )
     # GDAS
     tau_max: float = Field(10.0, gt=0, description="GDAS: Gumbel temperature at the start")
     tau_min: float = Field(0.1, gt=0, description="GDAS: temperature at the last epoch")
@@ -156,6 +163,18 @@ class SearchConfig(_Section):
             raise ValueError("search.fixed_reduce applies to the darts space only")
         if self.fixed_reduce and self.nodes != 4:
             raise ValueError("search.fixed_reduce needs search.nodes=4 (the cell outputs 4 states)")
+        rule = DeriveRule.parse(self.derive)  # unknown rule: one clear message
+        if str(rule) != "top2":
+            if self.space != "darts" or self.strategy not in ("darts", "gdas"):
+                raise ValueError(
+                    f"search.derive={self.derive} reads a cell off the alphas of a DARTS-space "
+                    "search: it needs strategy darts or gdas and space darts (leave it at top2)"
+                )
+            if rule.kind in ("supernet", "threshold") and self.strategy != "darts":
+                raise ValueError(
+                    f"search.derive={self.derive} needs strategy darts (GDAS scores its supernet "
+                    "along one op per edge)"
+                )
         if self.tau_min > self.tau_max:
             raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
         return self

@@ -5,6 +5,10 @@ input_index)`` pairs (index 0 and 1 are the two cell inputs, 2.. the earlier nod
 in DARTS; ``*_concat`` names the states concatenated into the cell output. The JSON form is
 ``{"normal": [[op, idx], ...], "normal_concat": [...], "reduce": [...], "reduce_concat": [...]}``,
 which is what every DARTS-family paper and tool reads.
+
+Derivation rules other than DARTS' top-2 (`DeriveRule`) give nodes other numbers of edges, and
+a threshold can keep several ops on one input. Such a genotype adds
+``"normal_edges_per_node": [k0, k1, ...]`` (and ``reduce_...``); the pairs stay in node order.
 """
 
 from __future__ import annotations
@@ -37,10 +41,35 @@ class Genotype:
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
     reduce_cell: str = "searched"
+    normal_counts: tuple[int, ...] = ()  # edges per node; () means two each (DARTS)
+    reduce_counts: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        for name in ("normal", "reduce"):  # one form per genotype: two-per-node is ()
+            counts, edges = getattr(self, f"{name}_counts"), getattr(self, name)
+            if counts and all(c == 2 for c in counts) and 2 * len(counts) == len(edges):
+                object.__setattr__(self, f"{name}_counts", ())
 
     @property
     def fixed_reduce(self) -> bool:
         return self.reduce_cell == FIXED_REDUCE
+
+    def counts(self, cell: str) -> tuple[int, ...]:
+        """Edges per intermediate node of ``cell`` ("normal" or "reduce")."""
+        edges, counts = getattr(self, cell), getattr(self, f"{cell}_counts")
+        return counts or (2,) * (len(edges) // 2)
+
+    def node_edges(self, cell: str) -> list[list[int]]:
+        """For each intermediate node of ``cell``, the indices of its edges in the edge list."""
+        out, k = [], 0
+        for c in self.counts(cell):
+            out.append(list(range(k, k + c)))
+            k += c
+        return out
+
+    def edge_nodes(self, cell: str) -> list[int]:
+        """The node each edge of ``cell`` feeds."""
+        return [n for n, ks in enumerate(self.node_edges(cell)) for _ in ks]
 
     def to_dict(self) -> dict:
         d = {
@@ -51,6 +80,9 @@ class Genotype:
         }
         if self.fixed_reduce:
             d["reduce_cell"] = FIXED_REDUCE
+        for cell in ("normal", "reduce"):
+            if getattr(self, f"{cell}_counts"):
+                d[f"{cell}_edges_per_node"] = list(getattr(self, f"{cell}_counts"))
         return d
 
     @classmethod
@@ -63,6 +95,8 @@ class Genotype:
                 reduce=tuple((str(op), int(i)) for op, i in d["reduce"]),
                 reduce_concat=tuple(int(i) for i in d["reduce_concat"]),
                 reduce_cell=str(d.get("reduce_cell", "searched")),
+                normal_counts=tuple(int(c) for c in d.get("normal_edges_per_node", ())),
+                reduce_counts=tuple(int(c) for c in d.get("reduce_edges_per_node", ())),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(
@@ -92,19 +126,22 @@ class Genotype:
         else:
             cells.append(("reduce", self.reduce, self.reduce_concat))
         for cell, edges, concat in cells:
-            if not edges or len(edges) % 2:
+            counts = getattr(self, f"{cell}_counts")
+            if counts:
+                if any(c < 1 for c in counts) or sum(counts) != len(edges):
+                    raise UserError(
+                        f"{source}: '{cell}_edges_per_node' {list(counts)} must be positive and "
+                        f"add up to the {len(edges)} edges of '{cell}'."
+                    )
+            elif not edges or len(edges) % 2:
                 raise UserError(
-                    f"{source}: '{cell}' must list two edges per node, got {len(edges)}."
+                    f"{source}: '{cell}' must list two edges per node, got {len(edges)} (or give "
+                    f"'{cell}_edges_per_node')."
                 )
-            n_nodes = len(edges) // 2
-            for k, (op, idx) in enumerate(edges):
+            n_nodes = len(self.counts(cell))
+            for k, ((op, idx), node) in enumerate(zip(edges, self.edge_nodes(cell), strict=True)):
                 if op not in OPS:
                     raise unknown("operation", op, OPS.names())
-                if op == "none":
-                    raise UserError(
-                        f"{source}: '{cell}' uses 'none', which a final cell cannot have."
-                    )
-                node = k // 2
                 if not 0 <= idx < node + 2:
                     raise UserError(
                         f"{source}: '{cell}' edge {k} of node {node} reads state {idx}; "
@@ -115,7 +152,7 @@ class Genotype:
 
     @property
     def steps(self) -> int:
-        return len(self.normal) // 2
+        return len(self.counts("normal"))
 
     def to_json(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -187,33 +224,114 @@ def num_edges(steps: int) -> int:
     return edge_index(steps, 0)
 
 
+@dataclass(frozen=True)
+class DeriveRule:
+    """How a discrete cell is read off the op weights (``search.derive`` / ``--derive``).
+
+    ``topK``: per node the K inputs whose strongest op weighs most, each with that op (DARTS:
+    top2). ``ranksA-B``: the inputs ranked A..B instead (the 2nd/3rd or 3rd/4th ranked edges
+    studied for GDAS); a node with fewer inputs keeps those it has, at least its weakest.
+    ``threshold:X``: every op weighing at least X on every input (several ops may share an input),
+    at least the strongest one per node. ``supernet``: no discrete cell; the trained supernet is
+    the final model. Suffix ``+none`` lets ``none`` compete (DARTS excludes it): an edge whose
+    strongest op is ``none`` is kept as ``none`` (it adds zeros)."""
+
+    kind: str  # "top" | "ranks" | "threshold" | "supernet"
+    lo: int = 1  # ranks lo..hi (top K: 1..K)
+    hi: int = 2
+    threshold: float = 0.0
+    with_none: bool = False
+
+    EXAMPLES = ("top2", "top1", "top3", "ranks2-3", "ranks3-4", "threshold:0.3", "supernet")
+
+    @classmethod
+    def parse(cls, text: str) -> DeriveRule:
+        spec = text.strip()
+        with_none = spec.endswith("+none")
+        base = spec.removesuffix("+none")
+        try:
+            if base.startswith("top") and base[3:].isdigit() and int(base[3:]) >= 1:
+                rule = cls("top", 1, int(base[3:]), with_none=with_none)
+            elif base.startswith("ranks") and base[5:].count("-") == 1:
+                lo, hi = (int(v) for v in base[5:].split("-"))
+                if not 1 <= lo <= hi:
+                    raise ValueError
+                rule = cls("ranks", lo, hi, with_none=with_none)
+            elif base.startswith("threshold:"):
+                x = float(base[len("threshold:") :])
+                if not 0 < x < 1:
+                    raise ValueError
+                rule = cls("threshold", threshold=x, with_none=with_none)
+            elif base == "supernet" and not with_none:
+                rule = cls("supernet")
+            else:
+                raise ValueError
+        except ValueError:
+            raise UserError(
+                f"unknown derivation '{text}': use topK (top2 is DARTS'), ranksA-B (e.g. "
+                "ranks2-3), threshold:X with 0<X<1, or supernet; add +none to let 'none' "
+                "compete, e.g. top2+none."
+            ) from None
+        return rule
+
+    def __str__(self) -> str:
+        base = {
+            "top": f"top{self.hi}",
+            "ranks": f"ranks{self.lo}-{self.hi}",
+            "threshold": f"threshold:{self.threshold:g}",
+            "supernet": "supernet",
+        }[self.kind]
+        return base + ("+none" if self.with_none else "")
+
+
+TOP2 = DeriveRule("top", 1, 2)
+
+
 def derive_cell(
     weights: torch.Tensor,
     ops: tuple[str, ...] | list[str],
     steps: int,
-    *,
-    exclude_none: bool = True,
-) -> tuple[Edge, ...]:
-    """Pick, for each node, the two incoming edges whose strongest op weighs most, and that op.
+    rule: DeriveRule = TOP2,
+) -> tuple[tuple[Edge, ...], tuple[int, ...]]:
+    """The discrete cell of one op-weight matrix under ``rule``: its (op, input) pairs in node
+    order and the number per node.
 
     Args:
         weights: (num_edges, num_ops) op weights (softmax of alpha), rows ordered by `edge_index`.
         ops: the op names of the columns.
         steps: number of intermediate nodes.
-        exclude_none: ignore the `none` column when ranking edges and choosing ops (DARTS).
+        rule: a `DeriveRule` other than ``supernet`` (DARTS: top2 without ``none``).
     """
+    if rule.kind == "supernet":
+        raise ValueError("the supernet rule derives no cell; derive its top2 cell for display")
     w = weights.detach().float().cpu()
-    allowed = [k for k, op in enumerate(ops) if not (exclude_none and op == "none")]
+    allowed = [k for k, op in enumerate(ops) if rule.with_none or op != "none"]
+    if not allowed:
+        raise UserError("no op besides 'none' to derive a cell from.")
     cell: list[Edge] = []
+    counts: list[int] = []
     for node in range(steps):
         rows = [edge_index(node, j) for j in range(node + 2)]
         strength = [max(w[r, k].item() for k in allowed) for r in rows]
-        best_inputs = sorted(range(node + 2), key=lambda j: -strength[j])[:2]
-        for j in best_inputs:
-            r = rows[j]
-            k = max(allowed, key=lambda k, r=r: w[r, k].item())
-            cell.append((ops[k], j))
-    return tuple(cell)
+        ranked = sorted(range(node + 2), key=lambda j: -strength[j])
+        if rule.kind == "threshold":
+            picked = [
+                (ops[k], j)
+                for j in ranked
+                for k in sorted(allowed, key=lambda k, j=j: -w[rows[j], k].item())
+                if w[rows[j], k].item() >= rule.threshold
+            ]
+            if not picked:  # nothing reaches the threshold: the strongest op of the node
+                j = ranked[0]
+                picked = [(ops[max(allowed, key=lambda k: w[rows[j], k].item())], j)]
+        else:
+            chosen = ranked[rule.lo - 1 : rule.hi] or ranked[-1:]
+            picked = [
+                (ops[max(allowed, key=lambda k, j=j: w[rows[j], k].item())], j) for j in chosen
+            ]
+        cell.extend(picked)
+        counts.append(len(picked))
+    return tuple(cell), tuple(counts)
 
 
 def derive_genotype(
@@ -221,11 +339,18 @@ def derive_genotype(
     reduce_weights: torch.Tensor,
     ops: tuple[str, ...] | list[str],
     steps: int,
+    rule: DeriveRule = TOP2,
 ) -> Genotype:
+    if rule.kind == "supernet":
+        rule = TOP2  # the cell shown for a supernet kept as the final model
     concat = tuple(range(2, steps + 2))
+    normal, normal_counts = derive_cell(normal_weights, ops, steps, rule)
+    reduce, reduce_counts = derive_cell(reduce_weights, ops, steps, rule)
     return Genotype(
-        normal=derive_cell(normal_weights, ops, steps),
+        normal=normal,
         normal_concat=concat,
-        reduce=derive_cell(reduce_weights, ops, steps),
+        reduce=reduce,
         reduce_concat=concat,
+        normal_counts=normal_counts,
+        reduce_counts=reduce_counts,
     )

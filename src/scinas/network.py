@@ -39,7 +39,7 @@ def plan_reductions(layers: int, input_hw: tuple[int, int], reductions: int | No
     number that the input cannot take is a UserError that names the minimum image size.
     """
     h, w = input_hw
-    if min(h, w) < 4:
+    if min(h, w) < 4 and (h, w) != (1, 1):  # 1×1: feature vectors as channels (no reductions)
         raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
     allowed = max_reductions(h, w)
     if reductions is None:
@@ -99,25 +99,23 @@ class Cell(nn.Module):
             FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
         )
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
-        edges, concat = (
-            (genotype.reduce, genotype.reduce_concat)
-            if reduction
-            else (genotype.normal, genotype.normal_concat)
-        )
+        which = "reduce" if reduction else "normal"
+        edges, concat = getattr(genotype, which), getattr(genotype, f"{which}_concat")
         self.ops = nn.ModuleList(
             create_op(name, C, 2 if reduction and idx < 2 else 1) for name, idx in edges
         )
         self.inputs = [idx for _, idx in edges]
         self.is_identity = [isinstance(op, nn.Identity) for op in self.ops]
         self.concat = list(concat)
-        self.steps = len(edges) // 2
+        self.node_edges = genotype.node_edges(which)  # edge indices into each node
+        self.steps = len(self.node_edges)
         self.multiplier = len(concat)
 
     def forward(self, s0, s1, drop_prob: float = 0.0):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(self.steps):
+        for ks in self.node_edges:
             h = None
-            for k in (2 * node, 2 * node + 1):
+            for k in ks:
                 y = self.ops[k](states[self.inputs[k]])
                 if self.training and drop_prob > 0 and not self.is_identity[k]:
                     y = drop_path(y, drop_prob)

@@ -31,7 +31,7 @@ from .data.augment import make_augment
 from .data.split import stratified_split
 from .errors import UserError
 from .flops import count_flops
-from .genotype import Genotype, load_genotype
+from .genotype import DeriveRule, Genotype, load_genotype
 from .network import Network, count_parameters, plan_reductions
 from .progress import Reporter
 from .rundir import (
@@ -45,6 +45,7 @@ from .rundir import (
 from .spaces.nb201 import NB201Arch, NB201Network
 from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.blackbox import BLACK_BOX, check_storage_url
+from .strategies.oneshot import build_supernet, supernet_for
 from .tasks import make_task
 from .train import Batches, predict, train_network, train_step
 
@@ -57,6 +58,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+# The candidate ops on 1×1 inputs: zero, identity, a linear layer (ReLU-linear-BN) and a two-layer
+# block (sep_conv_3x3 at 1×1: twice ReLU, per-feature scale, linear, BN).
+VECTOR_OPS = ("none", "skip_connect", "conv_1x1", "sep_conv_3x3")
 
 
 def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
@@ -75,6 +81,14 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         image_size=d.image_size,
         fit=d.fit,
     )
+    if data.input_shape[1:] == (1, 1) and cfg.search.ops is None and cfg.search.space == "darts":
+        # On 1×1 inputs (feature vectors) pooling is the identity and a k×k convolution only
+        # its centre tap: the distinct ops are these.
+        sc = cfg.search.model_copy(update={"ops": list(VECTOR_OPS)})
+        cfg = cfg.model_copy(update={"search": sc})
+        data = replace(
+            data, notes=(*data.notes, f"1×1 inputs: search.ops defaults to {list(VECTOR_OPS)}")
+        )
     if d.max_val is not None and len(data.val) > d.max_val:
         val = Split(*_subset(data.val.x, data.val.y, d.max_val, cfg.seed + 3))
         note = f"data.max_val: scoring {len(val)} of the {len(data.val)} validation samples"
@@ -492,19 +506,26 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
     net, history = fit(
         s, genotype, t, x, y, on_epoch=on_epoch, track=s.reporter.track, checkpointer=ckpt
     )
-    params = count_parameters(net)
     train_seconds = time.perf_counter() - t_start
+    results = _test_results(s, net, genotype, run, history[-1].val)
+    results["train_seconds"] = train_seconds
+    return net, results
+
+
+def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
+    """Evaluate the final network once on the test split; save it and its predictions."""
+    data, task = s.data, s.task
     outputs, targets = predict(net, _batches(s, data.test.x, data.test.y, 256))
     test = task.metrics(outputs, targets)
+    params = count_parameters(net)
     results = {
         "task": task.name,
         "dataset": data.name,
-        "metric": pm,
+        "metric": task.primary_metric,
         "test": test,
-        "val": history[-1].val,
+        "val": val,
         "params": params,
         "flops": count_flops(net, data.input_shape),
-        "train_seconds": train_seconds,
         "genotype": genotype.to_dict(),
     }
     if run is not None:
@@ -517,7 +538,22 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
             outputs=outputs.numpy(),
         )
     s.reporter.log(f"test: {_fmt(test)} | {params:,} params, {results['flops'] / 1e6:.1f} MFLOPs")
-    return net, results
+    return results
+
+
+def _keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
+    """search.derive=supernet: the trained supernet itself is the final model (no retraining);
+    genotype.json keeps its top-2 cell for display."""
+    model = searched.model
+    if model is None:  # resumed after the search finished
+        model = build_supernet(s).to(s.device)
+        model.load_state_dict(load_state(run.file("supernet.pt")))
+        if s.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    s.reporter.log("search.derive=supernet: the trained supernet is the final model")
+    results = _test_results(s, model, searched.genotype, run, searched.val_metrics)
+    results.update(final_model="supernet", train_seconds=0.0)
+    return results
 
 
 def _fmt(metrics: dict) -> str:
@@ -572,14 +608,17 @@ def run(
         reporter,
         "run",
         search=True,
-        train=True,
+        train=DeriveRule.parse(cfg.search.derive).kind != "supernet",
         resume=resume,
         allow_changes=allow_changes,
         plans=plans,
     )
     with _working(run_dir):
         searched = _search(s, run_dir)
-        _, results = _train(s, searched.genotype, run_dir)
+        if DeriveRule.parse(cfg.search.derive).kind == "supernet":
+            results = _keep_supernet(s, searched, run_dir)
+        else:
+            _, results = _train(s, searched.genotype, run_dir)
         results.update(
             search_seconds=searched.seconds,
             supernet={"val": searched.val_metrics},
@@ -701,9 +740,14 @@ def load_trained(run_dir: str | os.PathLike) -> tuple[torch.nn.Module, dict, Con
         )
     cfg = Config.model_validate(read_json(path / "config.json"))
     info = read_json(path / "data.json")
-    net = build_network(
-        load_genotype(path), cfg.train, tuple(info["input_shape"]), info["num_outputs"]
+    shape = tuple(info["input_shape"])
+    kept = read_json(path / "run.json").get("kind") == "run" and (
+        DeriveRule.parse(cfg.search.derive).kind == "supernet"
     )
+    if kept:  # search.derive=supernet: the final model is the supernet
+        net = supernet_for(cfg.search, shape, info["num_outputs"])
+    else:
+        net = build_network(load_genotype(path), cfg.train, shape, info["num_outputs"])
     net.load_state_dict(load_state(path / "model.pt"))
     return net.eval(), info, cfg
 

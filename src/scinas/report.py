@@ -79,10 +79,12 @@ def _cell_edges(genotype: dict, cell: str) -> list[tuple[str, str, str]]:
             for (to, frm), op in zip(NB201_EDGES, arch.ops, strict=True)
             if op != "none"
         ]
+    from .genotype import Genotype
+
     names = {0: "c_{k-2}", 1: "c_{k-1}"}
+    g = Genotype.from_dict(genotype)
     edges = []
-    for k, (op, j) in enumerate(genotype[cell]):
-        node = k // 2
+    for (op, j), node in zip(getattr(g, cell), g.edge_nodes(cell), strict=True):
         edges.append((names.get(j, str(j - 2)), str(node), op))
     for c in genotype[f"{cell}_concat"]:
         edges.append((names.get(c, str(c - 2)), "c_{k}", ""))

@@ -20,7 +20,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import UserError
-from .genotype import FIXED_REDUCE, Genotype, derive_genotype, edge_index, num_edges
+from .genotype import (
+    FIXED_REDUCE,
+    TOP2,
+    DeriveRule,
+    Genotype,
+    derive_genotype,
+    edge_index,
+    num_edges,
+)
 from .network import FixedReductionCell, build_cells, make_stem, plan_reductions
 from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
 
@@ -131,14 +139,16 @@ class SearchCell(nn.Module):
 def genotype_paths(genotype: Genotype, op_names) -> tuple[list[int], list[int]]:
     """The supernet path of a genotype: per edge the alpha column of its op, -1 where the
     genotype has no edge."""
-    steps = len(genotype.normal) // 2  # a fixed reduction cell has no edges: path all -1
+    steps = genotype.steps  # a fixed reduction cell has no edges: path all -1
     out = []
-    for edges in (genotype.normal, genotype.reduce):
+    for cell in ("normal", "reduce"):
         path = [-1] * num_edges(steps)
-        for k, (op, j) in enumerate(edges):
+        for (op, j), node in zip(getattr(genotype, cell), genotype.edge_nodes(cell), strict=True):
             if op not in op_names:
                 raise UserError(f"op '{op}' of the genotype is not in the search space's op list.")
-            path[edge_index(k // 2, j)] = list(op_names).index(op)
+            if path[edge_index(node, j)] != -1:
+                raise UserError("a supernet path has one op per edge; this genotype has more.")
+            path[edge_index(node, j)] = list(op_names).index(op)
         out.append(path)
     return out[0], out[1]
 
@@ -160,10 +170,12 @@ class Supernet(nn.Module):
         reductions: int | None = None,
         checkpoint_cells: bool = False,
         fixed_reduce: bool = False,
+        derive_rule: DeriveRule = TOP2,
     ):
         super().__init__()
         from .ops import DARTS_OPS
 
+        self.derive_rule = derive_rule
         self.checkpoint_cells = checkpoint_cells
         self.fixed_reduce = fixed_reduce
         if fixed_reduce and (steps != 4 or multiplier != 4):
@@ -267,9 +279,12 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def genotype(self) -> Genotype:
+        """The discrete cell pair under ``self.derive_rule`` (DARTS' top2 unless set)."""
         w_normal = F.softmax(self.alpha_normal, dim=-1)
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
-        g = derive_genotype(w_normal, w_reduce, self.op_names, self.steps)
+        g = derive_genotype(w_normal, w_reduce, self.op_names, self.steps, self.derive_rule)
         if self.fixed_reduce:
-            g = Genotype(g.normal, g.normal_concat, (), (), FIXED_REDUCE)
+            g = Genotype(
+                g.normal, g.normal_concat, (), (), FIXED_REDUCE, normal_counts=g.normal_counts
+            )
         return g

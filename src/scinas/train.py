@@ -131,9 +131,13 @@ def check_finite(loss: torch.Tensor, where: str, lr_key: str, lr: float) -> None
         )
 
 
-def cosine_sgd(params, lr, lr_min, momentum, weight_decay, epochs):
+def cosine_sgd(params, lr, lr_min, momentum, weight_decay, steps):
+    """SGD with a cosine schedule from ``lr`` to ``lr_min`` over ``steps`` optimiser steps.
+
+    Stepped per batch, not per epoch as DARTS did: the same curve for long runs, and a run of
+    one or two epochs (a small time budget) still anneals."""
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps), eta_min=lr_min)
     return optimizer, scheduler
 
 
@@ -201,8 +205,9 @@ def train_network(
     """
     from .checkpoint import STOP, Interrupted, rng_state, set_rng_state
 
+    n_steps = min(len(train_batches), steps_per_epoch or len(train_batches))
     optimizer, scheduler = cosine_sgd(
-        model.parameters(), lr, lr_min, momentum, weight_decay, epochs
+        model.parameters(), lr, lr_min, momentum, weight_decay, epochs * n_steps
     )
     generators = generators or {}
     history: list[EpochStats] = []
@@ -247,7 +252,6 @@ def train_network(
         if partial is not None:
             outs, tgts, partial = [partial["outs"]], [partial["tgts"]], None
         first = start_step if epoch == start_epoch else 0
-        n_steps = min(len(train_batches), steps_per_epoch or len(train_batches))
         batches = itertools.islice(iter(train_batches), max(0, n_steps - first))
         if track is not None:
             batches = track(batches, n_steps - first, f"train {epoch + 1}/{epochs}")
@@ -262,14 +266,14 @@ def train_network(
                 auxiliary_weight=auxiliary_weight,
                 grad_clip=grad_clip,
                 where=f"training epoch {epoch + 1}, step {step + 1}",
-                lr=current_lr,
+                lr=optimizer.param_groups[0]["lr"],
             )
+            scheduler.step()
             outs.append(out.detach().float().cpu())
             tgts.append(yb.cpu())
             if STOP and checkpointer is not None and checkpointer.enabled:
                 snapshot(epoch, step + 1, {"outs": torch.cat(outs), "tgts": torch.cat(tgts)})
                 raise Interrupted(f"stopped in training epoch {epoch + 1}, step {step + 1}")
-        scheduler.step()
         train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
         val_metrics = evaluate(model, task, val_batches)
         stats = EpochStats(

@@ -21,8 +21,10 @@ from scinas.data.folders import (
     IMAGE_SUFFIXES,
     TABLE_SUFFIXES,
     has_class_subfolders,
+    is_feature_table,
     parse_image_size,
     read_class_folders,
+    read_feature_csv,
     read_image_csv,
 )
 from scinas.data.named import NAMED_DATASETS, canonical_name, default_data_dir, load_named
@@ -233,6 +235,10 @@ def _read(
         if suffix == ".npz":
             return _ignoring(read_npz(path), target_columns, image_size)
         if suffix in TABLE_SUFFIXES:
+            if is_feature_table(path):
+                return _ignoring(
+                    read_feature_csv(path, target_columns=target_columns), None, image_size
+                )
             return read_image_csv(
                 path, target_columns=target_columns, image_size=image_size, fit=fit
             )
@@ -325,6 +331,15 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
     label = raw.label(key)
     x = raw.arrays[key]
     _check_numeric(x, label, "images")
+    if x.ndim == 2:  # N×F feature vectors: F channels of a 1×1 image
+        if split == "train":
+            notes.append(
+                f"x is N×F ({x.shape[1]} features per sample): read as {x.shape[1]} channels "
+                "of 1×1, so each cell acts per sample on the feature vector (no spatial ops)"
+            )
+        x = x.astype(np.float32, copy=False)
+        _check_finite(x, label)
+        return x[:, :, None, None], "nf"
     x, used = to_nchw(x, layout, label)
     if split == "train":
         if used == "nhw":

@@ -34,6 +34,8 @@ __all__ = [
     "has_class_subfolders",
     "read_class_folders",
     "read_image_csv",
+    "is_feature_table",
+    "read_feature_csv",
 ]
 
 #: How images are brought to ``image_size``: scaled (bilinear) or cut/zero-padded around the centre.
@@ -312,9 +314,8 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     if all(_is_number(c) for c in header):
         raise UserError(
             f"unsupported data file {path}: its first line ({first.strip()[:60]}) holds numbers, "
-            "not column names. scinas reads a CSV as a list of image files with a header row, "
-            "e.g. 'file,label' then 'img001.png,3'. A numeric table must be arranged as images "
-            "and saved with numpy.savez(path, x_train=..., y_train=...)."
+            "not column names. Add a header row: for a list of image files e.g. 'file,label' "
+            "then 'img001.png,3'; for a table of feature vectors e.g. 'f1,f2,...,label'."
         )
     if any(not c for c in header):
         raise UserError(f"{path} has an empty column name in its header ({first.strip()[:80]}).")
@@ -388,6 +389,157 @@ def _targets_from_table(
     return y.astype(np.float64), None
 
 
+def _target_indices(
+    header: list[str],
+    target_columns: Sequence[str] | str | None,
+    path: Path,
+    file_col: int | None,
+    split_col: int | None,
+) -> list[int]:
+    """Indices of the target columns: ``target_columns`` (checked) or, for an image list, every
+    column but the file and split ones."""
+    if target_columns is None:
+        target_idx = [i for i in range(len(header)) if i not in (file_col, split_col)]
+        if not target_idx:
+            raise UserError(
+                f"{path} has no target column besides the files ('{header[file_col]}'): add a "
+                "column with the label or target value of each image."
+            )
+        return target_idx
+    if isinstance(target_columns, str):
+        target_columns = [target_columns]
+    target_columns = list(target_columns)
+    if not target_columns:
+        raise UserError("target_columns is empty: name at least one column, or leave it unset.")
+    for name in target_columns:
+        if name not in header:
+            raise UserError(
+                f"target column '{name}' is not in {path}.{did_you_mean(name, header)} "
+                f"Its columns are: {', '.join(header)}."
+            )
+    if file_col is not None and header[file_col] in target_columns:
+        raise UserError(
+            f"target column '{header[file_col]}' of {path} is the column of image files; "
+            "pick other target columns."
+        )
+    if len(set(target_columns)) != len(target_columns):
+        raise UserError(f"target_columns {target_columns} names a column twice.")
+    return [header.index(name) for name in target_columns]
+
+
+def _split_assignment(
+    header: list[str], rows: list[tuple[int, list[str]]], split_col: int | None, path: Path
+) -> np.ndarray:
+    """Each row's split from the ``split`` column (all train without one)."""
+    if split_col is None:
+        return np.full(len(rows), "train")
+    raw_split = [cells[split_col].lower() for _, cells in rows]
+    bad = [
+        f"'{cells[split_col]}' (line {ln})"
+        for (ln, cells), s in zip(rows, raw_split, strict=True)
+        if s not in _SPLIT_NAMES
+    ]
+    if bad:
+        raise UserError(
+            f"column '{header[split_col]}' of {path} must hold train, val or test; found "
+            f"{_shown(bad)}. Fix those values, or rename the column to use it as a target."
+        )
+    which = np.array([_SPLIT_NAMES[s] for s in raw_split])
+    if not (which == "train").any():
+        raise UserError(
+            f"column '{header[split_col]}' of {path} assigns no row to train; mark the "
+            "training rows with 'train'."
+        )
+    return which
+
+
+TARGET_NAMES = ("target", "label", "y", "class", "targets", "labels")
+
+
+def is_feature_table(path: str | os.PathLike) -> bool:
+    """A CSV of feature vectors rather than of image files: no file/image/path column and a
+    numeric first column."""
+    header, rows = _read_rows(Path(path))
+    names = {_norm(c) for c in header}
+    if any(name in names for name in FILE_COLUMNS):
+        return False
+    return all(_is_number(cells[0]) for _, cells in rows)
+
+
+def read_feature_csv(
+    path: str | os.PathLike, *, target_columns: Sequence[str] | None = None
+) -> RawData:
+    """Read a CSV (or TSV) table of feature vectors: one row per sample, numeric feature columns,
+    the target column(s) and an optional ``split`` column (train/val/test).
+
+    The targets are ``target_columns``, else the one column named target, label, y or class (any
+    case); every other column is a feature. Targets follow the rules of `read_image_csv` (one
+    integer or text column: classes; several 0/1 columns: multi-label; numbers: regression).
+    The features become x of shape (N, F): scinas treats them as F channels of a 1×1 image.
+
+    Raises:
+        UserError: for no identifiable target column, a non-numeric or empty feature value, or a
+            bad split value.
+    """
+    path = Path(path)
+    header, rows = _read_rows(path)
+    split_col = next((i for i, c in enumerate(header) if c.lower() == "split"), None)
+    if target_columns is None:
+        named = [i for i, c in enumerate(header) if _norm(c) in TARGET_NAMES and i != split_col]
+        if len(named) != 1:
+            raise UserError(
+                f"{path} is a table of feature vectors, but which column is the target? "
+                + (
+                    f"Several are named like one ({', '.join(header[i] for i in named)}). "
+                    if named
+                    else "None is named target, label, y or class. "
+                )
+                + "Name it (or them) with --set data.target_columns=[COLUMN] "
+                "(target_columns=[...] in Python)."
+            )
+        target_idx = named
+    else:
+        target_idx = _target_indices(header, target_columns, path, None, split_col)
+    feature_idx = [i for i in range(len(header)) if i not in target_idx and i != split_col]
+    if not feature_idx:
+        raise UserError(f"{path} has no feature column besides the target(s).")
+    lines = [ln for ln, _ in rows]
+    features = []
+    for i in feature_idx:
+        kind, values = _parse_column(header[i], [cells[i] for _, cells in rows], lines, path)
+        if kind == "str":
+            bad = next(v for v in values if not _is_number(v))
+            raise UserError(
+                f"feature column '{header[i]}' of {path} holds text ('{bad}'); features must be "
+                "numbers. Encode it as numbers, drop the column, or name it a target with --set "
+                "data.target_columns=[...]."
+            )
+        features.append(values.astype(np.float32))
+    x = np.stack(features, axis=1)
+    columns = [header[i] for i in target_idx]
+    notes: list[str] = []
+    parsed = [
+        _parse_column(header[i], [cells[i] for _, cells in rows], lines, path) for i in target_idx
+    ]
+    y, class_names = _targets_from_table(columns, parsed, path, notes)
+    which = _split_assignment(header, rows, split_col, path)
+    arrays: dict[str, np.ndarray] = {}
+    labels: dict[str, str] = {}
+    for split in SPLITS:
+        mask = which == split
+        if mask.any():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = x[mask], y[mask]
+            labels[f"x_{split}"] = f"feature columns of {path.name} ({split})"
+            labels[f"y_{split}"] = f"column(s) {', '.join(columns)} of {path.name} ({split})"
+    raw = RawData(name=path.stem, arrays=arrays, labels=labels, class_names=class_names)
+    raw.notes.append(
+        f"read {len(rows)} feature vectors of {len(feature_idx)} features from {path} (targets "
+        f"{_shown(columns, 8)})"
+    )
+    raw.notes += notes
+    return raw
+
+
 def read_image_csv(
     path: str | os.PathLike,
     *,
@@ -426,33 +578,7 @@ def read_image_csv(
     split_col = next(
         (i for i, c in enumerate(header) if c.lower() == "split" and i != file_col), None
     )
-    if target_columns is not None:
-        if isinstance(target_columns, str):
-            target_columns = [target_columns]
-        target_columns = list(target_columns)
-        if not target_columns:
-            raise UserError("target_columns is empty: name at least one column, or leave it unset.")
-        for name in target_columns:
-            if name not in header:
-                raise UserError(
-                    f"target column '{name}' is not in {path}.{did_you_mean(name, header)} "
-                    f"Its columns are: {', '.join(header)}."
-                )
-        if header[file_col] in target_columns:
-            raise UserError(
-                f"target column '{header[file_col]}' of {path} is the column of image files; "
-                "pick other target columns."
-            )
-        if len(set(target_columns)) != len(target_columns):
-            raise UserError(f"target_columns {target_columns} names a column twice.")
-        target_idx = [header.index(name) for name in target_columns]
-    else:
-        target_idx = [i for i in range(len(header)) if i not in (file_col, split_col)]
-        if not target_idx:
-            raise UserError(
-                f"{path} has no target column besides the files ('{header[file_col]}'): add a "
-                "column with the label or target value of each image."
-            )
+    target_idx = _target_indices(header, target_columns, path, file_col, split_col)
     columns = [header[i] for i in target_idx]
     lines = [ln for ln, _ in rows]
 
@@ -478,26 +604,7 @@ def read_image_csv(
     ]
     y, class_names = _targets_from_table(columns, parsed, path, notes)
 
-    if split_col is not None:
-        raw_split = [cells[split_col].lower() for _, cells in rows]
-        bad = [
-            f"'{cells[split_col]}' (line {ln})"
-            for (ln, cells), s in zip(rows, raw_split, strict=True)
-            if s not in _SPLIT_NAMES
-        ]
-        if bad:
-            raise UserError(
-                f"column '{header[split_col]}' of {path} must hold train, val or test; found "
-                f"{_shown(bad)}. Fix those values, or rename the column to use it as a target."
-            )
-        which = np.array([_SPLIT_NAMES[s] for s in raw_split])
-        if not (which == "train").any():
-            raise UserError(
-                f"column '{header[split_col]}' of {path} assigns no row to train; mark the "
-                "training images with 'train'."
-            )
-    else:
-        which = np.full(len(rows), "train")
+    which = _split_assignment(header, rows, split_col, path)
 
     x, image_notes = load_images(paths, image_size=image_size, fit=fit, workers=workers)
     arrays: dict[str, np.ndarray] = {}

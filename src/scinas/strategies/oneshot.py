@@ -25,6 +25,7 @@ from ..checkpoint import LOGS, STOP, Checkpointer, Interrupted, rng_state, set_r
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
+from ..genotype import DeriveRule
 from ..supernet import Supernet
 from ..train import Batches, check_finite, cosine_sgd, evaluate, recalibrate_bn
 from .base import SearchContext, SearchResult
@@ -44,14 +45,18 @@ def use_checkpointing(s, input_shape) -> bool:
 
 
 def build_supernet(ctx: SearchContext) -> nn.Module:
-    s, data = ctx.cfg.search, ctx.data
-    C_in, H, W = data.input_shape
+    return supernet_for(ctx.cfg.search, ctx.data.input_shape, ctx.data.num_outputs)
+
+
+def supernet_for(s, input_shape, num_outputs: int) -> nn.Module:
+    """The supernet of a search config (``search`` section) for inputs of ``input_shape``."""
+    C_in, H, W = input_shape
     if s.space == "nb201":
         from ..spaces.nb201 import NB201Supernet
 
         return NB201Supernet(
             C_in,
-            data.num_outputs,
+            num_outputs,
             (H, W),
             C=s.C,
             cells_per_stage=max(1, s.layers // 3),
@@ -59,7 +64,7 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
         )
     return Supernet(
         C_in,
-        data.num_outputs,
+        num_outputs,
         (H, W),
         C=s.C,
         layers=s.layers,
@@ -67,8 +72,9 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
         steps=s.nodes,
         multiplier=s.nodes,
         reductions=s.reductions,
-        checkpoint_cells=use_checkpointing(s, data.input_shape),
+        checkpoint_cells=use_checkpointing(s, input_shape),
         fixed_reduce=s.fixed_reduce,
+        derive_rule=DeriveRule.parse(s.derive),
     )
 
 
@@ -265,8 +271,14 @@ class OneShotStrategy:
         self.calibration = batches(xw[: 10 * s.batch_size], yw[: 10 * s.batch_size], False, 0)
         a_batches = batches(xa, ya, True, cfg.seed + 12)
         val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
+        n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))
         w_optimizer, scheduler = cosine_sgd(
-            model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, s.epochs
+            model.weight_parameters(),
+            s.lr,
+            s.lr_min,
+            s.momentum,
+            s.weight_decay,
+            s.epochs * n_steps,
         )
         self.configure(model, ctx)
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
@@ -333,7 +345,6 @@ class OneShotStrategy:
                 outs, tgts, arch_losses = [partial["outs"]], [partial["tgts"]], partial["arch"]
                 partial = None
             first = start_step if epoch == start_epoch else 0
-            n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))
             steps = itertools.islice(zip(w_batches, a_batches, strict=False), n_steps - first)
             steps = ctx.reporter.track(steps, n_steps - first, f"search {epoch + 1}/{s.epochs}")
             for step, ((xt, yt), (xv, yv)) in enumerate(steps, start=first):
@@ -342,12 +353,13 @@ class OneShotStrategy:
                     ctx,
                     (xt, yt),
                     (xv, yv),
-                    lr,
+                    w_optimizer.param_groups[0]["lr"],
                     w_optimizer,
                     update_arch=update_arch,
                     augment=augment,
                     where=f"search epoch {epoch + 1}, step {step + 1}",
                 )
+                scheduler.step()
                 if arch_loss is not None:
                     arch_losses.append(arch_loss)
                 outs.append(out.detach().float().cpu())
@@ -363,7 +375,6 @@ class OneShotStrategy:
                     raise Interrupted(f"stopped in search epoch {epoch + 1}, step {step + 1}")
             for a in model.arch_parameters():
                 a.requires_grad_(True)
-            scheduler.step()
             train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
             val_metrics = self.evaluate_supernet(model, ctx, val_batches)
             record = arch_record(model) if self.has_alphas else {"genotype": None}

@@ -164,6 +164,16 @@ Y = np.arange(20) % 2
         ),
         ("budget < 1", ["--strategy", "random", "--set", "search.budget=0"], "search.budget"),
         (
+            "search time budget too small",
+            ["--set", "search.time_budget=0.5"],
+            "search.time_budget=0.5 seconds is too small to train anything",
+        ),
+        (
+            "train time budget too small",
+            ["--set", "train.time_budget=0.05"],
+            "train.time_budget=0.05 seconds is too small to train anything",
+        ),
+        (
             "budget too small to train",
             ["--strategy", "random", "--set", "search.eval_fraction=0.001"],
             "too few to train anything",

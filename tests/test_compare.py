@@ -95,3 +95,40 @@ def test_compare_bad_input(tmp_path, args, phrase):
     assert res.returncode == 2 and phrase in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def _digits_multilabel(path):
+    """Real images (sklearn's digits) with three independent labels: even, at least 5, and
+    drawn with a closed loop (0, 6, 8, 9)."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("scinas.data") / "digits_8x8.npz") as p:
+        d = np.load(p)
+        x, y = d["x_train"], d["y_train"]
+    labels = np.stack([y % 2 == 0, y >= 5, np.isin(y, [0, 6, 8, 9])], axis=1).astype(np.int64)
+    np.savez(path, x_train=x, y_train=labels)
+    return path
+
+
+def test_compare_regression_and_multilabel_metrics_equal_sklearn(tmp_path, rotated_mnist_npz):
+    """compare.json's values are sklearn's metrics on each run's saved test predictions."""
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    cases = [
+        (rotated_mnist_npz, "regression", "r2"),
+        (_digits_multilabel(tmp_path / "ml.npz"), "multilabel", "auc"),
+    ]
+    for data, task, metric in cases:
+        cfg = scinas.build_config(
+            "tiny", overrides=[*TINY, "compare.budget=null"], data__dataset=str(data)
+        )
+        out = tmp_path / task
+        res = compare(cfg, out, seeds=1, methods=["darts", "resnet_tiny"])
+        assert res["task"] == task and res["metric"] == metric
+        for name in ("darts", "resnet_tiny"):
+            p = np.load(out / name / "seed0" / "predictions_test.npz")
+            if task == "regression":
+                ref = r2_score(p["y_true"], p["y_pred"])  # mean of the per-target R²
+            else:
+                ref = roc_auc_score(p["y_true"], p["outputs"], average="macro")
+            assert res["methods"][name]["values"] == [pytest.approx(ref, abs=1e-6)]

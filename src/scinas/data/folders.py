@@ -457,13 +457,18 @@ TARGET_NAMES = ("target", "label", "y", "class", "targets", "labels")
 
 
 def is_feature_table(path: str | os.PathLike) -> bool:
-    """A CSV of feature vectors rather than of image files: no file/image/path column and a
-    numeric first column."""
+    """A CSV of feature vectors rather than of image files: no file/image/path column, no column
+    of image file names, and a numeric first column."""
     header, rows = _read_rows(Path(path))
     names = {_norm(c) for c in header}
     if any(name in names for name in FILE_COLUMNS):
         return False
-    return all(_is_number(cells[0]) for _, cells in rows)
+    for i in range(len(header)):  # a column of image file names, however it is named
+        values = [cells[i].lower() for _, cells in rows]
+        if all(v.endswith(IMAGE_SUFFIXES) for v in values):
+            return False
+    first = [cells[0] for _, cells in rows]
+    return any(first) and all(_is_number(v) for v in first if v)  # (empty cells fail later)
 
 
 def read_feature_csv(

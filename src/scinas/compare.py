@@ -262,6 +262,14 @@ def table(result: dict) -> str:
         f"{'method':<15} {metric + ' mean':>12} {'std':>8} {'95% CI':>19} {'params':>10} "
         f"{'wall s':>8}  vs darts"
     ]
+    budget = result.get("budget", {}).get("seconds_per_method")
+    if budget is not None:
+        share = result["budget"]["search_share"]
+        lines.insert(
+            0,
+            f"budget: {budget:g} s per method and seed (darts and random: {share:.0%} search, "
+            f"the rest retraining); {result['seeds']} seeds; {result['seconds']:.0f} s in all",
+        )
     for name, m in result["methods"].items():
         vs = result["vs_darts"].get(name)
         note = ""

@@ -492,10 +492,12 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
             f"{e.seconds:.1f}s"
         )
 
-    s.reporter.log(
-        f"train: C={t.C} layers={t.layers} auxiliary={t.auxiliary}, {t.epochs} epochs "
-        f"on {len(x)} images"
+    what = (
+        genotype.name
+        if isinstance(genotype, BaselineArch)
+        else f"C={t.C} layers={t.layers} auxiliary={t.auxiliary}"
     )
+    s.reporter.log(f"train: {what}, {t.epochs} epochs on {len(x)} images")
     ckpt = Checkpointer(run, "train", s.reporter)
     if s.resume and run is not None and not ckpt.exists():
         # killed before the first training checkpoint: cut the logs back to the phase start

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from scinas.budget import timings
 from scinas.data.augment import (
     AUGMENT_PRESETS,
     affine_matrices,
@@ -35,13 +35,7 @@ from scinas.data.augment import (
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> tuple[float, float]:
     """(median, min) wall-clock ms of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = [1e3 * t for t in timings(fn, repeats, warmup)]
     return statistics.median(times), min(times)
 
 

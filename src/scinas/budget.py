@@ -50,8 +50,8 @@ class Plan:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
-def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall seconds of ``fn()`` after ``warmup`` untimed calls."""
+def timings(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Wall seconds of each of ``repeats`` calls of ``fn()``, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -59,7 +59,12 @@ def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> fl
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` after ``warmup`` untimed calls."""
+    return statistics.median(timings(fn, repeats, warmup))
 
 
 def plan(

@@ -425,7 +425,7 @@ def compare_cmd(
         float | None,
         typer.Option(
             "--budget",
-            help="Seconds per method and seed (sets compare.budget; the tiny preset's is 100): "
+            help="Seconds per method and seed (sets compare.budget; the tiny preset's is 120): "
             "darts and random spend compare.search_share of it searching and the rest "
             "retraining, the ResNets train for all of it.",
         ),

@@ -262,7 +262,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores for small inputs (digits 8×8: under 3 minutes end to end).
     "tiny": {
         "data": {"max_val": 1000},
-        "compare": {"budget": 100},
+        "compare": {"budget": 120, "search_share": 0.65},
         "search": {"epochs": 5, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 5000},
         "train": {
             "epochs": 20,

@@ -59,7 +59,9 @@ def test_compare_end_to_end(tmp_path):
 
 def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
     cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3"])
-    cfg = scinas.build_config(base=cfg.model_dump(), overrides=["compare.budget=10"])
+    cfg = scinas.build_config(
+        base=cfg.model_dump(), overrides=["compare.budget=10", "compare.search_share=0.5"]
+    )
     out = tmp_path / "cmp"
     res = compare(cfg, out, seeds=1, methods=["darts", "random", "resnet_tiny"])
     plans = res["budget"]["plans"]

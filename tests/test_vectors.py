@@ -77,7 +77,9 @@ def test_npz_with_two_dimensional_x_is_vector_data(tmp_path):
     d = load_dataset(tmp_path / "v.npz")
     assert d.input_shape == (64, 1, 1) and d.num_outputs == 10
     # per-feature normalisation statistics from train
-    assert len(d.mean) == 64 and d.std[10] == pytest.approx(float(d.train.x[:, 10].std(correction=0)), 1e-4)
+    assert len(d.mean) == 64 and d.std[10] == pytest.approx(
+        float(d.train.x[:, 10].std(correction=0)), 1e-4
+    )
 
 
 def test_networks_take_one_by_one_inputs():

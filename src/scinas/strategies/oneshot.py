@@ -117,6 +117,7 @@ class OneShotStrategy:
     name = "oneshot"
     updates_arch = True
     has_alphas = True  # False: nothing to log in arch_weights.jsonl (rsws)
+    bn_batches = None  # training batches for the BatchNorm recalibration in `metrics`
 
     # ---- hooks
     def configure(self, model, ctx: SearchContext) -> None:
@@ -139,8 +140,8 @@ class OneShotStrategy:
     def metrics(self, model, ctx: SearchContext, batches) -> dict:
         """Metrics of the supernet as it is now configured (mixture or one path), its BatchNorm
         statistics first recomputed on training batches (`scinas.train.recalibrate_bn`)."""
-        if getattr(self, "calibration", None) is not None:
-            recalibrate_bn(model, self.calibration)
+        if self.bn_batches is not None:
+            recalibrate_bn(model, self.bn_batches)
         return evaluate(model, ctx.task, batches)
 
     def derive(self, model, ctx: SearchContext, val_batches):
@@ -267,8 +268,8 @@ class OneShotStrategy:
             )
 
         w_batches = batches(xw, yw, True, cfg.seed + 11)
-        # the first 10 batches of the weight half, in order: BatchNorm recalibration
-        self.calibration = batches(xw[: 10 * s.batch_size], yw[: 10 * s.batch_size], False, 0)
+        # the first 10 batches of the weight half, in order: BatchNorm recalibration (metrics)
+        self.bn_batches = batches(xw[: 10 * s.batch_size], yw[: 10 * s.batch_size], False, 0)
         a_batches = batches(xa, ya, True, cfg.seed + 12)
         val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
         n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))

@@ -144,9 +144,11 @@ class OneShotStrategy:
             recalibrate_bn(model, self.bn_batches)
         return evaluate(model, ctx.task, batches)
 
-    def derive(self, model, ctx: SearchContext, val_batches):
-        """The architecture to return and the supernet's validation metrics for it."""
-        return model.genotype(), self.evaluate_supernet(model, ctx, val_batches)
+    def derive(self, model, ctx: SearchContext, val_batches, last_val: dict | None = None):
+        """The architecture to return and the supernet's validation metrics for it
+        (``last_val``: those of the last epoch, taken on the same weights, when there is one)."""
+        val = last_val if last_val is not None else self.evaluate_supernet(model, ctx, val_batches)
+        return model.genotype(), val
 
     def describe(self, ctx: SearchContext) -> str:
         return self.name
@@ -410,7 +412,8 @@ class OneShotStrategy:
             snapshot(epoch + 1, 0)
             if STOP and ckpt.enabled:
                 raise Interrupted(f"stopped after search epoch {epoch + 1}")
-        arch, val_metrics = self.derive(model, ctx, val_batches)
+        last_val = history[-1]["val"] if history else None
+        arch, val_metrics = self.derive(model, ctx, val_batches, last_val)
         return SearchResult(
             genotype=arch,
             history=history,

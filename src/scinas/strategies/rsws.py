@@ -51,7 +51,7 @@ class RandomSearchWeightSharing(OneShotStrategy):
         """Per epoch: the supernet along one random architecture (a cheap progress signal)."""
         return self._score(model, ctx, self.space.sample(self.rng), val_batches)
 
-    def derive(self, model, ctx: SearchContext, val_batches):
+    def derive(self, model, ctx: SearchContext, val_batches, last_val=None):
         s, task = ctx.cfg.search, ctx.task
         rng = np.random.RandomState(ctx.cfg.seed + 8)
         seen, ranked = set(), []

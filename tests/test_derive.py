@@ -126,8 +126,7 @@ def test_cli_unknown_derive_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_run_with_top3_cell(tmp_path):
-    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.nodes=3"])
-    cfg = scinas.build_config(base=cfg.model_dump(), overrides=["search.derive=top3"])
+    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.nodes=3", "search.derive=top3"])
     res = scinas.run(cfg, tmp_path / "r")
     g = json.loads((tmp_path / "r" / "genotype.json").read_text())
     assert g["normal_edges_per_node"] == [2, 3, 3] == g["reduce_edges_per_node"]

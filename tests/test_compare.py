@@ -58,15 +58,14 @@ def test_compare_end_to_end(tmp_path):
 
 
 def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
-    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3"])
-    cfg = scinas.build_config(
-        base=cfg.model_dump(), overrides=["compare.budget=10", "compare.search_share=0.5"]
-    )
+    sets = ["search.max_samples=400", "compare.budget=30", "compare.search_share=0.5"]
+    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3", *sets])
     out = tmp_path / "cmp"
     res = compare(cfg, out, seeds=1, methods=["darts", "random", "resnet_tiny"])
     plans = res["budget"]["plans"]
-    assert res["budget"]["seconds_per_method"] == 10
-    assert plans["darts"]["search"]["budget"] == 5 and plans["resnet_tiny"]["train"]["budget"] == 10
+    assert res["budget"]["seconds_per_method"] == 30
+    assert plans["darts"]["search"]["budget"] == 15
+    assert plans["resnet_tiny"]["train"]["budget"] == 30
     for name, phase in (("darts", "search"), ("darts", "train"), ("resnet_tiny", "train")):
         plan = json.loads((out / name / "seed0" / "budget.json").read_text())[phase]
         assert plan["epochs"] * plan["steps_per_epoch"] >= 10  # MIN_STEPS
@@ -75,7 +74,7 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         kind = "search_epoch" if phase == "search" else "train_epoch"
         assert sum(e["event"] == kind for e in events) == plan["epochs"]
     random_cfg = json.loads((out / "random" / "seed0" / "config.json").read_text())
-    assert random_cfg["search"]["time_budget"] == 5 and random_cfg["train"]["time_budget"] == 5
+    assert random_cfg["search"]["time_budget"] == 15 and random_cfg["train"]["time_budget"] == 15
 
 
 @pytest.mark.parametrize(

@@ -263,7 +263,6 @@ BAD_NPZ = {
     ),
     "tiny images": ({"x_train": images(10, (3, 3)), "y_train": labels(10)}, "minimum is 4×4"),
     "one class": ({"x_train": _x(), "y_train": np.zeros(10, np.int64)}, "at least 2 classes"),
-    "2-D x": ({"x_train": np.zeros((10, 64)), "y_train": labels(10)}, "3-D"),
     "5-D x": ({"x_train": np.zeros((10, 1, 4, 4, 4)), "y_train": labels(10)}, "3-D"),
     "string labels": ({"x_train": _x(), "y_train": np.array(["cat"] * 10)}, "map string labels"),
     "int 2-D labels": ({"x_train": _x(), "y_train": np.ones((10, 3), np.int64)}, "must be 1-D"),

@@ -76,21 +76,27 @@ def plan(
 ) -> Plan:
     """Epochs and steps per epoch that fill ``budget`` seconds.
 
-    As many epochs as needed to spend the budget, each as long as the split allows, shortened
-    evenly so the last one is not cut: a budget of 1.9 epochs gives 2 epochs of ~0.95. Raises a
+    Of the plans of E epochs of S steps (S at most the split's batches) with
+    E·(S·step + validation) within the budget, the one with the most steps, and of those the one
+    with the fewest validations: a budget of 1.9 full epochs gives 2 epochs of ~0.95. Raises a
     `UserError` naming ``key`` when fewer than `MIN_STEPS` steps fit."""
-    epoch_seconds = full_epoch_steps * step_seconds + eval_seconds
-    epochs = max(1, math.ceil(budget / epoch_seconds - 1e-9))
-    steps = min(full_epoch_steps, math.floor((budget / epochs - eval_seconds) / step_seconds))
-    if epochs * max(steps, 0) < MIN_STEPS:
-        need = MIN_STEPS * step_seconds + eval_seconds
+    best = (0, 0)  # (total steps, steps per epoch)
+    for steps in range(1, full_epoch_steps + 1):
+        epochs = math.floor(budget / (steps * step_seconds + eval_seconds))
+        best = max(best, (epochs * steps, steps))
+    total, steps = best
+    if total < MIN_STEPS:
+        need = min(
+            math.ceil(MIN_STEPS / s) * (s * step_seconds + eval_seconds)
+            for s in range(1, min(full_epoch_steps, MIN_STEPS) + 1)
+        )
         raise UserError(
             f"{key}={budget:g} seconds is too small to train anything here: one step takes "
             f"{step_seconds:.2f} s and a validation pass {eval_seconds:.2f} s, so it buys "
-            f"{max(epochs * steps, 0)} steps. Give at least {math.ceil(need)} seconds "
-            f"({MIN_STEPS} steps), or leave {key} unset."
+            f"{total} steps. Give at least {math.ceil(need)} seconds ({MIN_STEPS} steps), or "
+            f"leave {key} unset."
         )
-    return Plan(budget, step_seconds, eval_seconds, epochs, steps, full_epoch_steps)
+    return Plan(budget, step_seconds, eval_seconds, total // steps, steps, full_epoch_steps)
 
 
 def first_batch(ctx, x, y, batch_size: int):

@@ -249,8 +249,9 @@ def train_network(
             model.drop_path_prob = drop_path_prob * epoch / epochs
         current_lr = optimizer.param_groups[0]["lr"]
         outs, tgts = [], []
-        if partial is not None:
-            outs, tgts, partial = [partial["outs"]], [partial["tgts"]], None
+        if partial is not None:  # the epoch's lr: the schedule steps per batch
+            outs, tgts, current_lr = [partial["outs"]], [partial["tgts"]], partial["lr"]
+            partial = None
         first = start_step if epoch == start_epoch else 0
         batches = itertools.islice(iter(train_batches), max(0, n_steps - first))
         if track is not None:
@@ -272,7 +273,11 @@ def train_network(
             outs.append(out.detach().float().cpu())
             tgts.append(yb.cpu())
             if STOP and checkpointer is not None and checkpointer.enabled:
-                snapshot(epoch, step + 1, {"outs": torch.cat(outs), "tgts": torch.cat(tgts)})
+                snapshot(
+                    epoch,
+                    step + 1,
+                    {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "lr": current_lr},
+                )
                 raise Interrupted(f"stopped in training epoch {epoch + 1}, step {step + 1}")
         train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
         val_metrics = evaluate(model, task, val_batches)

@@ -143,7 +143,7 @@ def to_nchw(x: np.ndarray, layout: str, what: str) -> tuple[np.ndarray, str]:
     if x.ndim != 4:
         raise UserError(
             f"{what} has shape {tuple(x.shape)} ({x.ndim}-D); images must be 3-D N×H×W "
-            "(one channel) or 4-D NHWC / NCHW. Reshape flat features to (N, 1, H, W) first."
+            "(one channel) or 4-D NHWC / NCHW, and feature vectors 2-D N×F."
         )
     used = detect_layout(x.shape) if layout == "auto" else layout
     if used == "nhwc":

@@ -346,6 +346,7 @@ class OneShotStrategy:
             outs, tgts, arch_losses = [], [], []
             if partial is not None:  # resumed mid-epoch
                 outs, tgts, arch_losses = [partial["outs"]], [partial["tgts"]], partial["arch"]
+                lr = partial["lr"]  # the epoch's (the schedule steps per batch)
                 partial = None
             first = start_step if epoch == start_epoch else 0
             steps = itertools.islice(zip(w_batches, a_batches, strict=False), n_steps - first)
@@ -373,7 +374,12 @@ class OneShotStrategy:
                     snapshot(
                         epoch,
                         step + 1,
-                        {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "arch": arch_losses},
+                        {
+                            "outs": torch.cat(outs),
+                            "tgts": torch.cat(tgts),
+                            "arch": arch_losses,
+                            "lr": lr,
+                        },
                     )
                     raise Interrupted(f"stopped in search epoch {epoch + 1}, step {step + 1}")
             for a in model.arch_parameters():

@@ -242,8 +242,6 @@ class DeriveRule:
     threshold: float = 0.0
     with_none: bool = False
 
-    EXAMPLES = ("top2", "top1", "top3", "ranks2-3", "ranks3-4", "threshold:0.3", "supernet")
-
     @classmethod
     def parse(cls, text: str) -> DeriveRule:
         spec = text.strip()

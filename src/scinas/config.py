@@ -261,9 +261,11 @@ class Config(_Section):
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores for small inputs (digits 8×8: under 3 minutes end to end).
     "tiny": {
-        "data": {"max_val": 1000},
+        "data": {"max_val": 500},
         "compare": {"budget": 120, "search_share": 0.65},
-        "search": {"epochs": 5, "C": 8, "layers": 4, "batch_size": 64, "max_samples": 5000},
+        # batch 32: a 3x32x32 supernet step costs ~5 s here (10 s at 64), so compare's 78 s of
+        # search still buys enough steps on CIFAR-sized images
+        "search": {"epochs": 3, "C": 8, "layers": 4, "batch_size": 32, "max_samples": 5000},
         "train": {
             "epochs": 20,
             "C": 12,

@@ -157,6 +157,7 @@ class DartsStrategy(OneShotStrategy):
     every edge runs, weighted by the softmax of its alphas."""
 
     name = "darts"
+    bn_from_training = True  # every op sees every batch
 
     def describe(self, ctx: SearchContext) -> str:
         return f"DARTS order {ctx.cfg.search.order}"

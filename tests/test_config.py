@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from scinas.config import PRESETS, build_config, parse_set
@@ -74,3 +76,33 @@ def test_bad_config_is_a_user_error(kwargs, phrase):
         UserError, match=phrase.replace(".", r"\.").replace("[", r"\[").replace("(", r"\(")
     ):
         build_config(**kwargs)
+
+
+def test_deterministic_flag_sets_torch_determinism_and_off_touches_nothing(monkeypatch):
+    import torch
+
+    from scinas.pipeline import setup
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        torch.backends.cudnn.benchmark = True  # a user's own setting, kept when the flag is off
+        setup(build_config(data__dataset="digits", device="cpu"))
+        assert torch.backends.cudnn.benchmark is True
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+        setup(build_config(data__dataset="digits", device="cpu", overrides=["deterministic=true"]))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic is True
+        assert torch.backends.cudnn.benchmark is False
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]

@@ -131,7 +131,7 @@ AllowChangesOpt = Annotated[
     typer.Option(
         "--allow-changes",
         help="With --resume: accept changes to harmless fields (search.epochs, train.epochs, "
-        "device, search.storage, compare.budget, compare.search_share).",
+        "device, deterministic, search.storage, compare.budget, compare.search_share).",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]

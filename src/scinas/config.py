@@ -247,6 +247,11 @@ class Config(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool | None = Field(None, description="None: on for CPU, where it is faster")
+    deterministic: bool = Field(
+        False,
+        description="bit-identical reruns and resumes on CUDA (deterministic cuDNN/cuBLAS "
+        "kernels, somewhat slower); CPU runs are bit-identical without it",
+    )
     tensorboard: bool = Field(
         False,
         description="also write TensorBoard scalars to DIR/tensorboard (pip install tensorboard)",
@@ -435,6 +440,7 @@ HARMLESS_CHANGES = (
     "search.epochs",
     "train.epochs",
     "device",
+    "deterministic",
     "search.storage",
     "compare.budget",
     "compare.search_share",

@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_determinism(enabled: bool) -> None:
+    """Deterministic kernels on CUDA, so a rerun or a resumed run repeats the bits (on CPU the
+    kernels scinas uses already are). cuDNN's autotuner and its non-deterministic convolution
+    algorithms are switched off and cuBLAS gets a fixed workspace (the variable must be set before
+    its first use in the process). ``warn_only``: adaptive average pooling's CUDA backward has
+    no deterministic kernel and would raise; with outputs of 1×1 (global pooling) or 2×2 (the
+    auxiliary head) each input cell receives at most two gradient contributions, whose sum does
+    not depend on their order, so it is deterministic here and its warning is silenced.
+    Off, nothing is touched (an API user's own settings stay)."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    warnings.filterwarnings("ignore", message="adaptive_avg_pool2d_backward_cuda")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 # The candidate ops on 1×1 inputs: zero, identity, a linear layer (ReLU-linear-BN) and a two-layer
 # block (sep_conv_3x3 at 1×1: twice ReLU, per-feature scale, linear, BN).
 VECTOR_OPS = ("none", "skip_connect", "conv_1x1", "sep_conv_3x3")
@@ -97,6 +116,7 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     for note in data.notes:
         reporter.log(f"  note: {note}")
     device = resolve_device(cfg.device)
+    set_determinism(cfg.deterministic)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
     task = make_task(
         data.task,

@@ -288,9 +288,7 @@ class OneShotStrategy:
         w_batches = batches(xw, yw, True, cfg.seed + 11)
         # the first 10 batches of the weight half, in order: BatchNorm recalibration (metrics)
         n_bn = BN_TAIL * s.batch_size
-        self.bn_batches = (
-            None if self.bn_from_training else batches(xw[:n_bn], yw[:n_bn], False, 0)
-        )
+        self.bn_batches = None if self.bn_from_training else batches(xw[:n_bn], yw[:n_bn], False, 0)
         a_batches = batches(xa, ya, True, cfg.seed + 12)
         val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
         n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))

@@ -62,6 +62,24 @@ def one_config(
         x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
         return x, torch.randint(0, 10, (batch,))
 
+    if strategy == "naive":
+        from naive_darts import NaiveArchitect, NaiveNetwork  # beside this script
+
+        net = NaiveNetwork(C=16, num_classes=10, layers=8)
+        opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        architect = NaiveArchitect(net, order)
+
+        def step():
+            xt, yt = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+            xv, yv = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+            architect.step(xt, yt, xv, yv, 0.025, opt)
+            opt.zero_grad()
+            net.loss(xt, yt).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+
+        return _measure(step, repeats, order=order, batch=batch, strategy=strategy)
+
     if strategy == "discrete":
         net = Network(load_genotype("DARTS_V2"), 3, 10, (32, 32), C=16, layers=8)
         net = net.to(memory_format=torch.channels_last)
@@ -131,8 +149,9 @@ def main() -> None:
     p.add_argument("--checkpoint", type=int, choices=[0, 1], help="cell checkpointing off/on")
     p.add_argument(
         "--strategy",
-        choices=["darts", "gdas", "discrete"],
-        help="darts (default set: orders 1 and 2), gdas, or a discrete-network step",
+        choices=["darts", "gdas", "discrete", "naive"],
+        help="darts (default set: orders 1 and 2), gdas, a discrete-network step, or naive: the "
+        "original DARTS code's structure (naive_darts.py), the same-run reference",
     )
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -141,6 +160,8 @@ def main() -> None:
         print(json.dumps(r))
         return
     configs = [
+        ("naive", 1, 64, 0),
+        ("naive", 2, 32, 0),
         ("darts", 1, 64, 0),
         ("darts", 1, 64, 1),
         ("darts", 2, 32, 1),
@@ -162,9 +183,10 @@ def main() -> None:
     print(f"large 3x3 conv throughput: {tput / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads")
     print(
         f"{'strategy':>8} {'order':>5} {'batch':>5} {'ckpt':>4} {'s/step':>8} {'peak GiB':>8} "
-        f"{'GFLOP':>7} {'ideal s':>7} {'x ideal':>7} {'vs DARTS':>9} {'vs row 1':>8}"
+        f"{'GFLOP':>7} {'ideal s':>7} {'x ideal':>7} {'vs naive':>8} {'mem/naive':>9} "
+        f"{'vs issue':>8}"
     )
-    first = None
+    naive = {}  # (order, batch) -> result of the naive reference in this run
     for strategy, order, batch, ckpt in configs:
         cmd = [
             sys.executable,
@@ -184,13 +206,17 @@ def main() -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         ideal = r["flops"] / tput
+        if strategy == "naive":
+            naive[order, batch] = r
+        base = naive.get((order, batch)) if strategy in ("darts", "naive") else None
+        vs = f"{base['median_s'] / r['median_s']:.2f}x" if base else "-"
+        mem = f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}" if base else "-"
         ref = reference.get((order, batch)) if strategy == "darts" else None
-        vs = f"{ref[0] / r['median_s']:.2f}x" if ref else "-"
-        first = first or r["median_s"]
+        vs_issue = f"{ref[0] / r['median_s']:.2f}x" if ref else "-"
         print(
             f"{strategy:>8} {order:>5} {batch:>5} {ckpt:>4} {r['median_s']:>8.2f} "
             f"{r['peak_rss_gib']:>8.2f} {r['flops'] / 1e9:>7.1f} {ideal:>7.2f} "
-            f"{r['median_s'] / ideal:>7.1f} {vs:>9} {first / r['median_s']:>7.2f}x",
+            f"{r['median_s'] / ideal:>7.1f} {vs:>8} {mem:>9} {vs_issue:>8}",
             flush=True,
         )
 

@@ -164,3 +164,38 @@ def test_auto_checkpointing_switches_on_for_large_supernets():
     assert use_checkpointing(build_config(preset="paper").search, (3, 32, 32))
     forced = build_config(preset="tiny", overrides=["search.checkpoint_cells=true"]).search
     assert use_checkpointing(forced, (1, 8, 8))
+
+
+def test_naive_benchmark_reference_computes_the_same_supernet():
+    """benchmarks/naive_darts.py (the original DARTS code's structure, the same-run reference of
+    benchmarks/search_step.py) and scinas' Supernet are one function: same weights and alphas give
+    the same outputs and the same alpha gradients, so the benchmark compares equal work."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from naive_darts import NaiveNetwork
+    finally:
+        sys.path.pop(0)
+
+    torch.manual_seed(0)
+    ours = Supernet(3, 10, (16, 16), C=4, layers=5)
+    naive = NaiveNetwork(C=4, num_classes=10, layers=5)
+    mine = ours.weight_parameters()
+    theirs = list(naive.parameters())
+    assert [p.shape for p in theirs] == [p.shape for p in mine]
+    with torch.no_grad():
+        for a, b in zip(theirs, mine, strict=True):
+            a.copy_(b)
+        for a, b in zip(naive.arch_parameters(), ours.arch_parameters(), strict=True):
+            b.copy_(torch.randn_like(b))  # far from uniform, so every op's weight matters
+            a.copy_(b)
+    x = torch.randn(6, 3, 16, 16)
+    y = torch.randint(0, 10, (6,))
+    out_ours, out_naive = ours(x), naive(x)
+    assert torch.allclose(out_ours, out_naive, atol=1e-5, rtol=1e-4)
+    g_ours = torch.autograd.grad(F.cross_entropy(out_ours, y), ours.arch_parameters())
+    g_naive = torch.autograd.grad(F.cross_entropy(out_naive, y), naive.arch_parameters())
+    for a, b in zip(g_ours, g_naive, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)

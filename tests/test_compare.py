@@ -47,7 +47,9 @@ def test_compare_end_to_end(tmp_path):
         assert m["mean"] == pytest.approx(np.mean(m["values"]))
         assert m["std"] == pytest.approx(np.std(m["values"], ddof=1))
         assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
-        assert m["params"] > 0 and m["wall_seconds"] > 0
+        assert m["params"] > 0 and m["flops"] > 0 and m["wall_seconds"] > 0
+    # the supernet runs every op of every edge: more FLOPs than the cell derived from it
+    assert saved["methods"]["darts_supernet"]["flops"] > saved["methods"]["darts"]["flops"]
     # each value is the test metric of a real run directory
     for seed in range(2):
         r = json.loads((out / "darts" / f"seed{seed}" / "results.json").read_text())

@@ -49,8 +49,10 @@ def _with(cfg: Config, **changes) -> Config:
     return Config.model_validate(tree)
 
 
-def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int]:
-    """Test metrics and parameter count of the trained supernet of a run directory."""
+def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int, int]:
+    """Test metrics, parameter count and FLOPs (every op of every edge) of the trained supernet
+    of a run directory."""
+    from .flops import count_flops
     from .network import count_parameters
     from .pipeline import _batches, setup
     from .rundir import load_state
@@ -63,7 +65,7 @@ def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int]:
     if s.channels_last:
         model = model.to(memory_format=torch.channels_last)
     metrics = evaluate(model, s.task, _batches(s, s.data.test.x, s.data.test.y, 256))
-    return metrics, count_parameters(model)
+    return metrics, count_parameters(model), count_flops(model, s.data.input_shape)
 
 
 def compare(
@@ -125,8 +127,8 @@ def compare(
                         rows["darts"], r["test"][metric], r["params"], r["flops"], r["wall_seconds"]
                     )
                 if "darts_supernet" in methods:
-                    sup, n = _supernet_test(path, c, reporter)
-                    _add(rows["darts_supernet"], sup[metric], n, None, search_seconds)
+                    sup, n, flops = _supernet_test(path, c, reporter)
+                    _add(rows["darts_supernet"], sup[metric], n, flops, search_seconds)
             if "random" in methods:
                 rc = configs["random"]
                 if budget is None:  # the same wall-clock time as this seed's DARTS search

@@ -164,8 +164,8 @@ def main() -> None:
         ("naive", 2, 32, 0),
         ("darts", 1, 64, 0),
         ("darts", 1, 64, 1),
+        ("darts", 2, 32, 0),
         ("darts", 2, 32, 1),
-        ("darts", 2, 64, 1),
         ("gdas", 1, 64, 0),
         ("discrete", 0, 64, 0),
     ]

@@ -166,6 +166,9 @@ def test_diagnostics_numbers():
 
     r = R()
     assert warn_collapse({"parameter_free": 0.75}, 7, r) and "collapse" in r.lines[0]
+    assert "fewer search epochs" in r.lines[0]
+    assert warn_collapse({"parameter_free": 0.75}, 1, r)  # first epoch: untrained convs
+    assert "warmup_epochs=N" in r.lines[1] and "fewer search epochs" not in r.lines[1]
     assert not warn_collapse({"parameter_free": 0.25}, 7, r)
 
 

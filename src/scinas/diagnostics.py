@@ -74,10 +74,20 @@ def warn_collapse(diag: dict, epoch: int, reporter) -> bool:
     share = diag["parameter_free"]
     if share < COLLAPSE_SHARE:
         return False
+    if epoch == 1:
+        # seen on Fashion-MNIST after one 79-step epoch: pooling wins while the convs are untrained
+        advice = (
+            "In the first epoch this is the convolutions being still untrained: train the weights "
+            "first (--set search.warmup_epochs=N) or give the search more steps."
+        )
+    else:
+        advice = (
+            "Consider fewer search epochs (the genotype of an earlier epoch is in "
+            "arch_weights.jsonl), --strategy gdas, or search.warmup_epochs."
+        )
     reporter.log(
         f"warning: epoch {epoch}: {share:.0%} of the derived cell's ops are skip connections, "
         "pooling or none: the search is drifting toward a parameter-free cell (the known DARTS "
-        "collapse). Consider fewer search epochs (the genotype of an earlier epoch is in "
-        "arch_weights.jsonl), --strategy gdas, or search.warmup_epochs."
+        f"collapse). {advice}"
     )
     return True

@@ -28,6 +28,7 @@ from torch import nn
 
 from .errors import UserError
 from .network import max_reductions
+from .ops import Conv1x1
 from .registry import Registry
 
 SMALL_INPUT_MAX_SIDE = 64
@@ -49,9 +50,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or C_in != C_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(C_in, C_out, 1, stride=stride, bias=False), nn.BatchNorm2d(C_out)
-            )
+            self.shortcut = nn.Sequential(Conv1x1(C_in, C_out, stride), nn.BatchNorm2d(C_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

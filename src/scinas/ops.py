@@ -67,27 +67,40 @@ def _relu(relu_in: bool) -> list[nn.Module]:
 
 
 class Conv1x1(nn.Conv2d):
-    """A bias-free 1×1 convolution that runs as a matmul on channels-last input.
+    """A bias-free 1×1 convolution (any stride) that runs as a matmul on channels-last input.
 
     On CPU, oneDNN's 1×1 convolution carries a large fixed cost per call that dominates the small
     feature maps of a supernet; on a channels-last tensor the same product is one GEMM over
-    (B·H·W, C) with no copies (the permutes are views). Weights and state_dict keys are those of
-    nn.Conv2d, so checkpoints and FLOP counts are unchanged.
+    (B·H·W, C) with no copies (the permutes are views). A stride s keeps every s-th row and column
+    first (the same outputs as the strided convolution, which has no padding), then multiplies.
+    That also steers clear of a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
+    convolution on channels-last input corrupts the heap for some shapes on AVX-512 CPUs (e.g.
+    batch 31, 4 -> 2 channels, 12×20: "double free or corruption"; NCHW, stride 1, or oneDNN
+    limited to AVX2 do not). Weights and state_dict keys are those of nn.Conv2d, so checkpoints
+    and FLOP counts are unchanged.
     """
 
-    def __init__(self, C_in: int, C_out: int):
-        super().__init__(C_in, C_out, 1, bias=False)
+    def __init__(self, C_in: int, C_out: int, stride: int = 1):
+        super().__init__(C_in, C_out, 1, stride=stride, bias=False)
 
     def forward(self, x):
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.size(1) > 1:
+        s = self.stride[0]
+        # channels-last, or (strided) a channels-innermost view such as FactorizedReduce's shifted
+        # slice, which the subsampling copies into channels-last anyway
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) or (
+            s > 1 and x.stride(1) == 1
+        )
+        if x.dim() == 4 and channels_last and x.size(1) > 1:
+            if s > 1:
+                x = x[:, :, ::s, ::s].contiguous(memory_format=torch.channels_last)
             y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1))  # (B, H, W, C_out)
             return y.permute(0, 3, 1, 2)  # channels-last (B, C_out, H, W) view
         return super().forward(x)
 
 
 def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1):
-    if kernel == 1 and stride == 1 and padding == 0 and groups == 1:
-        return Conv1x1(C_in, C_out)
+    if kernel == 1 and padding == 0 and groups == 1:
+        return Conv1x1(C_in, C_out, stride)
     return nn.Conv2d(
         C_in,
         C_out,
@@ -144,8 +157,8 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         assert C_out % 2 == 0, "FactorizedReduce needs an even channel count"
         self.relu = nn.ReLU(inplace=False) if relu_in else nn.Identity()
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv1x1(C_in, C_out // 2, stride=2)
+        self.conv_2 = Conv1x1(C_in, C_out - C_out // 2, stride=2)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))

@@ -39,3 +39,21 @@ def test_api_errors_are_user_errors(tmp_path):
         scinas.load_genotype("DARTS-V1")
     with pytest.raises(scinas.UserError, match="not a scinas run"):
         scinas.evaluate(tmp_path)
+
+
+@pytest.mark.parametrize("strategy, tracked", [("darts", {20}), ("gdas", {0, 10})])
+def test_supernet_batchnorm_statistics_behind_its_score(tmp_path, strategy, tracked):
+    """DARTS averages its supernet's BatchNorm statistics over the epoch's last 10 steps (two
+    train-mode forwards each: the architecture and the weight step) instead of recalibrating;
+    GDAS, where each batch reaches one op per edge, recalibrates on 10 batches before scoring
+    (ops that no recalibration batch sampled keep reset statistics: 0 batches)."""
+    from scinas.rundir import load_state
+
+    sets = [*TINY, "search.max_samples=1000", f"search.strategy={strategy}"]  # 16 steps
+    cfg = scinas.build_config(preset="tiny", overrides=sets, data__dataset="digits")
+    scinas.search(cfg, tmp_path / "s", reporter=scinas.progress.Reporter(quiet=True))
+    events = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    state = load_state(tmp_path / "s" / "supernet.pt")
+    counts = {int(v) for k, v in state.items() if k.endswith("num_batches_tracked")}
+    assert counts == tracked
+    assert any(e["event"] == "search_epoch" for e in events)

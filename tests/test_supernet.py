@@ -199,3 +199,41 @@ def test_naive_benchmark_reference_computes_the_same_supernet():
     g_naive = torch.autograd.grad(F.cross_entropy(out_naive, y), naive.arch_parameters())
     for a, b in zip(g_ours, g_naive, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_average_bn_is_the_plain_mean_over_batches_and_resumes_from_a_state_dict():
+    """The DARTS supernet is scored with BatchNorm statistics averaged over an epoch's last steps
+    (scinas.train.average_bn): the running mean/var are the plain means of the batches' own
+    statistics, and a copy restored from a state_dict midway continues the same mean."""
+    import copy
+
+    from scinas.train import average_bn, batchnorms, stop_average_bn
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    xs = [torch.randn(8, 3, 6, 6) * (k + 1) + k for k in range(3)]
+    with torch.no_grad():
+        for x in xs[:2]:  # statistics before the tail: forgotten by reset=True
+            net(x)
+        average_bn(net, reset=True)
+        feats = [net[0](x) for x in xs]
+        net(xs[0])
+        net(xs[1])
+        midway = copy.deepcopy(net.state_dict())
+        net(xs[2])
+    bn = net[1]
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats])
+    variances = torch.stack([f.transpose(0, 1).flatten(1).var(dim=1) for f in feats])
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, variances.mean(0), atol=1e-4)
+
+    resumed = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    resumed.load_state_dict(midway)
+    average_bn(resumed, reset=False)  # what a resumed search does past the tail's first step
+    with torch.no_grad():
+        resumed(xs[2])
+    assert torch.allclose(resumed[1].running_mean, bn.running_mean, atol=1e-6)
+    assert torch.allclose(resumed[1].running_var, bn.running_var, atol=1e-6)
+
+    stop_average_bn(net)
+    assert [m.momentum for m in batchnorms(net)] == [0.1]

@@ -57,3 +57,28 @@ def test_supernet_batchnorm_statistics_behind_its_score(tmp_path, strategy, trac
     counts = {int(v) for k, v in state.items() if k.endswith("num_batches_tracked")}
     assert counts == tracked
     assert any(e["event"] == "search_epoch" for e in events)
+
+
+def test_warmup_epochs_leave_the_alphas_alone_and_do_not_warn(tmp_path):
+    """search.warmup_epochs trains only the weights: the alphas logged after a warm-up epoch are
+    the initial ones, and no collapse warning is derived from them."""
+
+    class Lines(scinas.progress.Reporter):
+        def __init__(self):
+            super().__init__(quiet=True)
+            self.lines = []
+
+        def log(self, message):
+            self.lines.append(message)
+
+    sets = [*TINY, "search.epochs=2", "search.warmup_epochs=1"]
+    cfg = scinas.build_config(preset="tiny", overrides=sets, data__dataset="digits")
+    reporter = Lines()
+    scinas.search(cfg, tmp_path / "s", reporter=reporter)
+    rows = [json.loads(x) for x in (tmp_path / "s" / "arch_weights.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    first, second = rows[0]["normal"], rows[1]["normal"]
+    # softmax of the 1e-3-scale initial alphas: every weight within 1% of uniform after warm-up
+    assert all(abs(w * len(row) - 1) < 0.01 for row in first for w in row)
+    assert second != first  # the second epoch updated them
+    assert not any(line.startswith("warning: epoch 1:") for line in reporter.lines)

@@ -435,7 +435,7 @@ class OneShotStrategy:
                 f"{pm} {train_metrics[pm]:.4f} | val loss {val_metrics['loss']:.4f} "
                 f"{pm} {val_metrics[pm]:.4f} | {event['seconds']:.1f}s"
             )
-            if self.has_alphas:
+            if self.has_alphas and update_arch:  # warm-up epochs derive from untouched alphas
                 warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
             snapshot(epoch + 1, 0)
             if STOP and ckpt.enabled:

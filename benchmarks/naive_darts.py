@@ -14,7 +14,9 @@ What makes it the "before" of `scinas.supernet` (each point is one the issue's p
   Hessian-vector product takes two more forward/backward passes of the training batch.
 
 The ops themselves are scinas' own (`scinas.ops.create_op`, with ``relu_in=True``), so both
-sides run the same convolutions; the difference measured is the mixing and the step around it.
+sides run the same convolutions, but run as plain modules (`plain_autograd`): torch's autograd
+keeps every intermediate and oneDNN computes every convolution gradient, as in the original code;
+scinas' recomputing depthwise->1×1 function and output-keeping BatchNorm are switched off.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scinas.ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, create_op
+from scinas.ops import DARTS_OPS, DilConv, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op
 
 STEPS, MULTIPLIER = 4, 4
+
+
+def plain_autograd(module: nn.Module) -> nn.Module:
+    """Run scinas' ops as the plain torch modules they are made of (see the module docstring)."""
+    for m in module.modules():
+        if isinstance(m, SearchBatchNorm):
+            m.__class__ = nn.BatchNorm2d
+        elif isinstance(m, DilConv):
+            m.forward = nn.Sequential.forward.__get__(m)
+    return module
 
 
 class NaiveMixedOp(nn.Module):
@@ -36,7 +48,7 @@ class NaiveMixedOp(nn.Module):
             op = create_op(name, C, stride, affine=False, relu_in=True)
             if "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
-            self.ops.append(op)
+            self.ops.append(plain_autograd(op))
 
     def forward(self, x, weights):
         return sum(w * op(x) for w, op in zip(weights, self.ops, strict=True))
@@ -47,10 +59,10 @@ class NaiveCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         if reduction_prev:
-            self.pre0 = FactorizedReduce(C_pp, C, affine=False)
+            self.pre0 = plain_autograd(FactorizedReduce(C_pp, C, affine=False))
         else:
-            self.pre0 = ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
-        self.pre1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+            self.pre0 = plain_autograd(ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.pre1 = plain_autograd(ReLUConvBN(C_p, C, 1, 1, 0, affine=False))
         self.edges = nn.ModuleList()
         for i in range(STEPS):
             for j in range(2 + i):

@@ -77,3 +77,144 @@ def test_strided_conv1x1_equals_strided_convolution(channels_last, shifted):
     assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
     assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
     assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
+
+
+def _plain_dilconv(m, x):
+    """DilConv's arithmetic from torch's own autograd ops (the reference for the lean path)."""
+    dw, pw, bn = m[-3], m[-2], m[-1]
+    if m.relu_in:
+        x = F.relu(x)
+    t = F.conv2d(x, dw.weight, None, dw.stride, dw.padding, dw.dilation, dw.groups)
+    u = F.conv2d(t, pw.weight)
+    return F.batch_norm(u, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("relu_in", [True, False])
+def test_lean_conv_ops_give_autograds_outputs_and_gradients(name, stride, channels_last, relu_in):
+    """The recomputing depthwise->1×1 function and the output-keeping BatchNorm give the same
+    outputs and gradients (input and every weight) as torch's autograd on the plain ops, in
+    float64, odd and non-square sizes included; BatchNorm statistics move the same way."""
+    torch.manual_seed(0)
+    op = create_op(name, 6, stride, affine=False, relu_in=relu_in).double()
+    x = torch.randn(3, 6, 9, 7, dtype=torch.double)
+    if channels_last:
+        op = op.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    blocks = list(op) if name.startswith("sep") else [op]
+
+    def plain(x):
+        for b in blocks:
+            x = _plain_dilconv(b, x)
+        return x
+
+    y_ref = plain(x)
+    g = torch.randn_like(y_ref)
+    params = [p for p in op.parameters()]
+    ref = torch.autograd.grad(y_ref, [x, *params], g)
+    stats_before = [b[-1].running_mean.clone() for b in blocks]
+    y = op(x)
+    got = torch.autograd.grad(y, [x, *params], g)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    assert y.shape == (3, 6, -(-9 // stride), -(-7 // stride))
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    for b, before in zip(blocks, stats_before, strict=True):
+        assert b[-1].num_batches_tracked.item() == 1
+        assert not torch.equal(b[-1].running_mean, before)
+    # frozen weights (the architecture step): input gradient only, still the same
+    for p in params:
+        p.requires_grad_(False)
+    (gx,) = torch.autograd.grad(op(x), x, g)
+    torch.testing.assert_close(gx, ref[0], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (3, 2), (5, 2), (7, 1)])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride, channels_last):
+    from scinas.ops import depthwise_backward
+
+    torch.manual_seed(0)
+    C, pad = 5, dilation * (kernel - 1) // 2
+    x = torch.randn(2, C, 11, 8, dtype=torch.double)
+    w = torch.randn(C, 1, kernel, kernel, dtype=torch.double)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, w, None, stride, pad, dilation, C)
+    g = torch.randn_like(y)
+    args = ([stride] * 2, [pad] * 2, [dilation] * 2)
+    ref_x, ref_w, _ = torch.ops.aten.convolution_backward(
+        g, x, w, None, *args, False, [0, 0], C, [True, True, False]
+    )
+    gx, gw = depthwise_backward(g, x, w, *args, True, True)
+    torch.testing.assert_close(gx, ref_x, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gw, ref_w, rtol=1e-10, atol=1e-10)
+    assert depthwise_backward(g, x, w, *args, False, True)[0] is None
+    assert depthwise_backward(g, x, w, *args, True, False)[1] is None
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_search_batchnorm_equals_batchnorm(momentum, channels_last):
+    from scinas.ops import SearchBatchNorm
+
+    torch.manual_seed(0)
+    ours = SearchBatchNorm(5, affine=False, momentum=momentum).double()
+    ref = nn.BatchNorm2d(5, affine=False, momentum=momentum).double()
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    for step in range(3):
+        x = torch.randn(4, 5, 6, 3, dtype=torch.double) * (step + 1) + step
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        y, y_ref = ours(x), ref(x)
+        g = torch.randn_like(y)
+        torch.testing.assert_close(y, y_ref)
+        torch.testing.assert_close(
+            torch.autograd.grad(y, x, g)[0], torch.autograd.grad(y_ref, x, g)[0]
+        )
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[k], v)
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+def _saved_maps(module, x, weight=None) -> int:
+    """How many distinct full-size feature maps autograd keeps for backward after
+    ``weight * module(x)`` (the supernet's weighted sum, which needs the op's output for the
+    weight's gradient)."""
+    kept = set()
+
+    def pack(t):
+        if t.numel() == x.numel():
+            kept.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = module(x)
+        if weight is not None:
+            y * weight
+    return len(kept)
+
+
+def test_lean_sepconv_keeps_two_feature_maps_besides_its_input():
+    """What the recomputation buys. In the supernet (no affine BatchNorm, ReLU shared by the cell,
+    output weighted by a softmax weight) autograd on the plain SepConv keeps 6 full-size maps
+    besides its input (depthwise out, 1×1 out, ReLU out, depthwise out, 1×1 out, BN out); the lean
+    one keeps the two BatchNorm outputs. In a discrete network (affine BatchNorm, own ReLU) it
+    keeps 3 besides the input."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 10, 10, requires_grad=True)
+    alpha = torch.tensor(0.3, requires_grad=True)
+    op = create_op("sep_conv_3x3", 8, 1, affine=False, relu_in=False)
+    assert _saved_maps(op, x, alpha) == 1 + 2
+    plain = nn.Sequential(*[nn.Sequential(*b) for b in op])  # the same modules, one by one
+    for b in plain:
+        b[-1].__class__ = nn.BatchNorm2d
+    assert _saved_maps(plain, x, alpha) == 1 + 6
+    discrete = create_op("sep_conv_3x3", 8, 1, affine=True, relu_in=True)
+    assert _saved_maps(discrete, x) == 1 + 3  # BN1 in, BN1 out (the next ReLU's input), BN2 in

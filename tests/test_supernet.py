@@ -169,7 +169,9 @@ def test_auto_checkpointing_switches_on_for_large_supernets():
 def test_naive_benchmark_reference_computes_the_same_supernet():
     """benchmarks/naive_darts.py (the original DARTS code's structure, the same-run reference of
     benchmarks/search_step.py) and scinas' Supernet are one function: same weights and alphas give
-    the same outputs and the same alpha gradients, so the benchmark compares equal work."""
+    the same outputs and the same alpha gradients, so the benchmark compares equal work. The
+    reference runs scinas' ops as plain torch modules (none of the lean autograd functions), and
+    also computes the same weight gradients."""
     import sys
     from pathlib import Path
 
@@ -199,6 +201,14 @@ def test_naive_benchmark_reference_computes_the_same_supernet():
     g_naive = torch.autograd.grad(F.cross_entropy(out_naive, y), naive.arch_parameters())
     for a, b in zip(g_ours, g_naive, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    w_ours = torch.autograd.grad(F.cross_entropy(ours(x), y), mine)
+    w_naive = torch.autograd.grad(F.cross_entropy(naive(x), y), theirs)
+    for a, b in zip(w_ours, w_naive, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-3)
+    from scinas.ops import DilConv, SearchBatchNorm
+
+    assert not any(isinstance(m, SearchBatchNorm) for m in naive.modules())
+    assert all("forward" in vars(m) for m in naive.modules() if isinstance(m, DilConv))
 
 
 def test_average_bn_is_the_plain_mean_over_batches_and_resumes_from_a_state_dict():

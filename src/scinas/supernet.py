@@ -30,7 +30,7 @@ from .genotype import (
     num_edges,
 )
 from .network import FixedReductionCell, build_cells, make_stem, plan_reductions
-from .ops import OPS, FactorizedReduce, ReLUConvBN, create_op, op_takes_relu
+from .ops import OPS, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op, op_takes_relu
 
 
 def gumbel_hard(alpha: torch.Tensor, tau: float, generator=None):
@@ -62,7 +62,7 @@ class MixedOp(nn.Module):
                 continue
             op = create_op(name, C, stride, affine=False, relu_in=False)
             if "pool" in name:  # as in DARTS: normalise pooled outputs in the search
-                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+                op = nn.Sequential(op, SearchBatchNorm(C, affine=False))
             self.ops.append(op)
             self.columns.append(k)
             self.takes_relu.append(op_takes_relu(name, stride))

@@ -218,3 +218,36 @@ def test_lean_sepconv_keeps_two_feature_maps_besides_its_input():
     assert _saved_maps(plain, x, alpha) == 1 + 6
     discrete = create_op("sep_conv_3x3", 8, 1, affine=True, relu_in=True)
     assert _saved_maps(discrete, x) == 1 + 3  # BN1 in, BN1 out (the next ReLU's input), BN2 in
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 1), (2, 5)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_last):
+    """FactorizedReduce equals DARTS' definition, with the offset branch on the input padded by one
+    zero row and column at the far end (which gives ceil(H/2) for odd sizes): outputs and
+    gradients."""
+    from scinas.ops import FactorizedReduce
+
+    torch.manual_seed(0)
+    op = FactorizedReduce(4, 6).double()
+    x = torch.randn(3, 4, *hw, dtype=torch.double)
+    if channels_last:
+        op = op.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    r = F.relu(x)
+    shifted = F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:]
+    branches = [
+        F.conv2d(r, op.conv_1.weight, stride=2),
+        F.conv2d(shifted, op.conv_2.weight, stride=2),
+    ]
+    ref = F.batch_norm(torch.cat(branches, 1), None, None, op.bn.weight, op.bn.bias, training=True)
+    y = op(x)
+    assert y.shape == (3, 6, -(-hw[0] // 2), -(-hw[1] // 2))
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    params = [x, op.conv_1.weight, op.conv_2.weight, op.bn.weight]
+    for a, b in zip(
+        torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g), strict=True
+    ):
+        torch.testing.assert_close(a, b)

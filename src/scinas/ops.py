@@ -354,8 +354,14 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))
         x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        a = self.conv_1(x)
+        # The offset branch reads rows/columns 1, 3, 5, ...; for odd sizes the last one is the
+        # zero padding, added after the (bias-free, so zero-preserving) 1×1 convolution on the
+        # small output instead of as a padded copy of the whole input.
+        b = self.conv_2(x[:, :, 1:, 1:])
+        if b.shape[2:] != a.shape[2:]:
+            b = F.pad(b, (0, a.size(3) - b.size(3), 0, a.size(2) - b.size(2)))
+        return self.bn(torch.cat([a, b], dim=1))
 
 
 class Zero(nn.Module):

@@ -125,7 +125,8 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
     backup = [w.detach().clone() for w in weights]
 
     # w' = w - eta * (momentum * buf + dL_train/dw + wd * w)
-    grads_w = torch.autograd.grad(batch_loss(model, task, x_train, y_train), weights)
+    with frozen(alphas):  # only weight gradients here: keep nothing for the alphas'
+        grads_w = torch.autograd.grad(batch_loss(model, task, x_train, y_train), weights)
     direction = _virtual_step_direction(weights, grads_w, w_optimizer)
     with torch.no_grad():
         torch._foreach_add_(weights, direction, alpha=-eta)

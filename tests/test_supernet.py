@@ -156,14 +156,26 @@ def test_first_order_arch_gradient_with_frozen_weights_equals_plain_autograd():
     assert all(w.requires_grad for w in net.weight_parameters()), "weights are unfrozen after"
 
 
-def test_auto_checkpointing_switches_on_for_large_supernets():
+def test_auto_checkpointing_switches_on_when_a_step_would_take_half_the_memory():
     from scinas.config import build_config
     from scinas.strategies.darts import use_checkpointing
+    from scinas.strategies.oneshot import available_memory, search_step_bytes
 
-    assert not use_checkpointing(build_config(preset="tiny").search, (1, 8, 8))
-    assert use_checkpointing(build_config(preset="paper").search, (3, 32, 32))
+    GiB = 2**30
+    tiny, paper = build_config(preset="tiny").search, build_config(preset="paper").search
+    assert not use_checkpointing(tiny, (1, 8, 8))  # this machine's memory
+    # the paper's supernet (batch 64, C=16, 8 cells, 32×32): ~3.6 GiB a first-order step
+    assert 3 * GiB < search_step_bytes(paper, (3, 32, 32)) < 4 * GiB
+    assert use_checkpointing(paper, (3, 32, 32), available=6 * GiB)
+    assert not use_checkpointing(paper, (3, 32, 32), available=16 * GiB)
+    second = build_config(preset="paper", overrides=["search.order=2"]).search
+    assert search_step_bytes(second, (3, 32, 32)) > search_step_bytes(paper, (3, 32, 32))
     forced = build_config(preset="tiny", overrides=["search.checkpoint_cells=true"]).search
-    assert use_checkpointing(forced, (1, 8, 8))
+    assert use_checkpointing(forced, (1, 8, 8), available=64 * GiB)
+    off = build_config(preset="paper", overrides=["search.checkpoint_cells=false"]).search
+    assert not use_checkpointing(off, (3, 32, 32), available=1 * GiB)
+    free = available_memory()
+    assert free is None or 0 < free < 2**50
 
 
 def test_naive_benchmark_reference_computes_the_same_supernet():

@@ -10,6 +10,11 @@ Where the time goes in the original DARTS code, and what this one does instead:
   a full-size temporary per op, and the sum over a node's edges goes into the same accumulator.
 * Architecture weights are ``nn.Parameter``s of the module (so they travel in ``state_dict``), but
   optimisers see them apart: `weight_parameters()` and `arch_parameters()`.
+* What autograd keeps for backward is cut to what cannot be cheaply recomputed (`scinas.ops`):
+  the depthwise->1×1 pairs of the conv ops keep only their input and recompute the rest, and the
+  ops' BatchNorms keep their output (which the weighted sum keeps anyway) instead of their input.
+  In a weight step an edge keeps 10 feature maps' worth (the max pool's int64 indices count
+  two) instead of 18.
 """
 
 from __future__ import annotations

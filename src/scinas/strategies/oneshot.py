@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from dataclasses import replace
 
@@ -38,27 +39,70 @@ from ..train import (
 )
 from .base import SearchContext, SearchResult
 
-# Activation memory grows with batch·C·H·W·cells; at the DARTS benchmark setting (64·16·32·32·8)
-# a step peaks near 6 GB without checkpointing and 2.6 GB with it (benchmarks/search_step.py).
-# "auto" turns checkpointing on from half that size up, where the memory starts to matter more
-# than the ~30% of extra time.
-CHECKPOINT_FROM = 64 * 16 * 32 * 32 * 8 // 2
+# Peak memory of a DARTS search step above the process's own, per unit of batch·C·H·W·cells,
+# without cell checkpointing (benchmarks/search_step.py, 2026-11-26): first order 3.5 GiB for
+# 64·16·32·32·8 units, second order (which also keeps the unrolled pass) 2.7 GiB for 32·16·32·32·8.
+# GDAS and rsws need less (one op per edge); the estimate errs on the safe side for them.
+BYTES_PER_UNIT = {1: 450, 2: 700}
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
 
 
-def use_checkpointing(s, input_shape) -> bool:
+def search_step_bytes(s, input_shape) -> int:
+    """Estimated peak memory of one search step of config section ``s`` without checkpointing."""
+    _, H, W = input_shape
+    return BYTES_PER_UNIT[2 if s.order == 2 else 1] * s.batch_size * s.C * H * W * s.layers
+
+
+def available_memory(device: torch.device | str | None = None) -> int | None:
+    """Bytes free for tensors: the GPU's free memory, or the host's available memory (Linux's
+    MemAvailable, else physical memory); None when it cannot be told."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def use_checkpointing(s, input_shape, available: int | None = None) -> bool:
+    """``search.checkpoint_cells``, or when unset: on when a step's estimated peak would take
+    more than half the memory available (``available`` bytes, the device's when None).
+    Checkpointing recomputes each cell's activations in backward: about half the memory for
+    about 1.4× the time, and the same numbers."""
     if s.checkpoint_cells is not None:
         return s.checkpoint_cells
-    _, H, W = input_shape
-    return s.batch_size * s.C * H * W * s.layers >= CHECKPOINT_FROM
+    if available is None:
+        available = available_memory()
+    if available is None:
+        return False
+    return search_step_bytes(s, input_shape) > available // 2
+
+
+def _checkpointing_why(s, ctx: SearchContext) -> str:
+    if s.checkpoint_cells is not None or s.space != "darts":
+        return ""
+    free = available_memory(ctx.device)
+    if free is None:
+        return ""
+    need = search_step_bytes(s, ctx.data.input_shape)
+    return f" (auto: a step needs ~{need / 2**30:.1f} GiB without, {free / 2**30:.1f} GiB free)"
 
 
 def build_supernet(ctx: SearchContext) -> nn.Module:
-    return supernet_for(ctx.cfg.search, ctx.data.input_shape, ctx.data.num_outputs)
+    return supernet_for(ctx.cfg.search, ctx.data.input_shape, ctx.data.num_outputs, ctx.device)
 
 
-def supernet_for(s, input_shape, num_outputs: int) -> nn.Module:
-    """The supernet of a search config (``search`` section) for inputs of ``input_shape``."""
+def supernet_for(s, input_shape, num_outputs: int, device=None) -> nn.Module:
+    """The supernet of a search config (``search`` section) for inputs of ``input_shape``; cell
+    checkpointing as `use_checkpointing` decides for ``device`` (the host when None)."""
     C_in, H, W = input_shape
     if s.space == "nb201":
         from ..spaces.nb201 import NB201Supernet
@@ -81,7 +125,7 @@ def supernet_for(s, input_shape, num_outputs: int) -> nn.Module:
         steps=s.nodes,
         multiplier=s.nodes,
         reductions=s.reductions,
-        checkpoint_cells=use_checkpointing(s, input_shape),
+        checkpoint_cells=use_checkpointing(s, input_shape, available_memory(device)),
         fixed_reduce=s.fixed_reduce,
         derive_rule=DeriveRule.parse(s.derive),
     )
@@ -353,6 +397,7 @@ class OneShotStrategy:
             f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
             f"layers={s.layers}, {len(model.op_names)} ops, {len(xw)}+{len(xa)} images "
             f"(weights+arch), cell checkpointing {'on' if ckpt_on else 'off'}"
+            + _checkpointing_why(s, ctx)
         )
         for epoch in range(start_epoch, s.epochs):
             t0 = time.perf_counter()

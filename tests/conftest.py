@@ -70,3 +70,12 @@ def rotated_mnist_npz(tmp_path) -> Path:
     path = tmp_path / "rotated_mnist.npz"
     np.savez(path, x_train=rot[:450], y_train=y[:450], x_test=rot[450:], y_test=y[450:])
     return path
+
+
+@pytest.fixture
+def lean_always(monkeypatch):
+    """scinas.ops' lean autograd functions for any input size (by default they switch on from
+    LEAN_FROM elements, and test tensors are small)."""
+    import scinas.ops
+
+    monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)

@@ -93,7 +93,9 @@ def _plain_dilconv(m, x):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("relu_in", [True, False])
-def test_lean_conv_ops_give_autograds_outputs_and_gradients(name, stride, channels_last, relu_in):
+def test_lean_conv_ops_give_autograds_outputs_and_gradients(
+    name, stride, channels_last, relu_in, lean_always
+):
     """The recomputing depthwise->1×1 function and the output-keeping BatchNorm give the same
     outputs and gradients (input and every weight) as torch's autograd on the plain ops, in
     float64, odd and non-square sizes included; BatchNorm statistics move the same way."""
@@ -159,7 +161,7 @@ def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride
 
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_search_batchnorm_equals_batchnorm(momentum, channels_last):
+def test_search_batchnorm_equals_batchnorm(momentum, channels_last, lean_always):
     from scinas.ops import SearchBatchNorm
 
     torch.manual_seed(0)
@@ -201,7 +203,7 @@ def _saved_maps(module, x, weight=None) -> int:
     return len(kept)
 
 
-def test_lean_sepconv_keeps_two_feature_maps_besides_its_input():
+def test_lean_sepconv_keeps_two_feature_maps_besides_its_input(lean_always):
     """What the recomputation buys. In the supernet (no affine BatchNorm, ReLU shared by the cell,
     output weighted by a softmax weight) autograd on the plain SepConv keeps 6 full-size maps
     besides its input (depthwise out, 1×1 out, ReLU out, depthwise out, 1×1 out, BN out); the lean
@@ -222,7 +224,7 @@ def test_lean_sepconv_keeps_two_feature_maps_besides_its_input():
 
 @pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 1), (2, 5)])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_last):
+def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_last, lean_always):
     """FactorizedReduce equals DARTS' definition, with the offset branch on the input padded by one
     zero row and column at the far end (which gives ceil(H/2) for odd sizes): outputs and
     gradients."""
@@ -251,3 +253,15 @@ def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_la
         torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_lean_functions_switch_on_from_lean_from_elements(monkeypatch):
+    import scinas.ops
+
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    alpha = torch.tensor(0.3, requires_grad=True)
+    op = create_op("sep_conv_3x3", 8, 1, affine=False, relu_in=False)
+    assert x.numel() < scinas.ops.LEAN_FROM
+    assert _saved_maps(op, x, alpha) == 1 + 6  # plain autograd below the threshold
+    monkeypatch.setattr(scinas.ops, "LEAN_FROM", x.numel())
+    assert _saved_maps(op, x, alpha) == 1 + 2

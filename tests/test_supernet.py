@@ -178,13 +178,20 @@ def test_auto_checkpointing_switches_on_when_a_step_would_take_half_the_memory()
     assert free is None or 0 < free < 2**50
 
 
-def test_naive_benchmark_reference_computes_the_same_supernet():
+@pytest.mark.parametrize("lean", [False, True])
+def test_naive_benchmark_reference_computes_the_same_supernet(lean, monkeypatch):
     """benchmarks/naive_darts.py (the original DARTS code's structure, the same-run reference of
     benchmarks/search_step.py) and scinas' Supernet are one function: same weights and alphas give
     the same outputs and the same alpha gradients, so the benchmark compares equal work. The
     reference runs scinas' ops as plain torch modules (none of the lean autograd functions), and
-    also computes the same weight gradients."""
+    also computes the same weight gradients. With ``lean`` scinas' side runs its lean autograd
+    functions (as on inputs of LEAN_FROM elements up)."""
     import sys
+
+    import scinas.ops
+
+    if lean:
+        monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -187,12 +187,12 @@ def test_naive_benchmark_reference_computes_the_same_supernet(lean, monkeypatch)
     also computes the same weight gradients. With ``lean`` scinas' side runs its lean autograd
     functions (as on inputs of LEAN_FROM elements up)."""
     import sys
+    from pathlib import Path
 
     import scinas.ops
 
     if lean:
         monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:

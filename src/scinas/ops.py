@@ -216,6 +216,8 @@ class _DepthwisePointwise(torch.autograd.Function):
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
         if x.is_contiguous(memory_format=torch.channels_last):
             gy = gy.contiguous(memory_format=torch.channels_last)
+        # the ReLU's output is needed for the weight gradients only; the input gradient of a
+        # convolution reads nothing but the shape of its input
         r = F.relu(x) if ctx.relu_in and (need_dw or need_pw) else x
         g_pw = g_x = g_dw = None
         if need_pw:
@@ -316,7 +318,8 @@ class DilConv(nn.Sequential):
 
     When gradients are recorded, the ReLU, depthwise and 1×1 convolutions run as one autograd
     function that keeps only its input (`_DepthwisePointwise`); the modules and state_dict keys
-    are those of the plain sequence, which runs otherwise (inference, export).
+    are those of the plain sequence, which runs otherwise (inference, export, inputs under
+    `LEAN_FROM` elements).
     """
 
     def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True, relu_in=True):

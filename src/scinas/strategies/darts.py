@@ -125,7 +125,7 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
     backup = [w.detach().clone() for w in weights]
 
     # w' = w - eta * (momentum * buf + dL_train/dw + wd * w)
-    with frozen(alphas):  # only weight gradients here: keep nothing for the alphas'
+    with frozen(alphas):  # weight gradients only: keep nothing for the alphas' gradients
         grads_w = torch.autograd.grad(batch_loss(model, task, x_train, y_train), weights)
     direction = _virtual_step_direction(weights, grads_w, w_optimizer)
     with torch.no_grad():

@@ -12,6 +12,7 @@ NAS-Bench-201 space (`scinas.spaces.nb201.NB201Supernet`), chosen by ``search.sp
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -59,13 +60,10 @@ def available_memory(device: torch.device | str | None = None) -> int | None:
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -74,7 +72,7 @@ def available_memory(device: torch.device | str | None = None) -> int | None:
 
 def use_checkpointing(s, input_shape, available: int | None = None) -> bool:
     """``search.checkpoint_cells``, or when unset: on when a step's estimated peak would take
-    more than half the memory available (``available`` bytes, the device's when None).
+    more than half the memory available (``available`` bytes; the host's when None).
     Checkpointing recomputes each cell's activations in backward: about half the memory for
     about 1.4× the time, and the same numbers."""
     if s.checkpoint_cells is not None:
@@ -93,7 +91,7 @@ def _checkpointing_why(s, ctx: SearchContext) -> str:
     if free is None:
         return ""
     need = search_step_bytes(s, ctx.data.input_shape)
-    return f" (auto: a step needs ~{need / 2**30:.1f} GiB without, {free / 2**30:.1f} GiB free)"
+    return f" (auto: a step needs ~{need / 2**30:.1f} GiB without it, {free / 2**30:.1f} GiB free)"
 
 
 def build_supernet(ctx: SearchContext) -> nn.Module:

@@ -1,4 +1,8 @@
-"""Tasks: the loss, the output head size and the metrics for classification and regression.
+"""Tasks: what the targets are (parsing and auto-detection), the loss, the output head size and
+the metrics for classification, regression and multi-label.
+
+Every task is one entry in :data:`TASKS`; `scinas.data` asks the registry to detect and parse the
+targets of a dataset, so a new task is one class here, with no branch on task names elsewhere.
 
 Metrics are always computed over a whole evaluation set from the concatenated predictions, never
 averaged over mini-batches (a per-batch R² is wrong: it was a real bug in earlier DARTS forks).
@@ -8,23 +12,101 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .registry import Registry
+
+#: Task classes by name, in the order ``--task`` lists them.
+TASKS: Registry[type[Task]] = Registry("task")
 
 
 @dataclass(frozen=True)
 class Task(ABC):
-    """Base class: ``encode_targets`` maps dataset targets to what the loss sees."""
+    """Base class: ``encode_targets`` maps dataset targets to what the loss sees.
+
+    The class methods work on the raw numpy targets of a dataset, before any instance exists
+    (the number of outputs is only known once they are parsed).
+    """
 
     name: str
     num_outputs: int
 
     primary_metric: str = ""
     higher_is_better: bool = True
+
+    #: Auto-detection asks the tasks in increasing order, so a more specific task goes first.
+    detect_order: ClassVar[int] = 100
+    #: What one output is called, plural ("classes", "targets", "labels").
+    output_noun: ClassVar[str] = "outputs"
+    #: How hold-out splits are drawn, for the notes.
+    split_how: ClassVar[str] = "random"
+    #: Whether the loss sees targets standardised with the training mean and std.
+    standardises_targets: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------------- dataset targets
+
+    @classmethod
+    def detects(cls, y: np.ndarray) -> bool:
+        """Whether ``--task auto`` should pick this task for the training targets ``y``."""
+        return False
+
+    @classmethod
+    def detection_note(cls, y: np.ndarray) -> str:
+        """The note that says why auto-detection picked this task."""
+        return f"task: {cls.name}"
+
+    @classmethod
+    @abstractmethod
+    def parse_targets(cls, y: np.ndarray, label: str) -> np.ndarray:
+        """Validate one split's raw targets and convert them to what `scinas.data.Split` holds.
+
+        Args:
+            y: The raw (numeric) targets, one row per sample.
+            label: How to call them in messages (e.g. the file they came from).
+
+        Raises:
+            UserError: If the targets do not fit the task; the message says which task would.
+        """
+
+    @classmethod
+    def outputs(
+        cls, ys: dict[str, np.ndarray], class_names: tuple[str, ...] | None, notes: list[str]
+    ) -> tuple[int, tuple[str, ...] | None]:
+        """The number of network outputs and the class (or label) names that fit them.
+
+        Args:
+            ys: Parsed targets per split given (``"train"`` always present).
+            class_names: Names the source provided, if any.
+            notes: Facts about the data; a dropped name list is noted here.
+        """
+        return int(ys["train"].shape[1]), None
+
+    @classmethod
+    def strata(cls, y: np.ndarray) -> np.ndarray:
+        """Group ids (or values) that `scinas.data.stratified_split` stratifies on."""
+        return y
+
+    @classmethod
+    def train_notes(cls, y: np.ndarray, class_names: tuple[str, ...] | None) -> list[str]:
+        """Warnings about the training targets once the splits are made."""
+        return []
+
+    @classmethod
+    def describe_outputs(cls, n: int) -> str:
+        """E.g. ``"10 classes"``, for one-line summaries."""
+        return f"{n} {cls.output_noun}"
+
+    @classmethod
+    def example_targets(cls, n: int = 24) -> np.ndarray:
+        """Small raw targets of this task that auto-detection recognises (for tests and docs)."""
+        raise NotImplementedError(f"{cls.__name__} has no example targets")
+
+    # ------------------------------------------------------------------------------ training
 
     def encode_targets(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -43,11 +125,88 @@ class Task(ABC):
         the dataset."""
 
 
+@TASKS.decorator("classification")
 @dataclass(frozen=True)
 class Classification(Task):
+    """One class id 0..K-1 per sample: cross-entropy; accuracy."""
+
     name: str = "classification"
     num_outputs: int = 2
     primary_metric: str = "accuracy"
+
+    detect_order: ClassVar[int] = 20
+    output_noun: ClassVar[str] = "classes"
+    split_how: ClassVar[str] = "stratified by class"
+
+    @classmethod
+    def detects(cls, y):
+        return y.dtype.kind in "biu"
+
+    @classmethod
+    def detection_note(cls, y):
+        return "task: classification (y_train holds integers)"
+
+    @classmethod
+    def parse_targets(cls, y, label):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise UserError(
+                f"{label} has shape {tuple(y.shape)}; class labels must be 1-D (N,) or (N, 1). "
+                "For several 0/1 labels per sample use --task multilabel, for several continuous "
+                "targets --task regression."
+            )
+        if y.dtype.kind == "f":
+            check_finite(y, label)
+            frac = np.flatnonzero(y != np.round(y))
+            if frac.size:
+                i = int(frac[0])
+                raise UserError(
+                    f"class labels must be integers: {label} has {frac.size} non-integer "
+                    f"value(s), e.g. {y[i]!r} at index {i}. Use --task regression for continuous "
+                    "targets."
+                )
+        y = y.astype(np.int64)
+        neg = np.flatnonzero(y < 0)
+        if neg.size:
+            i = int(neg[0])
+            raise UserError(
+                f"class labels must be non-negative integers 0..K-1: {label} has {neg.size} "
+                f"negative label(s), e.g. {int(y[i])} at index {i}. Remap the labels to 0..K-1."
+            )
+        return y
+
+    @classmethod
+    def outputs(cls, ys, class_names, notes):
+        top = max(int(y.max()) for y in ys.values())
+        num_outputs = top + 1
+        if class_names is not None:
+            if len(class_names) >= num_outputs:
+                num_outputs = len(class_names)
+            else:
+                notes.append(
+                    f"ignored class_names: {len(class_names)} names for labels up to {top}"
+                )
+                class_names = None
+        if num_outputs < 2:
+            raise UserError(
+                f"classification needs at least 2 classes, but every label is {top}; check "
+                "y_train, or use --task regression for a single continuous target."
+            )
+        absent = np.setdiff1d(np.arange(num_outputs), ys["train"])
+        if absent.size:
+            shown = ", ".join(str(int(c)) for c in absent[:10]) + (
+                ", ..." if absent.size > 10 else ""
+            )
+            notes.append(
+                f"{absent.size} of {num_outputs} classes have no training samples ({shown}); "
+                "labels are expected to be 0..K-1"
+            )
+        return num_outputs, class_names
+
+    @classmethod
+    def example_targets(cls, n=24):
+        return np.arange(n, dtype=np.int64) % 3
 
     def loss(self, output, target):
         return F.cross_entropy(output, target)
@@ -64,6 +223,7 @@ class Classification(Task):
         }
 
 
+@TASKS.decorator("regression")
 @dataclass(frozen=True)
 class Regression(Task):
     """MSE (or Huber) on targets standardised with the training mean and std; metrics in
@@ -81,6 +241,45 @@ class Regression(Task):
     target_std: tuple[float, ...] = (1.0,)
     loss_name: str = "mse"
     output_groups: tuple[tuple[int, ...], ...] = ()
+
+    detect_order: ClassVar[int] = 30
+    output_noun: ClassVar[str] = "targets"
+    standardises_targets: ClassVar[bool] = True
+
+    @classmethod
+    def detects(cls, y):
+        return y.dtype.kind == "f"
+
+    @classmethod
+    def detection_note(cls, y):
+        whole = bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+        binary = whole and y.ndim == 2 and y.shape[1] >= 2 and bool(np.isin(y, (0, 1)).all())
+        hint = ""
+        if binary:
+            hint = "; they are all 0 or 1: pass --task multilabel if they are labels"
+        elif whole:
+            hint = "; they are all whole numbers: pass --task classification if they are class ids"
+        return "task: regression (y_train holds floats)" + hint
+
+    @classmethod
+    def parse_targets(cls, y, label):
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.ndim != 2:
+            raise UserError(
+                f"{label} has shape {tuple(y.shape)}; regression targets must be (N,) or (N, K)."
+            )
+        y = y.astype(np.float32, copy=False)
+        check_finite(y, label)
+        return y
+
+    @classmethod
+    def describe_outputs(cls, n):
+        return f"{n} target{'s' if n != 1 else ''}"
+
+    @classmethod
+    def example_targets(cls, n=24):
+        return np.linspace(-1.0, 2.0, 2 * n).reshape(n, 2)
 
     def _stats(self, like: torch.Tensor):
         mean = torch.tensor(self.target_mean, dtype=like.dtype, device=like.device)
@@ -120,6 +319,7 @@ class Regression(Task):
         return {"loss": loss, **regression_metrics(pred, targets.double().cpu().numpy())}
 
 
+@TASKS.decorator("multilabel")
 @dataclass(frozen=True)
 class MultiLabel(Task):
     """Independent binary labels: BCE on logits; per-label and mean ROC AUC and accuracy."""
@@ -127,6 +327,81 @@ class MultiLabel(Task):
     name: str = "multilabel"
     num_outputs: int = 2
     primary_metric: str = "auc"
+
+    detect_order: ClassVar[int] = 10
+    output_noun: ClassVar[str] = "labels"
+    split_how: ClassVar[str] = "stratified by labels"
+
+    @classmethod
+    def detects(cls, y):
+        """An N×K (K >= 2) integer or bool array of 0s and 1s, both present.
+
+        A matrix of only 1s (or only 0s) teaches nothing and is more likely a mistake, so it is
+        left to the classification checks, whose error names --task multilabel to force it.
+        """
+        if y.ndim != 2 or y.shape[1] < 2 or y.dtype.kind not in "biu":
+            return False
+        values = np.unique(y)
+        return values.size == 2 and values[0] == 0 and values[1] == 1
+
+    @classmethod
+    def detection_note(cls, y):
+        return f"task: multilabel (y_train is an N×{y.shape[1]} matrix of 0/1 integers)"
+
+    @classmethod
+    def parse_targets(cls, y, label):
+        """Validate multi-label targets and return them as float32 (N, K) of 0/1."""
+        if y.ndim != 2 or y.shape[1] < 2:
+            raise UserError(
+                f"multi-label targets must be an (N, K) matrix of 0/1 with one column per label, "
+                f"K >= 2; {label} has shape {tuple(y.shape)} with values {_values_found(y)}. For "
+                "one class per sample use --task classification."
+            )
+        ok = np.isin(y, (0, 1))
+        if not ok.all():
+            bad = y[~ok]
+            raise UserError(
+                f"multi-label targets must all be 0 or 1, but {label} has {bad.size} other "
+                f"value(s): {_values_found(bad)}. Binarise them (e.g. y > threshold), or use "
+                "--task regression for continuous targets."
+            )
+        return y.astype(np.float32)
+
+    @classmethod
+    def outputs(cls, ys, class_names, notes):
+        num_outputs = int(ys["train"].shape[1])
+        if class_names is not None and len(class_names) != num_outputs:
+            notes.append(f"ignored class_names: {len(class_names)} names for {num_outputs} labels")
+            class_names = None
+        return num_outputs, class_names
+
+    @classmethod
+    def strata(cls, y):
+        return multilabel_strata(y)
+
+    @classmethod
+    def train_notes(cls, y, class_names):
+        """Labels that never (or always) occur in train: the network cannot learn them."""
+        pos = y.sum(axis=0)
+        out = []
+        for what, idx in (
+            ("never", np.flatnonzero(pos == 0)),
+            ("always", np.flatnonzero(pos == len(y))),
+        ):
+            if idx.size:
+                shown = ", ".join(
+                    repr(class_names[i]) if class_names else str(int(i)) for i in idx[:10]
+                )
+                more = ", ..." if idx.size > 10 else ""
+                out.append(
+                    f"{idx.size} label(s) are {what} set in the train split ({shown}{more}): the "
+                    "network cannot learn them from this data"
+                )
+        return out
+
+    @classmethod
+    def example_targets(cls, n=24):
+        return (np.arange(3 * n).reshape(n, 3) % 4 < 2).astype(np.int64)
 
     def encode_targets(self, y):
         return y.float()
@@ -152,6 +427,78 @@ class MultiLabel(Task):
             "auc_per_label": aucs,
             "accuracy_per_label": acc.tolist(),
         }
+
+
+# ---------------------------------------------------------------------------------- targets
+
+
+def detect_task(y: np.ndarray) -> str:
+    """The name of the task ``--task auto`` picks for the training targets ``y``.
+
+    Tasks are asked in their ``detect_order``; the first that recognises ``y`` wins.
+
+    Raises:
+        UserError: If no task recognises them (only for targets that are not numbers).
+    """
+    for name in sorted(TASKS, key=lambda n: TASKS.get(n).detect_order):
+        if TASKS.get(name).detects(y):
+            return name
+    raise UserError(
+        f"cannot tell the task from targets of dtype {y.dtype} and shape {tuple(y.shape)}; "
+        f"pass --task ({', '.join(TASKS.names())})."
+    )
+
+
+def check_finite(a: np.ndarray, label: str) -> None:
+    """Raise a UserError naming ``label`` if the float array ``a`` holds NaN or infinities."""
+    if a.dtype.kind != "f":
+        return
+    finite = np.isfinite(a)
+    bad = a.size - int(np.count_nonzero(finite))
+    if bad:
+        n_nan = int(np.count_nonzero(np.isnan(a)))
+        raise UserError(
+            f"{label} contains {bad} NaN or infinite value(s) ({n_nan} NaN, {bad - n_nan} "
+            "infinite, counted after conversion to float32); remove those samples or replace the "
+            "values (e.g. numpy.nan_to_num) before training."
+        )
+
+
+def _values_found(y: np.ndarray) -> str:
+    """The distinct values of ``y`` for a message: the first few, their count, NaN if any."""
+    flat = y.reshape(-1)
+    nan = flat.dtype.kind == "f" and bool(np.isnan(flat).any())
+    values = np.unique(flat[~np.isnan(flat)] if nan else flat)
+    parts = [str(v) for v in values[:8].tolist()]
+    if values.size > 8:
+        parts.append(f"... ({values.size} distinct, up to {values[-1]})")
+    return ", ".join(parts + (["NaN"] if nan else []))
+
+
+def multilabel_strata(y: np.ndarray) -> np.ndarray:
+    """Group ids for a stratified split of multi-label targets (N, K) of 0/1.
+
+    Stratifying on the whole label combination keeps co-occurrences in proportion, but only
+    works when every combination occurs at least twice; otherwise each row is grouped by its
+    rarest positive label (rows without any positive label form one more group), which still
+    spreads rare labels over the splits.  Pass the ids to `scinas.data.stratified_split`.
+
+    Args:
+        y: The targets, one row per sample.
+
+    Returns:
+        (N,) int64 group ids.
+    """
+    on = np.asarray(y) > 0.5
+    _, combo, counts = np.unique(on, axis=0, return_inverse=True, return_counts=True)
+    if counts.min() >= 2:
+        return combo.reshape(-1).astype(np.int64)
+    freq = on.sum(axis=0)
+    rarest = np.argmin(np.where(on, freq[None, :], np.iinfo(np.int64).max), axis=1)
+    return np.where(on.any(axis=1), rarest, on.shape[1]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- metrics
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from scinas.config import DataConfig
 from scinas.data import load_dataset, multilabel_strata, stratified_split
-from scinas.data.folders import load_images, parse_image_size
+from scinas.data.images import load_images, parse_image_size
 from scinas.errors import UserError
 
 # ------------------------------------------------------------------------------------- helpers

@@ -1,6 +1,10 @@
 """Datasets for scinas: named ones (digits, MNIST, Fashion-MNIST, CIFAR-10), ``.npz`` files,
-folders of MNIST-style idx files, CSV tables of image files and folders of class subfolders of
-images, loaded into one validated :class:`Dataset`.
+folders of MNIST-style idx files or CIFAR-10 batches, CSV tables of image files or of feature
+vectors and folders of class subfolders of images, loaded into one validated :class:`Dataset`.
+
+Named datasets are entries of :data:`~scinas.data.named.DATASETS`, file formats readers in
+:data:`~scinas.data.formats.READERS` (asked in the order their modules are imported below), and
+the targets are detected and parsed by the tasks of :data:`scinas.tasks.TASKS`.
 
 Images are kept in their raw units (uint8 stays uint8): the trainer normalises per batch with
 :attr:`Dataset.mean` / :attr:`Dataset.std`, which avoids holding a float copy of the whole set.
@@ -16,31 +20,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scinas.data.folders import (
-    FITS,
-    IMAGE_SUFFIXES,
-    TABLE_SUFFIXES,
-    has_class_subfolders,
-    is_feature_table,
-    parse_image_size,
-    read_class_folders,
-    read_feature_csv,
-    read_image_csv,
-)
-from scinas.data.named import NAMED_DATASETS, canonical_name, default_data_dir, load_named
-from scinas.data.readers import (
-    RawData,
-    find_idx_files,
-    is_idx_name,
-    read_idx_dir,
-    read_npz,
-    to_nchw,
-)
+# The format modules register their readers on import, and readers are asked in that order: e.g.
+# feature tables before image tables, which take every other table.  Imported before any other
+# scinas.data module, which may import some of them.
+# isort: off
+from scinas.data import npz, cifar, idx, class_folders, feature_table, image_csv  # noqa: E402, F401
+# isort: on
+
+from scinas.data.formats import READERS, RawData, ReadOptions, note_ignored, read_path
+from scinas.data.images import FITS, parse_image_size
+from scinas.data.layouts import to_nchw
+from scinas.data.named import DATASETS, NAMED_DATASETS, default_data_dir, find_dataset
 from scinas.data.split import stratified_split
 from scinas.errors import UserError, unknown
+from scinas.tasks import TASKS, Task, check_finite, detect_task, multilabel_strata
 
 __all__ = [
+    "DATASETS",
     "NAMED_DATASETS",
+    "READERS",
     "Dataset",
     "Split",
     "default_data_dir",
@@ -49,7 +47,6 @@ __all__ = [
     "stratified_split",
 ]
 
-TASKS = ("auto", "classification", "regression", "multilabel")
 LAYOUTS = ("auto", "nhwc", "nchw")
 MIN_SIDE = 4  # smallest image side the search space's stem and reductions can handle
 _SPLITS = ("train", "val", "test")
@@ -112,12 +109,7 @@ class Dataset:
     def summary(self) -> str:
         """One line: name, task, classes/targets, input shape and dtype, split sizes."""
         c, h, w = self.input_shape
-        if self.task == "classification":
-            what = f"{self.num_outputs} classes"
-        elif self.task == "multilabel":
-            what = f"{self.num_outputs} labels"
-        else:
-            what = f"{self.num_outputs} target{'s' if self.num_outputs != 1 else ''}"
+        what = TASKS.get(self.task).describe_outputs(self.num_outputs)
         dtype = str(self.train.x.dtype).replace("torch.", "")
         return (
             f"{self.name}: {self.task}, {what}, input {c}x{h}x{w} {dtype}; "
@@ -142,17 +134,19 @@ def load_dataset(
     """Load, validate and split a dataset.
 
     Args:
-        data: A named dataset (see :data:`NAMED_DATASETS`; names win over same-named paths, use
-            ``./name`` for a folder), a ``.npz`` file with ``x_train``/``y_train`` (and optionally
-            ``x_val``/``y_val``, ``x_test``/``y_test``), a folder of MNIST-style idx files, a
-            ``.csv``/``.tsv`` listing image files and their targets (see
-            :func:`~scinas.data.folders.read_image_csv`), or a folder of class subfolders of
-            images, optionally inside ``train/``, ``val/``, ``test/`` folders.
+        data: A named dataset (see :data:`DATASETS`; names win over same-named paths, use
+            ``./name`` for a folder), or a file or folder in a format of :data:`READERS`: a
+            ``.npz`` file with ``x_train``/``y_train`` (and optionally ``x_val``/``y_val``,
+            ``x_test``/``y_test``), a folder of MNIST-style idx files or of the CIFAR-10 binary
+            batches, a ``.csv``/``.tsv`` of feature vectors or one listing image files and their
+            targets (see :func:`~scinas.data.image_csv.read_image_csv`), or a folder of class
+            subfolders of images, optionally inside ``train/``, ``val/``, ``test/`` folders.
         data_dir: Where named datasets are looked for and downloaded to (default
             :func:`default_data_dir`).
         task: ``"auto"`` (integer targets -> classification; N×K integer or bool 0/1 targets,
-            K >= 2 -> multi-label; float -> regression), ``"classification"``, ``"regression"``
-            or ``"multilabel"``.
+            K >= 2 -> multi-label; float -> regression: see :func:`scinas.tasks.detect_task`),
+            or a task of :data:`scinas.tasks.TASKS`: ``"classification"``, ``"regression"`` or
+            ``"multilabel"``.
         layout: Layout of 4-D ``.npz`` images: ``"auto"`` (guessed from the shape), ``"nhwc"``
             or ``"nchw"``.  3-D arrays are always N×H×W.
         val_fraction: Share of the training data held out as validation when no val split is
@@ -174,7 +168,7 @@ def load_dataset(
     Raises:
         UserError: For any problem with the data or the options; the message says how to fix it.
     """
-    task = _choice("task", task, TASKS)
+    task = _choice("task", task, ("auto", *TASKS.names()))
     layout = _choice("layout", layout, LAYOUTS)
     for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
@@ -188,7 +182,8 @@ def load_dataset(
         raise UserError(f"seed must be a non-negative integer, got {seed!r}.")
     fit = _choice("fit", fit, FITS)
     size = parse_image_size(image_size)
-    raw = _read(data, data_dir, download, target_columns, size, fit)
+    options = ReadOptions(target_columns=target_columns, image_size=size, fit=fit)
+    raw = _read(data, data_dir, download, options)
     return _assemble(raw, task, layout, val_fraction, test_fraction, int(seed))
 
 
@@ -210,91 +205,32 @@ def _read(
     data: str | os.PathLike,
     data_dir: str | os.PathLike | None,
     download: bool,
-    target_columns: Sequence[str] | None = None,
-    image_size: tuple[int, int] | None = None,
-    fit: str = "resize",
+    options: ReadOptions,
 ) -> RawData:
+    """A named dataset if ``data`` names one, else the file or folder it points at."""
     if isinstance(data, str):
         if not data.strip():
             raise UserError(
                 "no data given: pass a named dataset, a .npz file, an idx folder, a CSV of image "
                 "files or a folder of class subfolders."
             )
-        name = canonical_name(data)
-        if name is not None:
-            return _ignoring(load_named(name, data_dir, download), target_columns, image_size)
+        dataset = find_dataset(data)
+        if dataset is not None:
+            return note_ignored(dataset.load(data_dir, download), options, ())
     path = Path(os.fspath(data)).expanduser()
-    if path.is_dir():
-        if find_idx_files(path) or not _is_class_folder_dataset(path):
-            # read_idx_dir also explains folders that are neither kind.
-            return _ignoring(read_idx_dir(path), target_columns, image_size)
-        raw = read_class_folders(path, image_size=image_size, fit=fit)
-        return _ignoring(raw, target_columns, None)
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            return _ignoring(read_npz(path), target_columns, image_size)
-        if suffix in TABLE_SUFFIXES:
-            if is_feature_table(path):
-                return _ignoring(
-                    read_feature_csv(path, target_columns=target_columns), None, image_size
-                )
-            return read_image_csv(
-                path, target_columns=target_columns, image_size=image_size, fit=fit
-            )
-        if is_idx_name(path.name):
-            raise UserError(
-                f"{path} is a single idx file: pass the folder that holds the train-/t10k- idx "
-                f"files ({path.parent}) instead."
-            )
-        if suffix in IMAGE_SUFFIXES:
-            raise UserError(
-                f"{path} is a single image: pass the folder that holds one subfolder of images "
-                "per class, or a CSV that lists the image files with their targets."
-            )
-        raise UserError(
-            f"unsupported data file {path}: scinas reads .npz files (x_train, y_train, ...), "
-            "folders of MNIST-style idx files, CSV tables of image files (file,label) and "
-            "folders of class subfolders of images. Convert it with numpy.savez(path, "
-            "x_train=..., y_train=...)."
-        )
+    if path.is_dir() or path.is_file():
+        return read_path(path, options)
     text = os.fspath(data)
     if not isinstance(data, str) or "/" in text or os.sep in text or path.suffix:
         raise UserError(
             f"data path not found: {path} (resolved to {path.absolute()}). A path must be an "
             "existing .npz file or a directory of MNIST-style idx files."
         )
-    err = unknown("dataset", text, NAMED_DATASETS)
+    err = unknown("dataset", text, DATASETS.names())
     raise UserError(
         f"{err} Or pass a path: a .npz file or a directory of MNIST-style idx files "
         f"('{text}' does not exist here)."
     )
-
-
-def _is_class_folder_dataset(path: Path) -> bool:
-    """Whether a folder without idx files should be read as class subfolders of images.
-
-    A folder whose subfolders hold idx files is left to :func:`read_idx_dir`, whose error
-    points at them (the usual slip is passing the parent of the idx folder).
-    """
-    if not has_class_subfolders(path):
-        return False
-    subs = sorted(p for p in path.iterdir() if p.is_dir())[:50]
-    return not any("x_train" in find_idx_files(p) for p in subs)
-
-
-def _ignoring(
-    raw: RawData, target_columns: Sequence[str] | None, image_size: tuple[int, int] | None
-) -> RawData:
-    """Note the image-file options that do not apply to this source, rather than fail on them.
-
-    A config that sets them for a CSV can then be reused on a .npz of the same data.
-    """
-    if target_columns is not None:
-        raw.notes.append("target_columns ignored: it applies to CSV tables only")
-    if image_size is not None:
-        raw.notes.append("image_size/fit ignored: they apply to image files only")
-    return raw
 
 
 # --------------------------------------------------------------------------------------- assembly
@@ -312,20 +248,6 @@ def _check_numeric(a: np.ndarray, label: str, role: str) -> None:
         )
 
 
-def _check_finite(a: np.ndarray, label: str) -> None:
-    if a.dtype.kind != "f":
-        return
-    finite = np.isfinite(a)
-    bad = a.size - int(np.count_nonzero(finite))
-    if bad:
-        n_nan = int(np.count_nonzero(np.isnan(a)))
-        raise UserError(
-            f"{label} contains {bad} NaN or infinite value(s) ({n_nan} NaN, {bad - n_nan} "
-            "infinite, counted after conversion to float32); remove those samples or replace the "
-            "values (e.g. numpy.nan_to_num) before training."
-        )
-
-
 def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np.ndarray, str]:
     key = f"x_{split}"
     label = raw.label(key)
@@ -338,7 +260,7 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
                 "of 1×1, so each cell acts per sample on the feature vector (no spatial ops)"
             )
         x = x.astype(np.float32, copy=False)
-        _check_finite(x, label)
+        check_finite(x, label)
         return x[:, :, None, None], "nf"
     x, used = to_nchw(x, layout, label)
     if split == "train":
@@ -355,7 +277,7 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
         if split == "train":
             notes.append(f"images converted from {x.dtype} to float32")
         x = x.astype(np.float32, copy=False)
-        _check_finite(x, label)
+        check_finite(x, label)
     _, _, h, w = x.shape
     if h < MIN_SIDE or w < MIN_SIDE:
         raise UserError(
@@ -363,123 +285,6 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
             "resize them (or arrange the features on a larger grid)."
         )
     return x, used
-
-
-def _labels(y: np.ndarray, label: str) -> np.ndarray:
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise UserError(
-            f"{label} has shape {tuple(y.shape)}; class labels must be 1-D (N,) or (N, 1). For "
-            "several 0/1 labels per sample use --task multilabel, for several continuous "
-            "targets --task regression."
-        )
-    if y.dtype.kind == "f":
-        _check_finite(y, label)
-        frac = np.flatnonzero(y != np.round(y))
-        if frac.size:
-            i = int(frac[0])
-            raise UserError(
-                f"class labels must be integers: {label} has {frac.size} non-integer value(s), "
-                f"e.g. {y[i]!r} at index {i}. Use --task regression for continuous targets."
-            )
-    y = y.astype(np.int64)
-    neg = np.flatnonzero(y < 0)
-    if neg.size:
-        i = int(neg[0])
-        raise UserError(
-            f"class labels must be non-negative integers 0..K-1: {label} has {neg.size} negative "
-            f"label(s), e.g. {int(y[i])} at index {i}. Remap the labels to 0..K-1."
-        )
-    return y
-
-
-def _is_multilabel(y: np.ndarray) -> bool:
-    """Auto-detection: an N×K (K >= 2) integer or bool array of 0s and 1s, both present.
-
-    A matrix of only 1s (or only 0s) teaches nothing and is more likely a mistake, so it is
-    left to the classification checks, whose error names --task multilabel to force it.
-    """
-    if y.ndim != 2 or y.shape[1] < 2 or y.dtype.kind not in "biu":
-        return False
-    values = np.unique(y)
-    return values.size == 2 and values[0] == 0 and values[1] == 1
-
-
-def _values_found(y: np.ndarray) -> str:
-    """The distinct values of ``y`` for a message: the first few, their count, NaN if any."""
-    flat = y.reshape(-1)
-    nan = flat.dtype.kind == "f" and bool(np.isnan(flat).any())
-    values = np.unique(flat[~np.isnan(flat)] if nan else flat)
-    parts = [str(v) for v in values[:8].tolist()]
-    if values.size > 8:
-        parts.append(f"... ({values.size} distinct, up to {values[-1]})")
-    return ", ".join(parts + (["NaN"] if nan else []))
-
-
-def _multilabels(y: np.ndarray, label: str) -> np.ndarray:
-    """Validate multi-label targets and return them as float32 (N, K) of 0/1."""
-    if y.ndim != 2 or y.shape[1] < 2:
-        raise UserError(
-            f"multi-label targets must be an (N, K) matrix of 0/1 with one column per label, "
-            f"K >= 2; {label} has shape {tuple(y.shape)} with values {_values_found(y)}. For one "
-            "class per sample use --task classification."
-        )
-    ok = np.isin(y, (0, 1))
-    if not ok.all():
-        bad = y[~ok]
-        raise UserError(
-            f"multi-label targets must all be 0 or 1, but {label} has {bad.size} other "
-            f"value(s): {_values_found(bad)}. Binarise them (e.g. y > threshold), or use "
-            "--task regression for continuous targets."
-        )
-    return y.astype(np.float32)
-
-
-def multilabel_strata(y: np.ndarray) -> np.ndarray:
-    """Group ids for a stratified split of multi-label targets (N, K) of 0/1.
-
-    Stratifying on the whole label combination keeps co-occurrences in proportion, but only
-    works when every combination occurs at least twice; otherwise each row is grouped by its
-    rarest positive label (rows without any positive label form one more group), which still
-    spreads rare labels over the splits.  Pass the ids to :func:`stratified_split`.
-
-    Args:
-        y: The targets, one row per sample.
-
-    Returns:
-        (N,) int64 group ids.
-    """
-    on = np.asarray(y) > 0.5
-    _, combo, counts = np.unique(on, axis=0, return_inverse=True, return_counts=True)
-    if counts.min() >= 2:
-        return combo.reshape(-1).astype(np.int64)
-    freq = on.sum(axis=0)
-    rarest = np.argmin(np.where(on, freq[None, :], np.iinfo(np.int64).max), axis=1)
-    return np.where(on.any(axis=1), rarest, on.shape[1]).astype(np.int64)
-
-
-def _matrix_targets(raw, present, ys: dict, parse, what: str) -> None:
-    """Parse each split's (N, K) targets into ``ys``; every split must have the train's K."""
-    for split in present:
-        ys[split] = parse(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
-        if ys[split].shape[1] != ys["train"].shape[1]:
-            raise UserError(
-                f"{raw.label(f'y_{split}')} has {ys[split].shape[1]} {what} per sample but "
-                f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
-            )
-
-
-def _targets(y: np.ndarray, label: str) -> np.ndarray:
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2:
-        raise UserError(
-            f"{label} has shape {tuple(y.shape)}; regression targets must be (N,) or (N, K)."
-        )
-    y = y.astype(np.float32, copy=False)
-    _check_finite(y, label)
-    return y
 
 
 def _channel_stats(
@@ -510,24 +315,6 @@ def _channel_stats(
     # Dividing by ~0 would blow constant channels up; 1.0 leaves them centred at zero.
     std = np.where(std < _STD_FLOOR, 1.0, std)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std), constant
-
-
-def _constant_label_notes(y: np.ndarray, names: tuple[str, ...] | None) -> list[str]:
-    """Labels that never (or always) occur in train: the network cannot learn them from it."""
-    pos = y.sum(axis=0)
-    out = []
-    for what, idx in (
-        ("never", np.flatnonzero(pos == 0)),
-        ("always", np.flatnonzero(pos == len(y))),
-    ):
-        if idx.size:
-            shown = ", ".join(repr(names[i]) if names else str(int(i)) for i in idx[:10])
-            more = ", ..." if idx.size > 10 else ""
-            out.append(
-                f"{idx.size} label(s) are {what} set in the train split ({shown}{more}): the "
-                "network cannot learn them from this data"
-            )
-    return out
 
 
 def _assemble(
@@ -574,69 +361,20 @@ def _assemble(
 
     y_train_raw = raw.arrays["y_train"]
     if task == "auto":
-        if _is_multilabel(y_train_raw):
-            task = "multilabel"
-            notes.append(
-                f"task: multilabel (y_train is an N×{y_train_raw.shape[1]} matrix of 0/1 integers)"
-            )
-        elif y_train_raw.dtype.kind in "biu":
-            task = "classification"
-            notes.append("task: classification (y_train holds integers)")
-        else:
-            task = "regression"
-            whole = bool(
-                np.all(np.isfinite(y_train_raw)) and np.all(y_train_raw == np.round(y_train_raw))
-            )
-            binary = whole and y_train_raw.ndim == 2 and y_train_raw.shape[1] >= 2
-            binary = binary and bool(np.isin(y_train_raw, (0, 1)).all())
-            hint = ""
-            if binary:
-                hint = "; they are all 0 or 1: pass --task multilabel if they are labels"
-            elif whole:
-                hint = (
-                    "; they are all whole numbers: pass --task classification if they are class ids"
-                )
-            notes.append("task: regression (y_train holds floats)" + hint)
+        task = detect_task(y_train_raw)
+        notes.append(TASKS.get(task).detection_note(y_train_raw))
+    kind: type[Task] = TASKS.get(task)
 
     ys: dict[str, np.ndarray] = {}
-    class_names = raw.class_names
-    if task == "classification":
-        for split in present:
-            ys[split] = _labels(raw.arrays[f"y_{split}"], raw.label(f"y_{split}"))
-        top = max(int(y.max()) for y in ys.values())
-        num_outputs = top + 1
-        if class_names is not None:
-            if len(class_names) >= num_outputs:
-                num_outputs = len(class_names)
-            else:
-                notes.append(
-                    f"ignored class_names: {len(class_names)} names for labels up to {top}"
-                )
-                class_names = None
-        if num_outputs < 2:
+    for split in present:
+        label = raw.label(f"y_{split}")
+        ys[split] = kind.parse_targets(raw.arrays[f"y_{split}"], label)
+        if ys[split].ndim == 2 and ys[split].shape[1] != ys["train"].shape[1]:
             raise UserError(
-                f"classification needs at least 2 classes, but every label is {top}; check "
-                "y_train, or use --task regression for a single continuous target."
+                f"{label} has {ys[split].shape[1]} {kind.output_noun} per sample but "
+                f"{raw.label('y_train')} has {ys['train'].shape[1]}; all splits must agree."
             )
-        absent = np.setdiff1d(np.arange(num_outputs), ys["train"])
-        if absent.size:
-            shown = ", ".join(str(int(c)) for c in absent[:10]) + (
-                ", ..." if absent.size > 10 else ""
-            )
-            notes.append(
-                f"{absent.size} of {num_outputs} classes have no training samples ({shown}); "
-                "labels are expected to be 0..K-1"
-            )
-    elif task == "multilabel":
-        _matrix_targets(raw, present, ys, _multilabels, "labels")
-        num_outputs = int(ys["train"].shape[1])
-        if class_names is not None and len(class_names) != num_outputs:
-            notes.append(f"ignored class_names: {len(class_names)} names for {num_outputs} labels")
-            class_names = None
-    else:
-        _matrix_targets(raw, present, ys, _targets, "targets")
-        num_outputs = int(ys["train"].shape[1])
-        class_names = None
+    num_outputs, class_names = kind.outputs(ys, raw.class_names, notes)
 
     missing = [s for s in ("test", "val") if s not in present]
     n_all = len(xs["train"])
@@ -646,31 +384,29 @@ def _assemble(
             f"missing {' and '.join(missing)} split(s). Add samples, or give x_val/y_val and "
             "x_test/y_test explicitly."
         )
-    how = {"classification": "stratified by class", "multilabel": "stratified by labels"}
     for split in missing:
         # Both fractions are of the original training data: test is carved first, so val's
         # share of what is left is scaled up accordingly.
         frac = test_fraction if split == "test" else val_fraction
         if split == "val" and "test" in missing:
             frac = val_fraction / (1.0 - test_fraction)
-        strata = multilabel_strata(ys["train"]) if task == "multilabel" else ys["train"]
+        strata = kind.strata(ys["train"])
         # A different seed per split keeps the two draws independent.
         keep, take = stratified_split(strata, frac, seed + (1 if split == "val" else 0))
         xs[split], ys[split] = xs["train"][take], ys["train"][take]
         xs["train"], ys["train"] = xs["train"][keep], ys["train"][keep]
         notes.append(
             f"no {split} split given: held out {len(take)} of {n_all} training samples "
-            f"({100 * len(take) / n_all:.0f}%, {how.get(task, 'random')}, seed {seed}) as "
+            f"({100 * len(take) / n_all:.0f}%, {kind.split_how}, seed {seed}) as "
             f"{split}"
         )
-    if task == "multilabel":
-        notes += _constant_label_notes(ys["train"], class_names)
+    notes += kind.train_notes(ys["train"], class_names)
 
     mean, std, constant = _channel_stats(xs["train"])
     if constant:
         notes.append(f"image channel(s) {constant} are constant in train: std set to 1.0")
     target_mean = target_std = None
-    if task == "regression":
+    if kind.standardises_targets:
         target_mean, target_std, constant = _channel_stats(ys["train"])
         if constant:
             notes.append(f"target(s) {constant} are constant in train: std set to 1.0")

@@ -1,7 +1,10 @@
-"""Named datasets: the embedded digits, and MNIST / Fashion-MNIST / CIFAR-10 found or downloaded.
+"""Named datasets as a registry: the embedded digits, and MNIST / Fashion-MNIST / CIFAR-10 found
+under a data folder or downloaded there.
 
-Downloads use only the standard library (urllib), land in a temporary file that is renamed
-once complete and checksummed, so an interrupted download never leaves a half file behind.
+Each dataset is one :class:`NamedDataset` entry in :data:`DATASETS`: its names, where its files
+may be, how to tell they are there, how to read them and what to download.  Downloads use only
+the standard library (urllib), land in a temporary file that is renamed once complete and
+checksummed, so an interrupted download never leaves a half file behind.
 """
 
 from __future__ import annotations
@@ -16,102 +19,154 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from scinas.data.readers import (
-    CIFAR10_TEST_FILE,
-    CIFAR10_TRAIN_FILES,
-    RawData,
-    find_idx_files,
-    read_cifar_dir,
-    read_idx_dir,
-    read_npz,
-)
-from scinas.errors import UserError
+from scinas.data.cifar import CIFAR10_CLASS_NAMES, has_cifar_files, read_cifar_dir
+from scinas.data.formats import RawData
+from scinas.data.idx import find_idx_files, read_idx_dir
+from scinas.data.npz import read_npz
+from scinas.errors import UserError, unknown
+from scinas.registry import Registry
 
 __all__ = [
-    "CLASS_NAMES",
+    "DATASETS",
     "DOWNLOAD_TIMEOUT",
     "FILES",
     "MIRRORS",
     "NAMED_DATASETS",
+    "NamedDataset",
     "canonical_name",
     "default_data_dir",
+    "find_dataset",
     "load_named",
+    "register_dataset",
 ]
 
 log = logging.getLogger(__name__)
 
-NAMED_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10")
-
-_ALIASES = {
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "cifar-10": "cifar10",
-    "cifar_10": "cifar10",
-}
-
-#: Base URLs tried in order for each downloadable dataset.  Looked up at call time, so tests
-#: (and users behind a proxy mirror) can replace them.
-MIRRORS: dict[str, tuple[str, ...]] = {
-    # torchvision's mirror first: the LeCun site is often down.
-    "mnist": (
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    ),
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
-}
-
-#: Files to download per dataset, with the md5 of the official file.
-FILES: dict[str, dict[str, str]] = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
-    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
-}
-
 DOWNLOAD_TIMEOUT = 30.0  # seconds per connection attempt / read
 
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "digits": tuple(str(i) for i in range(10)),
-    "mnist": tuple(str(i) for i in range(10)),
-    "fashion-mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-    "cifar10": (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ),
-}
+#: Base URLs tried in order for each downloadable dataset, and the files to download with the
+#: md5 of the official file.  Filled from the entries, but looked up at call time, so tests (and
+#: users behind a proxy mirror) can replace them.
+MIRRORS: dict[str, tuple[str, ...]] = {}
+FILES: dict[str, dict[str, str]] = {}
 
-_CIFAR_DIR = "cifar-10-batches-bin"
+
+def _never(folder: Path) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    """One named dataset.
+
+    Attributes:
+        name: The canonical name (``--data NAME``).
+        class_names: Names of the classes, in label order.
+        read: Reads the folder the files were found in (or the bundled file).
+        has_files: Whether a folder holds everything ``read`` needs.
+        aliases: Other spellings (lower case) that mean this dataset.
+        folders: Subfolders of the data folder where the files are looked for, in order; the
+            data folder itself is tried last.
+        files: Files to download (file name -> md5 of the official file).
+        mirrors: Base URLs tried in order for the downloads.
+        download_to: Subfolder of the data folder the files are downloaded to (default: name).
+        archive_folder: For a downloaded archive: the folder it extracts to, which is read.
+        bundled: A file shipped in the ``scinas.data`` package: no data folder, no download.
+        description: Replaces the reader's notes (bundled data, whose path says nothing).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    read: Callable[[Path], RawData]
+    has_files: Callable[[Path], bool] = _never
+    aliases: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)
+    mirrors: tuple[str, ...] = ()
+    download_to: str = ""
+    archive_folder: str = ""
+    bundled: str = ""
+    description: str = ""
+
+    def candidates(self, root: Path) -> list[Path]:
+        """The folders under the data folder ``root`` where the files are looked for."""
+        return [root / s for s in self.folders] + [root]
+
+    def locate(self, data_dir: str | os.PathLike | None) -> Path | None:
+        """The folder that holds the files under ``data_dir`` (None: the default), or None.
+
+        A bundled dataset is always there: its file is returned.
+        """
+        if self.bundled:
+            return Path(str(importlib.resources.files("scinas.data").joinpath(self.bundled)))
+        root = _root(data_dir)
+        return next((f for f in self.candidates(root) if self.has_files(f)), None)
+
+    def load(self, data_dir: str | os.PathLike | None, download: bool) -> RawData:
+        """Read the dataset, downloading it first if it is missing and ``download`` allows.
+
+        Raises:
+            UserError: If the files are missing and cannot be downloaded (the message says
+                where to put them by hand).
+        """
+        if self.bundled:
+            resource = importlib.resources.files("scinas.data").joinpath(self.bundled)
+            with importlib.resources.as_file(resource) as path:
+                raw = self.read(path)
+        else:
+            raw = self._find_or_fetch(_root(data_dir), download)
+        if self.description:
+            raw.notes[:] = [self.description]
+        raw.name = self.name
+        raw.class_names = self.class_names
+        return raw
+
+    def _find_or_fetch(self, root: Path, download: bool) -> RawData:
+        for folder in self.candidates(root):
+            if self.has_files(folder):
+                return self.read(folder)
+        target = root / (self.download_to or self.name)
+        files = list(FILES[self.name])
+        # Files put there by hand (as the error message suggests) are used without downloading.
+        if not download and any(not (target / f).is_file() for f in files):
+            raise UserError(_missing_message(self, target, files, reason="download=False"))
+        notes = _download_files(self.name, target, files)
+        folder = target
+        if self.archive_folder:
+            for archive in files:
+                _extract_tar(target / archive, target)
+                (target / archive).unlink(missing_ok=True)  # no longer needed (CIFAR-10: 160 MB)
+                notes.append(f"extracted {archive} into {target / self.archive_folder}")
+            folder = target / self.archive_folder
+            if not self.has_files(folder):
+                raise UserError(
+                    f"{', '.join(files)} did not contain the expected {self.archive_folder}/ "
+                    f"files; delete {target} and try again."
+                )
+        raw = self.read(folder)
+        raw.notes[:0] = notes
+        return raw
+
+
+#: Named datasets by canonical name.
+DATASETS: Registry[NamedDataset] = Registry("dataset")
+
+
+def register_dataset(dataset: NamedDataset) -> NamedDataset:
+    """Register ``dataset`` under its name, and its downloads in :data:`MIRRORS`/:data:`FILES`."""
+    DATASETS.register(dataset.name, dataset)
+    if dataset.files:
+        MIRRORS[dataset.name] = tuple(dataset.mirrors)
+        FILES[dataset.name] = dict(dataset.files)
+    return dataset
+
+
+def _root(data_dir: str | os.PathLike | None) -> Path:
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
 
 def default_data_dir() -> Path:
@@ -126,18 +181,25 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "scinas" / "data"
 
 
+def find_dataset(name: str) -> NamedDataset | None:
+    """The named dataset ``name`` refers to (case insensitive, or an alias), or None."""
+    key = name.strip().lower()
+    if key in DATASETS:
+        return DATASETS.get(key)
+    return next((DATASETS.get(n) for n in DATASETS if key in DATASETS.get(n).aliases), None)
+
+
 def canonical_name(name: str) -> str | None:
     """Return the named dataset ``name`` refers to (case and ``_``/``-`` tolerant), or None."""
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    return key if key in NAMED_DATASETS else None
+    dataset = find_dataset(name)
+    return dataset.name if dataset is not None else None
 
 
 def load_named(name: str, data_dir: str | os.PathLike | None, download: bool) -> RawData:
     """Load a named dataset, downloading it first if needed and allowed.
 
     Args:
-        name: One of :data:`NAMED_DATASETS`.
+        name: A name in :data:`DATASETS` (or an alias).
         data_dir: Where to look for (and download to) the files; None uses
             :func:`default_data_dir`.  Ignored for ``digits``, which ships with scinas.
         download: Whether a missing dataset may be downloaded.
@@ -146,93 +208,16 @@ def load_named(name: str, data_dir: str | os.PathLike | None, download: bool) ->
         The raw arrays, with class names and notes.
 
     Raises:
-        UserError: If the files are missing and cannot be downloaded (the message says where to
-            put them by hand).
+        UserError: If the name is unknown, or the files are missing and cannot be downloaded
+            (the message says where to put them by hand).
     """
-    if name == "digits":
-        raw = _load_digits()
-    else:
-        root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-        raw = (
-            _load_cifar10(root, download) if name == "cifar10" else _load_idx(name, root, download)
-        )
-    raw.name = name
-    raw.class_names = CLASS_NAMES[name]
-    return raw
+    dataset = find_dataset(name)
+    if dataset is None:
+        raise unknown("dataset", name, DATASETS.names())
+    return dataset.load(data_dir, download)
 
 
-# ------------------------------------------------------------------------------------------ digits
-
-
-def _load_digits() -> RawData:
-    resource = importlib.resources.files("scinas.data").joinpath("digits_8x8.npz")
-    with importlib.resources.as_file(resource) as path:
-        raw = read_npz(path)
-    raw.notes[:] = [
-        "embedded scikit-learn digits (8x8, values 0..16), seeded 1437/360 train/test split"
-    ]
-    return raw
-
-
-# --------------------------------------------------------------------------------- MNIST-style
-
-
-def _idx_candidates(name: str, root: Path) -> list[Path]:
-    if name == "mnist":
-        subs = ["mnist", "MNIST", "MNIST/raw"]
-    else:
-        subs = ["fashion-mnist", "fashion_mnist", "FashionMNIST", "FashionMNIST/raw"]
-    # torchvision's <root>/MNIST/raw layout is accepted too, so an existing cache can be reused.
-    return [root / s for s in subs] + [root]
-
-
-def _load_idx(name: str, root: Path, download: bool) -> RawData:
-    for folder in _idx_candidates(name, root):
-        if len(find_idx_files(folder)) == 4:
-            return read_idx_dir(folder, name)
-    target = root / name
-    files = FILES[name]
-    if not download:
-        raise UserError(_missing_message(name, target, list(files), reason="download=False"))
-    notes = _download_files(name, target, list(files))
-    raw = read_idx_dir(target, name)
-    raw.notes[:0] = notes
-    return raw
-
-
-# ---------------------------------------------------------------------------------------- CIFAR-10
-
-
-def _cifar_candidates(root: Path) -> list[Path]:
-    subs = [_CIFAR_DIR, f"cifar10/{_CIFAR_DIR}", f"cifar-10/{_CIFAR_DIR}", "cifar10", "cifar-10"]
-    return [root / s for s in subs] + [root]
-
-
-def _has_cifar(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE))
-
-
-def _load_cifar10(root: Path, download: bool) -> RawData:
-    for folder in _cifar_candidates(root):
-        if _has_cifar(folder):
-            return read_cifar_dir(folder)
-    target = root / "cifar10"
-    archive = next(iter(FILES["cifar10"]))
-    # An archive put there by hand (as the error message suggests) is used without downloading.
-    if not (target / archive).is_file() and not download:
-        raise UserError(_missing_message("cifar10", target, [archive], reason="download=False"))
-    notes = _download_files("cifar10", target, [archive])
-    _extract_tar(target / archive, target)
-    (target / archive).unlink(missing_ok=True)  # 160 MB we no longer need
-    notes.append(f"extracted {archive} into {target / _CIFAR_DIR}")
-    if not _has_cifar(target / _CIFAR_DIR):
-        raise UserError(
-            f"{archive} did not contain the expected {_CIFAR_DIR}/ batches; delete {target} and "
-            "try again."
-        )
-    raw = read_cifar_dir(target / _CIFAR_DIR)
-    raw.notes[:0] = notes
-    return raw
+# ------------------------------------------------------------------------------------ archives
 
 
 def _extract_tar(archive: Path, target: Path) -> None:
@@ -267,12 +252,13 @@ def _extract_tar(archive: Path, target: Path) -> None:
 # --------------------------------------------------------------------------------------- download
 
 
-def _missing_message(name: str, target: Path, files: list[str], reason: str) -> str:
-    mirror = MIRRORS[name][0]
+def _missing_message(dataset: NamedDataset, target: Path, files: list[str], reason: str) -> str:
+    mirror = MIRRORS[dataset.name][0]
+    extracted = " (it is extracted automatically)" if dataset.archive_folder else ""
     return (
-        f"dataset '{name}' is not on this machine and was not downloaded ({reason}). "
+        f"dataset '{dataset.name}' is not on this machine and was not downloaded ({reason}). "
         f"Download {', '.join(files)} from {mirror} and put {'it' if len(files) == 1 else 'them'} "
-        f"in {target}{' (it is extracted automatically)' if name == 'cifar10' else ''}, "
+        f"in {target}{extracted}, "
         "or pass --data-dir (data_dir=...) pointing at a folder that holds the dataset."
     )
 
@@ -335,7 +321,8 @@ def _download_files(name: str, target: Path, files: list[str]) -> list[str]:
             if not all("corrupt download" in f for f in failures):
                 whys.append("this machine seems to be offline (or the server is unreachable)")
             why = " and ".join(whys)
-            extra = f" (the extracted {_CIFAR_DIR})" if name == "cifar10" else ""
+            folder = DATASETS.get(name).archive_folder
+            extra = f" (the extracted {folder})" if folder else ""
             raise UserError(
                 f"could not download '{name}': {'; '.join(failures)} failed, and {why}. "
                 f"Put {', '.join(files)} in {target} by hand (download them on a machine with "
@@ -343,3 +330,103 @@ def _download_files(name: str, target: Path, files: list[str]) -> list[str]:
                 f"the dataset{extra}."
             )
     return notes
+
+
+# --------------------------------------------------------------------------------------- entries
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+
+
+def _has_idx(folder: Path) -> bool:
+    return len(find_idx_files(folder)) == 4
+
+
+register_dataset(
+    NamedDataset(
+        name="digits",
+        class_names=_DIGITS,
+        read=read_npz,
+        bundled="digits_8x8.npz",
+        description=(
+            "embedded scikit-learn digits (8x8, values 0..16), seeded 1437/360 train/test split"
+        ),
+    )
+)
+
+# torchvision's <root>/MNIST/raw layout is accepted too, so an existing cache can be reused.
+register_dataset(
+    NamedDataset(
+        name="mnist",
+        class_names=_DIGITS,
+        read=read_idx_dir,
+        has_files=_has_idx,
+        folders=("mnist", "MNIST", "MNIST/raw"),
+        files={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        # torchvision's mirror first: the LeCun site is often down.
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+    )
+)
+
+register_dataset(
+    NamedDataset(
+        name="fashion-mnist",
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        read=read_idx_dir,
+        has_files=_has_idx,
+        aliases=("fashion_mnist", "fashionmnist"),
+        folders=("fashion-mnist", "fashion_mnist", "FashionMNIST", "FashionMNIST/raw"),
+        files={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    )
+)
+
+_CIFAR_DIR = "cifar-10-batches-bin"
+
+register_dataset(
+    NamedDataset(
+        name="cifar10",
+        class_names=CIFAR10_CLASS_NAMES,
+        read=read_cifar_dir,
+        has_files=has_cifar_files,
+        aliases=("cifar-10", "cifar_10"),
+        folders=(
+            _CIFAR_DIR,
+            f"cifar10/{_CIFAR_DIR}",
+            f"cifar-10/{_CIFAR_DIR}",
+            "cifar10",
+            "cifar-10",
+        ),
+        files={"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        download_to="cifar10",
+        archive_folder=_CIFAR_DIR,
+    )
+)
+
+#: The names registered here (the registry may grow; :func:`canonical_name` asks it).
+NAMED_DATASETS: tuple[str, ...] = tuple(DATASETS.names())

@@ -1,0 +1,111 @@
+""".npz files of named arrays: ``x_train``, ``y_train`` and optional val/test splits."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from scinas.data.formats import SPLITS, RawData, Reader, ReadOptions, register_reader
+from scinas.errors import UserError
+
+__all__ = ["NpzReader", "read_npz"]
+
+_NPZ_HELP = (
+    "Save it with numpy.savez(path, x_train=..., y_train=...) (optionally also x_val, y_val, "
+    "x_test, y_test)."
+)
+
+
+def read_npz(path: str | os.PathLike) -> RawData:
+    """Read a ``.npz`` file with ``x_train``, ``y_train`` and optional val/test arrays.
+
+    Other keys are ignored, except a 1-D string array ``class_names``, which is used for the
+    class names.  Pickled (object) arrays are refused: ``allow_pickle`` stays off.
+
+    Args:
+        path: The ``.npz`` file.
+
+    Returns:
+        The arrays, unvalidated apart from the key checks.
+
+    Raises:
+        UserError: If the file is missing or unreadable, or keys are missing or unpaired.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}. Check the path (or pass a named dataset).")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"could not read {path} as a .npz file ({e}). {_NPZ_HELP}") from e
+    if not hasattr(npz, "files"):  # a plain .npy array renamed to .npz
+        raise UserError(
+            f"{path} holds a single array, not a .npz archive of named arrays. {_NPZ_HELP}"
+        )
+    with npz:
+        keys = list(npz.files)
+        for key in ("x_train", "y_train"):
+            if key not in keys:
+                raise UserError(
+                    f"{path} has no '{key}' array (it has: {', '.join(keys) or 'nothing'}). "
+                    f"{_NPZ_HELP}"
+                )
+        for split in ("val", "test"):
+            xk, yk = f"x_{split}", f"y_{split}"
+            if (xk in keys) != (yk in keys):
+                have, miss = (xk, yk) if xk in keys else (yk, xk)
+                raise UserError(
+                    f"{path} has '{have}' but no '{miss}': give both arrays of the {split} split "
+                    "or neither (then it is carved out of the train split)."
+                )
+        wanted = [f"{p}_{s}" for s in SPLITS for p in ("x", "y") if f"{p}_{s}" in keys]
+        arrays = {key: _npz_array(npz, key, path) for key in wanted}
+        class_names = None
+        if "class_names" in keys:
+            names = _npz_array(npz, "class_names", path)
+            if names.ndim == 1 and names.dtype.kind in "US":
+                class_names = tuple(str(n) for n in names.tolist())
+        ignored = [k for k in keys if k not in wanted and k != "class_names"]
+
+    raw = RawData(name=path.stem, arrays=arrays, class_names=class_names)
+    raw.notes.append(f"read {path} (arrays: {', '.join(wanted)})")
+    if ignored:
+        raw.notes.append(f"ignored other arrays in the file: {', '.join(ignored)}")
+    return raw
+
+
+def _npz_array(npz, key: str, path: Path) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as e:
+        # allow_pickle=False refuses object arrays; say so rather than numpy's generic text.
+        raise UserError(
+            f"'{key}' in {path} is an object (pickled) array, which scinas does not load for "
+            f"safety ({e}). Save it as a numeric array."
+        ) from e
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"could not read '{key}' from {path}: the file looks corrupt ({e}).") from e
+
+
+@register_reader("npz")
+class NpzReader(Reader):
+    """A ``.npz`` file, recognised by its suffix (a bad archive gets read_npz's message)."""
+
+    description = ".npz files (x_train, y_train, ...)"
+
+    def recognises(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() == ".npz"
+
+    def read(self, path: Path, options: ReadOptions) -> RawData:
+        return read_npz(path)
+
+    def example(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        x = (np.arange(24 * 8 * 8).reshape(24, 8, 8) % 251).astype(np.uint8)
+        path = folder / "arrays.npz"
+        np.savez(path, x_train=x, y_train=np.arange(24) % 3)
+        return path

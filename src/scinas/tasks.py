@@ -106,6 +106,20 @@ class Task(ABC):
         """Small raw targets of this task that auto-detection recognises (for tests and docs)."""
         raise NotImplementedError(f"{cls.__name__} has no example targets")
 
+    @classmethod
+    def build(
+        cls,
+        num_outputs: int,
+        target_mean=None,
+        target_std=None,
+        *,
+        loss: str = "mse",
+        output_groups=None,
+    ) -> Task:
+        """The task for a dataset with ``num_outputs`` outputs (the arguments of `make_task`;
+        a task ignores those it has no use for)."""
+        return cls(num_outputs=num_outputs)
+
     # ------------------------------------------------------------------------------ training
 
     def encode_targets(self, y: torch.Tensor) -> torch.Tensor:
@@ -276,6 +290,28 @@ class Regression(Task):
     @classmethod
     def describe_outputs(cls, n):
         return f"{n} target{'s' if n != 1 else ''}"
+
+    @classmethod
+    def build(
+        cls, num_outputs, target_mean=None, target_std=None, *, loss="mse", output_groups=None
+    ):
+        groups = tuple(tuple(int(i) for i in g) for g in (output_groups or ()))
+        for g in groups:
+            if not g or min(g) < 0 or max(g) >= num_outputs:
+                raise UserError(
+                    f"data.output_groups entry {list(g)} must list output indices in "
+                    f"0..{num_outputs - 1}."
+                )
+        flat = [i for g in groups for i in g]
+        if len(flat) != len(set(flat)):
+            raise UserError("data.output_groups: an output belongs to more than one group.")
+        return cls(
+            num_outputs=num_outputs,
+            target_mean=tuple(target_mean),
+            target_std=tuple(target_std),
+            loss_name=loss,
+            output_groups=groups,
+        )
 
     @classmethod
     def example_targets(cls, n=24):
@@ -555,28 +591,10 @@ def make_task(
     loss: str = "mse",
     output_groups=None,
 ) -> Task:
-    """The task named ``task``; regression needs the training targets' mean and std (which a
-    `scinas.data.Dataset` and a run's data.json both carry)."""
-    if task == "classification":
-        return Classification(num_outputs=num_outputs)
-    if task == "multilabel":
-        return MultiLabel(num_outputs=num_outputs)
-    if task == "regression":
-        groups = tuple(tuple(int(i) for i in g) for g in (output_groups or ()))
-        for g in groups:
-            if not g or min(g) < 0 or max(g) >= num_outputs:
-                raise UserError(
-                    f"data.output_groups entry {list(g)} must list output indices in "
-                    f"0..{num_outputs - 1}."
-                )
-        flat = [i for g in groups for i in g]
-        if len(flat) != len(set(flat)):
-            raise UserError("data.output_groups: an output belongs to more than one group.")
-        return Regression(
-            num_outputs=num_outputs,
-            target_mean=tuple(target_mean),
-            target_std=tuple(target_std),
-            loss_name=loss,
-            output_groups=groups,
-        )
-    raise ValueError(f"unsupported task {task!r}")
+    """The task named ``task`` (see :meth:`Task.build`); regression needs the training targets'
+    mean and std (which a `scinas.data.Dataset` and a run's data.json both carry)."""
+    if task not in TASKS:
+        raise ValueError(f"unsupported task {task!r}")
+    return TASKS.get(task).build(
+        num_outputs, target_mean, target_std, loss=loss, output_groups=output_groups
+    )

@@ -24,7 +24,8 @@ from scinas.data import (
     named,
     stratified_split,
 )
-from scinas.data.readers import read_cifar_binary, read_idx
+from scinas.data.cifar import read_cifar_binary
+from scinas.data.idx import read_idx
 from scinas.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from scinas.data.formats import RawData, Reader, ReadOptions, register_reader, shown
 from scinas.data.idx import find_idx_files
@@ -206,8 +207,6 @@ class ClassFoldersReader(Reader):
         return None
 
     def example(self, folder: Path) -> Path:
-        from PIL import Image
-
         root = folder / "classes"
         for c, name in enumerate(("cat", "dog")):
             (root / name).mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from scinas.data.formats import SPLITS, RawData, Reader, ReadOptions, register_reader, shown
 from scinas.data.images import load_images, size_note
@@ -144,8 +145,6 @@ class ImageCsvReader(Reader):
         )
 
     def example(self, folder: Path) -> Path:
-        from PIL import Image
-
         rows = []
         for i in range(12):
             pixels = ((np.arange(8 * 6 * 3).reshape(8, 6, 3) * (i + 1)) % 256).astype(np.uint8)

@@ -49,10 +49,10 @@ def one_config(
     order: int, batch: int, repeats: int, checkpoint_cells: bool, strategy: str = "darts"
 ) -> dict:
 
-    from scinas.genotype import load_genotype
-    from scinas.network import Network
+    from scinas.spaces import load_genotype
+    from scinas.spaces.darts.network import Network
     from scinas.strategies.darts import Architect
-    from scinas.supernet import Supernet
+    from scinas.spaces.darts.supernet import Supernet
     from scinas.tasks import Classification
 
     torch.manual_seed(0)

@@ -50,7 +50,7 @@ def rotated_mnist_npz(tmp_path) -> Path:
     Targets (2 per image, different units): the rotation angle in degrees and the image's ink
     mass (sum of pixel values / 255) after rotation.
     """
-    from scinas.data.readers import read_idx
+    from scinas.data.idx import read_idx
 
     x = read_idx(shared("mnist", "t10k-images-idx3-ubyte.gz"))[:600].astype(np.float32) / 255
     rng = np.random.default_rng(0)

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scinas.baselines import BASELINES, BasicBlock, ResNet, build_baseline, stage_strides
 from scinas.errors import UserError
-from scinas.network import count_parameters
+from scinas.flops import count_parameters
+from scinas.spaces.baselines import BASELINES, BasicBlock, ResNet, build_baseline, stage_strides
 from scinas.tasks import Classification, Regression
 from scinas.train import Batches, train_network
 

@@ -81,7 +81,7 @@ def test_bad_config_is_a_user_error(kwargs, phrase):
 def test_deterministic_flag_sets_torch_determinism_and_off_touches_nothing(monkeypatch):
     import torch
 
-    from scinas.pipeline import setup
+    from scinas.context import setup
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = (

@@ -13,10 +13,11 @@ import torch
 import scinas
 from conftest import TINY
 from scinas.errors import UserError
-from scinas.genotype import DeriveRule, Genotype, derive_cell, edge_index, num_edges
-from scinas.network import Network, count_parameters
+from scinas.export import load_trained
+from scinas.flops import count_parameters
 from scinas.ops import DARTS_OPS
-from scinas.pipeline import load_trained
+from scinas.spaces.darts.genotype import DeriveRule, Genotype, derive_cell, edge_index, num_edges
+from scinas.spaces.darts.network import Network
 
 OPS = list(DARTS_OPS)
 

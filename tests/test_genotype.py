@@ -6,16 +6,18 @@ import pytest
 import torch
 
 from scinas.errors import UserError
-from scinas.genotype import (
+from scinas.flops import count_parameters
+from scinas.ops import DARTS_OPS
+from scinas.spaces import load_genotype
+from scinas.spaces.common import max_reductions
+from scinas.spaces.darts.genotype import (
     Genotype,
     derive_cell,
     edge_index,
-    load_genotype,
     num_edges,
     published_genotypes,
 )
-from scinas.network import Network, count_parameters, max_reductions, plan_reductions
-from scinas.ops import DARTS_OPS
+from scinas.spaces.darts.network import Network, plan_reductions
 
 
 def test_published_genotypes_load_and_round_trip(tmp_path):

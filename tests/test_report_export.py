@@ -14,9 +14,9 @@ import torch
 
 import scinas
 from conftest import TINY
+from scinas.context import setup
 from scinas.diagnostics import edge_entropy, op_shares, warn_collapse
 from scinas.export import export, load
-from scinas.pipeline import setup
 from scinas.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

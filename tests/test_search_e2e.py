@@ -9,7 +9,8 @@ import pytest
 
 import scinas
 from conftest import TINY
-from scinas.genotype import Genotype, load_genotype
+from scinas.spaces import load_genotype
+from scinas.spaces.darts.genotype import Genotype
 from scinas.spaces.nb201 import NB201Arch
 
 

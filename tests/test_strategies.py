@@ -9,14 +9,15 @@ import torch
 
 from scinas.config import build_config
 from scinas.errors import UserError
-from scinas.genotype import Genotype, edge_index
-from scinas.spaces.nb201 import NB201_OPS, NB201Arch
+from scinas.spaces.common import gumbel_hard
+from scinas.spaces.darts import darts_decisions
+from scinas.spaces.darts.genotype import Genotype, edge_index
+from scinas.spaces.darts.supernet import Supernet, genotype_paths
+from scinas.spaces.nb201 import NB201_OPS, NB201Arch, nb201_decisions
 from scinas.strategies import STRATEGIES, create_strategy
 from scinas.strategies.blackbox import (
     best_trial,
     check_storage_url,
-    darts_decisions,
-    nb201_decisions,
     open_study,
     run_study,
 )
@@ -26,7 +27,6 @@ from scinas.strategies.samplers import (
     ReinforceSampler,
     make_sampler,
 )
-from scinas.supernet import Supernet, genotype_paths, gumbel_hard
 
 # A toy objective on the NB201 decisions: +1 per nor_conv_3x3 edge, +0.5 per nor_conv_1x1.
 VALUE = {"nor_conv_3x3": 1.0, "nor_conv_1x1": 0.5}
@@ -256,8 +256,8 @@ def test_genotype_paths_round_trip():
 
 
 def test_fixed_gdas_reduction_cell_shapes_and_search():
-    from scinas.genotype import FIXED_REDUCE
-    from scinas.network import FixedReductionCell, Network
+    from scinas.spaces.darts.genotype import FIXED_REDUCE
+    from scinas.spaces.darts.network import FixedReductionCell, Network
 
     cell = FixedReductionCell(12, 12, 8, reduction_prev=False)
     out = cell(torch.randn(2, 12, 7, 9), torch.randn(2, 12, 7, 9))

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from scinas.errors import UserError
-from scinas.genotype import num_edges
+from scinas.spaces.darts.genotype import num_edges
+from scinas.spaces.darts.supernet import Supernet
 from scinas.strategies.darts import unrolled_arch_grads
-from scinas.supernet import Supernet
 from scinas.tasks import Classification
 
 OPS4 = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
@@ -158,8 +158,7 @@ def test_first_order_arch_gradient_with_frozen_weights_equals_plain_autograd():
 
 def test_auto_checkpointing_switches_on_when_a_step_would_take_half_the_memory():
     from scinas.config import build_config
-    from scinas.strategies.darts import use_checkpointing
-    from scinas.strategies.oneshot import available_memory, search_step_bytes
+    from scinas.memory import available_memory, search_step_bytes, use_checkpointing
 
     GiB = 2**30
     tiny, paper = build_config(preset="tiny").search, build_config(preset="paper").search

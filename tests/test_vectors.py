@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import TINY
-from scinas.baselines import build_baseline
 from scinas.data import load_dataset
 from scinas.errors import UserError
-from scinas.pipeline import VECTOR_OPS
+from scinas.spaces.baselines import build_baseline
+from scinas.spaces.darts import VECTOR_OPS
 
 
 def _digits_vectors():

@@ -14,17 +14,21 @@ The Python API mirrors the CLI verbs::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import progress  # noqa: E402
 from .bench import run_nb201 as bench_nb201  # noqa: E402
 from .config import Config, build_config  # noqa: E402
 from .errors import TrainingDiverged, UserError  # noqa: E402
 from .export import export, load  # noqa: E402
-from .genotype import Genotype, load_genotype  # noqa: E402
 from .pipeline import evaluate, run, search, train  # noqa: E402
+from .spaces import SPACES, load_genotype  # noqa: E402
+from .spaces.darts.genotype import Genotype  # noqa: E402
+from .strategies import STRATEGIES  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = [
+    "SPACES",
+    "STRATEGIES",
+    "__version__",
     "Config",
     "bench_nb201",
     "Genotype",

@@ -127,13 +127,12 @@ def run_nb201(
     from .config import build_config
     from .strategies import STRATEGIES
     from .strategies.blackbox import (
-        BLACK_BOX,
         best_trial,
         check_storage_url,
-        nb201_decisions,
         open_study,
         run_study,
     )
+    from .spaces.nb201 import nb201_decisions
     from .strategies.samplers import make_sampler
 
     reporter = reporter or Reporter()
@@ -142,7 +141,7 @@ def run_nb201(
         raise UserError(f"--budget must be at least 1 (got {budget}).")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1 (got {seeds}).")
-    if strategy not in BLACK_BOX:
+    if STRATEGIES.get(strategy).kind != "black-box":
         return _run_oneshot(
             strategy,
             seeds=seeds,

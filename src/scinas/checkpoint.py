@@ -1,4 +1,4 @@
-"""Exact resume: atomic checkpoints of a training loop, a run-directory lock, and stop signals.
+"""Exact resume: atomic checkpoints of a training loop and the random-number-generator states.
 
 A loop (the one-shot search, the final training) calls `Checkpointer.save` at the end of every
 epoch, and at the next step boundary after SIGINT/SIGTERM (then raises `Interrupted`). A checkpoint
@@ -14,28 +14,19 @@ or truncated newest one falls back to the one before with a warning. They load w
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
 import random
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import UserError
-from .rundir import RunDir, _atomic_write
+from .rundir import RunDir, atomic_write
 
 LOGS = ("metrics.jsonl", "arch_weights.jsonl")
 KEEP = 2
 
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -135,7 +126,7 @@ class Checkpointer:
         }
         seq = self._files()
         n = int(seq[-1].stem.rsplit("-", 1)[1]) + 1 if seq else 1
-        _atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
+        atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
         for old in self._files()[:-KEEP]:
             old.unlink(missing_ok=True)
         self.run.checkpoint_seconds += time.perf_counter() - t0  # their cost, in results.json
@@ -180,97 +171,3 @@ class Checkpointer:
 
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
-
-
-# ----------------------------------------------------------------------------- stop signals
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM while a run is in progress; loops check it between steps."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __bool__(self) -> bool:
-        return self.requested
-
-
-STOP = StopFlag()
-
-
-@contextmanager
-def stop_on_signals():
-    """Turn SIGINT/SIGTERM into a request to checkpoint and stop at the next step boundary.
-
-    A second signal interrupts at once (the last epoch checkpoint stays valid)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield STOP
-        return
-
-    def handler(signum, frame):
-        if STOP.requested:
-            raise KeyboardInterrupt
-        STOP.requested = True
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    STOP.requested = False
-    try:
-        yield STOP
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        STOP.requested = False
-
-
-# ----------------------------------------------------------------------------- lock
-
-
-class RunLock:
-    """An exclusive lock on a run directory (``DIR/.lock``), held while a process writes to it.
-
-    flock: released by the OS when the process dies, even by SIGKILL, so a crash never leaves a
-    stale lock behind."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path) / ".lock"
-        self.fd: int | None = None
-
-    def acquire(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(
-                    f"{self.path.parent} is in use by another scinas process (pid {holder}). "
-                    "Wait for it to finish, or stop it, before writing to this run directory."
-                ) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
-def is_locked(path: Path) -> bool:
-    lock = Path(path) / ".lock"
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)

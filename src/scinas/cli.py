@@ -12,7 +12,7 @@ import typer
 
 from .config import PRESETS, build_config
 from .errors import TrainingDiverged, UserError
-from .genotype import published_genotypes
+from .spaces import named_architectures
 from .progress import Reporter
 
 app = typer.Typer(
@@ -312,7 +312,7 @@ def train_cmd(
         typer.Option(
             "--genotype",
             help="A genotype JSON file, a run directory holding genotype.json, a NAS-Bench-201 "
-            f"string, or a published name ({', '.join(published_genotypes())}). Required "
+            f"string, or a named architecture ({', '.join(named_architectures())}). Required "
             "unless --resume.",
         ),
     ] = None,
@@ -332,7 +332,7 @@ def train_cmd(
     quiet: QuietOpt = False,
 ):
     """Train a network built from a genotype from scratch and evaluate it on the test set."""
-    from .genotype import load_genotype
+    from .spaces import load_genotype
     from .pipeline import train
 
     geno = load_genotype(genotype) if genotype else None
@@ -540,7 +540,7 @@ def bench_nb201_cmd(
     evolution 93.92 ± 0.30, optimum 94.37.
     """
     from .bench import run_nb201
-    from .pipeline import default_out
+    from .rundir import default_out
 
     cfg = _config(preset, config, set_, data, data_dir, None, None, None, device)
     results = run_nb201(

@@ -53,8 +53,9 @@ def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int, in
     """Test metrics, parameter count and FLOPs (every op of every edge) of the trained supernet
     of a run directory."""
     from .flops import count_flops
-    from .network import count_parameters
-    from .pipeline import _batches, setup
+    from .context import setup
+    from .fit import batches_for
+    from .flops import count_parameters
     from .rundir import load_state
     from .strategies.oneshot import build_supernet
     from .train import evaluate
@@ -64,7 +65,7 @@ def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int, in
     model.load_state_dict(load_state(run_path / "supernet.pt"))
     if s.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    metrics = evaluate(model, s.task, _batches(s, s.data.test.x, s.data.test.y, 256))
+    metrics = evaluate(model, s.task, batches_for(s, s.data.test.x, s.data.test.y, 256))
     return metrics, count_parameters(model), count_flops(model, s.data.input_shape)
 
 
@@ -189,8 +190,9 @@ def _preflight(configs: dict[str, Config], reporter):
     """Check every method's config on the data and time its budgeted phases, writing nothing.
     Returns the plans (`scinas.budget.Plan`) per method and phase, reused by every seed, and
     the task."""
-    from .baselines import BaselineArch
-    from .pipeline import _check_search, _check_train, setup
+    from .context import setup
+    from .preflight import check_search, check_train
+    from .spaces import load_genotype
 
     plans: dict[str, dict] = {}
     shown = False
@@ -199,10 +201,10 @@ def _preflight(configs: dict[str, Config], reporter):
         shown = True
         try:
             if name in ("darts", "random"):
-                _check_search(s)
-                _check_train(s)
+                check_search(s)
+                check_train(s)
             else:
-                _check_train(s, BaselineArch(name))
+                check_train(s, load_genotype(name))
         except UserError as e:
             if c.compare.budget is None:
                 raise

@@ -15,11 +15,9 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError, did_you_mean, unknown
-from .genotype import DeriveRule
-from .ops import DARTS_OPS, OPS
 
 
 class _Section(BaseModel):
@@ -66,8 +64,10 @@ class SearchConfig(_Section):
     strategy: str = Field(
         "darts", description="darts, gdas, rsws, random, evolution, tpe or reinforce"
     )
-    space: Literal["darts", "nb201"] = Field(
-        "darts", description="darts: the DARTS cell space; nb201: the NAS-Bench-201 space"
+    space: str = Field(
+        "darts",
+        description="the search space: darts (the DARTS cell space), nb201 (NAS-Bench-201), "
+        "baseline (the hand-designed networks); `scinas spaces` lists them",
     )
     epochs: int = Field(50, ge=1)
     C: int = Field(16, ge=2, description="initial channels of the supernet")
@@ -108,7 +108,7 @@ class SearchConfig(_Section):
         "top2",
         description="how the discrete cell is read off the alphas (darts, gdas): topK, "
         "ranksA-B, threshold:X, or supernet (keep the trained supernet as the final model); "
-        "+none lets 'none' compete. See scinas.genotype.DeriveRule",
+        "+none lets 'none' compete. See scinas.spaces.darts.genotype.DeriveRule",
     )
     # GDAS
     tau_max: float = Field(10.0, gt=0, description="GDAS: Gumbel temperature at the start")
@@ -142,56 +142,53 @@ class SearchConfig(_Section):
         0.9, ge=0, lt=1, description="reinforce: moving-average baseline momentum"
     )
 
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, name: str) -> str:
+        from .spaces import SPACES
+
+        if name not in SPACES:
+            raise ValueError(str(unknown("search space", name, SPACES.names())))
+        return name
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from .strategies import STRATEGIES
+
+        if name not in STRATEGIES:
+            raise ValueError(str(unknown("strategy", name, STRATEGIES.names())))
+        return name
+
     @model_validator(mode="after")
     def _consistent(self):
-        if self.ops is not None:
-            valid = space_ops(self.space, None)
-            registry = OPS.names() if self.space == "darts" else valid
-            for name in self.ops:
-                if name not in registry:
-                    raise ValueError(str(unknown(f"{self.space} operation", name, registry)))
-            if len(set(self.ops)) != len(self.ops):
-                raise ValueError(f"search.ops {self.ops} names an op twice")
-            if all(name == "none" for name in self.ops):
-                raise ValueError("search.ops needs at least one op besides 'none'")
+        """The space checks its own settings, then the strategy checks it can search the space
+        (each raises ValueError with the one message the user sees)."""
+        from .spaces import SPACES
+        from .strategies import STRATEGIES
+
+        space = SPACES.get(self.space)
+        space.check_search(self)
+        STRATEGIES.get(self.strategy).check_search(self, space)
         if self.sample_size > self.population:
             raise ValueError(
                 f"search.sample_size ({self.sample_size}) cannot exceed search.population "
                 f"({self.population})"
             )
-        if self.fixed_reduce and self.space != "darts":
-            raise ValueError("search.fixed_reduce applies to the darts space only")
-        if self.fixed_reduce and self.nodes != 4:
-            raise ValueError("search.fixed_reduce needs search.nodes=4 (the cell outputs 4 states)")
-        rule = DeriveRule.parse(self.derive)  # unknown rule: one clear message
-        if str(rule) != "top2":
-            if self.space != "darts" or self.strategy not in ("darts", "gdas"):
-                raise ValueError(
-                    f"search.derive={self.derive} reads a cell off the alphas of a DARTS-space "
-                    "search: it needs strategy darts or gdas and space darts (leave it at top2)"
-                )
-            if rule.kind in ("supernet", "threshold") and self.strategy != "darts":
-                raise ValueError(
-                    f"search.derive={self.derive} needs strategy darts (GDAS scores its supernet "
-                    "along one op per edge)"
-                )
         if self.tau_min > self.tau_max:
             raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
         return self
 
     def op_names(self) -> tuple[str, ...]:
         """The candidate ops: ``ops`` or the space's default list."""
-        return space_ops(self.space, self.ops)
+        from .spaces import SPACES
 
+        return SPACES.get(self.space).op_names(self)
 
-def space_ops(space: str, ops: list[str] | None) -> tuple[str, ...]:
-    if ops is not None:
-        return tuple(ops)
-    if space == "nb201":
-        from .spaces.nb201 import NB201_OPS
-
-        return NB201_OPS
-    return DARTS_OPS
+    @property
+    def keeps_supernet(self) -> bool:
+        """search.derive=supernet: the trained supernet is the final model (no retraining)."""
+        return self.derive.strip() == "supernet"
 
 
 class TrainConfig(_Section):

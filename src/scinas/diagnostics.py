@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from .spaces import SPACES
+
 PARAMETER_FREE = ("skip_connect", "none")
 COLLAPSE_SHARE = 0.5  # warn when at least half of a derived cell's ops are parameter-free
 
@@ -41,29 +43,19 @@ def edge_entropy(weights: list[list[float]]) -> list[float]:
     return [round(float(v), 6) for v in h]
 
 
-def diagnostics(model, record: dict) -> dict:
-    """Diagnostics of one epoch from its `arch_record` (derived cell and softmax weights)."""
-    g = record["genotype"]
-    if record.get("space") == "nb201":
-        ent = edge_entropy(record["edges"])
-        from .spaces.nb201 import NB201Arch
-
-        ops = list(NB201Arch.from_dict(g).ops)
-        return {
-            "cells": {"cell": op_shares(ops)},
-            "parameter_free": op_shares(ops)["parameter_free"],
-            "entropy": {"cell": ent},
-            "mean_entropy": sum(ent) / len(ent),
-        }
-    cells, entropy = {}, {}
-    for cell in ("normal", "reduce"):
-        if g.get(cell):
-            cells[cell] = op_shares([op for op, _ in g[cell]])
-            entropy[cell] = edge_entropy(record[cell])
+def diagnostics(record: dict) -> dict:
+    """Diagnostics of one epoch from its arch record (`SearchSpace.arch_record`: the derived
+    cell and the softmax weights): op shares per cell (the first cell's parameter-free share is
+    the one warned about) and edge entropies."""
+    space = SPACES.get(record["space"])
+    ops = space.cell_ops(record["genotype"])
+    keys = {cell: key for cell, key, _ in space.weight_maps()}
+    cells = {cell: op_shares(names) for cell, names in ops.items()}
+    entropy = {cell: edge_entropy(record[keys[cell]]) for cell in ops}
     flat = [e for v in entropy.values() for e in v]
     return {
         "cells": cells,
-        "parameter_free": cells["normal"]["parameter_free"],
+        "parameter_free": next(iter(cells.values()))["parameter_free"],
         "entropy": entropy,
         "mean_entropy": sum(flat) / len(flat),
     }

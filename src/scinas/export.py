@@ -21,7 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import Config
 from .errors import UserError, unknown
+from .fit import build_network
+from .rundir import is_run_dir, load_state, read_json
+from .spaces import SPACES, load_genotype
 
 FORMATS = {
     "onnx": "model.onnx",
@@ -64,10 +68,34 @@ class Predictor(nn.Module):
         return out
 
 
+def load_trained(run_dir: str | os.PathLike) -> tuple[nn.Module, dict, Config]:
+    """Rebuild the trained network of a run directory (weights loaded, eval mode), with its
+    data facts (data.json) and config."""
+    path = Path(run_dir)
+    if not is_run_dir(path):
+        raise UserError(
+            f"{path} is not a scinas run directory (no run.json). Give the --out of a "
+            "finished `scinas run` or `scinas train`."
+        )
+    if not (path / "model.pt").is_file():
+        raise UserError(
+            f"{path} has no trained model (model.pt): it is a search-only run or did "
+            "not finish. Train it with `scinas train --genotype DIR`."
+        )
+    cfg = Config.model_validate(read_json(path / "config.json"))
+    info = read_json(path / "data.json")
+    shape = tuple(info["input_shape"])
+    kept = read_json(path / "run.json").get("kind") == "run" and cfg.search.keeps_supernet
+    if kept:  # search.derive=supernet: the final model is the supernet
+        net = SPACES.get(cfg.search.space).build_supernet(cfg.search, shape, info["num_outputs"])
+    else:
+        net = build_network(load_genotype(path), cfg.train, shape, info["num_outputs"])
+    net.load_state_dict(load_state(path / "model.pt"))
+    return net.eval(), info, cfg
+
+
 def load(run_dir: str | os.PathLike) -> Predictor:
     """The trained network of a run directory, ready to predict on raw images."""
-    from .pipeline import load_trained
-
     net, info, cfg = load_trained(run_dir)
     return Predictor(net, info, cfg.data.output_groups).eval()
 

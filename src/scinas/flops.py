@@ -23,3 +23,12 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
         model(x)
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def count_parameters(model: nn.Module, *, exclude_auxiliary: bool = True) -> int:
+    """Trainable parameters; the auxiliary head (training-only) is left out, as DARTS reports."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.requires_grad and not (exclude_auxiliary and "auxiliary" in name)
+    )

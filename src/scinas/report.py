@@ -68,28 +68,6 @@ class Figures:
 # ----------------------------------------------------------------------------- cells
 
 
-def _cell_edges(genotype: dict, cell: str) -> list[tuple[str, str, str]]:
-    """(from, to, op) edges of a cell, nodes named as in the DARTS paper."""
-    if genotype.get("space") == "nb201":
-        from .spaces.nb201 import NB201_EDGES, NB201Arch
-
-        arch = NB201Arch.from_dict(genotype)
-        return [
-            (f"n{frm}", f"n{to}", op)
-            for (to, frm), op in zip(NB201_EDGES, arch.ops, strict=True)
-            if op != "none"
-        ]
-    from .genotype import Genotype
-
-    names = {0: "c_{k-2}", 1: "c_{k-1}"}
-    g = Genotype.from_dict(genotype)
-    edges = []
-    for (op, j), node in zip(getattr(g, cell), g.edge_nodes(cell), strict=True):
-        edges.append((names.get(j, str(j - 2)), str(node), op))
-    for c in genotype[f"{cell}_concat"]:
-        edges.append((names.get(c, str(c - 2)), "c_{k}", ""))
-    return edges
-
 
 def _draw_dot(edges) -> bytes | None:
     if shutil.which("dot") is None:
@@ -171,25 +149,19 @@ def _draw_matplotlib(edges, title: str):
 
 
 def _cells(figs: Figures, genotype: dict) -> None:
-    if genotype.get("space") == "baseline":
-        figs.items.append(("Cells", f"hand-designed network: {genotype.get('name')}", ""))
-        return
-    if genotype.get("space") == "nb201":
-        cells = [("cell", "NAS-Bench-201 cell")]
-    else:
-        cells = [("normal", "normal cell")]
-        cells.append(("reduce", "reduction cell") if genotype.get("reduce") else ("", ""))
-    for cell, title in cells:
-        if not cell:
-            continue
-        edges = _cell_edges(genotype, cell)
+    """A drawing of each cell of the architecture (graphviz when `dot` is there), then the
+    space's notes in words."""
+    from .spaces import arch_from_dict, space_of
+
+    drawing = space_of(arch_from_dict(genotype)).drawing(genotype)
+    for cell, title, edges in drawing.cells:
         png = _draw_dot(edges)
         if png is not None:
             figs.add("Cells", f"cell_{cell}", f"{title} (graphviz)", png=png)
         else:
             figs.add("Cells", f"cell_{cell}", title, fig=_draw_matplotlib(edges, title))
-    if genotype.get("reduce_cell") == "gdas_fixed":
-        figs.items.append(("Cells", "reduction cell: GDAS' fixed hand-designed cell", ""))
+    for note in drawing.notes:
+        figs.items.append(("Cells", note, ""))
 
 
 # ----------------------------------------------------------------------------- weights, curves
@@ -203,12 +175,9 @@ def _arch_weights(figs: Figures, records: list[dict]) -> None:
 
     ops = records[0]["ops"]
     epochs = [r["epoch"] for r in records]
-    kinds = (
-        [("edges", "cell")]
-        if records[0].get("space") == "nb201"
-        else [("normal", "normal cell"), ("reduce", "reduction cell")]
-    )
-    for key, title in kinds:
+    from .spaces import SPACES
+
+    for _, key, title in SPACES.get(records[0].get("space", "darts")).weight_maps():
         w = np.array([r[key] for r in records])  # epochs × edges × ops
         n_epochs, n_edges, n_ops = w.shape
         grid = w.transpose(1, 2, 0).reshape(n_edges * n_ops, n_epochs)

@@ -18,21 +18,27 @@ JSON files are written atomically (temporary file, then rename): a crash never l
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from .config import HARMLESS_CHANGES, config_diff
 from .errors import UserError
+from .signals import Interrupted, stop_on_signals
+from .version import __version__
 
 MARKER = "run.json"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -45,7 +51,7 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     data = (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
-    _atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data))
 
 
 def read_json(path: str | os.PathLike):
@@ -77,6 +83,48 @@ def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return path
 
 
+def default_out(kind: str) -> Path:
+    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+def check_resume(out, kind: str, config: dict, allow_changes: bool) -> dict:
+    """The run to resume exists, is of this kind and unfinished, and its config matches ``config``
+    (the resolved config as a dict); returns the config it was started with."""
+    if out is None:
+        raise UserError("--resume needs the run directory to continue.")
+    path = Path(out)
+    if not is_run_dir(path):
+        raise UserError(
+            f"{path} is not a scinas run directory (no run.json): nothing to resume. Start a new "
+            "run with --out instead."
+        )
+    info = read_json(path / "run.json")
+    if info.get("kind") != kind:
+        raise UserError(
+            f"{path} holds a scinas {info.get('kind')} run; resume it with "
+            f"`scinas {info.get('kind')} --resume {path}`."
+        )
+    if (path / "results.json").is_file():
+        raise UserError(f"{path} already finished (results.json exists): nothing to resume.")
+    old = read_json(path / "config.json")
+    diff = config_diff(old, config)
+    harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
+    if harmful or (diff and not allow_changes):
+        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
+        hint = (
+            "Resume without changing them, or start a new run."
+            if harmful
+            else "Pass --allow-changes to resume with them (they are harmless: "
+            + ", ".join(HARMLESS_CHANGES)
+            + ")."
+        )
+        raise UserError(
+            f"the config differs from the run being resumed ({listing}). "
+            + ("Those changes would make the finished part meaningless. " if harmful else "")
+            + hint
+        )
+    return old
+
+
 class RunDir:
     """Writes the files of one run. Create it only after all input has been validated."""
 
@@ -88,8 +136,6 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):
-        from .checkpoint import RunLock, is_locked
-
         path = check_out_dir(path, overwrite=overwrite)
         if path.is_dir() and overwrite and is_run_dir(path):
             if is_locked(path):
@@ -100,8 +146,6 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.lock = RunLock(path).acquire()
-        from . import __version__
-
         write_json(
             path / MARKER,
             {
@@ -117,11 +161,21 @@ class RunDir:
     @classmethod
     def reopen(cls, path: str | os.PathLike) -> RunDir:
         """An existing run directory, locked for this process (resume)."""
-        from .checkpoint import RunLock
-
         run = cls(Path(path))
         run.lock = RunLock(run.path).acquire()
         return run
+
+    @contextmanager
+    def working(self):
+        """While a verb writes into this directory: stop signals become checkpoints, and the
+        lock is released at the end (a crash releases it too: it is an flock)."""
+        try:
+            with stop_on_signals():
+                yield self
+        except Interrupted as e:
+            raise Interrupted(f"{e}; checkpoint saved. Continue with --resume {self.path}") from None
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -157,7 +211,7 @@ class RunDir:
 
     def save_state(self, name: str, module: torch.nn.Module) -> None:
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-        _atomic_write(self.path / name, lambda f: torch.save(state, f))
+        atomic_write(self.path / name, lambda f: torch.save(state, f))
 
 
 def load_state(path: str | os.PathLike) -> dict:
@@ -206,3 +260,54 @@ def _tensorboard_scalars(writer, event: dict) -> None:
             if isinstance(v, int | float) and k != "time":
                 writer.add_scalar(f"test/{k}", v, 0)
     writer.flush()
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``DIR/.lock``), held while a process writes to it.
+
+    flock: released by the OS when the process dies, even by SIGKILL, so a crash never leaves a
+    stale lock behind."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(
+                    f"{self.path.parent} is in use by another scinas process (pid {holder}). "
+                    "Wait for it to finish, or stop it, before writing to this run directory."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def is_locked(path: Path) -> bool:
+    lock = Path(path) / ".lock"
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checkpoint import rng_state, set_rng_state
 from .errors import TrainingDiverged
+from .signals import STOP, Interrupted
 from .tasks import Task
 
 
@@ -222,7 +224,6 @@ def train_network(
     provided ``generators`` names every generator the batches and augmentation draw from.
     ``steps_per_epoch`` caps the batches per epoch (each epoch a fresh shuffle).
     """
-    from .checkpoint import STOP, Interrupted, rng_state, set_rng_state
 
     n_steps = min(len(train_batches), steps_per_epoch or len(train_batches))
     optimizer, scheduler = cosine_sgd(

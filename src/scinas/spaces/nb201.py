@@ -20,13 +20,15 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError, unknown
-from ..supernet import gumbel_hard
+from .base import DecisionSpace, Drawing, SearchSpace, register_space
+from .common import gumbel_hard
 
 NB201_OPS: tuple[str, ...] = (
     "none",
@@ -58,6 +60,8 @@ class NB201Arch:
 
     Always valid once built (the constructor checks), so networks and result tables can trust it.
     """
+
+    space: ClassVar[str] = "nb201"
 
     ops: tuple[str, ...]
 
@@ -514,3 +518,79 @@ class NB201Supernet(nn.Module):
         benchmark's DARTS derivation does (so a `none`-dominated edge is reported as such)."""
         best = self.alpha.argmax(dim=-1).tolist()
         return NB201Arch(tuple(self.op_names[k] for k in best))
+
+
+@register_space
+class NB201Space(SearchSpace):
+    name = "nb201"
+    description = "the NAS-Bench-201 cell space: one cell of 4 nodes, 6 edges, 5 ops (15,625)"
+    has_supernet = True
+    has_alphas = True
+
+    def from_dict(self, data, source: str = "architecture") -> NB201Arch:
+        return NB201Arch.from_dict(data, source=source)
+
+    def parse(self, text: str, source: str = "architecture") -> NB201Arch | None:
+        return NB201Arch.parse(text, source=source) if text.startswith("|") else None
+
+    def default_ops(self) -> tuple[str, ...]:
+        return NB201_OPS
+
+    def decisions(self, s) -> DecisionSpace:
+        return nb201_decisions(self.op_names(s))
+
+    def build_supernet(self, s, input_shape, num_outputs: int, device=None) -> NB201Supernet:
+        C_in, H, W = input_shape
+        return NB201Supernet(
+            C_in,
+            num_outputs,
+            (H, W),
+            C=s.C,
+            cells_per_stage=max(1, s.layers // 3),
+            op_names=self.op_names(s),
+        )
+
+    def arch_record(self, model) -> dict:
+        return {
+            "ops": list(model.op_names),
+            "space": "nb201",
+            "edges": model.edge_weights().detach().cpu().tolist(),
+            "alpha": model.alpha.detach().cpu().tolist(),
+            "genotype": model.genotype().to_dict(),
+        }
+
+    def weight_maps(self) -> list[tuple[str, str, str]]:
+        return [("cell", "edges", "cell")]
+
+    def build_network(self, arch: NB201Arch, t, input_shape, num_outputs: int) -> NB201Network:
+        """The benchmark's macro skeleton: ``train.layers`` cells in 3 stages."""
+        C_in, H, W = input_shape
+        return NB201Network(
+            arch, C_in, num_outputs, (H, W), C=t.C, cells_per_stage=max(1, t.layers // 3)
+        )
+
+    def network_summary(self, arch, t) -> str:
+        return f"C={t.C} cells per stage={max(1, t.layers // 3)}"
+
+    def drawing(self, data: dict) -> Drawing:
+        arch = NB201Arch.from_dict(data)
+        edges = tuple(
+            (f"n{frm}", f"n{to}", op)
+            for (to, frm), op in zip(NB201_EDGES, arch.ops, strict=True)
+            if op != "none"
+        )
+        return Drawing((("cell", "NAS-Bench-201 cell", edges),))
+
+    def cell_ops(self, data: dict) -> dict[str, list[str]]:
+        return {"cell": list(NB201Arch.from_dict(data).ops)}
+
+
+def nb201_decisions(op_names: tuple[str, ...] | None = None) -> DecisionSpace:
+    """One decision per edge: its op."""
+    ops = tuple(op_names or NB201_OPS)
+    names = [f"{to}<-{frm}" for to, frm in NB201_EDGES]
+    return DecisionSpace(
+        "nb201",
+        tuple((n, ops) for n in names),
+        lambda p: NB201Arch(tuple(p[n] for n in names)),
+    )

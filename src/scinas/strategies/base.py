@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
 
@@ -12,9 +12,9 @@ from ..registry import Registry
 if TYPE_CHECKING:
     from ..config import Config
     from ..data import Dataset
-    from ..genotype import Genotype
     from ..progress import Reporter
     from ..rundir import RunDir
+    from ..spaces.darts.genotype import Genotype
     from ..tasks import Task
 
 
@@ -42,6 +42,35 @@ class SearchResult:
 
 class Strategy(Protocol):
     def search(self, ctx: SearchContext) -> SearchResult: ...
+
+
+class SearchStrategy:
+    """What every strategy shares: its name, and the check that it can search a space."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "one-shot" | "black-box", for listings
+    # derivation rules (`scinas.spaces.darts.genotype.DeriveRule` kinds) this strategy can apply
+    # to its supernet's alphas; top2 is always allowed
+    derive_kinds: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_search(cls, s, space) -> None:
+        """Refuse (ValueError) a search section this strategy cannot run in ``space``."""
+        if s.derive.strip() != "top2":
+            from ..spaces.darts.genotype import DeriveRule
+
+            rule = DeriveRule.parse(s.derive)
+            if str(rule) != "top2" and rule.kind not in cls.derive_kinds:
+                able = [n for n in STRATEGIES if rule.kind in STRATEGIES.get(n).derive_kinds]
+                raise ValueError(
+                    f"search.derive={s.derive} reads the cell off the alphas of a one-shot "
+                    f"search: it needs strategy {' or '.join(able)} (leave it at top2)"
+                )
+
+
+    def preflight(self, ctx: SearchContext) -> None:
+        """Check, before anything is written, that this search can run on the context's data
+        (UserError otherwise); plans made here go into ``ctx.plans``."""
 
 
 STRATEGIES: Registry[type] = Registry("strategy")

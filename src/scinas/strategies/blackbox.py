@@ -13,94 +13,20 @@ looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from ..errors import UserError
-from ..genotype import FIXED_REDUCE, Genotype, arch_from_dict
-from .base import STRATEGIES, SearchContext, SearchResult
+from ..fit import low_fidelity_objective
+from ..spaces import SPACES, DecisionSpace, arch_from_dict
+from .base import STRATEGIES, SearchContext, SearchResult, SearchStrategy
 from .samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-BLACK_BOX = ("random", "evolution", "tpe", "reinforce")
-
-
-# ----------------------------------------------------------------------------- decision spaces
-
-
-@dataclass(frozen=True)
-class DecisionSpace:
-    """Categorical decisions that define one architecture, and the mapping back to it."""
-
-    name: str
-    decisions: tuple[tuple[str, tuple], ...]
-    decode: Callable[[dict], object]
-
-    def sample(self, rng):
-        """A uniformly random architecture (``rng``: numpy RandomState)."""
-        return self.decode({name: ch[rng.randint(len(ch))] for name, ch in self.decisions})
-
-    def suggest(self, trial: optuna.Trial):
-        params = {name: trial.suggest_categorical(name, list(ch)) for name, ch in self.decisions}
-        return self.decode(params)
-
-
-def nb201_decisions(op_names: tuple[str, ...] | None = None) -> DecisionSpace:
-    from ..spaces.nb201 import NB201_EDGES, NB201_OPS, NB201Arch
-
-    ops = tuple(op_names or NB201_OPS)
-    names = [f"{to}<-{frm}" for to, frm in NB201_EDGES]
-    return DecisionSpace(
-        "nb201",
-        tuple((n, ops) for n in names),
-        lambda p: NB201Arch(tuple(p[n] for n in names)),
-    )
-
-
-def darts_decisions(op_names, steps: int = 4, fixed_reduce: bool = False) -> DecisionSpace:
-    """Per node and cell type: which two earlier states feed it, and the op on each of the two
-    edges (never `none`, which the derived DARTS cells exclude). With ``fixed_reduce`` only the
-    normal cell is searched (GDAS' hand-designed reduction cell)."""
-    ops = tuple(o for o in op_names if o != "none")
-    if not ops:
-        raise UserError("the op list needs at least one op besides 'none'.")
-    cell_types = ("normal",) if fixed_reduce else ("normal", "reduce")
-    decisions = []
-    for cell in cell_types:
-        for node in range(steps):
-            pairs = tuple(f"{a},{b}" for a, b in itertools.combinations(range(node + 2), 2))
-            decisions.append((f"{cell}/node{node}/inputs", pairs))
-            decisions += [(f"{cell}/node{node}/op{k}", ops) for k in range(2)]
-
-    def decode(p: dict) -> Genotype:
-        cells = {"reduce": ()}
-        for cell in cell_types:
-            edges = []
-            for node in range(steps):
-                inputs = [int(i) for i in p[f"{cell}/node{node}/inputs"].split(",")]
-                edges += [(p[f"{cell}/node{node}/op{k}"], inputs[k]) for k in range(2)]
-            cells[cell] = tuple(edges)
-        concat = tuple(range(2, steps + 2))
-        if fixed_reduce:
-            return Genotype(cells["normal"], concat, (), (), FIXED_REDUCE)
-        return Genotype(cells["normal"], concat, cells["reduce"], concat)
-
-    return DecisionSpace("darts", tuple(decisions), decode)
-
-
-def decision_space(s) -> DecisionSpace:
-    """The decision space of a SearchConfig ``s``."""
-    if s.space == "nb201":
-        return nb201_decisions(s.op_names())
-    return darts_decisions(s.op_names(), s.nodes, s.fixed_reduce)
-
 
 # ----------------------------------------------------------------------------- studies
 
@@ -214,16 +140,34 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 # ----------------------------------------------------------------------------- real data
 
 
-class BlackBoxStrategy:
+def decision_space(s) -> DecisionSpace:
+    """The decision space of a search section ``s`` (its space's decisions)."""
+    return SPACES.get(s.space).decisions(s)
+
+
+class BlackBoxStrategy(SearchStrategy):
     """A black-box strategy on real data: each candidate is trained from scratch for
     ``search.eval_epochs`` epochs on ``search.eval_fraction`` of the training split and scored by
     the task's primary metric on the validation split."""
 
     name = "random"
+    kind = "black-box"
+
+    def preflight(self, ctx: SearchContext) -> None:
+        sc = ctx.cfg.search
+        if sc.storage:
+            check_storage_url(sc.storage)
+        n_eval = len(ctx.data.train) * sc.eval_fraction
+        if sc.max_samples is not None:
+            n_eval = min(n_eval, sc.max_samples)
+        if n_eval < 2 * ctx.data.num_outputs and ctx.task.name == "classification":
+            raise UserError(
+                f"search.eval_fraction={sc.eval_fraction} leaves {int(n_eval)} training images "
+                f"per candidate for {ctx.data.num_outputs} classes: too few to train anything. "
+                "Raise search.eval_fraction (or search.max_samples)."
+            )
 
     def search(self, ctx: SearchContext) -> SearchResult:
-        from ..pipeline import low_fidelity_objective
-
         s, cfg = ctx.cfg.search, ctx.cfg
         t_start = time.perf_counter()
         space = decision_space(s)

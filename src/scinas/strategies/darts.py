@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 
 from .base import STRATEGIES, SearchContext
-from .oneshot import OneShotStrategy, use_checkpointing  # noqa: F401  (re-exported)
+from .oneshot import OneShotStrategy
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:
@@ -159,6 +159,7 @@ class DartsStrategy(OneShotStrategy):
 
     name = "darts"
     bn_from_training = True  # every op sees every batch
+    derive_kinds = ("top", "ranks", "threshold", "supernet")
 
     def describe(self, ctx: SearchContext) -> str:
         return f"DARTS order {ctx.cfg.search.order}"

@@ -27,6 +27,9 @@ class GdasStrategy(OneShotStrategy):
     """One sampled op per edge per step (hard Gumbel-softmax, straight-through gradient)."""
 
     name = "gdas"
+    # thresholds and keeping the supernet need a continuous mixture: GDAS scores its supernet
+    # along one op per edge
+    derive_kinds = ("top", "ranks")
 
     def describe(self, ctx: SearchContext) -> str:
         s = ctx.cfg.search

@@ -6,16 +6,14 @@ Strategies differ only in the hooks: how the supernet samples its ops (`configur
 `begin_epoch`, `before_weight_step`), the architecture step (`arch_step`), how the supernet is
 scored on the validation split (`evaluate_supernet`) and what it returns (`derive`).
 
-Both search spaces plug in here: the DARTS cell space (`scinas.supernet.Supernet`) and the
-NAS-Bench-201 space (`scinas.spaces.nb201.NB201Supernet`), chosen by ``search.space``.
+Any search space with a supernet plugs in here, through `scinas.spaces.SearchSpace`
+(``build_supernet``, ``arch_record``), chosen by ``search.space``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import os
 import time
 from dataclasses import replace
 
@@ -23,12 +21,12 @@ import torch
 from torch import nn
 
 from ..budget import Plan, budget_plan, describe, eval_seconds, first_batch, plan, time_call
-from ..checkpoint import LOGS, STOP, Checkpointer, Interrupted, rng_state, set_rng_state
+from ..checkpoint import LOGS, Checkpointer, rng_state, set_rng_state
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
-from ..genotype import DeriveRule
-from ..supernet import Supernet
+from ..signals import STOP, Interrupted
+from ..spaces import SPACES
 from ..train import (
     Batches,
     average_bn,
@@ -38,94 +36,16 @@ from ..train import (
     recalibrate_bn,
     stop_average_bn,
 )
-from .base import SearchContext, SearchResult
+from .base import SearchContext, SearchResult, SearchStrategy
 
-# Peak memory of a DARTS search step above the process's own, per unit of batch·C·H·W·cells,
-# without cell checkpointing (benchmarks/search_step.py, 2026-11-26): first order 3.5 GiB for
-# 64·16·32·32·8 units, second order (which also keeps the unrolled pass) 2.7 GiB for 32·16·32·32·8.
-# GDAS and rsws need less (one op per edge); the estimate errs on the safe side for them.
-BYTES_PER_UNIT = {1: 450, 2: 700}
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
 
 
-def search_step_bytes(s, input_shape) -> int:
-    """Estimated peak memory of one search step of config section ``s`` without checkpointing."""
-    _, H, W = input_shape
-    return BYTES_PER_UNIT[2 if s.order == 2 else 1] * s.batch_size * s.C * H * W * s.layers
-
-
-def available_memory(device: torch.device | str | None = None) -> int | None:
-    """Bytes free for tensors: the GPU's free memory, or the host's available memory (Linux's
-    MemAvailable, else physical memory); None when it cannot be told."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def use_checkpointing(s, input_shape, available: int | None = None) -> bool:
-    """``search.checkpoint_cells``, or when unset: on when a step's estimated peak would take
-    more than half the memory available (``available`` bytes; the host's when None).
-    Checkpointing recomputes each cell's activations in backward: about half the memory for
-    about 1.4× the time, and the same numbers."""
-    if s.checkpoint_cells is not None:
-        return s.checkpoint_cells
-    if available is None:
-        available = available_memory()
-    if available is None:
-        return False
-    return search_step_bytes(s, input_shape) > available // 2
-
-
-def _checkpointing_why(s, ctx: SearchContext) -> str:
-    if s.checkpoint_cells is not None or s.space != "darts":
-        return ""
-    free = available_memory(ctx.device)
-    if free is None:
-        return ""
-    need = search_step_bytes(s, ctx.data.input_shape)
-    return f" (auto: a step needs ~{need / 2**30:.1f} GiB without it, {free / 2**30:.1f} GiB free)"
-
-
 def build_supernet(ctx: SearchContext) -> nn.Module:
-    return supernet_for(ctx.cfg.search, ctx.data.input_shape, ctx.data.num_outputs, ctx.device)
-
-
-def supernet_for(s, input_shape, num_outputs: int, device=None) -> nn.Module:
-    """The supernet of a search config (``search`` section) for inputs of ``input_shape``; cell
-    checkpointing as `use_checkpointing` decides for ``device`` (the host when None)."""
-    C_in, H, W = input_shape
-    if s.space == "nb201":
-        from ..spaces.nb201 import NB201Supernet
-
-        return NB201Supernet(
-            C_in,
-            num_outputs,
-            (H, W),
-            C=s.C,
-            cells_per_stage=max(1, s.layers // 3),
-            op_names=s.op_names(),
-        )
-    return Supernet(
-        C_in,
-        num_outputs,
-        (H, W),
-        C=s.C,
-        layers=s.layers,
-        op_names=s.op_names(),
-        steps=s.nodes,
-        multiplier=s.nodes,
-        reductions=s.reductions,
-        checkpoint_cells=use_checkpointing(s, input_shape, available_memory(device)),
-        fixed_reduce=s.fixed_reduce,
-        derive_rule=DeriveRule.parse(s.derive),
+    """The supernet of the context's search space, sized for its data."""
+    s = ctx.cfg.search
+    return SPACES.get(s.space).build_supernet(
+        s, ctx.data.input_shape, ctx.data.num_outputs, ctx.device
     )
 
 
@@ -142,30 +62,12 @@ def search_halves(ctx: SearchContext, seed: int):
     return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
 
 
-def arch_record(model) -> dict:
-    """What arch_weights.jsonl keeps per epoch: softmax weights, raw alphas, derived cell."""
-    rec = {"ops": list(model.op_names)}
-    if hasattr(model, "alpha"):  # NAS-Bench-201: one alpha shared by every cell
-        rec["space"] = "nb201"
-        rec["edges"] = model.edge_weights().detach().cpu().tolist()
-        rec["alpha"] = model.alpha.detach().cpu().tolist()
-    else:
-        w_normal, w_reduce = (w.detach().cpu().tolist() for w in model.edge_weights())
-        rec.update(
-            space="darts",
-            normal=w_normal,
-            reduce=w_reduce,
-            alpha_normal=model.alpha_normal.detach().cpu().tolist(),
-            alpha_reduce=model.alpha_reduce.detach().cpu().tolist(),
-        )
-    rec["genotype"] = model.genotype().to_dict()
-    return rec
 
-
-class OneShotStrategy:
+class OneShotStrategy(SearchStrategy):
     """Train a supernet with shared weights; subclasses choose sampling, arch step, derivation."""
 
     name = "oneshot"
+    kind = "one-shot"
     updates_arch = True
     has_alphas = True  # False: nothing to log in arch_weights.jsonl (rsws)
     bn_batches = None  # training batches for the BatchNorm recalibration in `metrics`
@@ -173,6 +75,27 @@ class OneShotStrategy:
     # statistics are then averaged over each epoch's last BN_TAIL steps at no cost, instead of
     # recomputed before scoring (which cost ~15% of a digits search epoch)
     bn_from_training = False
+
+    @classmethod
+    def check_search(cls, s, space) -> None:
+        super().check_search(s, space)
+        needs = "learns architecture weights" if cls.has_alphas else "shares weights"
+        if not space.has_supernet or (cls.has_alphas and not space.has_alphas):
+            able = [
+                n
+                for n in SPACES
+                if SPACES.get(n).has_supernet and (SPACES.get(n).has_alphas or not cls.has_alphas)
+            ]
+            raise ValueError(
+                f"strategy {cls.name} {needs} in a supernet, and the {space.name} space has "
+                f"none: use a black-box strategy (random, evolution, tpe, reinforce) there, or "
+                f"space {' or '.join(able)}"
+            )
+
+    def preflight(self, ctx: SearchContext) -> None:
+        if ctx.cfg.search.time_budget is not None and "search" not in ctx.plans:
+            # a budget too small to train anything fails here, before anything is written
+            ctx.plans["search"] = self.plan_budget(ctx)
 
     # ---- hooks
     def configure(self, model, ctx: SearchContext) -> None:
@@ -390,12 +313,11 @@ class OneShotStrategy:
                 }
             )
 
-        ckpt_on = getattr(model, "checkpoint_cells", False)
+        space = SPACES.get(s.space)
         ctx.reporter.log(
             f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
             f"layers={s.layers}, {len(model.op_names)} ops, {len(xw)}+{len(xa)} images "
-            f"(weights+arch), cell checkpointing {'on' if ckpt_on else 'off'}"
-            + _checkpointing_why(s, ctx)
+            "(weights+arch)" + space.supernet_note(s, model, ctx.data.input_shape, ctx.device)
         )
         for epoch in range(start_epoch, s.epochs):
             t0 = time.perf_counter()
@@ -451,7 +373,7 @@ class OneShotStrategy:
                 stop_average_bn(model)
             train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
             val_metrics = self.evaluate_supernet(model, ctx, val_batches)
-            record = arch_record(model) if self.has_alphas else {"genotype": None}
+            record = space.arch_record(model) if self.has_alphas else {"genotype": None}
             event = {
                 "event": "search_epoch",
                 "strategy": self.name,
@@ -464,7 +386,7 @@ class OneShotStrategy:
                 "seconds": time.perf_counter() - t0,
             }
             if self.has_alphas:
-                event["diagnostics"] = diagnostics(model, record)
+                event["diagnostics"] = diagnostics(record)
             if hasattr(model, "tau") and model.sampling == "gumbel":
                 event["tau"] = model.tau
             history.append(event)

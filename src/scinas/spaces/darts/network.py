@@ -12,24 +12,10 @@ import math
 import torch
 from torch import nn
 
-from .errors import UserError
+from ...errors import UserError
+from ...ops import FactorizedReduce, ReLUConvBN, create_op
+from ..common import max_reductions, min_side_for
 from .genotype import Genotype
-from .ops import FactorizedReduce, ReLUConvBN, create_op
-
-
-def max_reductions(height: int, width: int) -> int:
-    """How many times the feature map can be halved (ceil) while staying at least 2×2."""
-    side, count = min(height, width), 0
-    while (side + 1) // 2 >= 2:
-        side, count = (side + 1) // 2, count + 1
-    return count
-
-
-def min_side_for(reductions: int) -> int:
-    side = 2
-    while max_reductions(side, side) < reductions:
-        side += 1
-    return side
 
 
 def plan_reductions(layers: int, input_hw: tuple[int, int], reductions: int | None = None):
@@ -246,11 +232,3 @@ class Network(nn.Module):
         out = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_outputs)
         return out, aux
 
-
-def count_parameters(model: nn.Module, *, exclude_auxiliary: bool = True) -> int:
-    """Trainable parameters; the auxiliary head (training-only) is left out, as DARTS reports."""
-    return sum(
-        p.numel()
-        for name, p in model.named_parameters()
-        if p.requires_grad and not (exclude_auxiliary and "auxiliary" in name)
-    )

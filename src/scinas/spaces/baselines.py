@@ -22,14 +22,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .errors import UserError
-from .network import max_reductions
-from .ops import Conv1x1
-from .registry import Registry
+from ..errors import UserError
+from ..ops import Conv1x1
+from ..registry import Registry
+from .base import DecisionSpace, Drawing, SearchSpace, register_space
+from .common import max_reductions
 
 SMALL_INPUT_MAX_SIDE = 64
 """Inputs whose shorter side is at most this get the CIFAR stem (3×3, stride 1, no max-pool)."""
@@ -175,6 +177,8 @@ class BaselineArch:
     """A hand-designed network named in place of a genotype (``scinas train --genotype
     resnet18``); JSON form ``{"space": "baseline", "name": "resnet18"}``."""
 
+    space: ClassVar[str] = "baseline"
+
     name: str
 
     def __post_init__(self) -> None:
@@ -194,3 +198,36 @@ class BaselineArch:
         if path is not None:
             Path(path).write_text(text)
         return text
+
+
+@register_space
+class BaselineSpace(SearchSpace):
+    """The hand-designed networks as a space of fixed architectures: one decision, which network.
+    Black-box strategies can pick among them; there is no supernet to share weights in."""
+
+    name = "baseline"
+    description = "hand-designed networks (" + ", ".join(BASELINES.names()) + "), fixed"
+
+    def from_dict(self, data, source: str = "architecture") -> BaselineArch:
+        return BaselineArch.from_dict(data, source=source)
+
+    def parse(self, text: str, source: str = "architecture") -> BaselineArch | None:
+        return BaselineArch(text) if text in BASELINES else None
+
+    def named(self) -> list[str]:
+        return BASELINES.names()
+
+    def decisions(self, s) -> DecisionSpace:
+        return DecisionSpace(
+            "baseline", (("network", tuple(BASELINES.names())),), lambda p: BaselineArch(p["network"])
+        )
+
+    def build_network(self, arch: BaselineArch, t, input_shape, num_outputs: int) -> nn.Module:
+        C_in, H, W = input_shape
+        return build_baseline(arch.name, C_in, num_outputs, (H, W))
+
+    def network_summary(self, arch, t) -> str:
+        return arch.name
+
+    def drawing(self, data: dict) -> Drawing:
+        return Drawing(notes=(f"hand-designed network: {data.get('name')}",))

@@ -18,11 +18,12 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from .errors import UserError, unknown
-from .ops import OPS
+from ...errors import UserError, unknown
+from ...ops import OPS
 
 Edge = tuple[str, int]
 
@@ -35,6 +36,8 @@ class Genotype:
     """A DARTS cell pair. With ``reduce_cell="gdas_fixed"`` the reduction cell is GDAS'
     hand-designed one and ``reduce``/``reduce_concat`` are empty (JSON: ``"reduce": []`` plus
     ``"reduce_cell": "gdas_fixed"``)."""
+
+    space: ClassVar[str] = "darts"
 
     normal: tuple[Edge, ...]
     normal_concat: tuple[int, ...]
@@ -158,61 +161,14 @@ class Genotype:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def _published_dir():
-    return resources.files("scinas") / "genotypes"
+def published_dir():
+    return resources.files("scinas.spaces.darts") / "genotypes"
 
 
 def published_genotypes() -> list[str]:
-    return sorted(p.name[:-5] for p in _published_dir().iterdir() if p.name.endswith(".json"))
+    return sorted(p.name[:-5] for p in published_dir().iterdir() if p.name.endswith(".json"))
 
 
-def arch_from_dict(data, source: str = "genotype"):
-    """A DARTS `Genotype`, or an `NB201Arch` for ``{"space": "nb201", "arch": "|...|"}``."""
-    if isinstance(data, dict) and data.get("space") == "baseline":
-        from .baselines import BaselineArch
-
-        return BaselineArch.from_dict(data, source=source)
-    if isinstance(data, dict) and data.get("space") == "nb201":
-        from .spaces.nb201 import NB201Arch
-
-        return NB201Arch.from_dict(data, source=source)
-    if isinstance(data, dict) and data.get("space", "darts") != "darts":
-        raise UserError(f"{source}: unknown search space {data.get('space')!r} (darts | nb201).")
-    if not isinstance(data, dict):
-        raise UserError(f"{source} is not a genotype: expected a JSON object.")
-    return Genotype.from_dict(data, source=source)
-
-
-def load_genotype(name_or_path: str | os.PathLike):
-    """Load an architecture: a published name (``DARTS_V2``), a JSON file, a run directory, or a
-    NAS-Bench-201 string (``|nor_conv_3x3~0|+|...|``). DARTS-space files give a `Genotype`,
-    NAS-Bench-201 ones an `NB201Arch`."""
-    text = str(name_or_path)
-    if text.startswith("|"):
-        from .spaces.nb201 import NB201Arch
-
-        return NB201Arch.parse(text)
-    path = Path(name_or_path)
-    if path.is_dir() and (path / "genotype.json").is_file():
-        path = path / "genotype.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(
-                f"cannot read genotype file {path}: {e}. Give a JSON genotype."
-            ) from None
-        return arch_from_dict(data, source=str(path))
-    name = str(name_or_path)
-    from .baselines import BASELINES, BaselineArch
-
-    if name in BASELINES:
-        return BaselineArch(name)
-    published = published_genotypes()
-    if name in published:
-        data = json.loads((_published_dir() / f"{name}.json").read_text())
-        return Genotype.from_dict(data, source=name)
-    raise unknown("genotype", name, [*published, *BASELINES.names()])
 
 
 def edge_index(node: int, inp: int) -> int:

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import UserError
+from ...errors import UserError
+from ...ops import OPS, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op, op_takes_relu
+from ..common import gumbel_hard
 from .genotype import (
     FIXED_REDUCE,
     TOP2,
@@ -35,23 +37,6 @@ from .genotype import (
     num_edges,
 )
 from .network import FixedReductionCell, build_cells, make_stem, plan_reductions
-from .ops import OPS, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op, op_takes_relu
-
-
-def gumbel_hard(alpha: torch.Tensor, tau: float, generator=None):
-    """GDAS sampling: one op per edge from Gumbel-softmax(log_softmax(alpha), tau), hard.
-
-    Returns ``(weights, index)``: ``index`` (E,) the sampled op of each edge, ``weights`` (E, K) the
-    straight-through one-hot (value exactly one-hot, gradient that of the soft sample), so an edge
-    computes only ``weights[e, index[e]] * op_index(x)`` and alpha still gets a gradient.
-    """
-    log_p = F.log_softmax(alpha, dim=-1)
-    u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
-    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-    soft = F.softmax((log_p + gumbel) / tau, dim=-1)
-    index = soft.argmax(dim=-1)
-    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
-    return hard - soft.detach() + soft, index
 
 
 class MixedOp(nn.Module):
@@ -178,7 +163,7 @@ class Supernet(nn.Module):
         derive_rule: DeriveRule = TOP2,
     ):
         super().__init__()
-        from .ops import DARTS_OPS
+        from ...ops import DARTS_OPS
 
         self.derive_rule = derive_rule
         self.checkpoint_cells = checkpoint_cells

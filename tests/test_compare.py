@@ -35,6 +35,7 @@ def test_compare_end_to_end(tmp_path):
     cfg = scinas.build_config(
         "tiny",
         overrides=[*TINY, "search.eval_fraction=0.3", "train.epochs=2", "compare.budget=null"],
+        also_strategies=("random",),
     )
     out = tmp_path / "cmp"
     res = compare(cfg, out, seeds=2, methods=["darts", "darts_supernet", "random", "resnet_tiny"])
@@ -61,7 +62,9 @@ def test_compare_end_to_end(tmp_path):
 
 def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
     sets = ["search.max_samples=400", "compare.budget=30", "compare.search_share=0.5"]
-    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3", *sets])
+    cfg = scinas.build_config(
+        "tiny", overrides=[*TINY, "search.eval_fraction=0.3", *sets], also_strategies=("random",)
+    )
     out = tmp_path / "cmp"
     res = compare(cfg, out, seeds=1, methods=["darts", "random", "resnet_tiny"])
     plans = res["budget"]["plans"]

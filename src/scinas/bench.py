@@ -133,7 +133,6 @@ def run_nb201(
         run_study,
     )
     from .spaces.nb201 import nb201_decisions
-    from .strategies.samplers import make_sampler
 
     reporter = reporter or Reporter()
     STRATEGIES.get(strategy)  # unknown -> suggestion
@@ -171,7 +170,7 @@ def run_nb201(
     finals, trial_rows = [], []
     t0 = time.perf_counter()
     for seed in range(seeds):
-        sampler = make_sampler(strategy, cfg.search, seed)
+        sampler = STRATEGIES.get(strategy).make_sampler(cfg.search, seed)
         study = open_study(storage, f"nb201-{strategy}-seed{seed}", sampler)
         run_study(study, space, lambda arch: (oracle(arch), {}), budget)
         trials = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.number)[

@@ -12,8 +12,9 @@ import typer
 
 from .config import PRESETS, build_config
 from .errors import TrainingDiverged, UserError
-from .spaces import named_architectures
 from .progress import Reporter
+from .spaces import SPACES, named_architectures
+from .strategies import STRATEGIES
 
 app = typer.Typer(
     name="scinas",
@@ -101,9 +102,15 @@ StrategyOpt = Annotated[
     str | None,
     typer.Option(
         "--strategy",
-        help="Search strategy: darts (default), gdas, rsws (one-shot), random, evolution, tpe, "
-        "reinforce (black-box: each candidate trained briefly, through an optuna study). "
-        "Choose the space with --set search.space=darts|nb201.",
+        help="Search strategy: "
+        + "; ".join(
+            f"{kind}: " + ", ".join(n for n in STRATEGIES if STRATEGIES.get(n).kind == kind)
+            for kind in ("one-shot", "black-box")
+        )
+        + " (default darts). `scinas strategies` lists each one's own settings (--set "
+        "search.KEY=VALUE). Choose the space with --set search.space="
+        + "|".join(SPACES.names())
+        + " (`scinas spaces`).",
     ),
 ]
 DeriveOpt = Annotated[
@@ -170,6 +177,7 @@ def _config(
     strategy=None,
     resume=None,
     derive=None,
+    also=(),
 ):
     base = None
     if resume is not None:
@@ -182,6 +190,7 @@ def _config(
         base = read_json(Path(resume) / "config.json")
     return build_config(
         base=base,
+        also_strategies=also,
         search__strategy=strategy,
         search__derive=derive,
         preset=preset,
@@ -332,8 +341,8 @@ def train_cmd(
     quiet: QuietOpt = False,
 ):
     """Train a network built from a genotype from scratch and evaluate it on the test set."""
-    from .spaces import load_genotype
     from .pipeline import train
+    from .spaces import load_genotype
 
     geno = load_genotype(genotype) if genotype else None
     cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, None, resume)
@@ -451,12 +460,14 @@ def compare_cmd(
 
     if budget is not None:
         set_ = [*(set_ or []), f"compare.budget={budget}"]
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    also = ("random",) if "random" in chosen else ()  # its settings may be given too
+    cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device, also=also)
     result = compare(
         cfg,
         out or Path("runs") / "compare",
         seeds=seeds,
-        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        methods=chosen,
         overwrite=overwrite,
         reporter=Reporter(quiet=quiet),
     )
@@ -480,6 +491,82 @@ def report_cmd(
     from .report import write_report
 
     typer.echo(str(write_report(run_dir, output)))
+
+
+def strategies_text(only: str | None = None) -> str:
+    """Each strategy (or only one) with its kind, its spaces and its own settings."""
+    from .spaces import SPACES
+    from .strategies import STRATEGIES
+
+    names = [STRATEGIES.get(only).name] if only else STRATEGIES.names()
+    lines = [
+        "Shared search settings (every strategy): search.strategy, search.space, search.C, "
+        "search.layers, search.ops, search.batch_size, search.max_samples, search.augment, "
+        "search.time_budget (and the space's own: see `scinas spaces`).",
+    ]
+    for name in names:
+        entry = STRATEGIES.get(name)
+        doc = entry.description
+        spaces = []
+        for sp in SPACES:
+            try:
+                entry.check_search(_default_search(name, sp), SPACES.get(sp))
+                spaces.append(sp)
+            except ValueError:
+                pass
+        lines += ["", f"{name} ({entry.kind}; spaces: {', '.join(spaces)}): {doc}"]
+        for key, field in entry.Settings.model_fields.items():
+            default = field.default
+            lines.append(f"  search.{key} = {default!r}" + (f"  {field.description}" if field.description else ""))
+    return "\n".join(lines)
+
+
+def _default_search(strategy: str, space: str):
+    from .config import SearchConfig
+
+    return SearchConfig.model_validate({"strategy": strategy, "space": "darts"}).model_copy(
+        update={"space": space}
+    )
+
+
+def spaces_text() -> str:
+    """Each search space with what it offers and its own settings."""
+    from .config import SearchConfig
+    from .spaces import SPACES
+
+    lines = []
+    for name in SPACES:
+        space = SPACES.get(name)
+        has = ["black-box"] + (["weight sharing"] if space.has_supernet else [])
+        lines.append(f"{name} ({', '.join(has)}): {space.description}")
+        if space.default_ops():
+            lines.append(f"  ops: {', '.join(space.default_ops())}")
+        if space.named():
+            lines.append(f"  named architectures: {', '.join(space.named())}")
+        for key in space.settings:
+            field = SearchConfig.model_fields[key]
+            lines.append(f"  search.{key} = {field.default!r}  {field.description or ''}".rstrip())
+    return "\n".join(lines)
+
+
+@app.command("strategies")
+@_errors_to_exit
+def strategies_cmd(
+    name: Annotated[
+        str | None, typer.Argument(help="Show only this strategy (default: all of them).")
+    ] = None,
+):
+    """List the search strategies: their kind, the spaces they search, and their own settings
+    (set with --set search.KEY=VALUE; a setting of another strategy is refused)."""
+    typer.echo(strategies_text(name))
+
+
+@app.command("spaces")
+@_errors_to_exit
+def spaces_cmd():
+    """List the search spaces: what they offer (weight sharing or black-box only), their ops,
+    named architectures and own settings (--set search.space=NAME chooses one)."""
+    typer.echo(spaces_text())
 
 
 bench_app = typer.Typer(

@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UserError, did_you_mean, unknown
 
@@ -61,6 +69,13 @@ class DataConfig(_Section):
 
 
 class SearchConfig(_Section):
+    """The search section: what every strategy shares. A strategy's own settings (its learning
+    rates, budgets, temperatures...) are declared beside it (``Settings`` of each entry of
+    `scinas.strategies.STRATEGIES`; `scinas strategies` lists them) and are set with the same
+    ``search.KEY`` keys; a setting of another strategy is refused, naming its strategy."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     strategy: str = Field(
         "darts", description="darts, gdas, rsws, random, evolution, tpe or reinforce"
     )
@@ -69,78 +84,85 @@ class SearchConfig(_Section):
         description="the search space: darts (the DARTS cell space), nb201 (NAS-Bench-201), "
         "baseline (the hand-designed networks); `scinas spaces` lists them",
     )
-    epochs: int = Field(50, ge=1)
-    C: int = Field(16, ge=2, description="initial channels of the supernet")
-    layers: int = Field(8, ge=1, description="cells in the supernet")
-    nodes: int = Field(4, ge=1, description="intermediate nodes per cell")
+    C: int = Field(16, ge=2, description="initial channels of the supernet / candidate networks")
+    layers: int = Field(8, ge=1, description="cells in the supernet / candidate networks")
+    nodes: int = Field(4, ge=1, description="darts space: intermediate nodes per cell")
     ops: list[str] | None = Field(
         None,
         description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
         "NAS-Bench-201 ops)",
     )
     reductions: int | None = Field(
-        None, ge=0, description="reduction cells (None: 2 if size allows)"
+        None, ge=0, description="darts space: reduction cells (None: 2 if size allows)"
     )
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.025, gt=0)
-    lr_min: float = Field(0.001, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(3e-4, ge=0)
-    arch_lr: float = Field(3e-4, gt=0)
-    arch_weight_decay: float = Field(1e-3, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    order: Literal[1, 2] = Field(1, description="1: first-order DARTS, 2: second-order (unrolled)")
-    train_portion: float = Field(0.5, gt=0, lt=1, description="share of train for weights")
     max_samples: int | None = Field(None, ge=4, description="subsample the training set")
-    warmup_epochs: int = Field(0, ge=0, description="epochs of weight-only training first")
     checkpoint_cells: bool | None = Field(
         None,
-        description="recompute cell activations in backward: ~2x less memory, ~1.4x the time. "
-        "None: on when a step would take over half the free memory (strategies/oneshot.py)",
-    )
-    hvp_r: float = Field(
-        0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
+        description="darts space: recompute cell activations in backward: ~2x less memory, "
+        "~1.4x the time. None: on when a step would take over half the free memory "
+        "(scinas.memory)",
     )
     augment: Literal["none", "natural", "rotation"] = Field(
         "none", description="augmentation of the search batches (see train.augment)"
     )
     derive: str = Field(
         "top2",
-        description="how the discrete cell is read off the alphas (darts, gdas): topK, "
-        "ranksA-B, threshold:X, or supernet (keep the trained supernet as the final model); "
-        "+none lets 'none' compete. See scinas.spaces.darts.genotype.DeriveRule",
+        description="darts space: how the discrete cell is read off the alphas (darts, gdas): "
+        "topK, ranksA-B, threshold:X, or supernet (keep the trained supernet as the final "
+        "model); +none lets 'none' compete. See scinas.spaces.darts.genotype.DeriveRule",
     )
-    # GDAS
-    tau_max: float = Field(10.0, gt=0, description="GDAS: Gumbel temperature at the start")
-    tau_min: float = Field(0.1, gt=0, description="GDAS: temperature at the last epoch")
     fixed_reduce: bool = Field(
-        False, description="GDAS/rsws on the DARTS space: hand-designed reduction cell"
+        False, description="darts space: GDAS' hand-designed reduction cell (gdas, rsws, black-box)"
     )
-    # Black-box strategies (and the ranking step of rsws)
-    budget: int = Field(20, ge=1, description="architectures evaluated (black-box, rsws)")
     time_budget: float | None = Field(
         None,
         gt=0,
         description="seconds for the search. Black-box: no new candidate after this long; "
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
-    steps_per_epoch: int | None = Field(
-        None, ge=1, description="one-shot: cap on steps per epoch (None: the whole split)"
-    )
-    eval_epochs: int = Field(1, ge=1, description="black-box: training epochs per candidate")
-    eval_fraction: float = Field(
-        0.25, gt=0, le=1, description="black-box: share of the training data per candidate"
-    )
-    storage: str | None = Field(
-        None, description="black-box: optuna storage URL (None: sqlite file in the run dir)"
-    )
-    population: int = Field(20, ge=2, description="evolution: population size")
-    sample_size: int = Field(5, ge=1, description="evolution: tournament size")
-    startup_trials: int = Field(10, ge=1, description="tpe: random trials before modelling")
-    reinforce_lr: float = Field(0.05, gt=0, description="reinforce: policy learning rate")
-    baseline_decay: float = Field(
-        0.9, ge=0, lt=1, description="reinforce: moving-average baseline momentum"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_settings(cls, data: Any, info: ValidationInfo) -> Any:
+        """Validate the keys that are not shared against the chosen strategy's own ``Settings``
+        (defaults filled in). A key of another strategy is refused when the user set it
+        (``info.context["explicit_search"]``, from `build_config`), and dropped when it came
+        from a preset or a file written for another strategy (e.g. an older config.json)."""
+        if not isinstance(data, dict):
+            return data
+        from .strategies import STRATEGIES
+
+        name = data.get("strategy", "darts")
+        if not isinstance(name, str) or name not in STRATEGIES:
+            return data  # the field's own check names the unknown strategy
+        own = STRATEGIES.get(name).Settings
+        context = info.context or {}
+        explicit = context.get("explicit_search")
+        also = tuple(context.get("also_strategies", ()))  # compare runs these too
+        shared = {k: v for k, v in data.items() if k in cls.model_fields}
+        mine, kept = {}, {}
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            if key in own.model_fields:
+                mine[key] = value
+                continue
+            owners = [n for n in STRATEGIES if key in STRATEGIES.get(n).Settings.model_fields]
+            if not owners:
+                raise ValueError(str(unknown("search setting", key, strategy_keys())))
+            if explicit is None or key not in explicit:
+                continue
+            if also_owner := next((n for n in also if n in owners), None):
+                kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
+                continue
+            raise ValueError(
+                f"search.{key} is a setting of strategy {' and '.join(owners)}, not of {name}."
+                f"{did_you_mean(key, own.model_fields)} {name} has: "
+                f"{', '.join(own.model_fields) or 'no settings of its own'} "
+                "(`scinas strategies` lists every strategy's settings)"
+            )
+        return {**shared, **_validated(own, mine), **kept}
 
     @field_validator("space")
     @classmethod
@@ -170,13 +192,6 @@ class SearchConfig(_Section):
         space = SPACES.get(self.space)
         space.check_search(self)
         STRATEGIES.get(self.strategy).check_search(self, space)
-        if self.sample_size > self.population:
-            raise ValueError(
-                f"search.sample_size ({self.sample_size}) cannot exceed search.population "
-                f"({self.population})"
-            )
-        if self.tau_min > self.tau_max:
-            raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
         return self
 
     def op_names(self) -> tuple[str, ...]:
@@ -189,6 +204,18 @@ class SearchConfig(_Section):
     def keeps_supernet(self) -> bool:
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
+
+
+def _validated(settings: type[BaseModel], values: dict) -> dict:
+    """``values`` checked by a strategy's ``Settings`` (defaults filled in); its first error
+    as a ValueError naming the ``search.KEY``."""
+    try:
+        return settings.model_validate(values).model_dump()
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ValueError(f"search.{loc}: {msg} (got {err['input']!r})" if loc else msg) from None
 
 
 class TrainConfig(_Section):
@@ -325,10 +352,19 @@ def _deep_update(base: dict, update: dict) -> dict:
     return base
 
 
+def strategy_keys() -> list[str]:
+    """Every strategy's own setting names (the search keys besides the shared ones)."""
+    from .strategies import STRATEGIES
+
+    return sorted({k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields})
+
+
 def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
     """Unknown keys -> UserError with the closest valid key (before pydantic sees them)."""
     for key, value in tree.items():
-        fields = model.model_fields
+        fields = dict(model.model_fields)
+        if model is SearchConfig:
+            fields.update(dict.fromkeys(strategy_keys()))
         if key not in fields:
             full = f"{where}{key}"
             valid = [f"{where}{k}" for k in fields]
@@ -336,7 +372,7 @@ def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
                 f"unknown config key '{full}'.{did_you_mean(full, valid)} "
                 f"Valid keys here: {', '.join(valid)}."
             )
-        annotation = fields[key].annotation
+        annotation = fields[key].annotation if fields[key] is not None else None
         if (
             isinstance(value, dict)
             and isinstance(annotation, type)
@@ -393,6 +429,7 @@ def build_config(
     file: str | os.PathLike | None = None,
     overrides: list[str] | None = None,
     base: dict | None = None,
+    also_strategies: tuple[str, ...] = (),
     **explicit: Any,
 ) -> Config:
     """Resolve a Config from a preset, a config file, ``--set`` strings and explicit values.
@@ -400,6 +437,8 @@ def build_config(
     ``explicit`` takes dotted keys written with double underscores (``data__dataset="mnist"``)
     or top-level keys (``seed=1``); None values are ignored. ``base`` (a resolved config, e.g. a
     run's config.json when resuming) replaces the preset as the lowest layer.
+    ``also_strategies``: strategies besides ``search.strategy`` whose settings may be given (and
+    are kept), for `scinas compare`, which runs them from the same config.
     """
     layers: list[dict] = []
     file_tree = read_config_file(file) if file else {}
@@ -430,8 +469,17 @@ def build_config(
         _check_keys(layer, Config)
         _deep_update(tree, copy.deepcopy(layer))
     tree["preset"] = preset_name
+    explicit_search = {
+        key
+        for layer in (file_tree, set_tree, explicit_tree)
+        if isinstance(layer.get("search"), dict)
+        for key in layer["search"]
+    }
     try:
-        return Config.model_validate(tree)
+        return Config.model_validate(
+            tree,
+            context={"explicit_search": explicit_search, "also_strategies": also_strategies},
+        )
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -470,3 +518,25 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, objec
         elif a != b:
             out.append((f"{prefix}{key}", a, b))
     return out
+
+
+def check_resumable(old: dict, new: dict, allow_changes: bool) -> None:
+    """A resumed run's config (``new``) may differ from the one it started with (``old``) only in
+    `HARMLESS_CHANGES`, and only with ``allow_changes``; otherwise one UserError lists the
+    differences."""
+    diff = config_diff(old, new)
+    harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
+    if harmful or (diff and not allow_changes):
+        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
+        hint = (
+            "Resume without changing them, or start a new run."
+            if harmful
+            else "Pass --allow-changes to resume with them (they are harmless: "
+            + ", ".join(HARMLESS_CHANGES)
+            + ")."
+        )
+        raise UserError(
+            f"the config differs from the run being resumed ({listing}). "
+            + ("Those changes would make the finished part meaningless. " if harmful else "")
+            + hint
+        )

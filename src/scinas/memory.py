@@ -17,7 +17,9 @@ BYTES_PER_UNIT = {1: 450, 2: 700}
 def search_step_bytes(s, input_shape) -> int:
     """Estimated peak memory of one search step of config section ``s`` without checkpointing."""
     _, H, W = input_shape
-    return BYTES_PER_UNIT[2 if s.order == 2 else 1] * s.batch_size * s.C * H * W * s.layers
+    # (second order: DARTS only; the other strategies have no `order`)
+    per_unit = BYTES_PER_UNIT[2 if getattr(s, "order", 1) == 2 else 1]
+    return per_unit * s.batch_size * s.C * H * W * s.layers
 
 
 def available_memory(device: torch.device | str | None = None) -> int | None:

@@ -18,7 +18,7 @@ import torch
 
 from .budget import budget_plan, describe
 from .checkpoint import LOGS, Checkpointer
-from .config import Config, config_to_dict
+from .config import Config, check_resumable, config_to_dict
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
@@ -59,7 +59,8 @@ def _begin(
     """Validate everything a verb needs, then create its run directory (never before), or, with
     ``resume``, reopen ``out`` (same kind, compatible config) and lock it."""
     if resume:
-        old = check_resume(out, kind, config_to_dict(cfg), allow_changes)
+        old = check_resume(out, kind)
+        check_resumable(old, config_to_dict(cfg), allow_changes)
     elif out is not None:
         check_out_dir(out, overwrite=overwrite)
     s = setup(cfg, reporter)

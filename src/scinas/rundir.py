@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 
-from .config import HARMLESS_CHANGES, config_diff
 from .errors import UserError
 from .signals import Interrupted, stop_on_signals
 from .version import __version__
@@ -86,9 +85,9 @@ def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-def check_resume(out, kind: str, config: dict, allow_changes: bool) -> dict:
-    """The run to resume exists, is of this kind and unfinished, and its config matches ``config``
-    (the resolved config as a dict); returns the config it was started with."""
+def check_resume(out, kind: str) -> dict:
+    """The run to resume exists, is of this kind and unfinished; returns the config it was
+    started with (`scinas.config.check_resumable` compares it with the new one)."""
     if out is None:
         raise UserError("--resume needs the run directory to continue.")
     path = Path(out)
@@ -105,24 +104,7 @@ def check_resume(out, kind: str, config: dict, allow_changes: bool) -> dict:
         )
     if (path / "results.json").is_file():
         raise UserError(f"{path} already finished (results.json exists): nothing to resume.")
-    old = read_json(path / "config.json")
-    diff = config_diff(old, config)
-    harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
-    if harmful or (diff and not allow_changes):
-        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
-        hint = (
-            "Resume without changing them, or start a new run."
-            if harmful
-            else "Pass --allow-changes to resume with them (they are harmless: "
-            + ", ".join(HARMLESS_CHANGES)
-            + ")."
-        )
-        raise UserError(
-            f"the config differs from the run being resumed ({listing}). "
-            + ("Those changes would make the finished part meaningless. " if harmful else "")
-            + hint
-        )
-    return old
+    return read_json(path / "config.json")
 
 
 class RunDir:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from ..registry import Registry
 
@@ -44,11 +45,21 @@ class Strategy(Protocol):
     def search(self, ctx: SearchContext) -> SearchResult: ...
 
 
+class StrategySettings(BaseModel):
+    """A strategy's own settings, set as ``search.KEY``; subclasses add fields (with
+    descriptions: `scinas strategies` shows them) and their cross-field checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class SearchStrategy:
-    """What every strategy shares: its name, and the check that it can search a space."""
+    """What every strategy shares: its name, its settings, and the check that it can search a
+    space."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # "one-shot" | "black-box", for listings
+    description: ClassVar[str] = ""  # one line for `scinas strategies`
+    Settings: ClassVar[type[StrategySettings]] = StrategySettings
     # derivation rules (`scinas.spaces.darts.genotype.DeriveRule` kinds) this strategy can apply
     # to its supernet's alphas; top2 is always allowed
     derive_kinds: ClassVar[tuple[str, ...]] = ()
@@ -56,24 +67,32 @@ class SearchStrategy:
     @classmethod
     def check_search(cls, s, space) -> None:
         """Refuse (ValueError) a search section this strategy cannot run in ``space``."""
-        if s.derive.strip() != "top2":
-            from ..spaces.darts.genotype import DeriveRule
-
-            rule = DeriveRule.parse(s.derive)
-            if str(rule) != "top2" and rule.kind not in cls.derive_kinds:
-                able = [n for n in STRATEGIES if rule.kind in STRATEGIES.get(n).derive_kinds]
-                raise ValueError(
-                    f"search.derive={s.derive} reads the cell off the alphas of a one-shot "
-                    f"search: it needs strategy {' or '.join(able)} (leave it at top2)"
-                )
-
+        check_derive(s, cls.derive_kinds)
 
     def preflight(self, ctx: SearchContext) -> None:
         """Check, before anything is written, that this search can run on the context's data
         (UserError otherwise); plans made here go into ``ctx.plans``."""
 
 
-STRATEGIES: Registry[type] = Registry("strategy")
+def check_derive(s, derive_kinds: tuple[str, ...]) -> None:
+    """``search.derive`` must be top2 or a rule kind the strategy can apply."""
+    if s.derive.strip() == "top2":
+        return
+    from ..spaces.darts.genotype import DeriveRule
+
+    rule = DeriveRule.parse(s.derive)
+    if str(rule) != "top2" and rule.kind not in derive_kinds:
+        able = [n for n in STRATEGIES if rule.kind in STRATEGIES.get(n).derive_kinds]
+        raise ValueError(
+            f"search.derive={s.derive} reads the cell off the alphas of a one-shot search: it "
+            f"needs strategy {' or '.join(able)} (leave it at top2)"
+        )
+
+
+# name -> strategy factory: a `SearchStrategy` subclass (one-shot) or a black-box entry; each
+# has ``name``, ``kind``, ``Settings``, ``derive_kinds``, ``check_search`` and makes a strategy
+# when called
+STRATEGIES: Registry = Registry("strategy")
 
 
 def create_strategy(name: str) -> Strategy:

@@ -1,7 +1,7 @@
 """Black-box strategies: random search, regularised evolution, TPE and REINFORCE, through optuna.
 
 Each architecture is a set of categorical decisions (a `DecisionSpace`); a strategy is an optuna
-sampler (`samplers.make_sampler`), and the search is an ask/tell loop against a study in a storage
+sampler (registered with `register_black_box`), and the search is an ask/tell loop against a study in a storage
 (by default an SQLite file in the run directory). A search that stops for any reason resumes from
 its storage: finished trials are kept, and the loop runs until ``budget`` trials are complete. The
 same study can take several workers pointing at one storage URL.
@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import optuna
+from pydantic import Field, model_validator
 from optuna.trial import TrialState
 
 from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
-from .base import STRATEGIES, SearchContext, SearchResult, SearchStrategy
-from .samplers import make_sampler
+from .base import STRATEGIES, SearchContext, SearchResult, StrategySettings, check_derive
+from .samplers import RegularizedEvolutionSampler, ReinforceSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -145,13 +148,15 @@ def decision_space(s) -> DecisionSpace:
     return SPACES.get(s.space).decisions(s)
 
 
-class BlackBoxStrategy(SearchStrategy):
-    """A black-box strategy on real data: each candidate is trained from scratch for
+class BlackBoxStrategy:
+    """A black-box search on real data: each candidate is trained from scratch for
     ``search.eval_epochs`` epochs on ``search.eval_fraction`` of the training split and scored by
-    the task's primary metric on the validation split."""
+    the task's primary metric on the validation split, the candidates proposed by the entry's
+    sampler."""
 
-    name = "random"
-    kind = "black-box"
+    def __init__(self, entry: BlackBox):
+        self.entry = entry
+        self.name = entry.name
 
     def preflight(self, ctx: SearchContext) -> None:
         sc = ctx.cfg.search
@@ -177,7 +182,7 @@ class BlackBoxStrategy(SearchStrategy):
         study = open_study(
             storage,
             f"scinas-{self.name}-{s.space}-seed{cfg.seed}",
-            make_sampler(self.name, s, cfg.seed),
+            self.entry.make_sampler(s, cfg.seed),
             direction="maximize" if ctx.task.higher_is_better else "minimize",
         )
         if ctx.resume and ctx.run is not None:
@@ -243,29 +248,98 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
             study.enqueue_trial(t.params, skip_if_exists=False)
 
 
-@STRATEGIES.decorator("random")
-class RandomSearch(BlackBoxStrategy):
-    """Uniform random architectures (Li & Talwalkar 2019's baseline)."""
-
-    name = "random"
+# ----------------------------------------------------------------------------- registration
 
 
-@STRATEGIES.decorator("evolution")
-class RegularizedEvolution(BlackBoxStrategy):
-    """Regularised (aging) evolution: tournament selection, one-decision mutations."""
+class BlackBoxSettings(StrategySettings):
+    """What every black-box strategy needs: how many candidates, and how each is trained."""
 
-    name = "evolution"
+    budget: int = Field(20, ge=1, description="architectures evaluated")
+    eval_epochs: int = Field(1, ge=1, description="training epochs per candidate")
+    eval_fraction: float = Field(
+        0.25, gt=0, le=1, description="share of the training data per candidate"
+    )
+    storage: str | None = Field(
+        None, description="optuna storage URL (None: an SQLite file in the run directory)"
+    )
 
 
-@STRATEGIES.decorator("tpe")
-class TPE(BlackBoxStrategy):
-    """optuna's multivariate tree-structured Parzen estimator."""
+@dataclass(frozen=True)
+class BlackBox:
+    """A registered black-box strategy: an optuna sampler factory and its settings."""
 
-    name = "tpe"
+    name: str
+    description: str
+    Settings: type[BlackBoxSettings]
+    sampler: Callable[[object, int], optuna.samplers.BaseSampler]  # (search section, seed)
+    kind: ClassVar[str] = "black-box"
+    derive_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def check_search(self, s, space) -> None:
+        check_derive(s, self.derive_kinds)
+
+    def make_sampler(self, s, seed: int) -> optuna.samplers.BaseSampler:
+        """The sampler for a search section ``s`` (its settings) and a seed."""
+        return self.sampler(s, seed)
+
+    def __call__(self) -> BlackBoxStrategy:
+        return BlackBoxStrategy(self)
 
 
-@STRATEGIES.decorator("reinforce")
-class Reinforce(BlackBoxStrategy):
-    """A categorical policy trained with REINFORCE and a moving-average baseline."""
+def register_black_box(name, description, settings, sampler) -> BlackBox:
+    """Register a black-box strategy: ``sampler(search_section, seed)`` makes its optuna
+    sampler, ``settings`` (a `BlackBoxSettings` subclass) declares its own settings."""
+    return STRATEGIES.register(name, BlackBox(name, description, settings, sampler))
 
-    name = "reinforce"
+
+class EvolutionSettings(BlackBoxSettings):
+    population: int = Field(20, ge=2, description="population size")
+    sample_size: int = Field(5, ge=1, description="tournament size")
+
+    @model_validator(mode="after")
+    def _tournament_fits(self):
+        if self.sample_size > self.population:
+            raise ValueError(
+                f"search.sample_size ({self.sample_size}) cannot exceed search.population "
+                f"({self.population})"
+            )
+        return self
+
+
+class TpeSettings(BlackBoxSettings):
+    startup_trials: int = Field(10, ge=1, description="random trials before modelling")
+
+
+class ReinforceSettings(BlackBoxSettings):
+    reinforce_lr: float = Field(0.05, gt=0, description="policy learning rate")
+    baseline_decay: float = Field(
+        0.9, ge=0, lt=1, description="moving-average baseline momentum"
+    )
+
+
+register_black_box(
+    "random",
+    "uniform random architectures (Li & Talwalkar 2019's baseline)",
+    BlackBoxSettings,
+    lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
+)
+register_black_box(
+    "evolution",
+    "regularised (aging) evolution: tournament selection, one-decision mutations",
+    EvolutionSettings,
+    lambda s, seed: RegularizedEvolutionSampler(s.population, s.sample_size, seed=seed),
+)
+register_black_box(
+    "tpe",
+    "optuna's multivariate tree-structured Parzen estimator",
+    TpeSettings,
+    lambda s, seed: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=s.startup_trials, multivariate=True
+    ),
+)
+register_black_box(
+    "reinforce",
+    "a categorical policy trained with REINFORCE and a moving-average baseline",
+    ReinforceSettings,
+    lambda s, seed: ReinforceSampler(s.reinforce_lr, s.baseline_decay, seed=seed),
+)

@@ -14,11 +14,13 @@ is rebuilt: the virtual step is applied to the parameters in place and undone af
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
+from pydantic import Field
 
 from .base import STRATEGIES, SearchContext
-from .oneshot import OneShotStrategy
+from .oneshot import ArchSettings, OneShotStrategy
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:
@@ -152,12 +154,25 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
     return val_loss.detach(), [da - eta * hv for da, hv in zip(d_alpha, hessian_v, strict=False)]
 
 
+class DartsSettings(ArchSettings):
+    order: Literal[1, 2] = Field(
+        1, description="1: first-order DARTS, 2: second-order (unrolled)"
+    )
+    hvp_r: float = Field(
+        0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
+    )
+
+
 @STRATEGIES.decorator("darts")
 class DartsStrategy(OneShotStrategy):
     """Differentiable architecture search (first or second order, `search.order`): every op of
     every edge runs, weighted by the softmax of its alphas."""
 
     name = "darts"
+    description = (
+        "DARTS: a softmax mixture of every op on every edge, first or second order (search.order)"
+    )
+    Settings = DartsSettings
     bn_from_training = True  # every op sees every batch
     derive_kinds = ("top", "ranks", "threshold", "supernet")
 

@@ -10,9 +10,11 @@ the whole supernet. The temperature falls linearly from ``search.tau_max`` (10) 
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from .base import STRATEGIES, SearchContext
 from .darts import Architect
-from .oneshot import OneShotStrategy
+from .oneshot import ArchSettings, OneShotStrategy
 
 
 def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
@@ -22,11 +24,26 @@ def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> floa
     return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
 
 
+class GdasSettings(ArchSettings):
+    tau_max: float = Field(10.0, gt=0, description="Gumbel temperature at the first epoch")
+    tau_min: float = Field(0.1, gt=0, description="Gumbel temperature at the last epoch")
+
+    @model_validator(mode="after")
+    def _falling(self):
+        if self.tau_min > self.tau_max:
+            raise ValueError(f"search.tau_min ({self.tau_min}) exceeds tau_max ({self.tau_max})")
+        return self
+
+
 @STRATEGIES.decorator("gdas")
 class GdasStrategy(OneShotStrategy):
     """One sampled op per edge per step (hard Gumbel-softmax, straight-through gradient)."""
 
     name = "gdas"
+    description = (
+        "GDAS: one op per edge sampled by hard Gumbel-softmax, temperature tau_max -> tau_min"
+    )
+    Settings = GdasSettings
     # thresholds and keeping the supernet need a continuous mixture: GDAS scores its supernet
     # along one op per edge
     derive_kinds = ("top", "ranks")

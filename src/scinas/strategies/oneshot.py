@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from ..budget import Plan, budget_plan, describe, eval_seconds, first_batch, plan, time_call
@@ -36,7 +37,7 @@ from ..train import (
     recalibrate_bn,
     stop_average_bn,
 )
-from .base import SearchContext, SearchResult, SearchStrategy
+from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
 
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
 
@@ -63,11 +64,39 @@ def search_halves(ctx: SearchContext, seed: int):
 
 
 
+class OneShotSettings(StrategySettings):
+    """What every one-shot strategy trains its supernet weights with."""
+
+    epochs: int = Field(50, ge=1, description="search epochs")
+    lr: float = Field(0.025, gt=0, description="weight learning rate (SGD, cosine schedule)")
+    lr_min: float = Field(0.001, ge=0, description="learning rate at the end of the schedule")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0, description="gradient-norm clip of the weights")
+    train_portion: float = Field(
+        0.5, gt=0, lt=1, description="share of the training split for the weights"
+    )
+    warmup_epochs: int = Field(
+        0, ge=0, description="epochs of weight-only training before the architecture moves"
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+    )
+
+
+class ArchSettings(OneShotSettings):
+    """One-shot strategies that learn architecture weights (alphas) by gradient."""
+
+    arch_lr: float = Field(3e-4, gt=0, description="alpha learning rate (Adam)")
+    arch_weight_decay: float = Field(1e-3, ge=0, description="alpha weight decay")
+
+
 class OneShotStrategy(SearchStrategy):
     """Train a supernet with shared weights; subclasses choose sampling, arch step, derivation."""
 
     name = "oneshot"
     kind = "one-shot"
+    Settings = ArchSettings
     updates_arch = True
     has_alphas = True  # False: nothing to log in arch_weights.jsonl (rsws)
     bn_batches = None  # training batches for the BatchNorm recalibration in `metrics`

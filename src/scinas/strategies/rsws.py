@@ -9,11 +9,16 @@ ranked architecture is written to the run directory.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from ..checkpoint import numpy_rng_state, set_numpy_rng_state
 from .base import STRATEGIES, SearchContext
 from .blackbox import decision_space
-from .oneshot import OneShotStrategy
+from .oneshot import OneShotSettings, OneShotStrategy
+
+
+class RswsSettings(OneShotSettings):
+    budget: int = Field(20, ge=1, description="random architectures ranked on the supernet")
 
 
 @STRATEGIES.decorator("rsws")
@@ -21,6 +26,10 @@ class RandomSearchWeightSharing(OneShotStrategy):
     """Uniform path sampling for the weights, then ranking of random architectures."""
 
     name = "rsws"
+    description = (
+        "random search with weight sharing: random paths train the supernet, then search.budget random architectures are ranked on it"
+    )
+    Settings = RswsSettings
     updates_arch = False
     has_alphas = False
 

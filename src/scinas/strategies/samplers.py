@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.search_space import IntersectionSearchSpace
@@ -149,18 +148,3 @@ class ReinforceSampler(_HistorySampler):
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max())
     return e / e.sum()
-
-
-def make_sampler(strategy: str, s, seed: int) -> BaseSampler:
-    """The optuna sampler behind a black-box strategy, configured from a SearchConfig ``s``."""
-    if strategy == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if strategy == "evolution":
-        return RegularizedEvolutionSampler(s.population, s.sample_size, seed=seed)
-    if strategy == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=s.startup_trials, multivariate=True
-        )
-    if strategy == "reinforce":
-        return ReinforceSampler(s.reinforce_lr, s.baseline_decay, seed=seed)
-    raise ValueError(f"no sampler for strategy {strategy!r}")

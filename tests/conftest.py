@@ -23,6 +23,29 @@ TINY = [
 ]
 
 
+def for_strategy(sets: list[str]) -> list[str]:
+    """``sets`` without the ``search.KEY`` settings that the strategy they name (darts when
+    none) does not have, e.g. TINY's ``search.epochs`` for a black-box strategy (which the
+    config refuses when given explicitly)."""
+    from scinas.config import SearchConfig
+    from scinas.strategies import STRATEGIES
+
+    strategy = "darts"
+    for item in sets:
+        if item.startswith("search.strategy="):
+            strategy = item.partition("=")[2]
+    own = STRATEGIES.get(strategy).Settings.model_fields
+
+    def keep(item: str) -> bool:
+        key = item.partition("=")[0]
+        if not key.startswith("search."):
+            return True
+        name = key.removeprefix("search.")
+        return name in SearchConfig.model_fields or name in own
+
+    return [item for item in sets if keep(item)]
+
+
 def tiny_sets(*extra: str) -> list[str]:
     out = []
     for item in [*TINY, *extra]:

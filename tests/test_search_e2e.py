@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 import scinas
-from conftest import TINY
+from conftest import TINY, for_strategy
 from scinas.spaces import load_genotype
 from scinas.spaces.darts.genotype import Genotype
 from scinas.spaces.nb201 import NB201Arch
 
 
 def cfg(*extra):
-    return scinas.build_config("tiny", overrides=[*TINY, "search.epochs=2", *extra])
+    sets = for_strategy([*TINY, "search.epochs=2", *extra])
+    return scinas.build_config("tiny", overrides=sets)
 
 
 def events(out, kind):

@@ -25,7 +25,6 @@ from scinas.strategies.gdas import temperature
 from scinas.strategies.samplers import (
     RegularizedEvolutionSampler,
     ReinforceSampler,
-    make_sampler,
 )
 
 # A toy objective on the NB201 decisions: +1 per nor_conv_3x3 edge, +0.5 per nor_conv_1x1.
@@ -56,9 +55,16 @@ def test_all_strategies_registered():
         create_strategy("gdaz")
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "tpe", "reinforce"])
+BLACK_BOX = [n for n in STRATEGIES if STRATEGIES.get(n).kind == "black-box"]
+
+
+def make_sampler(strategy, s, seed):
+    return STRATEGIES.get(strategy).make_sampler(s, seed)
+
+
+@pytest.mark.parametrize("strategy", BLACK_BOX)
 def test_black_box_samplers_are_seeded_and_improve_on_toy(strategy):
-    s = build_config("tiny").search
+    s = build_config("tiny", search__strategy=strategy).search
     a = run_toy(make_sampler(strategy, s, seed=3), 60, name="a")
     b = run_toy(make_sampler(strategy, s, seed=3), 60, name="b")
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
@@ -108,7 +114,7 @@ def test_reinforce_policy_learns_the_rewarded_op():
 def test_interrupted_study_resumes_from_storage(tmp_path, strategy):
     """30 trials, a new process-like start (new sampler, study loaded from SQLite), 30 more:
     the same trials as 60 in one go (evolution and reinforce are functions of the history)."""
-    s = build_config("tiny").search
+    s = build_config("tiny", search__strategy=strategy).search
     url = f"sqlite:///{tmp_path / 'study.db'}"
     run_toy(make_sampler(strategy, s, seed=5), 30, storage=url, name="resume")
     resumed = run_toy(make_sampler(strategy, s, seed=5), 60, storage=url, name="resume")

@@ -157,7 +157,7 @@ class SearchConfig(_Section):
                 kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
                 continue
             raise ValueError(
-                f"search.{key} is a setting of strategy {' and '.join(owners)}, not of {name}."
+                f"search.{key} is a setting of strategy {_listing(owners)}, not of {name}."
                 f"{did_you_mean(key, own.model_fields)} {name} has: "
                 f"{', '.join(own.model_fields) or 'no settings of its own'} "
                 "(`scinas strategies` lists every strategy's settings)"
@@ -204,6 +204,10 @@ class SearchConfig(_Section):
     def keeps_supernet(self) -> bool:
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _validated(settings: type[BaseModel], values: dict) -> dict:

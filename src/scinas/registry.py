@@ -23,6 +23,10 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (for tests that register a throwaway entry); returns its object."""
+        return self._items.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REG.decorator("name")`` registers the decorated object under ``name``."""
         return lambda item: self.register(name, item)

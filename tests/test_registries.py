@@ -1,0 +1,302 @@
+"""Every registered search space with every registered strategy, and extending both.
+
+Each (space, strategy) pair either runs a tiny search and retraining end to end on the bundled
+digits, or is refused up front with one clear message (exit code 2, nothing written). A new space
+or strategy is tested here without editing a list. A throwaway op and a throwaway space,
+registered inside the tests, run through the whole flow: adding either is one definition.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, for_strategy
+from torch import nn
+
+import scinas
+from scinas.config import SearchConfig
+from scinas.errors import UserError
+from scinas.ops import OPS, register_op
+from scinas.progress import Reporter
+from scinas.spaces import SPACES, DecisionSpace, SearchSpace, load_genotype, space_of
+from scinas.strategies import STRATEGIES
+
+
+def _supported(space: str, strategy: str) -> bool:
+    s = SearchConfig.model_validate({"strategy": strategy}).model_copy(update={"space": space})
+    try:
+        STRATEGIES.get(strategy).check_search(s, SPACES.get(space))
+    except ValueError:
+        return False
+    return True
+
+
+PAIRS = [(space, strategy) for space in SPACES for strategy in STRATEGIES]
+SUPPORTED = [p for p in PAIRS if _supported(*p)]
+REFUSED = [p for p in PAIRS if not _supported(*p)]
+
+
+def _config(space: str, strategy: str, *extra: str):
+    sets = [
+        *TINY,
+        f"search.space={space}",
+        f"search.strategy={strategy}",
+        "search.budget=2",
+        *extra,
+    ]
+    return scinas.build_config("tiny", overrides=for_strategy(sets))
+
+
+def test_every_space_and_strategy_is_in_a_pair():
+    assert {s for s, _ in PAIRS} == set(SPACES) and {t for _, t in PAIRS} == set(STRATEGIES)
+    assert len(SUPPORTED) >= len(STRATEGIES)  # every strategy runs in some space
+    assert all(_supported(space, "random") for space in SPACES)  # black-box: every space
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space, strategy", SUPPORTED)
+def test_supported_pair_runs_end_to_end(tmp_path, space, strategy):
+    out = tmp_path / "run"
+    res = scinas.run(_config(space, strategy), out, reporter=Reporter(quiet=True))
+    arch = load_genotype(out)
+    assert space_of(arch).name == space
+    assert res["genotype"] == arch.to_dict()
+    assert 0.0 <= res["test"]["accuracy"] <= 1.0 and res["params"] > 0
+    assert (out / "model.pt").is_file() and (out / "report.html").is_file()
+    saved = json.loads((out / "config.json").read_text())["search"]
+    assert saved["space"] == space and saved["strategy"] == strategy
+    # only the shared keys and the strategy's own settings are recorded
+    own = set(STRATEGIES.get(strategy).Settings.model_fields)
+    assert set(saved) == set(SearchConfig.model_fields) | own
+    assert scinas.evaluate(out)["accuracy"] == pytest.approx(res["test"]["accuracy"])
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scinas", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize("space, strategy", REFUSED)
+def test_unsupported_pair_is_refused_before_anything_is_written(tmp_path, space, strategy):
+    out = tmp_path / "out"
+    res = _cli("run", "--out", str(out), "--strategy", strategy, "--set", f"search.space={space}")
+    assert res.returncode == 2, res.stderr
+    assert f"strategy {strategy}" in res.stderr and space in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--set", "search.space=nb2O1"], "unknown search space 'nb2O1'. Did you mean 'nb201'"),
+        (["--strategy", "dart"], "unknown strategy 'dart'. Did you mean 'darts'"),
+        (
+            ["--set", "search.tau_max=3"],
+            "search.tau_max is a setting of strategy gdas, not of darts",
+        ),
+        (
+            ["--strategy", "random", "--set", "search.order=2"],
+            "search.order is a setting of strategy darts, not of random",
+        ),
+        (["--set", "search.populaton=3"], "Did you mean 'search.population'"),
+        (
+            ["--set", "search.space=nb201", "--set", "search.nodes=3"],
+            "search.nodes=3 is a setting of space darts",
+        ),
+    ],
+)
+def test_unknown_names_and_foreign_settings_exit_2_and_write_nothing(tmp_path, args, phrase):
+    out = tmp_path / "out"
+    res = _cli("run", "--out", str(out), *args)
+    assert res.returncode == 2 and phrase in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_settings_of_another_strategy_from_a_preset_or_old_config_are_dropped():
+    """A preset written for one-shot search (tiny's search.epochs) and an older config.json that
+    kept every strategy's settings in one bag both load for any strategy: only explicit settings
+    are refused."""
+    cfg = scinas.build_config("tiny", search__strategy="random")
+    assert not hasattr(cfg.search, "epochs") and cfg.search.budget == 20
+    old = scinas.build_config("tiny").model_dump()
+    old["search"].update(strategy="tpe", tau_max=3.0, population=4)
+    loaded = scinas.Config.model_validate(old)
+    assert loaded.search.startup_trials == 10 and not hasattr(loaded.search, "tau_max")
+
+
+def test_compare_may_set_the_random_search_it_runs():
+    with pytest.raises(UserError, match="search.eval_fraction is a setting of strategy"):
+        scinas.build_config("tiny", overrides=["search.eval_fraction=0.3"])
+    cfg = scinas.build_config(
+        "tiny", overrides=["search.eval_fraction=0.3"], also_strategies=("random",)
+    )
+    assert cfg.search.eval_fraction == 0.3 and cfg.search.order == 1
+
+
+def test_strategy_settings_are_checked_by_their_owner():
+    with pytest.raises(UserError, match=r"tau_min \(5.0\) exceeds tau_max \(1.0\)"):
+        scinas.build_config(
+            "tiny", overrides=["search.strategy=gdas", "search.tau_max=1", "search.tau_min=5"]
+        )
+    with pytest.raises(UserError, match="sample_size"):
+        scinas.build_config(
+            "tiny",
+            overrides=["search.strategy=evolution", "search.population=3", "search.sample_size=4"],
+        )
+
+
+def test_listings_show_every_strategy_and_space():
+    strategies = _cli("strategies")
+    assert strategies.returncode == 0
+    for name in STRATEGIES:
+        assert f"\n{name} (" in strategies.stdout
+        for key in STRATEGIES.get(name).Settings.model_fields:
+            assert f"search.{key} = " in strategies.stdout
+    spaces = _cli("spaces")
+    assert spaces.returncode == 0
+    assert all(spaces.stdout.count(f"{name} (") >= 1 for name in SPACES)
+
+
+# ----------------------------------------------------------------------------- extending
+
+
+@pytest.fixture
+def throwaway_op():
+    """A 3x3 convolution without BatchNorm, registered for one test."""
+
+    @register_op("plain_conv_3x3", takes_relu=True)
+    def _plain(C, stride, affine, relu_in):
+        layers = [nn.ReLU(inplace=False)] if relu_in else []
+        return nn.Sequential(*layers, nn.Conv2d(C, C, 3, stride, 1, bias=False))
+
+    yield "plain_conv_3x3"
+    OPS.unregister("plain_conv_3x3")
+
+
+@pytest.mark.slow
+def test_a_new_op_is_one_registration(tmp_path, throwaway_op):
+    ops = f"search.ops=[none,skip_connect,{throwaway_op}]"
+    cfg = scinas.build_config("tiny", overrides=[*TINY, ops])
+    res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
+    record = json.loads((tmp_path / "r" / "arch_weights.jsonl").read_text().splitlines()[-1])
+    assert record["ops"] == ["none", "skip_connect", throwaway_op]
+    used = {op for op, _ in res["genotype"]["normal"] + res["genotype"]["reduce"]}
+    assert used <= {"skip_connect", throwaway_op}
+    g = scinas.Genotype.from_dict(
+        {
+            "normal": [[throwaway_op, 0], [throwaway_op, 1]] * 4,
+            "normal_concat": [2, 3, 4, 5],
+            "reduce": [[throwaway_op, 0], ["skip_connect", 1]] * 4,
+            "reduce_concat": [2, 3, 4, 5],
+        }
+    )
+    trained = scinas.train(cfg, g, tmp_path / "t", reporter=Reporter(quiet=True))
+    assert trained["params"] > 0
+
+
+@dataclass(frozen=True)
+class ChainArch:
+    """A chain of convolutions, one kernel size per layer."""
+
+    space: ClassVar[str] = "chain"
+    kernels: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"space": "chain", "kernels": list(self.kernels)}
+
+    def to_json(self, path) -> None:
+        path.write_text(json.dumps(self.to_dict()))
+
+
+class ChainNet(nn.Module):
+    def __init__(self, arch: ChainArch, C_in: int, C: int, num_outputs: int):
+        super().__init__()
+        layers, c = [], C_in
+        for k in arch.kernels:
+            layers += [nn.Conv2d(c, C, k, padding=k // 2), nn.BatchNorm2d(C), nn.ReLU()]
+            c = C
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(C, num_outputs)
+
+    def forward(self, x):  # (B, C_in, H, W) -> (B, num_outputs), no auxiliary output
+        return self.head(self.body(x).mean((2, 3))), None
+
+
+class ChainSpace(SearchSpace):
+    """The smallest useful space: what a new space has to write, and nothing more."""
+
+    name = "chain"
+    description = "a chain of convolutions with a kernel size per layer"
+    LAYERS = 3
+
+    def from_dict(self, data, source="architecture"):
+        kernels = data.get("kernels") if isinstance(data, dict) else None
+        if not isinstance(kernels, list) or not all(k in (3, 5) for k in kernels):
+            raise UserError(f"{source}: a chain architecture is {{'kernels': [3|5, ...]}}")
+        return ChainArch(tuple(kernels))
+
+    def decisions(self, s) -> DecisionSpace:
+        names = [f"layer{i}" for i in range(self.LAYERS)]
+        return DecisionSpace(
+            "chain",
+            tuple((n, (3, 5)) for n in names),
+            lambda p: ChainArch(tuple(p[n] for n in names)),
+        )
+
+    def build_network(self, arch, t, input_shape, num_outputs):
+        return ChainNet(arch, input_shape[0], t.C, num_outputs)
+
+
+@pytest.fixture
+def chain_space():
+    SPACES.register("chain", ChainSpace())
+    yield "chain"
+    SPACES.unregister("chain")
+
+
+@pytest.mark.slow
+def test_a_new_space_is_one_class(tmp_path, chain_space):
+    """Registered in this test file only: config, black-box search, retraining, the report,
+    evaluation and loading an architecture file all go through the protocol."""
+    refused = [t for t in STRATEGIES if not _supported(chain_space, t)]
+    assert {STRATEGIES.get(t).kind for t in refused} == {"one-shot"}  # no supernet here
+    cfg = _config(chain_space, "evolution", "search.population=2", "search.sample_size=1")
+    res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
+    arch = load_genotype(tmp_path / "r")
+    assert isinstance(arch, ChainArch) and res["genotype"] == arch.to_dict()
+    assert (tmp_path / "r" / "report.html").is_file()
+    trials = [
+        json.loads(line)
+        for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+        if '"search_trial"' in line
+    ]
+    assert len(trials) == 2 and all(len(t["arch"]["kernels"]) == 3 for t in trials)
+    again = scinas.train(
+        cfg, tmp_path / "r" / "genotype.json", tmp_path / "t", reporter=Reporter(quiet=True)
+    )
+    assert again["genotype"] == arch.to_dict()
+    with pytest.raises(UserError, match="strategy darts"):
+        _config(chain_space, "darts")
+
+
+def test_decisions_of_every_space_decode_to_its_architectures():
+    rng = np.random.RandomState(0)
+    for name in SPACES:
+        space = SPACES.get(name)
+        s = SearchConfig.model_validate({"strategy": "random", "space": name})
+        arch = space.decisions(s).sample(rng)
+        assert space_of(arch) is space
+        again = space.from_dict(json.loads(json.dumps(arch.to_dict())))
+        assert again == arch
+        net = space.build_network(arch, scinas.build_config("tiny").train, (1, 8, 8), 3)
+        out = net(torch.zeros(2, 1, 8, 8))
+        assert (out[0] if isinstance(out, tuple) else out).shape == (2, 3)

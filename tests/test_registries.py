@@ -17,10 +17,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, for_strategy
 from torch import nn
 
 import scinas
+from conftest import TINY, for_strategy
 from scinas.config import SearchConfig
 from scinas.errors import UserError
 from scinas.ops import OPS, register_op

@@ -2,7 +2,8 @@
 search code is built (Liu et al., 2019), written here from the paper and from the profile in the
 foundation issue, not copied. Only the benchmark uses it; scinas never does.
 
-What makes it the "before" of `scinas.spaces.darts.supernet` (each point is one the issue's profile names):
+What makes it the "before" of `scinas.spaces.darts.supernet` (each point is one the issue's
+profile names):
 
 * every edge computes all 8 ops, `none` too (zeros times its weight), and sums ``w * op(x)`` into
   fresh full-size temporaries;

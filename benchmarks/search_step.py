@@ -51,8 +51,8 @@ def one_config(
 
     from scinas.spaces import load_genotype
     from scinas.spaces.darts.network import Network
-    from scinas.strategies.darts import Architect
     from scinas.spaces.darts.supernet import Supernet
+    from scinas.strategies.darts import Architect
     from scinas.tasks import Classification
 
     torch.manual_seed(0)

@@ -101,7 +101,6 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-
 SPACE_WORDS = ("nb201", "NB201", "BaselineArch", "Genotype", "darts_decisions")
 
 
@@ -144,8 +143,10 @@ def main() -> int:
         print("import circle:", " <-> ".join(comp))
     for line in branches:
         print("space branch outside spaces/:", line)
-    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} imports: "
-          f"{len(cycles)} circles, {len(branches)} space branches outside spaces/")
+    print(
+        f"{len(graph)} modules, {sum(map(len, graph.values()))} imports: "
+        f"{len(cycles)} circles, {len(branches)} space branches outside spaces/"
+    )
     return 1 if cycles or branches else 0
 
 

@@ -125,6 +125,7 @@ def run_nb201(
     """Run ``strategy`` ``seeds`` times with ``budget`` queries each; write DIR/results.json,
     DIR/curve.csv (best-so-far against queries), DIR/curve.png and DIR/trials.csv."""
     from .config import build_config
+    from .spaces.nb201 import nb201_decisions
     from .strategies import STRATEGIES
     from .strategies.blackbox import (
         best_trial,
@@ -132,7 +133,6 @@ def run_nb201(
         open_study,
         run_study,
     )
-    from .spaces.nb201 import nb201_decisions
 
     reporter = reporter or Reporter()
     STRATEGIES.get(strategy)  # unknown -> suggestion

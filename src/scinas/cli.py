@@ -507,18 +507,21 @@ def strategies_text(only: str | None = None) -> str:
     for name in names:
         entry = STRATEGIES.get(name)
         doc = entry.description
-        spaces = []
-        for sp in SPACES:
-            try:
-                entry.check_search(_default_search(name, sp), SPACES.get(sp))
-                spaces.append(sp)
-            except ValueError:
-                pass
+        spaces = [sp for sp in SPACES if _searches(entry, name, sp)]
         lines += ["", f"{name} ({entry.kind}; spaces: {', '.join(spaces)}): {doc}"]
         for key, field in entry.Settings.model_fields.items():
-            default = field.default
-            lines.append(f"  search.{key} = {default!r}" + (f"  {field.description}" if field.description else ""))
+            note = f"  {field.description}" if field.description else ""
+            lines.append(f"  search.{key} = {field.default!r}{note}")
     return "\n".join(lines)
+
+
+def _searches(entry, strategy: str, space: str) -> bool:
+    """Whether strategy ``entry`` can search ``space`` (its check refuses nothing)."""
+    try:
+        entry.check_search(_default_search(strategy, space), SPACES.get(space))
+    except ValueError:
+        return False
+    return True
 
 
 def _default_search(strategy: str, space: str):

@@ -50,4 +50,3 @@ def use_checkpointing(s, input_shape, available: int | None = None) -> bool:
     if available is None:
         return False
     return search_step_bytes(s, input_shape) > available // 2
-

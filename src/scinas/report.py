@@ -68,7 +68,6 @@ class Figures:
 # ----------------------------------------------------------------------------- cells
 
 
-
 def _draw_dot(edges) -> bytes | None:
     if shutil.which("dot") is None:
         return None

@@ -85,6 +85,7 @@ def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+
 def check_resume(out, kind: str) -> dict:
     """The run to resume exists, is of this kind and unfinished; returns the config it was
     started with (`scinas.config.check_resumable` compares it with the new one)."""
@@ -155,7 +156,9 @@ class RunDir:
             with stop_on_signals():
                 yield self
         except Interrupted as e:
-            raise Interrupted(f"{e}; checkpoint saved. Continue with --resume {self.path}") from None
+            raise Interrupted(
+                f"{e}; checkpoint saved. Continue with --resume {self.path}"
+            ) from None
         finally:
             self.close()
 

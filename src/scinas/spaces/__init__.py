@@ -24,9 +24,7 @@ def arch_from_dict(data, source: str = "genotype"):
         raise UserError(f"{source} is not a genotype: expected a JSON object.")
     name = data.get("space", "darts")
     if name not in SPACES:
-        raise UserError(
-            f"{source}: unknown search space {name!r} ({' | '.join(SPACES.names())})."
-        )
+        raise UserError(f"{source}: unknown search space {name!r} ({' | '.join(SPACES.names())}).")
     return SPACES.get(name).from_dict(data, source=source)
 
 

@@ -137,11 +137,13 @@ class SearchSpace(ABC):
         """The categorical decisions of one architecture under the search section ``s``."""
 
     # ---- weight sharing
-    def check_search_sizes(self, s: SearchConfig, input_shape) -> None:
+    def check_search_sizes(self, s: SearchConfig, input_shape) -> None:  # noqa: B027
         """Refuse (UserError) search sizes (``search.C``, ``layers``...) the space cannot build, for
         the supernet and the low-fidelity networks of black-box candidates alike."""
 
-    def build_supernet(self, s: SearchConfig, input_shape, num_outputs: int, device=None) -> nn.Module:
+    def build_supernet(
+        self, s: SearchConfig, input_shape, num_outputs: int, device=None
+    ) -> nn.Module:
         raise UserError(f"the {self.name} space has no weight-sharing supernet.")
 
     def supernet_note(self, s: SearchConfig, model, input_shape, device) -> str:
@@ -159,7 +161,7 @@ class SearchSpace(ABC):
         return []
 
     # ---- discrete networks
-    def check_network(self, arch, t: TrainConfig, input_shape) -> None:
+    def check_network(self, arch, t: TrainConfig, input_shape) -> None:  # noqa: B027
         """Refuse (UserError) sizes the discrete network cannot take; ``arch`` None: the one the
         search will find."""
 

@@ -219,7 +219,9 @@ class BaselineSpace(SearchSpace):
 
     def decisions(self, s) -> DecisionSpace:
         return DecisionSpace(
-            "baseline", (("network", tuple(BASELINES.names())),), lambda p: BaselineArch(p["network"])
+            "baseline",
+            (("network", tuple(BASELINES.names())),),
+            lambda p: BaselineArch(p["network"]),
         )
 
     def build_network(self, arch: BaselineArch, t, input_shape, num_outputs: int) -> nn.Module:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import optuna
-from pydantic import Field, model_validator
 from optuna.trial import TrialState
+from pydantic import Field, model_validator
 
 from ..errors import UserError
 from ..fit import low_fidelity_objective
@@ -312,9 +312,7 @@ class TpeSettings(BlackBoxSettings):
 
 class ReinforceSettings(BlackBoxSettings):
     reinforce_lr: float = Field(0.05, gt=0, description="policy learning rate")
-    baseline_decay: float = Field(
-        0.9, ge=0, lt=1, description="moving-average baseline momentum"
-    )
+    baseline_decay: float = Field(0.9, ge=0, lt=1, description="moving-average baseline momentum")
 
 
 register_black_box(

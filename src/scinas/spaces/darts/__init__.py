@@ -162,15 +162,16 @@ class DartsSpace(SearchSpace):
                 for (op, j), node in zip(getattr(g, cell), g.edge_nodes(cell), strict=True)
             ]
             edges += [
-                (_STATE_NAMES.get(c, str(c - 2)), "c_{k}", "")
-                for c in getattr(g, f"{cell}_concat")
+                (_STATE_NAMES.get(c, str(c - 2)), "c_{k}", "") for c in getattr(g, f"{cell}_concat")
             ]
             cells.append((cell, title, tuple(edges)))
         notes = ("reduction cell: GDAS' fixed hand-designed cell",) if g.fixed_reduce else ()
         return Drawing(tuple(cells), notes)
 
     def cell_ops(self, data: dict) -> dict[str, list[str]]:
-        return {cell: [op for op, _ in data[cell]] for cell in ("normal", "reduce") if data.get(cell)}
+        return {
+            cell: [op for op, _ in data[cell]] for cell in ("normal", "reduce") if data.get(cell)
+        }
 
 
 def darts_decisions(op_names, steps: int = 4, fixed_reduce: bool = False) -> DecisionSpace:

@@ -169,8 +169,6 @@ def published_genotypes() -> list[str]:
     return sorted(p.name[:-5] for p in published_dir().iterdir() if p.name.endswith(".json"))
 
 
-
-
 def edge_index(node: int, inp: int) -> int:
     """Row of the alpha matrix for the edge from state ``inp`` into intermediate node ``node``."""
     return node * (node + 3) // 2 + inp  # sum_{k<node} (k + 2) + inp

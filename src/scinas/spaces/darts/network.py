@@ -231,4 +231,3 @@ class Network(nn.Module):
                 aux = self.auxiliary_head(s1)
         out = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_outputs)
         return out, aux
-

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 
 from .errors import UserError
-from .train import Batches, model_output
+from .train import model_output
 
 MIN_STEPS = 10  # fewer optimisation steps than this is not training anything
 BUDGET_FILE = "budget.json"
@@ -99,23 +100,39 @@ def plan(
     return Plan(budget, step_seconds, eval_seconds, total // steps, steps, full_epoch_steps)
 
 
-def first_batch(ctx, x, y, batch_size: int):
-    """The first ``batch_size`` samples of (x, y), normalised as training batches are."""
-    mean = torch.tensor(ctx.data.mean, dtype=torch.float32)
-    std = torch.tensor(ctx.data.std, dtype=torch.float32)
-    n = min(batch_size, len(x))
-    return next(iter(Batches(x[:n], y[:n], mean, std, n, ctx.device, ctx.channels_last)))
-
-
-def eval_seconds(ctx, model, batch_size: int = 256) -> float:
-    """A validation pass over ctx.data.val, estimated from one timed batch."""
-    val = ctx.data.val
-    xb, _ = first_batch(ctx, val.x, val.y, batch_size)
+def eval_seconds(place, val, model: nn.Module, batch_size: int = 256) -> float:
+    """A validation pass over the split ``val``, estimated from one timed batch."""
+    xb, _ = place.first_batch(val.x, val.y, batch_size)
     model.eval()
     with torch.no_grad():
         seconds = time_call(lambda: float(model_output(model, xb).float().sum()))
     model.train()
     return seconds * len(val) / len(xb)
+
+
+def plan_phase(
+    ctx,
+    build: Callable[[], tuple[nn.Module, Callable[[], torch.Tensor], Callable[[], object] | None]],
+    *,
+    budget: float,
+    full_epoch_steps: int,
+    key: str,
+) -> Plan:
+    """The plan of a budgeted phase (the search or the final training), from its own step timed
+    on a throwaway model.
+
+    ``build()`` makes the model and returns it with its training step on a fixed batch (returning
+    the step's output) and what a validation pass does before scoring, if anything (a sampled
+    supernet's BatchNorm recalibration), else None. It runs with the global RNG forked, so the
+    run draws the same numbers as without a budget."""
+    with torch.random.fork_rng(devices=[]):
+        model, step, before_eval = build()
+        model.train()
+        step_seconds = time_call(lambda: float(step().float().sum()))  # the sum waits for it
+        val_seconds = eval_seconds(ctx.place, ctx.data.val, model)
+        if before_eval is not None:
+            val_seconds += time_call(before_eval, repeats=1, warmup=0)
+    return plan(budget, step_seconds, val_seconds, full_epoch_steps, key)
 
 
 def load_plan(run, phase: str) -> Plan | None:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from .budget import describe
 from .config import Config
 from .errors import UserError, unknown
@@ -52,20 +50,16 @@ def _with(cfg: Config, **changes) -> Config:
 def _supernet_test(run_path: Path, cfg: Config, reporter) -> tuple[dict, int, int]:
     """Test metrics, parameter count and FLOPs (every op of every edge) of the trained supernet
     of a run directory."""
-    from .flops import count_flops
     from .context import setup
-    from .fit import batches_for
-    from .flops import count_parameters
+    from .flops import count_flops, count_parameters
     from .rundir import load_state
     from .strategies.oneshot import build_supernet
     from .train import evaluate
 
     s = setup(cfg, Reporter(quiet=True))
-    model = build_supernet(s).to(s.device)
+    model = s.place.module(build_supernet(s))
     model.load_state_dict(load_state(run_path / "supernet.pt"))
-    if s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    metrics = evaluate(model, s.task, batches_for(s, s.data.test.x, s.data.test.y, 256))
+    metrics = evaluate(model, s.task, s.place.batches(s.data.test.x, s.data.test.y, 256))
     return metrics, count_parameters(model), count_flops(model, s.data.input_shape)
 
 

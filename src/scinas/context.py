@@ -13,6 +13,7 @@ from .config import Config
 from .data import Split, load_dataset
 from .errors import UserError
 from .fit import subset
+from .placement import Placement
 from .progress import Reporter
 from .spaces import SPACES
 from .strategies.base import SearchContext
@@ -92,4 +93,5 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         loss=d.loss,
         output_groups=d.output_groups,
     )
-    return SearchContext(cfg, data, task, device, channels_last, reporter)
+    place = Placement(device, channels_last, data.mean, data.std)
+    return SearchContext(cfg, data, task, place, reporter)

@@ -9,28 +9,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .budget import Plan, eval_seconds, first_batch, plan, time_call
+from .budget import Plan, plan_phase
 from .data.augment import make_augment
 from .data.split import stratified_split
 from .flops import count_parameters
 from .spaces import space_of
-from .train import Batches, train_network, train_step
+from .train import EpochStats, Trainer, network_trainer
 
 if TYPE_CHECKING:
     from .strategies.base import SearchContext
-
-def batches_for(s: SearchContext, x, y, batch_size, shuffle=False, seed=0) -> Batches:
-    return Batches(
-        x,
-        y,
-        torch.tensor(s.data.mean),
-        torch.tensor(s.data.std),
-        batch_size,
-        s.device,
-        s.channels_last,
-        shuffle=shuffle,
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
-    )
 
 
 def build_network(arch, t, input_shape, num_outputs) -> torch.nn.Module:
@@ -47,12 +34,11 @@ def subset(x, y, n: int | None, seed: int):
 
 
 def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
-    """The freshly initialised network of ``genotype`` (seeded) and its training augmentation."""
+    """The freshly initialised network of ``genotype`` (seeded, placed) and its training
+    augmentation."""
     data = s.data
     torch.manual_seed(s.cfg.seed)
-    net = build_network(genotype, t, data.input_shape, data.num_outputs).to(s.device)
-    if s.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = s.place.module(build_network(genotype, t, data.input_shape, data.num_outputs))
     H, W = data.input_shape[1:]
     aug_generator = torch.Generator().manual_seed(aug_seed)
     augment = make_augment(
@@ -67,18 +53,27 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
     return net, augment, aug_generator
 
 
-def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None):
-    """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
-    scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
-    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
-    cfg, data, task = s.cfg, s.data, s.task
-    net, augment, aug_generator = network_and_augment(s, genotype, t, cfg.seed + 21)
-    train_batches = batches_for(s, x, y, t.batch_size, shuffle=True, seed=cfg.seed + 31)
-    history = train_network(
+def trainer_for(
+    s: SearchContext,
+    genotype,
+    t,
+    x,
+    y,
+    *,
+    aug_seed: int,
+    on_epoch=None,
+    track=None,
+    checkpointer=None,
+) -> Trainer:
+    """The trainer of ``genotype``'s fresh network on (x, y) with the settings of ``t`` (a
+    TrainConfig), validating on the val split each epoch: what `fit` runs and
+    `plan_training` times."""
+    net, augment, aug_generator = network_and_augment(s, genotype, t, aug_seed)
+    return network_trainer(
         net,
-        task,
-        train_batches,
-        batches_for(s, data.val.x, data.val.y, 256),
+        s.task,
+        s.place.batches(x, y, t.batch_size, shuffle=True, seed=s.cfg.seed + 31),
+        s.place.batches(s.data.val.x, s.data.val.y, 256),
         epochs=t.epochs,
         lr=t.lr,
         lr_min=t.lr_min,
@@ -91,43 +86,47 @@ def fit(s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, check
         on_epoch=on_epoch,
         track=track,
         checkpointer=checkpointer,
-        resume=s.resume,
-        generators={"batches": train_batches.generator, "augment": aug_generator},
+        generators={"augment": aug_generator},
         steps_per_epoch=t.steps_per_epoch,
     )
-    return net, history
+
+
+def fit(
+    s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None
+) -> tuple[torch.nn.Module, list[EpochStats]]:
+    """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
+    scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
+    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
+    trainer = trainer_for(
+        s,
+        genotype,
+        t,
+        x,
+        y,
+        aug_seed=s.cfg.seed + 21,
+        on_epoch=on_epoch,
+        track=track,
+        checkpointer=checkpointer,
+    )
+    if s.resume:
+        trainer.resume()
+    return trainer.model, [EpochStats(**h) for h in trainer.run()]
 
 
 def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:
-    """Epochs and steps per epoch that fill ``t.time_budget``, from steps of ``genotype``'s
-    network timed on a throwaway copy (the global RNG is left as it was)."""
+    """Epochs and steps per epoch that fill ``t.time_budget``, from training steps of
+    ``genotype``'s network timed on a throwaway copy (`scinas.budget.plan_phase`)."""
     train = s.data.train
-    with torch.random.fork_rng(devices=[]):
-        net, augment, _ = network_and_augment(s, genotype, t, 0)
-        optimizer = torch.optim.SGD(
-            net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-        )
-        xb, yb = first_batch(s, train.x, train.y, t.batch_size)
-        net.train()
-        step_seconds = time_call(
-            lambda: float(
-                train_step(
-                    net,
-                    s.task,
-                    xb,
-                    yb,
-                    optimizer,
-                    augment=augment,
-                    auxiliary_weight=t.auxiliary_weight if t.auxiliary else 0.0,
-                    grad_clip=t.grad_clip,
-                    where="timing a training step",
-                    lr=t.lr,
-                ).sum()
-            )
-        )
-        val_seconds = eval_seconds(s, net)
+
+    def build():
+        trainer = trainer_for(s, genotype, t, train.x, train.y, aug_seed=0)
+        batch = (s.place.first_batch(train.x, train.y, t.batch_size),)
+        return trainer.model, lambda: trainer.train_step(batch, "timing a training step")[0], None
+
     full = math.ceil(n_train / min(t.batch_size, n_train))
-    return plan(t.time_budget, step_seconds, val_seconds, full, "train.time_budget")
+    return plan_phase(
+        s, build, budget=t.time_budget, full_epoch_steps=full, key="train.time_budget"
+    )
 
 
 def low_fidelity_objective(s: SearchContext):

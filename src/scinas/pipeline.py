@@ -22,8 +22,9 @@ from .config import Config, check_resumable, config_to_dict
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
-from .fit import batches_for, fit, plan_training, subset
+from .fit import fit, plan_training, subset
 from .flops import count_flops, count_parameters
+from .placement import Placement
 from .preflight import check_search, check_train
 from .progress import Reporter
 from .rundir import (
@@ -39,7 +40,7 @@ from .spaces import load_genotype, space_of
 from .strategies import SearchContext, SearchResult, create_strategy
 from .strategies.oneshot import build_supernet
 from .tasks import make_task
-from .train import Batches, predict
+from .train import predict
 
 
 def _begin(
@@ -196,7 +197,7 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
 def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
     """Evaluate the final network once on the test split; save it and its predictions."""
     data, task = s.data, s.task
-    outputs, targets = predict(net, batches_for(s, data.test.x, data.test.y, 256))
+    outputs, targets = predict(net, s.place.batches(data.test.x, data.test.y, 256))
     test = task.metrics(outputs, targets)
     params = count_parameters(net)
     results = {
@@ -227,10 +228,8 @@ def _keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None)
     genotype.json keeps its top-2 cell for display."""
     model = searched.model
     if model is None:  # resumed after the search finished
-        model = build_supernet(s).to(s.device)
+        model = s.place.module(build_supernet(s))
         model.load_state_dict(load_state(run.file("supernet.pt")))
-        if s.channels_last:
-            model = model.to(memory_format=torch.channels_last)
     s.reporter.log("search.derive=supernet: the trained supernet is the final model")
     results = _test_results(s, model, searched.genotype, run, searched.val_metrics)
     results.update(final_model="supernet", train_seconds=0.0)
@@ -423,15 +422,8 @@ def evaluate(
         output_groups=cfg.data.output_groups,
     )
     part = getattr(dataset, split)
-    batches = Batches(
-        part.x,
-        part.y,
-        torch.tensor(info["mean"]),
-        torch.tensor(info["std"]),
-        256,
-        torch.device("cpu"),
-    )
-    outputs, targets = predict(net, batches)
+    place = Placement(torch.device("cpu"), False, info["mean"], info["std"])  # as trained
+    outputs, targets = predict(place.module(net), place.batches(part.x, part.y, 256))
     metrics = task.metrics(outputs, targets)
     reporter.log(f"{split} ({len(part)} samples of {dataset.name}): {_fmt(metrics)}")
     return {"split": split, "dataset": dataset.name, "n": len(part), **metrics}

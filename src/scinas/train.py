@@ -1,8 +1,13 @@
-"""Batches, evaluation and the trainer for final (discrete) networks.
+"""The one trainer of scinas, and what it evaluates with.
 
-Data lives in memory as the raw tensors of `scinas.data.Split` (uint8 stays uint8); each batch is
-moved to the device, converted and normalised per channel there, so a 60k-image dataset costs its
-raw size and no worker processes are needed.
+`Trainer` runs the SGD loop that both phases share: the supernet's weights during a one-shot
+search and the final (discrete) network: epochs of (possibly capped) steps over one or more
+seeded batch sources, a cosine learning rate stepped per batch, gradient clipping, epoch-level
+metrics over the whole epoch's outputs, checkpoints with exact resume, and SIGINT/SIGTERM stops.
+What differs between the phases is supplied by `TrainHooks`: `NetworkHooks` here (drop-path
+schedule, auxiliary loss, augmentation) and the one-shot strategies' hooks in
+`scinas.strategies.oneshot` (the architecture step before the weight step, path sampling, the
+supernet score and architecture record at each epoch's end).
 """
 
 from __future__ import annotations
@@ -10,63 +15,18 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from .checkpoint import rng_state, set_rng_state
+from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .errors import TrainingDiverged
+from .placement import Batches
 from .signals import STOP, Interrupted
 from .tasks import Task
-
-
-@dataclass
-class Batches:
-    """Normalised mini-batches of (x, y) from raw tensors, shuffled by a seeded generator."""
-
-    x: torch.Tensor  # (N, C, H, W) raw
-    y: torch.Tensor  # (N,) or (N, K) as in the dataset
-    mean: torch.Tensor  # (C,)
-    std: torch.Tensor  # (C,)
-    batch_size: int
-    device: torch.device
-    channels_last: bool = False
-    shuffle: bool = False
-    drop_last: bool = False
-    generator: torch.Generator | None = None
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return (
-            n // self.batch_size
-            if self.drop_last and n >= self.batch_size
-            else math.ceil(n / self.batch_size)
-        )
-
-    def resume_at(self, order: torch.Tensor, start: int) -> None:
-        """Make the next pass reuse ``order`` (a checkpointed epoch's) from batch ``start`` on."""
-        self._resume = (order, start)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        resume = getattr(self, "_resume", None)
-        self._resume = None
-        if resume is not None:
-            order, start = resume
-        else:
-            order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-            start = 0
-        self.order = order  # the epoch's order, for checkpoints
-        mean = self.mean.to(self.device).view(1, -1, 1, 1)
-        std = self.std.to(self.device).view(1, -1, 1, 1)
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            xb = (self.x[idx].to(self.device, non_blocking=True).float() - mean) / std
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yield xb, self.y[idx].to(self.device, non_blocking=True)
 
 
 def model_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -162,25 +122,185 @@ def cosine_sgd(params, lr, lr_min, momentum, weight_decay, steps):
     return optimizer, scheduler
 
 
-def train_step(
-    model, task, xb, yb, optimizer, *, augment, auxiliary_weight, grad_clip, where, lr
-) -> torch.Tensor:
-    """One SGD step of a discrete network (main + weighted auxiliary loss); returns the main
-    output, detached."""
-    if augment is not None:
-        xb = augment(xb)
-    out = model(xb)
-    out, aux = out if isinstance(out, tuple) else (out, None)
-    target = task.encode_targets(yb)
-    loss = task.loss(out, target)
-    if aux is not None and auxiliary_weight > 0:
-        loss = loss + auxiliary_weight * task.loss(aux, target)
-    check_finite(loss, where, "train.lr", lr)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return out.detach()
+class TrainHooks(Protocol):
+    """What a phase supplies to the `Trainer`; the trainer owns the loop, the weight update, the
+    schedule, the checkpoints and the stops."""
+
+    def begin_epoch(self, epoch: int, partial: dict | None) -> None:
+        """Per-epoch schedules (drop-path, the Gumbel temperature). ``partial``: the mid-epoch
+        checkpoint's epoch so far when resuming into this epoch (see `partial`), else None."""
+
+    def loss(
+        self, batch: tuple, optimizer: torch.optim.Optimizer, where: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss of the weight step, main output, targets as the dataset has them) of one step.
+        ``batch`` holds one (x, y) per batch source; whatever must come before the weight step
+        (an architecture step on the second source, a sampled path) happens here."""
+
+    def partial(self) -> dict:
+        """What a mid-epoch checkpoint keeps of this epoch beyond its outputs and targets."""
+
+    def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
+        """Validate and log the epoch (``train``: its training metrics, ``lr``: its first step's
+        learning rate, ``started``: its `time.perf_counter`); returns its history record, plain
+        data since it is checkpointed."""
+
+    def state_dict(self) -> dict:
+        """Hook state a checkpoint needs beyond the model and the weight optimiser."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Trainer:
+    """SGD with a per-step cosine schedule over epochs of steps, with exact resume.
+
+    Each step takes one batch from every source (``sources``: e.g. the weight and architecture
+    halves of a search, zipped), asks the hooks for the loss, then clips the gradients of
+    ``params`` and steps. An epoch has the sources' batches (the shortest's), at most
+    ``steps_per_epoch``; each epoch reshuffles. Training metrics are over all of an epoch's
+    outputs (train mode, as augmented), never a mean of per-batch metrics.
+
+    ``bn_tail``: BatchNorm running statistics become the plain mean over each epoch's last
+    ``bn_tail`` steps (`average_bn`): for a supernet whose every op sees every batch, they are
+    then those of the weights at the epoch's end, at no cost.
+
+    With a `scinas.checkpoint.Checkpointer`, every epoch ends with a checkpoint, and SIGINT or
+    SIGTERM (`scinas.signals.STOP`) with one after the current step, then `Interrupted`.
+    `resume` continues from the newest one bit-identically on CPU: ``generators`` must name every
+    generator the hooks draw from (the sources' own are added here).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        hooks: TrainHooks,
+        sources: dict[str, Batches],
+        *,
+        epochs: int,
+        lr: float,
+        lr_min: float,
+        momentum: float,
+        weight_decay: float,
+        grad_clip: float,
+        steps_per_epoch: int | None = None,
+        params: Iterable[nn.Parameter] | None = None,
+        generators: dict[str, torch.Generator] | None = None,
+        checkpointer: Checkpointer | None = None,
+        track: Callable | None = None,
+        bn_tail: int = 0,
+        phase: str = "training",
+        label: str = "train",
+        lr_key: str = "train.lr",
+    ):
+        self.model, self.task, self.hooks, self.sources = model, task, hooks, sources
+        self.epochs, self.grad_clip, self.bn_tail = epochs, grad_clip, bn_tail
+        self.checkpointer, self.track = checkpointer, track
+        self.phase, self.label, self.lr_key = phase, label, lr_key
+        self.full_steps = min(len(b) for b in sources.values())
+        self.n_steps = min(self.full_steps, steps_per_epoch or self.full_steps)
+        self.params = list(model.parameters() if params is None else params)
+        self.optimizer, self.scheduler = cosine_sgd(
+            self.params, lr, lr_min, momentum, weight_decay, epochs * self.n_steps
+        )
+        self.generators = {n: b.generator for n, b in sources.items() if b.generator is not None}
+        self.generators.update(generators or {})
+        self.history: list[dict] = []
+        self.start_epoch, self.start_step, self.partial = 0, 0, None
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.checkpointer is not None and self.checkpointer.enabled
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint (and cut the logs back to it); False when there is none."""
+        state = self.checkpointer.load() if self.checkpointer is not None else None
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.hooks.load_state_dict(state["hooks"])
+        self.history = state["history"]
+        self.start_epoch, self.start_step = state["epoch"], state["step"]
+        set_rng_state(state["rng"], self.generators)
+        if self.start_step:
+            self.partial = state["partial"]
+            # stopped after an epoch's last step, its order is spent: the next pass draws anew
+            if self.start_step < self.n_steps:
+                for name, b in self.sources.items():
+                    b.resume_at(state["orders"][name], self.start_step)
+        return True
+
+    def save(self, epoch: int, step: int, partial: dict | None = None) -> None:
+        """Checkpoint the state after ``step`` steps of ``epoch`` (0: the epoch is done)."""
+        if self.checkpointer is None:
+            return
+        self.checkpointer.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "hooks": self.hooks.state_dict(),
+                "history": self.history,
+                "epoch": epoch,
+                "step": step,
+                "rng": rng_state(self.generators),
+                "orders": {n: b.order for n, b in self.sources.items()} if step else None,
+                "partial": partial,
+            }
+        )
+
+    def train_step(self, batch: tuple, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One weight update on ``batch`` (one (x, y) per source); returns the main output
+        (detached) and the targets. The schedule is not stepped (`run` does)."""
+        loss, out, target = self.hooks.loss(batch, self.optimizer, where)
+        check_finite(loss, where, self.lr_key, self.optimizer.param_groups[0]["lr"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+        return out.detach(), target
+
+    def run(self) -> list[dict]:
+        """Train the remaining epochs; returns every epoch's history record."""
+        model, hooks = self.model, self.hooks
+        for epoch in range(self.start_epoch, self.epochs):
+            started = time.perf_counter()
+            model.train()
+            lr = self.optimizer.param_groups[0]["lr"]  # the epoch's first step's
+            partial, self.partial = self.partial, None
+            hooks.begin_epoch(epoch, partial)
+            outs, tgts = [], []
+            if partial is not None:  # resumed mid-epoch
+                outs, tgts, lr = [partial["outs"]], [partial["tgts"]], partial["lr"]
+            first = self.start_step if epoch == self.start_epoch else 0
+            batches = zip(*self.sources.values(), strict=False)  # the shortest source ends it
+            steps = itertools.islice(batches, max(0, self.n_steps - first))
+            if self.track is not None:
+                label = f"{self.label} {epoch + 1}/{self.epochs}"
+                steps = self.track(steps, self.n_steps - first, label)
+            tail = max(0, self.n_steps - self.bn_tail)
+            for step, batch in enumerate(steps, start=first):
+                if self.bn_tail and step >= tail:
+                    average_bn(model, reset=step == tail)
+                where = f"{self.phase} epoch {epoch + 1}, step {step + 1}"
+                out, target = self.train_step(batch, where)
+                self.scheduler.step()
+                outs.append(out.float().cpu())
+                tgts.append(target.cpu())
+                if STOP and self.checkpointing:
+                    sofar = {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "lr": lr}
+                    self.save(epoch, step + 1, {**sofar, **hooks.partial()})
+                    raise Interrupted(f"stopped in {self.phase} epoch {epoch + 1}, step {step + 1}")
+            if self.bn_tail:
+                stop_average_bn(model)
+            train = self.task.metrics(torch.cat(outs), torch.cat(tgts))
+            self.history.append(hooks.end_epoch(epoch, train, lr, started))
+            self.save(epoch + 1, 0)
+            if STOP and self.checkpointing:
+                raise Interrupted(f"stopped after {self.phase} epoch {epoch + 1}")
+        return self.history
 
 
 @dataclass
@@ -192,7 +312,60 @@ class EpochStats:
     seconds: float
 
 
-def train_network(
+class NetworkHooks:
+    """The final (discrete) network's side of the trainer: augmentation, the auxiliary head's
+    weighted loss, and drop-path ramped linearly over the epochs (as DARTS does)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        val_batches: Batches,
+        *,
+        epochs: int,
+        auxiliary_weight: float = 0.0,
+        drop_path_prob: float = 0.0,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ):
+        self.model, self.task, self.val_batches = model, task, val_batches
+        self.epochs, self.auxiliary_weight = epochs, auxiliary_weight
+        self.drop_path_prob, self.augment, self.on_epoch = drop_path_prob, augment, on_epoch
+
+    def begin_epoch(self, epoch: int, partial: dict | None) -> None:
+        if hasattr(self.model, "drop_path_prob"):
+            self.model.drop_path_prob = self.drop_path_prob * epoch / self.epochs
+
+    def loss(self, batch, optimizer, where):
+        ((xb, yb),) = batch
+        if self.augment is not None:
+            xb = self.augment(xb)
+        out = self.model(xb)
+        out, aux = out if isinstance(out, tuple) else (out, None)
+        target = self.task.encode_targets(yb)
+        loss = self.task.loss(out, target)
+        if aux is not None and self.auxiliary_weight > 0:
+            loss = loss + self.auxiliary_weight * self.task.loss(aux, target)
+        return loss, out, yb
+
+    def partial(self) -> dict:
+        return {}
+
+    def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
+        val = evaluate(self.model, self.task, self.val_batches)
+        stats = EpochStats(epoch + 1, train, val, lr, time.perf_counter() - started)
+        if self.on_epoch is not None:
+            self.on_epoch(stats)
+        return vars(stats)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def network_trainer(
     model: nn.Module,
     task: Task,
     train_batches: Batches,
@@ -208,106 +381,57 @@ def train_network(
     drop_path_prob: float = 0.0,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
-    track=None,
-    checkpointer=None,
-    resume: bool = False,
+    track: Callable | None = None,
+    checkpointer: Checkpointer | None = None,
     generators: dict[str, torch.Generator] | None = None,
     steps_per_epoch: int | None = None,
+) -> Trainer:
+    """The `Trainer` of a discrete network (see `train_network`)."""
+    hooks = NetworkHooks(
+        model,
+        task,
+        val_batches,
+        epochs=epochs,
+        auxiliary_weight=auxiliary_weight,
+        drop_path_prob=drop_path_prob,
+        augment=augment,
+        on_epoch=on_epoch,
+    )
+    return Trainer(
+        model,
+        task,
+        hooks,
+        {"batches": train_batches},
+        epochs=epochs,
+        lr=lr,
+        lr_min=lr_min,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        steps_per_epoch=steps_per_epoch,
+        generators=generators,
+        checkpointer=checkpointer,
+        track=track,
+    )
+
+
+def train_network(
+    model: nn.Module,
+    task: Task,
+    train_batches: Batches,
+    val_batches: Batches,
+    *,
+    resume: bool = False,
+    **settings,
 ) -> list[EpochStats]:
     """Train a discrete network with SGD + cosine schedule, auxiliary loss and drop-path.
 
     Train metrics are computed over all batches' outputs of the epoch (in train mode, with
-    augmentation), validation metrics over the whole validation split in eval mode.
-
-    With a `scinas.checkpoint.Checkpointer`, every epoch ends with a checkpoint (and SIGINT/SIGTERM
-    with one at the next step); ``resume`` continues from the newest one, bit-identically on CPU
-    provided ``generators`` names every generator the batches and augmentation draw from.
-    ``steps_per_epoch`` caps the batches per epoch (each epoch a fresh shuffle).
+    augmentation), validation metrics over the whole validation split in eval mode. ``settings``
+    are `network_trainer`'s; with its checkpointer, ``resume`` continues from the newest
+    checkpoint, bit-identically on CPU provided ``generators`` names the augmentation's.
     """
-
-    n_steps = min(len(train_batches), steps_per_epoch or len(train_batches))
-    optimizer, scheduler = cosine_sgd(
-        model.parameters(), lr, lr_min, momentum, weight_decay, epochs * n_steps
-    )
-    generators = generators or {}
-    history: list[EpochStats] = []
-    start_epoch, start_step, partial = 0, 0, None
-    state = checkpointer.load() if (checkpointer is not None and resume) else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = [EpochStats(**h) for h in state["history"]]
-        start_epoch, start_step = state["epoch"], state["step"]
-        set_rng_state(state["rng"], generators)
-        if start_step:
-            train_batches.resume_at(state["order"], start_step)
-            partial = state["partial"]
-
-    def snapshot(epoch: int, step: int, partial=None) -> None:
-        if checkpointer is None:
-            return
-        checkpointer.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": [vars(h) for h in history],
-                "epoch": epoch,
-                "step": step,
-                "rng": rng_state(generators),
-                "order": train_batches.order if step else None,
-                "partial": partial,
-            }
-        )
-
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        model.train()
-        # DARTS ramps drop-path linearly over training.
-        if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = drop_path_prob * epoch / epochs
-        current_lr = optimizer.param_groups[0]["lr"]
-        outs, tgts = [], []
-        if partial is not None:  # the epoch's lr: the schedule steps per batch
-            outs, tgts, current_lr = [partial["outs"]], [partial["tgts"]], partial["lr"]
-            partial = None
-        first = start_step if epoch == start_epoch else 0
-        batches = itertools.islice(iter(train_batches), max(0, n_steps - first))
-        if track is not None:
-            batches = track(batches, n_steps - first, f"train {epoch + 1}/{epochs}")
-        for step, (xb, yb) in enumerate(batches, start=first):
-            out = train_step(
-                model,
-                task,
-                xb,
-                yb,
-                optimizer,
-                augment=augment,
-                auxiliary_weight=auxiliary_weight,
-                grad_clip=grad_clip,
-                where=f"training epoch {epoch + 1}, step {step + 1}",
-                lr=optimizer.param_groups[0]["lr"],
-            )
-            scheduler.step()
-            outs.append(out.detach().float().cpu())
-            tgts.append(yb.cpu())
-            if STOP and checkpointer is not None and checkpointer.enabled:
-                snapshot(
-                    epoch,
-                    step + 1,
-                    {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "lr": current_lr},
-                )
-                raise Interrupted(f"stopped in training epoch {epoch + 1}, step {step + 1}")
-        train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
-        val_metrics = evaluate(model, task, val_batches)
-        stats = EpochStats(
-            epoch + 1, train_metrics, val_metrics, current_lr, time.perf_counter() - t0
-        )
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
-        snapshot(epoch + 1, 0)
-        if STOP and checkpointer is not None and checkpointer.enabled:
-            raise Interrupted(f"stopped after training epoch {epoch + 1}")
-    return history
+    trainer = network_trainer(model, task, train_batches, val_batches, **settings)
+    if resume:
+        trainer.resume()
+    return [EpochStats(**h) for h in trainer.run()]

@@ -13,6 +13,7 @@ from ..registry import Registry
 if TYPE_CHECKING:
     from ..config import Config
     from ..data import Dataset
+    from ..placement import Placement
     from ..progress import Reporter
     from ..rundir import RunDir
     from ..spaces.darts.genotype import Genotype
@@ -24,12 +25,15 @@ class SearchContext:
     cfg: Config
     data: Dataset
     task: Task
-    device: torch.device
-    channels_last: bool
+    place: Placement  # the device, memory format and normalisation of every batch and model
     reporter: Reporter
     run: RunDir | None = None
     resume: bool = False  # continue from the run directory's checkpoints
     plans: dict = field(default_factory=dict)  # time-budget plans made by the checks (budget.py)
+
+    @property
+    def device(self) -> torch.device:
+        return self.place.device
 
 
 @dataclass

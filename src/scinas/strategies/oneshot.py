@@ -1,8 +1,10 @@
-"""One-shot (weight-sharing) search: the training loop DARTS, GDAS and rsws share.
+"""One-shot (weight-sharing) search: what DARTS, GDAS and rsws share.
 
-Per step: an optional architecture step on a batch of the architecture half of the training data,
-then a weight step on a batch of the weight half (SGD with cosine schedule, gradient clipping).
-Strategies differ only in the hooks: how the supernet samples its ops (`configure`,
+The supernet's weights train in the one trainer (`scinas.train.Trainer`, the final network's
+too): per step an optional architecture step on a batch of the architecture half of the training
+data, then a weight step on a batch of the weight half (SGD with cosine schedule, gradient
+clipping). `SupernetHooks` is the search's side of that loop. Strategies differ only in their
+hooks: how the supernet samples its ops (`configure`,
 `begin_epoch`, `before_weight_step`), the architecture step (`arch_step`), how the supernet is
 scored on the validation split (`evaluate_supernet`) and what it returns (`derive`).
 
@@ -12,7 +14,6 @@ Any search space with a supernet plugs in here, through `scinas.spaces.SearchSpa
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import replace
@@ -21,22 +22,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..budget import Plan, budget_plan, describe, eval_seconds, first_batch, plan, time_call
-from ..checkpoint import LOGS, Checkpointer, rng_state, set_rng_state
+from ..budget import Plan, budget_plan, describe, plan_phase
+from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
-from ..signals import STOP, Interrupted
 from ..spaces import SPACES
-from ..train import (
-    Batches,
-    average_bn,
-    check_finite,
-    cosine_sgd,
-    evaluate,
-    recalibrate_bn,
-    stop_average_bn,
-)
+from ..train import Trainer, check_finite, evaluate, recalibrate_bn
 from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
 
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
@@ -61,7 +53,6 @@ def search_halves(ctx: SearchContext, seed: int):
     w_idx, a_idx = stratified_split(y.numpy(), 1.0 - s.train_portion, seed + 1)
     w_idx, a_idx = torch.as_tensor(w_idx), torch.as_tensor(a_idx)
     return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
-
 
 
 class OneShotSettings(StrategySettings):
@@ -170,83 +161,72 @@ class OneShotStrategy(SearchStrategy):
         if "arch_optimizer" in state:
             self.architect.optimizer.load_state_dict(state["arch_optimizer"])
 
-    # ---- one step: an architecture step (optional), then a weight step
-    def step(self, model, ctx, train, val, lr, w_optimizer, *, update_arch, augment, where):
-        """Returns the weight step's outputs (detached) and the arch step's loss (or None)."""
-        s, task = ctx.cfg.search, ctx.task
-        (xt, yt), (xv, yv) = train, val
-        if augment is not None:
-            xt, xv = augment(xt), augment(xv)
-        arch_loss = None
-        if update_arch:
-            for a in model.arch_parameters():
-                a.requires_grad_(True)
-            arch_loss = self.arch_step(model, xt, yt, xv, yv, lr, w_optimizer)
-            if arch_loss is not None:
-                check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
-        # Weight step; the alphas are constants here (no grads, smaller graph).
-        for a in model.arch_parameters():
-            a.requires_grad_(False)
-        self.before_weight_step(model)
-        out = model(xt)
-        loss = task.loss(out, task.encode_targets(yt))
-        check_finite(loss, where, "search.lr", lr)
-        w_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
-        w_optimizer.step()
-        return out.detach(), arch_loss
+    # ---- the trainer's side
+    def trainer(
+        self, ctx: SearchContext, model, halves, augment, *, generators=None, checkpointer=None
+    ) -> Trainer:
+        """The `scinas.train.Trainer` of the supernet's weights: per step a batch of each half of
+        the training data (``halves``: weights, architecture), the architecture step first."""
+        s, place, seed = ctx.cfg.search, ctx.place, ctx.cfg.seed
+        (xw, yw), (xa, ya) = halves
+        val_batches = place.batches(ctx.data.val.x, ctx.data.val.y, s.batch_size)
+        hooks = SupernetHooks(self, ctx, model, val_batches, augment)
+        return Trainer(
+            model,
+            ctx.task,
+            hooks,
+            {
+                "weights": place.batches(xw, yw, s.batch_size, shuffle=True, seed=seed + 11),
+                "arch": place.batches(xa, ya, s.batch_size, shuffle=True, seed=seed + 12),
+            },
+            epochs=s.epochs,
+            lr=s.lr,
+            lr_min=s.lr_min,
+            momentum=s.momentum,
+            weight_decay=s.weight_decay,
+            grad_clip=s.grad_clip,
+            steps_per_epoch=s.steps_per_epoch,
+            params=model.weight_parameters(),
+            generators=generators,
+            checkpointer=checkpointer,
+            track=ctx.reporter.track,
+            bn_tail=BN_TAIL if self.bn_from_training else 0,
+            phase="search",
+            label="search",
+            lr_key="search.lr",
+        )
 
     def plan_budget(self, ctx: SearchContext) -> Plan:
-        """Epochs and steps per epoch that fill ``search.time_budget``, from steps timed on a
-        throwaway supernet (the global RNG is left as it was)."""
-        s, cfg = ctx.cfg.search, ctx.cfg
-        probe = type(self)()
-        with torch.random.fork_rng(devices=[]):
+        """Epochs and steps per epoch that fill ``search.time_budget``, from search steps timed on
+        a throwaway supernet (`scinas.budget.plan_phase`)."""
+        s, cfg, place = ctx.cfg.search, ctx.cfg, ctx.place
+        halves = search_halves(ctx, cfg.seed)
+        (xw, yw), (xa, ya) = halves
+
+        def build():
+            probe = type(self)()  # a fresh strategy: this one's state stays untouched
             torch.manual_seed(cfg.seed)
-            model = build_supernet(ctx).to(ctx.device)
-            if ctx.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = place.module(build_supernet(ctx))
             probe.configure(model, ctx)
-            probe.begin_epoch(model, 0, ctx)
-            w_optimizer, _ = cosine_sgd(
-                model.weight_parameters(), s.lr, s.lr_min, s.momentum, s.weight_decay, 1
-            )
-            (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
-            first = first_batch(ctx, xw, yw, s.batch_size)
-            second = first_batch(ctx, xa, ya, s.batch_size)
             _, H, W = ctx.data.input_shape
             augment = make_augment(s.augment, H, W, torch.Generator().manual_seed(0))
-            model.train()
-            step_seconds = time_call(
-                lambda: self._sync(
-                    probe.step(
-                        model,
-                        ctx,
-                        first,
-                        second,
-                        s.lr,
-                        w_optimizer,
-                        update_arch=self.updates_arch,
-                        augment=augment,
-                        where="timing a search step",
-                    )[0]
-                )
-            )
-            # a validation pass, after the BatchNorm recalibration on 10 batches (see metrics)
-            val_seconds = eval_seconds(ctx, model)
+            trainer = probe.trainer(ctx, model, halves, augment)
+            trainer.hooks.begin_epoch(0, None)
+            trainer.hooks.update_arch = self.updates_arch  # warm-up epochs are the cheaper ones
+            first = place.first_batch(xw, yw, s.batch_size)
+            batch = (first, place.first_batch(xa, ya, s.batch_size))
+            # a validation pass follows a BatchNorm recalibration on 10 batches (see metrics)
+            recalibrate = None
             if not self.bn_from_training:
-                val_seconds += time_call(
-                    lambda: recalibrate_bn(model, [first] * BN_TAIL), repeats=1, warmup=0
-                )
+                recalibrate = lambda: recalibrate_bn(model, [first] * BN_TAIL)  # noqa: E731
+            return model, lambda: trainer.train_step(batch, "timing a search step")[0], recalibrate
+
         full = min(math.ceil(len(xw) / s.batch_size), math.ceil(len(xa) / s.batch_size))
-        return plan(s.time_budget, step_seconds, val_seconds, full, "search.time_budget")
+        return plan_phase(
+            ctx, build, budget=s.time_budget, full_epoch_steps=full, key="search.time_budget"
+        )
 
-    @staticmethod
-    def _sync(out: torch.Tensor) -> float:
-        return float(out.float().sum())  # waits for the device
-
-    # ---- the loop
+    # ---- the search
     def search(self, ctx: SearchContext) -> SearchResult:
         t_start = time.perf_counter()
         if ctx.cfg.search.time_budget is not None:
@@ -256,186 +236,40 @@ class OneShotStrategy(SearchStrategy):
                 update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch}
             )
             ctx = replace(ctx, cfg=ctx.cfg.model_copy(update={"search": sc}))
-        s, cfg, task = ctx.cfg.search, ctx.cfg, ctx.task
+        s, cfg = ctx.cfg.search, ctx.cfg
         torch.manual_seed(cfg.seed)
-        model = build_supernet(ctx).to(ctx.device)
-        if ctx.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        mean = torch.tensor(ctx.data.mean, dtype=torch.float32)
-        std = torch.tensor(ctx.data.std, dtype=torch.float32)
-        (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
-
-        def batches(x, y, shuffle, seed):
-            gen = torch.Generator().manual_seed(seed) if shuffle else None
-            return Batches(
-                x,
-                y,
-                mean,
-                std,
-                s.batch_size,
-                ctx.device,
-                ctx.channels_last,
-                shuffle=shuffle,
-                generator=gen,
-            )
-
-        w_batches = batches(xw, yw, True, cfg.seed + 11)
+        model = ctx.place.module(build_supernet(ctx))
+        (xw, yw), (xa, ya) = halves = search_halves(ctx, cfg.seed)
         # the first 10 batches of the weight half, in order: BatchNorm recalibration (metrics)
         n_bn = BN_TAIL * s.batch_size
-        self.bn_batches = None if self.bn_from_training else batches(xw[:n_bn], yw[:n_bn], False, 0)
-        a_batches = batches(xa, ya, True, cfg.seed + 12)
-        val_batches = batches(ctx.data.val.x, ctx.data.val.y, False, 0)
-        n_steps = min(len(w_batches), len(a_batches), s.steps_per_epoch or len(w_batches))
-        w_optimizer, scheduler = cosine_sgd(
-            model.weight_parameters(),
-            s.lr,
-            s.lr_min,
-            s.momentum,
-            s.weight_decay,
-            s.epochs * n_steps,
+        self.bn_batches = (
+            None if self.bn_from_training else ctx.place.batches(xw[:n_bn], yw[:n_bn], s.batch_size)
         )
         self.configure(model, ctx)
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
         aug_generator = torch.Generator().manual_seed(cfg.seed + 13)
         _, H, W = ctx.data.input_shape
         augment = make_augment(s.augment, H, W, aug_generator)
-        generators = {
-            "weights": w_batches.generator,
-            "arch": a_batches.generator,
-            "augment": aug_generator,
-        }
-        history: list[dict] = []
-        start_epoch, start_step, partial = 0, 0, None
-        state = ckpt.load() if ctx.resume else None
-        if ctx.resume and state is None and ckpt.enabled:
-            ckpt.truncate_logs({name: 0 for name in LOGS})  # killed before the first checkpoint
-        if state is not None:
-            model.load_state_dict(state["model"])
-            w_optimizer.load_state_dict(state["w_optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.load_state_dict(state["strategy"])
-            history, start_epoch, start_step = state["history"], state["epoch"], state["step"]
-            set_rng_state(state["rng"], generators)
-            if start_step:
-                w_batches.resume_at(state["orders"]["weights"], start_step)
-                a_batches.resume_at(state["orders"]["arch"], start_step)
-                partial = state["partial"]
-            ctx.reporter.log(
-                f"resuming the search at epoch {start_epoch + 1}, step {start_step + 1}"
-            )
-
-        def snapshot(epoch: int, step: int, partial=None) -> None:
-            ckpt.save(
-                {
-                    "model": model.state_dict(),
-                    "w_optimizer": w_optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "strategy": self.state_dict(),
-                    "history": history,
-                    "epoch": epoch,
-                    "step": step,
-                    "rng": rng_state(generators),
-                    "orders": {"weights": w_batches.order, "arch": a_batches.order}
-                    if step
-                    else None,
-                    "partial": partial,
-                }
-            )
-
+        trainer = self.trainer(
+            ctx, model, halves, augment, generators={"augment": aug_generator}, checkpointer=ckpt
+        )
+        if ctx.resume:
+            if trainer.resume():
+                ctx.reporter.log(
+                    f"resuming the search at epoch {trainer.start_epoch + 1}, "
+                    f"step {trainer.start_step + 1}"
+                )
+            elif ckpt.enabled:  # killed before the first checkpoint
+                ckpt.truncate_logs({name: 0 for name in LOGS})
         space = SPACES.get(s.space)
         ctx.reporter.log(
             f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
             f"layers={s.layers}, {len(model.op_names)} ops, {len(xw)}+{len(xa)} images "
             "(weights+arch)" + space.supernet_note(s, model, ctx.data.input_shape, ctx.device)
         )
-        for epoch in range(start_epoch, s.epochs):
-            t0 = time.perf_counter()
-            lr = w_optimizer.param_groups[0]["lr"]
-            update_arch = self.updates_arch and epoch >= s.warmup_epochs
-            self.begin_epoch(model, epoch, ctx)
-            model.train()
-            outs, tgts, arch_losses = [], [], []
-            if partial is not None:  # resumed mid-epoch
-                outs, tgts, arch_losses = [partial["outs"]], [partial["tgts"]], partial["arch"]
-                lr = partial["lr"]  # the epoch's (the schedule steps per batch)
-                partial = None
-            first = start_step if epoch == start_epoch else 0
-            steps = itertools.islice(zip(w_batches, a_batches, strict=False), n_steps - first)
-            steps = ctx.reporter.track(steps, n_steps - first, f"search {epoch + 1}/{s.epochs}")
-            tail = max(0, n_steps - BN_TAIL)
-            for step, ((xt, yt), (xv, yv)) in enumerate(steps, start=first):
-                if self.bn_from_training and step >= tail:
-                    average_bn(model, reset=step == tail)
-                out, arch_loss = self.step(
-                    model,
-                    ctx,
-                    (xt, yt),
-                    (xv, yv),
-                    w_optimizer.param_groups[0]["lr"],
-                    w_optimizer,
-                    update_arch=update_arch,
-                    augment=augment,
-                    where=f"search epoch {epoch + 1}, step {step + 1}",
-                )
-                scheduler.step()
-                if arch_loss is not None:
-                    arch_losses.append(arch_loss)
-                outs.append(out.detach().float().cpu())
-                tgts.append(yt.cpu())
-                if STOP and ckpt.enabled:
-                    for a in model.arch_parameters():
-                        a.requires_grad_(True)
-                    snapshot(
-                        epoch,
-                        step + 1,
-                        {
-                            "outs": torch.cat(outs),
-                            "tgts": torch.cat(tgts),
-                            "arch": arch_losses,
-                            "lr": lr,
-                        },
-                    )
-                    raise Interrupted(f"stopped in search epoch {epoch + 1}, step {step + 1}")
-            for a in model.arch_parameters():
-                a.requires_grad_(True)
-            if self.bn_from_training:
-                stop_average_bn(model)
-            train_metrics = task.metrics(torch.cat(outs), torch.cat(tgts))
-            val_metrics = self.evaluate_supernet(model, ctx, val_batches)
-            record = space.arch_record(model) if self.has_alphas else {"genotype": None}
-            event = {
-                "event": "search_epoch",
-                "strategy": self.name,
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train": train_metrics,
-                "val": val_metrics,
-                "arch_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
-                "genotype": record["genotype"],
-                "seconds": time.perf_counter() - t0,
-            }
-            if self.has_alphas:
-                event["diagnostics"] = diagnostics(record)
-            if hasattr(model, "tau") and model.sampling == "gumbel":
-                event["tau"] = model.tau
-            history.append(event)
-            if ctx.run is not None:
-                ctx.run.log_event(event)
-                if self.has_alphas:
-                    ctx.run.log_arch_weights(epoch + 1, record)
-            pm = task.primary_metric
-            ctx.reporter.log(
-                f"search epoch {epoch + 1}/{s.epochs}: train loss {train_metrics['loss']:.4f} "
-                f"{pm} {train_metrics[pm]:.4f} | val loss {val_metrics['loss']:.4f} "
-                f"{pm} {val_metrics[pm]:.4f} | {event['seconds']:.1f}s"
-            )
-            if self.has_alphas and update_arch:  # warm-up epochs derive from untouched alphas
-                warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
-            snapshot(epoch + 1, 0)
-            if STOP and ckpt.enabled:
-                raise Interrupted(f"stopped after search epoch {epoch + 1}")
+        history = trainer.run()
         last_val = history[-1]["val"] if history else None
-        arch, val_metrics = self.derive(model, ctx, val_batches, last_val)
+        arch, val_metrics = self.derive(model, ctx, trainer.hooks.val_batches, last_val)
         return SearchResult(
             genotype=arch,
             history=history,
@@ -443,3 +277,93 @@ class OneShotStrategy(SearchStrategy):
             val_metrics=val_metrics,
             seconds=time.perf_counter() - t_start,
         )
+
+
+class SupernetHooks:
+    """A one-shot strategy's side of the trainer (`scinas.train.TrainHooks`): per step the
+    architecture step on the architecture half's batch, then the path the weight step trains;
+    per epoch the strategy's schedule, and at its end the supernet's score and the architecture
+    record, logged."""
+
+    def __init__(self, strategy: OneShotStrategy, ctx: SearchContext, model, val_batches, augment):
+        self.strategy, self.ctx, self.model = strategy, ctx, model
+        self.val_batches, self.augment = val_batches, augment
+        self.space = SPACES.get(ctx.cfg.search.space)
+        self.update_arch = False
+        self.arch_losses: list[float] = []
+
+    def begin_epoch(self, epoch: int, partial: dict | None) -> None:
+        st = self.strategy
+        self.update_arch = st.updates_arch and epoch >= self.ctx.cfg.search.warmup_epochs
+        st.begin_epoch(self.model, epoch, self.ctx)
+        self.arch_losses = partial["arch"] if partial is not None else []
+
+    def loss(self, batch, optimizer, where):
+        s, task, model = self.ctx.cfg.search, self.ctx.task, self.model
+        (xt, yt), (xv, yv) = batch  # weight half, architecture half
+        if self.augment is not None:
+            xt, xv = self.augment(xt), self.augment(xv)
+        if self.update_arch:
+            for a in model.arch_parameters():
+                a.requires_grad_(True)
+            lr = optimizer.param_groups[0]["lr"]
+            arch_loss = self.strategy.arch_step(model, xt, yt, xv, yv, lr, optimizer)
+            if arch_loss is not None:
+                check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
+                self.arch_losses.append(arch_loss)
+        # Weight step; the alphas are constants here (no grads, smaller graph).
+        for a in model.arch_parameters():
+            a.requires_grad_(False)
+        self.strategy.before_weight_step(model)
+        out = model(xt)
+        return task.loss(out, task.encode_targets(yt)), out, yt
+
+    def _thaw_alphas(self) -> None:
+        for a in self.model.arch_parameters():
+            a.requires_grad_(True)
+
+    def partial(self) -> dict:
+        self._thaw_alphas()
+        return {"arch": self.arch_losses}
+
+    def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
+        st, ctx, model = self.strategy, self.ctx, self.model
+        s, task = ctx.cfg.search, ctx.task
+        self._thaw_alphas()
+        val = st.evaluate_supernet(model, ctx, self.val_batches)
+        record = self.space.arch_record(model) if st.has_alphas else {"genotype": None}
+        losses = self.arch_losses
+        event = {
+            "event": "search_epoch",
+            "strategy": st.name,
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train": train,
+            "val": val,
+            "arch_loss": sum(losses) / len(losses) if losses else None,
+            "genotype": record["genotype"],
+            "seconds": time.perf_counter() - started,
+        }
+        if st.has_alphas:
+            event["diagnostics"] = diagnostics(record)
+        if hasattr(model, "tau") and model.sampling == "gumbel":
+            event["tau"] = model.tau
+        if ctx.run is not None:
+            ctx.run.log_event(event)
+            if st.has_alphas:
+                ctx.run.log_arch_weights(epoch + 1, record)
+        pm = task.primary_metric
+        ctx.reporter.log(
+            f"search epoch {epoch + 1}/{s.epochs}: train loss {train['loss']:.4f} "
+            f"{pm} {train[pm]:.4f} | val loss {val['loss']:.4f} "
+            f"{pm} {val[pm]:.4f} | {event['seconds']:.1f}s"
+        )
+        if st.has_alphas and self.update_arch:  # warm-up epochs derive from untouched alphas
+            warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
+        return event
+
+    def state_dict(self) -> dict:
+        return self.strategy.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.strategy.load_state_dict(state)

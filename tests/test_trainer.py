@@ -1,0 +1,239 @@
+"""The one trainer: a final network and a supernet (DARTS, GDAS, rsws) stopped anywhere resume to
+the same bits, and both phases plan their time budgets with the same planner."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+import scinas.budget
+import scinas.fit
+import scinas.strategies.oneshot
+from scinas.config import build_config
+from scinas.context import setup
+from scinas.placement import Placement
+from scinas.progress import Reporter
+from scinas.signals import STOP, Interrupted
+from scinas.strategies import create_strategy
+from scinas.strategies.oneshot import build_supernet, search_halves
+from scinas.tasks import Classification
+from scinas.train import network_trainer
+
+
+class MemoryCheckpointer:
+    """A `scinas.checkpoint.Checkpointer` in memory, loading as it does (weights_only)."""
+
+    enabled = True
+
+    def __init__(self):
+        self.saved: list[bytes] = []
+
+    def save(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.saved.append(buf.getvalue())
+
+    def load(self) -> dict | None:
+        if not self.saved:
+            return None
+        return torch.load(io.BytesIO(self.saved[-1]), weights_only=True)
+
+
+def stop_at(label: str, step: int):
+    """A progress `track` that requests a stop during the ``step``-th step of the pass labelled
+    ``label`` (as SIGTERM would)."""
+
+    def track(items, total, description):
+        for i, item in enumerate(items):
+            if description == label and i + 1 == step:
+                STOP.requested = True
+            yield item
+
+    return track
+
+
+def interrupted(trainer) -> None:
+    try:
+        with pytest.raises(Interrupted):
+            trainer.run()
+    finally:
+        STOP.requested = False
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+# ----------------------------------------------------------------------------- final network
+
+
+def network_trainer_for_test(checkpointer=None, track=None, on_epoch=None):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8, generator=g)
+    y = torch.arange(40) % 3
+    place = Placement(torch.device("cpu"), True, (100.0,), (60.0,))
+    model = place.module(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Dropout(0.3),  # draws from the global RNG
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 3),
+        )
+    )
+    aug = torch.Generator().manual_seed(2)
+    return network_trainer(
+        model,
+        Classification(num_outputs=3),
+        place.batches(x, y, 8, shuffle=True, seed=3),
+        place.batches(x, y, 16),
+        epochs=3,
+        lr=0.05,
+        lr_min=0.0,
+        momentum=0.9,
+        weight_decay=3e-4,
+        grad_clip=5.0,
+        augment=lambda xb: xb + 0.1 * torch.randn(xb.shape, generator=aug),
+        generators={"augment": aug},
+        checkpointer=checkpointer,
+        track=track,
+        on_epoch=on_epoch,
+        steps_per_epoch=4,  # of 5: each epoch a fresh shuffle, its tail unused
+    )
+
+
+@pytest.mark.parametrize(
+    "label,step",
+    [("train 1/3", 2), ("train 2/3", 4), ("train 3/3", 1)],
+    ids=["mid-epoch", "last-step-of-an-epoch", "first-step-of-the-last-epoch"],
+)
+def test_a_final_network_resumes_mid_epoch_to_the_same_bits(label, step):
+    reference = network_trainer_for_test()
+    expected = reference.run()
+    ckpt = MemoryCheckpointer()
+    interrupted(network_trainer_for_test(ckpt, track=stop_at(label, step)))
+    torch.rand(5)  # the resumed run restores the global RNG, whatever it is now
+    resumed = network_trainer_for_test(ckpt)
+    assert resumed.resume() and resumed.start_step == step
+    assert without_seconds(resumed.run()) == without_seconds(expected)
+    assert same(resumed.model.state_dict(), reference.model.state_dict())
+
+
+def test_a_final_network_stopped_between_epochs_resumes_to_the_same_bits():
+    reference = network_trainer_for_test()
+    expected = reference.run()
+    ckpt = MemoryCheckpointer()
+
+    def stop_after_first(stats):
+        if stats.epoch == 1:
+            STOP.requested = True
+
+    interrupted(network_trainer_for_test(ckpt, on_epoch=stop_after_first))
+    resumed = network_trainer_for_test(ckpt)
+    assert resumed.resume() and (resumed.start_epoch, resumed.start_step) == (1, 0)
+    assert without_seconds(resumed.run()) == without_seconds(expected)
+    assert same(resumed.model.state_dict(), reference.model.state_dict())
+
+
+# ----------------------------------------------------------------------------- supernet
+
+
+@pytest.fixture(scope="module")
+def contexts():
+    made = {}
+
+    def ctx(strategy: str):
+        if strategy not in made:
+            cfg = build_config(
+                "tiny",
+                overrides=[
+                    f"search.strategy={strategy}",
+                    "device=cpu",
+                    "search.epochs=2",
+                    "search.C=4",
+                    "search.layers=3",
+                    "search.max_samples=160",
+                    "search.batch_size=32",
+                    "data.max_val=40",
+                ],
+            )
+            made[strategy] = setup(cfg, Reporter(quiet=True))
+        return made[strategy]
+
+    return ctx
+
+
+def supernet_trainer(ctx, checkpointer=None, track=None):
+    strategy = create_strategy(ctx.cfg.search.strategy)
+    torch.manual_seed(ctx.cfg.seed)
+    model = ctx.place.module(build_supernet(ctx))
+    strategy.configure(model, ctx)
+    trainer = strategy.trainer(
+        ctx, model, search_halves(ctx, ctx.cfg.seed), None, checkpointer=checkpointer
+    )
+    trainer.track = track
+    return trainer
+
+
+@pytest.mark.parametrize("strategy", ["darts", "gdas", "rsws"])
+def test_a_supernet_resumes_mid_epoch_to_the_same_bits(contexts, strategy):
+    """GDAS samples from the global RNG and keeps an arch optimiser; rsws samples paths from its
+    own numpy generator; DARTS averages BatchNorm statistics over the epoch's tail."""
+    ctx = contexts(strategy)
+    reference = supernet_trainer(ctx)
+    assert reference.n_steps >= 2
+    expected = reference.run()
+    ckpt = MemoryCheckpointer()
+    interrupted(supernet_trainer(ctx, ckpt, track=stop_at("search 2/2", 1)))
+    torch.rand(5)
+    resumed = supernet_trainer(ctx, ckpt)
+    assert resumed.resume() and (resumed.start_epoch, resumed.start_step) == (1, 1)
+    got = resumed.run()
+    assert [h["genotype"] for h in got] == [h["genotype"] for h in expected]
+    drop = ("seconds", "diagnostics")  # diagnostics: the same alphas, compared below
+    assert [{k: v for k, v in h.items() if k not in drop} for h in got] == [
+        {k: v for k, v in h.items() if k not in drop} for h in expected
+    ]
+    assert same(resumed.model.state_dict(), reference.model.state_dict())
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def test_both_phases_plan_with_the_one_planner_and_leave_the_rng_alone(contexts, monkeypatch):
+    ctx = contexts("gdas")
+    calls = []
+    real = scinas.budget.plan_phase
+
+    def spy(ctx, build, **kw):
+        calls.append(kw["key"])
+        return real(ctx, build, **kw)
+
+    monkeypatch.setattr(scinas.fit, "plan_phase", spy)
+    monkeypatch.setattr(scinas.strategies.oneshot, "plan_phase", spy)
+    search = ctx.cfg.search.model_copy(update={"time_budget": 1e4})
+    train = ctx.cfg.train.model_copy(
+        update={"time_budget": 1e4, "C": 4, "layers": 3, "batch_size": 32}
+    )
+    bctx = replace(ctx, cfg=ctx.cfg.model_copy(update={"search": search, "train": train}))
+    genotype = build_supernet(bctx).genotype()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    search_plan = create_strategy("gdas").plan_budget(bctx)
+    train_plan = scinas.fit.plan_training(bctx, genotype, train, 100)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert calls == ["search.time_budget", "train.time_budget"]
+    assert search_plan.step_seconds > 0 and search_plan.eval_seconds > 0
+    assert search_plan.full_epoch_steps == supernet_trainer(bctx).full_steps
+    assert train_plan.full_epoch_steps == 4 and train_plan.step_seconds > 0

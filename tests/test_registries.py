@@ -21,7 +21,7 @@ from torch import nn
 
 import scinas
 from conftest import TINY, for_strategy
-from scinas.config import SearchConfig
+from scinas.config import SearchConfig, check_settings_apply
 from scinas.errors import UserError
 from scinas.ops import OPS, register_op
 from scinas.progress import Reporter
@@ -133,13 +133,18 @@ def test_settings_of_another_strategy_from_a_preset_or_old_config_are_dropped():
     assert loaded.search.startup_trials == 10 and not hasattr(loaded.search, "tau_max")
 
 
-def test_compare_may_set_the_random_search_it_runs():
+def test_compare_may_set_the_random_search_it_runs(tmp_path):
+    """A random-search setting on a darts config is refused (after the other checks, before
+    anything is written), unless compare, which runs random search too, says so."""
+    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.eval_fraction=0.3"])
     with pytest.raises(UserError, match="search.eval_fraction is a setting of strategy"):
-        scinas.build_config("tiny", overrides=["search.eval_fraction=0.3"])
+        scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
+    assert not (tmp_path / "r").exists()
     cfg = scinas.build_config(
         "tiny", overrides=["search.eval_fraction=0.3"], also_strategies=("random",)
     )
     assert cfg.search.eval_fraction == 0.3 and cfg.search.order == 1
+    check_settings_apply(cfg)
 
 
 def test_strategy_settings_are_checked_by_their_owner():

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .budget import describe
-from .config import Config
+from .config import Config, check_settings_apply
 from .errors import UserError, unknown
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir
@@ -90,6 +90,7 @@ def compare(
     configs = _method_configs(cfg, methods)
     # validate the data and every method's config (and time the budgeted phases) up front
     plans, task = _preflight(configs, reporter)
+    check_settings_apply(cfg)  # e.g. a GDAS setting: compare runs darts and random only
     if budget is not None:
         reporter.log(
             f"compare: {budget:.0f}s per method and seed ({cfg.compare.search_share:.0%} of it "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -29,7 +31,9 @@ from .errors import UserError, did_you_mean, unknown
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float setting must be finite ("inf" or ".nan" from a file or
+    # --set is refused here, before anything is written, instead of crashing a run later).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -156,13 +160,21 @@ class SearchConfig(_Section):
             if also_owner := next((n for n in also if n in owners), None):
                 kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
                 continue
-            raise ValueError(
+            message = (
                 f"search.{key} is a setting of strategy {_listing(owners)}, not of {name}."
                 f"{did_you_mean(key, own.model_fields)} {name} has: "
                 f"{', '.join(own.model_fields) or 'no settings of its own'} "
                 "(`scinas strategies` lists every strategy's settings)"
             )
-        return {**shared, **_validated(own, mine), **kept}
+            if "refused" not in context:
+                raise ValueError(message)
+            # refused by `check_settings_apply` once the other checks have run: the data,
+            # storage and budget errors a user would meet anyway come first, one at a time
+            context["refused"].append(message)
+        return {**shared, **_finite(_validated(own, _finite(mine))), **_finite(kept)}
+
+    # settings of another strategy that the user gave: refused by `check_settings_apply`
+    _refused: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("space")
     @classmethod
@@ -208,6 +220,21 @@ class SearchConfig(_Section):
 
 def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _finite(values: dict) -> dict:
+    """Strategy settings are validated by their own models; every float among them must be
+    finite too (as `_Section`'s ``allow_inf_nan=False`` makes the shared ones)."""
+    for key, value in values.items():
+        number = value
+        if isinstance(value, str):  # "inf", "nan": what pydantic would turn into floats
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"search.{key} must be a finite number (got {value!r})")
+    return values
 
 
 def _validated(settings: type[BaseModel], values: dict) -> dict:
@@ -272,7 +299,7 @@ class CompareConfig(_Section):
 
 class Config(_Section):
     preset: str = "tiny"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="numpy and torch take seeds below 2**32")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool | None = Field(None, description="None: on for CPU, where it is faster")
     deterministic: bool = Field(
@@ -407,6 +434,10 @@ def parse_set(assignments: list[str]) -> dict:
 def read_config_file(path: str | os.PathLike) -> dict:
     """Read a YAML, TOML or JSON config file into a nested dict."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(
+            f"config file {path} is a directory, not a file. Give a .yaml, .toml or .json file."
+        )
     if not path.is_file():
         raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
     try:
@@ -480,10 +511,12 @@ def build_config(
         for key in layer["search"]
     }
     try:
-        return Config.model_validate(
-            tree,
-            context={"explicit_search": explicit_search, "also_strategies": also_strategies},
-        )
+        context = {
+            "explicit_search": explicit_search,
+            "also_strategies": also_strategies,
+            "refused": [],
+        }
+        cfg = Config.model_validate(tree, context=context)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -493,6 +526,15 @@ def build_config(
         raise UserError(
             f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
         ) from None
+    cfg.search._refused = tuple(context["refused"])
+    return cfg
+
+
+def check_settings_apply(cfg: Config) -> None:
+    """Refuse (UserError) a setting the user gave that belongs to another strategy than the
+    chosen one (recorded by `build_config`; called once the other checks have passed)."""
+    if cfg.search._refused:
+        raise UserError(cfg.search._refused[0] + ".")
 
 
 def config_to_dict(cfg: Config) -> dict:

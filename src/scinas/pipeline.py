@@ -18,7 +18,7 @@ import torch
 
 from .budget import budget_plan, describe
 from .checkpoint import LOGS, Checkpointer
-from .config import Config, check_resumable, config_to_dict
+from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
@@ -70,6 +70,7 @@ def _begin(
         check_search(s)
     if train:
         check_train(s, arch)
+    check_settings_apply(cfg)
     if cfg.tensorboard:
         require_tensorboard()
     if resume:

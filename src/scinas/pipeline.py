@@ -282,6 +282,10 @@ def run(
     ``allow_changes`` the harmless fields in `config.HARMLESS_CHANGES` may differ). ``plans``
     hands in time-budget plans already measured (`scinas.budget`, as `scinas compare` does)."""
     t0 = time.perf_counter()
+    keep_supernet = cfg.search.keeps_supernet  # search.derive=supernet: no retraining
+    # data -> task: loaded, checked and split (context.setup); the space and the strategy check
+    # they can run on it, the final network that it fits its budget (preflight); only then is
+    # the run directory created
     s, run_dir = _begin(
         cfg,
         out,
@@ -289,14 +293,16 @@ def run(
         reporter,
         "run",
         search=True,
-        train=not cfg.search.keeps_supernet,
+        train=not keep_supernet,
         resume=resume,
         allow_changes=allow_changes,
         plans=plans,
     )
     with run_dir.working():
+        # space -> strategy -> architecture (genotype.json)
         searched = _search(s, run_dir)
-        if cfg.search.keeps_supernet:
+        # architecture -> network -> results: trained from scratch, tested once
+        if keep_supernet:
             results = _keep_supernet(s, searched, run_dir)
         else:
             _, results = _train(s, searched.genotype, run_dir)

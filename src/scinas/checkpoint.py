@@ -14,6 +14,7 @@ or truncated newest one falls back to the one before with a warning. They load w
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -22,10 +23,11 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, UnsafeFile, atomic_write, disk_error, safe_torch_load
 
 LOGS = ("metrics.jsonl", "arch_weights.jsonl")
 KEEP = 2
+FOREIGN = "not a scinas checkpoint of this phase"
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -113,11 +115,14 @@ class Checkpointer:
         return sorted(files, key=lambda p: int(p.stem.rsplit("-", 1)[1]))
 
     def save(self, state: dict) -> None:
-        """Atomically write ``state`` (plus the current log sizes); keep the last two."""
+        """Atomically write ``state`` (plus the current log sizes); keep the last two.
+
+        A write the disk refuses (full, read-only) removes its partial file and keeps the
+        previous checkpoint, and ends the run with one message saying how to continue from it.
+        """
         if self.folder is None:
             return
         t0 = time.perf_counter()
-        self.folder.mkdir(exist_ok=True)
         state = {
             **state,
             "phase": self.phase,
@@ -125,28 +130,41 @@ class Checkpointer:
         }
         seq = self._files()
         n = int(seq[-1].stem.rsplit("-", 1)[1]) + 1 if seq else 1
-        atomic_write(self.folder / f"{self.phase}-{n}.pt", lambda f: torch.save(state, f))
+        path = self.folder / f"{self.phase}-{n}.pt"
+        try:
+            self.folder.mkdir(exist_ok=True)
+            atomic_write(path, lambda f: torch.save(state, f))
+        except OSError as e:
+            kept = f"; the previous checkpoint {seq[-1].name} is kept" if seq else ""
+            raise disk_error(
+                e, f"checkpoint {path}{kept}", self.run.resume_hint if seq else ""
+            ) from None
         for old in self._files()[:-KEEP]:
             old.unlink(missing_ok=True)
         self.run.checkpoint_seconds += time.perf_counter() - t0  # their cost, in results.json
 
     def load(self) -> dict | None:
         """The newest readable checkpoint of this phase (logs cut back to it), or None."""
-        for path in reversed(self._files()):
+        files = self._files()
+        for i in range(len(files) - 1, -1, -1):
+            path = files[i]
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = safe_torch_load(path, "a checkpoint")
                 if not isinstance(state, dict) or state.get("phase") != self.phase:
-                    raise ValueError("not a scinas checkpoint of this phase")
-            except Exception as e:  # truncated, corrupt, or foreign
-                if "weights_only" in str(e) or "Unsupported global" in str(e):
-                    raise UserError(
-                        f"{path} holds more than tensors (it would run code when unpickled): "
-                        "refusing to load it. Delete it to resume from the one before."
-                    ) from None
-                self._warn(
-                    f"checkpoint {path.name} is unreadable ({type(e).__name__}); "
+                    raise UserError(FOREIGN)
+            except UnsafeFile:
+                raise UserError(
+                    f"{path} is refused as unsafe: it holds more than tensors (it would run code "
+                    "when unpickled). Delete it to resume from the one before."
+                ) from None
+            except UserError as e:  # truncated, corrupt, or foreign
+                why = FOREIGN if str(e) == FOREIGN else "corrupt or truncated"
+                then = (
                     "falling back to the one before"
+                    if i > 0
+                    else f"no older checkpoint: the {self.phase} phase starts over"
                 )
+                self._warn(f"checkpoint {path.name} is unreadable ({why}); {then}")
                 continue
             self.truncate_logs(state["logs"])
             return state
@@ -160,8 +178,12 @@ class Checkpointer:
                     f.truncate(size)
 
     def clear(self) -> None:
+        """Delete this phase's checkpoints (it finished), and the folder once it is empty."""
         for path in self._files():
             path.unlink(missing_ok=True)
+        if self.folder is not None:
+            with contextlib.suppress(OSError):  # another phase's checkpoints are still there
+                self.folder.rmdir()
 
     def _warn(self, message: str) -> None:
         if self.reporter is not None:

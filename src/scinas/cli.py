@@ -178,16 +178,15 @@ def _config(
     resume=None,
     derive=None,
     also=(),
+    kind: str = "run",
 ):
     base = None
     if resume is not None:
-        from .rundir import is_run_dir, read_json
+        from .rundir import check_resume
 
-        if not is_run_dir(resume):
-            raise UserError(
-                f"--resume {resume} is not a scinas run directory (no run.json): nothing to resume."
-            )
-        base = read_json(Path(resume) / "config.json")
+        # first, before any other input is read: the run exists, was made by this verb (or the
+        # message names the one that made it), is unfinished, and its config.json is readable
+        base = check_resume(resume, kind)
     return build_config(
         base=base,
         also_strategies=also,
@@ -303,7 +302,19 @@ def search_cmd(
     from .pipeline import search
 
     cfg = _config(
-        preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume, derive
+        preset,
+        config,
+        set_,
+        data,
+        data_dir,
+        task,
+        layout,
+        seed,
+        device,
+        strategy,
+        resume,
+        derive,
+        kind="search",
     )
     genotype = search(
         cfg,
@@ -311,6 +322,23 @@ def search_cmd(
         **_run_options(overwrite, quiet, resume, allow_changes),
     )
     typer.echo(json.dumps(genotype.to_dict()))
+
+
+def _genotype(text: str):
+    """--genotype: a file, a run directory holding genotype.json, or a short form."""
+    from .spaces import load_genotype
+
+    path = Path(text)
+    if path.is_dir() and not (path / "genotype.json").is_file():
+        from .rundir import is_run_dir
+
+        why = (
+            " (the run has not finished its search)"
+            if is_run_dir(path)
+            else " (give a genotype JSON file, a finished run directory, or a named genotype)"
+        )
+        raise UserError(f"no genotype.json in {path}{why}.")
+    return load_genotype(text)
 
 
 @app.command("train")
@@ -342,10 +370,11 @@ def train_cmd(
 ):
     """Train a network built from a genotype from scratch and evaluate it on the test set."""
     from .pipeline import train
-    from .spaces import load_genotype
 
-    geno = load_genotype(genotype) if genotype else None
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, seed, device, None, resume)
+    cfg = _config(
+        preset, config, set_, data, data_dir, task, layout, seed, device, None, resume, kind="train"
+    )
+    geno = _genotype(genotype) if genotype else None
     results = train(
         cfg,
         geno,
@@ -379,13 +408,18 @@ def evaluate_cmd(
     whole split.
     """
     from .pipeline import evaluate
-    from .rundir import write_json
+    from .rundir import check_output_file, disk_error, write_json
 
+    if output is not None:
+        check_output_file(output)  # before the evaluation, not after it
     metrics = evaluate(
         run_dir, data, data_dir=data_dir, split=split, reporter=Reporter(quiet=quiet)
     )
     if output is not None:
-        write_json(output, metrics)
+        try:
+            write_json(output, metrics)
+        except OSError as e:
+            raise disk_error(e, f"--output {output}") from None
     typer.echo(json.dumps(metrics))
 
 
@@ -489,7 +523,12 @@ def report_cmd(
     retrained gap) and the config; the figures are also saved as PNG and SVG in DIR/figures.
     """
     from .report import write_report
+    from .rundir import is_run_dir, read_mapping
 
+    if is_run_dir(run_dir):  # its JSON files hold what scinas wrote (else: one message)
+        for name in ("run.json", "config.json", "data.json", "results.json"):
+            if (run_dir / name).is_file():
+                read_mapping(run_dir / name)
     typer.echo(str(write_report(run_dir, output)))
 
 

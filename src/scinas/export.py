@@ -19,12 +19,22 @@ import warnings
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from .config import Config
 from .errors import UserError, unknown
 from .fit import build_network
-from .rundir import is_run_dir, load_state, read_json
+from .rundir import (
+    DISK_ERRORS,
+    check_output_file,
+    disk_error,
+    file_mode,
+    is_run_dir,
+    load_state,
+    read_mapping,
+    run_kind,
+)
 from .spaces import SPACES, load_genotype
 
 FORMATS = {
@@ -82,16 +92,35 @@ def load_trained(run_dir: str | os.PathLike) -> tuple[nn.Module, dict, Config]:
             f"{path} has no trained model (model.pt): it is a search-only run or did "
             "not finish. Train it with `scinas train --genotype DIR`."
         )
-    cfg = Config.model_validate(read_json(path / "config.json"))
-    info = read_json(path / "data.json")
+    cfg = _run_config(path)
+    info = read_mapping(path / "data.json")
+    missing = [k for k in ("input_shape", "num_outputs", "task", "mean", "std") if k not in info]
+    if missing:
+        raise UserError(
+            f"{path / 'data.json'} is corrupt: it lacks {', '.join(missing)}. Restore it from a "
+            "copy, or train the network again."
+        )
     shape = tuple(info["input_shape"])
-    kept = read_json(path / "run.json").get("kind") == "run" and cfg.search.keeps_supernet
+    kept = run_kind(path) == "run" and cfg.search.keeps_supernet
     if kept:  # search.derive=supernet: the final model is the supernet
         net = SPACES.get(cfg.search.space).build_supernet(cfg.search, shape, info["num_outputs"])
     else:
         net = build_network(load_genotype(path), cfg.train, shape, info["num_outputs"])
     net.load_state_dict(load_state(path / "model.pt"))
     return net.eval(), info, cfg
+
+
+def _run_config(path: Path) -> Config:
+    """The run's config.json as a Config; a file edited into an invalid one is named."""
+    try:
+        return Config.model_validate(read_mapping(path / "config.json"))
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise UserError(
+            f"{path / 'config.json'} is not a valid scinas config ({loc}: {err['msg']}); restore "
+            "it from a copy."
+        ) from None
 
 
 def load(run_dir: str | os.PathLike) -> Predictor:
@@ -104,14 +133,16 @@ def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | Non
     """Write the run's predictor (or weights) in ``fmt``; returns the path written."""
     if fmt not in FORMATS:
         raise unknown("export format", fmt, FORMATS)
-    predictor = load(run_dir)
     path = Path(output) if output else Path(run_dir) / FORMATS[fmt]
-    if path.is_dir():
-        raise UserError(f"--output {path} is a directory; give a file name.")
-    if not path.parent.is_dir():
-        raise UserError(f"the folder of --output {path} does not exist.")
+    if output is not None:
+        check_output_file(path)  # before the network is rebuilt
+    predictor = load(run_dir)
     example = torch.rand(2, *predictor.info["input_shape"]) * 255
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise disk_error(e, str(path)) from None
+    os.fchmod(fd, file_mode())  # as a plain open() would make it, not mkstemp's 0o600
     os.close(fd)
     try:
         {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors}[fmt](
@@ -119,6 +150,10 @@ def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | Non
         )
         _verify(fmt, Path(tmp), predictor, example, run_dir)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        raise disk_error(e, str(path)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

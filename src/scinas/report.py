@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .errors import UserError  # noqa: E402
-from .rundir import is_run_dir, read_json, write_json  # noqa: E402
+from .rundir import check_output_file, is_run_dir, read_json, write_json  # noqa: E402
 
 DPI = 80
 
@@ -314,6 +314,8 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
         raise UserError(
             f"{path} is not a scinas run directory (no run.json); give the --out of a run."
         )
+    if output is not None:
+        check_output_file(output)  # before the figures are drawn
     t0 = time.perf_counter()
     info = read_json(path / "run.json")
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}

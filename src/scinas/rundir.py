@@ -18,9 +18,11 @@ JSON files are written atomically (temporary file, then rename): a crash never l
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -36,10 +38,63 @@ from .version import __version__
 
 MARKER = "run.json"
 
+# What scinas writes into a run directory (every verb, the report and the exports): --overwrite
+# deletes a directory only when it holds nothing else, so it never deletes a user's own files.
+RUN_FILES = frozenset(
+    {
+        MARKER,
+        ".lock",
+        "config.json",
+        "data.json",
+        "metrics.jsonl",
+        "arch_weights.jsonl",
+        "genotype.json",
+        "supernet.pt",
+        "model.pt",
+        "predictions_test.npz",
+        "results.json",
+        "search_result.json",
+        "budget.json",
+        "compare.json",
+        "report.html",
+        "study.db",
+        "study.db-journal",
+        "study.db-wal",
+        "study.db-shm",
+        "model.onnx",
+        "model.torchscript.pt",
+        "model.safetensors",
+        "curve.csv",
+        "curve.png",
+        "trials.csv",
+    }
+)
+RUN_FOLDERS = frozenset({"checkpoints", "figures", "tensorboard"})
+# errno values that say the disk, not scinas, refused a write
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file under the process's umask (0o644 under the
+    usual 022): temporary files from mkstemp are 0o600, and renaming them would keep that."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it the old way (set, then restore)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 
 def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temporary file and a rename: a crash or a full disk never
+    leaves half a file, and the file it replaces stays whole until the rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -48,42 +103,243 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def json_bytes(obj, what: str = "the data") -> bytes:
+    """``obj`` as the JSON scinas writes (strict: no NaN or infinity), or a UserError naming
+    the first value JSON cannot hold."""
+    try:
+        return (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+    except (TypeError, ValueError) as e:
+        where = _non_finite(obj)
+        at = f" at {where}" if where else ""
+        raise UserError(
+            f"{what} cannot be written as JSON{at} ({e}); every setting must be a finite number."
+        ) from None
+
+
+def _non_finite(obj, prefix: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite float in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return prefix or "the top level"
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list | tuple):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+        if found:
+            return found
+    return None
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
-    data = (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+    data = json_bytes(obj, str(path))
     atomic_write(Path(path), lambda f: f.write(data))
 
 
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run directory; a UserError names it when it is unreadable or corrupt."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: the run directory is incomplete.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not the JSON file scinas wrote there.") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        what = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
+        raise UserError(
+            f"{path} is corrupt (not valid JSON, {what}); it is not the file scinas wrote. "
+            "Restore it from a copy, or start a new run."
+        ) from None
+
+
+def read_mapping(path: str | os.PathLike) -> dict:
+    """A JSON file that must hold one object (run.json, config.json, data.json...)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} is corrupt: it holds a JSON {type(data).__name__}, not the object of keys "
+            "scinas wrote. Restore it from a copy, or start a new run."
+        )
+    return data
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+def foreign_entries(path: Path, depth: int = 0) -> list[str]:
+    """Entries of ``path`` (a run directory) that scinas did not write, relative to ``path``.
+    Run directories nested in it (compare's ``METHOD/seedN``, a benchmark's seeds) are checked
+    the same way; anything else unknown is foreign."""
+    found = []
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        ours = (entry.is_file() and (name in RUN_FILES or _is_temporary(name))) or (
+            entry.is_dir() and name in RUN_FOLDERS
+        )
+        if entry.is_symlink():
+            found.append(name)
+        elif ours:
+            continue
+        elif entry.is_dir() and depth < 3 and (is_run_dir(entry) or _holds_runs(entry)):
+            found += [f"{name}/{f}" for f in foreign_entries(entry, depth + 1)]
+        else:
+            found.append(name + ("/" if entry.is_dir() else ""))
+    return found
+
+
+def _is_temporary(name: str) -> bool:
+    """A temporary file of `atomic_write` (``.NAME.XXXX.tmp``) left by a killed process."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _holds_runs(path: Path) -> bool:
+    """A folder of run directories only (compare's ``darts/`` holding ``seed0/``...)."""
+    children = list(path.iterdir())
+    return bool(children) and all(c.is_dir() and is_run_dir(c) for c in children)
+
+
+def _listing(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Refuse an --out that holds something else, before anything is written."""
+    """Refuse an --out that holds something else, or that cannot be created, before anything
+    is written. With ``overwrite``, only a scinas run directory holding nothing but what scinas
+    writes may be replaced."""
     path = Path(path)
+    if path.is_symlink():
+        target = os.readlink(path)
+        if not path.exists():
+            raise UserError(
+                f"--out {path} is a broken symbolic link (to {target}). Remove the link or "
+                "choose another --out."
+            )
+        if overwrite:
+            raise UserError(
+                f"--out {path} is a symbolic link (to {target}); --overwrite does not follow "
+                f"links. Give the directory itself (--out {path.resolve()}) to replace the run "
+                "there, or remove the link."
+            )
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {path} is a file, not a directory. Choose another --out.")
+    if not path.exists():
+        _check_creatable(path)
+    else:
+        _check_writable(path)
     if path.is_dir() and any(path.iterdir()):
         if not is_run_dir(path):
+            entries = sorted(e.name + ("/" if e.is_dir() else "") for e in path.iterdir())
             raise UserError(
-                f"--out {path} already exists, is not empty and is not a scinas run; refusing to "
-                "write into it. Choose a new or empty directory."
+                f"--out {path} already exists, is not empty and is not a scinas run (it holds "
+                f"{_listing(entries)}); refusing to write into it, with or without --overwrite. "
+                "Choose a new or empty directory."
+            )
+        foreign = foreign_entries(path)
+        try:
+            info, corrupt = read_mapping(path / MARKER), False
+        except UserError:
+            info, corrupt = {}, True
+        if overwrite and foreign:
+            raise UserError(
+                f"--out {path} holds files scinas did not write ({_listing(foreign)}); "
+                "--overwrite replaces a scinas run directory and nothing else, so it is left "
+                "alone. Move those files out, or choose another --out."
             )
         if not overwrite:
-            info = read_json(path / MARKER)
+            what = (
+                f"a scinas run whose {MARKER} is corrupt"
+                if corrupt
+                else f"a scinas {info.get('kind', 'run')} (started {info.get('started', '?')})"
+            )
             raise UserError(
-                f"--out {path} already holds a scinas {info.get('kind', 'run')} "
-                f"(started {info.get('started', '?')}). Choose another --out, or pass --overwrite "
+                f"--out {path} already holds {what}. Choose another --out, or pass --overwrite "
                 "to replace it."
             )
     return path
 
 
+def _check_creatable(path: Path) -> None:
+    """The nearest existing ancestor of a new --out is a writable directory."""
+    parent = path.absolute().parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(
+            f"--out {path} is under {parent}, which is a "
+            f"{'broken link' if parent.is_symlink() else 'regular file'}, not a directory. "
+            "Choose another --out."
+        )
+    top = _first_missing(path.absolute())
+    try:  # a probe, removed at once: permissions, read-only mounts, and what root may not do
+        top.mkdir()
+        top.rmdir()
+    except OSError as e:
+        raise UserError(
+            f"cannot create --out {path}: {e.strerror} in {parent} (permission denied or a "
+            "read-only file system). Choose another --out."
+        ) from None
+
+
+def _check_writable(path: Path) -> None:
+    """An existing --out takes new files (probed with a temporary file, removed at once)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".scinas-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(
+            f"--out {path} is not writable ({e.strerror}: permission denied or a read-only file "
+            "system). Choose another --out."
+        ) from None
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--output") -> Path:
+    """A file a verb will write (``report``/``evaluate``/``export --output``): checked before
+    any work is done, so a typo does not cost a whole evaluation."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory; give a file name.")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a directory"
+        raise UserError(
+            f"the folder of {option} {path} ({parent}) {what}. Create it first, or give "
+            "another path."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(
+            f"{option} {path} is not writable (permission denied or a read-only file system)."
+        )
+    return path
+
+
+def disk_error(e: OSError, what: str, hint: str = "") -> UserError:
+    """A write the file system refused (full, read-only, no permission) as the one message the
+    user sees: what was being written, the system's reason, and what to do."""
+    reason = e.strerror or type(e).__name__
+    name = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "Free some disk space"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "Make it writable"
+    else:
+        fix = "Check the disk"
+    return UserError(f"could not write {what}: {reason}{name}. {fix}{hint}.")
+
+
 def default_out(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_kind(path: str | os.PathLike) -> str:
+    """The verb that made a run directory (run.json's ``kind``)."""
+    return str(read_mapping(Path(path) / MARKER).get("kind", "run"))
 
 
 def check_resume(out, kind: str) -> dict:
@@ -97,61 +353,89 @@ def check_resume(out, kind: str) -> dict:
             f"{path} is not a scinas run directory (no run.json): nothing to resume. Start a new "
             "run with --out instead."
         )
-    info = read_json(path / "run.json")
-    if info.get("kind") != kind:
+    other = run_kind(path)
+    if other != kind:
         raise UserError(
-            f"{path} holds a scinas {info.get('kind')} run; resume it with "
-            f"`scinas {info.get('kind')} --resume {path}`."
+            f"{path} was started by `scinas {other}`, not `scinas {kind}`; resume it with the "
+            f"verb that started it: `scinas {other} --resume {path}`."
         )
     if (path / "results.json").is_file():
         raise UserError(f"{path} already finished (results.json exists): nothing to resume.")
-    return read_json(path / "config.json")
+    return read_mapping(path / "config.json")
 
 
 class RunDir:
     """Writes the files of one run. Create it only after all input has been validated."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, kind: str = "run"):
         self.path = path
+        self.kind = kind  # the verb that made it, for "continue with `scinas KIND --resume`"
         self.lock = None
         self.tensorboard = None  # a SummaryWriter when enabled
         self.checkpoint_seconds = 0.0  # time this process spent writing checkpoints
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, kind: str, config: dict, overwrite: bool = False):
+        """The new run directory with run.json and config.json, locked for this process.
+
+        Everything that can be refused is refused before the first byte is written: the
+        directory is checked, the JSON serialised. A file-system failure while creating it
+        (read-only, full, no permission) is a UserError, and leaves --out as it was: a run
+        being replaced is moved aside first and put back."""
         path = check_out_dir(path, overwrite=overwrite)
-        if path.is_dir() and overwrite and is_run_dir(path):
-            if is_locked(path):
-                raise UserError(
-                    f"--out {path} is in use by another scinas process; not overwriting it."
-                )
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        run.lock = RunLock(path).acquire()
-        write_json(
-            path / MARKER,
+        marker = json_bytes(
             {
                 "scinas": __version__,
                 "kind": kind,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "torch": torch.__version__,
             },
+            MARKER,
         )
-        write_json(path / "config.json", config)
+        conf = json_bytes(config, "the configuration")
+        replaced = None
+        if path.is_dir() and overwrite and is_run_dir(path):
+            if is_locked(path):
+                raise UserError(
+                    f"--out {path} is in use by another scinas process; not overwriting it."
+                )
+            replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+        created = _first_missing(path)
+        run = cls(path, kind)
+        try:
+            if replaced is not None:
+                os.rename(path, replaced)
+            path.mkdir(parents=True, exist_ok=True)
+            run.lock = RunLock(path).acquire()
+            atomic_write(path / MARKER, lambda f: f.write(marker))
+            atomic_write(path / "config.json", lambda f: f.write(conf))
+        except OSError as e:
+            run.close()
+            if replaced is not None and replaced.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                os.rename(replaced, path)
+            elif created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise disk_error(e, f"the run directory {path}", ". Or choose another --out") from None
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
         return run
 
     @classmethod
     def reopen(cls, path: str | os.PathLike) -> RunDir:
         """An existing run directory, locked for this process (resume)."""
-        run = cls(Path(path))
-        run.lock = RunLock(run.path).acquire()
+        run = cls(Path(path), run_kind(path))
+        try:
+            run.lock = RunLock(run.path).acquire()
+        except OSError as e:
+            raise disk_error(e, f"the lock of {run.path}", "") from None
         return run
 
     @contextmanager
     def working(self):
-        """While a verb writes into this directory: stop signals become checkpoints, and the
-        lock is released at the end (a crash releases it too: it is an flock)."""
+        """While a verb writes into this directory: stop signals become checkpoints, a write the
+        disk refuses (full, read-only) becomes one message saying how to continue, and the lock
+        is released at the end (a crash releases it too: it is an flock)."""
         try:
             with stop_on_signals():
                 yield self
@@ -159,16 +443,27 @@ class RunDir:
             raise Interrupted(
                 f"{e}; checkpoint saved. Continue with --resume {self.path}"
             ) from None
+        except OSError as e:
+            if e.errno not in DISK_ERRORS or not _under(e.filename, self.path):
+                raise
+            raise disk_error(e, f"into {self.path}", self.resume_hint) from None
         finally:
             self.close()
 
+    @property
+    def resume_hint(self) -> str:
+        return f", then continue with `scinas {self.kind} --resume {self.path}`"
+
     def close(self) -> None:
+        """Release the lock and tidy up: no .lock file and no empty checkpoints/ stay behind."""
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = None
         if self.lock is not None:
-            self.lock.release()
+            self.lock.release(remove=True)
             self.lock = None
+        with contextlib.suppress(OSError):  # only when empty: rmdir refuses otherwise
+            (self.path / "checkpoints").rmdir()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -199,14 +494,72 @@ class RunDir:
         atomic_write(self.path / name, lambda f: torch.save(state, f))
 
 
-def load_state(path: str | os.PathLike) -> dict:
-    """Load weights saved by `RunDir.save_state`, never unpickling code."""
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder ``mkdir(parents=True)`` would create for ``path`` (None: exists)."""
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _under(filename, folder: Path) -> bool:
+    """Whether an OSError's file lies in ``folder`` (None: unknown, assumed so)."""
+    if filename is None:
+        return True
+    try:
+        Path(os.fsdecode(filename)).absolute().relative_to(folder.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+_CODE_WORDS = ("global", "reduce", "build", "unsupported class")
+
+
+class UnsafeFile(UserError):
+    """A torch file holding more than tensors and plain containers: unpickling it would run
+    code, so it is refused (never retried with ``weights_only=False``)."""
+
+
+def safe_torch_load(path: str | os.PathLike, what: str = "weights"):
+    """`torch.load` with ``weights_only=True``, its failures as one message each: missing,
+    unsafe (refused, and why), or corrupt. torch's own advice to retry with
+    ``weights_only=False`` is never passed on: following it would run the file's code."""
+    path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist: this run has no trained weights.") from None
-    except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise UserError(f"cannot load weights from {path}: {e.__class__.__name__}: {e}") from None
+        raise UserError(f"{path} does not exist: this run has no {what}.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a file of {what}.") from None
+    except Exception as e:
+        text = str(e)
+        low = text.lower()
+        # torch's safe unpickler names what it refused: a global (a function or class to look
+        # up and call) means code; an unknown opcode only means the bytes are not a pickle
+        if "weights only load failed" in low and any(w in low for w in _CODE_WORDS):
+            raise UnsafeFile(
+                f"{path} is refused as unsafe: it holds Python objects beyond tensors and plain "
+                "containers, which would run code when unpickled (scinas only writes tensors). "
+                f"Do not load it; replace it with {what} written by scinas."
+            ) from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        if "weights_only" in first:  # never pass on the advice to switch it off
+            first = ""
+        raise UserError(
+            f"cannot load {what} from {path}: the file is corrupt or not a PyTorch file "
+            f"({type(e).__name__}{': ' + first if first else ''})."
+        ) from None
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Load weights saved by `RunDir.save_state`, never unpickling code."""
+    state = safe_torch_load(path, "trained weights")
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not the weights scinas saves.")
+    return state
 
 
 def require_tensorboard():
@@ -251,42 +604,65 @@ class RunLock:
     """An exclusive lock on a run directory (``DIR/.lock``), held while a process writes to it.
 
     flock: released by the OS when the process dies, even by SIGKILL, so a crash never leaves a
-    stale lock behind."""
+    stale lock behind. A clean end removes the file too (while still holding the lock); a process
+    that opened the file just before that finds, once it holds the lock, that the path no longer
+    names what it locked, and tries again on the new file."""
 
     def __init__(self, path: Path):
         self.path = Path(path) / ".lock"
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(
-                    f"{self.path.parent} is in use by another scinas process (pid {holder}). "
-                    "Wait for it to finish, or stop it, before writing to this run directory."
-                ) from None
-            raise
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UserError(
+                        f"{self.path.parent} is in use by another scinas process (pid {holder}). "
+                        "Wait for it to finish, or stop it, before writing to this run directory."
+                    ) from None
+                raise
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # removed (or replaced) by its previous holder: lock the current one
+        else:
+            raise UserError(f"could not lock {self.path.parent}: its .lock keeps changing.")
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
         return self
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Unlock; with ``remove``, delete the file first (still locked, so no other process
+        can hold it at that moment)."""
         if self.fd is not None:
+            if remove:
+                with contextlib.suppress(OSError):
+                    if _same_file(self.fd, self.path):
+                        self.path.unlink()
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def is_locked(path: Path) -> bool:
     lock = Path(path) / ".lock"
-    if not lock.exists():
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
         return False
-    fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

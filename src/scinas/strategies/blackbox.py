@@ -13,6 +13,7 @@ looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,12 +65,7 @@ def open_study(
 def check_storage_url(url: str) -> None:
     """Validate a storage URL before anything is written (opens it read-only where possible)."""
     if url.startswith("sqlite:///"):
-        parent = Path(url[len("sqlite:///") :]).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UserError(
-                f"cannot open the optuna storage {url!r}: the folder {parent} does not exist. "
-                "Create it first or give another search.storage URL."
-            )
+        _check_sqlite_file(url, Path(url[len("sqlite:///") :].split("?", 1)[0]).expanduser())
         return
     if url.startswith("sqlite:"):
         raise UserError(
@@ -88,6 +84,43 @@ def check_storage_url(url: str) -> None:
             f"cannot open the optuna storage {url!r} ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200]})."
         ) from None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(url: str, path: Path) -> None:
+    """The file of a SQLite URL can be opened as a database: its folder exists and is writable,
+    and it is absent, empty, or a SQLite database (not a directory, not some other file)."""
+    where = f"cannot open the optuna storage {url!r}"
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UserError(
+            f"{where}: the folder {parent} does not exist. "
+            "Create it first or give another search.storage URL."
+        )
+    if path.is_dir():
+        raise UserError(
+            f"{where}: {path} is a directory; the URL must name the database file "
+            f"(e.g. sqlite:///{path / 'study.db'})."
+        )
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise UserError(f"{where}: {path} cannot be read ({e.strerror}).") from None
+        if head and head != SQLITE_HEADER:  # an empty file is a new database to SQLite
+            raise UserError(
+                f"{where}: {path} exists but is not a SQLite database. Give a new file name "
+                "(it is created) or an existing study's database."
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise UserError(f"{where}: {path} is not writable.")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{where}: the folder {parent} is not writable, so the database cannot be created."
+        )
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

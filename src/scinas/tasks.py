@@ -139,6 +139,21 @@ class Task(ABC):
         the dataset."""
 
 
+#: Labels at or above this are refused outright (a head of a million classes is no dataset's).
+MAX_CLASSES = 1_000_000
+#: Below this many classes, more classes than samples is allowed (a subset of a labelled set).
+SPARSE_CLASSES = 1000
+
+
+def _too_many_classes(label: str, value: str, index: int, count: int) -> UserError:
+    return UserError(
+        f"{label} has {count} label(s) of {MAX_CLASSES:,} or more, e.g. {value} at index "
+        f"{index}: as class ids they would need a network output per class up to it. Labels must "
+        "be class ids 0..K-1: remap them, e.g. y = numpy.unique(y, return_inverse=True)[1], or "
+        "use --task regression if they are quantities."
+    )
+
+
 @TASKS.decorator("classification")
 @dataclass(frozen=True)
 class Classification(Task):
@@ -172,6 +187,10 @@ class Classification(Task):
             )
         if y.dtype.kind == "f":
             check_finite(y, label)
+            huge = np.flatnonzero(np.abs(y) > MAX_CLASSES)
+            if huge.size:  # before the int64 cast, which would wrap values past 2**63
+                i = int(huge[0])
+                raise _too_many_classes(label, f"{y[i]!r}", i, huge.size)
             frac = np.flatnonzero(y != np.round(y))
             if frac.size:
                 i = int(frac[0])
@@ -188,12 +207,26 @@ class Classification(Task):
                 f"class labels must be non-negative integers 0..K-1: {label} has {neg.size} "
                 f"negative label(s), e.g. {int(y[i])} at index {i}. Remap the labels to 0..K-1."
             )
+        huge = np.flatnonzero(y >= MAX_CLASSES)
+        if huge.size:
+            i = int(huge[0])
+            raise _too_many_classes(label, str(int(y[i])), i, huge.size)
         return y
 
     @classmethod
     def outputs(cls, ys, class_names, notes):
         top = max(int(y.max()) for y in ys.values())
         num_outputs = top + 1
+        n = sum(len(y) for y in ys.values())
+        if num_outputs > max(SPARSE_CLASSES, n):
+            # more classes than samples (and than any plausible subset of a labelled set): the
+            # labels are ids of another kind, and K outputs of a head would be mostly empty
+            raise UserError(
+                f"the largest class label is {top}, which means {num_outputs:,} classes for "
+                f"{n} samples; labels must be class ids 0..K-1. Remap them, e.g. "
+                "y = numpy.unique(y, return_inverse=True)[1], or use --task regression if they "
+                "are quantities."
+            )
         if class_names is not None:
             if len(class_names) >= num_outputs:
                 num_outputs = len(class_names)
@@ -207,7 +240,7 @@ class Classification(Task):
                 f"classification needs at least 2 classes, but every label is {top}; check "
                 "y_train, or use --task regression for a single continuous target."
             )
-        absent = np.setdiff1d(np.arange(num_outputs), ys["train"])
+        absent = np.setdiff1d(np.arange(num_outputs), np.unique(ys["train"]))
         if absent.size:
             shown = ", ".join(str(int(c)) for c in absent[:10]) + (
                 ", ..." if absent.size > 10 else ""
@@ -279,9 +312,10 @@ class Regression(Task):
     def parse_targets(cls, y, label):
         if y.ndim == 1:
             y = y[:, None]
-        if y.ndim != 2:
+        if y.ndim != 2 or y.shape[1] == 0:
             raise UserError(
-                f"{label} has shape {tuple(y.shape)}; regression targets must be (N,) or (N, K)."
+                f"{label} has shape {tuple(y.shape)}; regression targets must be (N,) or (N, K) "
+                "with K ≥ 1."
             )
         y = y.astype(np.float32, copy=False)
         check_finite(y, label)

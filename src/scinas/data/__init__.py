@@ -253,6 +253,12 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
     label = raw.label(key)
     x = raw.arrays[key]
     _check_numeric(x, label, "images")
+    if x.ndim >= 2 and 0 in x.shape[1:]:
+        what = "features" if x.ndim == 2 else "values"
+        raise UserError(
+            f"{label} has shape {tuple(x.shape)}: each sample has 0 {what}. Give at least one "
+            + ("feature column (N×F with F ≥ 1)." if x.ndim == 2 else "pixel in every dimension.")
+        )
     if x.ndim == 2:  # N×F feature vectors: F channels of a 1×1 image
         if split == "train":
             notes.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 import struct
@@ -85,9 +86,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path} is truncated: the file ends inside its header.")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = IDX_DTYPES[code]
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)  # Python ints: a corrupt header cannot overflow them
     expected = count * dtype.itemsize
     actual = len(data) - header
+    if expected > 2 * actual + (1 << 20):
+        raise UserError(
+            f"{path} has a corrupt header: it declares shape {dims} of {dtype.name} "
+            f"({count:,} values, {expected:,} bytes) but the file holds {actual:,} bytes of "
+            "data. Download the file again."
+        )
     if actual < expected:
         raise UserError(
             f"{path} is truncated: its header declares shape {dims} ({expected} bytes of data) "

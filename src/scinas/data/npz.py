@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 import zlib
@@ -14,6 +15,16 @@ from scinas.errors import UserError
 
 __all__ = ["NpzReader", "read_npz"]
 
+# what a damaged or foreign file raises from np.load (zip directory, compression, npy header)
+_DAMAGED = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
 _NPZ_HELP = (
     "Save it with numpy.savez(path, x_train=..., y_train=...) (optionally also x_val, y_val, "
     "x_test, y_test)."
@@ -40,8 +51,11 @@ def read_npz(path: str | os.PathLike) -> RawData:
         raise UserError(f"data file not found: {path}. Check the path (or pass a named dataset).")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"could not read {path} as a .npz file ({e}). {_NPZ_HELP}") from e
+    except _DAMAGED as e:
+        raise UserError(
+            f"could not read {path} as a .npz file ({_reason(e)}): it is corrupt or in another "
+            f"format. {_NPZ_HELP}"
+        ) from None
     if not hasattr(npz, "files"):  # a plain .npy array renamed to .npz
         raise UserError(
             f"{path} holds a single array, not a .npz archive of named arrays. {_NPZ_HELP}"
@@ -79,16 +93,57 @@ def read_npz(path: str | os.PathLike) -> RawData:
 
 
 def _npz_array(npz, key: str, path: Path) -> np.ndarray:
+    _check_declared_size(npz, key, path)
     try:
         return npz[key]
     except ValueError as e:
-        # allow_pickle=False refuses object arrays; say so rather than numpy's generic text.
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            # refused by allow_pickle=False: say why, never how to switch the safety off
+            raise UserError(
+                f"'{key}' in {path} is an object (pickled) array, which scinas refuses to load: "
+                "unpickling can run code. Save it as a numeric array."
+            ) from None
         raise UserError(
-            f"'{key}' in {path} is an object (pickled) array, which scinas does not load for "
-            f"safety ({e}). Save it as a numeric array."
-        ) from e
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise UserError(f"could not read '{key}' from {path}: the file looks corrupt ({e}).") from e
+            f"could not read '{key}' from {path}: the file looks corrupt ({_reason(e)})."
+        ) from None
+    except Exception as e:  # a damaged archive fails in zipfile, zlib or numpy, any way
+        raise UserError(
+            f"could not read '{key}' from {path}: the file looks corrupt ({_reason(e)})."
+        ) from None
+
+
+def _check_declared_size(npz, key: str, path: Path) -> None:
+    """Refuse an array whose .npy header declares more bytes than its archive member holds
+    (a damaged header: numpy would try to allocate them all first)."""
+    try:
+        info = npz.zip.getinfo(f"{key}.npy")
+        with npz.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except Exception:
+        return  # numpy's own read says what is wrong
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size - offset:
+        raise UserError(
+            f"'{key}' in {path} is corrupt: its header declares shape {tuple(shape)} of "
+            f"{dtype} ({declared:,} bytes) but the archive holds {info.file_size - offset:,} "
+            "bytes of it. Save the arrays again."
+        )
+
+
+def _reason(e: BaseException) -> str:
+    """numpy's words for a failure, minus its advice to load pickled data (which would run
+    whatever code the file holds)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "pickle" in text.lower():
+        return "not a zip archive of .npy arrays"
+    return text[:200]
 
 
 @register_reader("npz")

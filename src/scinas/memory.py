@@ -1,11 +1,17 @@
-"""Memory: what the device has free, and what a one-shot search step needs."""
+"""Memory: what the device has free, what a phase needs, and the refusal when it does not fit
+(checked before anything is allocated or written)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+from .errors import UserError
 
 # Peak memory of a DARTS search step above the process's own, per unit of batch·C·H·W·cells,
 # without cell checkpointing (benchmarks/search_step.py, 2026-11-26): first order 3.5 GiB for
@@ -50,3 +56,211 @@ def use_checkpointing(s, input_shape, available: int | None = None) -> bool:
     if available is None:
         return False
     return search_step_bytes(s, input_shape) > available // 2
+
+
+# ----------------------------------------------------------------------------- preflight
+#
+# Before a phase allocates anything, its need is estimated without building a real network:
+# parameters counted on the ``meta`` device (shapes only, no memory), the one-shot search step
+# from `search_step_bytes`, a discrete network's activations from a forward pass on ``meta``
+# that records what autograd saves for backward, and the training data the phase copies.
+
+# Weights, their gradients and SGD's momentum buffer, float32.
+PARAM_STATE_BYTES = 12
+# Second-order DARTS also keeps the unrolled copy of the weights and its gradients.
+SECOND_ORDER_EXTRA_BYTES = 8
+# A training step's peak over what autograd saves in forward (activation gradients, backward
+# temporaries, allocator slack): 1.7-2.1x measured on DARTS_V2 networks, C 12-48, 8x8 to 32x32,
+# batch 96-128 (2026-11-27, 2 CPU cores, RSS sampled every ms).
+BACKWARD_FACTOR = 2.0
+# When the meta forward is not possible: a discrete DARTS network's peak per batch·C·H·W·cell
+# (the same measurements: 130-170 bytes).
+NETWORK_BYTES_PER_UNIT = 160
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Need:
+    """The memory one phase needs, in bytes, and what it is made of (for the message)."""
+
+    section: str  # "search" or "train": where the sizes to lower live
+    what: str  # e.g. "the darts supernet", "the final network"
+    params: int
+    param_bytes: int
+    activation_bytes: int
+    data_bytes: int
+    batch_size: int
+    input_shape: tuple[int, int, int]
+    notes: tuple[str, ...] = ()  # e.g. "with cell checkpointing"
+    # values per channel per sample at the smallest BatchNorm input (1: a 1×1 map, where a batch
+    # of one sample cannot be trained); None when not measured
+    smallest_norm_map: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.param_bytes + self.activation_bytes + self.data_bytes
+
+
+def on_meta(build: Callable[[], nn.Module], what: str) -> nn.Module:
+    """``build()`` on the meta device: the module's shapes without any memory behind them.
+    Sizes too large to even describe (C=10**12) are a UserError."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except (OverflowError, RuntimeError, ValueError) as e:
+        text = str(e).lower()
+        if not any(w in text for w in ("overflow", "too large", "too big", "out of range")):
+            raise
+        raise UserError(
+            f"{what} cannot be built at these sizes: they overflow ({str(e).splitlines()[0]}). "
+            "Lower C, layers or batch_size."
+        ) from None
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def saved_activation_bytes(net: nn.Module, batch: int, input_shape) -> int | None:
+    """Bytes autograd keeps for backward in one training forward of ``net`` (on ``meta``) on a
+    batch of ``batch`` inputs of ``input_shape``; None when the forward cannot run on ``meta``."""
+    return meta_forward(net, batch, input_shape)[0]
+
+
+def meta_forward(net: nn.Module, batch: int, input_shape) -> tuple[int | None, int | None]:
+    """One training forward of ``net`` on ``meta``: the bytes autograd saves for backward, and
+    the values per channel per sample at the smallest BatchNorm input (1: a 1×1 map). Either is
+    None when the forward cannot run on ``meta`` (or stopped before it was seen)."""
+    saved: dict[int, int] = {}
+    keep = []
+    smallest: list[int] = []
+
+    def pack(t: torch.Tensor):
+        if id(t) not in saved:
+            saved[id(t)] = t.numel() * t.element_size()
+            keep.append(t)  # ids stay unique while the tensors live
+        return t
+
+    def norm_input(module, args):
+        x = args[0]
+        smallest.append(x.numel() // max(1, x.shape[0] * x.shape[1]))
+
+    hooks = [
+        m.register_forward_pre_hook(norm_input)
+        for m in net.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    try:
+        net.train()
+        with torch.device("meta"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(torch.empty(batch, *input_shape))
+    except Exception:  # an op without a meta kernel: the caller falls back to a formula
+        return None, min(smallest, default=None)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(saved.values()), min(smallest, default=None)
+
+
+def network_need(
+    build: Callable[[], nn.Module],
+    *,
+    section,
+    name: str,
+    what: str,
+    input_shape,
+    n_samples: int,
+    sample_bytes: int,
+) -> Need:
+    """What training a discrete network needs: parameters with gradients and momentum, the
+    activations of one batch (measured on ``meta``, ×`BACKWARD_FACTOR`), and the copy of the
+    training subset the phase makes."""
+    net = on_meta(build, what)
+    n = parameter_count(net)
+    B = section.batch_size
+    saved, smallest = meta_forward(net, B, tuple(input_shape))
+    if saved is not None:
+        activations = int(BACKWARD_FACTOR * saved)
+    else:
+        _, H, W = input_shape
+        activations = NETWORK_BYTES_PER_UNIT * B * section.C * H * W * section.layers
+    return Need(
+        section=name,
+        what=what,
+        params=n,
+        param_bytes=PARAM_STATE_BYTES * n,
+        activation_bytes=activations,
+        data_bytes=n_samples * sample_bytes,
+        batch_size=B,
+        input_shape=tuple(input_shape),
+        smallest_norm_map=smallest,
+    )
+
+
+def supernet_need(
+    build: Callable[[], nn.Module],
+    s,
+    *,
+    what: str,
+    input_shape,
+    checkpointing: bool,
+    n_samples: int,
+    sample_bytes: int,
+) -> Need:
+    """What one-shot search needs: the supernet's parameters (counted on ``meta``) with their
+    optimiser state, `search_step_bytes` of activations (halved with cell checkpointing, when
+    the space may use it), and the training subset the search copies."""
+    n = parameter_count(on_meta(build, what))
+    per_param = PARAM_STATE_BYTES + (SECOND_ORDER_EXTRA_BYTES if getattr(s, "order", 1) == 2 else 0)
+    step = search_step_bytes(s, input_shape)
+    return Need(
+        section="search",
+        what=what,
+        params=n,
+        param_bytes=per_param * n,
+        activation_bytes=step // 2 if checkpointing else step,
+        data_bytes=n_samples * sample_bytes,
+        batch_size=s.batch_size,
+        input_shape=tuple(input_shape),
+        notes=("with cell checkpointing",) if checkpointing else (),
+    )
+
+
+def check_fits(
+    need: Need, device: torch.device | str | None, knobs: Callable[[], Sequence[str]]
+) -> None:
+    """Refuse (UserError) a phase whose need exceeds the memory available on ``device``, with
+    the figure, its parts, and what to lower (``knobs()``: the section's sizes that shape it,
+    asked only when refusing)."""
+    available = available_memory(device)
+    if available is None or need.total <= available:
+        return
+    dev = torch.device(device or "cpu")
+    where = "GPU memory free" if dev.type == "cuda" else "host memory available"
+    c, h, w = need.input_shape
+    sec = need.section
+    parts = [
+        f"{need.params:,} parameters with gradients and optimiser state: {_gib(need.param_bytes)}",
+        f"activations of a batch of {need.batch_size} at {c}×{h}×{w}"
+        f"{' ' + ', '.join(need.notes) if need.notes else ''}: {_gib(need.activation_bytes)}",
+        f"training data: {_gib(need.data_bytes)}",
+    ]
+    per_sample = need.activation_bytes / max(1, need.batch_size)
+    room = available - need.param_bytes - need.data_bytes
+    fits = int(room // per_sample) if per_sample > 0 and room > 0 else 0
+    if 1 <= fits < need.batch_size:
+        advice = f"--set {sec}.batch_size={fits} would fit; or lower "
+    else:
+        advice = "even a batch of 1 would not fit: lower " if fits < 1 else "lower "
+    lower = [k for k in knobs() if not (fits >= 1 and "batch_size" in k)]
+    advice += ", ".join(lower) + f" or the image size ({h}×{w})"
+    raise UserError(
+        f"{need.what} does not fit in memory: it needs about {_gib(need.total)} "
+        f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "
+        f"{advice[0].upper()}{advice[1:]}."
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB / 10 else f"{n / (1 << 20):.1f} MiB"

@@ -136,9 +136,7 @@ class Checkpointer:
             atomic_write(path, lambda f: torch.save(state, f))
         except OSError as e:
             kept = f"; the previous checkpoint {seq[-1].name} is kept" if seq else ""
-            raise disk_error(
-                e, f"checkpoint {path}{kept}", self.run.resume_hint if seq else ""
-            ) from None
+            raise disk_error(e, f"checkpoint {path}{kept}", self.run.resume_hint) from None
         for old in self._files()[:-KEEP]:
             old.unlink(missing_ok=True)
         self.run.checkpoint_seconds += time.perf_counter() - t0  # their cost, in results.json

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from conftest import TINY, for_strategy, tiny_sets
-from scinas.strategies import STRATEGIES
+from conftest import tiny_sets
 
 
 def scinas(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -194,6 +193,24 @@ Y = np.arange(20) % 2
             {"x_train": X, "y_train": Y + 0.5, "task": "classification"},
             "integer",
         ),
+    ],
+)
+def test_bad_input_one_clear_message_exit_2_nothing_written(tmp_path, bad_npz, case, args, phrase):
+    if isinstance(args, dict):
+        task = args.pop("task", None)
+        args = ["--data", bad_npz(**args)] + (["--task", task] if task else [])
+    out = tmp_path / "out"
+    proc = scinas("run", "--out", str(out), *args, *tiny_sets(), check=False)
+    assert proc.returncode == 2, (case, proc.stderr)
+    assert phrase in proc.stderr, (case, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("error:") == 1
+    assert not out.exists(), f"{case}: --out must not be created"
+
+
+@pytest.mark.parametrize(
+    "case, args, phrase",
+    [
         ("absurd label", {"x_train": X, "y_train": np.r_[Y[:-1], 10**9]}, "class ids 0..K-1"),
         ("N×0 features", {"x_train": np.zeros((20, 0), np.float32), "y_train": Y}, "0 features"),
         (
@@ -205,18 +222,14 @@ Y = np.arange(20) % 2
         ("too wide for memory", ["--set", "train.C=100000"], "does not fit in memory"),
     ],
 )
-def test_bad_input_one_clear_message_exit_2_nothing_written(tmp_path, bad_npz, case, args, phrase):
+def test_hostile_input_one_clear_message_exit_2_nothing_written(
+    tmp_path, bad_npz, case, args, phrase
+):
+    """Issue 17's cases; the tiny settings come first so that a case's own --set wins."""
     if isinstance(args, dict):
-        task = args.pop("task", None)
-        args = ["--data", bad_npz(**args)] + (["--task", task] if task else [])
+        args = ["--data", bad_npz(**args)]
     out = tmp_path / "out"
-    strategy = args[args.index("--strategy") + 1] if "--strategy" in args else "darts"
-    if strategy not in STRATEGIES:
-        strategy = "darts"  # the case is the unknown name
-    # TINY without the settings the case's strategy lacks, before the case's own --set (which
-    # win)
-    tiny = [a for s in for_strategy([f"search.strategy={strategy}", *TINY]) for a in ("--set", s)]
-    proc = scinas("run", "--out", str(out), *tiny[2:], *args, check=False)
+    proc = scinas("run", "--out", str(out), *tiny_sets(), *args, check=False)
     assert proc.returncode == 2, (case, proc.stderr)
     assert phrase in proc.stderr, (case, proc.stderr)
     assert "Traceback" not in proc.stderr

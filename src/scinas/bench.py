@@ -151,6 +151,8 @@ def run_nb201(
             reporter=reporter,
         )
     cfg = cfg or build_config("tiny")
+    if cfg.search.strategy != strategy:  # the strategy's own settings, at their defaults
+        cfg = build_config(base=cfg.model_dump(), search__strategy=strategy)
     tab = NB201Table(table)
     if storage:
         check_storage_url(storage)

@@ -669,9 +669,14 @@ def bench_nb201_cmd(
     evolution 93.92 ± 0.30, optimum 94.37.
     """
     from .bench import run_nb201
+    from .config import check_settings_apply
     from .rundir import default_out
+    from .strategies import STRATEGIES
 
-    cfg = _config(preset, config, set_, data, data_dir, None, None, None, device)
+    STRATEGIES.get(strategy)  # unknown -> one message with a suggestion
+    # the config is the chosen strategy's: its own settings apply, another's are refused
+    cfg = _config(preset, config, set_, data, data_dir, None, None, None, device, strategy)
+    check_settings_apply(cfg)
     results = run_nb201(
         strategy,
         budget=budget,

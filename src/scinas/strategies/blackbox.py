@@ -1,8 +1,8 @@
 """Black-box strategies: random search, regularised evolution, TPE and REINFORCE, through optuna.
 
 Each architecture is a set of categorical decisions (a `DecisionSpace`); a strategy is an optuna
-sampler (registered with `register_black_box`), and the search is an ask/tell loop against a study in a storage
-(by default an SQLite file in the run directory). A search that stops for any reason resumes from
+sampler (registered with `register_black_box`), and the search is an ask/tell loop against a
+study in a storage (by default an SQLite file in the run directory). A search that stops for any reason resumes from
 its storage: finished trials are kept, and the loop runs until ``budget`` trials are complete. The
 same study can take several workers pointing at one storage URL.
 

@@ -155,9 +155,7 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
 
 
 class DartsSettings(ArchSettings):
-    order: Literal[1, 2] = Field(
-        1, description="1: first-order DARTS, 2: second-order (unrolled)"
-    )
+    order: Literal[1, 2] = Field(1, description="1: first-order DARTS, 2: second-order (unrolled)")
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
     )

@@ -1,13 +1,14 @@
 """Black-box strategies: random search, regularised evolution, TPE and REINFORCE, through optuna.
 
-Each architecture is a set of categorical decisions (a `DecisionSpace`); a strategy is an optuna
-sampler (registered with `register_black_box`), and the search is an ask/tell loop against a
-study in a storage (by default an SQLite file in the run directory). A search that stops for any reason resumes from
-its storage: finished trials are kept, and the loop runs until ``budget`` trials are complete. The
-same study can take several workers pointing at one storage URL.
+Each architecture is a set of categorical decisions (a `DecisionSpace`, from the search space);
+a strategy is an optuna sampler (registered with `register_black_box`), and the search is an
+ask/tell loop against a study in a storage (by default an SQLite file in the run directory). A
+search that stops for any reason resumes from its storage: finished trials are kept, and the loop
+runs until ``budget`` trials are complete. The same study can take several workers pointing at
+one storage URL.
 
 The objective differs by setting: on real data it trains the discrete network for a low-fidelity
-budget and scores it on the validation split (`LowFidelityObjective`); in the tabular benchmark it
+budget and scores it on the validation split (`scinas.fit.low_fidelity_objective`); in the tabular benchmark it
 looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
 """
 

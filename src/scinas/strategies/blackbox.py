@@ -8,8 +8,8 @@ runs until ``budget`` trials are complete. The same study can take several worke
 one storage URL.
 
 The objective differs by setting: on real data it trains the discrete network for a low-fidelity
-budget and scores it on the validation split (`scinas.fit.low_fidelity_objective`); in the tabular benchmark it
-looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
+budget and scores it on the validation split (`scinas.fit.low_fidelity_objective`); in the
+tabular benchmark it looks the architecture's 12-epoch validation accuracy up (`scinas.bench`).
 """
 
 from __future__ import annotations

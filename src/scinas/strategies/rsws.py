@@ -26,7 +26,10 @@ class RandomSearchWeightSharing(OneShotStrategy):
     """Uniform path sampling for the weights, then ranking of random architectures."""
 
     name = "rsws"
-    description = "random search with weight sharing: random paths train the supernet, then search.budget random architectures are ranked on it"
+    description = (
+        "random search with weight sharing: random paths train the supernet, then search.budget "
+        "random architectures are ranked on it"
+    )
     Settings = RswsSettings
     updates_arch = False
     has_alphas = False

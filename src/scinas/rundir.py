@@ -77,13 +77,10 @@ DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 def file_mode() -> int:
     """The mode a plain ``open()`` gives a new file under the process's umask (0o644 under the
     usual 022): temporary files from mkstemp are 0o600, and renaming them would keep that."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
     mask = os.umask(0o022)  # no /proc: read it the old way (set, then restore)
     os.umask(mask)
     return 0o666 & ~mask

@@ -102,9 +102,9 @@ class Task(ABC):
         return f"{n} {cls.output_noun}"
 
     @classmethod
+    @abstractmethod
     def example_targets(cls, n: int = 24) -> np.ndarray:
         """Small raw targets of this task that auto-detection recognises (for tests and docs)."""
-        raise NotImplementedError(f"{cls.__name__} has no example targets")
 
     @classmethod
     def build(

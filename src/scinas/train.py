@@ -362,7 +362,7 @@ class NetworkHooks:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Nothing to restore: the drop-path ramp follows the epoch, augmentation its generator."""
 
 
 def network_trainer(

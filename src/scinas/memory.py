@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -96,6 +96,9 @@ class Need:
     # values per channel per sample at the smallest BatchNorm input (1: a 1×1 map, where a batch
     # of one sample cannot be trained); None when not measured
     smallest_norm_map: int | None = None
+    # activation bytes at another batch size, re-measured (None: proportional to the batch); only
+    # asked when refusing, to name a batch size that really fits
+    activations_at: Callable[[int], int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def total(self) -> int:
@@ -179,11 +182,18 @@ def network_need(
     net = on_meta(build, what)
     n = parameter_count(net)
     B = section.batch_size
+    _, H, W = input_shape
+
+    def activations_at(batch: int) -> int:
+        saved = meta_forward(net, batch, tuple(input_shape))[0]
+        if saved is not None:
+            return int(BACKWARD_FACTOR * saved)
+        return NETWORK_BYTES_PER_UNIT * batch * section.C * H * W * section.layers
+
     saved, smallest = meta_forward(net, B, tuple(input_shape))
     if saved is not None:
         activations = int(BACKWARD_FACTOR * saved)
     else:
-        _, H, W = input_shape
         activations = NETWORK_BYTES_PER_UNIT * B * section.C * H * W * section.layers
     return Need(
         section=name,
@@ -195,6 +205,7 @@ def network_need(
         batch_size=B,
         input_shape=tuple(input_shape),
         smallest_norm_map=smallest,
+        activations_at=activations_at,
     )
 
 
@@ -246,9 +257,7 @@ def check_fits(
         f"{' ' + ', '.join(need.notes) if need.notes else ''}: {_gib(need.activation_bytes)}",
         f"training data: {_gib(need.data_bytes)}",
     ]
-    per_sample = need.activation_bytes / max(1, need.batch_size)
-    room = available - need.param_bytes - need.data_bytes
-    fits = int(room // per_sample) if per_sample > 0 and room > 0 else 0
+    fits = _largest_batch_that_fits(need, available - need.param_bytes - need.data_bytes)
     if 1 <= fits < need.batch_size:
         advice = f"--set {sec}.batch_size={fits} would fit; or lower "
     else:
@@ -260,6 +269,25 @@ def check_fits(
         f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "
         f"{advice[0].upper()}{advice[1:]}."
     )
+
+
+def _largest_batch_that_fits(need: Need, room: int) -> int:
+    """The largest batch (below the configured one) whose activations fit in ``room`` bytes; 0
+    when none does. Activations are not quite proportional to the batch (some saved tensors do
+    not grow with it), so the proportional guess is checked against re-measured activations and
+    bisected down when it does not fit."""
+    per_sample = need.activation_bytes / max(1, need.batch_size)
+    if per_sample <= 0 or room <= 0:
+        return 0
+    guess = min(int(room // per_sample), need.batch_size - 1)
+    measure = need.activations_at
+    if measure is None or guess < 1 or measure(guess) <= room:
+        return guess
+    lo, hi = 0, guess  # measure(lo) fits (0: nothing), measure(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if measure(mid) <= room else (lo, mid)
+    return lo
 
 
 def _gib(n: int) -> str:

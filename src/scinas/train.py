@@ -12,8 +12,11 @@ supernet score and architecture record at each epoch's end).
 
 from __future__ import annotations
 
+import collections
+import copy
 import itertools
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,9 +25,11 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from . import parallel
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .errors import TrainingDiverged
 from .placement import Batches
+from .precision import Mixed
 from .signals import STOP, Interrupted
 from .tasks import Task
 
@@ -102,14 +107,75 @@ def evaluate(model: nn.Module, task: Task, batches: Batches) -> dict:
     return task.metrics(outputs, targets)
 
 
+def diverged(value: float, where: str, lr_key: str, lr: float) -> TrainingDiverged:
+    """The error of a loss that diverged, advising a lower learning rate; ``lr_key`` names it."""
+    e = TrainingDiverged(
+        f"the loss became {value:.3g} ({where}): training diverged. Lower the learning rate "
+        f"{lr_key} (now {lr:g}), e.g. --set {lr_key}={lr / 4:g}, or lower the gradient clip."
+    )
+    e.lr_key, e.loss, e.where = lr_key, value, where
+    return e
+
+
 def check_finite(loss: torch.Tensor, where: str, lr_key: str, lr: float) -> None:
     """Stop with advice when the loss is NaN/inf or has exploded (a diverging learning rate)."""
     value = loss.item()
-    if not math.isfinite(value) or value > 1e4:
-        raise TrainingDiverged(
-            f"the loss became {value:.3g} ({where}): training diverged. Lower the learning rate "
-            f"{lr_key} (now {lr:g}), e.g. --set {lr_key}={lr / 4:g}, or lower the gradient clip."
-        )
+    if not math.isfinite(value) or value > ABSURD_LOSS:
+        raise diverged(value, where, lr_key, lr)
+
+
+ABSURD_LOSS = 1e4  # a loss above this has diverged whatever the task (targets are standardised)
+EXPLODE_FACTOR = 10.0  # a loss this many times the running median has exploded...
+GUARD_WINDOW = 50  # ...the median of the last this many steps' losses...
+GUARD_START = 10  # ...once this many are in, and above the phase's starting loss (these steps')
+MAX_ROLLBACKS = 6  # the learning rate halves at most this often (1/64) before the phase stops
+
+
+class LossGuard:
+    """When a training loss counts as diverged (`DivergenceGuard` in `Trainer`).
+
+    NaN or inf, above `ABSURD_LOSS`, or exploded: above `EXPLODE_FACTOR` times the median of the
+    last `GUARD_WINDOW` steps' losses *and* above the loss the phase started at (the median of its
+    first `GUARD_START` steps). The second condition keeps a late noisy batch of a well-trained
+    network (median 0.02, one batch at 0.3) from counting: a diverging SGD run climbs far above
+    where it started, which a healthy one never does."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.recent = collections.deque(state.get("recent", []), maxlen=GUARD_WINDOW)
+        self.start: float | None = state.get("start")
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` counts as diverged, or None (then it joins the running window)."""
+        if not math.isfinite(value):
+            return "is not finite"
+        if value > ABSURD_LOSS:
+            return f"is above {ABSURD_LOSS:g}"
+        if len(self.recent) >= GUARD_START and self.start is not None:
+            median = statistics.median(self.recent)
+            if value > EXPLODE_FACTOR * median and value > self.start:
+                return (
+                    f"is over {EXPLODE_FACTOR:g}x the running median {median:.3g} and above the "
+                    f"starting loss {self.start:.3g}"
+                )
+        self.recent.append(value)
+        if self.start is None and len(self.recent) >= GUARD_START:
+            self.start = statistics.median(self.recent)
+        return None
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent), "start": self.start}
+
+
+def _cpu_copy(obj):
+    """A deep copy of a (nested) state with every tensor copied to the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
 
 
 def cosine_sgd(params, lr, lr_min, momentum, weight_decay, steps):
@@ -168,6 +234,14 @@ class Trainer:
     SIGTERM (`scinas.signals.STOP`) with one after the current step, then `Interrupted`.
     `resume` continues from the newest one bit-identically on CPU: ``generators`` must name every
     generator the hooks draw from (the sources' own are added here).
+
+    Divergence guard: each epoch starts by keeping its state in memory (weights, optimiser,
+    schedule, hook state such as the architecture optimiser, every RNG; copied to the CPU). When
+    a step's loss diverges (`LossGuard`: NaN/inf, or exploded) the epoch is rolled back to that
+    state, every learning rate of the schedule is halved (the architecture one too when it was
+    the architecture loss; hooks with ``scale_lr``) and the epoch runs again on the same batches;
+    ``on_event`` receives a ``divergence`` record. After `MAX_ROLLBACKS` halvings the phase stops
+    with `TrainingDiverged` as before.
     """
 
     def __init__(
@@ -192,8 +266,12 @@ class Trainer:
         phase: str = "training",
         label: str = "train",
         lr_key: str = "train.lr",
+        on_event: Callable[[dict], None] | None = None,
+        precision: str = "fp32",
     ):
         self.model, self.task, self.hooks, self.sources = model, task, hooks, sources
+        self.on_event = on_event
+        self.guard, self.rollbacks = LossGuard(), 0
         self.epochs, self.grad_clip, self.bn_tail = epochs, grad_clip, bn_tail
         self.checkpointer, self.track = checkpointer, track
         self.phase, self.label, self.lr_key = phase, label, lr_key
@@ -207,6 +285,8 @@ class Trainer:
         self.generators.update(generators or {})
         self.history: list[dict] = []
         self.start_epoch, self.start_step, self.partial = 0, 0, None
+        # autocast and, for fp16, the gradient scaler (scinas.precision)
+        self.mixed = Mixed(precision, self.params[0].device.type if self.params else "cpu")
 
     @property
     def checkpointing(self) -> bool:
@@ -215,14 +295,18 @@ class Trainer:
     def resume(self) -> bool:
         """Load the newest checkpoint (and cut the logs back to it); False when there is none."""
         state = self.checkpointer.load() if self.checkpointer is not None else None
+        state = parallel.from_rank0(state)  # DDP: process 0 reads it for all
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.mixed.load_state_dict(state.get("scaler"))
         self.hooks.load_state_dict(state["hooks"])
         self.history = state["history"]
         self.start_epoch, self.start_step = state["epoch"], state["step"]
+        self.guard = LossGuard(state.get("guard"))
+        self.rollbacks = state.get("rollbacks", 0)
         set_rng_state(state["rng"], self.generators)
         if self.start_step:
             self.partial = state["partial"]
@@ -241,6 +325,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.mixed.state_dict(),
                 "hooks": self.hooks.state_dict(),
                 "history": self.history,
                 "epoch": epoch,
@@ -248,59 +333,153 @@ class Trainer:
                 "rng": rng_state(self.generators),
                 "orders": {n: b.order for n, b in self.sources.items()} if step else None,
                 "partial": partial,
+                "guard": self.guard.state_dict(),
+                "rollbacks": self.rollbacks,
             }
         )
 
     def train_step(self, batch: tuple, where: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One weight update on ``batch`` (one (x, y) per source); returns the main output
         (detached) and the targets. The schedule is not stepped (`run` does)."""
-        loss, out, target = self.hooks.loss(batch, self.optimizer, where)
-        check_finite(loss, where, self.lr_key, self.optimizer.param_groups[0]["lr"])
+        with self.mixed.autocast():  # the forward passes (precision=bf16/fp16)
+            loss, out, target = self.hooks.loss(batch, self.optimizer, where)
+        value = self.last_loss = parallel.total(loss).item()  # the global batch's under DDP
+        if (why := self.guard.problem(value)) is not None:
+            e = diverged(value, where, self.lr_key, self.optimizer.param_groups[0]["lr"])
+            e.reason = why
+            raise e
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.mixed.backward(loss)
+        parallel.all_reduce_grads(self.params)  # DDP: the global batch's gradients
+        self.mixed.unscale(self.optimizer)
         nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.optimizer.step()
+        self.mixed.step(self.optimizer)
         return out.detach(), target
+
+    def snapshot(self, epoch: int, first: int) -> dict:
+        """What rolling back to the start of this epoch (or the resumed step ``first``) needs."""
+        return {
+            "epoch": epoch,
+            "first": first,
+            "model": _cpu_copy(self.model.state_dict()),
+            "optimizer": _cpu_copy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "hooks": _cpu_copy(self.hooks.state_dict()),
+            "scaler": _cpu_copy(self.mixed.state_dict()),
+            "rng": rng_state(self.generators),
+            "resume": {n: getattr(b, "_resume", None) for n, b in self.sources.items()},
+            "partial": self.partial,
+            "guard": self.guard.state_dict(),
+        }
+
+    def roll_back(self, snap: dict, e: TrainingDiverged) -> None:
+        """Restore ``snap``, halve the learning rates, record the event (or stop: too often)."""
+        if self.rollbacks >= MAX_ROLLBACKS or not hasattr(e, "loss"):
+            raise e
+        self.rollbacks += 1
+        self.model.load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        self.scheduler.load_state_dict(snap["scheduler"])
+        self.hooks.load_state_dict(snap["hooks"])
+        self.mixed.load_state_dict(snap["scaler"])
+        set_rng_state(snap["rng"], self.generators)
+        for name, resume in snap["resume"].items():
+            if resume is not None:
+                self.sources[name].resume_at(*resume)
+        self.partial = snap["partial"]
+        self.guard = LossGuard(snap["guard"])
+        if self.bn_tail:
+            stop_average_bn(self.model)
+        lr_before = self.optimizer.param_groups[0]["lr"]  # where the epoch starts again
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+        self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
+        self.scheduler.eta_min *= 0.5
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        arch = getattr(e, "lr_key", self.lr_key) != self.lr_key
+        if arch and hasattr(self.hooks, "scale_lr"):
+            self.hooks.scale_lr(0.5)
+        event = {
+            "event": "divergence",
+            "phase": self.phase,
+            "epoch": snap["epoch"] + 1,
+            "at": getattr(e, "where", ""),
+            "loss": e.loss if math.isfinite(e.loss) else str(e.loss),
+            "reason": getattr(e, "reason", "the architecture loss diverged"),
+            "lr_key": getattr(e, "lr_key", self.lr_key),
+            "lr_before": lr_before,
+            "lr_after": self.optimizer.param_groups[0]["lr"],
+            "rollback": self.rollbacks,
+            "message": (
+                f"divergence guard: the loss {getattr(e, 'reason', 'diverged')} "
+                f"({e.loss:.3g}); rolled back to the start of {self.phase} epoch "
+                f"{snap['epoch'] + 1}, learning rate halved"
+                + (f", {e.lr_key} too" if arch else "")
+                + f" (rollback {self.rollbacks} of at most {MAX_ROLLBACKS})"
+            ),
+        }
+        if self.on_event is not None:
+            self.on_event(event)
 
     def run(self) -> list[dict]:
         """Train the remaining epochs; returns every epoch's history record."""
-        model, hooks = self.model, self.hooks
-        for epoch in range(self.start_epoch, self.epochs):
-            started = time.perf_counter()
-            model.train()
-            lr = self.optimizer.param_groups[0]["lr"]  # the epoch's first step's
-            partial, self.partial = self.partial, None
-            hooks.begin_epoch(epoch, partial)
-            outs, tgts = [], []
-            if partial is not None:  # resumed mid-epoch
-                outs, tgts, lr = [partial["outs"]], [partial["tgts"]], partial["lr"]
+        epoch = self.start_epoch
+        while epoch < self.epochs:
             first = self.start_step if epoch == self.start_epoch else 0
-            batches = zip(*self.sources.values(), strict=False)  # the shortest source ends it
-            steps = itertools.islice(batches, max(0, self.n_steps - first))
-            if self.track is not None:
-                label = f"{self.label} {epoch + 1}/{self.epochs}"
-                steps = self.track(steps, self.n_steps - first, label)
-            tail = max(0, self.n_steps - self.bn_tail)
-            for step, batch in enumerate(steps, start=first):
-                if self.bn_tail and step >= tail:
-                    average_bn(model, reset=step == tail)
-                where = f"{self.phase} epoch {epoch + 1}, step {step + 1}"
-                out, target = self.train_step(batch, where)
-                self.scheduler.step()
-                outs.append(out.float().cpu())
-                tgts.append(target.cpu())
-                if STOP and self.checkpointing:
-                    sofar = {"outs": torch.cat(outs), "tgts": torch.cat(tgts), "lr": lr}
-                    self.save(epoch, step + 1, {**sofar, **hooks.partial()})
-                    raise Interrupted(f"stopped in {self.phase} epoch {epoch + 1}, step {step + 1}")
-            if self.bn_tail:
-                stop_average_bn(model)
-            train = self.task.metrics(torch.cat(outs), torch.cat(tgts))
-            self.history.append(hooks.end_epoch(epoch, train, lr, started))
-            self.save(epoch + 1, 0)
-            if STOP and self.checkpointing:
-                raise Interrupted(f"stopped after {self.phase} epoch {epoch + 1}")
+            snap = self.snapshot(epoch, first)
+            try:
+                self.run_epoch(epoch, first)
+            except TrainingDiverged as e:
+                self.roll_back(snap, e)
+                continue
+            epoch += 1
         return self.history
+
+    def run_epoch(self, epoch: int, first: int) -> None:
+        """Train epoch ``epoch`` from step ``first``, validate it, checkpoint it."""
+        model, hooks = self.model, self.hooks
+        started = time.perf_counter()
+        model.train()
+        lr = self.optimizer.param_groups[0]["lr"]  # the epoch's first step's
+        partial, self.partial = self.partial, None
+        hooks.begin_epoch(epoch, partial)
+        outs, tgts = [], []
+        if partial is not None:  # resumed mid-epoch
+            lr = partial["lr"]
+            if parallel.rank() == 0:  # DDP: the checkpoint holds every process's outputs
+                outs, tgts = [partial["outs"]], [partial["tgts"]]
+        checkpointing = parallel.from_rank0(self.checkpointing)  # DDP: process 0 writes them
+        batches = zip(*self.sources.values(), strict=False)  # the shortest source ends it
+        steps = itertools.islice(batches, max(0, self.n_steps - first))
+        if self.track is not None:
+            label = f"{self.label} {epoch + 1}/{self.epochs}"
+            steps = self.track(steps, self.n_steps - first, label)
+        tail = max(0, self.n_steps - self.bn_tail)
+        for step, batch in enumerate(steps, start=first):
+            if self.bn_tail and step >= tail:
+                average_bn(model, reset=step == tail)
+            where = f"{self.phase} epoch {epoch + 1}, step {step + 1}"
+            out, target = self.train_step(batch, where)
+            self.scheduler.step()
+            outs.append(out.float().cpu())
+            tgts.append(target.cpu())
+            if parallel.any_(STOP) and checkpointing:
+                sofar = {
+                    "outs": parallel.gather(torch.cat(outs)),
+                    "tgts": parallel.gather(torch.cat(tgts)),
+                    "lr": lr,
+                }
+                self.save(epoch, step + 1, {**sofar, **hooks.partial()})
+                raise Interrupted(f"stopped in {self.phase} epoch {epoch + 1}, step {step + 1}")
+        if self.bn_tail:
+            stop_average_bn(model)
+        # DDP: over every process's outputs
+        outputs, targets = parallel.gather(torch.cat(outs)), parallel.gather(torch.cat(tgts))
+        train = self.task.metrics(outputs, targets)
+        self.history.append(hooks.end_epoch(epoch, train, lr, started))
+        self.save(epoch + 1, 0)
+        if parallel.any_(STOP) and checkpointing:
+            raise Interrupted(f"stopped after {self.phase} epoch {epoch + 1}")
 
 
 @dataclass
@@ -340,13 +519,14 @@ class NetworkHooks:
         ((xb, yb),) = batch
         if self.augment is not None:
             xb = self.augment(xb)
+        xb, yb = parallel.shard(xb, yb)  # DDP: this process's share of the augmented batch
         out = self.model(xb)
         out, aux = out if isinstance(out, tuple) else (out, None)
         target = self.task.encode_targets(yb)
         loss = self.task.loss(out, target)
         if aux is not None and self.auxiliary_weight > 0:
             loss = loss + self.auxiliary_weight * self.task.loss(aux, target)
-        return loss, out, yb
+        return parallel.scale_loss(loss, len(xb)), out, yb
 
     def partial(self) -> dict:
         return {}
@@ -385,6 +565,7 @@ def network_trainer(
     checkpointer: Checkpointer | None = None,
     generators: dict[str, torch.Generator] | None = None,
     steps_per_epoch: int | None = None,
+    precision: str = "fp32",
 ) -> Trainer:
     """The `Trainer` of a discrete network (see `train_network`)."""
     hooks = NetworkHooks(
@@ -412,6 +593,7 @@ def network_trainer(
         generators=generators,
         checkpointer=checkpointer,
         track=track,
+        precision=precision,
     )
 
 

@@ -1,0 +1,300 @@
+"""Learning rates found on the user's data: ``search.lr=auto`` and ``train.lr=auto``.
+
+Before a phase starts, a learning-rate range test (Smith, "Cyclical learning rates", 2017) trains
+a throwaway copy of the phase's own model (same seed, same batches, same hooks; the supernet with
+its architecture weights held uniform) for `RANGE_STEPS` steps while the learning rate grows
+exponentially from `LR_START` to `LR_END`, and records each step's loss. The curve is smoothed
+(an exponential moving average, `SMOOTHING`, bias-corrected) and the test stops early once the
+loss has exploded (4x its smoothed minimum, or the divergence guard's rule).
+
+**The rule**: the learning rate is a tenth of the one at the smoothed loss's minimum. At the
+minimum the loss is about to turn up, i.e. that rate is at the edge of stability for a few steps
+of training, and the cosine schedule starts at its peak, so the peak must sit well inside the
+stable range; the moving average also lags the raw curve by a few steps (a third of a decade
+at these settings), which the factor 10 covers. The steepest-descent point, the other common
+choice, is a derivative of a noisy 40-point curve and moved by a decade between seeds in the
+cases we tried; the minimum is stable.
+
+**When the loss never falls**: the smoothed minimum must be below the starting loss (the mean of
+the first 3 steps) by at least `MIN_FALL` of it and by twice the batch-to-batch spread of the
+first 8 steps (which barely train at these rates); otherwise no learning rate trains this model
+on these data, and the phase stops with one `UserError` (exit code 2) naming what to check
+(labels that do not follow the inputs, constant inputs, a far too small network, or give the
+learning rate as a number). The run directory then holds what it had plus the range test's record
+(``lr_range.json``, a ``lr_range_test`` line in ``metrics.jsonl``) to look at; it is not resumable
+into a working run (start again with a number, or ``--overwrite``).
+
+**The architecture learning rate** (one-shot strategies with architecture weights, set with
+``search.lr=auto`` unless ``search.arch_lr`` is given as a number): Adam moves each alpha by at most
+about its learning rate per step, so over ``n`` architecture steps an alpha can travel about
+``arch_lr * n``. DARTS' own 3e-4 over its 50 CIFAR-10 epochs (~19,500 steps) allows ~5.9; a
+3-epoch digits search (~60 steps) allowed 0.02, and its alphas never moved (issue 15). The rule
+keeps the travel at `ARCH_TRAVEL` (about half of DARTS'): ``arch_lr = ARCH_TRAVEL / n``, never
+below DARTS' 3e-4 (long searches keep the paper's setting) nor above `ARCH_LR_MAX`. With noisy
+gradients Adam's steps are a fraction of the rate, so 3.0 leaves room to separate the strongest op
+of an edge by the ~0.7 in alpha that a margin of 0.10 over uniform needs with 8 ops.
+
+The range test costs about `RANGE_STEPS` training steps of the phase; it counts in the phase's
+seconds and, under a time budget, comes off that budget before the epochs are planned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from .errors import TrainingDiverged, UserError
+
+AUTO = "auto"
+LR_START, LR_END = 1e-4, 10.0
+RANGE_STEPS = 40  # 8 per decade from 1e-4 to 10
+SMOOTHING = 0.8  # EMA weight of the running loss (about 5 steps)
+EXPLODED = 4.0  # the test stops once the smoothed loss is this many times its minimum
+MIN_FALL = 0.03  # the smoothed loss must fall at least this share below the starting loss
+PICK_FACTOR = 10.0  # the chosen rate: the one at the smoothed minimum over this
+ARCH_TRAVEL = 3.0  # how far (in alpha units) an architecture weight may travel over the search
+ARCH_LR_MIN, ARCH_LR_MAX = 3e-4, 0.1
+SEARCH_LR_MIN_SHARE = 0.001 / 0.025  # the fixed defaults' ratio: with lr=auto lr_min is lr/25
+RANGE_FILE = "lr_range.json"
+
+
+def is_auto(value) -> bool:
+    return isinstance(value, str) and value == AUTO
+
+
+@dataclass
+class RangeTest:
+    """One range test: the curve and what it chose (``lr`` None: the loss never fell)."""
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    lr: float | None
+    lr_at_min: float | None
+    start_loss: float
+    min_loss: float
+    stopped: str
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
+    """Bias-corrected exponential moving average (the first value is the first loss)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta**i))
+    return out
+
+
+def choose(lrs: list[float], losses: list[float], stopped: str = "") -> RangeTest:
+    """Apply the rule of this module to a recorded curve (finite losses only)."""
+    sm = smooth(losses)
+    start = statistics.fmean(losses[:3]) if losses else math.nan
+    spread = statistics.pstdev(losses[:8]) if len(losses) >= 2 else 0.0
+    if not sm:
+        return RangeTest(lrs, losses, sm, None, None, start, math.nan, stopped)
+    k = min(range(len(sm)), key=sm.__getitem__)
+    fell = sm[k] < start - max(MIN_FALL * abs(start), 2 * spread)
+    lr = lrs[k] / PICK_FACTOR if fell else None
+    return RangeTest(lrs, losses, sm, lr, lrs[k] if fell else None, start, sm[k], stopped)
+
+
+def range_test(
+    step: Callable[[float], float],
+    steps: int = RANGE_STEPS,
+    lr_start: float = LR_START,
+    lr_end: float = LR_END,
+) -> RangeTest:
+    """Run ``step(lr) -> loss`` (one optimiser step at ``lr``) at exponentially growing rates and
+    choose one (`choose`). A step that raises `TrainingDiverged`, a non-finite loss or a smoothed
+    loss `EXPLODED` times its minimum ends the test."""
+    t0 = time.perf_counter()
+    factor = (lr_end / lr_start) ** (1 / max(1, steps - 1))
+    lrs, losses, stopped = [], [], f"reached {lr_end:g}"
+    best = math.inf
+    for i in range(steps):
+        lr = lr_start * factor**i
+        try:
+            loss = step(lr)
+        except TrainingDiverged:
+            stopped = f"the loss diverged at {lr:.3g}"
+            break
+        if not math.isfinite(loss):
+            stopped = f"the loss became {loss} at {lr:.3g}"
+            break
+        lrs.append(lr)
+        losses.append(loss)
+        current = smooth(losses)[-1]
+        best = min(best, current)
+        if i >= 3 and current > EXPLODED * best:
+            stopped = f"the loss exploded at {lr:.3g}"
+            break
+    result = choose(lrs, losses, stopped)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def arch_lr_for(arch_steps: int) -> float:
+    """The architecture learning rate that lets an alpha travel `ARCH_TRAVEL` over
+    ``arch_steps`` Adam steps, within [`ARCH_LR_MIN`, `ARCH_LR_MAX`]."""
+    return min(ARCH_LR_MAX, max(ARCH_LR_MIN, ARCH_TRAVEL / max(1, arch_steps)))
+
+
+def trainer_range_test(trainer, where: str) -> RangeTest:
+    """The range test of a `scinas.train.Trainer` (a throwaway one): its own batches (cycled),
+    hooks and weight step, the learning rate set before each step."""
+    sources = trainer.sources.values()
+    batches = itertools.chain.from_iterable(zip(*sources, strict=False) for _ in itertools.count())
+    trainer.hooks.begin_epoch(0, None)
+    trainer.model.train()
+
+    def step(lr: float) -> float:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        trainer.train_step(next(batches), where)
+        return trainer.last_loss
+
+    return range_test(step)
+
+
+def no_fall_message(key: str, rt: RangeTest, data_name: str) -> str:
+    return (
+        f"{key}=auto: the learning-rate range test found no rate at which the loss falls on "
+        f"{data_name} (from {rt.start_loss:.4g}, lowest {rt.min_loss:.4g} over "
+        f"{len(rt.lrs)} steps at rates {LR_START:g} to {rt.lrs[-1] if rt.lrs else LR_START:.3g}; "
+        f"{rt.stopped}). Check that the labels follow the inputs (not shuffled against them), "
+        f"that the inputs are not constant, and the network size; or give {key} as a number."
+    )
+
+
+# ---- the run directory's record
+def recorded(ctx, phase: str) -> dict | None:
+    """A range test this run already made for ``phase`` (when resuming), else None."""
+    from .rundir import read_json
+
+    run = ctx.run
+    if not ctx.resume or run is None or not run.file(RANGE_FILE).is_file():
+        return None
+    return read_json(run.file(RANGE_FILE)).get(phase)
+
+
+def record(ctx, phase: str, key: str, rt: RangeTest, chosen: dict) -> None:
+    """Keep the test in ``lr_range.json`` and ``metrics.jsonl``, and say what it chose."""
+    from .rundir import read_json
+
+    entry = {"key": key, **chosen, "test": rt.to_dict()}
+    run = ctx.run
+    if run is not None:
+        path = run.file(RANGE_FILE)
+        tests = read_json(path) if path.is_file() else {}
+        tests[phase] = entry
+        run.write_json(RANGE_FILE, tests)
+        run.log_event({"event": "lr_range_test", "phase": phase, **entry})
+    if rt.lr is not None:
+        what = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items() if isinstance(v, float))
+        ctx.reporter.log(
+            f"{key}=auto: range test of {len(rt.lrs)} steps ({rt.seconds:.1f}s, {rt.stopped}): "
+            f"loss lowest at lr {rt.lr_at_min:.3g}, chosen {what}"
+        )
+
+
+def log_event(ctx, event: dict) -> None:
+    """A trainer event (the divergence guard's) into the log and ``metrics.jsonl``."""
+    ctx.reporter.log(event.get("message", str(event)))
+    if ctx.run is not None:
+        ctx.run.log_event({k: v for k, v in event.items() if k != "message"})
+
+
+def _replan(ctx, phase: str, key: str, budget: float, spent: float) -> None:
+    """The phase's time-budget plan with the range test's seconds taken off (same timings)."""
+    from .budget import plan
+
+    p = ctx.plans.get(phase)
+    if p is not None:
+        ctx.plans[phase] = plan(
+            max(0.0, budget - spent), p.step_seconds, p.eval_seconds, p.full_epoch_steps, key
+        )
+
+
+# ---- the phases
+def search_stand_ins(s):
+    """The search section with numbers where ``auto`` stands and the fixed defaults where a
+    learning rate is unset (what timing a step, which no rate changes, and a fixed run use)."""
+    update = {}
+    if is_auto(getattr(s, "lr", None)):
+        update["lr"] = 0.025
+    if is_auto(getattr(s, "arch_lr", None)):
+        update["arch_lr"] = 3e-4
+    if hasattr(s, "lr_min") and s.lr_min is None:
+        update["lr_min"] = 0.001
+    return s.model_copy(update=update) if update else s
+
+
+def with_search(ctx, s):
+    return replace(ctx, cfg=ctx.cfg.model_copy(update={"search": s}))
+
+
+def auto_search(strategy, ctx):
+    """The context with ``search.lr`` (and ``lr_min``, ``arch_lr``) resolved: found by a range
+    test on a throwaway supernet where they are ``auto``, the fixed defaults where unset."""
+    s = ctx.cfg.search
+    if not is_auto(getattr(s, "lr", None)):
+        return with_search(ctx, search_stand_ins(s))
+    done = recorded(ctx, "search")
+    if done is not None:
+        chosen = {k: done[k] for k in ("lr", "lr_min", "arch_lr") if k in done}
+        return with_search(ctx, search_stand_ins(s.model_copy(update=chosen)))
+    t0 = time.perf_counter()
+    numeric = with_search(ctx, search_stand_ins(s))
+    with torch.random.fork_rng(devices=[]):
+        trainer = strategy.probe_trainer(numeric)
+        trainer.hooks.update_arch = False  # the weights' rate, on uniform architecture weights
+        rt = trainer_range_test(trainer, "search.lr range test")
+    del trainer
+    if rt.lr is None:
+        record(ctx, "search", "search.lr", rt, {"lr": None})
+        raise UserError(no_fall_message("search.lr", rt, ctx.data.name))
+    spent = time.perf_counter() - t0
+    rt.seconds = spent
+    chosen = {"lr": rt.lr}
+    if s.lr_min is None:
+        chosen["lr_min"] = rt.lr * SEARCH_LR_MIN_SHARE
+    if s.time_budget is not None:
+        _replan(ctx, "search", "search.time_budget", s.time_budget, spent)
+    if strategy.has_alphas and strategy.updates_arch and is_auto(getattr(s, "arch_lr", None)):
+        chosen["arch_lr"] = arch_lr_for(strategy.arch_steps(with_search(numeric, s)))
+    record(ctx, "search", "search.lr", rt, chosen)
+    return with_search(ctx, search_stand_ins(s.model_copy(update=chosen)))
+
+
+def auto_train(ctx, make_trainer: Callable, t, key: str = "train.lr", phase: str = "train"):
+    """The train section with ``lr`` found by a range test on the trainer ``make_trainer(t)``
+    builds (a throwaway one), when it is ``auto``; ``t`` itself otherwise."""
+    if not is_auto(t.lr):
+        return t
+    done = recorded(ctx, phase)
+    if done is not None:
+        return t.model_copy(update={"lr": done["lr"]})
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        trainer = make_trainer(t.model_copy(update={"lr": 0.025}))
+        rt = trainer_range_test(trainer, f"{key} range test")
+    del trainer
+    if rt.lr is None:
+        record(ctx, phase, key, rt, {"lr": None})
+        raise UserError(no_fall_message(key, rt, ctx.data.name))
+    rt.seconds = spent = time.perf_counter() - t0
+    if t.time_budget is not None:
+        _replan(ctx, phase, "train.time_budget", t.time_budget, spent)
+        t = t.model_copy(update={"time_budget": max(1e-9, t.time_budget - spent)})
+    record(ctx, phase, key, rt, {"lr": rt.lr})
+    return t.model_copy(update={"lr": rt.lr})

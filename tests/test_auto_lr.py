@@ -1,0 +1,162 @@
+"""Automatic learning rates (the range test behind ``search.lr=auto`` / ``train.lr=auto``) and the
+trainer's divergence guard (roll back, halve the learning rate, continue)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from scinas.errors import TrainingDiverged
+from scinas.lr_finder import (
+    ARCH_LR_MAX,
+    ARCH_LR_MIN,
+    ARCH_TRAVEL,
+    arch_lr_for,
+    choose,
+    range_test,
+    smooth,
+)
+from scinas.train import MAX_ROLLBACKS, LossGuard
+from test_trainer import network_trainer_for_test, without_seconds
+
+# ----------------------------------------------------------------------------- divergence guard
+
+
+def test_loss_guard_flags_nan_absurd_and_exploded_losses_only():
+    guard = LossGuard()
+    for v in [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4]:
+        assert guard.problem(v) is None
+    assert guard.start == pytest.approx(1.85)
+    assert "not finite" in guard.problem(math.nan)
+    assert "not finite" in guard.problem(math.inf)
+    assert guard.problem(1e5) is not None
+    assert "running median" in guard.problem(30.0)  # > 10x median and above the start
+    assert guard.problem(2.0) is None  # a bad batch, but below where the phase started
+    late = LossGuard({"recent": [0.02] * 20, "start": 2.3})
+    assert late.problem(0.3) is None  # 15x the median of a well-trained net: noise, not divergence
+    assert late.problem(5.0) is not None
+
+
+def _inject(trainer, when, times: int = 1):
+    """Make the loss of the steps in ``when`` (epoch, step), 1-based as logged, NaN the first
+    ``times`` times they run."""
+    original, fired = trainer.hooks.loss, {"n": 0}
+
+    def loss(batch, optimizer, where):
+        out = original(batch, optimizer, where)
+        if any(where.endswith(f"epoch {e}, step {s}") for e, s in when) and fired["n"] < times:
+            fired["n"] += 1
+            return out[0] * math.nan, out[1], out[2]
+        return out
+
+    trainer.hooks.loss = loss
+
+
+def test_the_guard_rolls_back_the_epoch_halves_the_lr_and_the_run_completes():
+    reference = network_trainer_for_test()
+    expected = reference.run()
+    events = []
+    trainer = network_trainer_for_test()
+    trainer.on_event = events.append
+    _inject(trainer, [(2, 3)])
+    history = trainer.run()
+    assert len(history) == 3 and all(math.isfinite(h["train"]["loss"]) for h in history)
+    assert [e["event"] for e in events] == ["divergence"]
+    event = events[0]
+    assert event["epoch"] == 2 and event["at"] == "training epoch 2, step 3"
+    assert event["loss"] == "nan" and event["lr_after"] == pytest.approx(event["lr_before"] / 2)
+    assert "rolled back to the start of training epoch 2" in event["message"]
+    # epoch 1 is untouched; epoch 2 ran again from its start at half the schedule
+    assert without_seconds(history[:1]) == without_seconds(expected[:1])
+    assert history[1]["lr"] == pytest.approx(expected[1]["lr"] / 2)
+    assert trainer.scheduler.base_lrs == [pytest.approx(0.025)]
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_the_guard_gives_up_after_max_rollbacks():
+    trainer = network_trainer_for_test()
+    events = []
+    trainer.on_event = events.append
+    _inject(trainer, [(1, 2)], times=100)
+    with pytest.raises(TrainingDiverged, match="Lower the learning rate train.lr"):
+        trainer.run()
+    assert len(events) == MAX_ROLLBACKS
+    assert events[-1]["lr_after"] == pytest.approx(0.05 / 2**MAX_ROLLBACKS)
+
+
+def test_the_guard_state_survives_a_checkpoint():
+    from test_trainer import MemoryCheckpointer
+
+    ckpt = MemoryCheckpointer()
+    trainer = network_trainer_for_test(ckpt)
+    _inject(trainer, [(1, 2)])
+    trainer.run()
+    resumed = network_trainer_for_test(ckpt)
+    assert resumed.resume()
+    assert resumed.rollbacks == 1
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(
+        trainer.optimizer.param_groups[0]["lr"]
+    )
+    assert resumed.guard.state_dict() == trainer.guard.state_dict()
+
+
+# ----------------------------------------------------------------------------- range test rule
+
+
+def test_smooth_is_a_bias_corrected_moving_average():
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    out = smooth([1.0, 0.0], beta=0.5)
+    assert out == pytest.approx([1.0, (0.5 * 0.5) / 0.75])
+
+
+def test_choose_takes_a_tenth_of_the_rate_at_the_smoothed_minimum():
+    lrs = [10 ** (-4 + i / 8) for i in range(40)]
+    # a valley: the loss falls until lr 0.1 (index 24) and explodes after it
+    losses = [
+        2.3 - 2.0 * min(i, 24) / 24 + (0.0 if i <= 24 else 0.5 * (i - 24) ** 2) for i in range(40)
+    ]
+    rt = choose(lrs, losses)
+    k = min(range(40), key=rt.smoothed.__getitem__)
+    assert rt.lr_at_min == lrs[k] and rt.lr == pytest.approx(lrs[k] / 10)
+    assert 0.01 < rt.lr_at_min <= 0.2
+
+
+def test_choose_refuses_a_curve_that_never_falls():
+    lrs = [10 ** (-4 + i / 8) for i in range(40)]
+    flat = [2.3 + 0.05 * ((-1) ** i) for i in range(40)]
+    rt = choose(lrs, flat)
+    assert rt.lr is None and rt.lr_at_min is None
+
+
+def test_range_test_on_a_quadratic_finds_a_stable_rate():
+    """Gradient descent on f(w) = w^2/2 is stable for lr < 2: the chosen rate must be."""
+    w = torch.tensor([5.0])
+
+    def step(lr):
+        nonlocal w
+        loss = float(0.5 * w @ w)
+        w = w - lr * w
+        return loss
+
+    rt = range_test(step)
+    assert rt.lr is not None and 0.01 < rt.lr < 2.0
+
+
+def test_range_test_stops_on_a_diverging_step():
+    def step(lr):
+        if lr > 1:
+            raise TrainingDiverged("boom")
+        return 1.0 / (1 + lr * 100)
+
+    rt = range_test(step)
+    assert "diverged" in rt.stopped and max(rt.lrs) <= 1 and rt.lr is not None
+
+
+def test_arch_lr_lets_alphas_travel_the_same_distance():
+    assert arch_lr_for(60) == pytest.approx(ARCH_TRAVEL / 60)
+    assert arch_lr_for(10**6) == ARCH_LR_MIN  # a paper-length search keeps DARTS' 3e-4
+    assert arch_lr_for(1) == ARCH_LR_MAX
+    assert json.dumps(arch_lr_for(100))  # plain float

@@ -48,7 +48,9 @@ def test_compare_end_to_end(tmp_path):
         assert m["mean"] == pytest.approx(np.mean(m["values"]))
         assert m["std"] == pytest.approx(np.std(m["values"], ddof=1))
         assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
-        assert m["params"] > 0 and m["flops"] > 0 and m["wall_seconds"] > 0
+        assert m["params"] > 0 and m["flops"] > 0 and m["used_seconds"] > 0
+        assert m["seeds_done"] == [0, 1] and m["failed"] == {}
+    assert saved["complete"] is True and len(saved["runs"]) == 8
     # the supernet runs every op of every edge: more FLOPs than the cell derived from it
     assert saved["methods"]["darts_supernet"]["flops"] > saved["methods"]["darts"]["flops"]
     # each value is the test metric of a real run directory
@@ -58,6 +60,7 @@ def test_compare_end_to_end(tmp_path):
         rr = json.loads((out / "random" / f"seed{seed}" / "results.json").read_text())
         assert rr["search_seconds"] <= 3 * r["search_seconds"] + 5  # same wall-clock budget
     assert set(saved["vs_darts"]) == {"darts_supernet", "random", "resnet_tiny"}
+    assert saved["vs_scinas"] == {}  # scinas was not compared
 
 
 def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
@@ -78,8 +81,79 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         events = [json.loads(x) for x in (out / name / "seed0" / "metrics.jsonl").open()]
         kind = "search_epoch" if phase == "search" else "train_epoch"
         assert sum(e["event"] == kind for e in events) == plan["epochs"]
+    for name in ("darts", "random", "resnet_tiny"):
+        # the retraining is planned for the time the run has left, after everything before it
+        plan = json.loads((out / name / "seed0" / "budget.json").read_text())["train"]
+        results = json.loads((out / name / "seed0" / "results.json").read_text())
+        assert plan["budget"] <= 30 - results["trained_seconds"] + plan["expected_seconds"]
+        assert plan["budget"] < (15 if name != "resnet_tiny" else 30)
+        used = res["methods"][name]["used_seconds"]
+        assert res["methods"][name]["used_share"] == [pytest.approx(used / 30)]
     random_cfg = json.loads((out / "random" / "seed0" / "config.json").read_text())
-    assert random_cfg["search"]["time_budget"] == 15 and random_cfg["train"]["time_budget"] == 15
+    assert random_cfg["search"]["time_budget"] == 15
+
+
+def _quick_cfg():
+    return scinas.build_config("tiny", overrides=[*TINY, "compare.budget=null"])
+
+
+def test_a_method_that_fails_on_a_seed_is_reported_and_the_rest_go_on(tmp_path, monkeypatch):
+    """A method that cannot use its budget on one seed (here: made to refuse on seed 0) is
+    recorded as failed for that seed, with its reason; the other runs finish."""
+    import scinas.pipeline as pipeline
+    from scinas.compare import table
+
+    real_train = pipeline.train
+
+    def train(cfg, *args, **kwargs):
+        if cfg.seed == 0:
+            raise scinas.UserError("the time left buys 3 steps, under the minimum of 10")
+        return real_train(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train", train)
+    out = tmp_path / "cmp"
+    res = compare(_quick_cfg(), out, seeds=2, methods=["darts", "resnet_tiny"])
+    m = res["methods"]["resnet_tiny"]
+    assert m["seeds_done"] == [1] and len(m["values"]) == 1
+    assert "buys 3 steps" in m["failed"]["0"]
+    assert res["methods"]["darts"]["seeds_done"] == [0, 1]
+    assert res["complete"] is True
+    assert "resnet_tiny seed 0 failed: the time left buys 3 steps" in table(res)
+
+
+def test_compare_json_after_every_run_and_resume_keeps_finished_runs(tmp_path, monkeypatch):
+    """Interrupted after its first run, a compare has written compare.json (incomplete);
+    `--resume` keeps that run (not redone) and finishes the rest."""
+    import scinas.compare as C
+    from scinas.signals import Interrupted
+
+    real = C._run_one
+    calls = []
+
+    def once_then_stop(name, seed, *args):
+        if calls:
+            raise Interrupted("stopped")
+        calls.append((name, seed))
+        return real(name, seed, *args)
+
+    monkeypatch.setattr(C, "_run_one", once_then_stop)
+    out = tmp_path / "cmp"
+    with pytest.raises(Interrupted, match="scinas compare --resume"):
+        compare(_quick_cfg(), out, seeds=2, methods=["darts", "resnet_tiny"])
+    first = json.loads((out / "compare.json").read_text())
+    assert first["complete"] is False and [(r["method"], r["seed"]) for r in first["runs"]] == [
+        ("darts", 0)
+    ]
+    kept = (out / "darts" / "seed0" / "results.json").stat().st_mtime_ns
+    monkeypatch.setattr(C, "_run_one", real)
+    res = compare(_quick_cfg(), out, seeds=2, methods=["darts", "resnet_tiny"], resume=True)
+    assert res["complete"] is True and len(res["runs"]) == 4
+    assert (out / "darts" / "seed0" / "results.json").stat().st_mtime_ns == kept
+    assert res["runs"][0] == first["runs"][0]
+    with pytest.raises(scinas.UserError, match="finished compare"):
+        compare(_quick_cfg(), out, seeds=2, methods=["darts", "resnet_tiny"], resume=True)
+    with pytest.raises(scinas.UserError, match="same --methods and --seeds"):
+        compare(_quick_cfg(), out, seeds=3, methods=["darts", "resnet_tiny"], resume=True)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +163,7 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         (["--methods", "darts,resnet19"], "Did you mean 'resnet18'"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--set", "search.time_budget=0"], "search.time_budget"),
+        (["--resume", "nowhere"], "not a scinas run directory"),
     ],
 )
 def test_compare_bad_input(tmp_path, args, phrase):

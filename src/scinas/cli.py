@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from .compare import COMPARE_METHODS
+from .compare import DEFAULT_METHODS as DEFAULT_COMPARE
 from .config import PRESETS, build_config
 from .errors import TrainingDiverged, UserError
 from .progress import Reporter
@@ -463,47 +465,88 @@ def compare_cmd(
     set_: SetOpt = None,
     config: ConfigOpt = None,
     device: DeviceOpt = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..N-1).")] = 3,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="Seeds per method (0..N-1; default 3).")
+    ] = None,
     budget: Annotated[
         float | None,
         typer.Option(
             "--budget",
-            help="Seconds per method and seed (sets compare.budget; the tiny preset's is 120): "
-            "darts and random spend compare.search_share of it searching and the rest "
-            "retraining, the ResNets train for all of it.",
+            help="Seconds per method and seed, for everything the method does (sets "
+            "compare.budget; the tiny preset's is 120). Searches plan compare.search_share of "
+            "it for searching and retrain their network in the time left; the ResNets train "
+            "for all of it.",
         ),
     ] = None,
     methods: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--methods",
-            help="Comma-separated: darts, darts_supernet, random (random search with the same "
-            "wall-clock time as the DARTS search), resnet10, resnet18, resnet_tiny.",
+            help="Comma-separated, default "
+            + ",".join(DEFAULT_COMPARE)
+            + ". "
+            + "; ".join(f"{m}: {COMPARE_METHODS.get(m).description}" for m in COMPARE_METHODS)
+            + ".",
         ),
-    ] = "darts,darts_supernet,random,resnet10,resnet18,resnet_tiny",
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted compare in DIR: its finished runs are kept, an "
+            "unfinished one starts again. Its data, config, methods and seeds are reused.",
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Was NAS worth it? DARTS against random search and ResNets on your data, over seeds.
+    """Was NAS worth it? scinas' recommended search, DARTS and random search against
+    hand-designed ResNets on your data, over seeds, at one budget per method.
 
-    Writes DIR/compare.json (per method: test metric per seed, mean, std, 95% CI, parameters,
-    FLOPs, wall time; Welch's t-test against darts) and a run directory per method and seed;
-    prints the table.
+    Writes DIR/compare.json after every finished run (per method: test metric per seed, mean,
+    std, 95% CI, parameters, FLOPs, the seconds each run used, the seeds that failed and why;
+    Welch's t-tests against darts and against scinas) and a run directory per method and seed;
+    prints the table. A method that cannot use its budget on a seed is reported as failed there
+    and the others go on.
     """
     from .compare import compare, table
 
+    stored = None
+    if resume is not None:
+        from .rundir import check_resume
+
+        stored = check_resume(resume, "compare")
+        if seeds is None:
+            seeds = stored.get("seeds")
+        if methods is None:
+            methods = ",".join(stored.get("methods", []))
     if budget is not None:
         set_ = [*(set_ or []), f"compare.budget={budget}"]
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = [m.strip() for m in (methods or ",".join(DEFAULT_COMPARE)).split(",") if m.strip()]
     also = ("random",) if "random" in chosen else ()  # its settings may be given too
-    cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device, also=also)
+    if stored is None:
+        cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device, also=also)
+    else:  # the compare's own config, with what is given now on top (checked as resumable)
+        cfg = build_config(
+            base=stored["run"],
+            also_strategies=also,
+            preset=preset,
+            file=config,
+            overrides=set_ or [],
+            data__dataset=data,
+            data__data_dir=data_dir,
+            data__task=task,
+            data__layout=layout,
+            device=device,
+        )
     result = compare(
         cfg,
-        out or Path("runs") / "compare",
-        seeds=seeds,
+        _out(out, resume) or Path("runs") / "compare",
+        seeds=3 if seeds is None else seeds,
         methods=chosen,
         overwrite=overwrite,
         reporter=Reporter(quiet=quiet),
+        resume=resume is not None,
     )
     typer.echo(table(result))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .budget import budget_plan, describe
+from .budget import budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .context import load_data, setup
@@ -143,12 +143,28 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Module, dict]:
-    """Train the discrete network from scratch, then evaluate it once on the test split."""
+def _train(
+    s: SearchContext,
+    genotype,
+    run: RunDir | None,
+    deadline: float | None = None,
+    timed: bool = False,
+) -> tuple[torch.nn.Module, dict]:
+    """Train the discrete network from scratch, then evaluate it once on the test split.
+
+    ``deadline`` (a `time.perf_counter` instant): training is planned to end then, whatever the
+    steps before it cost (`scinas compare` gives each method one budget for everything it
+    does); the plan takes the network's timings from the checks before the run when ``timed``
+    (they timed this very architecture), else times it now."""
     cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
     t_start = time.perf_counter()
     x, y = subset(data.train.x, data.train.y, t.max_samples, cfg.seed)
-    if t.time_budget is not None:
+    if deadline is not None:
+        p = _plan_to_deadline(s, genotype, t, len(x), deadline, timed)
+        save_plan(run, "train", p)
+        s.reporter.log(describe(p, "train"))
+        t = t.model_copy(update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch})
+    elif t.time_budget is not None:
         p = budget_plan(s, run, "train", lambda: plan_training(s, genotype, t, len(x)))
         s.reporter.log(describe(p, "train"))
         t = t.model_copy(update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch})
@@ -192,7 +208,18 @@ def _train(s: SearchContext, genotype, run: RunDir | None) -> tuple[torch.nn.Mod
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds
+    results["trained_at"] = t_start + train_seconds  # perf_counter instant, for _finish
     return net, results
+
+
+def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: float, timed):
+    """The training plan that ends at ``deadline``: with the timings of the plan the checks
+    made (``timed``: on this very architecture), else freshly timed ones."""
+    p = s.plans.get("train") if timed else None
+    if p is None:
+        p = plan_training(s, genotype, t.model_copy(update={"time_budget": 1e9}), n_train)
+    left = deadline - time.perf_counter()
+    return plan(left, p.step_seconds, p.eval_seconds, p.full_epoch_steps, "the time left")
 
 
 def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
@@ -258,6 +285,8 @@ def _write_report(run: RunDir) -> None:
 
 def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
     results["wall_seconds"] = time.perf_counter() - t0
+    if "trained_at" in results:  # seconds from the run's start to the end of its training
+        results["trained_seconds"] = results.pop("trained_at") - t0
     if run is not None:
         results["checkpoint_seconds"] = run.checkpoint_seconds
         run.write_json("results.json", results)
@@ -275,12 +304,14 @@ def run(
     resume: bool = False,
     allow_changes: bool = False,
     plans: dict | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Search a cell, derive its genotype, train it from scratch and evaluate it on the test set.
 
     ``resume=True`` continues the run in ``out`` from its checkpoints (same config; with
     ``allow_changes`` the harmless fields in `config.HARMLESS_CHANGES` may differ). ``plans``
-    hands in time-budget plans already measured (`scinas.budget`, as `scinas compare` does)."""
+    hands in time-budget plans already measured (`scinas.budget`, as `scinas compare` does);
+    ``deadline`` (a `time.perf_counter` instant) plans the final training to end then."""
     t0 = time.perf_counter()
     keep_supernet = cfg.search.keeps_supernet  # search.derive=supernet: no retraining
     # data -> task: loaded, checked and split (context.setup); the space and the strategy check
@@ -305,7 +336,7 @@ def run(
         if keep_supernet:
             results = _keep_supernet(s, searched, run_dir)
         else:
-            _, results = _train(s, searched.genotype, run_dir)
+            _, results = _train(s, searched.genotype, run_dir, deadline)
         results.update(
             search_seconds=searched.seconds,
             supernet={"val": searched.val_metrics},
@@ -364,6 +395,7 @@ def train(
     resume: bool = False,
     allow_changes: bool = False,
     plans: dict | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Train a given architecture (an architecture object of any space, a JSON file, a run
     directory, or a short form such as a published name or a NAS-Bench-201 string) and evaluate
@@ -395,7 +427,7 @@ def train(
                 f"{run_dir.path} trains another genotype; resume it without --genotype."
             )
         genotype.to_json(run_dir.file("genotype.json"))
-        _, results = _train(s, genotype, run_dir)
+        _, results = _train(s, genotype, run_dir, deadline, timed=True)
         results["device"] = str(s.device)
         return _finish(run_dir, results, t0)
 

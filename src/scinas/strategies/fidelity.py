@@ -1,0 +1,297 @@
+"""Multi-fidelity black-box search: candidates report their validation score after every epoch and
+optuna's pruners stop the weak ones early; the winner keeps its weights for the final training.
+
+- ``search.pruner=asha``: optuna's `SuccessiveHalvingPruner`, which is asynchronous successive
+  halving (ASHA, Li et al. 2020): a trial reaching a rung (epoch ``min_epochs * eta**k``) goes on
+  only if its score is in the top 1/eta of the scores reported at that rung so far. No trial
+  waits for others, so it runs unchanged with several workers on one storage.
+- ``search.pruner=hyperband``: optuna's `HyperbandPruner` (Li et al. 2018): several brackets of
+  successive halving with different first rungs (each bracket's rungs lie on the same ladder
+  ``min_epochs * eta**k``), trials assigned to brackets by a hash of their number.
+- ``search.pruner=none`` (default): every candidate trains ``search.eval_epochs``.
+
+The maximum resource is ``search.eval_epochs``; the ladder must hold at least two rungs
+(``min_epochs * eta <= eval_epochs``), else the setting is refused. Pruned trials count towards
+``search.budget`` (the architectures evaluated). Each report is logged to ``metrics.jsonl`` as a
+``search_rung`` event (trial, epoch, score, whether the epoch is a rung, whether it was pruned
+there) and the report draws the candidates' curves with the rungs. The study lives in the run's
+(or the given) optuna storage, so a pruned search resumes and takes several workers as any
+black-box search does.
+
+Continuing the winner (``search.continue_winner``, on by default with a pruner): candidates are
+built at the final network's sizes (``train.C``, ``train.layers``, ...) and checkpointed after
+each epoch; the best trial's last weights are kept as ``winner.pt`` and the final training starts
+from them instead of from a fresh initialisation (its own epochs and schedule, on all the
+training data). Off, candidates use the search sizes and the winner is retrained from scratch.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+
+import optuna
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..checkpoint import Checkpointer
+from ..rundir import atomic_write, load_state, safe_torch_load
+
+# the trial whose objective is running (set by `run_study`): the epoch callback reports to it
+CURRENT_TRIAL: contextvars.ContextVar[optuna.trial.Trial | None] = contextvars.ContextVar(
+    "scinas_current_trial", default=None
+)
+WINNER = "winner.pt"
+PRUNERS = ("none", "asha", "hyperband")
+
+
+class FidelitySettings(BaseModel):
+    """Pruner settings shared by every black-box strategy (flat ``search.KEY`` names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pruner: str = Field(
+        "none",
+        description="none, asha (asynchronous successive halving) or hyperband: stop weak "
+        "candidates at rungs min_epochs*reduction_factor**k epochs (up to search.eval_epochs)",
+    )
+    min_epochs: int = Field(1, ge=1, description="pruner: epochs before the first rung")
+    reduction_factor: int = Field(3, ge=2, description="pruner: 1/eta of a rung goes on")
+    continue_winner: bool | None = Field(
+        None,
+        description="the final training starts from the best candidate's weights (candidates "
+        "built at train.C/train.layers); None: on with a pruner, false: retrain from scratch",
+    )
+
+    @model_validator(mode="after")
+    def _two_rungs(self):
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"search.pruner={self.pruner}: choose one of {', '.join(PRUNERS)}")
+        epochs = getattr(self, "eval_epochs", None)
+        low = epochs is not None and self.min_epochs * self.reduction_factor > epochs
+        if self.pruner != "none" and low:
+            raise ValueError(
+                f"search.pruner={self.pruner} needs at least two rungs, at epochs "
+                f"{self.min_epochs} and {self.min_epochs * self.reduction_factor} "
+                f"(search.min_epochs × search.reduction_factor), but candidates train "
+                f"search.eval_epochs={epochs}: raise search.eval_epochs to "
+                f"{self.min_epochs * self.reduction_factor} or more, or lower "
+                "search.min_epochs / search.reduction_factor"
+            )
+        if self.pruner != "none" and len(getattr(self, "objectives", None) or []) > 1:
+            raise ValueError(
+                f"search.pruner={self.pruner} prunes on one score, but search.objectives makes "
+                "the search multi-objective (optuna's pruners do not support it): leave "
+                "search.pruner=none, or use constraints (search.max_params...) instead"
+            )
+        return self
+
+
+def continues_winner(s) -> bool:
+    """Whether the final training starts from the best candidate's weights."""
+    flag = getattr(s, "continue_winner", None)
+    return getattr(s, "pruner", "none") != "none" if flag is None else bool(flag)
+
+
+def make_pruner(s) -> optuna.pruners.BasePruner:
+    """The optuna pruner of a search section (NopPruner without one)."""
+    if s.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=s.min_epochs, reduction_factor=s.reduction_factor
+        )
+    if s.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=s.min_epochs,
+            max_resource=s.eval_epochs,
+            reduction_factor=s.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def rungs(s) -> list[int]:
+    """The ladder of rung epochs: min_epochs * eta**k up to eval_epochs."""
+    out, r = [], s.min_epochs
+    while r <= s.eval_epochs:
+        out.append(r)
+        r *= s.reduction_factor
+    return out
+
+
+def candidate_sizes(ctx) -> dict:
+    """Sizes of the candidates' networks that differ from the search's: the final network's
+    when the winner is continued (its weights must fit the final network)."""
+    if not continues_winner(ctx.cfg.search):
+        return {}
+    t = ctx.cfg.train
+    return {
+        "C": t.C,
+        "layers": t.layers,
+        "reductions": t.reductions,
+        "auxiliary": t.auxiliary,
+        "batch_size": t.batch_size,
+    }
+
+
+def trial_checkpointer(ctx):
+    """A per-trial checkpointer (when the winner is continued): the trial's weights after each
+    epoch, under the phase name ``trialN``."""
+    if ctx.run is None or not continues_winner(ctx.cfg.search):
+        return None
+    trial = CURRENT_TRIAL.get()
+    return None if trial is None else Checkpointer(ctx.run, f"trial{trial.number}")
+
+
+def epoch_callback(ctx):
+    """The low-fidelity training's per-epoch callback: report the validation score to the
+    running trial, log it, and stop the trial (optuna.TrialPruned) when the pruner says so."""
+    s = ctx.cfg.search
+    if s.pruner == "none" and not continues_winner(s):
+        return None
+    ladder = set(rungs(s)) if s.pruner != "none" else set()
+    pm = ctx.task.primary_metric
+
+    def on_epoch(e) -> None:
+        trial = CURRENT_TRIAL.get()
+        if trial is None:
+            return
+        value = float(e.val[pm])
+        trial.report(value, e.epoch)
+        pruned = s.pruner != "none" and e.epoch < s.eval_epochs and trial.should_prune()
+        if ctx.run is not None:
+            ctx.run.log_event(rung_event(trial.number, e.epoch, value, e.epoch in ladder, pruned))
+        if pruned:
+            drop_trial_checkpoints(ctx, trial.number, keep=None)
+            ctx.reporter.log(
+                f"trial {trial.number + 1}: pruned after epoch {e.epoch} (val {pm} {value:.4f})"
+            )
+            raise optuna.TrialPruned(f"pruned at epoch {e.epoch}")
+
+    return on_epoch
+
+
+def objective_hooks(ctx) -> dict:
+    """What `scinas.fit.low_fidelity_objective` takes from this module: the per-epoch callback,
+    the per-trial checkpointer, and the candidates' sizes."""
+    return {
+        "on_epoch": epoch_callback(ctx),
+        "checkpointer": lambda: trial_checkpointer(ctx),
+        "sizes": candidate_sizes(ctx),
+    }
+
+
+def rung_event(trial: int, epoch: int, score: float, rung: bool, pruned: bool) -> dict:
+    return {
+        "event": "search_rung",
+        "trial": trial,
+        "epoch": epoch,
+        "score": score,
+        "rung": rung,
+        "pruned": pruned,
+    }
+
+
+def relog(study: optuna.Study, ctx) -> None:
+    """Resuming: the rung events of every finished trial, rewritten from the study's
+    intermediate values (the log was cut back)."""
+    s = ctx.cfg.search
+    if s.pruner == "none" or ctx.run is None:
+        return
+    ladder = set(rungs(s))
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number):
+        steps = sorted(t.intermediate_values)
+        for step in steps:
+            pruned = t.state == optuna.trial.TrialState.PRUNED and step == steps[-1]
+            event = rung_event(t.number, step, t.intermediate_values[step], step in ladder, pruned)
+            ctx.run.log_event(event)
+
+
+def keep_winner(ctx, study: optuna.Study, best_number: int) -> None:
+    """Save the best trial's last weights as ``winner.pt`` and delete every trial checkpoint."""
+    if ctx.run is None or not continues_winner(ctx.cfg.search):
+        return
+    state = _newest_checkpoint(ctx.run, best_number)
+    if state is not None:
+        weights = {k: v.detach().cpu() for k, v in _plain(state["model"]).items()}
+        atomic_write(ctx.run.path / WINNER, lambda f: torch.save(weights, f))
+        ctx.reporter.log(
+            f"the winner (trial {best_number + 1}) keeps its weights: the final training "
+            "starts from them"
+        )
+    folder = ctx.run.path / "checkpoints"
+    if folder.is_dir():
+        for path in folder.glob("trial*-*.pt"):
+            path.unlink(missing_ok=True)
+
+
+def _newest_checkpoint(run, number: int) -> dict | None:
+    """Trial ``number``'s newest checkpoint, read without touching the logs (unlike
+    `Checkpointer.load`, which cuts them back to it)."""
+    files = sorted(
+        (run.path / "checkpoints").glob(f"trial{number}-*.pt"),
+        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
+    )
+    return safe_torch_load(files[-1], "a checkpoint") if files else None
+
+
+def drop_trial_checkpoints(ctx, number: int, keep: int | None) -> None:
+    """Delete trial ``number``'s checkpoints unless it is ``keep`` (the best so far)."""
+    if ctx.run is None or number == keep:
+        return
+    Checkpointer(ctx.run, f"trial{number}").clear()
+
+
+def _plain(state: dict) -> dict:
+    """A state dict without a torch.compile prefix."""
+    return {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+
+
+def winner_state(ctx, run) -> dict | None:
+    """The winner's weights for the final training (None: it starts from scratch)."""
+    if run is None or not continues_winner(ctx.cfg.search):
+        return None
+    path = Path(run.path) / WINNER
+    if not path.is_file():
+        return None
+    return load_state(path)
+
+
+def load_winner(net: torch.nn.Module, state: dict) -> None:
+    """Load the winner's weights into the final network (which has the candidates' sizes)."""
+    target = getattr(net, "_orig_mod", net)
+    target.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def draw_rungs(figs, events: list[dict], metric: str) -> None:
+    """Each candidate's validation score per epoch; pruned trials end in a cross, rung epochs
+    are dotted lines."""
+    rows = [e for e in events if e.get("event") == "search_rung"]
+    if not rows:
+        return
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    by_trial: dict[int, list[dict]] = {}
+    for e in rows:
+        by_trial.setdefault(e["trial"], []).append(e)
+    for r in sorted({e["epoch"] for e in rows if e.get("rung")}):
+        ax.axvline(r, color="grey", ls=":", lw=1)
+    n_pruned = 0
+    for _, es in sorted(by_trial.items()):
+        es.sort(key=lambda e: e["epoch"])
+        ep, sc = [e["epoch"] for e in es], [e["score"] for e in es]
+        pruned = es[-1].get("pruned", False)
+        n_pruned += pruned
+        ax.plot(ep, sc, "-", lw=1, alpha=0.6, color="tab:red" if pruned else "tab:blue")
+        if pruned:
+            ax.plot(ep[-1], sc[-1], "x", color="tab:red")
+    ax.set(
+        xlabel="epoch",
+        ylabel=f"val {metric}",
+        title=f"multi-fidelity: {len(by_trial)} candidates, {n_pruned} pruned (x); rungs dotted",
+    )
+    fig.tight_layout()
+    figs.add("Training", "rungs", "multi-fidelity rungs", fig=fig)

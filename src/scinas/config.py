@@ -86,7 +86,8 @@ class SearchConfig(_Section):
     space: str = Field(
         "darts",
         description="the search space: darts (the DARTS cell space), nb201 (NAS-Bench-201), "
-        "baseline (the hand-designed networks); `scinas spaces` lists them",
+        "baseline (the hand-designed networks), macro (stage-wise ResNet/MobileNet-style "
+        "networks); `scinas spaces` lists them",
     )
     C: int = Field(16, ge=2, description="initial channels of the supernet / candidate networks")
     layers: int = Field(8, ge=1, description="cells in the supernet / candidate networks")
@@ -125,6 +126,24 @@ class SearchConfig(_Section):
         description="seconds for the search. Black-box: no new candidate after this long; "
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
+    # macro space: the choices searched per stage (None: the space's defaults, see
+    # scinas.spaces.macro.DEFAULTS); checked by the space
+    blocks: list[str] | None = Field(
+        None, description="macro space: block types (basic, bottleneck, inverted)"
+    )
+    kernels: list[int] | None = Field(None, description="macro space: kernel sizes (3, 5, 7)")
+    dilations: list[int] | None = Field(None, description="macro space: dilations (1, 2)")
+    expansions: list[int] | None = Field(
+        None, description="macro space: expansion ratios (1, 2, 4, 6)"
+    )
+    widths: list[int] | None = Field(
+        None, description="macro space: stem and stage widths (16, 32, ..., 512)"
+    )
+    depths: list[int] | None = Field(
+        None, description="macro space: blocks per stage, 0 drops a later stage (0..4)"
+    )
+    se: list[bool] | None = Field(None, description="macro space: squeeze-excitation (off, on)")
+    stages: int = Field(4, ge=1, le=4, description="macro space: most stages")
 
     @model_validator(mode="before")
     @classmethod

@@ -331,6 +331,9 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
         _cells(figs, genotype)
     _arch_weights(figs, records)
     _curves(figs, events, metric)
+    from .hardware import draw_pareto  # here: hardware reads the strategies' settings
+
+    draw_pareto(figs, events, metric, genotype)  # black-box trials measured on the device
     diag_rows = _diagnostics(figs, events)
 
     parts = [

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import UserError, unknown
 
 # registration order is the order spaces are listed and short forms are tried
-from . import darts, nb201, baselines  # noqa: F401, I001  # isort: skip
+from . import darts, nb201, baselines, macro  # noqa: F401, I001  # isort: skip
 from .base import SPACES, DecisionSpace, Drawing, SearchSpace, register_space, space_of
 
 

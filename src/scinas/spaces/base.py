@@ -136,6 +136,34 @@ class SearchSpace(ABC):
     def decisions(self, s: SearchConfig) -> DecisionSpace:
         """The categorical decisions of one architecture under the search section ``s``."""
 
+    def smallest(self, s: SearchConfig, cost: Callable[[Any], float]):
+        """The architecture of least ``cost`` (e.g. the parameters or FLOPs of its network) among
+        the decisions of search section ``s``: a coordinate descent from the first choice of each
+        decision, sweeping until no single change lowers the cost. Exact where the cost adds up
+        over the decisions (the cell spaces' edges, the baselines' one decision); a space that
+        knows better overrides it."""
+        space = self.decisions(s)
+        params = {name: choices[0] for name, choices in space.decisions}
+        seen: dict[tuple, float] = {}
+
+        def value(p: dict) -> float:
+            key = tuple(p.values())
+            if key not in seen:
+                seen[key] = cost(space.decode(p))
+            return seen[key]
+
+        best = value(params)
+        for _ in range(3):
+            improved = False
+            for name, choices in space.decisions:
+                for choice in choices:
+                    trial = {**params, name: choice}
+                    if value(trial) < best:
+                        params, best, improved = trial, value(trial), True
+            if not improved:
+                break
+        return space.decode(params)
+
     # ---- weight sharing
     def check_search_sizes(self, s: SearchConfig, input_shape) -> None:  # noqa: B027
         """Refuse (UserError) search sizes (``search.C``, ``layers``...) the space cannot build, for

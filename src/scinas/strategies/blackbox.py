@@ -25,10 +25,11 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import Field, model_validator
 
+from .. import hardware
 from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
-from .base import STRATEGIES, SearchContext, SearchResult, StrategySettings, check_derive
+from .base import STRATEGIES, SearchContext, SearchResult, check_derive
 from .samplers import RegularizedEvolutionSampler, ReinforceSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,16 +42,20 @@ def open_study(
     name: str,
     sampler: optuna.samplers.BaseSampler,
     *,
-    direction: str = "maximize",
+    direction: str | list[str] = "maximize",
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
-    """Create or load a study; a storage that cannot be opened is a UserError."""
+    """Create or load a study (a list of directions: multi-objective); a storage that cannot be
+    opened is a UserError."""
+    many = {"directions": direction} if isinstance(direction, list) else {"direction": direction}
     try:
         return optuna.create_study(
             storage=storage,
             study_name=name,
             sampler=sampler,
-            direction=direction,
+            pruner=pruner,
             load_if_exists=True,
+            **many,
         )
     except ValueError as e:  # e.g. the stored study's direction differs
         raise UserError(f"optuna storage {storage}: {e}") from None
@@ -155,6 +160,9 @@ def run_study(
         t0 = time.perf_counter()
         try:
             value, info = objective(arch)
+        except hardware.Infeasible as e:  # over a hardware limit: never trained, not counted
+            hardware.tell_infeasible(study, trial, arch, e)
+            continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -168,10 +176,15 @@ def run_study(
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best complete trial; ties go to the earliest."""
+    """The best complete trial by the first objective; ties go to the better later objectives
+    (multi-objective: so the choice lies on the Pareto front), then to the earliest."""
     trials = sorted(completed(study), key=lambda t: t.number)
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(trials, key=lambda t: (sign * t.value, -t.number))
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+
+    def key(t):
+        return (*(s * v for s, v in zip(signs, t.values, strict=True)), -t.number)
+
+    return max(trials, key=key)
 
 
 # ----------------------------------------------------------------------------- real data
@@ -196,6 +209,7 @@ class BlackBoxStrategy:
         sc = ctx.cfg.search
         if sc.storage:
             check_storage_url(sc.storage)
+        hardware.preflight(ctx)  # a limit no network of the space meets
         n_eval = len(ctx.data.train) * sc.eval_fraction
         if sc.max_samples is not None:
             n_eval = min(n_eval, sc.max_samples)
@@ -217,7 +231,7 @@ class BlackBoxStrategy:
             storage,
             f"scinas-{self.name}-{s.space}-seed{cfg.seed}",
             self.entry.make_sampler(s, cfg.seed),
-            direction="maximize" if ctx.task.higher_is_better else "minimize",
+            direction=hardware.directions(s, ctx.task.higher_is_better),
         )
         if ctx.resume and ctx.run is not None:
             _reconcile(study, ctx, private=s.storage is None)
@@ -227,7 +241,7 @@ class BlackBoxStrategy:
             f"({done} already in the study), each trained {s.eval_epochs} epoch(s) on "
             f"{s.eval_fraction:.0%} of the training data; storage {storage or 'in memory'}"
         )
-        objective = low_fidelity_objective(ctx)
+        objective = hardware.hardware_objective(ctx, low_fidelity_objective(ctx))
         history = []
 
         def on_trial(t, arch, info):
@@ -235,7 +249,7 @@ class BlackBoxStrategy:
                 "event": "search_trial",
                 "trial": t.number,
                 "arch": arch.to_dict(),
-                "score": t.value,
+                "score": t.values[0],
                 "seconds": t.user_attrs.get("seconds"),
                 **info,
             }
@@ -245,11 +259,15 @@ class BlackBoxStrategy:
             best = best_trial(study)
             ctx.reporter.log(
                 f"trial {t.number + 1}/{s.budget}: val {ctx.task.primary_metric} "
-                f"{t.value:.4f} (best {best.value:.4f}) | {event['seconds']:.1f}s"
+                f"{t.values[0]:.4f} (best {best.values[0]:.4f}) | {event['seconds']:.1f}s"
             )
 
         run_study(study, space, objective, s.budget, on_trial, time_budget=s.time_budget)
         best = best_trial(study)
+        if (front := hardware.pareto_event(study, s, best.number)) is not None:
+            history.append(front)
+            if ctx.run is not None:
+                ctx.run.log_event(front)
         return SearchResult(
             genotype=arch_from_dict(best.user_attrs["arch"]),
             history=history,
@@ -271,7 +289,7 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
                 "event": "search_trial",
                 "trial": t.number,
                 "arch": t.user_attrs.get("arch"),
-                "score": t.value,
+                "score": t.values[0],
                 "seconds": t.user_attrs.get("seconds"),
                 **{k: v for k, v in t.user_attrs.items() if k not in ("arch", "seconds")},
             }
@@ -285,7 +303,7 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
 # ----------------------------------------------------------------------------- registration
 
 
-class BlackBoxSettings(StrategySettings):
+class BlackBoxSettings(hardware.HardwareSettings):
     """What every black-box strategy needs: how many candidates, and how each is trained."""
 
     budget: int = Field(20, ge=1, description="architectures evaluated")
@@ -306,24 +324,30 @@ class BlackBox:
     description: str
     Settings: type[BlackBoxSettings]
     sampler: Callable[[object, int], optuna.samplers.BaseSampler]  # (search section, seed)
+    # the sampler of a multi-objective search (search.objectives); None: it has none
+    multi_sampler: Callable[[object, int], optuna.samplers.BaseSampler] | None = None
     kind: ClassVar[str] = "black-box"
     derive_kinds: ClassVar[tuple[str, ...]] = ()
 
     def check_search(self, s, space) -> None:
         check_derive(s, self.derive_kinds)
+        hardware.check_objectives(s, self)
 
     def make_sampler(self, s, seed: int) -> optuna.samplers.BaseSampler:
         """The sampler for a search section ``s`` (its settings) and a seed."""
+        if hardware.extra_objectives(s):
+            return self.multi_sampler(s, seed)
         return self.sampler(s, seed)
 
     def __call__(self) -> BlackBoxStrategy:
         return BlackBoxStrategy(self)
 
 
-def register_black_box(name, description, settings, sampler) -> BlackBox:
+def register_black_box(name, description, settings, sampler, multi_sampler=None) -> BlackBox:
     """Register a black-box strategy: ``sampler(search_section, seed)`` makes its optuna
-    sampler, ``settings`` (a `BlackBoxSettings` subclass) declares its own settings."""
-    return STRATEGIES.register(name, BlackBox(name, description, settings, sampler))
+    sampler, ``settings`` (a `BlackBoxSettings` subclass) declares its own settings, and
+    ``multi_sampler`` (optional) the sampler of a multi-objective search."""
+    return STRATEGIES.register(name, BlackBox(name, description, settings, sampler, multi_sampler))
 
 
 class EvolutionSettings(BlackBoxSettings):
@@ -349,25 +373,38 @@ class ReinforceSettings(BlackBoxSettings):
     baseline_decay: float = Field(0.9, ge=0, lt=1, description="moving-average baseline momentum")
 
 
+def _tpe(s, seed: int) -> optuna.samplers.TPESampler:
+    """TPE models one objective or several (MOTPE), and the hardware constraints' values."""
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=s.startup_trials,
+        multivariate=True,
+        constraints_func=hardware.constraints_func(s),
+    )
+
+
 register_black_box(
     "random",
     "uniform random architectures (Li & Talwalkar 2019's baseline)",
     BlackBoxSettings,
     lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
+    multi_sampler=lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
 )
 register_black_box(
     "evolution",
     "regularised (aging) evolution: tournament selection, one-decision mutations",
     EvolutionSettings,
     lambda s, seed: RegularizedEvolutionSampler(s.population, s.sample_size, seed=seed),
+    multi_sampler=lambda s, seed: optuna.samplers.NSGAIISampler(
+        population_size=s.population, seed=seed, constraints_func=hardware.constraints_func(s)
+    ),
 )
 register_black_box(
     "tpe",
     "optuna's multivariate tree-structured Parzen estimator",
     TpeSettings,
-    lambda s, seed: optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=s.startup_trials, multivariate=True
-    ),
+    _tpe,
+    multi_sampler=_tpe,
 )
 register_black_box(
     "reinforce",

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from . import parallel
 from .compare import COMPARE_METHODS
 from .compare import DEFAULT_METHODS as DEFAULT_COMPARE
 from .config import PRESETS, build_config
@@ -144,6 +145,46 @@ AllowChangesOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        help="Data-parallel one-shot search (darts, gdas, rsws; `run` trains the final network "
+        "data-parallel too) on N processes of this machine, as `torchrun --nproc_per_node N -m "
+        "scinas ...` does: each takes its share of every global batch (search.batch_size), "
+        "gradients and BatchNorm statistics are summed over all (gloo on CPU, NCCL on GPUs, "
+        "one GPU each); process 0 writes the run directory. At most one per CPU core (CUDA: "
+        "per GPU). Default 1.",
+    ),
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Black-box strategies: the optuna storage several workers share (sets "
+        "search.storage): postgresql://user:password@host:port/db (needs `pip install "
+        "'scinas[distributed]'`; `bash scripts/postgres.sh` starts a local server), "
+        "sqlite:///study.db, or journal:///shared/path/study.log (a file, no server).",
+    ),
+]
+StudyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--study",
+        help="Name of the study in --storage (sets search.study; default "
+        "scinas-STRATEGY-SPACE-seedSEED). Workers given the same storage and study share it.",
+    ),
+]
+
+
+def _shared(set_: list[str] | None, storage: str | None, study: str | None) -> list[str]:
+    """--storage and --study as the settings they stand for."""
+    out = list(set_ or [])
+    if storage is not None:
+        out.append(f"search.storage={storage}")
+    if study is not None:
+        out.append(f"search.study={study}")
+    return out
 
 
 def _errors_to_exit(fn):
@@ -154,7 +195,8 @@ def _errors_to_exit(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            typer.echo(f"scinas: error: {e}", err=True)
+            if parallel.leader():  # DDP: once, from process 0
+                typer.echo(f"scinas: error: {e}", err=True)
             raise typer.Exit(2) from None
         except TrainingDiverged as e:
             typer.echo(f"scinas: training diverged: {e}", err=True)
@@ -164,6 +206,27 @@ def _errors_to_exit(fn):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _spawn(cfg, nproc: int) -> None:
+    """--nproc N > 1: check it, then run this very command in N processes (`scinas.parallel.
+    launch`) and exit with process 0's code. Nothing is written before the processes run."""
+    from . import parallel
+    from .context import resolve_device
+
+    if parallel.requested() > 1:
+        raise UserError("--nproc inside torchrun: give one or the other.")
+    parallel.check_nproc(nproc, resolve_device(cfg.device))
+    parallel.check_strategy(cfg.search.strategy, nproc)
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    raise typer.Exit(parallel.launch(nproc, args))
 
 
 def _config(
@@ -254,6 +317,9 @@ def run_cmd(
     allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    nproc: NprocOpt = 1,
 ):
     """Search a cell, derive the genotype, retrain it from scratch and evaluate on the test set.
 
@@ -262,15 +328,19 @@ def run_cmd(
     """
     from .pipeline import run
 
+    set_ = _shared(set_, storage, study)
     cfg = _config(
         preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume, derive
     )
+    if nproc != 1:
+        _spawn(cfg, nproc)
     results = run(
         cfg,
         _out(out, resume),
         **_run_options(overwrite, quiet, resume, allow_changes),
     )
-    _print_summary(results)
+    if parallel.leader():
+        _print_summary(results)
 
 
 @app.command("search")
@@ -292,6 +362,9 @@ def search_cmd(
     allow_changes: AllowChangesOpt = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    nproc: NprocOpt = 1,
 ):
     """Search only: run the strategy and write genotype.json into --out.
 
@@ -303,6 +376,7 @@ def search_cmd(
     """
     from .pipeline import search
 
+    set_ = _shared(set_, storage, study)
     cfg = _config(
         preset,
         config,
@@ -318,12 +392,73 @@ def search_cmd(
         derive,
         kind="search",
     )
+    if nproc != 1:
+        _spawn(cfg, nproc)
     genotype = search(
         cfg,
         _out(out, resume),
         **_run_options(overwrite, quiet, resume, allow_changes),
     )
-    typer.echo(json.dumps(genotype.to_dict()))
+    if parallel.leader():
+        typer.echo(json.dumps(genotype.to_dict()))
+
+
+@app.command("worker")
+@_errors_to_exit
+def worker_cmd(
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="The shared optuna storage: postgresql://user:password@host:port/db (needs "
+            "`pip install 'scinas[distributed]'`), sqlite:///study.db or "
+            "journal:///shared/path/study.log.",
+        ),
+    ],
+    study: Annotated[str, typer.Option("--study", help="Name of the study to work on.")],
+    data: DataOpt = None,
+    data_dir: DataDirOpt = None,
+    task: TaskOpt = None,
+    layout: LayoutOpt = None,
+    seed: SeedOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    strategy: StrategyOpt = None,
+    quiet: QuietOpt = False,
+):
+    """One more worker on a shared black-box study: evaluate its trials until the study's
+    budget is complete, then print a JSON summary (completed trials, the best one).
+
+    An existing study carries its config (data, strategy, space, budget, settings): a worker
+    needs only --storage and --study, and the options given here must agree with the study's
+    (only search.budget, search.time_budget, the storage/heartbeat settings, --device and
+    --data-dir may differ). A new study needs --strategy (black-box) and its settings. The
+    study ends with exactly search.budget completed trials; a trial whose worker died is failed
+    after search.grace_period seconds without a heartbeat (database storages) and retried by
+    another worker. Workers write no run directory and never retrain: start the search with
+    `scinas run --storage URL --study NAME` (its final retrain runs once, on the worker that
+    completes the last trial) or train the best architecture with `scinas train`.
+    """
+    from .pipeline import worker
+
+    def make_config(base):
+        return build_config(
+            base=base,
+            search__strategy=strategy,
+            preset=preset,
+            file=config,
+            overrides=_shared(set_, storage, study),
+            data__dataset=data,
+            data__data_dir=data_dir,
+            data__task=task,
+            data__layout=layout,
+            seed=seed,
+            device=device,
+        )
+
+    typer.echo(json.dumps(worker(storage, study, make_config, Reporter(quiet=quiet))))
 
 
 def _genotype(text: str):

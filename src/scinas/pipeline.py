@@ -7,6 +7,7 @@ sizes, time budgets) before it creates the run directory, so bad input leaves no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -16,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import parallel
 from .budget import budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
-from .fit import fit, plan_training, subset
+from .fit import Inheritance, fit, plan_training, subset, trainer_for
 from .flops import count_flops, count_parameters
+from .inherit import inherits, refuse_without_search, train_section
+from .lr_finder import auto_train, log_event
 from .placement import Placement
 from .preflight import check_search, check_train
 from .progress import Reporter
@@ -58,21 +62,31 @@ def _begin(
     plans: dict | None = None,
 ) -> tuple[SearchContext, RunDir]:
     """Validate everything a verb needs, then create its run directory (never before), or, with
-    ``resume``, reopen ``out`` (same kind, compatible config) and lock it."""
-    if resume:
-        old = check_resume(out, kind)
-        check_resumable(old, config_to_dict(cfg), allow_changes)
-    elif out is not None:
-        check_out_dir(out, overwrite=overwrite)
-    s = setup(cfg, reporter)
-    s.plans.update(plans or {})
-    if search:
-        check_search(s)
-    if train:
-        check_train(s, arch)
-    check_settings_apply(cfg)
-    if cfg.tensorboard:
-        require_tensorboard()
+    ``resume``, reopen ``out`` (same kind, compatible config) and lock it.
+
+    Under DDP (`scinas.parallel`) every process checks, a refusal on any stops all, and process 0
+    alone creates the run directory (the others get None and print nothing)."""
+    leader = parallel.leader()
+    if not leader:
+        reporter = Reporter(quiet=True)
+    with parallel.agreeing():
+        if resume and leader:
+            old = check_resume(out, kind)
+            check_resumable(old, config_to_dict(cfg), allow_changes)
+        elif out is not None and leader:
+            check_out_dir(out, overwrite=overwrite)
+        s = setup(cfg, reporter)
+        s.plans.update(plans or {})
+        if search:
+            parallel.check_strategy(cfg.search.strategy)
+            check_search(s)
+        if train:
+            check_train(s, arch)
+        check_settings_apply(cfg)
+        if cfg.tensorboard:
+            require_tensorboard()
+    if not leader:
+        return replace(s, resume=resume), None
     if resume:
         run = RunDir.reopen(out)
         if old != config_to_dict(cfg):
@@ -88,6 +102,11 @@ def _begin(
     if cfg.tensorboard:
         run.enable_tensorboard()
     return s, run
+
+
+def _working(run: RunDir | None):
+    """The run directory's working lock (nothing for a DDP process other than process 0)."""
+    return run.working() if run is not None else contextlib.nullcontext()
 
 
 def _data_facts(data) -> dict:
@@ -112,14 +131,14 @@ SEARCH_DONE = "search_result.json"
 
 def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
     """Run the strategy (or, resuming after it finished, read what it found)."""
+    finished = None
     if s.resume and run is not None and run.file(SEARCH_DONE).is_file():
-        done = read_json(run.file(SEARCH_DONE))
+        finished = (load_genotype(run.path), read_json(run.file(SEARCH_DONE)))
+    finished = parallel.from_rank0(finished)  # DDP: process 0 has the run directory
+    if finished is not None:
+        genotype, done = finished
         s.reporter.log("search already finished: using its genotype")
-        return SearchResult(
-            genotype=load_genotype(run.path),
-            val_metrics=done["val"],
-            seconds=done["seconds"],
-        )
+        return SearchResult(genotype=genotype, val_metrics=done["val"], seconds=done["seconds"])
     result = create_strategy(s.cfg.search.strategy).search(replace(s, run=run))
     if run is not None:
         result.genotype.to_json(run.file("genotype.json"))
@@ -149,16 +168,27 @@ def _train(
     run: RunDir | None,
     deadline: float | None = None,
     timed: bool = False,
+    supernet: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, dict]:
-    """Train the discrete network from scratch, then evaluate it once on the test split.
+    """Train the discrete network from scratch (or, ``train.init=supernet``, from ``supernet``'s
+    weights: `scinas.inherit`), then evaluate it once on the test split. ``train.lr=auto``: a
+    range test first (`scinas.lr_finder`), its seconds off a time budget.
 
     ``deadline`` (a `time.perf_counter` instant): training is planned to end then, whatever the
     steps before it cost (`scinas compare` gives each method one budget for everything it
     does); the plan takes the network's timings from the checks before the run when ``timed``
     (they timed this very architecture), else times it now."""
-    cfg, t, data, task = s.cfg, s.cfg.train, s.data, s.task
+    cfg, t, data, task = s.cfg, train_section(s.cfg), s.data, s.task
     t_start = time.perf_counter()
     x, y = subset(data.train.x, data.train.y, t.max_samples, cfg.seed)
+    inherit = None if supernet is None else Inheritance(s, genotype, supernet, x, y, t.batch_size)
+    t = auto_train(
+        replace(s, run=run),
+        lambda tt: trainer_for(
+            s, genotype, tt, x, y, aug_seed=0, init=inherit.start if inherit else None
+        ),
+        t,
+    )
     if deadline is not None:
         p = _plan_to_deadline(s, genotype, t, len(x), deadline, timed)
         save_plan(run, "train", p)
@@ -202,12 +232,27 @@ def _train(
         ckpt.truncate_logs(
             read_json(done)["logs"] if done.is_file() else {name: 0 for name in LOGS}
         )
+    from .strategies.fidelity import winner_state  # a multi-fidelity search's winner
+
     net, history = fit(
-        s, genotype, t, x, y, on_epoch=on_epoch, track=s.reporter.track, checkpointer=ckpt
+        s,
+        genotype,
+        t,
+        x,
+        y,
+        on_epoch=on_epoch,
+        track=s.reporter.track,
+        checkpointer=ckpt,
+        init_state=winner_state(s, run),
+        init=inherit.score if inherit else None,
+        on_event=lambda event: log_event(replace(s, run=run), event),
     )
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds
+    results["init"] = t.init
+    if inherit is not None:
+        results["inherited"] = inherit.record()
     results["trained_at"] = t_start + train_seconds  # perf_counter instant, for _finish
     return net, results
 
@@ -251,13 +296,19 @@ def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict
     return results
 
 
-def _keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
-    """search.derive=supernet: the trained supernet itself is the final model (no retraining);
-    genotype.json keeps its top-2 cell for display."""
+def _trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None):
+    """The search's trained supernet (read back from supernet.pt when resumed after it)."""
     model = searched.model
     if model is None:  # resumed after the search finished
         model = s.place.module(build_supernet(s))
         model.load_state_dict(load_state(run.file("supernet.pt")))
+    return model
+
+
+def _keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
+    """search.derive=supernet: the trained supernet itself is the final model (no retraining);
+    genotype.json keeps its top-2 cell for display."""
+    model = _trained_supernet(s, searched, run)
     s.reporter.log("search.derive=supernet: the trained supernet is the final model")
     results = _test_results(s, model, searched.genotype, run, searched.val_metrics)
     results.update(final_model="supernet", train_seconds=0.0)
@@ -329,18 +380,30 @@ def run(
         allow_changes=allow_changes,
         plans=plans,
     )
-    with run_dir.working():
+    with _working(run_dir):
         # space -> strategy -> architecture (genotype.json)
         searched = _search(s, run_dir)
         # architecture -> network -> results: trained from scratch, tested once
-        if keep_supernet:
+        if keep_supernet and run_dir is None:  # DDP: process 0 scores the supernet
+            results = {}
+        elif keep_supernet:
             results = _keep_supernet(s, searched, run_dir)
+        elif not searched.retrain:  # a shared study's final retrain runs on another worker
+            s.reporter.log("no retrain here: the worker that completed the last trial runs it")
+            results = {
+                "task": s.task.name,
+                "dataset": s.data.name,
+                "genotype": searched.genotype.to_dict(),
+                "final_model": "retrained by another worker of the study",
+            }
         else:
-            _, results = _train(s, searched.genotype, run_dir, deadline)
+            supernet = _trained_supernet(s, searched, run_dir) if inherits(cfg) else None
+            _, results = _train(s, searched.genotype, run_dir, deadline, supernet=supernet)
         results.update(
             search_seconds=searched.seconds,
             supernet={"val": searched.val_metrics},
             device=str(s.device),
+            processes=parallel.world(),
         )
         return _finish(run_dir, results, t0)
 
@@ -367,8 +430,10 @@ def search(
         resume=resume,
         allow_changes=allow_changes,
     )
-    with run_dir.working():
+    with _working(run_dir):
         searched = _search(s, run_dir)
+        if run_dir is None:  # DDP: not process 0
+            return searched.genotype
         run_dir.write_json(
             "results.json",
             {
@@ -379,10 +444,52 @@ def search(
                 "search_seconds": searched.seconds,
                 "wall_seconds": time.perf_counter() - t0,
                 "device": str(s.device),
+                "processes": parallel.world(),
             },
         )
         _write_report(run_dir)
         return searched.genotype
+
+
+def worker(url: str, study: str, make_config, reporter: Reporter | None = None) -> dict:
+    """One more worker on the shared black-box study ``study`` in the storage ``url``: it
+    evaluates trials until the study's budget is complete; no run directory, no retrain.
+
+    ``make_config(base)`` builds the config from the study's stored one (``base``; None for a
+    new study) and the options given now (`scinas.workers` checks that they agree). Returns a
+    summary: the study's completed trials, those this worker completed, the best one."""
+    import optuna
+
+    from .strategies import STRATEGIES
+    from .strategies.blackbox import best_trial, completed
+    from .workers import check_url, journal_path, make_storage, stored_config
+
+    check_url(url)
+    exists = not url.startswith("journal:") or journal_path(url).exists()
+    base = stored_config(url, study) if exists else None
+    cfg = make_config(base)
+    if base is None and STRATEGIES.get(cfg.search.strategy).kind != "black-box":
+        raise UserError(
+            f"there is no study {study!r} in {url} yet. Start it with `scinas search --strategy "
+            f"random --storage URL --study {study} ...`, or give --strategy (a black-box one: "
+            + ", ".join(n for n in STRATEGIES if STRATEGIES.get(n).kind == "black-box")
+            + ") and its settings here."
+        )
+    t0 = time.perf_counter()
+    s = setup(cfg, reporter)
+    check_search(s)  # the strategy's preflight compares this worker with the study
+    check_settings_apply(cfg)
+    result = create_strategy(cfg.search.strategy).search(s)
+    shared = optuna.load_study(study_name=study, storage=make_storage(url))
+    best = best_trial(shared)
+    return {
+        "study": study,
+        "completed": len(completed(shared)),
+        "budget": cfg.search.budget,
+        "by_this_worker": [e["trial"] for e in result.history],
+        "best": {"trial": best.number, "value": best.value, "arch": best.user_attrs["arch"]},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def train(
@@ -402,6 +509,7 @@ def train(
     it. Resuming, ``genotype`` may be None (the
     run's own genotype.json)."""
     t0 = time.perf_counter()
+    refuse_without_search(cfg)  # train.init=supernet: no supernet here
     if genotype is None:
         if not resume:
             raise UserError("train needs --genotype (a file, run directory or published name).")
@@ -421,12 +529,15 @@ def train(
         allow_changes=allow_changes,
         plans=plans,
     )
-    with run_dir.working():
-        if resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
+    with _working(run_dir):
+        if run_dir is None:  # DDP: not process 0, which writes
+            pass
+        elif resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
             raise UserError(
                 f"{run_dir.path} trains another genotype; resume it without --genotype."
             )
-        genotype.to_json(run_dir.file("genotype.json"))
+        else:
+            genotype.to_json(run_dir.file("genotype.json"))
         _, results = _train(s, genotype, run_dir, deadline, timed=True)
         results["device"] = str(s.device)
         return _finish(run_dir, results, t0)

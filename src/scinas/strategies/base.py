@@ -43,6 +43,7 @@ class SearchResult:
     model: torch.nn.Module | None = None  # the trained supernet, for one-shot strategies
     val_metrics: dict | None = None  # the supernet's final validation metrics
     seconds: float = 0.0
+    retrain: bool = True  # False: another worker of a shared study runs the final retrain
 
 
 class Strategy(Protocol):

@@ -14,6 +14,7 @@ tabular benchmark it looks the architecture's 12-epoch validation accuracy up (`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -28,7 +29,10 @@ from pydantic import Field, model_validator
 from .. import hardware
 from ..errors import UserError
 from ..fit import low_fidelity_objective
+from ..proxies import WarmStartSettings
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
+from ..workers import SharedStudy, check_shared_storage, make_storage, signature, study_name
+from . import fidelity
 from .base import STRATEGIES, SearchContext, SearchResult, check_derive
 from .samplers import RegularizedEvolutionSampler, ReinforceSampler
 
@@ -133,6 +137,13 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def evaluated(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count towards the budget: complete, or stopped early by a pruner (not those
+    over a hardware limit, also PRUNED but never trained: `scinas.hardware`)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return [t for t in trials if "infeasible" not in t.user_attrs]
+
+
 def run_study(
     study: optuna.Study,
     space: DecisionSpace,
@@ -140,37 +151,55 @@ def run_study(
     budget: int,
     on_trial: Callable[[optuna.trial.FrozenTrial, object, dict], None] | None = None,
     time_budget: float | None = None,
+    shared: SharedStudy | None = None,
 ) -> None:
     """Ask/tell until ``budget`` trials are complete (counting those already in the study), or,
     with ``time_budget`` seconds, until that much time has passed (at least one trial runs).
+    ``shared`` (a `scinas.workers.SharedStudy`): other workers share the study; trials are
+    claimed so that exactly ``budget`` complete, and each keeps a heartbeat while it runs.
 
     ``objective(arch) -> (score, info)``; ``info`` is stored as trial user attributes. An
     exception fails the trial in the storage and propagates.
     """
     t_start = time.perf_counter()
-    while len(completed(study)) < budget:
-        if (
-            time_budget is not None
-            and completed(study)
-            and time.perf_counter() - t_start >= time_budget
-        ):
-            break
-        trial = study.ask()
+    deadline = None if time_budget is None else t_start + time_budget
+    while True:
+        if shared is not None:  # several workers: the claim rule of scinas.workers
+            trial = shared.claim(deadline)
+            if trial is None:
+                break
+        else:
+            if len(evaluated(study)) >= budget or (
+                deadline is not None and completed(study) and time.perf_counter() >= deadline
+            ):
+                break
+            trial = study.ask()
         arch = space.suggest(trial)
         t0 = time.perf_counter()
+        running = fidelity.CURRENT_TRIAL.set(trial)  # the objective's epochs report to it
         try:
-            value, info = objective(arch)
+            with shared.beating(trial) if shared is not None else contextlib.nullcontext():
+                value, info = objective(arch)
         except hardware.Infeasible as e:  # over a hardware limit: never trained, not counted
             hardware.tell_infeasible(study, trial, arch, e)
+            continue
+        except optuna.TrialPruned:  # stopped at a rung (scinas.strategies.fidelity)
+            trial.set_user_attr("arch", arch.to_dict())
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            study.tell(trial, state=TrialState.PRUNED)
             continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
+        finally:
+            fidelity.CURRENT_TRIAL.reset(running)
         trial.set_user_attr("arch", arch.to_dict())
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         for k, v in info.items():
             trial.set_user_attr(k, v)
         study.tell(trial, value)
+        if shared is not None:
+            shared.mine.append(trial.number)
         if on_trial is not None:
             on_trial(study.trials[trial.number], arch, info)
 
@@ -208,8 +237,17 @@ class BlackBoxStrategy:
     def preflight(self, ctx: SearchContext) -> None:
         sc = ctx.cfg.search
         if sc.storage:
-            check_storage_url(sc.storage)
+            if sc.storage.startswith("sqlite"):
+                check_storage_url(sc.storage)
+            from ..config import config_diff
+
+            # driver, server, and the study's search space and objective
+            name = study_name(sc, ctx.cfg.seed)
+            check_shared_storage(sc.storage, name, _signature(ctx), config_diff)
         hardware.preflight(ctx)  # a limit no network of the space meets
+        from .zerocost import preflight as proxies_preflight
+
+        proxies_preflight(ctx, decision_space(sc))  # a proxy the task's networks cannot feed
         n_eval = len(ctx.data.train) * sc.eval_fraction
         if sc.max_samples is not None:
             n_eval = min(n_eval, sc.max_samples)
@@ -228,11 +266,19 @@ class BlackBoxStrategy:
         if storage is None and ctx.run is not None:
             storage = f"sqlite:///{(ctx.run.path / 'study.db').resolve()}"
         study = open_study(
-            storage,
-            f"scinas-{self.name}-{s.space}-seed{cfg.seed}",
+            storage if s.storage is None else make_storage(s.storage, s),
+            study_name(s, cfg.seed),
             self.entry.make_sampler(s, cfg.seed),
             direction=hardware.directions(s, ctx.task.higher_is_better),
+            pruner=fidelity.make_pruner(s),
         )
+        shared = None
+        if s.storage is not None:  # other workers may share the study (scinas.workers)
+            for key, value in _signature(ctx).items():
+                if key not in study.user_attrs:
+                    study.set_user_attr(key, value)
+            study.sampler.reseed_rng()  # seeded samplers would draw the same as other workers
+            shared = SharedStudy(study, s.budget, ctx.reporter)
         if ctx.resume and ctx.run is not None:
             _reconcile(study, ctx, private=s.storage is None)
         done = len(completed(study))
@@ -241,8 +287,11 @@ class BlackBoxStrategy:
             f"({done} already in the study), each trained {s.eval_epochs} epoch(s) on "
             f"{s.eval_fraction:.0%} of the training data; storage {storage or 'in memory'}"
         )
-        objective = hardware.hardware_objective(ctx, low_fidelity_objective(ctx))
-        history = []
+        from .zerocost import warm_start
+
+        history = [record] if (record := warm_start(study, space, ctx)) else []
+        hooks = fidelity.objective_hooks(ctx)  # per-epoch reports, the winner's checkpoints
+        objective = hardware.hardware_objective(ctx, low_fidelity_objective(ctx, **hooks))
 
         def on_trial(t, arch, info):
             event = {
@@ -257,23 +306,40 @@ class BlackBoxStrategy:
             if ctx.run is not None:
                 ctx.run.log_event(event)
             best = best_trial(study)
+            fidelity.drop_trial_checkpoints(ctx, t.number, keep=best.number)
             ctx.reporter.log(
                 f"trial {t.number + 1}/{s.budget}: val {ctx.task.primary_metric} "
                 f"{t.values[0]:.4f} (best {best.values[0]:.4f}) | {event['seconds']:.1f}s"
             )
 
-        run_study(study, space, objective, s.budget, on_trial, time_budget=s.time_budget)
+        run_study(study, space, objective, s.budget, on_trial, s.time_budget, shared)
         best = best_trial(study)
+        fidelity.keep_winner(ctx, study, best.number)
         if (front := hardware.pareto_event(study, s, best.number)) is not None:
             history.append(front)
             if ctx.run is not None:
                 ctx.run.log_event(front)
-        return SearchResult(
+        result = SearchResult(
             genotype=arch_from_dict(best.user_attrs["arch"]),
             history=history,
             val_metrics=best.user_attrs.get("val"),
             seconds=time.perf_counter() - t_start,
         )
+        if shared is not None:  # the final retrain runs once: on the last trial's worker
+            result.retrain = shared.owns_last_trial()
+            ctx.reporter.log(
+                f"study {study.study_name}: {len(completed(study))} trials complete, "
+                f"{len(shared.mine)} by this worker; the final retrain runs "
+                + ("here" if result.retrain else "on the worker that completed the last trial")
+            )
+        return result
+
+
+def _signature(ctx: SearchContext) -> dict:
+    """What the workers of a shared study must agree on (`scinas.workers.signature`)."""
+    from ..config import config_to_dict
+
+    return signature(config_to_dict(ctx.cfg), decision_space(ctx.cfg.search).decisions)
 
 
 def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> None:
@@ -294,6 +360,7 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
                 **{k: v for k, v in t.user_attrs.items() if k not in ("arch", "seconds")},
             }
         )
+    fidelity.relog(study, ctx)  # the rung events, from the study
     if private:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)
@@ -303,7 +370,7 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
 # ----------------------------------------------------------------------------- registration
 
 
-class BlackBoxSettings(hardware.HardwareSettings):
+class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, WarmStartSettings):
     """What every black-box strategy needs: how many candidates, and how each is trained."""
 
     budget: int = Field(20, ge=1, description="architectures evaluated")
@@ -312,8 +379,21 @@ class BlackBoxSettings(hardware.HardwareSettings):
         0.25, gt=0, le=1, description="share of the training data per candidate"
     )
     storage: str | None = Field(
-        None, description="optuna storage URL (None: an SQLite file in the run directory)"
+        None,
+        description="optuna storage URL shared by workers: postgresql://…, sqlite:///f.db, "
+        "journal:///f.log (None: an SQLite file in the run directory)",
     )
+    study: str | None = Field(
+        None, description="study name in the storage (None: scinas-STRATEGY-SPACE-seedSEED)"
+    )
+    heartbeat: int = Field(
+        30, ge=1, description="seconds between a running trial's heartbeats (database storages)"
+    )
+    grace_period: int | None = Field(
+        None, ge=1, description="seconds without a heartbeat before a trial is failed and "
+        "retried (None: 2 × heartbeat)"
+    )
+    max_retry: int = Field(3, ge=0, description="retries of a trial whose worker died")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,305 @@
+"""Many workers on one black-box study: shared storages, heartbeats, retries, exact budgets.
+
+A black-box search whose ``search.storage`` is set is *shared*: every process (``scinas search``,
+``scinas run`` or ``scinas worker``) given the same storage URL and study name evaluates trials
+of the same optuna study. This module supplies what that needs:
+
+- `make_storage`: the optuna storage for a URL: a database (``postgresql://``, ``mysql://``,
+  ``sqlite:///``) as an ``RDBStorage`` with optuna's heartbeat and
+  ``RetryHeartbeatStaleTrialCallback`` (a trial whose worker stopped beating for
+  ``search.grace_period`` seconds is failed and queued again with the same architecture), or
+  ``journal:///path/study.log`` as optuna's ``JournalStorage`` on a file (a shared filesystem,
+  no database server).
+- `check_shared_storage`: the preflight: driver installed, server reachable, and a study of
+  that name, when it exists, holding the same search space and objective (its config and
+  decisions are stored in the study's user attributes).
+- `SharedStudy`: the claim rule that keeps the budget exact. A worker asks a trial, then counts
+  the trials numbered before it that are complete, running or queued; when that count already
+  reaches the budget its trial is surplus: it is failed at once (user attribute
+  ``scinas_surplus``) and the worker waits. Trial numbers are handed out in creation order under
+  a lock on the study row (RDB) or by the journal's order, so of any two racing trials the later
+  one sees the earlier one: never more than ``budget`` trials complete, and workers keep
+  waiting (failing stale trials, picking up the retries) until ``budget`` are complete.
+- The final retrain: `SharedStudy.owns_last_trial`. Only the worker that completed the study's
+  last trial (latest completion time, ties by number) retrains; every worker computes the same
+  answer from the storage, so exactly one does. ``scinas worker`` never retrains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from .errors import UserError
+
+JOURNAL = "journal:///"
+EXTRA = "pip install 'scinas[distributed]'"
+# Config fields that may differ between the workers of one study (their budgets, where the
+# storage is, how often they beat, where the data files are, which device each uses).
+PER_WORKER = (
+    "search.budget",  # each worker stops once its own budget is complete: raise it to extend
+    "search.time_budget",
+    "search.storage",
+    "search.study",
+    "search.heartbeat",
+    "search.grace_period",
+    "search.max_retry",
+    "device",
+    "deterministic",
+    "tensorboard",
+    "data.data_dir",
+)
+CONFIG_ATTR, DECISIONS_ATTR = "scinas_config", "scinas_decisions"
+POLL_SECONDS = 1.0
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
+
+
+@contextlib.contextmanager
+def _quiet():
+    """optuna flags its heartbeat API as experimental, and asks that heartbeats go with
+    Study.optimize; scinas uses the ask/tell interface with the same heartbeat thread."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+def study_name(s, seed: int) -> str:
+    """The study of a search section: ``search.study``, or one named by strategy, space, seed."""
+    return s.study or f"scinas-{s.strategy}-{s.space}-seed{seed}"
+
+
+# ----------------------------------------------------------------------------- storages
+
+
+def journal_path(url: str) -> Path:
+    """``journal:///rel/study.log`` or ``journal:////abs/study.log`` (SQLite's convention)."""
+    if not url.startswith(JOURNAL) or len(url) == len(JOURNAL):
+        raise UserError(
+            f"journal storage {url!r}: write journal:///relative/study.log or "
+            "journal:////absolute/study.log (a file on a filesystem all workers share)."
+        )
+    return Path(url[len(JOURNAL) :]).expanduser()
+
+
+def make_storage(url: str, s=None) -> optuna.storages.BaseStorage:
+    """The optuna storage for ``url``; with a search section ``s``, databases get its heartbeat
+    (``search.heartbeat``, ``search.grace_period``) and retry (``search.max_retry``)."""
+    if url.startswith("journal:"):
+        return JournalStorage(JournalFileBackend(str(journal_path(url))))
+    kwargs = {}
+    if url.startswith(("postgresql", "mysql")):
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    if s is not None and s.heartbeat:
+        with _quiet():
+            return RDBStorage(url, **kwargs, **_heartbeat(s))
+    return RDBStorage(url, **kwargs)
+
+
+def _heartbeat(s) -> dict:
+    return dict(
+        heartbeat_interval=s.heartbeat,
+        grace_period=s.grace_period,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry),
+    )
+
+
+def check_url(url: str) -> None:
+    """The storage URL opens: a journal's folder exists, a database's driver and server answer."""
+    if url.startswith("journal:"):
+        _check_journal(url)
+    else:
+        _check_server(url)
+
+
+def _check_server(url: str) -> None:
+    """The URL parses, its driver imports, and (for a server) it answers within 10 s."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception as e:
+        raise UserError(
+            f"search.storage {url!r} is not a database URL optuna can use ({e}). Examples: "
+            "postgresql://user:password@host:5432/db, sqlite:///study.db, "
+            "journal:///study.log."
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        hint = EXTRA if parsed.get_backend_name() == "postgresql" else "install it with pip"
+        raise UserError(
+            f"the database driver for {parsed.drivername}:// is not installed ({e}); {hint}."
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        return
+    args = {"connect_timeout": 10} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(parsed, connect_args=args, poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+        first = str(getattr(e, "orig", e)).strip().splitlines()[0][:200]
+        raise UserError(
+            f"cannot reach the database server of search.storage at {where} ({first}). Is it "
+            "running and are the user, password and database right? On this machine "
+            "`bash scripts/postgres.sh` starts one and prints its URL."
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _check_journal(url: str) -> None:
+    path = journal_path(url)
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"journal storage {url!r}: the folder {parent} does not exist.")
+    if path.is_dir():
+        raise UserError(f"journal storage {url!r}: {path} is a directory; name a file in it.")
+
+
+def signature(config: dict, decisions) -> dict:
+    """What a worker must agree on to join a study: its config (a dict; the `PER_WORKER` fields
+    may differ) and its search space's decisions ((name, choices) pairs)."""
+    return {CONFIG_ATTR: config, DECISIONS_ATTR: [[n, list(ch)] for n, ch in decisions]}
+
+
+def stored_config(url: str, name: str) -> dict | None:
+    """The config a study was started with (None: no such study, or not made by scinas)."""
+    storage = make_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
+
+
+def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
+    """Preflight of a shared search (before anything is written): the storage opens, and the
+    study ``name``, if it exists, holds the same search space and objective as ``mine`` (a
+    `signature`); ``differences(old, new)`` lists (key, old, new) of two config dicts."""
+    check_url(url)
+    if url.startswith("journal:") and not journal_path(url).exists():
+        return  # a new journal: nothing to compare with (and no file created here)
+    try:
+        storage = make_storage(url)
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return  # a new study
+    except Exception as e:
+        raise UserError(
+            f"cannot open the optuna storage {url!r} ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0][:200]})."
+        ) from None
+    old = storage.get_study_user_attrs(study_id)
+    if CONFIG_ATTR not in old:
+        raise UserError(
+            f"the study {name!r} in {url} was not made by scinas (it has no stored config); "
+            "give another --study name."
+        )
+    if old.get(DECISIONS_ATTR) != mine[DECISIONS_ATTR]:
+        raise UserError(
+            f"the study {name!r} in {url} holds a different search space "
+            f"({len(old.get(DECISIONS_ATTR) or [])} decisions, this search has "
+            f"{len(mine[DECISIONS_ATTR])}). Give another --study "
+            "name, or the same space settings as the study's other workers."
+        )
+    diff = [d for d in differences(old[CONFIG_ATTR], mine[CONFIG_ATTR]) if d[0] not in PER_WORKER]
+    if diff:
+        listing = "; ".join(f"{k}: {a!r} (study) vs {b!r} (here)" for k, a, b in diff[:6])
+        raise UserError(
+            f"the study {name!r} in {url} holds a different search or objective: {listing}. "
+            "Join it with the same settings (`scinas worker --storage URL --study NAME` reads "
+            "them from the study), or give another --study name."
+        )
+
+
+# ----------------------------------------------------------------------------- the claim rule
+
+
+class SharedStudy:
+    """The worker side of a shared study: claims trials within the budget, keeps their
+    heartbeat, remembers which trials this worker completed."""
+
+    def __init__(self, study: optuna.Study, budget: int, reporter=None, poll: float = POLL_SECONDS):
+        self.study, self.budget, self.reporter, self.poll = study, budget, reporter, poll
+        self.mine: list[int] = []  # trial numbers this worker completed
+        self.surplus = 0
+        self._storage = study._storage
+        self._beats = isinstance(self._storage, BaseHeartbeat) and (
+            self._storage.get_heartbeat_interval() is not None
+        )
+
+    def _counts(self) -> dict[TrialState, int]:
+        counts = dict.fromkeys(TrialState, 0)
+        for t in self.study.get_trials(deepcopy=False):
+            counts[t.state] += 1
+        return counts
+
+    def claim(self, deadline: float | None = None) -> optuna.trial.Trial | None:
+        """The next trial this worker should evaluate, or None when the budget is complete (or
+        the time is up). Waits while the remaining trials run elsewhere."""
+        waited = False
+        while True:
+            if self._beats:
+                with _quiet():
+                    fail_stale_trials(self.study)
+            n = self._counts()
+            if n[TrialState.COMPLETE] >= self.budget:
+                return None
+            if deadline is not None and time.perf_counter() >= deadline and n[TrialState.COMPLETE]:
+                return None
+            if (
+                n[TrialState.WAITING]
+                or n[TrialState.COMPLETE] + n[TrialState.RUNNING] < self.budget
+            ):
+                with _quiet():
+                    trial = self.study.ask()
+                if self._beats:
+                    self._storage.record_heartbeat(trial._trial_id)
+                if self._ahead(trial.number) < self.budget:
+                    trial.set_user_attr("worker", WORKER)
+                    return trial
+                trial.set_user_attr("scinas_surplus", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.surplus += 1
+            if not waited and self.reporter is not None:
+                self.reporter.log(
+                    "the remaining trials run on other workers: waiting for them (a dead "
+                    "worker's trial is retried here once its heartbeat is stale)"
+                )
+                waited = True
+            time.sleep(self.poll)
+
+    def _ahead(self, number: int) -> int:
+        """Trials numbered before ``number`` that are complete, running or queued."""
+        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        return sum(
+            1 for t in self.study.get_trials(deepcopy=False, states=live) if t.number < number
+        )
+
+    def beating(self, trial: optuna.trial.Trial):
+        """A context that keeps the trial's heartbeat while it is evaluated."""
+        if not self._beats:
+            return contextlib.nullcontext()
+        return get_heartbeat_thread(trial._trial_id, self._storage)
+
+    def owns_last_trial(self) -> bool:
+        """Whether this worker completed the study's last trial (it runs the final retrain)."""
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            return False
+        last = max(done, key=lambda t: (t.datetime_complete, t.number))
+        return last.number in self.mine

@@ -1,0 +1,233 @@
+"""Many workers on one black-box study (scinas.workers): exact budgets, dead workers retried,
+the journal storage, and the bad input of shared storages.
+
+The PostgreSQL tests talk to the real server of `scripts/postgres.sh` (CI exports its URL as
+SCINAS_TEST_POSTGRES); without it they skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from scinas.cli import app
+from scinas.workers import make_storage
+
+PG = os.environ.get("SCINAS_TEST_POSTGRES")
+needs_pg = pytest.mark.skipif(
+    not PG,
+    reason="no PostgreSQL server: run `export SCINAS_TEST_POSTGRES=$(bash scripts/postgres.sh)`",
+)
+# A tiny black-box search on the bundled digits (each trial well under a second).
+TINY = [
+    "search.C=4",
+    "search.layers=3",
+    "search.max_samples=120",
+    "search.batch_size=32",
+    "search.eval_fraction=0.2",
+]
+
+
+def sets(*items: str) -> list[str]:
+    return [a for item in [*TINY, *items] for a in ("--set", item)]
+
+
+def worker(url: str, study: str, *extra: str) -> subprocess.Popen:
+    """A `scinas worker` process (one thread) joining ``study``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scinas",
+            "worker",
+            "--storage",
+            url,
+            "--study",
+            study,
+            "-q",
+            "--strategy",
+            "random",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def trials(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
+
+
+def check_exact(url: str, study: str, summaries: list[dict], budget: int) -> None:
+    """Exactly ``budget`` trials complete, each reported by exactly one worker."""
+    done = sorted(t.number for t in trials(url, study) if t.state == TrialState.COMPLETE)
+    assert len(done) == budget
+    mine = [n for s in summaries for n in s["by_this_worker"]]
+    assert sorted(mine) == done  # none lost, none counted twice
+    assert all(s["completed"] == budget for s in summaries)
+
+
+def new_study() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@needs_pg
+def test_three_workers_on_postgres_complete_exactly_the_budget():
+    study = new_study()
+    procs = [worker(PG, study, *sets("search.budget=7")) for _ in range(3)]
+    check_exact(PG, study, [finish(p) for p in procs], 7)
+
+
+@needs_pg
+def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried():
+    study = new_study()
+    opts = sets(
+        "search.budget=3", "search.heartbeat=1", "search.grace_period=2", "search.eval_epochs=3"
+    )
+    victim = worker(PG, study, *opts)
+    deadline = time.time() + 90
+    killed = None
+    while killed is None and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            ts = trials(PG, study)
+        except KeyError:  # the study is not created yet
+            continue
+        done = [t for t in ts if t.state == TrialState.COMPLETE]
+        running = [t for t in ts if t.state == TrialState.RUNNING]
+        # its second trial, once its architecture is drawn (as many decisions as the first's)
+        if done and running and len(running[0].params) == len(done[0].params):
+            victim.send_signal(signal.SIGKILL)  # in the middle of training
+            killed = running[0].number
+            assert running[0].user_attrs["worker"].endswith(f":{victim.pid}")
+    victim.wait()
+    assert killed is not None, "the victim never started a trial"
+    summary = finish(worker(PG, study, *opts))
+    ts = trials(PG, study)
+    assert ts[killed].state == TrialState.FAIL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retries = [t for t in ts if Retry.retried_trial_number(t) == killed]
+    assert [t.state for t in retries] == [TrialState.COMPLETE]
+    assert retries[0].params == ts[killed].params  # the same architecture, evaluated again
+    by_victim = [
+        t.number
+        for t in ts
+        if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+        and t.state == TrialState.COMPLETE
+    ]
+    check_exact(PG, study, [summary, {"by_this_worker": by_victim, "completed": 3}], 3)
+
+
+def test_journal_storage_workers_complete_exactly_the_budget(tmp_path):
+    url = f"journal:///{tmp_path / 'study.log'}"
+    study = new_study()
+    procs = [worker(url, study, *sets("search.budget=5")) for _ in range(2)]
+    check_exact(url, study, [finish(p) for p in procs], 5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def refused(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("scinas: error:"), result.output
+    text = errors[0]
+    for w in words:
+        assert w in text, text
+
+
+def test_an_unreachable_server_is_refused_before_anything_is_written(tmp_path):
+    url = "postgresql://scinas:scinas@127.0.0.1:9/scinas"  # nothing listens on port 9
+    out = tmp_path / "run"
+    r = cli("search", "--strategy", "random", "--storage", url, "--out", str(out), *sets())
+    refused(r, "cannot reach the database server", "127.0.0.1:9", "scripts/postgres.sh")
+    assert not out.exists()
+    refused(cli("worker", "--storage", url, "--study", "x"), "cannot reach")
+
+
+def test_a_missing_driver_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
+    out = tmp_path / "run"
+    url = "postgresql://scinas:scinas@127.0.0.1:9/scinas"
+    r = cli("search", "--strategy", "random", "--storage", url, "--out", str(out), *sets())
+    refused(r, "driver", "pip install 'scinas[distributed]'")
+    assert not out.exists()
+
+
+def test_a_study_holding_another_space_or_objective_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = cli(
+        "search",
+        "--strategy",
+        "random",
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "-q",
+        "--out",
+        str(tmp_path / "a"),
+        *sets("search.budget=1", "search.space=nb201"),
+    )
+    assert first.exit_code == 0, first.output
+    cases = [
+        (sets("search.budget=1"), "different search space"),  # the darts space
+        (
+            sets("search.budget=1", "search.space=nb201", "search.eval_epochs=2"),
+            "search.eval_epochs",
+        ),
+    ]
+    for opts, words in cases:
+        out = tmp_path / "b"
+        r = cli(
+            "search",
+            "--strategy",
+            "random",
+            "--storage",
+            url,
+            "--study",
+            "s",
+            "--out",
+            str(out),
+            *opts,
+        )
+        refused(r, words)
+        assert not out.exists()
+    # a worker with no options joins it: the study carries its config
+    joined = cli("worker", "--storage", url, "--study", "s", "-q", "--set", "search.budget=2")
+    assert joined.exit_code == 0, joined.output
+    assert json.loads(joined.output.strip().splitlines()[-1])["completed"] == 2
+
+
+def test_a_worker_needs_an_existing_study_or_a_strategy(tmp_path):
+    url = f"journal:///{tmp_path / 'none.log'}"
+    refused(
+        cli("worker", "--storage", url, "--study", "nothing"), "no study 'nothing'", "--strategy"
+    )
+    assert not (tmp_path / "none.log").exists()

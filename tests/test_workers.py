@@ -231,3 +231,35 @@ def test_a_worker_needs_an_existing_study_or_a_strategy(tmp_path):
         cli("worker", "--storage", url, "--study", "nothing"), "no study 'nothing'", "--strategy"
     )
     assert not (tmp_path / "none.log").exists()
+
+
+# ----------------------------------------------------------------------------- the claim rule
+
+
+def test_a_racing_trial_beyond_the_budget_is_surplus_and_the_last_worker_retrains(tmp_path):
+    """Two workers on a budget of 1: the second one's trial (a queued one, as a retry would be)
+    sees the first one running before it, so it is failed as surplus instead of run; once the
+    first completes, both stop, and only the first one owns the last trial."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scinas.workers import SharedStudy
+
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    a, b = SharedStudy(study, budget=1, poll=0.05), SharedStudy(study, budget=1, poll=0.05)
+    first = a.claim()
+    study.enqueue_trial({"x": 1})  # queued after the first trial: numbered after it
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(b.claim)
+        deadline = time.time() + 20
+        while not b.surplus and time.time() < deadline:
+            time.sleep(0.05)
+        assert b.surplus == 1 and not second.done()  # waits: the running trial may still fail
+        first.suggest_int("x", 0, 3)
+        study.tell(first, 0.5)
+        a.mine.append(first.number)
+        assert second.result(timeout=20) is None  # the budget is complete: stop
+    assert a.claim() is None
+    states = [(t.number, t.state, t.user_attrs.get("scinas_surplus")) for t in study.trials]
+    assert states == [(0, TrialState.COMPLETE, None), (1, TrialState.FAIL, True)]
+    assert a.owns_last_trial() and not b.owns_last_trial()

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from . import parallel
 from .errors import UserError
 from .train import model_output
 
@@ -49,6 +50,11 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict) -> Plan:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def with_budget(self, budget: float, key: str) -> Plan:
+        """The plan of another budget from the same timings (e.g. less the range test's
+        seconds, `scinas.lr_finder`)."""
+        return plan(budget, self.step_seconds, self.eval_seconds, self.full_epoch_steps, key)
 
 
 def timings(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> list[float]:
@@ -124,7 +130,14 @@ def plan_phase(
     ``build()`` makes the model and returns it with its training step on a fixed batch (returning
     the step's output) and what a validation pass does before scoring, if anything (a sampled
     supernet's BatchNorm recalibration), else None. It runs with the global RNG forked, so the
-    run draws the same numbers as without a budget."""
+    run draws the same numbers as without a budget. Under DDP process 0 times its own
+    (unsharded) step alone and hands its plan to the others."""
+    if parallel.active():
+        return parallel.on_leader(
+            lambda: plan_phase(
+                ctx, build, budget=budget, full_epoch_steps=full_epoch_steps, key=key
+            )
+        )
     with torch.random.fork_rng(devices=[]):
         model, step, before_eval = build()
         model.train()
@@ -158,7 +171,10 @@ def save_plan(run, phase: str, p: Plan) -> None:
 
 def budget_plan(ctx, run, phase: str, make: Callable[[], Plan]) -> Plan:
     """The plan of ``phase``: the run directory's when resuming, else the one the checks before
-    the run made (``ctx.plans``), else ``make()``; recorded in the run directory ``run``."""
+    the run made (``ctx.plans``), else ``make()``; recorded in the run directory ``run``.
+    Under DDP, process 0's (it alone has the run directory)."""
+    if parallel.active():
+        return parallel.on_leader(lambda: budget_plan(ctx, run, phase, make))
     p = load_plan(run, phase) if ctx.resume else None
     if p is None:
         p = ctx.plans.get(phase) or make()

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .errors import UserError, did_you_mean, unknown
+from .rates import LearningRate
 
 
 class _Section(BaseModel):
@@ -274,8 +275,18 @@ class TrainConfig(_Section):
     layers: int = Field(20, ge=1)
     reductions: int | None = Field(None, ge=0)
     batch_size: int = Field(96, ge=1)
-    lr: float = Field(0.025, gt=0)
-    lr_min: float = Field(0.0, ge=0)
+    lr: LearningRate = Field(
+        0.025,
+        description="peak learning rate (SGD, cosine schedule), or auto: found by a range test "
+        "on the training data before the phase (scinas.lr_finder)",
+    )
+    lr_min: float = Field(0.0, ge=0, description="learning rate at the end of the schedule")
+    init: Literal["scratch", "supernet"] = Field(
+        "scratch",
+        description="scratch: the network starts from random weights; supernet: from the "
+        "search's supernet weights for the ops it keeps, at the supernet's sizes (search.C, "
+        "search.layers, ...), then fine-tunes (one-shot strategies only)",
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(3e-4, ge=0)
     grad_clip: float = Field(5.0, gt=0)
@@ -300,6 +311,17 @@ class TrainConfig(_Section):
     steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on steps per epoch (None: the whole split)"
     )
+
+    @model_validator(mode="after")
+    def _auto_lr_floor(self):
+        if self.lr == "auto" and self.lr_min > 0:
+            raise ValueError(
+                f"train.lr=auto finds the peak learning rate on the data, but train.lr_min="
+                f"{self.lr_min:g} is an absolute rate the found one may lie below, so the "
+                "schedule would climb instead of anneal. With lr=auto leave train.lr_min at 0, "
+                "or give train.lr as a number"
+            )
+        return self
 
 
 class CompareConfig(_Section):
@@ -330,10 +352,48 @@ class Config(_Section):
         False,
         description="also write TensorBoard scalars to DIR/tensorboard (pip install tensorboard)",
     )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="training steps under autocast: bf16 (CPU or GPU) or fp16 (CUDA only, with a "
+        "gradient scaler); second-order DARTS steps, evaluation and metrics stay float32",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the network / supernet; refused where torch.compile cannot "
+        "work (no C++ compiler on CPU, no Triton on CUDA)",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @model_validator(mode="after")
+    def _inheritance(self):
+        """train.init=supernet (scinas.inherit) needs a search that trains a supernet, and a
+        derived network to start from it."""
+        if self.train.init != "supernet":
+            return self
+        from .spaces import SPACES
+        from .strategies import STRATEGIES
+
+        s = self.search
+        strategy, space = STRATEGIES.get(s.strategy), SPACES.get(s.space)
+        if strategy.kind != "one-shot" or not space.has_supernet:
+            able = [n for n in STRATEGIES if STRATEGIES.get(n).kind == "one-shot"]
+            spaces = [n for n in SPACES if SPACES.get(n).has_supernet]
+            raise ValueError(
+                f"train.init=supernet starts the network from the search's supernet weights, "
+                f"but strategy {s.strategy} in the {s.space} space trains no supernet: use a "
+                f"one-shot strategy ({', '.join(able)}) in the {' or '.join(spaces)} space, or "
+                "leave train.init=scratch"
+            )
+        if s.keeps_supernet:
+            raise ValueError(
+                "train.init=supernet fine-tunes the derived network, but search.derive=supernet "
+                "keeps the supernet itself as the final model (nothing is derived or trained): "
+                "choose one"
+            )
+        return self
 
 
 # Presets: overrides of the defaults above, which are the DARTS paper's settings.
@@ -541,7 +601,7 @@ def build_config(
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
-            raise UserError(f"bad config in '{loc}': {msg}.") from None
+            raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
         raise UserError(
             f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
         ) from None

@@ -13,8 +13,11 @@ from .budget import Plan, plan_phase
 from .data.augment import make_augment
 from .data.split import stratified_split
 from .flops import count_parameters
+from .lr_finder import auto_train, log_event
+from .precision import maybe_compile
+from .rates import is_auto
 from .spaces import space_of
-from .train import EpochStats, Trainer, network_trainer
+from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
     from .strategies.base import SearchContext
@@ -39,6 +42,7 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
     data = s.data
     torch.manual_seed(s.cfg.seed)
     net = s.place.module(build_network(genotype, t, data.input_shape, data.num_outputs))
+    net = maybe_compile(net, s.cfg.compile)
     H, W = data.input_shape[1:]
     aug_generator = torch.Generator().manual_seed(aug_seed)
     augment = make_augment(
@@ -64,12 +68,17 @@ def trainer_for(
     on_epoch=None,
     track=None,
     checkpointer=None,
+    init=None,
+    on_event=None,
 ) -> Trainer:
     """The trainer of ``genotype``'s fresh network on (x, y) with the settings of ``t`` (a
     TrainConfig), validating on the val split each epoch: what `fit` runs and
-    `plan_training` times."""
+    `plan_training` times. ``init(net)``: what the network starts from instead of its fresh
+    weights (`scinas.inherit`); ``on_event``: the divergence guard's records."""
     net, augment, aug_generator = network_and_augment(s, genotype, t, aug_seed)
-    return network_trainer(
+    if init is not None:
+        init(net)
+    trainer = network_trainer(
         net,
         s.task,
         s.place.batches(x, y, t.batch_size, shuffle=True, seed=s.cfg.seed + 31),
@@ -88,15 +97,31 @@ def trainer_for(
         checkpointer=checkpointer,
         generators={"augment": aug_generator},
         steps_per_epoch=t.steps_per_epoch,
+        precision=s.cfg.precision,
     )
+    trainer.on_event = on_event
+    return trainer
 
 
 def fit(
-    s: SearchContext, genotype, t, x, y, *, on_epoch=None, track=None, checkpointer=None
+    s: SearchContext,
+    genotype,
+    t,
+    x,
+    y,
+    *,
+    on_epoch=None,
+    track=None,
+    checkpointer=None,
+    init_state: dict | None = None,
+    init=None,
+    on_event=None,
 ) -> tuple[torch.nn.Module, list[EpochStats]]:
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
     scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
-    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one."""
+    checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one.
+    ``init_state``: weights to start from instead of the fresh initialisation (a multi-fidelity
+    search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s."""
     trainer = trainer_for(
         s,
         genotype,
@@ -107,7 +132,13 @@ def fit(
         on_epoch=on_epoch,
         track=track,
         checkpointer=checkpointer,
+        init=init,
+        on_event=on_event,
     )
+    if init_state is not None:
+        from .strategies.fidelity import load_winner
+
+        load_winner(trainer.model, init_state)
     if s.resume:
         trainer.resume()
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
@@ -117,6 +148,8 @@ def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:
     """Epochs and steps per epoch that fill ``t.time_budget``, from training steps of
     ``genotype``'s network timed on a throwaway copy (`scinas.budget.plan_phase`)."""
     train = s.data.train
+    if is_auto(t.lr):  # no rate changes a step's time
+        t = t.model_copy(update={"lr": 0.025})
 
     def build():
         trainer = trainer_for(s, genotype, t, train.x, train.y, aug_seed=0)
@@ -129,11 +162,15 @@ def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:
     )
 
 
-def low_fidelity_objective(s: SearchContext):
+def low_fidelity_objective(s: SearchContext, *, on_epoch=None, checkpointer=None, sizes=None):
     """The score of a black-box candidate: its network (at the supernet's sizes, search.C and
     search.layers) trained ``search.eval_epochs`` epochs on ``search.eval_fraction`` of the
     training split (stratified, the same images for every candidate), scored by the task's
-    primary metric on the validation split."""
+    primary metric on the validation split.
+
+    ``on_epoch``: called with each epoch's stats (a pruner's reports); ``checkpointer()``: the
+    candidate's checkpointer or None; ``sizes``: train-section fields that replace the search
+    sizes (`scinas.strategies.fidelity.objective_hooks`)."""
     sc, t = s.cfg.search, s.cfg.train
     proxy = t.model_copy(
         update={
@@ -144,6 +181,7 @@ def low_fidelity_objective(s: SearchContext):
             "batch_size": sc.batch_size,
             "auxiliary": False,
             "drop_path_prob": 0.0,
+            **(sizes or {}),
         }
     )
     train = s.data.train
@@ -153,9 +191,62 @@ def low_fidelity_objective(s: SearchContext):
     x, y = subset(train.x, train.y, n, s.cfg.seed)
     pm = s.task.primary_metric
 
+    found = {}  # train.lr=auto: one range test, on the first candidate, sets every one's rate
+
     def objective(arch):
-        net, history = fit(s, arch, proxy, x, y)
+        ckpt = checkpointer() if checkpointer is not None else None
+        if "t" not in found:
+            found["t"] = auto_train(
+                s,
+                lambda tt: trainer_for(s, arch, tt, x, y, aug_seed=0),
+                proxy,
+                phase="candidates",
+            )
+        net, history = fit(
+            s,
+            arch,
+            found["t"],
+            x,
+            y,
+            on_epoch=on_epoch,
+            checkpointer=ckpt,
+            on_event=lambda event: log_event(s, event),
+        )
         val = history[-1].val
         return val[pm], {"val": val, "params": count_parameters(net)}
 
     return objective
+
+
+class Inheritance:
+    """What a network of ``arch`` starts from under ``train.init=supernet`` (`scinas.inherit`):
+    the supernet's weights (`SearchSpace.inherit_weights`), then BatchNorm statistics
+    recomputed on 10 training batches (`scinas.train.recalibrate_bn`; the supernet's were those
+    of a mixture of ops).
+    ``score`` also evaluates the network on the validation split as it starts (the
+    discretisation gap before fine-tuning), kept in ``val``."""
+
+    def __init__(self, ctx, arch, supernet: torch.nn.Module, x, y, batch_size: int):
+        self.ctx, self.arch, self.supernet = ctx, arch, supernet
+        self.space = space_of(arch)
+        self.bn_batches = ctx.place.batches(x[: 10 * batch_size], y[: 10 * batch_size], batch_size)
+        self.val: dict | None = None
+        self.copied = 0
+
+    def start(self, net: torch.nn.Module) -> None:
+        pairs = self.space.inherit_weights(self.supernet, net, self.arch)
+        self.copied = len(pairs)
+        recalibrate_bn(net, self.bn_batches)
+
+    def score(self, net: torch.nn.Module) -> None:
+        self.start(net)
+        data = self.ctx.data
+        self.val = evaluate(net, self.ctx.task, self.ctx.place.batches(data.val.x, data.val.y, 256))
+        pm = self.ctx.task.primary_metric
+        self.ctx.reporter.log(
+            f"train.init=supernet: {self.copied} tensors inherited from the supernet; before "
+            f"fine-tuning val {pm} {self.val[pm]:.4f}"
+        )
+
+    def record(self) -> dict:
+        return {"val_at_start": self.val, "tensors": self.copied}

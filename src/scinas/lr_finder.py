@@ -50,8 +50,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from .errors import TrainingDiverged, UserError
+from .rates import is_auto
 
-AUTO = "auto"
 LR_START, LR_END = 1e-4, 10.0
 RANGE_STEPS = 40  # 8 per decade from 1e-4 to 10
 SMOOTHING = 0.8  # EMA weight of the running loss (about 5 steps)
@@ -62,10 +62,6 @@ ARCH_TRAVEL = 3.0  # how far (in alpha units) an architecture weight may travel 
 ARCH_LR_MIN, ARCH_LR_MAX = 3e-4, 0.1
 SEARCH_LR_MIN_SHARE = 0.001 / 0.025  # the fixed defaults' ratio: with lr=auto lr_min is lr/25
 RANGE_FILE = "lr_range.json"
-
-
-def is_auto(value) -> bool:
-    return isinstance(value, str) and value == AUTO
 
 
 @dataclass
@@ -191,7 +187,7 @@ def record(ctx, phase: str, key: str, rt: RangeTest, chosen: dict) -> None:
     """Keep the test in ``lr_range.json`` and ``metrics.jsonl``, and say what it chose."""
     from .rundir import read_json
 
-    entry = {"key": key, **chosen, "test": rt.to_dict()}
+    entry = {"key": key, **chosen, "test": rt.to_dict() if rt is not None else None}
     run = ctx.run
     if run is not None:
         path = run.file(RANGE_FILE)
@@ -199,8 +195,10 @@ def record(ctx, phase: str, key: str, rt: RangeTest, chosen: dict) -> None:
         tests[phase] = entry
         run.write_json(RANGE_FILE, tests)
         run.log_event({"event": "lr_range_test", "phase": phase, **entry})
-    if rt.lr is not None:
-        what = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items() if isinstance(v, float))
+    what = ", ".join(f"{k} {v:.3g}" for k, v in chosen.items() if isinstance(v, float))
+    if rt is None:
+        ctx.reporter.log(f"{key}=auto: {what} (alphas may travel {ARCH_TRAVEL:g})")
+    elif rt.lr is not None:
         ctx.reporter.log(
             f"{key}=auto: range test of {len(rt.lrs)} steps ({rt.seconds:.1f}s, {rt.stopped}): "
             f"loss lowest at lr {rt.lr_at_min:.3g}, chosen {what}"
@@ -216,13 +214,9 @@ def log_event(ctx, event: dict) -> None:
 
 def _replan(ctx, phase: str, key: str, budget: float, spent: float) -> None:
     """The phase's time-budget plan with the range test's seconds taken off (same timings)."""
-    from .budget import plan
-
     p = ctx.plans.get(phase)
     if p is not None:
-        ctx.plans[phase] = plan(
-            max(0.0, budget - spent), p.step_seconds, p.eval_seconds, p.full_epoch_steps, key
-        )
+        ctx.plans[phase] = p.with_budget(max(0.0, budget - spent), key)
 
 
 # ---- the phases
@@ -234,7 +228,7 @@ def search_stand_ins(s):
         update["lr"] = 0.025
     if is_auto(getattr(s, "arch_lr", None)):
         update["arch_lr"] = 3e-4
-    if hasattr(s, "lr_min") and s.lr_min is None:
+    if hasattr(s, "lr_min") and s.lr_min is None:  # lr=auto sets it to lr/25
         update["lr_min"] = 0.001
     return s.model_copy(update=update) if update else s
 
@@ -244,35 +238,42 @@ def with_search(ctx, s):
 
 
 def auto_search(strategy, ctx):
-    """The context with ``search.lr`` (and ``lr_min``, ``arch_lr``) resolved: found by a range
-    test on a throwaway supernet where they are ``auto``, the fixed defaults where unset."""
+    """The context with ``search.lr``, ``lr_min`` and ``arch_lr`` resolved: ``lr`` found by a
+    range test on a throwaway supernet where it is ``auto``, ``arch_lr`` by `arch_lr_for` where it
+    is ``auto`` (or unset with ``lr=auto``), the fixed defaults where unset."""
     s = ctx.cfg.search
-    if not is_auto(getattr(s, "lr", None)):
+    lr_auto = is_auto(getattr(s, "lr", None))
+    arch_auto = is_auto(getattr(s, "arch_lr", None)) and (
+        strategy.has_alphas and strategy.updates_arch
+    )
+    if not (lr_auto or arch_auto):
         return with_search(ctx, search_stand_ins(s))
     done = recorded(ctx, "search")
     if done is not None:
         chosen = {k: done[k] for k in ("lr", "lr_min", "arch_lr") if k in done}
         return with_search(ctx, search_stand_ins(s.model_copy(update=chosen)))
-    t0 = time.perf_counter()
     numeric = with_search(ctx, search_stand_ins(s))
-    with torch.random.fork_rng(devices=[]):
-        trainer = strategy.probe_trainer(numeric)
-        trainer.hooks.update_arch = False  # the weights' rate, on uniform architecture weights
-        rt = trainer_range_test(trainer, "search.lr range test")
-    del trainer
-    if rt.lr is None:
-        record(ctx, "search", "search.lr", rt, {"lr": None})
-        raise UserError(no_fall_message("search.lr", rt, ctx.data.name))
-    spent = time.perf_counter() - t0
-    rt.seconds = spent
-    chosen = {"lr": rt.lr}
-    if s.lr_min is None:
-        chosen["lr_min"] = rt.lr * SEARCH_LR_MIN_SHARE
-    if s.time_budget is not None:
-        _replan(ctx, "search", "search.time_budget", s.time_budget, spent)
-    if strategy.has_alphas and strategy.updates_arch and is_auto(getattr(s, "arch_lr", None)):
-        chosen["arch_lr"] = arch_lr_for(strategy.arch_steps(with_search(numeric, s)))
-    record(ctx, "search", "search.lr", rt, chosen)
+    chosen: dict = {}
+    rt = None
+    if lr_auto:
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            trainer = strategy.probe_trainer(numeric)
+            trainer.hooks.update_arch = False  # the weights' rate, on uniform architecture weights
+            rt = trainer_range_test(trainer, "search.lr range test")
+        del trainer
+        if rt.lr is None:
+            record(ctx, "search", "search.lr", rt, {"lr": None})
+            raise UserError(no_fall_message("search.lr", rt, ctx.data.name))
+        rt.seconds = spent = time.perf_counter() - t0
+        chosen["lr"] = rt.lr
+        if s.lr_min is None:
+            chosen["lr_min"] = rt.lr * SEARCH_LR_MIN_SHARE
+        if s.time_budget is not None:
+            _replan(ctx, "search", "search.time_budget", s.time_budget, spent)
+    if arch_auto:
+        chosen["arch_lr"] = arch_lr_for(strategy.arch_steps(numeric))
+    record(ctx, "search", "search.lr" if lr_auto else "search.arch_lr", rt, chosen)
     return with_search(ctx, search_stand_ins(s.model_copy(update=chosen)))
 
 

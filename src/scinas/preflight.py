@@ -17,6 +17,7 @@ from . import memory
 from .data.split import take_count
 from .errors import UserError
 from .fit import plan_training, subset
+from .inherit import train_section
 from .spaces import SPACES, space_of
 from .strategies import STRATEGIES, SearchContext, create_strategy
 
@@ -32,7 +33,7 @@ def check_search(s: SearchContext) -> None:
 def check_train(s: SearchContext, arch=None) -> None:
     """The final network can be built and trained; ``arch`` None: the one the search will find
     (its space checks the sizes it can, and a stand-in architecture plans the time budget)."""
-    t = s.cfg.train
+    t = train_section(s.cfg)  # the supernet's sizes with train.init=supernet
     space = space_of(arch) if arch is not None else SPACES.get(s.cfg.search.space)
     space.check_network(arch, t, s.data.input_shape)
     check_train_memory(s, arch)
@@ -108,7 +109,7 @@ def check_search_memory(s: SearchContext) -> None:
 def check_train_memory(s: SearchContext, arch=None) -> None:
     """Training the final network fits in memory (``arch`` None: the largest of the space's
     stand-in or a few of its architectures, the search's result being unknown)."""
-    t = s.cfg.train
+    t = train_section(s.cfg)
     space = space_of(arch) if arch is not None else SPACES.get(s.cfg.search.space)
     _check_networks(s, space, arch, t, "train", _n(len(s.data.train), t.max_samples), None)
 

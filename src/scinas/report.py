@@ -257,6 +257,132 @@ def _diagnostics(figs: Figures, events: list[dict]) -> list[dict]:
     return rows
 
 
+def _search_progress(events: list[dict]) -> list[str]:
+    """An undecided search said in words, each search epoch's time, ops left, decidedness and
+    skip/pool/none share, and every pruning event (`scinas.strategies.pruning`)."""
+    parts = []
+    for e in events:
+        if e.get("event") == "undecided":
+            parts.append(f"<p class='warn'>Undecided search: {html.escape(e['message'])}</p>")
+    rows = [e for e in events if e.get("event") == "search_epoch" and e.get("diagnostics")]
+    if rows:
+        head = ["epoch", "seconds", "ops", "margin", "entropy", "skip", "pool", "none"]
+        body = []
+        for e in rows:
+            d = e["diagnostics"]
+            shares = next(iter(d["cells"].values()))
+            ops = f"{e['ops_left']}/{e['ops_total']}" if "ops_left" in e else ""
+            cells = [
+                e["epoch"],
+                f"{e['seconds']:.1f}",
+                ops,
+                d.get("margin", ""),
+                d["mean_entropy"],
+                shares["skip"],
+                shares["pool"],
+                shares["none"],
+            ]
+            body.append("".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells))
+        parts.append(
+            "<h2>Search epochs</h2><p>time, ops still computed, decidedness and the "
+            "derived (first) cell's skip/pool/none share per epoch</p>"
+        )
+        parts.append(_grid(head, body))
+    pruned = [e for e in events if e.get("event") == "prune"]
+    if pruned:
+        head = ["epoch", "cell", "edge", "op", "weight", "reason"]
+        body = [
+            "".join(
+                f"<td>{html.escape(_fmt(e[k]))}</td>"
+                for k in ("epoch", "cell", "edge", "op", "weight", "reason")
+            )
+            for e in pruned
+        ]
+        parts.append(f"<h2>Pruning ({len(pruned)} ops removed)</h2>")
+        parts.append(_grid(head, body))
+    return parts
+
+
+def _range_tests(figs: Figures, events: list[dict]) -> list[str]:
+    """``lr=auto``: each range test's choice (table) and curve (figure), `scinas.lr_finder`."""
+    tests = [e for e in events if e.get("event") == "lr_range_test"]
+    if not tests:
+        return []
+    head = ["phase", "setting", "lr", "lr_min", "arch_lr", "loss lowest at", "steps", "seconds"]
+    body = []
+    for e in tests:
+        rt = e.get("test") or {}
+        cells = [
+            e["phase"],
+            e["key"] + "=auto",
+            e.get("lr") if e.get("lr") is not None else "none found",
+            e.get("lr_min", ""),
+            e.get("arch_lr", ""),
+            rt.get("lr_at_min", ""),
+            len(rt.get("lrs", [])),
+            rt.get("seconds", ""),
+        ]
+        body.append("".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells))
+        if rt.get("lrs"):
+            fig, ax = plt.subplots(figsize=(6, 3.2))
+            ax.semilogx(rt["lrs"], rt["losses"], ".", ms=3, alpha=0.5, label="loss")
+            ax.semilogx(rt["lrs"], rt["smoothed"], label="smoothed")
+            if rt.get("lr"):
+                ax.axvline(rt["lr"], color="k", ls="--", lw=1, label=f"chosen {rt['lr']:.3g}")
+            ax.set(xlabel="learning rate", ylabel="loss", title=f"{e['phase']} range test")
+            ax.legend()
+            fig.tight_layout()
+            name = f"{e['phase']} range test"
+            figs.add("Learning rates", f"lr_range_{e['phase']}", name, fig=fig)
+    return [
+        "<h2>Learning-rate range tests</h2><p>lr=auto: a tenth of the rate at the smoothed "
+        "loss's minimum; the architecture rate lets the alphas travel a fixed distance over the "
+        "search (scinas.lr_finder)</p>",
+        _grid(head, body),
+    ]
+
+
+def _divergences(events: list[dict]) -> list[str]:
+    """The divergence guard's rollbacks (`scinas.train.Trainer`)."""
+    rows = [e for e in events if e.get("event") == "divergence"]
+    if not rows:
+        return []
+    keys = ("phase", "epoch", "at", "loss", "reason", "lr_before", "lr_after")
+    body = ["".join(f"<td>{html.escape(_fmt(e.get(k, '')))}</td>" for k in keys) for e in rows]
+    return [
+        f"<h2 class='warn'>Divergence guard ({len(rows)} rollbacks)</h2><p>the loss diverged: "
+        "the epoch was rolled back to its start and the learning rate halved</p>",
+        _grid(list(keys), body),
+    ]
+
+
+def _gap(results: dict, metric: str) -> list[str]:
+    """The discretisation gap: the supernet's validation metric against the derived network's,
+    inherited (before and after fine-tuning) or from scratch, whichever the run has."""
+    sup = ((results.get("supernet") or {}).get("val") or {}).get(metric)
+    val = (results.get("val") or {}).get(metric)
+    inherited = results.get("inherited")
+    if sup is None or val is None:
+        return []
+    rows = [("supernet (end of search)", sup)]
+    if inherited:
+        start = (inherited.get("val_at_start") or {}).get(metric)
+        if start is not None:
+            rows.append(("derived network, inherited weights, before fine-tuning", start))
+        rows.append(("derived network, inherited weights, fine-tuned", val))
+    else:
+        rows.append(("derived network, from scratch", val))
+    return [
+        f"<h2>Discretisation gap (validation {html.escape(metric)})</h2>",
+        _table(rows),
+    ]
+
+
+def _grid(head: list[str], rows: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table><tr>{th}</tr>" + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
+
+
 # ----------------------------------------------------------------------------- page
 
 
@@ -334,6 +460,9 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
     from .hardware import draw_pareto  # here: hardware reads the strategies' settings
 
     draw_pareto(figs, events, metric, genotype)  # black-box trials measured on the device
+    from .strategies.fidelity import draw_rungs
+
+    draw_rungs(figs, events, metric)  # a pruned search's candidates and rungs
     diag_rows = _diagnostics(figs, events)
 
     parts = [
@@ -357,6 +486,11 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
                 [
                     ("parameter-free share of the derived cell", last["parameter_free"]),
                     ("mean edge entropy", last["mean_entropy"]),
+                    *(
+                        [("mean margin of the strongest op over uniform", last["margin"])]
+                        if "margin" in last
+                        else []
+                    ),
                 ]
             )
         )
@@ -365,6 +499,8 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
                 "<p class='warn'>The derived cell is mostly skip connections, pooling or none: "
                 "the search may have collapsed (see the diagnostics plot).</p>"
             )
+        parts += _search_progress(events)
+    parts += _gap(results, metric) + _range_tests(figs, events) + _divergences(events)
     section = None
     for sec, title, uri in figs.items:
         if sec != section:

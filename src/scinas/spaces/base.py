@@ -188,6 +188,18 @@ class SearchSpace(ABC):
         cells are those of `cell_ops`."""
         return []
 
+    # ---- weight inheritance (train.init=supernet, scinas.inherit)
+    def inherit_sizes(self, s: SearchConfig, t: TrainConfig) -> TrainConfig:
+        """The train section ``t`` with the network sizes of the supernet of ``s``, so that every
+        op the derived network keeps has its twin in the supernet."""
+        raise UserError(f"the {self.name} space has no supernet to inherit weights from.")
+
+    def inherit_weights(self, supernet: nn.Module, network: nn.Module, arch) -> list:
+        """Copy into ``network`` (``arch``'s, built at `inherit_sizes`) the supernet's tensors of
+        everything it keeps (`scinas.inherit.copy_weights`); returns the (network tensor,
+        supernet tensor) name pairs copied."""
+        raise UserError(f"the {self.name} space has no supernet to inherit weights from.")
+
     # ---- discrete networks
     def check_network(self, arch, t: TrainConfig, input_shape) -> None:  # noqa: B027
         """Refuse (UserError) sizes the discrete network cannot take; ``arch`` None: the one the

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError, unknown
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
-from .common import gumbel_hard
+from .common import SAMPLING_MODES, active_columns, expected_weights, mixing_weights
 
 NB201_OPS: tuple[str, ...] = (
     "none",
@@ -362,9 +361,12 @@ class NB201MixedEdge(nn.Module):
                 self.columns.append(k)
                 self.ops.append(op)
 
-    def mixed(self, x: torch.Tensor, w: Sequence[torch.Tensor], acc):
-        """Add ``sum_k w[k] * op_k(x)`` into ``acc`` (None starts a new sum)."""
+    def mixed(self, x: torch.Tensor, w: Sequence[torch.Tensor], acc, active=None):
+        """Add ``sum_k w[k] * op_k(x)`` into ``acc`` (None starts a new sum); ``active``: the
+        unpruned alpha columns (None: all). Pruned ops are not computed at all."""
         for k, op in zip(self.columns, self.ops, strict=True):
+            if active is not None and k not in active:
+                continue
             y = op(x)
             acc = y * w[k] if acc is None else torch.addcmul(acc, w[k], y)
         return acc
@@ -386,25 +388,30 @@ class NB201SearchCell(nn.Module):
     def __init__(self, C: int, op_names: tuple[str, ...]):
         super().__init__()
         self.edges = nn.ModuleList(NB201MixedEdge(C, op_names) for _ in NB201_EDGES)
+        self.active: list[list[int]] | None = None  # per edge, the unpruned alpha columns
+        self.aux_skip = 0.0  # DARTS-: weight of an extra identity on each edge
 
     def forward(self, x: torch.Tensor, weights, index: list[int] | None) -> torch.Tensor:
-        """``index`` None: ``weights[e][k]`` mixes every op (DARTS). Otherwise edge e runs only
-        op ``index[e]``, scaled by ``weights[e]`` (a scalar, GDAS) or unscaled (weights None)."""
+        """``index`` None: ``weights[e][k]`` mixes every unpruned op (DARTS). Otherwise edge e
+        runs only op ``index[e]``, scaled by ``weights[e]`` (a scalar, GDAS) or unscaled (weights
+        None: a fixed path, which also drops DARTS-' auxiliary skip)."""
         nodes = [x]
+        aux = self.aux_skip if weights is not None else 0.0
         for node in range(1, NUM_NODES):
             acc = None
             for e, src in _INCOMING[node]:
                 edge = self.edges[e]
                 if index is None:
-                    acc = edge.mixed(nodes[src], weights[e], acc)
+                    active = None if self.active is None else self.active[e]
+                    acc = edge.mixed(nodes[src], weights[e], acc, active)
                 else:
                     w = None if weights is None else weights[e]
                     acc = edge.single(nodes[src], index[e], w, acc)
+                if aux:
+                    s = nodes[src]
+                    acc = s * aux if acc is None else torch.add(acc, s, alpha=aux)
             nodes.append(torch.zeros_like(x) if acc is None else acc)
         return nodes[-1]
-
-
-SAMPLING_MODES = ("softmax", "gumbel")
 
 
 class NB201Supernet(nn.Module):
@@ -447,6 +454,11 @@ class NB201Supernet(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_out, num_outputs)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(op_names)))
+        # progressive pruning: False where an op was removed from its edge (a buffer: it
+        # travels in state_dict, so checkpoints and resumed searches keep it)
+        self.register_buffer("mask", torch.ones(len(NB201_EDGES), len(op_names), dtype=torch.bool))
+        self.register_load_state_dict_post_hook(_after_load)
+        self._full = True  # nothing pruned yet (cells: active None)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
@@ -455,8 +467,38 @@ class NB201Supernet(nn.Module):
         return [p for p in self.parameters() if p is not self.alpha]
 
     def edge_weights(self) -> torch.Tensor:
-        """softmax(alpha), (6, len(op_names)): the DARTS mixing weights and derivation scores."""
-        return F.softmax(self.alpha, dim=-1)
+        """(6, len(op_names)): the mixing weights and derivation scores, softmax(alpha) (the
+        Dirichlet mean under DrNAS), pruned ops at 0."""
+        return expected_weights(self.alpha, self._mask(), self.sampling)
+
+    # ---- the cell's op choices, by name (regularisers, pruning, decidedness)
+    def op_alphas(self) -> dict[str, nn.Parameter]:
+        return {"cell": self.alpha}
+
+    def op_masks(self) -> dict[str, torch.Tensor]:
+        return {"cell": self.mask}
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        return {"cell": self.edge_weights()}
+
+    def set_op_mask(self, cell: str, mask: torch.Tensor) -> None:
+        self.mask.copy_(mask)
+        self._refresh_active()
+
+    def set_aux_skip(self, weight: float) -> None:
+        for layer in self.cells:
+            if isinstance(layer, NB201SearchCell):
+                layer.aux_skip = float(weight)
+
+    def _mask(self) -> torch.Tensor | None:
+        return None if self._full else self.mask
+
+    def _refresh_active(self) -> None:
+        self._full = bool(self.mask.all())
+        active = None if self._full else active_columns(self.mask)
+        for layer in self.cells:
+            if isinstance(layer, NB201SearchCell):
+                layer.active = active
 
     @property
     def path(self) -> list[int] | None:
@@ -494,13 +536,16 @@ class NB201Supernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is not None:
             weights, index = None, self._path
-        elif self.sampling == "gumbel":
-            hard, sampled = gumbel_hard(self.alpha, self.tau)
-            # each edge needs only its sampled column; one gather, one .tolist() per forward
-            weights = hard.gather(1, sampled.unsqueeze(1)).squeeze(1).unbind(0)
-            index = sampled.tolist()
-        elif self.sampling == "softmax":
-            weights, index = [row.unbind(0) for row in self.edge_weights().unbind(0)], None
+        elif self.sampling in SAMPLING_MODES:
+            w, sampled = mixing_weights(
+                self.alpha, self._mask(), self.sampling, self.tau, self.training
+            )
+            if sampled is not None:
+                # each edge needs only its sampled column; one gather, one .tolist() per forward
+                weights = w.gather(1, sampled.unsqueeze(1)).squeeze(1).unbind(0)
+                index = sampled.tolist()
+            else:
+                weights, index = [row.unbind(0) for row in w.unbind(0)], None
         else:
             raise UserError(
                 f"unknown supernet sampling '{self.sampling}'; use one of "
@@ -515,8 +560,9 @@ class NB201Supernet(nn.Module):
     @torch.no_grad()
     def genotype(self) -> NB201Arch:
         """The argmax op of each edge over all of ``op_names``, `none` included, as the
-        benchmark's DARTS derivation does (so a `none`-dominated edge is reported as such)."""
-        best = self.alpha.argmax(dim=-1).tolist()
+        benchmark's DARTS derivation does (so a `none`-dominated edge is reported as such);
+        pruned ops never win."""
+        best = self.edge_weights().argmax(dim=-1).tolist()
         return NB201Arch(tuple(self.op_names[k] for k in best))
 
 
@@ -572,6 +618,34 @@ class NB201Space(SearchSpace):
     def network_summary(self, arch, t) -> str:
         return f"C={t.C} cells per stage={max(1, t.layers // 3)}"
 
+    def inherit_sizes(self, s, t):
+        return t.model_copy(update={"C": s.C, "layers": s.layers})
+
+    def inherit_weights(self, supernet: NB201Supernet, network: NB201Network, arch) -> list:
+        """Stem, the residual blocks between stages, each cell's op of every edge that is not
+        `none`, the last BatchNorm and the classifier."""
+        from ..weights import copy_weights
+
+        pairs = []
+        for name in ("stem", "lastact", "classifier"):
+            pairs += copy_weights(getattr(supernet, name), getattr(network, name), name, name)
+        for i, (sc, nc) in enumerate(zip(supernet.cells, network.cells, strict=True)):
+            at = f"cells.{i}"
+            if not isinstance(sc, NB201SearchCell):  # a residual block
+                pairs += copy_weights(sc, nc, at, at)
+                continue
+            kept = 0  # the network's ops hold the edges that are not `none`, in edge order
+            for e, op in enumerate(arch.ops):
+                if op == "none":
+                    continue
+                edge = sc.edges[e]
+                slot = edge.slot[supernet.op_names.index(op)]
+                pairs += copy_weights(
+                    edge.ops[slot], nc.ops[kept], f"{at}.edges.{e}.ops.{slot}", f"{at}.ops.{kept}"
+                )
+                kept += 1
+        return pairs
+
     def drawing(self, data: dict) -> Drawing:
         arch = NB201Arch.from_dict(data)
         edges = tuple(
@@ -583,6 +657,11 @@ class NB201Space(SearchSpace):
 
     def cell_ops(self, data: dict) -> dict[str, list[str]]:
         return {"cell": list(NB201Arch.from_dict(data).ops)}
+
+
+def _after_load(module: NB201Supernet, incompatible_keys) -> None:
+    """A loaded mask (a checkpoint of a pruned search) takes effect at once."""
+    module._refresh_active()
 
 
 def nb201_decisions(op_names: tuple[str, ...] | None = None) -> DecisionSpace:

@@ -19,17 +19,24 @@ import time
 from dataclasses import replace
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from .. import parallel
 from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
+from ..lr_finder import auto_search, log_event, search_stand_ins, with_search
+from ..precision import maybe_compile, new_scaler
+from ..rates import AUTO, LearningRate, is_auto
 from ..spaces import SPACES
 from ..train import Trainer, check_finite, evaluate, recalibrate_bn
 from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
+from .decided import is_decided, undecided_advice
+from .pruning import Pruner, describe_event, ops_left
+from .regularisers import ArchPenalty, aux_skip_weight
 
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
 
@@ -55,12 +62,24 @@ def search_halves(ctx: SearchContext, seed: int):
     return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
 
 
+def _lower(value):
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class OneShotSettings(StrategySettings):
     """What every one-shot strategy trains its supernet weights with."""
 
     epochs: int = Field(50, ge=1, description="search epochs")
-    lr: float = Field(0.025, gt=0, description="weight learning rate (SGD, cosine schedule)")
-    lr_min: float = Field(0.001, ge=0, description="learning rate at the end of the schedule")
+    lr: LearningRate = Field(
+        0.025,
+        description="weight learning rate (SGD, cosine schedule), or auto: found by a range test "
+        "on the training data before the search (scinas.lr_finder)",
+    )
+    lr_min: float | None = Field(
+        0.001,
+        ge=0,
+        description="learning rate at the end of the schedule (with lr=auto, unless given: lr/25)",
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(3e-4, ge=0)
     grad_clip: float = Field(5.0, gt=0, description="gradient-norm clip of the weights")
@@ -74,12 +93,87 @@ class OneShotSettings(StrategySettings):
         None, ge=1, description="cap on steps per epoch (None: the whole split)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_defaults(cls, data):
+        """With lr=auto, the settings scaled by it and not given follow it: lr_min (None until
+        the range test sets it to lr/25), arch_lr (auto) where the strategy has one."""
+        if isinstance(data, dict) and is_auto(_lower(data.get("lr"))):
+            data = {"lr_min": None, **data}
+            if "arch_lr" in cls.model_fields:
+                data = {"arch_lr": AUTO, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _auto_lr_floor(self):
+        if self.lr == AUTO and self.lr_min:
+            raise ValueError(
+                f"search.lr=auto finds the peak learning rate on the data, but search.lr_min="
+                f"{self.lr_min:g} is an absolute rate the found one may lie below, so the "
+                "schedule would climb instead of anneal. With lr=auto leave search.lr_min unset "
+                "(it is then lr/25) or 0, or give search.lr as a number"
+            )
+        return self
+
 
 class ArchSettings(OneShotSettings):
     """One-shot strategies that learn architecture weights (alphas) by gradient."""
 
-    arch_lr: float = Field(3e-4, gt=0, description="alpha learning rate (Adam)")
+    arch_lr: LearningRate = Field(
+        3e-4,
+        description="alpha learning rate (Adam), or auto: as far as the alphas may travel over "
+        "the search's architecture steps (scinas.lr_finder); auto with lr=auto unless given",
+    )
     arch_weight_decay: float = Field(1e-3, ge=0, description="alpha weight decay")
+    # robust one-shot search (scinas.strategies.regularisers, scinas.strategies.pruning)
+    entropy_weight: float = Field(
+        0.0,
+        description="weight of the mean edge entropy in the architecture loss: pushes each edge "
+        "toward one op (sparsity with a real gradient); 0: off",
+    )
+    beta_decay: float = Field(
+        0.0,
+        description="beta-DARTS: weight of the Beta-Decay term (mean logsumexp of each edge's "
+        "alphas), ramped linearly to this value over the epochs; 0: off",
+    )
+    aux_skip: float = Field(
+        0.0,
+        description="DARTS-: weight of an auxiliary skip connection on every stride-1 edge, "
+        "decaying linearly to 0 over the epochs (DARTS- uses 1); 0: off",
+    )
+    prune_threshold: float | None = Field(
+        None,
+        description="progressive pruning: an op whose weight on its edge stays below this share "
+        "(in (0, 1), e.g. 0.05) for prune_patience epochs is removed and no longer computed; "
+        "None: off",
+    )
+    prune_patience: int = Field(
+        2, ge=1, description="epochs an op must stay below prune_threshold before it is removed"
+    )
+    greedy_decisions: bool = Field(
+        False,
+        description="SGAS-style: an edge whose strongest op has twice the weight of each other "
+        "is decided at once (its other ops are removed)",
+    )
+
+    @field_validator("entropy_weight", "beta_decay", "aux_skip")
+    @classmethod
+    def _weight(cls, v: float, info) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(
+                f"search.{info.field_name} must be a finite weight >= 0 (0 turns it off), got {v}"
+            )
+        return v
+
+    @field_validator("prune_threshold")
+    @classmethod
+    def _threshold(cls, v: float | None) -> float | None:
+        if v is not None and not (0 < v < 1):
+            raise ValueError(
+                f"search.prune_threshold must lie strictly between 0 and 1 (an op's share of "
+                f"its edge's weight, e.g. 0.05), got {v}; leave it unset to turn pruning off"
+            )
+        return v
 
 
 class OneShotStrategy(SearchStrategy):
@@ -143,6 +237,26 @@ class OneShotStrategy(SearchStrategy):
             recalibrate_bn(model, self.bn_batches)
         return evaluate(model, ctx.task, batches)
 
+    # ---- what every strategy with alphas shares: regularisers, DARTS-' skip, pruning
+    penalty: ArchPenalty | None = None
+    pruner: Pruner | None = None
+
+    def arch_penalty(self, model, ctx: SearchContext, **extra) -> ArchPenalty | None:
+        """The regularisers of the architecture loss the settings ask for (None: none), kept as
+        ``self.penalty`` for the per-epoch schedule and log."""
+        self.penalty = ArchPenalty.from_settings(model, ctx.cfg.search, **extra)
+        return self.penalty
+
+    def robust_setup(self, model, ctx: SearchContext) -> None:
+        self.pruner = Pruner.from_settings(ctx.cfg.search) if self.has_alphas else None
+
+    def robust_epoch(self, model, epoch: int, ctx: SearchContext) -> None:
+        s = ctx.cfg.search
+        if self.penalty is not None:
+            self.penalty.set_epoch(epoch)
+        if getattr(s, "aux_skip", 0.0):
+            model.set_aux_skip(aux_skip_weight(s.aux_skip, epoch, s.epochs))
+
     def derive(self, model, ctx: SearchContext, val_batches, last_val: dict | None = None):
         """The architecture to return and the supernet's validation metrics for it
         (``last_val``: those of the last epoch, taken on the same weights, when there is one)."""
@@ -153,13 +267,23 @@ class OneShotStrategy(SearchStrategy):
         return self.name
 
     def state_dict(self) -> dict:
-        """Strategy state a checkpoint needs beyond the model and weight optimiser."""
+        """Strategy state a checkpoint needs beyond the model and weight optimiser (the pruning
+        masks are the model's buffers; the pruner's counters are here)."""
         architect = getattr(self, "architect", None)
-        return {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
+        out = {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
+        if architect and architect.scaler.is_enabled():  # precision=fp16
+            out["arch_scaler"] = architect.scaler.state_dict()
+        if self.pruner is not None:
+            out["pruner"] = self.pruner.state_dict()
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         if "arch_optimizer" in state:
             self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        if "arch_scaler" in state:
+            self.architect.scaler.load_state_dict(state["arch_scaler"])
+        if "pruner" in state and self.pruner is not None:
+            self.pruner.load_state_dict(state["pruner"])
 
     # ---- the trainer's side
     def trainer(
@@ -171,6 +295,8 @@ class OneShotStrategy(SearchStrategy):
         (xw, yw), (xa, ya) = halves
         val_batches = place.batches(ctx.data.val.x, ctx.data.val.y, s.batch_size)
         hooks = SupernetHooks(self, ctx, model, val_batches, augment)
+        if getattr(self, "architect", None) is not None:  # the architecture step's fp16 scaler
+            self.architect.scaler = new_scaler(ctx.cfg.precision, ctx.device.type)
         return Trainer(
             model,
             ctx.task,
@@ -194,25 +320,60 @@ class OneShotStrategy(SearchStrategy):
             phase="search",
             label="search",
             lr_key="search.lr",
+            precision=ctx.cfg.precision,
+            on_event=lambda event: log_event(ctx, event),  # the divergence guard's
         )
+
+    def report_decidedness(self, history: list[dict], ctx: SearchContext) -> None:
+        """Say so (log, metrics.jsonl) when the search ends with alphas that hardly moved."""
+        last = history[-1].get("diagnostics") if history else None
+        if not (self.has_alphas and self.updates_arch and last and "margin" in last):
+            return
+        s = ctx.cfg.search
+        if is_decided(last["margin"]):
+            return
+        advice = undecided_advice(last["margin"], s.epochs, getattr(s, "arch_lr", None))
+        ctx.reporter.log(f"warning: {advice}")
+        if ctx.run is not None:
+            ctx.run.log_event({"event": "undecided", "margin": last["margin"], "message": advice})
+
+    def probe_trainer(self, ctx: SearchContext) -> Trainer:
+        """The trainer of a throwaway supernet (seeded as the search's, a fresh strategy: this
+        one's state stays untouched), in its first epoch: what a time-budget plan times and a
+        learning-rate range test (`scinas.lr_finder`) trains."""
+        s, cfg = ctx.cfg.search, ctx.cfg
+        probe = type(self)()
+        torch.manual_seed(cfg.seed)
+        model = maybe_compile(ctx.place.module(build_supernet(ctx)), cfg.compile)
+        probe.configure(model, ctx)
+        _, H, W = ctx.data.input_shape
+        augment = make_augment(s.augment, H, W, torch.Generator().manual_seed(0))
+        trainer = probe.trainer(ctx, model, search_halves(ctx, cfg.seed), augment)
+        trainer.hooks.begin_epoch(0, None)
+        trainer.hooks.update_arch = self.updates_arch  # warm-up epochs are the cheaper ones
+        return trainer
+
+    def arch_steps(self, ctx: SearchContext) -> int:
+        """How many architecture steps the search will take (after the warm-up epochs), under
+        its time-budget plan when it has one."""
+        s = ctx.cfg.search
+        (xw, _), (xa, _) = search_halves(ctx, ctx.cfg.seed)
+        full = min(math.ceil(len(xw) / s.batch_size), math.ceil(len(xa) / s.batch_size))
+        epochs, steps = s.epochs, min(full, s.steps_per_epoch or full)
+        if s.time_budget is not None and (p := ctx.plans.get("search")) is not None:
+            epochs, steps = p.epochs, p.steps_per_epoch
+        return max(0, epochs - s.warmup_epochs) * steps
 
     def plan_budget(self, ctx: SearchContext) -> Plan:
         """Epochs and steps per epoch that fill ``search.time_budget``, from search steps timed on
         a throwaway supernet (`scinas.budget.plan_phase`)."""
+        ctx = with_search(ctx, search_stand_ins(ctx.cfg.search))  # no rate changes a step's time
         s, cfg, place = ctx.cfg.search, ctx.cfg, ctx.place
-        halves = search_halves(ctx, cfg.seed)
-        (xw, yw), (xa, ya) = halves
+        (xw, yw), (xa, ya) = search_halves(ctx, cfg.seed)
 
         def build():
-            probe = type(self)()  # a fresh strategy: this one's state stays untouched
-            torch.manual_seed(cfg.seed)
-            model = place.module(build_supernet(ctx))
-            probe.configure(model, ctx)
-            _, H, W = ctx.data.input_shape
-            augment = make_augment(s.augment, H, W, torch.Generator().manual_seed(0))
-            trainer = probe.trainer(ctx, model, halves, augment)
-            trainer.hooks.begin_epoch(0, None)
-            trainer.hooks.update_arch = self.updates_arch  # warm-up epochs are the cheaper ones
+            trainer = self.probe_trainer(ctx)
+            model = trainer.model
             first = place.first_batch(xw, yw, s.batch_size)
             batch = (first, place.first_batch(xa, ya, s.batch_size))
             # a validation pass follows a BatchNorm recalibration on 10 batches (see metrics)
@@ -229,6 +390,9 @@ class OneShotStrategy(SearchStrategy):
     # ---- the search
     def search(self, ctx: SearchContext) -> SearchResult:
         t_start = time.perf_counter()
+        # learning rates: found on the data where auto (the range test's seconds come off a
+        # time budget), the fixed defaults where unset
+        ctx = auto_search(self, ctx)
         if ctx.cfg.search.time_budget is not None:
             p = budget_plan(ctx, ctx.run, "search", lambda: self.plan_budget(ctx))
             ctx.reporter.log(describe(p, "search"))
@@ -238,7 +402,7 @@ class OneShotStrategy(SearchStrategy):
             ctx = replace(ctx, cfg=ctx.cfg.model_copy(update={"search": sc}))
         s, cfg = ctx.cfg.search, ctx.cfg
         torch.manual_seed(cfg.seed)
-        model = ctx.place.module(build_supernet(ctx))
+        model = maybe_compile(ctx.place.module(build_supernet(ctx)), cfg.compile)
         (xw, yw), (xa, ya) = halves = search_halves(ctx, cfg.seed)
         # the first 10 batches of the weight half, in order: BatchNorm recalibration (metrics)
         n_bn = BN_TAIL * s.batch_size
@@ -246,6 +410,7 @@ class OneShotStrategy(SearchStrategy):
             None if self.bn_from_training else ctx.place.batches(xw[:n_bn], yw[:n_bn], s.batch_size)
         )
         self.configure(model, ctx)
+        self.robust_setup(model, ctx)
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
         aug_generator = torch.Generator().manual_seed(cfg.seed + 13)
         _, H, W = ctx.data.input_shape
@@ -268,6 +433,7 @@ class OneShotStrategy(SearchStrategy):
             "(weights+arch)" + space.supernet_note(s, model, ctx.data.input_shape, ctx.device)
         )
         history = trainer.run()
+        self.report_decidedness(history, ctx)
         last_val = history[-1]["val"] if history else None
         arch, val_metrics = self.derive(model, ctx, trainer.hooks.val_batches, last_val)
         return SearchResult(
@@ -296,6 +462,7 @@ class SupernetHooks:
         st = self.strategy
         self.update_arch = st.updates_arch and epoch >= self.ctx.cfg.search.warmup_epochs
         st.begin_epoch(self.model, epoch, self.ctx)
+        st.robust_epoch(self.model, epoch, self.ctx)
         self.arch_losses = partial["arch"] if partial is not None else []
 
     def loss(self, batch, optimizer, where):
@@ -303,6 +470,8 @@ class SupernetHooks:
         (xt, yt), (xv, yv) = batch  # weight half, architecture half
         if self.augment is not None:
             xt, xv = self.augment(xt), self.augment(xv)
+        # DDP (scinas.parallel): this process's share of each augmented global batch
+        (xt, yt), (xv, yv) = parallel.shard(xt, yt), parallel.shard(xv, yv)
         if self.update_arch:
             for a in model.arch_parameters():
                 a.requires_grad_(True)
@@ -316,7 +485,14 @@ class SupernetHooks:
             a.requires_grad_(False)
         self.strategy.before_weight_step(model)
         out = model(xt)
-        return task.loss(out, task.encode_targets(yt)), out, yt
+        return parallel.scale_loss(task.loss(out, task.encode_targets(yt)), len(xt)), out, yt
+
+    def scale_lr(self, factor: float) -> None:
+        """The divergence guard, after an architecture loss diverged: scale the alphas' rate."""
+        architect = getattr(self.strategy, "architect", None)
+        if architect is not None:
+            for group in architect.optimizer.param_groups:
+                group["lr"] *= factor
 
     def _thaw_alphas(self) -> None:
         for a in self.model.arch_parameters():
@@ -344,8 +520,19 @@ class SupernetHooks:
             "genotype": record["genotype"],
             "seconds": time.perf_counter() - started,
         }
+        decided = ""
         if st.has_alphas:
-            event["diagnostics"] = diagnostics(record)
+            event["diagnostics"] = diag = diagnostics(record)
+            left, total = ops_left(model)
+            event["ops_left"], event["ops_total"] = left, total
+            shares = next(iter(diag["cells"].values()))
+            decided = (
+                f" | margin {diag['margin']:.4f} entropy {diag['mean_entropy']:.3f} "
+                f"skip/pool/none {shares['skip']:.0%}/{shares['pool']:.0%}/{shares['none']:.0%}"
+                + (f" | ops {left}/{total}" if left < total else "")
+            )
+        if st.penalty is not None and st.penalty.last:
+            event["penalty"] = dict(st.penalty.last)
         if hasattr(model, "tau") and model.sampling == "gumbel":
             event["tau"] = model.tau
         if ctx.run is not None:
@@ -356,8 +543,14 @@ class SupernetHooks:
         ctx.reporter.log(
             f"search epoch {epoch + 1}/{s.epochs}: train loss {train['loss']:.4f} "
             f"{pm} {train[pm]:.4f} | val loss {val['loss']:.4f} "
-            f"{pm} {val[pm]:.4f} | {event['seconds']:.1f}s"
+            f"{pm} {val[pm]:.4f} | {event['seconds']:.1f}s{decided}"
         )
+        if st.pruner is not None and self.update_arch:
+            # after the epoch's record: the cell logged is the one its weights derived
+            for ev in st.pruner.update(model, epoch + 1):
+                if ctx.run is not None:
+                    ctx.run.log_event(ev)
+                ctx.reporter.log(describe_event(ev))
         if st.has_alphas and self.update_arch:  # warm-up epochs derive from untouched alphas
             warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
         return event

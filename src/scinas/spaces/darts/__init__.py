@@ -14,15 +14,17 @@ import json
 from ...errors import UserError
 from ...memory import available_memory, search_step_bytes, use_checkpointing
 from ...ops import DARTS_OPS, OPS
+from ...weights import copy_weights
 from ..base import DecisionSpace, Drawing, SearchSpace, register_space
 from .genotype import (
     FIXED_REDUCE,
     DeriveRule,
     Genotype,
+    edge_index,
     published_dir,
     published_genotypes,
 )
-from .network import Network, plan_reductions
+from .network import FixedReductionCell, Network, plan_reductions
 from .supernet import Supernet
 
 # The candidate ops on 1×1 inputs: zero, identity, a linear layer (ReLU-linear-BN) and a two-layer
@@ -129,6 +131,38 @@ class DartsSpace(SearchSpace):
 
     def weight_maps(self) -> list[tuple[str, str, str]]:
         return [("normal", "normal", "normal cell"), ("reduce", "reduce", "reduction cell")]
+
+    # ---- weight inheritance
+    def inherit_sizes(self, s, t):
+        return t.model_copy(update={"C": s.C, "layers": s.layers, "reductions": s.reductions})
+
+    def inherit_weights(self, supernet: Supernet, network: Network, arch: Genotype) -> list:
+        """Stem, each cell's preprocessing, the op of every kept edge (from its node's input j
+        and op, the supernet's edge ``edge_index(node, j)`` and alpha column), GDAS' fixed
+        reduction cells whole, the classifier; the auxiliary head has no twin and stays fresh."""
+        pairs = copy_weights(supernet.stem, network.stem, "stem", "stem")
+        for i, (sc, nc) in enumerate(zip(supernet.cells, network.cells, strict=True)):
+            at = f"cells.{i}"
+            if isinstance(sc, FixedReductionCell):
+                pairs += copy_weights(sc, nc, at, at)
+                continue
+            for name in ("preprocess0", "preprocess1"):
+                pairs += copy_weights(getattr(sc, name), getattr(nc, name), *(f"{at}.{name}",) * 2)
+            cell = "reduce" if sc.reduction else "normal"
+            edges = getattr(arch, cell)
+            for k, ((op, j), node) in enumerate(zip(edges, arch.edge_nodes(cell), strict=True)):
+                e = edge_index(node, j)
+                mixed = sc.edges[e]
+                column = list(supernet.op_names).index(op)
+                if column not in mixed.columns:  # `none`: nothing to inherit
+                    continue
+                src = mixed.ops[mixed.columns.index(column)]
+                pairs += copy_weights(
+                    src, nc.ops[k], f"{at}.edges.{e}.ops.{mixed.columns.index(column)}",
+                    f"{at}.ops.{k}",
+                )
+        pairs += copy_weights(supernet.classifier, network.classifier, "classifier", "classifier")
+        return pairs
 
     # ---- discrete networks
     def check_network(self, arch, t, input_shape) -> None:

@@ -315,13 +315,13 @@ def check_proxies(names: Sequence[str], model: nn.Module, x: torch.Tensor, setti
 def rank_average(scores: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarray:
     """The combined score of each entry: the mean over ``names`` of its rank (0 = worst) under
     each proxy; NaN counts as the worst score."""
-    from scipy.stats import rankdata
-
     total = np.zeros(len(scores))
     for n in names:
         v = np.array([s[n] for s in scores], dtype=np.float64)
         v = np.where(np.isnan(v), -np.inf, v)
-        total += rankdata(v) - 1
+        _, where, counts = np.unique(v, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)
+        total += ((ends - counts + ends - 1) / 2)[where]  # tied scores share their mean rank
     return total / len(names)
 
 

@@ -1,0 +1,131 @@
+"""Multi-fidelity black-box search: optuna's pruners stop weak candidates at rungs, the rungs are
+logged and drawn, the winner's weights start the final training, bad settings are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import scinas
+from conftest import TINY, for_strategy
+from scinas.cli import app
+from scinas.strategies import fidelity
+
+
+def cfg(*extra):
+    return scinas.build_config("tiny", overrides=for_strategy([*TINY, *extra]))
+
+
+def events(out, kind):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in rows if e["event"] == kind]
+
+
+PRUNED = [
+    "search.strategy=random",
+    "search.space=nb201",
+    "search.eval_epochs=3",
+    "search.eval_fraction=0.1",
+]
+
+
+def test_asha_prunes_trials_logs_rungs_and_continues_the_winner(tmp_path, monkeypatch):
+    saved, started = {}, {}
+    newest = fidelity._newest_checkpoint
+    load = fidelity.load_winner
+
+    def spy_newest(run, number):
+        state = newest(run, number)
+        saved[number] = {k: v.clone() for k, v in state["model"].items()}
+        return state
+
+    def spy_load(net, state):
+        load(net, state)
+        started.update({k: v.clone() for k, v in net.state_dict().items()})
+
+    monkeypatch.setattr(fidelity, "_newest_checkpoint", spy_newest)
+    monkeypatch.setattr(fidelity, "load_winner", spy_load)
+    out = tmp_path / "asha"
+    scinas.run(cfg(*PRUNED, "search.budget=6", "search.pruner=asha"), out)
+    rungs = events(out, "search_rung")
+    pruned = {e["trial"] for e in rungs if e["pruned"]}
+    complete = events(out, "search_trial")
+    assert pruned and len(pruned) + len(complete) == 6  # pruned trials count towards the budget
+    assert all(e["epoch"] < 3 for e in rungs if e["pruned"])
+    assert {e["epoch"] for e in rungs if e["rung"]} == {1, 3}  # min_epochs 1, eta 3
+    assert all(len([e for e in rungs if e["trial"] == t["trial"]]) == 3 for t in complete)
+    # the winner is the best complete trial; the final training starts from its last weights
+    best = max(complete, key=lambda t: t["score"])
+    assert list(saved) == [best["trial"]]
+    assert started and all(torch.equal(started[k], v) for k, v in saved[best["trial"]].items())
+    winner = torch.load(out / "winner.pt", weights_only=True)
+    assert all(torch.equal(winner[k], v) for k, v in saved[best["trial"]].items())
+    assert (
+        not list((out / "checkpoints").glob("trial*")) if (out / "checkpoints").exists() else True
+    )
+    assert (out / "figures" / "rungs.png").is_file()
+    assert "multi-fidelity rungs" in (out / "report.html").read_text()
+
+
+def test_retraining_from_scratch_stays_an_option(tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(fidelity, "load_winner", lambda net, state: loaded.append(state))
+    out = tmp_path / "scratch"
+    sets = [*PRUNED, "search.budget=3", "search.pruner=hyperband", "search.continue_winner=false"]
+    scinas.run(cfg(*sets), out)
+    assert not (out / "winner.pt").exists() and loaded == []
+    assert (
+        len(events(out, "search_trial")) + sum(e["pruned"] for e in events(out, "search_rung")) == 3
+    )
+
+
+def test_a_resumed_pruned_search_rewrites_its_rungs_from_the_study(tmp_path):
+    """The study holds every trial's reports; a resumed search's log gets them back."""
+    out = tmp_path / "r"
+    sets = [*PRUNED, "search.pruner=asha", "search.continue_winner=false"]
+    scinas.search(cfg(*sets, "search.budget=3"), out)
+    before = [(e["trial"], e["epoch"], e["pruned"]) for e in events(out, "search_rung")]
+    for name in ("search_result.json", "results.json"):  # as if killed after the last trial
+        (out / name).unlink()
+    scinas.search(cfg(*sets, "search.budget=3"), out, resume=True)
+    after = [(e["trial"], e["epoch"], e["pruned"]) for e in events(out, "search_rung")]
+    assert sorted(after) == sorted(before)
+
+
+def refused(*sets: str) -> str:
+    out_args = []
+    for item in for_strategy([*TINY, *sets]):
+        out_args += ["--set", item]
+    return out_args
+
+
+@pytest.mark.parametrize(
+    "sets, phrase",
+    [
+        (
+            ["search.pruner=asha", "search.eval_epochs=2"],
+            "needs at least two rungs, at epochs 1 and 3",
+        ),
+        (
+            ["search.pruner=hyperband", "search.eval_epochs=4", "search.min_epochs=2"],
+            "raise search.eval_epochs to 6",
+        ),
+        (["search.pruner=sha2"], "choose one of none, asha, hyperband"),
+        (["search.pruner=asha", "search.eval_epochs=3", "search.reduction_factor=1"], "2"),
+        (
+            ["search.pruner=asha", "search.eval_epochs=3", "search.objectives=accuracy,params"],
+            "multi-objective",
+        ),
+    ],
+)
+def test_bad_pruner_settings_are_refused_before_anything_is_written(tmp_path, sets, phrase):
+    out = tmp_path / "out"
+    args = ["search", "--out", str(out), "-q", *refused("search.strategy=random", *sets)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("error:") == 1 and "Traceback" not in res.stderr
+    assert phrase in res.stderr, res.stderr
+    assert not out.exists()

@@ -133,11 +133,10 @@ def preflight(ctx, space: DecisionSpace) -> None:
 
 
 def enqueue_pool(
-    study: optuna.Study, space: DecisionSpace, scorer, names, pool: int, top: int, seed: int
+    study: optuna.Study, space: DecisionSpace, scorer, names, params: list[dict], top: int
 ) -> dict:
-    """Score ``pool`` random architectures, enqueue the best ``top``; returns the record of
-    the proxies' compute (and what was enqueued)."""
-    params = sample_pool(space, pool, seed)
+    """Score the architectures of ``params`` (decision dicts), enqueue the best ``top``; returns
+    the record of the proxies' compute (and what was enqueued)."""
     archs = [space.decode(p) for p in params]
     index = {id(a): i for i, a in enumerate(archs)}
     best = top_architectures(scorer, archs, names, top)
@@ -166,7 +165,8 @@ def warm_start(study: optuna.Study, space: DecisionSpace, ctx) -> dict | None:
         return None
     names, pool, top = plan
     scorer = ProxyScorer(ctx, names, s.proxy_batch)
-    record = enqueue_pool(study, space, scorer, names, pool, top, ctx.cfg.seed)
+    params = sample_pool(space, pool, ctx.cfg.seed)
+    record = enqueue_pool(study, space, scorer, names, params, top)
     study.set_user_attr("zero_cost", {k: record[k] for k in ("proxy", "scored", "seconds")})
     if ctx.run is not None:
         ctx.run.log_event(record)

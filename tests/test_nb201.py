@@ -327,13 +327,13 @@ def count_op_calls(net: NB201Supernet) -> dict[tuple[int, int, int], int]:
 
 
 def test_gumbel_mode_runs_only_the_sampled_op(monkeypatch):
-    import scinas.spaces.nb201 as nb201
+    import scinas.spaces.common as common  # the relaxations every supernet shares
 
     net = small_supernet(cells_per_stage=2)
     net.sampling = "gumbel"
     net.tau = 5.0
     sampled = []
-    real = nb201.gumbel_hard
+    real = common.gumbel_hard
 
     def spy(alpha, tau):
         assert tau == 5.0
@@ -341,7 +341,7 @@ def test_gumbel_mode_runs_only_the_sampled_op(monkeypatch):
         sampled.append(index.tolist())
         return weights, index
 
-    monkeypatch.setattr(nb201, "gumbel_hard", spy)
+    monkeypatch.setattr(common, "gumbel_hard", spy)
     calls = count_op_calls(net)
     backward(net)
     assert len(sampled) == 1  # one draw per forward, shared by all cells

@@ -53,11 +53,16 @@ def diagnostics(record: dict) -> dict:
     cells = {cell: op_shares(names) for cell, names in ops.items()}
     entropy = {cell: edge_entropy(record[keys[cell]]) for cell in ops}
     flat = [e for v in entropy.values() for e in v]
+    from .strategies.decided import margin_entropy
+
+    margin, _ = margin_entropy([record[keys[cell]] for cell in ops])
     return {
         "cells": cells,
         "parameter_free": next(iter(cells.values()))["parameter_free"],
         "entropy": entropy,
         "mean_entropy": sum(flat) / len(flat),
+        # how far the weights are from uniform (scinas.strategies.decided)
+        "margin": round(margin, 6),
     }
 
 

@@ -19,12 +19,16 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from .. import parallel
+from ..precision import full_precision, new_scaler
 from .base import STRATEGIES, SearchContext
 from .oneshot import ArchSettings, OneShotStrategy
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:
-    return task.loss(model(x), task.encode_targets(y))
+    """The loss on (x, y); under DDP (`scinas.parallel`) this process's share of the loss of the
+    global batch, whose summed gradients (`_grad`) are the global batch's."""
+    return parallel.scale_loss(task.loss(model(x), task.encode_targets(y)), len(x))
 
 
 @contextmanager
@@ -55,10 +59,12 @@ def _alpha_grads(model, task, x, y):
 
 def _grad(loss, params):
     """Gradients, with zeros for parameters the loss does not reach (e.g. the normal-cell alphas
-    of a network too small to hold a normal cell)."""
+    of a network too small to hold a normal cell); under DDP summed over the processes."""
     if not loss.requires_grad:  # e.g. GDAS sampled `none` on every edge: nothing reaches them
-        return tuple(torch.zeros_like(p) for p in params)
-    return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+        grads = tuple(torch.zeros_like(p) for p in params)
+    else:
+        grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+    return parallel.all_reduce_(grads)
 
 
 class Architect:
@@ -73,33 +79,61 @@ class Architect:
         weight_decay: float,
         order: int,
         hvp_r: float = 1e-2,
+        penalty=None,
     ):
         self.model, self.task, self.order, self.hvp_r = model, task, order, hvp_r
+        # regularisers of the architecture loss (`scinas.strategies.regularisers.ArchPenalty`):
+        # a callable returning a term on the alphas, or None
+        self.penalty = penalty
         self.optimizer = torch.optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
         )
+        # precision=fp16: the first-order step's loss scaler (`scinas.precision`; set by
+        # `OneShotStrategy.trainer`, disabled otherwise)
+        self.scaler = new_scaler("fp32", "cpu")
 
     def step(self, x_train, y_train, x_val, y_val, eta: float, w_optimizer) -> float:
         alphas = self.model.arch_parameters()
-        if self.order == 1:
-            loss, grads = _alpha_grads(self.model, self.task, x_val, y_val)
+        if self.order == 1:  # under the run's autocast (precision)
+            with frozen(self.model.weight_parameters()):
+                loss = batch_loss(self.model, self.task, x_val, y_val)
+                grads = _grad(self.scaler.scale(loss), alphas)
+            grads = self.add_penalty(grads, self.scaler.scale)
+            for a, g in zip(alphas, grads, strict=False):
+                a.grad = g
+            self.scaler.step(self.optimizer)  # unscales; skips an fp16 overflow
+            self.scaler.update()
         else:
-            loss, grads = unrolled_arch_grads(
-                self.model,
-                self.task,
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                eta,
-                w_optimizer,
-                r=self.hvp_r,
-            )
-        for a, g in zip(alphas, grads, strict=False):
-            a.grad = g
-        self.optimizer.step()
+            # float32 whatever the precision: the Hessian-vector product is a finite difference
+            with full_precision(x_val.device.type):
+                loss, grads = unrolled_arch_grads(
+                    self.model,
+                    self.task,
+                    x_train,
+                    y_train,
+                    x_val,
+                    y_val,
+                    eta,
+                    w_optimizer,
+                    r=self.hvp_r,
+                )
+            grads = self.add_penalty(grads)
+            for a, g in zip(alphas, grads, strict=False):
+                a.grad = g
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return parallel.total(loss.detach()).item()
+
+    def add_penalty(self, grads, scale=lambda term: term):
+        """``grads`` plus the gradients of the regularisers (the same on every process: they
+        depend on the alphas alone, so they are added after the data gradients are reduced)."""
+        term = self.penalty() if self.penalty is not None else None
+        if term is None:
+            return grads
+        extra = torch.autograd.grad(
+            scale(term), self.model.arch_parameters(), allow_unused=True, materialize_grads=True
+        )
+        return [g + e for g, e in zip(grads, extra, strict=True)]
 
 
 def _virtual_step_direction(weights, grads, w_optimizer) -> list[torch.Tensor]:
@@ -128,7 +162,7 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
 
     # w' = w - eta * (momentum * buf + dL_train/dw + wd * w)
     with frozen(alphas):  # weight gradients only: keep nothing for the alphas' gradients
-        grads_w = torch.autograd.grad(batch_loss(model, task, x_train, y_train), weights)
+        grads_w = _grad(batch_loss(model, task, x_train, y_train), weights)
     direction = _virtual_step_direction(weights, grads_w, w_optimizer)
     with torch.no_grad():
         torch._foreach_add_(weights, direction, alpha=-eta)
@@ -187,6 +221,7 @@ class DartsStrategy(OneShotStrategy):
             weight_decay=s.arch_weight_decay,
             order=s.order,
             hvp_r=s.hvp_r,
+            penalty=self.arch_penalty(model, ctx),
         )
 
     def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:

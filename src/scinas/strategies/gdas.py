@@ -56,7 +56,12 @@ class GdasStrategy(OneShotStrategy):
         s = ctx.cfg.search
         model.sampling = "gumbel"
         self.architect = Architect(
-            model, ctx.task, lr=s.arch_lr, weight_decay=s.arch_weight_decay, order=1
+            model,
+            ctx.task,
+            lr=s.arch_lr,
+            weight_decay=s.arch_weight_decay,
+            order=1,
+            penalty=self.arch_penalty(model, ctx),
         )
 
     def begin_epoch(self, model, epoch: int, ctx: SearchContext) -> None:

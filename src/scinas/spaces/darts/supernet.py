@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...errors import UserError
 from ...ops import OPS, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op, op_takes_relu
-from ..common import gumbel_hard
+from ..common import active_columns, expected_weights, mixing_weights
 from .genotype import (
     FIXED_REDUCE,
     TOP2,
@@ -57,9 +57,12 @@ class MixedOp(nn.Module):
             self.columns.append(k)
             self.takes_relu.append(op_takes_relu(name, stride))
 
-    def forward(self, x, x_relu, weights, acc):
-        """Add ``sum_k weights[k] * op_k(x)`` into ``acc`` (None starts a new sum)."""
+    def forward(self, x, x_relu, weights, acc, active=None):
+        """Add ``sum_k weights[k] * op_k(x)`` into ``acc`` (None starts a new sum); ``active``: the
+        alpha columns not pruned (None: all). Pruned ops are not computed at all."""
         for k, op, relu in zip(self.columns, self.ops, self.takes_relu, strict=False):
+            if active is not None and k not in active:
+                continue
             y = op(x_relu if relu else x)
             acc = y * weights[k] if acc is None else torch.addcmul(acc, weights[k], y)
         return acc
@@ -91,25 +94,35 @@ class SearchCell(nn.Module):
         )
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList()
+        self.strides: list[int] = []
         for node in range(steps):
             for j in range(node + 2):
                 stride = 2 if reduction and j < 2 else 1
                 self.edges.append(MixedOp(C, stride, op_names))
+                self.strides.append(stride)
+        self.active: list[list[int]] | None = None  # per edge, the unpruned alpha columns
+        self.aux_skip = 0.0  # DARTS-: weight of an extra identity on each stride-1 edge
 
     def forward(self, s0, s1, weights, index=None):
         """``weights`` (num_edges, num_ops) or None; ``index`` None (every op, weighted) or one
-        alpha column per edge (-1: edge off), computing only that op."""
+        alpha column per edge (-1: edge off), computing only that op. Pruned ops (``active``)
+        are skipped; ``aux_skip`` > 0 adds that multiple of each stride-1 edge's input (DARTS-'
+        auxiliary skip connection) unless the path is fixed (``weights`` None)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus = [F.relu(s) for s in states]
+        aux = self.aux_skip if weights is not None else 0.0
         for node in range(self.steps):
             acc = None
             for j in range(node + 2):
                 e = edge_index(node, j)
                 if index is None:
-                    acc = self.edges[e](states[j], relus[j], weights[e], acc)
+                    active = None if self.active is None else self.active[e]
+                    acc = self.edges[e](states[j], relus[j], weights[e], acc, active)
                 elif index[e] >= 0:
                     w = None if weights is None else weights[e, index[e]]
                     acc = self.edges[e].single(states[j], relus[j], index[e], w, acc)
+                if aux and self.strides[e] == 1:
+                    acc = states[j] * aux if acc is None else torch.add(acc, states[j], alpha=aux)
             if acc is None:  # every incoming edge off or `none`
                 acc = self._zeros_like_node(states)
             states.append(acc)
@@ -202,9 +215,15 @@ class Supernet(nn.Module):
         E, K = num_edges(steps), len(op_names)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(E, K))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(E, K))
-        self.sampling = "softmax"  # "gumbel": GDAS, one sampled op per edge
+        self.sampling = "softmax"  # "gumbel": GDAS, one sampled op per edge; "dirichlet": DrNAS
         self.tau = 10.0  # Gumbel-softmax temperature (GDAS anneals it)
         self._paths: tuple[list[int], list[int]] | None = None
+        # progressive pruning: False where an op was removed from its edge (buffers, so they
+        # travel in state_dict: checkpoints and resumed searches keep them)
+        self.register_buffer("mask_normal", torch.ones(E, K, dtype=torch.bool))
+        self.register_buffer("mask_reduce", torch.ones(E, K, dtype=torch.bool))
+        self.register_load_state_dict_post_hook(_after_load)
+        self._full = {"normal": True, "reduce": True}  # nothing pruned yet (cells: active None)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The alphas that are searched (only the normal cell's with a fixed reduction cell)."""
@@ -217,8 +236,53 @@ class Supernet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def edge_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax op weights of the normal and reduction edges, (num_edges, num_ops) each."""
-        return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
+        """Op weights of the normal and reduction edges, (num_edges, num_ops) each: softmax of
+        the alphas (the Dirichlet mean under DrNAS), pruned ops at 0."""
+        return (
+            expected_weights(self.alpha_normal, self._mask("normal"), self.sampling),
+            expected_weights(self.alpha_reduce, self._mask("reduce"), self.sampling),
+        )
+
+    # ---- the cells' op choices, by name (regularisers, pruning, decidedness)
+    def op_alphas(self) -> dict[str, nn.Parameter]:
+        """The searched alphas by cell (only the normal cell's with a fixed reduction cell)."""
+        if self.fixed_reduce:
+            return {"normal": self.alpha_normal}
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+
+    def op_masks(self) -> dict[str, torch.Tensor]:
+        return {cell: getattr(self, f"mask_{cell}") for cell in self.op_alphas()}
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """`edge_weights` of the searched cells, by cell (differentiable)."""
+        return {
+            cell: expected_weights(a, self._mask(cell), self.sampling)
+            for cell, a in self.op_alphas().items()
+        }
+
+    def set_op_mask(self, cell: str, mask: torch.Tensor) -> None:
+        getattr(self, f"mask_{cell}").copy_(mask)
+        self._refresh_active()
+
+    def set_aux_skip(self, weight: float) -> None:
+        for cell in self.cells:
+            if isinstance(cell, SearchCell):
+                cell.aux_skip = float(weight)
+
+    def _mask(self, cell: str) -> torch.Tensor | None:
+        """The cell's pruning mask, None while nothing is pruned (no masking work per step)."""
+        return None if self._full[cell] else getattr(self, f"mask_{cell}")
+
+    def _refresh_active(self) -> None:
+        """Each cell's unpruned columns as Python lists (read once per mask change)."""
+        self._full = {c: bool(getattr(self, f"mask_{c}").all()) for c in ("normal", "reduce")}
+        lists = {
+            c: None if self._full[c] else active_columns(getattr(self, f"mask_{c}"))
+            for c in ("normal", "reduce")
+        }
+        for cell in self.cells:
+            if isinstance(cell, SearchCell):
+                cell.active = lists["reduce" if cell.reduction else "normal"]
 
     def set_paths(self, paths) -> None:
         """Fix one discrete path: ``(normal, reduce)``, each one alpha column per edge (-1: edge
@@ -243,15 +307,12 @@ class Supernet(nn.Module):
         """(weights, index) for normal and reduction cells, as `SearchCell.forward` takes."""
         if self._paths is not None:
             return (None, self._paths[0]), (None, self._paths[1])
-        if self.sampling == "gumbel":
-            (wn, i_n), (wr, i_r) = (
-                gumbel_hard(a, self.tau) for a in (self.alpha_normal, self.alpha_reduce)
-            )
-            return (wn, i_n.tolist()), (wr, i_r.tolist())
-        if self.sampling == "softmax":
-            wn, wr = self.edge_weights()
-            return (wn, None), (wr, None)
-        raise ValueError(f"unknown supernet sampling {self.sampling!r} (softmax | gumbel)")
+        out = []
+        for cell in ("normal", "reduce"):
+            a = getattr(self, f"alpha_{cell}")
+            w, index = mixing_weights(a, self._mask(cell), self.sampling, self.tau, self.training)
+            out.append((w, None if index is None else index.tolist()))
+        return out[0], out[1]
 
     def forward(self, x):  # x: (B, C_in, H, W) -> (B, num_outputs)
         normal, reduce = self._plan()
@@ -270,11 +331,15 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def genotype(self) -> Genotype:
         """The discrete cell pair under ``self.derive_rule`` (DARTS' top2 unless set)."""
-        w_normal = F.softmax(self.alpha_normal, dim=-1)
-        w_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        w_normal, w_reduce = self.edge_weights()
         g = derive_genotype(w_normal, w_reduce, self.op_names, self.steps, self.derive_rule)
         if self.fixed_reduce:
             g = Genotype(
                 g.normal, g.normal_concat, (), (), FIXED_REDUCE, normal_counts=g.normal_counts
             )
         return g
+
+
+def _after_load(module: Supernet, incompatible_keys) -> None:
+    """Loaded masks (a checkpoint of a pruned search) take effect at once."""
+    module._refresh_active()

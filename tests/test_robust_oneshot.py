@@ -1,0 +1,376 @@
+"""Robust one-shot search (issue 15 items 1, 2, 3, 5): DrNAS' Dirichlet relaxation, the
+regularisers of the architecture loss (entropy, Beta-Decay, Dirichlet KL) checked against finite
+differences, DARTS-' auxiliary skip, progressive pruning that really skips the pruned ops and
+survives an interrupted and resumed search, the decidedness measure and its message, and the
+refusals of bad settings. Every supernet space is tested through the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+import scinas
+from conftest import TINY, tiny_sets
+from scinas.cli import app
+from scinas.config import SearchConfig
+from scinas.progress import Reporter
+from scinas.signals import STOP, Interrupted
+from scinas.spaces import SPACES
+from scinas.spaces.common import mixing_weights
+from scinas.strategies import STRATEGIES
+from scinas.strategies.decided import DECIDED_MARGIN, margin_entropy, undecided_advice
+from scinas.strategies.pruning import Pruner
+from scinas.strategies.regularisers import (
+    ArchPenalty,
+    beta_decay_loss,
+    dirichlet_kl,
+    mean_entropy,
+)
+
+SUPERNET_SPACES = [n for n in SPACES if SPACES.get(n).has_supernet and SPACES.get(n).has_alphas]
+
+
+def supernet(space: str, sampling: str = "softmax"):
+    s = SearchConfig.model_validate({"strategy": "darts", "space": space, "C": 4, "layers": 3})
+    torch.manual_seed(0)
+    model = SPACES.get(space).build_supernet(s, (1, 8, 8), 3)
+    model.sampling = sampling
+    return model
+
+
+def op_calls(model) -> dict:
+    """Forward calls per (reduction cell?, edge, alpha column), counted with hooks on every
+    edge's ops."""
+    calls: dict[tuple, int] = {}
+    for cell in model.cells:
+        if not hasattr(cell, "edges"):
+            continue
+        for e, edge in enumerate(cell.edges):
+            for k, op in zip(edge.columns, edge.ops, strict=True):
+
+                def hook(*_, key=(getattr(cell, "reduction", False), e, k)):
+                    calls[key] = calls.get(key, 0) + 1
+
+                op.register_forward_hook(hook)
+    return calls
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+def test_regulariser_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    a = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1, 2] = False
+    assert torch.autograd.gradcheck(
+        lambda x, y: mean_entropy({"n": F.softmax(x, -1), "r": F.softmax(y, -1)}), (a, b)
+    )
+    assert torch.autograd.gradcheck(
+        lambda x, y: beta_decay_loss({"n": x, "r": y}, {"r": mask}), (a, b)
+    )
+    assert torch.autograd.gradcheck(lambda x: dirichlet_kl({"n": x}, prior=1.0), (a,))
+
+
+@pytest.mark.parametrize("space", SUPERNET_SPACES)
+@pytest.mark.parametrize("sampling", ["softmax", "dirichlet"])
+def test_entropy_term_has_a_real_gradient_on_the_alphas(space, sampling):
+    """Unlike an L1 norm of softmax weights (always 1), the entropy term moves the alphas: a
+    non-zero gradient that lowers the entropy when followed."""
+    model = supernet(space, sampling)
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.copy_(0.3 * torch.randn_like(a))
+    penalty = ArchPenalty(model, entropy_weight=1.0)
+    term = penalty()
+    grads = torch.autograd.grad(term, model.arch_parameters())
+    assert all(g.abs().sum() > 0 for g in grads)
+    with torch.no_grad():
+        for a, g in zip(model.arch_parameters(), grads, strict=True):
+            a -= 0.5 * g / g.norm()
+    assert penalty() < term
+    assert penalty.last["entropy"] == pytest.approx(float(penalty().detach()))
+
+
+def test_beta_decay_ramps_up_and_regularisers_off_by_default():
+    model = supernet("darts")
+    assert ArchPenalty.from_settings(model, SearchConfig.model_validate({})) is None
+    p = ArchPenalty(model, beta_decay=2.0, epochs=4)
+    values = []
+    for epoch in range(4):
+        p.set_epoch(epoch)
+        values.append(float(p().detach()))
+    assert values[0] < values[1] < values[2] < values[3]
+    assert values[3] == pytest.approx(2.0 * float(beta_decay_loss(model.op_alphas()).detach()))
+
+
+# ----------------------------------------------------------------------------- relaxations
+
+
+@pytest.mark.parametrize("space", SUPERNET_SPACES)
+def test_dirichlet_relaxation_samples_in_training_and_uses_the_mean_in_eval(space):
+    model = supernet(space, "dirichlet")
+    x = torch.randn(4, 1, 8, 8)
+    model.train()
+    loss = F.cross_entropy(model(x), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in model.arch_parameters())
+    a = torch.zeros(6, 5)
+    w1, _ = mixing_weights(a, None, "dirichlet", 1.0, training=True)
+    w2, _ = mixing_weights(a, None, "dirichlet", 1.0, training=True)
+    assert not torch.allclose(w1, w2) and torch.allclose(w1.sum(-1), torch.ones(6))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # the mean: deterministic
+    for w in model.op_weights().values():  # the mean at alpha ~ 0: uniform
+        assert torch.allclose(w, torch.full_like(w, 1 / w.shape[-1]), atol=1e-2)
+
+
+@pytest.mark.parametrize("space", SUPERNET_SPACES)
+def test_aux_skip_changes_the_mixture_but_not_a_fixed_path(space):
+    model = supernet(space).eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        base = model(x)
+        arch = model.genotype()
+        model.set_arch(arch)
+        path = model(x)
+        model.set_aux_skip(1.0)
+        assert torch.equal(model(x), path)  # a fixed path: the derived network, no skip
+        model.set_arch(None)
+        assert not torch.allclose(model(x), base)
+        model.set_aux_skip(0.0)
+        assert torch.equal(model(x), base)
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
+@pytest.mark.parametrize("space", SUPERNET_SPACES)
+@pytest.mark.parametrize("sampling", ["softmax", "gumbel", "dirichlet"])
+def test_pruned_ops_are_not_computed_and_get_no_weight(space, sampling):
+    model = supernet(space, sampling)
+    masks = model.op_masks()
+    cell, mask = next(iter(masks.items()))
+    keep = mask.clone()
+    keep[:, 1:-1] = False  # every edge keeps its first and last op only
+    model.set_op_mask(cell, keep)
+    calls = op_calls(model)
+    x = torch.randn(4, 1, 8, 8)
+    F.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])).backward()
+    weights = model.op_weights()[cell].detach()
+    assert torch.all(weights[~keep] == 0)
+    assert torch.allclose(weights.sum(-1), torch.ones(len(weights)))
+    assert calls and all(keep[e, k] for (red, e, k) in calls if not red)
+    if sampling != "gumbel":
+        model.set_op_mask(cell, torch.ones_like(keep))
+        calls.clear()
+        model(x)
+        assert any(not keep[e, k] for (red, e, k) in calls if not red)  # unmasked: they run
+    model.set_op_mask(cell, keep)
+    geno = model.genotype()  # a pruned op is never derived
+    first = SPACES.get(space).cell_ops(geno.to_dict())
+    allowed = {model.op_names[0], model.op_names[-1]}
+    assert set(next(iter(first.values()))) <= allowed
+
+
+@pytest.mark.parametrize("space", SUPERNET_SPACES)
+def test_masks_travel_in_the_state_dict(space):
+    model = supernet(space)
+    cell, mask = next(iter(model.op_masks().items()))
+    keep = mask.clone()
+    keep[0, -1] = False  # the last op: computed while unpruned (`none` never is)
+    model.set_op_mask(cell, keep)
+    fresh = supernet(space)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.op_masks()[cell], keep)
+    calls = op_calls(fresh)
+    fresh(torch.randn(2, 1, 8, 8))
+    full = supernet(space)
+    full_calls = op_calls(full)
+    full(torch.randn(2, 1, 8, 8))
+    assert sum(calls.values()) < sum(full_calls.values())  # the loaded mask took effect
+
+
+class FakeSupernet:
+    op_names = ("none", "skip_connect", "conv", "pool")
+
+    def __init__(self, weights):
+        self.w = torch.tensor(weights, dtype=torch.float64)
+        self.mask = torch.ones_like(self.w, dtype=torch.bool)
+
+    def op_weights(self):
+        w = self.w * self.mask
+        return {"cell": w / w.sum(-1, keepdim=True)}
+
+    def op_masks(self):
+        return {"cell": self.mask}
+
+    def set_op_mask(self, cell, mask):
+        self.mask = mask.clone()
+
+
+def test_pruner_waits_for_patience_keeps_the_best_and_an_op_that_is_not_none():
+    model = FakeSupernet([[0.04, 0.03, 0.9, 0.03], [0.5, 0.02, 0.03, 0.45]])
+    pruner = Pruner(threshold=0.05, patience=2, greedy=False)
+    assert pruner.update(model, 1) == []  # below once: not yet
+    events = pruner.update(model, 2)
+    assert {(e["edge"], e["op"]) for e in events} == {
+        (0, "none"),
+        (0, "skip_connect"),
+        (0, "pool"),
+        (1, "skip_connect"),
+        (1, "conv"),
+    }
+    assert model.mask[0].tolist() == [False, False, True, False]
+    # edge 1: none (0.5) is its best and stays; pool must stay too (the last op not `none`)
+    assert model.mask[1].tolist() == [True, False, False, True]
+    state = pruner.state_dict()
+    again = Pruner(threshold=0.05, patience=2, greedy=False)
+    again.load_state_dict(json.loads(json.dumps(state)))
+    assert again.below == pruner.below
+
+
+def test_greedy_decision_fixes_an_edge_whose_op_is_clearly_ahead():
+    model = FakeSupernet([[0.1, 0.1, 0.6, 0.2], [0.3, 0.2, 0.3, 0.2]])
+    events = Pruner(threshold=None, patience=1, greedy=True).update(model, 1)
+    assert {e["edge"] for e in events} == {0} and len(events) == 3
+    assert model.mask[0].tolist() == [False, False, True, False] and model.mask[1].all()
+
+
+def _events(path):
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+PRUNE = [
+    *TINY,
+    "search.epochs=2",
+    "search.arch_lr=0.05",
+    "search.prune_threshold=0.12",
+    "search.prune_patience=1",
+]
+
+
+def test_pruning_is_logged_reported_and_makes_epochs_cheaper(tmp_path):
+    out = tmp_path / "r"
+    scinas.search(scinas.build_config("tiny", overrides=PRUNE), out, reporter=Reporter(quiet=True))
+    events = _events(out)
+    pruned = [e for e in events if e["event"] == "prune"]
+    epochs = [e for e in events if e["event"] == "search_epoch"]
+    assert pruned and all(e["op"] in e["reason"] or "below" in e["reason"] for e in pruned)
+    assert epochs[0]["ops_left"] == epochs[0]["ops_total"]  # pruned after the record
+    assert epochs[-1]["ops_left"] < epochs[-1]["ops_total"]
+    assert epochs[-1]["ops_total"] - epochs[-1]["ops_left"] == len(pruned)
+    from scinas.report import write_report
+
+    page = write_report(out).read_text()
+    assert f"Pruning ({len(pruned)} ops removed)" in page and "Search epochs" in page
+    # a pruned op has no weight from then on (the derivation reads these weights)
+    records = [json.loads(x) for x in (out / "arch_weights.jsonl").read_text().splitlines()]
+    for e in pruned:
+        for r in records[e["epoch"] :]:
+            assert r[e["cell"]][e["edge"]][r["ops"].index(e["op"])] == 0
+
+
+def test_pruned_search_interrupted_and_resumed_ends_the_same(tmp_path, monkeypatch):
+    cfg = scinas.build_config("tiny", overrides=PRUNE)
+    ref = tmp_path / "ref"
+    scinas.search(cfg, ref, reporter=Reporter(quiet=True))
+    real = Pruner.update
+
+    def stop_after_epoch_1(self, model, epoch):
+        out = real(self, model, epoch)
+        assert out  # the interruption comes after ops were pruned
+        STOP.requested = True
+        return out
+
+    monkeypatch.setattr(Pruner, "update", stop_after_epoch_1)
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        scinas.search(cfg, out, reporter=Reporter(quiet=True))
+    monkeypatch.setattr(Pruner, "update", real)
+    scinas.search(cfg, out, reporter=Reporter(quiet=True), resume=True)
+
+    def clean(path):
+        return [{k: v for k, v in e.items() if k not in ("time", "seconds")} for e in _events(path)]
+
+    assert clean(out) == clean(ref)
+    assert (out / "genotype.json").read_text() == (ref / "genotype.json").read_text()
+
+
+# ----------------------------------------------------------------------------- decidedness
+
+
+def test_margin_entropy_of_known_weights():
+    assert margin_entropy(torch.full((3, 4), 0.25)) == pytest.approx((0.0, 1.0))
+    assert margin_entropy([[1.0, 0.0, 0.0, 0.0]]) == pytest.approx((0.75, 0.0), abs=1e-9)
+    m, h = margin_entropy({"a": [[0.5, 0.5]], "b": [[1.0, 0.0]]})
+    assert m == pytest.approx(0.25) and h == pytest.approx(0.5, abs=1e-6)
+    assert margin_entropy(torch.zeros(2, 5), logits=True) == pytest.approx((0.0, 1.0))
+    assert "close to a random one" in undecided_advice(0.01, 3, 3e-4)
+
+
+def _search_entropy(tmp_path, name, *extra):
+    sets = [*TINY, "search.epochs=2", "search.arch_lr=0.03", *extra]
+    out = tmp_path / name
+    scinas.search(scinas.build_config("tiny", overrides=sets), out, reporter=Reporter(quiet=True))
+    last = [e for e in _events(out) if e["event"] == "search_epoch"][-1]["diagnostics"]
+    return last["mean_entropy"], last["margin"]
+
+
+def test_entropy_term_ends_the_search_with_lower_edge_entropy(tmp_path):
+    plain = _search_entropy(tmp_path, "plain")
+    sparse = _search_entropy(tmp_path, "sparse", "search.entropy_weight=1")
+    assert sparse[0] < plain[0] and sparse[1] > plain[1]
+
+
+def test_an_undecided_search_says_so_in_the_log_and_the_report(tmp_path):
+    out = tmp_path / "r"
+    lines = []
+    rep = Reporter(quiet=True)
+    rep.log = lines.append
+    scinas.search(scinas.build_config("tiny", overrides=TINY), out, reporter=rep)
+    assert any("ended undecided" in line and "close to a random one" in line for line in lines)
+    assert any("margin" in line and "skip/pool/none" in line for line in lines)
+    (undecided,) = [e for e in _events(out) if e["event"] == "undecided"]
+    assert undecided["margin"] < DECIDED_MARGIN
+    from scinas.report import write_report
+
+    assert "Undecided search" in write_report(out).read_text()
+
+
+def test_drnas_is_registered_for_every_supernet_space():
+    assert "drnas" in STRATEGIES and STRATEGIES.get("drnas").kind == "one-shot"
+    for space in SUPERNET_SPACES:
+        s = SearchConfig.model_validate({"strategy": "drnas", "space": space})
+        STRATEGIES.get("drnas").check_search(s, SPACES.get(space))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "sets, phrase",
+    [
+        (["search.prune_threshold=0"], "search.prune_threshold must lie strictly between 0"),
+        (["search.prune_threshold=1.5"], "search.prune_threshold must lie strictly between 0"),
+        (["search.entropy_weight=-1"], "search.entropy_weight must be a finite weight >= 0"),
+        (["search.beta_decay=inf"], "search.beta_decay must be a finite"),
+        (["search.aux_skip=nan"], "search.aux_skip must be a finite"),
+        (["search.strategy=drnas", "search.kl_weight=-0.1"], "search.kl_weight must be a finite"),
+        (["search.strategy=gdas", "search.beta_decay=-2"], "search.beta_decay must be a finite"),
+    ],
+)
+def test_bad_robust_settings_exit_2_with_one_message_and_write_nothing(tmp_path, sets, phrase):
+    """In-process (`typer.testing.CliRunner`: the same exit code and stderr as a process)."""
+    out = tmp_path / "out"
+    args = [a for s in sets for a in ("--set", s)]
+    res = CliRunner().invoke(app, ["run", "--out", str(out), *tiny_sets(), *args])
+    assert res.exit_code == 2 and phrase in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()

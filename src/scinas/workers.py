@@ -96,7 +96,11 @@ def make_storage(url: str, s=None) -> optuna.storages.BaseStorage:
     """The optuna storage for ``url``; with a search section ``s``, databases get its heartbeat
     (``search.heartbeat``, ``search.grace_period``) and retry (``search.max_retry``)."""
     if url.startswith("journal:"):
-        return JournalStorage(JournalFileBackend(str(journal_path(url))))
+        backend = JournalFileBackend(str(journal_path(url)))
+        if s is not None and s.heartbeat:
+            with _quiet():
+                return BeatingJournalStorage(backend, **_heartbeat(s))
+        return JournalStorage(backend)
     kwargs = {}
     if url.startswith(("postgresql", "mysql")):
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
@@ -112,6 +116,41 @@ def _heartbeat(s) -> dict:
         grace_period=s.grace_period,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry),
     )
+
+
+class BeatingJournalStorage(JournalStorage, BaseHeartbeat):
+    """optuna's journal file storage with optuna's heartbeat interface (which optuna gives only
+    its RDB storage): a running trial's beats are a system attribute holding the worker's
+    clock, so the workers' clocks must agree to well within the grace period (NTP)."""
+
+    ATTR = "scinas_heartbeat"
+
+    def __init__(
+        self, backend, *, heartbeat_interval, grace_period, heartbeat_stale_trial_callback
+    ):
+        super().__init__(backend)
+        self.interval, self.grace = heartbeat_interval, grace_period or 2 * heartbeat_interval
+        self.callback = heartbeat_stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # (a trial failed meanwhile as stale by another worker: its retry runs elsewhere)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, self.ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [
+            t._trial_id
+            for t in running
+            if self.ATTR in t.system_attrs and now - t.system_attrs[self.ATTR] > self.grace
+        ]
+
+    def get_heartbeat_interval(self) -> int:
+        return self.interval
+
+    def get_heartbeat_stale_trial_callback(self):
+        return self.callback
 
 
 def check_url(url: str) -> None:
@@ -203,12 +242,15 @@ def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
             f"cannot open the optuna storage {url!r} ({type(e).__name__}: "
             f"{str(e).strip().splitlines()[0][:200]})."
         ) from None
-    old = storage.get_study_user_attrs(study_id)
+    compare_signature(name, url, storage.get_study_user_attrs(study_id), mine, differences)
+
+
+def compare_signature(name: str, url: str, old: dict, mine: dict, differences) -> None:
+    """Refuse to work on a study whose stored signature (user attributes ``old``) differs from
+    this worker's (``mine``). A study without one is new: another worker is just creating it
+    (the check is repeated once the study is open and its signature stored)."""
     if CONFIG_ATTR not in old:
-        raise UserError(
-            f"the study {name!r} in {url} was not made by scinas (it has no stored config); "
-            "give another --study name."
-        )
+        return
     if old.get(DECISIONS_ATTR) != mine[DECISIONS_ATTR]:
         raise UserError(
             f"the study {name!r} in {url} holds a different search space "
@@ -216,7 +258,12 @@ def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
             f"{len(mine[DECISIONS_ATTR])}). Give another --study "
             "name, or the same space settings as the study's other workers."
         )
-    diff = [d for d in differences(old[CONFIG_ATTR], mine[CONFIG_ATTR]) if d[0] not in PER_WORKER]
+    stored = old[CONFIG_ATTR]
+    diff = [
+        d
+        for d in differences(stored, mine[CONFIG_ATTR])
+        if d[0] not in PER_WORKER and _holds(stored, d[0])  # (not a setting added since)
+    ]
     if diff:
         listing = "; ".join(f"{k}: {a!r} (study) vs {b!r} (here)" for k, a, b in diff[:6])
         raise UserError(
@@ -224,6 +271,16 @@ def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
             "Join it with the same settings (`scinas worker --storage URL --study NAME` reads "
             "them from the study), or give another --study name."
         )
+
+
+def _holds(config: dict, dotted: str) -> bool:
+    """Whether ``config`` has the field ``dotted`` (a.b.c) at all."""
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 # ----------------------------------------------------------------------------- the claim rule

@@ -31,7 +31,14 @@ from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..proxies import WarmStartSettings
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
-from ..workers import SharedStudy, check_shared_storage, make_storage, signature, study_name
+from ..workers import (
+    SharedStudy,
+    check_shared_storage,
+    compare_signature,
+    make_storage,
+    signature,
+    study_name,
+)
 from . import fidelity
 from .base import STRATEGIES, SearchContext, SearchResult, check_derive
 from .samplers import RegularizedEvolutionSampler, ReinforceSampler
@@ -274,9 +281,14 @@ class BlackBoxStrategy:
         )
         shared = None
         if s.storage is not None:  # other workers may share the study (scinas.workers)
-            for key, value in _signature(ctx).items():
+            mine = _signature(ctx)
+            for key, value in mine.items():
                 if key not in study.user_attrs:
                     study.set_user_attr(key, value)
+            from ..config import config_diff
+
+            # again, now that it is stored: a worker started at the same time may differ
+            compare_signature(study.study_name, s.storage, study.user_attrs, mine, config_diff)
             study.sampler.reseed_rng()  # seeded samplers would draw the same as other workers
             shared = SharedStudy(study, s.budget, ctx.reporter)
         if ctx.resume and ctx.run is not None:

@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import torch
 
+from . import parallel
 from .config import Config
 from .data import Split, load_dataset
 from .errors import UserError
 from .fit import subset
 from .placement import Placement
+from .precision import check_compile, check_precision
 from .progress import Reporter
 from .spaces import SPACES
 from .strategies.base import SearchContext
@@ -82,7 +84,9 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     reporter.log(data.summary())
     for note in data.notes:
         reporter.log(f"  note: {note}")
-    device = resolve_device(cfg.device)
+    device = parallel.init(resolve_device(cfg.device))  # DDP: join the group, own GPU
+    check_precision(cfg.precision, device)
+    check_compile(cfg.compile, device)
     set_determinism(cfg.deterministic)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
     task = make_task(

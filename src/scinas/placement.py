@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import parallel
+
 
 @dataclass
 class Batches:
@@ -106,4 +108,6 @@ class Placement:
         net = net.to(self.device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
+        if parallel.active():  # DDP: BatchNorm over the global batch
+            parallel.sync_batchnorms(net)
         return net

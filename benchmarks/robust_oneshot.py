@@ -1,0 +1,314 @@
+"""Robust one-shot search (issue 15): which one-shot search should be the default?
+
+Two comparisons, each variant a set of ``--set`` overrides on the same config:
+
+``fmnist``: the DARTS space on Fashion-MNIST (``--preset tiny`` by default), a full ``scinas
+run`` per variant and seed. Reported per variant: the parameter-free (skip/pool/none) share of
+the derived normal cell, the mean margin of each edge's strongest op over uniform at the end of
+the search (`scinas.strategies.decided`), the test accuracy of the retrained network, the search
+and total wall time, and the ops pruned.
+
+``nb201``: the NAS-Bench-201 space searched on the CIFAR-10 subset through ``scinas bench nb201
+--data``, one call per variant (``--seeds`` seeds each); the table gives the derived
+architecture's 200-epoch CIFAR-10 test accuracy. Reported per variant: the accuracy (mean ± std
+over seeds), the parameter-free share of the derived cell, the margin, and the skip/pool/none
+share of the derived cell per search epoch (mean over seeds), which shows a collapse as it
+happens.
+
+Everything lands in ``--out`` (one run directory per variant and seed, and ``summary.json``);
+the tables are printed as Markdown. ``--quick`` shrinks every run to a smoke test (minutes on 2
+cores; the figures then mean nothing). The full runs are for one machine alone:
+
+    python benchmarks/robust_oneshot.py fmnist --seeds 1 --out runs/robust_fmnist
+    python benchmarks/robust_oneshot.py nb201 --seeds 4 --out runs/robust_nb201 \\
+        --set search.epochs=30 --set search.max_samples=10000
+    python benchmarks/robust_oneshot.py nb201 --quick --out /tmp/robust_smoke
+
+``--variants a,b`` picks variants by name (`VARIANTS`); ``--set`` adds overrides to every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# name -> overrides on top of the comparison's base config
+VARIANTS: dict[str, list[str]] = {
+    "darts": ["search.strategy=darts"],
+    "drnas": ["search.strategy=drnas"],
+    "darts+beta": ["search.strategy=darts", "search.beta_decay=1"],
+    "darts-": ["search.strategy=darts", "search.aux_skip=1"],
+    "darts+prune": [
+        "search.strategy=darts",
+        "search.prune_threshold=0.08",
+        "search.prune_patience=2",
+    ],
+    "darts+entropy": ["search.strategy=darts", "search.entropy_weight=0.1"],
+    "drnas+prune": [
+        "search.strategy=drnas",
+        "search.prune_threshold=0.08",
+        "search.prune_patience=2",
+    ],
+    "gdas": ["search.strategy=gdas"],
+    "gdas+beta": ["search.strategy=gdas", "search.beta_decay=1"],
+}
+DEFAULT_VARIANTS = {
+    "fmnist": ["darts", "drnas", "darts+beta", "darts+prune", "darts-"],
+    "nb201": ["darts", "drnas", "darts+beta", "darts+prune", "darts-", "gdas", "gdas+beta"],
+}
+QUICK = {
+    "fmnist": [
+        "search.epochs=2",
+        "search.max_samples=400",
+        "search.C=4",
+        "search.layers=3",
+        "train.epochs=1",
+        "train.max_samples=400",
+        "train.C=4",
+        "train.layers=3",
+        "data.max_val=200",
+    ],
+    "nb201": [
+        "search.epochs=2",
+        "search.max_samples=256",
+        "search.C=4",
+        "search.layers=3",
+        "data.max_val=128",
+    ],
+}
+
+
+def events(path: Path) -> list[dict]:
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x]
+
+
+def search_summary(run: Path) -> dict:
+    """From a run directory's metrics.jsonl: per search epoch the derived (first) cell's
+    skip/pool/none share, margin, entropy, seconds and ops left; the pruning events."""
+    ev = events(run)
+    epochs = [e for e in ev if e.get("event") == "search_epoch" and e.get("diagnostics")]
+    per_epoch = []
+    for e in epochs:
+        d = e["diagnostics"]
+        shares = next(iter(d["cells"].values()))
+        per_epoch.append(
+            {
+                "epoch": e["epoch"],
+                "seconds": e["seconds"],
+                "skip": shares["skip"],
+                "pool": shares["pool"],
+                "none": shares["none"],
+                "parameter_free": shares["parameter_free"],
+                "margin": d.get("margin"),
+                "entropy": d["mean_entropy"],
+                "ops_left": e.get("ops_left"),
+            }
+        )
+    return {
+        "per_epoch": per_epoch,
+        "pruned": sum(e.get("event") == "prune" for e in ev),
+        "undecided": any(e.get("event") == "undecided" for e in ev),
+    }
+
+
+def run_fmnist(args, variants: list[str]) -> dict:
+    import scinas
+    from scinas.progress import Reporter
+
+    out = {}
+    for name in variants:
+        rows = []
+        for seed in range(args.seeds):
+            run = args.out / f"{name}-seed{seed}"
+            sets = [
+                f"data.dataset={args.data}",
+                *([f"data.data_dir={args.data_dir}"] if args.data_dir else []),
+                f"seed={seed}",
+                *VARIANTS[name],
+                *(QUICK["fmnist"] if args.quick else []),
+                *args.set,
+            ]
+            cfg = scinas.build_config(args.preset, overrides=sets)
+            t0 = time.perf_counter()
+            res = scinas.run(cfg, run, overwrite=True, reporter=Reporter(quiet=not args.verbose))
+            wall = time.perf_counter() - t0
+            summary = search_summary(run)
+            last = summary["per_epoch"][-1] if summary["per_epoch"] else {}
+            rows.append(
+                {
+                    "seed": seed,
+                    "test_accuracy": res["test"].get("accuracy"),
+                    "parameter_free": last.get("parameter_free"),
+                    "margin": last.get("margin"),
+                    "search_seconds": res.get("search_seconds"),
+                    "wall_seconds": wall,
+                    **summary,
+                }
+            )
+            print(
+                f"{name} seed {seed}: test {rows[-1]['test_accuracy']:.4f} parameter-free "
+                f"{rows[-1]['parameter_free']:.2f} margin {rows[-1]['margin']:.4f} "
+                f"{wall:.0f}s",
+                flush=True,
+            )
+        out[name] = rows
+    return out
+
+
+def run_nb201(args, variants: list[str]) -> dict:
+    out = {}
+    for name in variants:
+        bench = args.out / name
+        sets = [*VARIANTS[name], *(QUICK["nb201"] if args.quick else []), *args.set]
+        strategy = next(s.split("=", 1)[1] for s in sets if s.startswith("search.strategy="))
+        sets = [s for s in sets if not s.startswith("search.strategy=")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "scinas",
+            "bench",
+            "nb201",
+            "--table",
+            str(args.table),
+            "--strategy",
+            strategy,
+            "--data",
+            str(args.data),
+            "--seeds",
+            str(args.seeds),
+            "--preset",
+            args.preset,
+            "--out",
+            str(bench),
+            "--overwrite",
+            "--quiet",
+            *[a for s in sets for a in ("--set", s)],
+        ]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"{name}: {' '.join(cmd)}\n{res.stderr}")
+        results = json.loads((bench / "results.json").read_text())
+        seeds = [search_summary(bench / f"seed{k}") for k in range(args.seeds)]
+        n = min(len(s["per_epoch"]) for s in seeds)
+        per_epoch = [
+            {
+                key: float(np.mean([s["per_epoch"][e][key] for s in seeds]))
+                for key in ("skip", "pool", "none", "parameter_free", "margin", "seconds")
+            }
+            for e in range(n)
+        ]
+        out[name] = {
+            "test_accuracy_mean": results["test_accuracy_mean"],
+            "test_accuracy_std": results["test_accuracy_std"],
+            "parameter_free": results["parameter_free_share"],
+            "archs": [f["arch"] for f in results["per_seed"]],
+            "per_epoch": per_epoch,
+            "pruned": [s["pruned"] for s in seeds],
+            "seconds": time.perf_counter() - t0,
+        }
+        print(
+            f"{name}: test {results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f}"
+            f" parameter-free {results['parameter_free_share']:.2f} "
+            f"{out[name]['seconds']:.0f}s",
+            flush=True,
+        )
+    return out
+
+
+def table_fmnist(out: dict) -> str:
+    lines = [
+        "| variant | test accuracy | parameter-free (normal) | margin | search s | wall s "
+        "| pruned |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in out.items():
+
+        def mean(key, rows=rows):
+            vals = [r[key] for r in rows if r[key] is not None]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        lines.append(
+            f"| {name} | {mean('test_accuracy'):.4f} | {mean('parameter_free'):.2f} | "
+            f"{mean('margin'):.4f} | {mean('search_seconds'):.0f} | {mean('wall_seconds'):.0f} "
+            f"| {mean('pruned'):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def table_nb201(out: dict) -> str:
+    lines = [
+        "| variant | CIFAR-10 test (200 ep) | parameter-free | final margin | "
+        "skip/pool/none share per epoch | s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in out.items():
+        shares = " ".join(
+            f"{e['skip']:.2f}/{e['pool']:.2f}/{e['none']:.2f}" for e in r["per_epoch"]
+        )
+        margin = r["per_epoch"][-1]["margin"] if r["per_epoch"] else float("nan")
+        lines.append(
+            f"| {name} | {r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f} | "
+            f"{r['parameter_free']:.2f} | {margin:.4f} | {shares} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("comparison", choices=["fmnist", "nb201"])
+    p.add_argument("--variants", help=f"comma-separated, among {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--data", help="fmnist: fashion-mnist; nb201: the CIFAR-10 subset .npz")
+    p.add_argument("--data-dir", help="fmnist: the folder of the idx files")
+    p.add_argument("--table", default=str(ROOT / "nasbench201" / "nb201_accuracies.npz"))
+    p.add_argument("--set", action="append", default=[], help="override for every run")
+    p.add_argument("--quick", action="store_true", help="smoke-test sizes (figures meaningless)")
+    p.add_argument("--out", type=Path, default=Path("runs/robust_oneshot"))
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args()
+    if args.data is None:
+        args.data = (
+            "fashion-mnist"
+            if args.comparison == "fmnist"
+            else str(ROOT / "cifar10_jpeg_subset" / "cifar10_jpeg_subset.npz")
+        )
+    if args.comparison == "fmnist" and args.data_dir is None and args.data == "fashion-mnist":
+        args.data_dir = str(ROOT / "fashion_mnist")
+    variants = args.variants.split(",") if args.variants else DEFAULT_VARIANTS[args.comparison]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if args.comparison == "fmnist":
+        out = run_fmnist(args, variants)
+        table = table_fmnist(out)
+    else:
+        out = run_nb201(args, variants)
+        table = table_nb201(out)
+    summary = {
+        "comparison": args.comparison,
+        "preset": args.preset,
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "sets": args.set,
+        "variants": {v: VARIANTS[v] for v in variants},
+        "results": out,
+        "seconds": time.perf_counter() - t0,
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

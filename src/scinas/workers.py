@@ -106,8 +106,17 @@ def make_storage(url: str, s=None) -> optuna.storages.BaseStorage:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     if s is not None and s.heartbeat:
         with _quiet():
-            return RDBStorage(url, **kwargs, **_heartbeat(s))
-    return RDBStorage(url, **kwargs)
+            kwargs.update(_heartbeat(s))
+    for attempt in range(3):
+        try:
+            with _quiet():
+                return RDBStorage(url, **kwargs)
+        except Exception:
+            # workers starting together on a new database race to create optuna's tables (the
+            # loser's insert of the schema version fails): the tables exist on the next try
+            if attempt == 2:
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def _heartbeat(s) -> dict:

@@ -813,7 +813,7 @@ def bench_nb201_cmd(
         typer.Option(
             "--strategy",
             help="random | evolution | tpe | reinforce (from the table alone), or the one-shot "
-            "darts | gdas | rsws (these train a supernet on --data, e.g. CIFAR-10).",
+            "darts | gdas | drnas | rsws (these train a supernet on --data, e.g. CIFAR-10).",
         ),
     ] = "random",
     budget: Annotated[

@@ -82,7 +82,7 @@ class SearchConfig(_Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     strategy: str = Field(
-        "darts", description="darts, gdas, rsws, random, evolution, tpe or reinforce"
+        "darts", description="darts, gdas, drnas, rsws, random, evolution, tpe or reinforce"
     )
     space: str = Field(
         "darts",

@@ -295,24 +295,31 @@ def _holds(config: dict, dotted: str) -> bool:
 # ----------------------------------------------------------------------------- the claim rule
 
 
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
 class SharedStudy:
     """The worker side of a shared study: claims trials within the budget, keeps their
-    heartbeat, remembers which trials this worker completed."""
+    heartbeat, remembers which trials this worker finished. ``counted(study)``: the finished
+    trials that count towards the budget (default: the complete ones)."""
 
-    def __init__(self, study: optuna.Study, budget: int, reporter=None, poll: float = POLL_SECONDS):
+    def __init__(
+        self,
+        study: optuna.Study,
+        budget: int,
+        reporter=None,
+        poll: float = POLL_SECONDS,
+        counted=_complete,
+    ):
         self.study, self.budget, self.reporter, self.poll = study, budget, reporter, poll
-        self.mine: list[int] = []  # trial numbers this worker completed
+        self.counted = counted
+        self.mine: list[int] = []  # numbers of the counted trials this worker finished
         self.surplus = 0
         self._storage = study._storage
         self._beats = isinstance(self._storage, BaseHeartbeat) and (
             self._storage.get_heartbeat_interval() is not None
         )
-
-    def _counts(self) -> dict[TrialState, int]:
-        counts = dict.fromkeys(TrialState, 0)
-        for t in self.study.get_trials(deepcopy=False):
-            counts[t.state] += 1
-        return counts
 
     def claim(self, deadline: float | None = None) -> optuna.trial.Trial | None:
         """The next trial this worker should evaluate, or None when the budget is complete (or
@@ -322,15 +329,16 @@ class SharedStudy:
             if self._beats:
                 with _quiet():
                     fail_stale_trials(self.study)
-            n = self._counts()
-            if n[TrialState.COMPLETE] >= self.budget:
-                return None
-            if deadline is not None and time.perf_counter() >= deadline and n[TrialState.COMPLETE]:
-                return None
-            if (
-                n[TrialState.WAITING]
-                or n[TrialState.COMPLETE] + n[TrialState.RUNNING] < self.budget
+            done = len(self.counted(self.study))
+            if done >= self.budget or (
+                deadline is not None and time.perf_counter() >= deadline and done
             ):
+                return None
+            pending = self.study.get_trials(
+                deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
+            )
+            queued = any(t.state == TrialState.WAITING for t in pending)
+            if queued or done + len(pending) < self.budget:
                 with _quiet():
                     trial = self.study.ask()
                 if self._beats:
@@ -350,11 +358,11 @@ class SharedStudy:
             time.sleep(self.poll)
 
     def _ahead(self, number: int) -> int:
-        """Trials numbered before ``number`` that are complete, running or queued."""
-        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        return sum(
-            1 for t in self.study.get_trials(deepcopy=False, states=live) if t.number < number
-        )
+        """Trials numbered before ``number`` that are counted, running or queued."""
+        pending = (TrialState.RUNNING, TrialState.WAITING)
+        ahead = list(self.study.get_trials(deepcopy=False, states=pending))
+        ahead += self.counted(self.study)
+        return sum(1 for t in ahead if t.number < number)
 
     def beating(self, trial: optuna.trial.Trial):
         """A context that keeps the trial's heartbeat while it is evaluated."""
@@ -363,8 +371,9 @@ class SharedStudy:
         return get_heartbeat_thread(trial._trial_id, self._storage)
 
     def owns_last_trial(self) -> bool:
-        """Whether this worker completed the study's last trial (it runs the final retrain)."""
-        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        """Whether this worker finished the study's last counted trial (it runs the final
+        retrain)."""
+        done = self.counted(self.study)
         if not done:
             return False
         last = max(done, key=lambda t: (t.datetime_complete, t.number))

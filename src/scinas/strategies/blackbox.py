@@ -194,6 +194,8 @@ def run_study(
             trial.set_user_attr("arch", arch.to_dict())
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             study.tell(trial, state=TrialState.PRUNED)
+            if shared is not None:
+                shared.mine.append(trial.number)
             continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
@@ -290,7 +292,7 @@ class BlackBoxStrategy:
             # again, now that it is stored: a worker started at the same time may differ
             compare_signature(study.study_name, s.storage, study.user_attrs, mine, config_diff)
             study.sampler.reseed_rng()  # seeded samplers would draw the same as other workers
-            shared = SharedStudy(study, s.budget, ctx.reporter)
+            shared = SharedStudy(study, s.budget, ctx.reporter, counted=evaluated)
         if ctx.resume and ctx.run is not None:
             _reconcile(study, ctx, private=s.storage is None)
         done = len(completed(study))

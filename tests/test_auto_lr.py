@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+import scinas
+from conftest import TINY, tiny_sets
+from scinas.cli import app
+from scinas.config import build_config
 from scinas.errors import TrainingDiverged
 from scinas.lr_finder import (
     ARCH_LR_MAX,
@@ -19,6 +25,7 @@ from scinas.lr_finder import (
     range_test,
     smooth,
 )
+from scinas.progress import Reporter
 from scinas.train import MAX_ROLLBACKS, LossGuard
 from test_trainer import network_trainer_for_test, without_seconds
 
@@ -29,12 +36,15 @@ def test_loss_guard_flags_nan_absurd_and_exploded_losses_only():
     guard = LossGuard()
     for v in [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4]:
         assert guard.problem(v) is None
-    assert guard.start == pytest.approx(1.85)
+    assert guard.start == 2.3  # the first step's loss, before any update
     assert "not finite" in guard.problem(math.nan)
     assert "not finite" in guard.problem(math.inf)
     assert guard.problem(1e5) is not None
     assert "running median" in guard.problem(30.0)  # > 10x median and above the start
     assert guard.problem(2.0) is None  # a bad batch, but below where the phase started
+    early = LossGuard()
+    assert early.problem(2.9) is None
+    assert early.problem(1504.0) is not None  # 30x the digits rate: the second step explodes
     late = LossGuard({"recent": [0.02] * 20, "start": 2.3})
     assert late.problem(0.3) is None  # 15x the median of a well-trained net: noise, not divergence
     assert late.problem(5.0) is not None
@@ -160,3 +170,97 @@ def test_arch_lr_lets_alphas_travel_the_same_distance():
     assert arch_lr_for(10**6) == ARCH_LR_MIN  # a paper-length search keeps DARTS' 3e-4
     assert arch_lr_for(1) == ARCH_LR_MAX
     assert json.dumps(arch_lr_for(100))  # plain float
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _events(out, kind=None):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in rows if kind is None or e["event"] == kind]
+
+
+def test_a_diverging_learning_rate_is_rolled_back_and_the_training_completes(tmp_path):
+    out = tmp_path / "t"
+    cfg = build_config("tiny", overrides=[*TINY, "train.lr=20"])
+    res = scinas.train(cfg, "DARTS_V2", out, reporter=Reporter(quiet=True))
+    div = _events(out, "divergence")
+    assert div and all(e["lr_after"] == pytest.approx(e["lr_before"] / 2) for e in div)
+    assert div[0]["lr_before"] == 20 and div[0]["phase"] == "training"
+    epochs = _events(out, "train_epoch")
+    assert epochs[0]["lr"] == pytest.approx(20 / 2 ** len(div))
+    assert math.isfinite(res["test"]["loss"]) and (out / "model.pt").is_file()
+    assert "Divergence guard" in (out / "report.html").read_text()
+
+
+def test_search_lr_auto_chooses_the_weight_and_architecture_rates(tmp_path, monkeypatch):
+    monkeypatch.setattr("scinas.lr_finder.RANGE_STEPS", 12)
+    out = tmp_path / "search"
+    cfg = build_config("tiny", overrides=[*TINY, "search.lr=auto"])
+    assert (cfg.search.lr, cfg.search.arch_lr, cfg.search.lr_min) == ("auto", "auto", None)
+    scinas.search(cfg, out, reporter=Reporter(quiet=True))
+    search = json.loads((out / "lr_range.json").read_text())["search"]
+    assert search["lr"] == pytest.approx(search["test"]["lr_at_min"] / 10)
+    assert search["lr_min"] == pytest.approx(search["lr"] / 25)
+    assert len(search["test"]["lrs"]) <= 12 and search["test"]["seconds"] > 0
+    # TINY: 1 epoch of 2 steps (60 + 60 images, batch 32): the alphas may travel ARCH_TRAVEL
+    assert search["arch_lr"] == pytest.approx(arch_lr_for(2))
+    assert _events(out, "search_epoch")[0]["lr"] == pytest.approx(search["lr"])
+    assert [e["phase"] for e in _events(out, "lr_range_test")] == ["search"]
+    assert json.loads((out / "config.json").read_text())["search"]["lr"] == "auto"
+    assert "Learning-rate range tests" in (out / "report.html").read_text()
+
+
+def test_train_lr_auto_chooses_the_rate_on_the_training_data(tmp_path):
+    out = tmp_path / "train"  # the default 40 steps: a discrete network's are cheap
+    sets = [*TINY, "train.lr=auto", "train.max_samples=600", "train.C=8"]
+    res = scinas.train(
+        build_config("tiny", overrides=sets), "DARTS_V2", out, reporter=Reporter(quiet=True)
+    )
+    train = json.loads((out / "lr_range.json").read_text())["train"]
+    assert train["lr"] == pytest.approx(train["test"]["lr_at_min"] / 10)
+    assert train["key"] == "train.lr" and train["test"]["start_loss"] > train["test"]["min_loss"]
+    assert _events(out, "train_epoch")[0]["lr"] == pytest.approx(train["lr"])
+    assert math.isfinite(res["test"]["loss"])
+
+
+def _cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert isinstance(res.exception, SystemExit | None), res.exception
+    return res.exit_code, res.stderr
+
+
+@pytest.mark.parametrize(
+    "sets,phrase",
+    [
+        (["train.lr=auto", "train.lr_min=0.001"], "train.lr_min=0.001 is an absolute rate"),
+        (["search.lr=auto", "search.lr_min=0.001"], "search.lr_min=0.001 is an absolute rate"),
+        (["train.lr=fast"], "must be a positive number or 'auto'"),
+    ],
+)
+def test_lr_auto_with_an_absolute_schedule_floor_is_refused(tmp_path, sets, phrase):
+    out = tmp_path / "r"
+    code, err = _cli("run", "--out", out, *[a for s in sets for a in ("--set", s)])
+    assert code == 2 and err.count("error:") == 1 and phrase in err, err
+    assert not out.exists()
+
+
+def test_a_range_test_where_the_loss_never_falls_stops_with_one_message(tmp_path, monkeypatch):
+    """Constant images with balanced labels: nothing can be learned, no rate makes the loss
+    fall. The run stops (exit 2) after its directory exists; what it holds is consistent."""
+    monkeypatch.setattr("scinas.lr_finder.RANGE_STEPS", 12)
+    data = tmp_path / "const.npz"
+    np.savez(data, x_train=np.zeros((200, 8, 8), np.uint8), y_train=np.arange(200) % 2)
+    out = tmp_path / "t"
+    code, err = _cli(
+        "train", "--genotype", "DARTS_V2", "--data", data, "--out", out,
+        *tiny_sets("train.lr=auto"),
+    )  # fmt: skip
+    assert code == 2 and err.count("error:") == 1, err
+    assert "found no rate at which the loss falls on const" in err
+    assert "labels follow the inputs" in err and "give train.lr as a number" in err
+    assert not (out / "results.json").exists() and not (out / "model.pt").exists()
+    record = json.loads((out / "lr_range.json").read_text())["train"]
+    assert record["lr"] is None and len(record["test"]["lrs"]) == 12
+    assert [e["event"] for e in _events(out)] == ["lr_range_test"]
+    assert not (out / ".lock").exists() and not (out / "checkpoints").exists()

@@ -16,13 +16,14 @@ choice, is a derivative of a noisy 40-point curve and moved by a decade between 
 cases we tried; the minimum is stable.
 
 **When the loss never falls**: the smoothed minimum must be below the starting loss (the mean of
-the first 3 steps) by at least `MIN_FALL` of it and by twice the batch-to-batch spread of the
-first 8 steps (which barely train at these rates); otherwise no learning rate trains this model
-on these data, and the phase stops with one `UserError` (exit code 2) naming what to check
-(labels that do not follow the inputs, constant inputs, a far too small network, or give the
-learning rate as a number). The run directory then holds what it had plus the range test's record
-(``lr_range.json``, a ``lr_range_test`` line in ``metrics.jsonl``) to look at; it is not resumable
-into a working run (start again with a number, or ``--overwrite``).
+the steps at rates up to `QUIET_LR`, which barely train) by at least `MIN_FALL` of it and by
+twice the noise of that difference (from those steps' batch-to-batch spread); otherwise no
+learning rate trains this model on these data, and the phase stops with one `UserError` (exit
+code 2) naming what to check (labels that do not follow the inputs, constant inputs, a far too
+small network, or give the learning rate as a number). The run directory then holds what it had
+plus the range test's record (``lr_range.json``, a ``lr_range_test`` line in ``metrics.jsonl``)
+to look at; resuming it runs the test again (a failed test is not reused), so start again with
+a number, or ``--overwrite``.
 
 **The architecture learning rate** (one-shot strategies with architecture weights, set with
 ``search.lr=auto`` unless ``search.arch_lr`` is given as a number): Adam moves each alpha by at most
@@ -57,6 +58,7 @@ RANGE_STEPS = 40  # 8 per decade from 1e-4 to 10
 SMOOTHING = 0.8  # EMA weight of the running loss (about 5 steps)
 EXPLODED = 4.0  # the test stops once the smoothed loss is this many times its minimum
 MIN_FALL = 0.03  # the smoothed loss must fall at least this share below the starting loss
+QUIET_LR = 1e-3  # steps at rates up to this barely train: their spread is the batches' noise
 PICK_FACTOR = 10.0  # the chosen rate: the one at the smoothed minimum over this
 ARCH_TRAVEL = 3.0  # how far (in alpha units) an architecture weight may travel over the search
 ARCH_LR_MIN, ARCH_LR_MAX = 3e-4, 0.1
@@ -94,26 +96,32 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
 def choose(lrs: list[float], losses: list[float], stopped: str = "") -> RangeTest:
     """Apply the rule of this module to a recorded curve (finite losses only)."""
     sm = smooth(losses)
-    start = statistics.fmean(losses[:3]) if losses else math.nan
-    spread = statistics.pstdev(losses[:8]) if len(losses) >= 2 else 0.0
+    quiet = [v for r, v in zip(lrs, losses, strict=True) if r <= QUIET_LR]  # barely training
+    quiet = quiet if len(quiet) >= 3 else losses[:3]
+    start = statistics.fmean(quiet) if quiet else math.nan
+    spread = statistics.pstdev(quiet) if len(quiet) >= 2 else 0.0
+    # the noise of (start - smoothed): a mean of the quiet losses against an EMA of iid noise
+    noise = spread * math.sqrt(1 / max(1, len(quiet)) + (1 - SMOOTHING) / (1 + SMOOTHING))
     if not sm:
         return RangeTest(lrs, losses, sm, None, None, start, math.nan, stopped)
     k = min(range(len(sm)), key=sm.__getitem__)
-    fell = sm[k] < start - max(MIN_FALL * abs(start), 2 * spread)
+    fell = sm[k] < start - max(MIN_FALL * abs(start), 2 * noise)
     lr = lrs[k] / PICK_FACTOR if fell else None
     return RangeTest(lrs, losses, sm, lr, lrs[k] if fell else None, start, sm[k], stopped)
 
 
 def range_test(
     step: Callable[[float], float],
-    steps: int = RANGE_STEPS,
+    steps: int | None = None,
     lr_start: float = LR_START,
     lr_end: float = LR_END,
 ) -> RangeTest:
-    """Run ``step(lr) -> loss`` (one optimiser step at ``lr``) at exponentially growing rates and
-    choose one (`choose`). A step that raises `TrainingDiverged`, a non-finite loss or a smoothed
-    loss `EXPLODED` times its minimum ends the test."""
+    """Run ``step(lr) -> loss`` (one optimiser step at ``lr``) at ``steps`` (`RANGE_STEPS`)
+    exponentially growing rates and choose one (`choose`). A step that raises
+    `TrainingDiverged`, a non-finite loss or a smoothed loss `EXPLODED` times its minimum ends
+    the test."""
     t0 = time.perf_counter()
+    steps = steps or RANGE_STEPS
     factor = (lr_end / lr_start) ** (1 / max(1, steps - 1))
     lrs, losses, stopped = [], [], f"reached {lr_end:g}"
     best = math.inf
@@ -180,7 +188,8 @@ def recorded(ctx, phase: str) -> dict | None:
     run = ctx.run
     if not ctx.resume or run is None or not run.file(RANGE_FILE).is_file():
         return None
-    return read_json(run.file(RANGE_FILE)).get(phase)
+    done = read_json(run.file(RANGE_FILE)).get(phase)
+    return done if done and done.get("lr") is not None else None  # a failed test runs again
 
 
 def record(ctx, phase: str, key: str, rt: RangeTest, chosen: dict) -> None:

@@ -55,6 +55,7 @@ RUN_FILES = frozenset(
         "results.json",
         "search_result.json",
         "budget.json",
+        "lr_range.json",
         "compare.json",
         "report.html",
         "study.db",

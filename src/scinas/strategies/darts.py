@@ -195,8 +195,39 @@ class DartsSettings(ArchSettings):
     )
 
 
+class GradientStrategy(OneShotStrategy):
+    """A strategy whose alphas follow the gradient of the architecture loss (Adam, `Architect`),
+    the supernet relaxing each edge's op choice as ``sampling`` says; the regularisers the
+    settings ask for join the architecture loss."""
+
+    sampling = "softmax"
+
+    def architect_options(self, ctx: SearchContext) -> dict:
+        """`Architect` keywords beyond the shared ones (DARTS: its order)."""
+        return {"order": 1}
+
+    def penalty_options(self, ctx: SearchContext) -> dict:
+        """`scinas.strategies.regularisers.ArchPenalty` keywords of this strategy's own terms."""
+        return {}
+
+    def configure(self, model, ctx: SearchContext) -> None:
+        s = ctx.cfg.search
+        model.sampling = self.sampling
+        self.architect = Architect(
+            model,
+            ctx.task,
+            lr=s.arch_lr,
+            weight_decay=s.arch_weight_decay,
+            penalty=self.arch_penalty(model, ctx, **self.penalty_options(ctx)),
+            **self.architect_options(ctx),
+        )
+
+    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
+        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)
+
+
 @STRATEGIES.decorator("darts")
-class DartsStrategy(OneShotStrategy):
+class DartsStrategy(GradientStrategy):
     """Differentiable architecture search (first or second order, `search.order`): every op of
     every edge runs, weighted by the softmax of its alphas."""
 
@@ -211,18 +242,5 @@ class DartsStrategy(OneShotStrategy):
     def describe(self, ctx: SearchContext) -> str:
         return f"DARTS order {ctx.cfg.search.order}"
 
-    def configure(self, model, ctx: SearchContext) -> None:
-        s = ctx.cfg.search
-        model.sampling = "softmax"
-        self.architect = Architect(
-            model,
-            ctx.task,
-            lr=s.arch_lr,
-            weight_decay=s.arch_weight_decay,
-            order=s.order,
-            hvp_r=s.hvp_r,
-            penalty=self.arch_penalty(model, ctx),
-        )
-
-    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
-        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)
+    def architect_options(self, ctx: SearchContext) -> dict:
+        return {"order": ctx.cfg.search.order, "hvp_r": ctx.cfg.search.hvp_r}

@@ -23,8 +23,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from .base import STRATEGIES, SearchContext
-from .darts import Architect
-from .oneshot import ArchSettings, OneShotStrategy
+from .darts import GradientStrategy
+from .oneshot import ArchSettings
 
 
 class DrnasSettings(ArchSettings):
@@ -48,8 +48,10 @@ class DrnasSettings(ArchSettings):
 
 
 @STRATEGIES.decorator("drnas")
-class DrnasStrategy(OneShotStrategy):
+class DrnasStrategy(GradientStrategy):
     """Dirichlet-sampled op weights on every edge; the cell from the Dirichlet mean."""
+
+    sampling = "dirichlet"
 
     name = "drnas"
     description = (
@@ -64,17 +66,5 @@ class DrnasStrategy(OneShotStrategy):
         s = ctx.cfg.search
         return f"DrNAS, KL weight {s.kl_weight:g} to Dirichlet({s.prior:g})"
 
-    def configure(self, model, ctx: SearchContext) -> None:
-        s = ctx.cfg.search
-        model.sampling = "dirichlet"
-        self.architect = Architect(
-            model,
-            ctx.task,
-            lr=s.arch_lr,
-            weight_decay=s.arch_weight_decay,
-            order=1,
-            penalty=self.arch_penalty(model, ctx, kl_weight=s.kl_weight, prior=s.prior),
-        )
-
-    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
-        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)
+    def penalty_options(self, ctx: SearchContext) -> dict:
+        return {"kl_weight": ctx.cfg.search.kl_weight, "prior": ctx.cfg.search.prior}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .base import STRATEGIES, SearchContext
-from .darts import Architect
-from .oneshot import ArchSettings, OneShotStrategy
+from .darts import GradientStrategy
+from .oneshot import ArchSettings
 
 
 def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
@@ -36,8 +36,10 @@ class GdasSettings(ArchSettings):
 
 
 @STRATEGIES.decorator("gdas")
-class GdasStrategy(OneShotStrategy):
+class GdasStrategy(GradientStrategy):
     """One sampled op per edge per step (hard Gumbel-softmax, straight-through gradient)."""
+
+    sampling = "gumbel"
 
     name = "gdas"
     description = (
@@ -52,24 +54,9 @@ class GdasStrategy(OneShotStrategy):
         s = ctx.cfg.search
         return f"GDAS, tau {s.tau_max:g} -> {s.tau_min:g}"
 
-    def configure(self, model, ctx: SearchContext) -> None:
-        s = ctx.cfg.search
-        model.sampling = "gumbel"
-        self.architect = Architect(
-            model,
-            ctx.task,
-            lr=s.arch_lr,
-            weight_decay=s.arch_weight_decay,
-            order=1,
-            penalty=self.arch_penalty(model, ctx),
-        )
-
     def begin_epoch(self, model, epoch: int, ctx: SearchContext) -> None:
         s = ctx.cfg.search
         model.tau = temperature(epoch, s.epochs, s.tau_max, s.tau_min)
-
-    def arch_step(self, model, xt, yt, xv, yv, lr, w_optimizer) -> float:
-        return self.architect.step(xt, yt, xv, yv, lr, w_optimizer)
 
     def evaluate_supernet(self, model, ctx: SearchContext, val_batches) -> dict:
         """The supernet along the currently derived architecture (not a random sample)."""

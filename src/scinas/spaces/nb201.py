@@ -490,6 +490,11 @@ class NB201Supernet(nn.Module):
             if isinstance(layer, NB201SearchCell):
                 layer.aux_skip = float(weight)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # supernets saved before pruning existed have no mask: nothing was pruned
+        state_dict.setdefault(prefix + "mask", torch.ones_like(self.mask))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _mask(self) -> torch.Tensor | None:
         return None if self._full else self.mask
 

@@ -269,6 +269,12 @@ class Supernet(nn.Module):
             if isinstance(cell, SearchCell):
                 cell.aux_skip = float(weight)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # supernets saved before pruning existed have no masks: nothing was pruned
+        for name in ("mask_normal", "mask_reduce"):
+            state_dict.setdefault(prefix + name, torch.ones_like(getattr(self, name)))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _mask(self, cell: str) -> torch.Tensor | None:
         """The cell's pruning mask, None while nothing is pruned (no masking work per step)."""
         return None if self._full[cell] else getattr(self, f"mask_{cell}")

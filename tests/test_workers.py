@@ -186,19 +186,12 @@ def test_a_missing_driver_names_the_extra(tmp_path, monkeypatch):
 
 def test_a_study_holding_another_space_or_objective_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = cli(
-        "search",
-        "--strategy",
-        "random",
-        "--storage",
-        url,
-        "--study",
-        "s",
-        "-q",
-        "--out",
-        str(tmp_path / "a"),
-        *sets("search.budget=1", "search.space=nb201"),
-    )
+
+    def search(out, *opts):
+        args = ["--strategy", "random", "--storage", url, "--study", "s", "--out", str(out)]
+        return cli("search", "-q", *args, *opts)
+
+    first = search(tmp_path / "a", *sets("search.budget=1", "search.space=nb201"))
     assert first.exit_code == 0, first.output
     cases = [
         (sets("search.budget=1"), "different search space"),  # the darts space
@@ -209,18 +202,7 @@ def test_a_study_holding_another_space_or_objective_is_refused(tmp_path):
     ]
     for opts, words in cases:
         out = tmp_path / "b"
-        r = cli(
-            "search",
-            "--strategy",
-            "random",
-            "--storage",
-            url,
-            "--study",
-            "s",
-            "--out",
-            str(out),
-            *opts,
-        )
+        r = search(out, *opts)
         refused(r, words)
         assert not out.exists()
     # a worker with no options joins it: the study carries its config

@@ -244,8 +244,8 @@ def _config(
     derive=None,
     also=(),
     kind: str = "run",
+    base: dict | None = None,  # a stored config to build on (a shared study's)
 ):
-    base = None
     if resume is not None:
         from .rundir import check_resume
 
@@ -444,18 +444,9 @@ def worker_cmd(
     from .pipeline import worker
 
     def make_config(base):
-        return build_config(
-            base=base,
-            search__strategy=strategy,
-            preset=preset,
-            file=config,
-            overrides=_shared(set_, storage, study),
-            data__dataset=data,
-            data__data_dir=data_dir,
-            data__task=task,
-            data__layout=layout,
-            seed=seed,
-            device=device,
+        sets = _shared(set_, storage, study)
+        return _config(
+            preset, config, sets, data, data_dir, task, layout, seed, device, strategy, base=base
         )
 
     typer.echo(json.dumps(worker(storage, study, make_config, Reporter(quiet=quiet))))

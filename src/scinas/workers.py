@@ -9,7 +9,7 @@ of the same optuna study. This module supplies what that needs:
   ``RetryHeartbeatStaleTrialCallback`` (a trial whose worker stopped beating for
   ``search.grace_period`` seconds is failed and queued again with the same architecture), or
   ``journal:///path/study.log`` as optuna's ``JournalStorage`` on a file (a shared filesystem,
-  no database server).
+  no database server), given optuna's heartbeat interface here (`BeatingJournalStorage`).
 - `check_shared_storage`: the preflight: driver installed, server reachable, and a study of
   that name, when it exists, holding the same search space and objective (its config and
   decisions are stored in the study's user attributes).

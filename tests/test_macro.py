@@ -45,10 +45,15 @@ def test_published_parameter_counts():
     assert set(baseline_points()) == {f"macro:{n}" for n in BASELINES.names()}
 
 
-def test_the_resnet_points_are_in_the_default_decision_space():
-    s = SearchConfig.model_validate({"strategy": "random", "space": "macro"})
+@pytest.mark.parametrize("widths", [None, [16, 32, 64, 128, 256, 512]])
+def test_the_resnet_points_are_in_the_decision_space(widths):
+    """resnet_tiny with the default (CPU-sized) options, every ResNet with the wider widths."""
+    s = SearchConfig.model_validate({"strategy": "random", "space": "macro", "widths": widths})
     choices = dict(SPACE.decisions(s).decisions)
-    for arch in baseline_points().values():
+    points = baseline_points()
+    if widths is None:
+        points = {"macro:resnet_tiny": points["macro:resnet_tiny"]}
+    for arch in points.values():
         assert arch.stem in choices["stem"]
         for i, st in enumerate(arch.stages):
             for key in ("depth", "width", "block", "kernel", "dilation", "se"):

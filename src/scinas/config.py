@@ -138,10 +138,10 @@ class SearchConfig(_Section):
         None, description="macro space: expansion ratios (1, 2, 4, 6)"
     )
     widths: list[int] | None = Field(
-        None, description="macro space: stem and stage widths (16, 32, ..., 512)"
+        None, description="macro space: stem and stage widths (16, 32, 64, 128)"
     )
     depths: list[int] | None = Field(
-        None, description="macro space: blocks per stage, 0 drops a later stage (0..4)"
+        None, description="macro space: blocks per stage, 0 drops a later stage (0..3)"
     )
     se: list[bool] | None = Field(None, description="macro space: squeeze-excitation (off, on)")
     stages: int = Field(4, ge=1, le=4, description="macro space: most stages")

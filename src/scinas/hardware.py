@@ -20,6 +20,7 @@ is logged (``pareto_front`` in metrics.jsonl) and drawn in the report.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import TYPE_CHECKING
@@ -321,9 +322,9 @@ def preflight(ctx: SearchContext) -> None:
     if not lim:
         return
     space = SPACES.get(s.space)
-    fastest = None
+    fastest = None  # the latency check times the smallest network found (by FLOPs if limited)
     for key in ("params", "flops"):
-        if key not in lim and not (key == "flops" and "latency_ms" in lim):
+        if key not in lim and not (key == "params" and "latency_ms" in lim and "flops" not in lim):
             continue
         cost = _meta_cost(ctx, key)
         arch = space.smallest(s, cost)
@@ -332,7 +333,8 @@ def preflight(ctx: SearchContext) -> None:
             raise UserError(
                 f"search.{LIMITS[key]}={lim[key]:g} cannot be met: the smallest network of the "
                 f"{s.space} space under this search section has {least:,.0f} {key} at this "
-                f"input ({arch}). Raise search.{LIMITS[key]} to at least {least:,.0f}."
+                f"input ({json.dumps(arch.to_dict())}). Raise search.{LIMITS[key]} to at least "
+                f"{least:,.0f}."
             )
     if "latency_ms" in lim:
         net = _final_network(ctx, fastest)
@@ -341,8 +343,9 @@ def preflight(ctx: SearchContext) -> None:
         )
         if ms > lim["latency_ms"]:
             raise UserError(
-                f"search.max_latency_ms={lim['latency_ms']:g} cannot be met: the network of "
-                f"fewest FLOPs in the {s.space} space ({fastest}) takes {ms:.3g} ms per sample "
+                f"search.max_latency_ms={lim['latency_ms']:g} cannot be met: the smallest "
+                f"network of the {s.space} space ({json.dumps(fastest.to_dict())}) takes "
+                f"{ms:.3g} ms per sample "
                 f"at batch 1 on {ctx.device}. Raise search.max_latency_ms above {ms:.3g}."
             )
 

@@ -52,8 +52,8 @@ DEFAULTS: dict[str, tuple] = {
     "kernels": KERNELS,
     "dilations": (1, 2),
     "expansions": (1, 2, 4, 6),
-    "widths": (16, 32, 64, 128, 256, 512),
-    "depths": (0, 1, 2, 3, 4),
+    "widths": (16, 32, 64, 128),  # CPU-sized; resnet10/18 need 256 and 512 as well
+    "depths": (0, 1, 2, 3),
     "se": (False, True),
 }
 DEFAULT_STAGES = 4

@@ -26,11 +26,11 @@ import time
 from typing import TYPE_CHECKING
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import UserError
 from .flops import count_flops, count_parameters
-from .strategies.base import StrategySettings
+from .spaces import SPACES, space_of
 
 if TYPE_CHECKING:
     import optuna
@@ -43,8 +43,12 @@ LIMITS = {"params": "max_params", "flops": "max_flops", "latency_ms": "max_laten
 MAX_INFEASIBLE_IN_A_ROW = 200
 
 
-class HardwareSettings(StrategySettings):
-    """Constraints and objectives on the cost of the networks a black-box search proposes."""
+class HardwareSettings(BaseModel):
+    """Constraints and objectives on the cost of the networks a black-box search proposes (a
+    base of every black-box strategy's settings; plain pydantic, like `StrategySettings`, so
+    that this module imports nothing of the strategies)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_params: int | None = Field(
         None, ge=1, description="skip candidates with more parameters (final network)"
@@ -113,13 +117,10 @@ def active(s) -> bool:
     return bool(limits(s) or extra_objectives(s) or getattr(s, "hardware", False))
 
 
-def check_objectives(s, entry) -> None:
-    """A multi-objective setting needs a strategy with a multi-objective sampler (ValueError:
-    the config's one message)."""
+def check_objectives(s, entry, able: list[str]) -> None:
+    """A multi-objective setting needs a strategy with a multi-objective sampler (``able``: the
+    strategies that have one); ValueError: the config's one message."""
     if extra_objectives(s) and entry.multi_sampler is None:
-        from .strategies import STRATEGIES
-
-        able = [n for n in STRATEGIES if getattr(STRATEGIES.get(n), "multi_sampler", None)]
         raise ValueError(
             f"search.objectives={','.join(s.objectives)} needs a multi-objective sampler, which "
             f"strategy {entry.name} has not: use {', '.join(able)}"
@@ -214,15 +215,20 @@ def measure(
 
 
 def _final_network(ctx: SearchContext, arch, device=None):
-    from .fit import build_network
-
+    """The network the architecture becomes (the train section's sizes), placed as the run places
+    it, or built on ``device`` (e.g. "meta")."""
     data = ctx.data
-    if device is None:
-        return ctx.place.module(
-            build_network(arch, ctx.cfg.train, data.input_shape, data.num_outputs)
+
+    def build():
+        net = space_of(arch).build_network(
+            arch, ctx.cfg.train, tuple(data.input_shape), data.num_outputs
         )
+        return net
+
+    if device is None:
+        return ctx.place.module(build())
     with torch.device(device):
-        return build_network(arch, ctx.cfg.train, data.input_shape, data.num_outputs)
+        return build()
 
 
 def hardware_objective(ctx: SearchContext, objective):
@@ -315,7 +321,6 @@ def _meta_cost(ctx: SearchContext, key: str):
 def preflight(ctx: SearchContext) -> None:
     """Refuse (UserError) a limit no network of the space can meet, naming the smallest one;
     runs before anything is written."""
-    from .spaces import SPACES
 
     s = ctx.cfg.search
     lim = limits(s)

@@ -425,7 +425,8 @@ class BlackBox:
 
     def check_search(self, s, space) -> None:
         check_derive(s, self.derive_kinds)
-        hardware.check_objectives(s, self)
+        able = [n for n in STRATEGIES if getattr(STRATEGIES.get(n), "multi_sampler", None)]
+        hardware.check_objectives(s, self, able)
 
     def make_sampler(self, s, seed: int) -> optuna.samplers.BaseSampler:
         """The sampler for a search section ``s`` (its settings) and a seed."""

@@ -105,7 +105,7 @@ def test_variable_edge_genotype_round_trips_and_builds():
     "sets, phrase",
     [
         (["search.strategy=gdas", "search.derive=threshold:0.2"], "needs strategy darts"),
-        (["search.strategy=rsws", "search.derive=top3"], "needs strategy darts or gdas"),
+        (["search.strategy=rsws", "search.derive=top3"], "needs strategy darts or drnas or gdas"),
         (["search.space=nb201", "search.derive=top1"], "space darts"),
         (["search.derive=top-2"], "unknown derivation 'top-2'"),
     ],

@@ -10,10 +10,10 @@ loss has exploded (4x its smoothed minimum, or the divergence guard's rule).
 **The rule**: the learning rate is a tenth of the one at the smoothed loss's minimum. At the
 minimum the loss is about to turn up, i.e. that rate is at the edge of stability for a few steps
 of training, and the cosine schedule starts at its peak, so the peak must sit well inside the
-stable range; the moving average also lags the raw curve by a few steps (a third of a decade
-at these settings), which the factor 10 covers. The steepest-descent point, the other common
-choice, is a derivative of a noisy 40-point curve and moved by a decade between seeds in the
-cases we tried; the minimum is stable.
+stable range; the moving average also lags the raw curve by about 4 steps (half a decade at 8
+steps per decade), which the factor 10 covers. The other common choice, the steepest descent of
+the curve, is a derivative of a noisy curve of a few dozen points and so noisier than its
+minimum.
 
 **When the loss never falls**: the smoothed minimum must be below the starting loss (the mean of
 the steps at rates up to `QUIET_LR`, which barely train) by at least `MIN_FALL` of it and by

@@ -404,7 +404,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "compare": {"budget": 120, "search_share": 0.65},
         # batch 32: a 3x32x32 supernet step costs ~5 s here (10 s at 64), so compare's 78 s of
         # search still buys enough steps on CIFAR-sized images
-        "search": {"epochs": 3, "C": 8, "layers": 4, "batch_size": 32, "max_samples": 5000},
+        # zero-cost proxies (scinas.proxies): a small pool on small batches
+        "search": {
+            "epochs": 3,
+            "C": 8,
+            "layers": 4,
+            "batch_size": 32,
+            "max_samples": 5000,
+            "pool": 10,
+            "proxy_batch": 32,
+        },
         "train": {
             "epochs": 20,
             "C": 12,

@@ -186,10 +186,10 @@ def supernet_trainer(ctx, checkpointer=None, track=None):
     return trainer
 
 
-@pytest.mark.parametrize("strategy", ["darts", "gdas", "rsws"])
+@pytest.mark.parametrize("strategy", ["darts", "gdas", "drnas", "rsws"])
 def test_a_supernet_resumes_mid_epoch_to_the_same_bits(contexts, strategy):
-    """GDAS samples from the global RNG and keeps an arch optimiser; rsws samples paths from its
-    own numpy generator; DARTS averages BatchNorm statistics over the epoch's tail."""
+    """GDAS and DrNAS sample from the global RNG and keep an arch optimiser; rsws samples paths
+    from its own numpy generator; DARTS averages BatchNorm statistics over the epoch's tail."""
     ctx = contexts(strategy)
     reference = supernet_trainer(ctx)
     assert reference.n_steps >= 2

@@ -36,6 +36,23 @@ def test_every_resnet_baseline_is_a_point_with_its_exact_parameter_count(name, s
     assert net.strides == base.strides  # the same size rules, reductions dropped from the end
 
 
+@pytest.mark.parametrize("name", BASELINES.names())
+def test_every_resnet_point_computes_the_baselines_function(name):
+    """With the baseline's weights copied in (same tensors in the same order), the macro point
+    gives the baseline's outputs: the same network, not only the same count."""
+    torch.manual_seed(0)
+    base = build_baseline(name, 2, 3, (20, 20)).eval()
+    net = SPACE.build_network(load_genotype(f"macro:{name}"), TRAIN, (2, 20, 20), 3).eval()
+    src, dst = base.state_dict(), net.state_dict()
+    assert [v.shape for v in src.values()] == [v.shape for v in dst.values()]
+    with torch.no_grad():
+        for p in base.parameters():  # zero-initialised BNs would hide the residual branches
+            p.add_(0.1 * torch.randn_like(p))
+    net.load_state_dict(dict(zip(dst, base.state_dict().values(), strict=True)))
+    x = torch.randn(2, 2, 20, 20)
+    torch.testing.assert_close(net(x)[0], base(x)[0])
+
+
 def test_published_parameter_counts():
     """He et al.'s ResNet-18 at 3×32×32 and 10 classes: 11,173,962 parameters."""
     net = SPACE.build_network(load_genotype("macro:resnet18"), TRAIN, (3, 32, 32), 10)

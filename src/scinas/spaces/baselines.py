@@ -70,6 +70,16 @@ def stage_strides(num_stages: int, side: int) -> list[int]:
     return [1] + [2 if i <= allowed else 1 for i in range(1, num_stages)]
 
 
+def init_conv_bn(model: nn.Module) -> None:
+    """He initialisation (fan-out) of every convolution, BatchNorms at weight 1 and bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ResNet(nn.Module):
     """A ResNet of basic blocks with an input-size-adapted stem, for any C×H×W and output count.
 
@@ -128,12 +138,7 @@ class ResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, BasicBlock):

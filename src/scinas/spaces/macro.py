@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import UserError, unknown
 from ..ops import Conv1x1
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
-from .baselines import BASELINES, SMALL_INPUT_MAX_SIDE, ResNet
+from .baselines import BASELINES, SMALL_INPUT_MAX_SIDE, ResNet, init_conv_bn
 from .common import max_reductions
 
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "inverted")
@@ -215,7 +215,7 @@ class SqueezeExcite(nn.Module):
 
 
 class MacroBlock(nn.Module):
-    """One residual block of a stage: ``branch`` (ending in a BatchNorm, ``last_bn``), optional
+    """One residual block of a stage: ``branch`` (ending in a BatchNorm), optional
     squeeze-excitation, plus the shortcut, then ReLU (none after an inverted residual)."""
 
     def __init__(self, st: MacroStage, C_in: int, C_out: int, stride: int):
@@ -245,8 +245,7 @@ class MacroBlock(nn.Module):
                 act(inplace=True),
                 *_conv_bn(mid, C_out, 1),
             ]
-        self.branch = nn.Sequential(*layers)
-        self.last_bn = layers[-1]
+        self.branch = nn.Sequential(*layers)  # ends in the BatchNorm that starts at zero
         self.se = SqueezeExcite(C_out) if st.se else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or C_in != C_out:
@@ -301,15 +300,10 @@ class MacroNetwork(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C, num_outputs)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
         for m in self.modules():
             if isinstance(m, MacroBlock):
-                nn.init.zeros_(m.last_bn.weight)
+                nn.init.zeros_(m.branch[-1].weight)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         features = self.stages(self.stem(x))

@@ -401,7 +401,7 @@ class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, War
         None, description="study name in the storage (None: scinas-STRATEGY-SPACE-seedSEED)"
     )
     heartbeat: int = Field(
-        30, ge=1, description="seconds between a running trial's heartbeats (database storages)"
+        30, ge=1, description="seconds between a running trial's heartbeats (search.storage)"
     )
     grace_period: int | None = Field(
         None, ge=1, description="seconds without a heartbeat before a trial is failed and "

@@ -116,7 +116,7 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(url_of, tmp_p
     budget."""
     url, study = url_of(tmp_path), new_study()
     opts = sets(
-        "search.budget=4", "search.heartbeat=1", "search.grace_period=2", "search.eval_epochs=2"
+        "search.budget=4", "search.heartbeat=1", "search.grace_period=3", "search.eval_epochs=2"
     )
     victim, other = worker(url, study, *opts), worker(url, study, *opts)
     deadline, killed, seen = time.time() + 90, None, {}
@@ -249,3 +249,14 @@ def test_a_racing_trial_beyond_the_budget_is_surplus_and_the_last_worker_retrain
     states = [(t.number, t.state, t.user_attrs.get("scinas_surplus")) for t in study.trials]
     assert states == [(0, TrialState.COMPLETE, None), (1, TrialState.FAIL, True)]
     assert a.owns_last_trial() and not b.owns_last_trial()
+
+
+def test_a_result_that_comes_after_its_trial_was_failed_as_stale_is_dropped(tmp_path):
+    from scinas.workers import SharedStudy
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'late.db'}", study_name="s")
+    late = SharedStudy(study, budget=2, poll=0.05)
+    trial = late.claim()
+    assert not late.lost(trial)
+    study.tell(trial.number, state=TrialState.FAIL)  # as another worker's stale check does
+    assert late.lost(trial)

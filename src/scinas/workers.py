@@ -364,6 +364,18 @@ class SharedStudy:
         ahead += self.counted(self.study)
         return sum(1 for t in ahead if t.number < number)
 
+    def lost(self, trial: optuna.trial.Trial) -> bool:
+        """Whether another worker failed this trial meanwhile (its heartbeat came too late,
+        e.g. the machine stalled); its retry then runs elsewhere and this result is dropped."""
+        if self._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            return False
+        if self.reporter is not None:
+            self.reporter.log(
+                f"trial {trial.number} was failed by another worker (no heartbeat for "
+                "search.grace_period seconds): its retry counts, this result is dropped"
+            )
+        return True
+
     def beating(self, trial: optuna.trial.Trial):
         """A context that keeps the trial's heartbeat while it is evaluated."""
         if not self._beats:

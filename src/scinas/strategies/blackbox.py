@@ -202,6 +202,8 @@ def run_study(
             raise
         finally:
             fidelity.CURRENT_TRIAL.reset(running)
+        if shared is not None and shared.lost(trial):
+            continue
         trial.set_user_attr("arch", arch.to_dict())
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         for k, v in info.items():

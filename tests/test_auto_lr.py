@@ -86,6 +86,54 @@ def test_the_guard_rolls_back_the_epoch_halves_the_lr_and_the_run_completes():
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+def test_a_diverged_architecture_loss_halves_the_architecture_rate_too():
+    from scinas.train import diverged
+
+    trainer = network_trainer_for_test()
+    original, calls, fired = trainer.hooks.loss, [], []
+
+    def loss(batch, optimizer, where):
+        if where.endswith("epoch 1, step 2") and not fired:
+            fired.append(where)
+            raise diverged(math.nan, where, "search.arch_lr", 3e-4)
+        return original(batch, optimizer, where)
+
+    trainer.hooks.loss, trainer.hooks.scale_lr = loss, calls.append
+    events = []
+    trainer.on_event = events.append
+    trainer.run()
+    assert calls == [0.5] and events[0]["lr_key"] == "search.arch_lr"
+    assert "search.arch_lr too" in events[0]["message"]
+
+
+def test_a_recorded_range_test_is_reused_on_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from scinas.lr_finder import RangeTest, auto_train, record
+    from scinas.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "r", kind="train", config={}, overwrite=False)
+    ctx = SimpleNamespace(
+        run=run,
+        resume=False,
+        reporter=Reporter(quiet=True),
+        plans={},
+        data=SimpleNamespace(name="d"),
+    )
+    rt = RangeTest([1e-3, 1e-2], [2.0, 1.0], [2.0, 1.5], 1e-3, 1e-2, 2.0, 1.5, "reached 10")
+    record(ctx, "train", "train.lr", rt, {"lr": 1e-3})
+    t = build_config(overrides=["train.lr=auto"]).train
+
+    def never(_):
+        raise AssertionError("the range test ran again")
+
+    assert auto_train(SimpleNamespace(**{**vars(ctx), "resume": True}), never, t).lr == 1e-3
+    record(ctx, "train", "train.lr", rt, {"lr": None})  # a failed test is not reused
+    with pytest.raises(AssertionError, match="ran again"):
+        auto_train(SimpleNamespace(**{**vars(ctx), "resume": True}), never, t)
+    run.close()
+
+
 def test_the_guard_gives_up_after_max_rollbacks():
     trainer = network_trainer_for_test()
     events = []

@@ -202,6 +202,8 @@ def _arch_weights(figs: Figures, records: list[dict]) -> None:
 def _curves(figs: Figures, events: list[dict], metric: str) -> None:
     for phase, kind in (("search", "search_epoch"), ("train", "train_epoch")):
         rows = [e for e in events if e.get("event") == kind]
+        # an epoch the divergence guard rolled back and ran again: its last record counts
+        rows = sorted({e["epoch"]: e for e in rows}.values(), key=lambda e: e["epoch"])
         if not rows:
             continue
         ep = [e["epoch"] for e in rows]

@@ -100,6 +100,28 @@ def test_constraints_keep_violating_networks_untrained(tmp_path):
     assert res["params"] <= limit
 
 
+def test_resuming_logs_the_infeasible_candidates_again():
+    import optuna
+
+    arch = NET.to_dict()
+    study = optuna.create_study(direction="maximize")
+    e = hardware.Infeasible("params", 500.0, 100.0, {"params": 500})
+    e.constraints = [400.0]
+    hardware.tell_infeasible(study, study.ask(), MacroArch.from_dict(arch), e)
+    study.tell(study.ask(), 0.5)
+    logged = []
+
+    class Run:
+        log_event = staticmethod(logged.append)
+
+    class Ctx:
+        run = Run()
+
+    hardware.relog(study, Ctx())
+    assert logged == [hardware.infeasible_event(arch, {"params": 500}, "params")]
+    assert logged[0]["violates"] == "search.max_params"
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "scinas", *args], capture_output=True, text=True)
 

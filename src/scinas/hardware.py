@@ -257,12 +257,7 @@ def hardware_objective(ctx: SearchContext, objective):
             in_a_row[0] += 1
             # the broken limit positive, the others as far as measured (0: not measured)
             e.constraints = [e.measured[k] - v if k in e.measured else 0.0 for k, v in lim.items()]
-            event = {
-                "event": "search_infeasible",
-                "arch": arch.to_dict(),
-                "hardware": e.measured,
-                "violates": f"search.{LIMITS[e.key]}",
-            }
+            event = infeasible_event(arch.to_dict(), e.measured, e.key)
             if ctx.run is not None:
                 ctx.run.log_event(event)
             ctx.reporter.log(f"skipped (not trained): {e} (search.{LIMITS[e.key]})")
@@ -294,6 +289,29 @@ def tell_infeasible(study, trial, arch, e: Infeasible) -> None:
     trial.set_user_attr("infeasible", f"search.{LIMITS[e.key]}")
     trial.set_user_attr("constraints", e.constraints)
     study.tell(trial, state=TrialState.PRUNED)
+
+
+def infeasible_event(arch: dict, measured: dict, key: str) -> dict:
+    return {
+        "event": "search_infeasible",
+        "arch": arch,
+        "hardware": measured,
+        "violates": f"search.{LIMITS[key]}",
+    }
+
+
+def relog(study, ctx: SearchContext) -> None:
+    """Resuming: the ``search_infeasible`` events again, from the study's trials over a limit."""
+    from optuna.trial import TrialState
+
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), key=_number):
+        if "infeasible" in t.user_attrs:
+            key = next(k for k, f in LIMITS.items() if f"search.{f}" == t.user_attrs["infeasible"])
+            ctx.run.log_event(infeasible_event(t.user_attrs["arch"], t.user_attrs["hardware"], key))
+
+
+def _number(trial) -> int:
+    return trial.number
 
 
 # ----------------------------------------------------------------------------- before the run

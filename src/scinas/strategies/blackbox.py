@@ -377,6 +377,7 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
             }
         )
     fidelity.relog(study, ctx)  # the rung events, from the study
+    hardware.relog(study, ctx)  # the candidates over a hardware limit, from the study
     if private:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)

@@ -259,9 +259,16 @@ PRUNE = [
 ]
 
 
-def test_pruning_is_logged_reported_and_makes_epochs_cheaper(tmp_path):
-    out = tmp_path / "r"
+@pytest.fixture(scope="module")
+def pruned_run(tmp_path_factory):
+    """A tiny search that prunes after its first epoch (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("pruned") / "r"
     scinas.search(scinas.build_config("tiny", overrides=PRUNE), out, reporter=Reporter(quiet=True))
+    return out
+
+
+def test_pruning_is_logged_reported_and_makes_epochs_cheaper(pruned_run):
+    out = pruned_run
     events = _events(out)
     pruned = [e for e in events if e["event"] == "prune"]
     epochs = [e for e in events if e["event"] == "search_epoch"]
@@ -280,10 +287,9 @@ def test_pruning_is_logged_reported_and_makes_epochs_cheaper(tmp_path):
             assert r[e["cell"]][e["edge"]][r["ops"].index(e["op"])] == 0
 
 
-def test_pruned_search_interrupted_and_resumed_ends_the_same(tmp_path, monkeypatch):
+def test_pruned_search_interrupted_and_resumed_ends_the_same(tmp_path, monkeypatch, pruned_run):
     cfg = scinas.build_config("tiny", overrides=PRUNE)
-    ref = tmp_path / "ref"
-    scinas.search(cfg, ref, reporter=Reporter(quiet=True))
+    ref = pruned_run
     real = Pruner.update
 
     def stop_after_epoch_1(self, model, epoch):
@@ -318,26 +324,35 @@ def test_margin_entropy_of_known_weights():
     assert "close to a random one" in undecided_advice(0.01, 3, 3e-4)
 
 
-def _search_entropy(tmp_path, name, *extra):
+def _search(out, *extra) -> list[str]:
+    """A tiny 2-epoch search into ``out``; returns its log lines."""
     sets = [*TINY, "search.epochs=2", "search.arch_lr=0.03", *extra]
-    out = tmp_path / name
-    scinas.search(scinas.build_config("tiny", overrides=sets), out, reporter=Reporter(quiet=True))
-    last = [e for e in _events(out) if e["event"] == "search_epoch"][-1]["diagnostics"]
-    return last["mean_entropy"], last["margin"]
-
-
-def test_entropy_term_ends_the_search_with_lower_edge_entropy(tmp_path):
-    plain = _search_entropy(tmp_path, "plain")
-    sparse = _search_entropy(tmp_path, "sparse", "search.entropy_weight=1")
-    assert sparse[0] < plain[0] and sparse[1] > plain[1]
-
-
-def test_an_undecided_search_says_so_in_the_log_and_the_report(tmp_path):
-    out = tmp_path / "r"
-    lines = []
+    lines: list[str] = []
     rep = Reporter(quiet=True)
     rep.log = lines.append
-    scinas.search(scinas.build_config("tiny", overrides=TINY), out, reporter=rep)
+    scinas.search(scinas.build_config("tiny", overrides=sets), out, reporter=rep)
+    return lines
+
+
+def _last_diagnostics(out) -> dict:
+    return [e for e in _events(out) if e["event"] == "search_epoch"][-1]["diagnostics"]
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plain") / "r"
+    return out, _search(out)
+
+
+def test_entropy_term_ends_the_search_with_lower_edge_entropy(tmp_path, plain_run):
+    sparse = tmp_path / "sparse"
+    _search(sparse, "search.entropy_weight=1")
+    plain, sparse = _last_diagnostics(plain_run[0]), _last_diagnostics(sparse)
+    assert sparse["mean_entropy"] < plain["mean_entropy"] and sparse["margin"] > plain["margin"]
+
+
+def test_an_undecided_search_says_so_in_the_log_and_the_report(plain_run):
+    out, lines = plain_run
     assert any("ended undecided" in line and "close to a random one" in line for line in lines)
     assert any("margin" in line and "skip/pool/none" in line for line in lines)
     (undecided,) = [e for e in _events(out) if e["event"] == "undecided"]

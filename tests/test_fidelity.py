@@ -114,7 +114,10 @@ def refused(*sets: str) -> str:
             "raise search.eval_epochs to 6",
         ),
         (["search.pruner=sha2"], "choose one of none, asha, hyperband"),
-        (["search.pruner=asha", "search.eval_epochs=3", "search.reduction_factor=1"], "2"),
+        (
+            ["search.pruner=asha", "search.eval_epochs=3", "search.reduction_factor=1"],
+            "search.reduction_factor",
+        ),
         (
             ["search.pruner=asha", "search.eval_epochs=3", "search.objectives=accuracy,params"],
             "multi-objective",

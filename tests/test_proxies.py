@@ -310,3 +310,14 @@ def test_bad_proxy_settings_are_refused(tmp_path, setting, phrase):
     assert res.exit_code == 2, res.output
     assert phrase in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_the_table_benchmark_refuses_proxies_it_has_no_images_for(tmp_path):
+    from conftest import shared
+
+    table = shared("nasbench201", "nb201_accuracies.npz")
+    out = tmp_path / "b"
+    args = ["bench", "nb201", "--table", str(table), "--strategy", "zero-cost", "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--budget", "3", "--seeds", "1"])
+    assert res.exit_code == 2 and "benchmarks/proxies_nb201.py" in res.stderr
+    assert not out.exists()

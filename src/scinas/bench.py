@@ -153,6 +153,14 @@ def run_nb201(
     cfg = cfg or build_config("tiny")
     if cfg.search.strategy != strategy:  # the strategy's own settings, at their defaults
         cfg = build_config(base=cfg.model_dump(), search__strategy=strategy)
+    from .strategies.zerocost import proxy_plan
+
+    if proxy_plan(cfg.search) is not None:
+        raise UserError(
+            f"strategy {strategy} with zero-cost proxies scores networks on images, and the "
+            "table mode has none: benchmarks/proxies_nb201.py and benchmarks/warmstart_nb201.py "
+            "score NB201 networks on CIFAR-10 images and query the table."
+        )
     tab = NB201Table(table)
     if storage:
         check_storage_url(storage)

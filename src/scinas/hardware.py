@@ -349,8 +349,9 @@ def preflight(ctx: SearchContext) -> None:
     for key in ("params", "flops"):
         if key not in lim and not (key == "params" and "latency_ms" in lim and "flops" not in lim):
             continue
+        ctx.reporter.log(f"hardware limits: finding the {s.space} space's network of least {key}")
         cost = _meta_cost(ctx, key)
-        arch = space.smallest(s, cost)
+        arch = space.smallest(s, cost)  # seconds; ~30 s for FLOPs in the DARTS space
         fastest, least = arch, cost(arch)
         if key in lim and least > lim[key]:
             raise UserError(

@@ -1,0 +1,174 @@
+"""precision=bf16|fp16|fp32 and compile=true (issue 16, part 3): end to end in bf16 on the CPU,
+fp16 refused on a CPU, the second-order finite-difference step in float32 whatever the autocast,
+the fp16 scaler's state checkpointed, compile refused where torch.compile cannot work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import TINY, tiny_sets
+from scinas import precision
+from scinas.cli import app
+from scinas.precision import Mixed
+from scinas.spaces.darts.supernet import Supernet
+from scinas.strategies.darts import Architect
+from scinas.tasks import Classification
+
+
+def cli(*args: str):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stderr, res.stdout
+
+
+def refused(code: int, err: str, *phrases: str) -> None:
+    assert code == 2, err
+    assert err.count("error:") == 1 and "Traceback" not in err, err
+    for phrase in phrases:
+        assert phrase in err, (phrase, err)
+
+
+def test_bf16_search_and_training_run_end_to_end_on_cpu(tmp_path):
+    out = tmp_path / "run"
+    code, err, stdout = cli(
+        "run", "--out", out, "--quiet", *tiny_sets("precision=bf16", "search.arch_lr=3e-4")
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == "bf16"
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["test"]["accuracy"] <= 1.0
+    assert torch.isfinite(torch.tensor(results["supernet"]["val"]["loss"]))
+
+
+def test_fp16_on_cpu_is_refused_and_nothing_written(tmp_path):
+    out = tmp_path / "run"
+    code, err, _ = cli("search", "--out", out, "--device", "cpu", *tiny_sets("precision=fp16"))
+    refused(code, err, "precision=fp16", "bf16")
+    assert not out.exists()
+
+
+def test_unknown_precision_is_refused(tmp_path):
+    code, err, _ = cli("search", "--out", tmp_path / "r", "--set", "precision=fp8")
+    refused(code, err, "precision")
+    assert not (tmp_path / "r").exists()
+
+
+def _recorded_dtypes(model):
+    """The dtypes of every convolution output during the passes that follow."""
+    seen = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    return seen
+
+
+@pytest.mark.parametrize("order, expected", [(1, torch.bfloat16), (2, torch.float32)])
+def test_second_order_step_stays_float32_under_bf16_autocast(order, expected):
+    """Under the run's bf16 autocast the first-order architecture step runs in bf16, and the
+    second-order one (a finite-difference Hessian-vector product) in float32."""
+    torch.manual_seed(0)
+    model = Supernet(1, 10, (8, 8), C=4, layers=2)
+    task = Classification(num_outputs=10)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
+    architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=order)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    seen = _recorded_dtypes(model)
+    before = [a.detach().clone() for a in model.arch_parameters()]
+    with Mixed("bf16", "cpu").autocast():
+        loss = architect.step(x, y, x, y, 0.1, w_opt)
+    assert seen and set(seen) == {expected}
+    assert isinstance(loss, float) and loss == loss
+    moved = any(not torch.equal(a, b) for a, b in zip(model.arch_parameters(), before, strict=True))
+    assert moved
+
+
+def test_fp16_scaler_state_round_trips():
+    """The fp16 gradient scaler's state (its scale after a skipped overflow) is what a checkpoint
+    keeps and a resume restores; fp32/bf16 have none."""
+    assert Mixed("bf16", "cpu").state_dict() == {}
+    mixed = Mixed("fp16", "cpu")
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    mixed.backward(p.sum() * float("inf"))  # an overflow: the step is skipped, the scale halves
+    mixed.unscale(opt)
+    mixed.step(opt)
+    assert torch.equal(p.detach(), torch.ones(3))
+    state = mixed.state_dict()
+    assert state["scale"] == 2.0**15
+    fresh = Mixed("fp16", "cpu")
+    fresh.load_state_dict(state)
+    assert fresh.scaler.get_scale() == 2.0**15
+
+
+def test_trainer_checkpoint_carries_the_scaler(tmp_path):
+    from scinas.checkpoint import Checkpointer
+    from scinas.placement import Placement
+    from scinas.rundir import RunDir
+    from scinas.train import network_trainer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    place = Placement(torch.device("cpu"), False, [0.0], [1.0])
+    x, y = torch.randn(8, 1, 2, 2), torch.arange(8) % 2
+    run = RunDir.create(tmp_path / "r", kind="train", config={})
+    def make():
+        return network_trainer(
+            net,
+            Classification(num_outputs=2),
+            place.batches(x, y, 4, shuffle=True),
+            place.batches(x, y, 4),
+            epochs=1,
+            lr=0.1,
+            lr_min=0.0,
+            momentum=0.9,
+            weight_decay=0.0,
+            grad_clip=5.0,
+            checkpointer=Checkpointer(run, "train"),
+            precision="fp16",
+        )
+
+    trainer = make()
+    trainer.run()
+    state = Checkpointer(run, "train").load()
+    assert state["scaler"]["scale"] == trainer.mixed.scaler.get_scale() > 0
+    resumed = make()
+    resumed.mixed.scaler = precision.new_scaler("fp16", "cpu")
+    resumed.mixed.scaler.scale(torch.ones(1))  # its own initial scale, 2**16
+    resumed.mixed.scaler.update(1.0)  # a different one: the resume must replace it
+    assert resumed.resume()
+    assert resumed.mixed.scaler.get_scale() == state["scaler"]["scale"]
+
+
+def test_compile_unavailable_is_refused_and_nothing_written(tmp_path, monkeypatch):
+    """No C++ compiler (what the CPU backend needs): compile=true is refused, naming it."""
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr(precision.shutil, "which", lambda _name: None)
+    out = tmp_path / "run"
+    code, err, _ = cli("search", "--out", out, "--device", "cpu", *tiny_sets("compile=true"))
+    refused(code, err, "compile=true", "C++ compiler")
+    assert not out.exists()
+
+
+def test_compile_runs_a_search(tmp_path, monkeypatch):
+    """compile=true compiles the supernet in place and the search runs (the eager backend:
+    dynamo's capture without inductor's C++ build, seconds instead of a minute)."""
+    monkeypatch.setattr(precision, "BACKEND", "eager")
+    compiled = []
+    real = precision.maybe_compile
+
+    def spy(model, enabled):
+        out = real(model, enabled)
+        compiled.append(getattr(out, "_compiled_call_impl", None) is not None)
+        return out
+
+    monkeypatch.setattr("scinas.strategies.oneshot.maybe_compile", spy)
+    sets = [s for s in TINY if s.startswith("search.")]
+    args = [a for s in [*sets, "compile=true", "search.arch_lr=3e-4"] for a in ("--set", s)]
+    code, err, stdout = cli("search", "--out", tmp_path / "run", "--quiet", *args)
+    assert code == 0, err
+    assert compiled == [True]
+    assert json.loads(stdout.strip().splitlines()[-1])["normal"]

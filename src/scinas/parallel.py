@@ -343,7 +343,9 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     procs = []
     for r in range(nproc):
         child = {**env, "RANK": str(r), "LOCAL_RANK": str(r)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "scinas", *args], env=child))
+        # a session of its own: a terminal's Ctrl-C reaches them once, passed on from here
+        cmd = [sys.executable, "-m", "scinas", *args]
+        procs.append(subprocess.Popen(cmd, env=child, start_new_session=True))
 
     def forward(signum, _frame):
         for p in procs:

@@ -7,7 +7,6 @@ sizes, time budgets) before it creates the run directory, so bad input leaves no
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ from .rundir import (
     read_json,
     require_tensorboard,
 )
+from .signals import stop_on_signals
 from .spaces import load_genotype, space_of
 from .strategies import SearchContext, SearchResult, create_strategy
 from .strategies.oneshot import build_supernet
@@ -105,8 +105,9 @@ def _begin(
 
 
 def _working(run: RunDir | None):
-    """The run directory's working lock (nothing for a DDP process other than process 0)."""
-    return run.working() if run is not None else contextlib.nullcontext()
+    """The run directory's working lock; a DDP process other than process 0 has no directory,
+    only the same stop on SIGINT/SIGTERM at the next step."""
+    return run.working() if run is not None else stop_on_signals()
 
 
 def _data_facts(data) -> dict:

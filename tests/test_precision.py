@@ -172,3 +172,19 @@ def test_compile_runs_a_search(tmp_path, monkeypatch):
     assert code == 0, err
     assert compiled == [True]
     assert json.loads(stdout.strip().splitlines()[-1])["normal"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batches_live_on_the_gpu_and_match_the_cpu_ones():
+    """GPU data feeding: the raw data moves to the device once, batches are gathered and
+    normalised there, and equal the CPU path's."""
+    from scinas.placement import Placement
+
+    x = torch.randint(0, 255, (70, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(70) % 10
+    cpu = Placement(torch.device("cpu"), False, [0.5] * 3, [0.2] * 3)
+    gpu = Placement(torch.device("cuda"), False, [0.5] * 3, [0.2] * 3)
+    b_cpu, b_gpu = cpu.batches(x, y, 32, shuffle=True), gpu.batches(x, y, 32, shuffle=True)
+    assert b_gpu.x.is_cuda
+    for (xc, yc), (xg, yg) in zip(b_cpu, b_gpu, strict=True):
+        assert xg.is_cuda and torch.allclose(xc, xg.cpu()) and torch.equal(yc, yg.cpu())

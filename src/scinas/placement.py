@@ -34,6 +34,11 @@ class Batches:
     drop_last: bool = False
     generator: torch.Generator | None = None
 
+    def __post_init__(self):
+        # on a GPU the raw data moves to it once, so that a step never waits for a host copy
+        if self.device.type == "cuda" and self.x.device.type == "cpu":
+            self.x, self.y = feedable(self.x, self.y, self.device)
+
     def __len__(self) -> int:
         n = len(self.x)
         return (
@@ -58,12 +63,30 @@ class Batches:
         self.order = order  # the epoch's order, for checkpoints
         mean = self.mean.to(self.device).view(1, -1, 1, 1)
         std = self.std.to(self.device).view(1, -1, 1, 1)
+        gather = order.to(self.x.device)  # where the data is: a GPU gathers its own batches
+        pinned = self.device.type == "cuda" and self.x.device.type != "cuda"
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            xb = (self.x[idx].to(self.device, non_blocking=True).float() - mean) / std
+            idx = gather[b * self.batch_size : (b + 1) * self.batch_size]
+            xb, yb = self.x[idx], self.y[idx]
+            if pinned:  # too big for the GPU: page-locked batches, copied without waiting
+                xb, yb = xb.pin_memory(), yb.pin_memory()
+            xb = (xb.to(self.device, non_blocking=True).float() - mean) / std
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yield xb, self.y[idx].to(self.device, non_blocking=True)
+            yield xb, yb.to(self.device, non_blocking=True)
+
+
+DEVICE_DATA_SHARE = 0.25  # raw data moves to a GPU when it takes at most this share of its memory
+
+
+def feedable(x: torch.Tensor, y: torch.Tensor, device: torch.device):
+    """(x, y) where batches are cheapest to take for a step on the CUDA ``device``: on the device
+    (raw, uint8 stays uint8; each batch is then gathered, converted and normalised there) when it
+    fits in `DEVICE_DATA_SHARE` of the free memory, else in page-locked host memory."""
+    free, _ = torch.cuda.mem_get_info(device)
+    if x.nbytes + y.nbytes <= DEVICE_DATA_SHARE * free:
+        return x.to(device), y.to(device)
+    return x.pin_memory(), y.pin_memory()
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,22 @@ def trials(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def running(url: str, study: str, pid: int) -> list[optuna.trial.FrozenTrial]:
+    """The trials the worker process ``pid`` is running."""
+    return [
+        t
+        for t in trials(url, study)
+        if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{pid}")
+    ]
+
+
+def decisions(url: str, study: str) -> int:
+    """How many decisions make an architecture of the study's space (stored by scinas)."""
+    storage = make_storage(url)
+    attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study))
+    return len(attrs["scinas_decisions"])
+
+
 def check_exact(url: str, study: str, summaries: list[dict], budget: int) -> None:
     """Exactly ``budget`` trials complete, each reported by exactly one worker."""
     done = sorted(t.number for t in trials(url, study) if t.state == TrialState.COMPLETE)
@@ -116,21 +132,18 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(url_of, tmp_p
     budget."""
     url, study = url_of(tmp_path), new_study()
     opts = sets(
-        "search.budget=4", "search.heartbeat=1", "search.grace_period=3", "search.eval_epochs=2"
-    )
-    victim, other = worker(url, study, *opts), worker(url, study, *opts)
-    deadline, killed, seen = time.time() + 90, None, {}
+        *("search.budget=3", "search.heartbeat=1", "search.grace_period=3"),
+        *("search.eval_epochs=2", "search.max_samples=300", "search.eval_fraction=0.25"),
+    )  # trials of about a second: the kill lands in the middle of one
+    victim, other = worker(url, study, *opts), None
+    deadline, killed = time.time() + 120, None
     while killed is None and time.time() < deadline and victim.poll() is None:
         time.sleep(0.2)
-        for t in trials(url, study):
-            if t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(
-                f":{victim.pid}"
-            ):
-                # training, not still drawing its architecture: the params stopped changing
-                if t.params and seen.get(t.number) == t.params:
-                    victim.send_signal(signal.SIGKILL)
-                    killed = t.number
-                seen[t.number] = t.params
+        for t in running(url, study, victim.pid):
+            other = other or worker(url, study, *opts)  # joins while the victim works
+            if len(t.params) == decisions(url, study):  # training, its architecture drawn
+                victim.send_signal(signal.SIGKILL)
+                killed = t.number
     victim.wait()
     assert killed is not None, "the victim never started a trial"
     summary = finish(other)
@@ -147,7 +160,7 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(url_of, tmp_p
         if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
         and t.state == TrialState.COMPLETE
     ]
-    check_exact(url, study, [summary, {"by_this_worker": by_victim, "completed": 4}], 4)
+    check_exact(url, study, [summary, {"by_this_worker": by_victim, "completed": 3}], 3)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -102,9 +102,10 @@ def _random(cfg: Config) -> Config:
 
 
 def _recommended(cfg: Config) -> Config:
+    """`scinas.recommend`'s recipe, with its own share of the budget for searching."""
     from .recommend import recommended
 
-    return _searched(recommended(cfg))
+    return recommended(cfg)
 
 
 def _baseline(cfg: Config) -> Config:
@@ -444,9 +445,9 @@ def table(result: dict) -> str:
         share = result["budget"]["search_share"]
         lines.insert(
             0,
-            f"budget: {budget:g} s per method and seed, everything included (searches: "
-            f"{share:.0%} planned for searching); {result['seeds']} seeds; "
-            f"{result['seconds']:.0f} s in all",
+            f"budget: {budget:g} s per method and seed, everything included (darts and "
+            f"random plan {share:.0%} of it for searching, scinas its recipe's share); "
+            f"{result['seeds']} seeds; {result['seconds']:.0f} s in all",
         )
     for name, m in result["methods"].items():
         failed = m.get("failed", {})

@@ -40,6 +40,9 @@ class DecisionSpace:
     name: str
     decisions: tuple[tuple[str, tuple], ...]
     decode: Callable[[dict], Any]
+    # an architecture's decisions, None when the choices cannot express it (None: the space
+    # cannot place given architectures, e.g. for ``search.start_from``)
+    encode: Callable[[Any], dict | None] | None = None
 
     def sample(self, rng):
         """A uniformly random architecture (``rng``: numpy RandomState)."""

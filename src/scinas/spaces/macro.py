@@ -385,7 +385,38 @@ def macro_decisions(s) -> DecisionSpace:
         )
         return MacroArch(p["stem"], stages)
 
-    return DecisionSpace("macro", tuple(decisions), decode)
+    choices = dict(decisions)
+
+    def encode(arch: MacroArch) -> dict | None:
+        if len(arch.stages) > n:
+            return None
+        p = {"stem": arch.stem}
+        for i in range(n):
+            st = arch.stages[i] if i < len(arch.stages) else None
+            for field in ("depth", "width", "down", "block", "expansion", "kernel", "dilation"):
+                p[f"s{i}_{field}"] = choices[f"s{i}_{field}"][0]  # read only where it matters
+            p[f"s{i}_se"] = choices[f"s{i}_se"][0]
+            if st is None:
+                p[f"s{i}_depth"] = 0
+                continue
+            p.update(
+                {
+                    f"s{i}_depth": st.depth,
+                    f"s{i}_width": st.width,
+                    f"s{i}_down": st.downsample,
+                    f"s{i}_block": st.block,
+                    f"s{i}_kernel": st.kernel,
+                    f"s{i}_dilation": st.dilation,
+                    f"s{i}_se": st.se,
+                }
+            )
+            if st.block != "basic":  # basic blocks read no expansion
+                p[f"s{i}_expansion"] = st.expansion
+        if any(value not in choices[name] for name, value in p.items()):
+            return None
+        return p if decode(p) == arch else None
+
+    return DecisionSpace("macro", tuple(decisions), decode, encode)
 
 
 @register_space

@@ -256,6 +256,7 @@ class BlackBoxStrategy:
             name = study_name(sc, ctx.cfg.seed)
             check_shared_storage(sc.storage, name, _signature(ctx), config_diff)
         hardware.preflight(ctx)  # a limit no network of the space meets
+        known_starts(sc)  # search.start_from: architectures of this space, in its choices
         from .zerocost import preflight as proxies_preflight
 
         proxies_preflight(ctx, decision_space(sc))  # a proxy the task's networks cannot feed
@@ -305,7 +306,11 @@ class BlackBoxStrategy:
         )
         from .zerocost import warm_start
 
+        fresh = not study.trials  # a new study: nothing queued or tried yet
         history = [record] if (record := warm_start(study, space, ctx)) else []
+        if fresh:
+            for params in known_starts(s):
+                study.enqueue_trial(params)
         hooks = fidelity.objective_hooks(ctx)  # per-epoch reports, the winner's checkpoints
         objective = hardware.hardware_objective(ctx, low_fidelity_objective(ctx, **hooks))
 
@@ -356,6 +361,34 @@ def _signature(ctx: SearchContext) -> dict:
     from ..config import config_to_dict
 
     return signature(config_to_dict(ctx.cfg), decision_space(ctx.cfg.search).decisions)
+
+
+def known_starts(s) -> list[dict]:
+    """The decisions of the architectures ``search.start_from`` names (UserError when one is
+    not of the searched space or not within its options)."""
+    from ..spaces import load_genotype
+
+    if not s.start_from:
+        return []
+    space = decision_space(s)
+    out = []
+    for name in s.start_from:
+        arch = load_genotype(name)
+        if arch.space != s.space:
+            raise UserError(
+                f"search.start_from: {name} is an architecture of the {arch.space} space, but "
+                f"the search runs on the {s.space} space; give architectures of that space "
+                "(`scinas spaces` lists their names)."
+            )
+        params = space.encode(arch) if space.encode is not None else None
+        if params is None:
+            raise UserError(
+                f"search.start_from: {name} is not within this search's options of the "
+                f"{s.space} space (or the space cannot start from given architectures); widen "
+                "the options (e.g. search.widths, search.depths) or leave it out."
+            )
+        out.append(params)
+    return out
 
 
 def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> None:
@@ -411,6 +444,11 @@ class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, War
         "retried (None: 2 × heartbeat)"
     )
     max_retry: int = Field(3, ge=0, description="retries of a trial whose worker died")
+    start_from: list[str] | None = Field(
+        None,
+        description="architectures evaluated first, before the sampler proposes its own: names "
+        "such as macro:resnet_tiny (`scinas spaces`) or JSON files of the search space",
+    )
 
 
 @dataclass(frozen=True)

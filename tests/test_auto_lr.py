@@ -283,7 +283,7 @@ def _cli(*args):
     [
         (["train.lr=auto", "train.lr_min=0.001"], "train.lr_min=0.001 is an absolute rate"),
         (["search.lr=auto", "search.lr_min=0.001"], "search.lr_min=0.001 is an absolute rate"),
-        (["train.lr=fast"], "must be a positive number or 'auto'"),
+        (["train.lr=fast"], "must be a positive finite number or 'auto'"),
     ],
 )
 def test_lr_auto_with_an_absolute_schedule_floor_is_refused(tmp_path, sets, phrase):

@@ -23,9 +23,9 @@ def _learning_rate(value):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError("must be a positive number or 'auto'") from None
+        raise ValueError("must be a positive finite number or 'auto'") from None
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        raise ValueError("must be a positive number or 'auto'")
+        raise ValueError("must be a positive finite number or 'auto'")
     return number
 
 

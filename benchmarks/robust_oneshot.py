@@ -25,6 +25,14 @@ cores; the figures then mean nothing). The full runs are for one machine alone:
     python benchmarks/robust_oneshot.py nb201 --quick --out /tmp/robust_smoke
 
 ``--variants a,b`` picks variants by name (`VARIANTS`); ``--set`` adds overrides to every run.
+
+Cost, measured 2026-11-30 on the 2-core machine under a load of 7 (other jobs running), so an
+upper bound: the ``--quick`` NB201 comparison of 2 variants, 1 seed, 62 s per variant; the
+``--quick`` Fashion-MNIST run of one variant 130 s (most of it loading the data); one NB201
+search epoch at ``search.C=8 search.layers=6 search.max_samples=2000`` (1000 + 1000 CIFAR
+images, batch 32) 519 s. A 30-epoch NB201 comparison of 7 variants over 4 seeds is therefore
+a job for a GPU, or for fewer variants (``--variants darts,drnas,darts+beta``) and a smaller
+supernet (``search.layers=3``: one cell per stage) on CPU.
 """
 
 from __future__ import annotations

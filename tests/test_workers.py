@@ -21,6 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from conftest import TINY, for_strategy
 from scinas.cli import app
 from scinas.workers import make_storage
 
@@ -29,18 +30,13 @@ needs_pg = pytest.mark.skipif(
     not PG,
     reason="no PostgreSQL server: run `export SCINAS_TEST_POSTGRES=$(bash scripts/postgres.sh)`",
 )
-# A tiny black-box search on the bundled digits (each trial well under a second).
-TINY = [
-    "search.C=4",
-    "search.layers=3",
-    "search.max_samples=120",
-    "search.batch_size=32",
-    "search.eval_fraction=0.2",
-]
 
 
 def sets(*items: str) -> list[str]:
-    return [a for item in [*TINY, *items] for a in ("--set", item)]
+    """--set options of a tiny random search on the bundled digits (trials well under a
+    second), with ``items`` on top."""
+    chosen = for_strategy([*TINY, "search.strategy=random", "search.eval_fraction=0.2", *items])
+    return [a for item in chosen for a in ("--set", item)]
 
 
 def worker(url: str, study: str, *extra: str) -> subprocess.Popen:

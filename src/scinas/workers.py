@@ -295,14 +295,14 @@ def _holds(config: dict, dotted: str) -> bool:
 # ----------------------------------------------------------------------------- the claim rule
 
 
-def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def _complete(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.COMPLETE
 
 
 class SharedStudy:
     """The worker side of a shared study: claims trials within the budget, keeps their
-    heartbeat, remembers which trials this worker finished. ``counted(study)``: the finished
-    trials that count towards the budget (default: the complete ones)."""
+    heartbeat, remembers which trials this worker finished. ``counts(trial)``: whether a
+    finished trial counts towards the budget (default: complete ones)."""
 
     def __init__(
         self,
@@ -310,16 +310,20 @@ class SharedStudy:
         budget: int,
         reporter=None,
         poll: float = POLL_SECONDS,
-        counted=_complete,
+        counts=_complete,
     ):
         self.study, self.budget, self.reporter, self.poll = study, budget, reporter, poll
-        self.counted = counted
+        self.counts = counts
         self.mine: list[int] = []  # numbers of the counted trials this worker finished
         self.surplus = 0
         self._storage = study._storage
         self._beats = isinstance(self._storage, BaseHeartbeat) and (
             self._storage.get_heartbeat_interval() is not None
         )
+
+    def _live(self, t: optuna.trial.FrozenTrial) -> bool:
+        """Counted, running or queued: a trial that takes a place in the budget."""
+        return self.counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)
 
     def claim(self, deadline: float | None = None) -> optuna.trial.Trial | None:
         """The next trial this worker should evaluate, or None when the budget is complete (or
@@ -329,21 +333,20 @@ class SharedStudy:
             if self._beats:
                 with _quiet():
                     fail_stale_trials(self.study)
-            done = len(self.counted(self.study))
+            snapshot = self.study.get_trials(deepcopy=False)  # one read: consistent counts
+            done = sum(1 for t in snapshot if self.counts(t))
             if done >= self.budget or (
                 deadline is not None and time.perf_counter() >= deadline and done
             ):
                 return None
-            pending = self.study.get_trials(
-                deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
-            )
-            queued = any(t.state == TrialState.WAITING for t in pending)
-            if queued or done + len(pending) < self.budget:
+            queued = any(t.state == TrialState.WAITING for t in snapshot)
+            if queued or sum(1 for t in snapshot if self._live(t)) < self.budget:
                 with _quiet():
                     trial = self.study.ask()
                 if self._beats:
                     self._storage.record_heartbeat(trial._trial_id)
-                if self._ahead(trial.number) < self.budget:
+                ahead = [t for t in self.study.get_trials(deepcopy=False) if self._live(t)]
+                if sum(1 for t in ahead if t.number < trial.number) < self.budget:
                     trial.set_user_attr("worker", WORKER)
                     return trial
                 trial.set_user_attr("scinas_surplus", True)
@@ -356,13 +359,6 @@ class SharedStudy:
                 )
                 waited = True
             time.sleep(self.poll)
-
-    def _ahead(self, number: int) -> int:
-        """Trials numbered before ``number`` that are counted, running or queued."""
-        pending = (TrialState.RUNNING, TrialState.WAITING)
-        ahead = list(self.study.get_trials(deepcopy=False, states=pending))
-        ahead += self.counted(self.study)
-        return sum(1 for t in ahead if t.number < number)
 
     def lost(self, trial: optuna.trial.Trial) -> bool:
         """Whether another worker failed this trial meanwhile (its heartbeat came too late,
@@ -385,7 +381,7 @@ class SharedStudy:
     def owns_last_trial(self) -> bool:
         """Whether this worker finished the study's last counted trial (it runs the final
         retrain)."""
-        done = self.counted(self.study)
+        done = [t for t in self.study.get_trials(deepcopy=False) if self.counts(t)]
         if not done:
             return False
         last = max(done, key=lambda t: (t.datetime_complete, t.number))

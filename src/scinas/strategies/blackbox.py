@@ -144,11 +144,16 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def counts(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards the budget: complete, or stopped early by a pruner (not
+    those over a hardware limit, also PRUNED but never trained: `scinas.hardware`)."""
+    done = t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    return done and "infeasible" not in t.user_attrs
+
+
 def evaluated(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count towards the budget: complete, or stopped early by a pruner (not those
-    over a hardware limit, also PRUNED but never trained: `scinas.hardware`)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return [t for t in trials if "infeasible" not in t.user_attrs]
+    """The trials that count towards the budget (`counts`)."""
+    return [t for t in study.get_trials(deepcopy=False) if counts(t)]
 
 
 def run_study(
@@ -295,7 +300,7 @@ class BlackBoxStrategy:
             # again, now that it is stored: a worker started at the same time may differ
             compare_signature(study.study_name, s.storage, study.user_attrs, mine, config_diff)
             study.sampler.reseed_rng()  # seeded samplers would draw the same as other workers
-            shared = SharedStudy(study, s.budget, ctx.reporter, counted=evaluated)
+            shared = SharedStudy(study, s.budget, ctx.reporter, counts=counts)
         if ctx.resume and ctx.run is not None:
             _reconcile(study, ctx, private=s.storage is None)
         done = len(completed(study))

@@ -64,13 +64,18 @@ def make_sampler(strategy, s, seed):
 
 @pytest.mark.parametrize("strategy", BLACK_BOX)
 def test_black_box_samplers_are_seeded_and_improve_on_toy(strategy):
+    import optuna
+
     s = build_config("tiny", search__strategy=strategy).search
-    a = run_toy(make_sampler(strategy, s, seed=3), 60, name="a")
+    sampler = make_sampler(strategy, s, seed=3)
+    a = run_toy(sampler, 60, name="a")
     b = run_toy(make_sampler(strategy, s, seed=3), 60, name="b")
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     assert len(a.trials) == 60
-    # max is 6; the guided strategies find most of it in 60 trials, random search less
-    assert best_trial(a).value >= (3.0 if strategy == "random" else 4.5)
+    # max is 6; the guided samplers find most of it in 60 trials, random ones less (zero-cost's
+    # guidance is its proxy, before the study: its sampler is random)
+    guided = not isinstance(sampler, optuna.samplers.RandomSampler)
+    assert best_trial(a).value >= (4.5 if guided else 3.0)
 
 
 def test_evolution_children_are_one_mutation_from_a_tournament_winner():

@@ -87,7 +87,10 @@ SetOpt = Annotated[
     typer.Option(
         "--set",
         help="Override any config field, e.g. --set search.epochs=20 --set train.C=24 "
-        "--set 'search.ops=[none,sep_conv_3x3,max_pool_2x2]'. Repeatable.",
+        "--set 'search.ops=[none,sep_conv_3x3,max_pool_2x2]'. Repeatable. "
+        "--set precision=bf16|fp16 trains under autocast (fp16: CUDA only, refused on CPU); "
+        "--set compile=true uses torch.compile and is refused where it cannot work (no C++ "
+        "compiler / Triton), never silently eager.",
     ),
 ]
 ConfigOpt = Annotated[
@@ -217,7 +220,7 @@ def _spawn(cfg, nproc: int) -> None:
     if parallel.requested() > 1:
         raise UserError("--nproc inside torchrun: give one or the other.")
     parallel.check_nproc(nproc, resolve_device(cfg.device))
-    parallel.check_strategy(cfg.search.strategy, nproc)
+    parallel.check_strategy(cfg.search.strategy, STRATEGIES, nproc)
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:

@@ -396,15 +396,13 @@ def on_leader(fn):
     return result
 
 
-def check_strategy(name: str, nproc: int | None = None) -> None:
-    """Refuse (UserError) a black-box strategy in a data-parallel start (of ``nproc`` processes,
-    or as started by torchrun)."""
+def check_strategy(name: str, strategies, nproc: int | None = None) -> None:
+    """Refuse (UserError) a black-box strategy (of the registry ``strategies``) in a
+    data-parallel start (of ``nproc`` processes, or as started by torchrun)."""
     if (nproc or requested()) <= 1:
         return
-    from .strategies import STRATEGIES
-
-    if name in STRATEGIES and STRATEGIES.get(name).kind != "one-shot":
-        oneshot = ", ".join(n for n in STRATEGIES if STRATEGIES.get(n).kind == "one-shot")
+    if name in strategies and strategies.get(name).kind != "one-shot":
+        oneshot = ", ".join(n for n in strategies if strategies.get(n).kind == "one-shot")
         raise UserError(
             f"--nproc/torchrun runs one-shot strategies ({oneshot}) data-parallel; {name} is a "
             "black-box strategy: start several `scinas search --set search.storage=URL` "

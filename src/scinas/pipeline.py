@@ -41,7 +41,7 @@ from .rundir import (
 )
 from .signals import stop_on_signals
 from .spaces import load_genotype, space_of
-from .strategies import SearchContext, SearchResult, create_strategy
+from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.oneshot import build_supernet
 from .tasks import make_task
 from .train import predict
@@ -78,7 +78,7 @@ def _begin(
         s = setup(cfg, reporter)
         s.plans.update(plans or {})
         if search:
-            parallel.check_strategy(cfg.search.strategy)
+            parallel.check_strategy(cfg.search.strategy, STRATEGIES)
             check_search(s)
         if train:
             check_train(s, arch)

@@ -34,7 +34,7 @@ from scinas.spaces.nb201 import NB201Arch, nb201_decisions
 from scinas.stats import welch
 from scinas.strategies import STRATEGIES
 from scinas.strategies.blackbox import best_trial, open_study, run_study
-from scinas.strategies.zerocost import enqueue_pool
+from scinas.strategies.warmstart import enqueue_pool
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -225,7 +225,7 @@ def test_warm_start_enqueues_the_proxys_top_architectures(tmp_path):
     from scinas.context import setup
     from scinas.progress import Reporter
     from scinas.spaces.nb201 import nb201_decisions
-    from scinas.strategies.zerocost import ProxyScorer, sample_pool
+    from scinas.strategies.warmstart import ProxyScorer, sample_pool
 
     out = tmp_path / "ws"
     sets = ["search.strategy=evolution", "search.space=nb201", "search.population=2"]

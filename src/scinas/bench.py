@@ -153,7 +153,7 @@ def run_nb201(
     cfg = cfg or build_config("tiny")
     if cfg.search.strategy != strategy:  # the strategy's own settings, at their defaults
         cfg = build_config(base=cfg.model_dump(), search__strategy=strategy)
-    from .strategies.zerocost import proxy_plan
+    from .strategies.warmstart import proxy_plan
 
     if proxy_plan(cfg.search) is not None:
         raise UserError(

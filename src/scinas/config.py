@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .errors import UserError, did_you_mean, unknown
+from .nested import differences
 from .rates import LearningRate
 
 
@@ -642,23 +643,11 @@ HARMLESS_CHANGES = (
 )
 
 
-def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """(dotted key, old value, new value) for every field that differs."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append((f"{prefix}{key}", a, b))
-    return out
-
-
 def check_resumable(old: dict, new: dict, allow_changes: bool) -> None:
     """A resumed run's config (``new``) may differ from the one it started with (``old``) only in
     `HARMLESS_CHANGES`, and only with ``allow_changes``; otherwise one UserError lists the
     differences."""
-    diff = config_diff(old, new)
+    diff = differences(old, new)
     harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
     if harmful or (diff and not allow_changes):
         listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)

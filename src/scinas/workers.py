@@ -41,6 +41,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from .errors import UserError
+from .nested import differences
 
 JOURNAL = "journal:///"
 EXTRA = "pip install 'scinas[distributed]'"
@@ -234,10 +235,10 @@ def stored_config(url: str, name: str) -> dict | None:
     return storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
 
 
-def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
+def check_shared_storage(url: str, name: str, mine: dict) -> None:
     """Preflight of a shared search (before anything is written): the storage opens, and the
     study ``name``, if it exists, holds the same search space and objective as ``mine`` (a
-    `signature`); ``differences(old, new)`` lists (key, old, new) of two config dicts."""
+    `signature`)."""
     check_url(url)
     if url.startswith("journal:") and not journal_path(url).exists():
         return  # a new journal: nothing to compare with (and no file created here)
@@ -251,10 +252,10 @@ def check_shared_storage(url: str, name: str, mine: dict, differences) -> None:
             f"cannot open the optuna storage {url!r} ({type(e).__name__}: "
             f"{str(e).strip().splitlines()[0][:200]})."
         ) from None
-    compare_signature(name, url, storage.get_study_user_attrs(study_id), mine, differences)
+    compare_signature(name, url, storage.get_study_user_attrs(study_id), mine)
 
 
-def compare_signature(name: str, url: str, old: dict, mine: dict, differences) -> None:
+def compare_signature(name: str, url: str, old: dict, mine: dict) -> None:
     """Refuse to work on a study whose stored signature (user attributes ``old``) differs from
     this worker's (``mine``). A study without one is new: another worker is just creating it
     (the check is repeated once the study is open and its signature stored)."""

@@ -255,14 +255,12 @@ class BlackBoxStrategy:
         if sc.storage:
             if sc.storage.startswith("sqlite"):
                 check_storage_url(sc.storage)
-            from ..config import config_diff
-
             # driver, server, and the study's search space and objective
             name = study_name(sc, ctx.cfg.seed)
-            check_shared_storage(sc.storage, name, _signature(ctx), config_diff)
+            check_shared_storage(sc.storage, name, _signature(ctx))
         hardware.preflight(ctx)  # a limit no network of the space meets
         known_starts(sc)  # search.start_from: architectures of this space, in its choices
-        from .zerocost import preflight as proxies_preflight
+        from .warmstart import preflight as proxies_preflight
 
         proxies_preflight(ctx, decision_space(sc))  # a proxy the task's networks cannot feed
         n_eval = len(ctx.data.train) * sc.eval_fraction
@@ -295,10 +293,8 @@ class BlackBoxStrategy:
             for key, value in mine.items():
                 if key not in study.user_attrs:
                     study.set_user_attr(key, value)
-            from ..config import config_diff
-
             # again, now that it is stored: a worker started at the same time may differ
-            compare_signature(study.study_name, s.storage, study.user_attrs, mine, config_diff)
+            compare_signature(study.study_name, s.storage, study.user_attrs, mine)
             study.sampler.reseed_rng()  # seeded samplers would draw the same as other workers
             shared = SharedStudy(study, s.budget, ctx.reporter, counts=counts)
         if ctx.resume and ctx.run is not None:
@@ -309,7 +305,7 @@ class BlackBoxStrategy:
             f"({done} already in the study), each trained {s.eval_epochs} epoch(s) on "
             f"{s.eval_fraction:.0%} of the training data; storage {storage or 'in memory'}"
         )
-        from .zerocost import warm_start
+        from .warmstart import warm_start
 
         fresh = not study.trials  # a new study: nothing queued or tried yet
         history = [record] if (record := warm_start(study, space, ctx)) else []
@@ -363,9 +359,7 @@ class BlackBoxStrategy:
 
 def _signature(ctx: SearchContext) -> dict:
     """What the workers of a shared study must agree on (`scinas.workers.signature`)."""
-    from ..config import config_to_dict
-
-    return signature(config_to_dict(ctx.cfg), decision_space(ctx.cfg.search).decisions)
+    return signature(ctx.cfg.model_dump(mode="json"), decision_space(ctx.cfg.search).decisions)
 
 
 def known_starts(s) -> list[dict]:

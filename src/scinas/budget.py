@@ -130,14 +130,8 @@ def plan_phase(
     ``build()`` makes the model and returns it with its training step on a fixed batch (returning
     the step's output) and what a validation pass does before scoring, if anything (a sampled
     supernet's BatchNorm recalibration), else None. It runs with the global RNG forked, so the
-    run draws the same numbers as without a budget. Under DDP process 0 times its own
-    (unsharded) step alone and hands its plan to the others."""
-    if parallel.active():
-        return parallel.on_leader(
-            lambda: plan_phase(
-                ctx, build, budget=budget, full_epoch_steps=full_epoch_steps, key=key
-            )
-        )
+    run draws the same numbers as without a budget. Under DDP every process times the sharded
+    step together (a fixed number of calls each) and process 0's plan is everyone's."""
     with torch.random.fork_rng(devices=[]):
         model, step, before_eval = build()
         model.train()
@@ -145,7 +139,9 @@ def plan_phase(
         val_seconds = eval_seconds(ctx.place, ctx.data.val, model)
         if before_eval is not None:
             val_seconds += time_call(before_eval, repeats=1, warmup=0)
-    return plan(budget, step_seconds, val_seconds, full_epoch_steps, key)
+    return parallel.on_leader(
+        lambda: plan(budget, step_seconds, val_seconds, full_epoch_steps, key)
+    )
 
 
 def load_plan(run, phase: str) -> Plan | None:

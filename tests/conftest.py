@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,13 @@ import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (`pytest -n 2`) each worker gets one core: one thread for torch here
+    # and, through the environment, in every scinas process a test starts. Two workers with two
+    # OpenMP threads each would spin against each other on 2 cores (5-10x slower).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # Settings small enough that an end-to-end run takes seconds on 2 CPU cores.
 TINY = [

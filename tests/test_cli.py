@@ -51,7 +51,12 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
     assert set(geno) == {"normal", "normal_concat", "reduce", "reduce_concat"}
     assert len(geno["normal"]) == 8 and all(op != "none" for op, _ in geno["normal"])
     events = read_jsonl(out / "metrics.jsonl")
-    assert [e["event"] for e in events] == ["search_epoch"] * 2 + ["train_epoch", "test"]
+    # a 2-epoch search at the default architecture rate leaves its alphas near uniform: flagged
+    assert [e["event"] for e in events] == ["search_epoch"] * 2 + [
+        "undecided",
+        "train_epoch",
+        "test",
+    ]
     assert {"loss", "accuracy"} <= set(events[0]["train"]) and "accuracy" in events[0]["val"]
     weights = read_jsonl(out / "arch_weights.jsonl")
     assert [w["epoch"] for w in weights] == [1, 2]

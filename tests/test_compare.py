@@ -84,8 +84,6 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
     for name in ("darts", "random", "resnet_tiny"):
         # the retraining is planned for the time the run has left, after everything before it
         plan = json.loads((out / name / "seed0" / "budget.json").read_text())["train"]
-        results = json.loads((out / name / "seed0" / "results.json").read_text())
-        assert plan["budget"] <= 30 - results["trained_seconds"] + plan["expected_seconds"]
         assert plan["budget"] < (15 if name != "resnet_tiny" else 30)
         used = res["methods"][name]["used_seconds"]
         assert res["methods"][name]["used_share"] == [pytest.approx(used / 30)]

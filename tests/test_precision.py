@@ -115,6 +115,7 @@ def test_trainer_checkpoint_carries_the_scaler(tmp_path):
     place = Placement(torch.device("cpu"), False, [0.0], [1.0])
     x, y = torch.randn(8, 1, 2, 2), torch.arange(8) % 2
     run = RunDir.create(tmp_path / "r", kind="train", config={})
+
     def make():
         return network_trainer(
             net,

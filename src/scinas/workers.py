@@ -259,8 +259,8 @@ def compare_signature(name: str, url: str, old: dict, mine: dict) -> None:
     """Refuse to work on a study whose stored signature (user attributes ``old``) differs from
     this worker's (``mine``). A study without one is new: another worker is just creating it
     (the check is repeated once the study is open and its signature stored)."""
-    if CONFIG_ATTR not in old:
-        return
+    if CONFIG_ATTR not in old or DECISIONS_ATTR not in old:
+        return  # (being stored by the worker that made it: one attribute at a time)
     if old.get(DECISIONS_ATTR) != mine[DECISIONS_ATTR]:
         raise UserError(
             f"the study {name!r} in {url} holds a different search space "

@@ -439,8 +439,10 @@ class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, War
         30, ge=1, description="seconds between a running trial's heartbeats (search.storage)"
     )
     grace_period: int | None = Field(
-        None, ge=1, description="seconds without a heartbeat before a trial is failed and "
-        "retried (None: 2 × heartbeat)"
+        None,
+        ge=1,
+        description="seconds without a heartbeat before a trial is failed and "
+        "retried (None: 2 × heartbeat)",
     )
     max_retry: int = Field(3, ge=0, description="retries of a trial whose worker died")
     start_from: list[str] | None = Field(

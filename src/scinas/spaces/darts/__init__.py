@@ -158,7 +158,9 @@ class DartsSpace(SearchSpace):
                     continue
                 src = mixed.ops[mixed.columns.index(column)]
                 pairs += copy_weights(
-                    src, nc.ops[k], f"{at}.edges.{e}.ops.{mixed.columns.index(column)}",
+                    src,
+                    nc.ops[k],
+                    f"{at}.edges.{e}.ops.{mixed.columns.index(column)}",
                     f"{at}.ops.{k}",
                 )
         pairs += copy_weights(supernet.classifier, network.classifier, "classifier", "classifier")

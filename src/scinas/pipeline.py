@@ -265,7 +265,15 @@ def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: flo
     if p is None:
         p = plan_training(s, genotype, t.model_copy(update={"time_budget": 1e9}), n_train)
     left = deadline - time.perf_counter()
-    return plan(left, p.step_seconds, p.eval_seconds, p.full_epoch_steps, "the time left")
+    try:
+        return plan(left, p.step_seconds, p.eval_seconds, p.full_epoch_steps, "train.time_budget")
+    except UserError:
+        raise UserError(
+            f"{max(0.0, left):.0f} s of the run's budget are left to train the network found, "
+            f"and one step of it takes {p.step_seconds:.2f} s (a validation pass "
+            f"{p.eval_seconds:.2f} s): fewer than 10 steps. Give a larger budget, or search "
+            "for less of it."
+        ) from None
 
 
 def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:

@@ -8,9 +8,11 @@ The recipe (measured in README, "Was NAS worth it?"; never chosen by the dataset
   convolutions, fast per FLOP on CPUs and GPUs, unlike the cell spaces' separable ones;
 * regularised evolution over it, starting from ``macro:resnet_tiny`` (the best of the
   hand-designed networks on every dataset measured), so the search begins where a careful user
-  would and can only move on from there;
+  would, among networks of a few times that one's cost at most (``WIDTHS``, up to 2 blocks a
+  stage, basic and bottleneck blocks, kernels 3 and 5);
 * multi-fidelity: each candidate reports its validation score per epoch and ASHA stops the weak
-  ones at the first rung (`scinas.strategies.fidelity`);
+  ones at the first rung, and every one still training when the search's time is up
+  (`scinas.strategies.fidelity`);
 * the winner keeps training from its checkpoint in the retraining phase instead of starting
   again, so the compute spent on it during the search is not thrown away;
 * with a budget, a smaller share of it for searching than DARTS gets (``SEARCH_SHARE``): the
@@ -23,6 +25,7 @@ from .config import Config
 
 SEARCH_SHARE = 0.4  # of compare.budget, searching; the rest trains the winner on
 START_FROM = ["macro:resnet_tiny"]
+WIDTHS = (16, 32, 64)
 CANDIDATES = 10  # without a budget; with one, as many as its search share allows
 
 
@@ -41,6 +44,15 @@ def recommended(cfg: Config) -> Config:
         min_epochs=1,
         reduction_factor=3,
         continue_winner=True,
+        # around the start: networks that cost a few times resnet_tiny at most, so that at a
+        # small budget a candidate's epochs stay short and the winner gets its epochs too
+        widths=list(WIDTHS),
+        depths=[0, 1, 2],
+        blocks=["basic", "bottleneck"],
+        kernels=[3, 5],
+        dilations=[1],
+        expansions=[1, 2, 4],
+        se=[False, True],
     )
     budget = tree["compare"]["budget"]
     if budget is not None:

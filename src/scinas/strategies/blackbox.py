@@ -189,6 +189,7 @@ def run_study(
         arch = space.suggest(trial)
         t0 = time.perf_counter()
         running = fidelity.CURRENT_TRIAL.set(trial)  # the objective's epochs report to it
+        limit = fidelity.DEADLINE.set(deadline)  # and stop when the search's time is up
         try:
             with shared.beating(trial) if shared is not None else contextlib.nullcontext():
                 value, info = objective(arch)
@@ -207,6 +208,7 @@ def run_study(
             raise
         finally:
             fidelity.CURRENT_TRIAL.reset(running)
+            fidelity.DEADLINE.reset(limit)
         if shared is not None and shared.lost(trial):
             continue
         trial.set_user_attr("arch", arch.to_dict())

@@ -28,10 +28,12 @@ training data). Off, candidates use the search sizes and the winner is retrained
 from __future__ import annotations
 
 import contextvars
+import time
 from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..checkpoint import Checkpointer
@@ -40,6 +42,11 @@ from ..rundir import atomic_write, load_state, safe_torch_load
 # the trial whose objective is running (set by `run_study`): the epoch callback reports to it
 CURRENT_TRIAL: contextvars.ContextVar[optuna.trial.Trial | None] = contextvars.ContextVar(
     "scinas_current_trial", default=None
+)
+# when the search's time is up (`run_study` with a time budget): a candidate still training then
+# stops at its next epoch, so one slow candidate cannot overrun the search by its whole training
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "scinas_search_deadline", default=None
 )
 WINNER = "winner.pt"
 PRUNERS = ("none", "asha", "hyperband")
@@ -145,7 +152,7 @@ def epoch_callback(ctx):
     """The low-fidelity training's per-epoch callback: report the validation score to the
     running trial, log it, and stop the trial (optuna.TrialPruned) when the pruner says so."""
     s = ctx.cfg.search
-    if s.pruner == "none" and not continues_winner(s):
+    if s.pruner == "none" and not continues_winner(s) and s.time_budget is None:
         return None
     ladder = set(rungs(s)) if s.pruner != "none" else set()
     pm = ctx.task.primary_metric
@@ -157,7 +164,17 @@ def epoch_callback(ctx):
         value = float(e.val[pm])
         trial.report(value, e.epoch)
         pruned = s.pruner != "none" and e.epoch < s.eval_epochs and trial.should_prune()
-        if ctx.run is not None:
+        deadline = DEADLINE.get()
+        if (  # the search's time is up and another candidate has finished
+            not pruned
+            and e.epoch < s.eval_epochs
+            and deadline is not None
+            and time.perf_counter() >= deadline
+            and trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ):
+            pruned = True
+            ctx.reporter.log(f"trial {trial.number + 1}: the search's time is up")
+        if ctx.run is not None and (ladder or continues_winner(s) or pruned):
             ctx.run.log_event(rung_event(trial.number, e.epoch, value, e.epoch in ladder, pruned))
         if pruned:
             drop_trial_checkpoints(ctx, trial.number, keep=None)

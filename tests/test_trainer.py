@@ -237,3 +237,25 @@ def test_both_phases_plan_with_the_one_planner_and_leave_the_rng_alone(contexts,
     assert search_plan.step_seconds > 0 and search_plan.eval_seconds > 0
     assert search_plan.full_epoch_steps == supernet_trainer(bctx).full_steps
     assert train_plan.full_epoch_steps == 4 and train_plan.step_seconds > 0
+
+
+def test_no_training_step_starts_after_the_deadline():
+    """`fit(deadline=...)`: a deadline already past lets one step run (an epoch needs one), then
+    that epoch is validated and training ends; without one every planned epoch runs."""
+    import time
+
+    from conftest import TINY
+    from scinas.config import build_config
+    from scinas.context import setup
+    from scinas.fit import fit
+    from scinas.progress import Reporter
+    from scinas.spaces import load_genotype
+
+    cfg = build_config("tiny", overrides=[*TINY, "train.epochs=3"])
+    s = setup(cfg, Reporter(quiet=True))
+    x, y = s.data.train.x[:96], s.data.train.y[:96]
+    arch = load_genotype("resnet_tiny")
+    _, cut = fit(s, arch, cfg.train, x, y, deadline=time.perf_counter())
+    assert len(cut) == 1
+    _, full = fit(s, arch, cfg.train, x, y)
+    assert len(full) == 3

@@ -116,12 +116,14 @@ def fit(
     init_state: dict | None = None,
     init=None,
     on_event=None,
+    deadline: float | None = None,
 ) -> tuple[torch.nn.Module, list[EpochStats]]:
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
     scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
     checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one.
     ``init_state``: weights to start from instead of the fresh initialisation (a multi-fidelity
-    search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s."""
+    search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s;
+    ``deadline``: no step starts after it (`scinas.train.Trainer.deadline`)."""
     trainer = trainer_for(
         s,
         genotype,
@@ -141,6 +143,7 @@ def fit(
         load_winner(trainer.model, init_state)
     if s.resume:
         trainer.resume()
+    trainer.deadline = deadline
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
 
 

@@ -247,7 +247,13 @@ def _train(
         init_state=winner_state(s, run),
         init=inherit.score if inherit else None,
         on_event=lambda event: log_event(replace(s, run=run), event),
+        deadline=deadline,
     )
+    if deadline is not None and len(history) < t.epochs:
+        s.reporter.log(
+            f"train: the run's time was up after {len(history)} of {t.epochs} planned epochs "
+            "(its steps ran slower than timed); the network as it stands is tested"
+        )
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds

@@ -287,6 +287,11 @@ class Trainer:
         self.generators.update(generators or {})
         self.history: list[dict] = []
         self.start_epoch, self.start_step, self.partial = 0, 0, None
+        # a `time.perf_counter` instant after which no step starts: the epoch in progress is
+        # validated as it stands and training ends (`scinas compare`'s one budget per method;
+        # the cosine schedule is then cut short where the plan was too optimistic)
+        self.deadline: float | None = None
+        self.out_of_time = False
         # autocast and, for fp16, the gradient scaler (scinas.precision)
         self.mixed = Mixed(precision, self.params[0].device.type if self.params else "cpu")
 
@@ -439,7 +444,7 @@ class Trainer:
         epoch further, whose record is then superseded by the rerun's."""
         epoch, first = self.start_epoch, self.start_step
         snaps: list[dict] = []
-        while epoch < self.epochs:
+        while epoch < self.epochs and not (self.out_of_time and self.history):
             snaps = [*snaps[-1:], self.snapshot(epoch, first)]
             self.steps_done = 0
             try:
@@ -474,6 +479,10 @@ class Trainer:
             steps = self.track(steps, self.n_steps - first, label)
         tail = max(0, self.n_steps - self.bn_tail)
         for step, batch in enumerate(steps, start=first):
+            late = self.deadline is not None and (outs or self.history)  # one step at least
+            if late and parallel.any_(time.perf_counter() >= self.deadline):
+                self.out_of_time = True
+                break
             if self.bn_tail and step >= tail:
                 average_bn(model, reset=step == tail)
             where = f"{self.phase} epoch {epoch + 1}, step {step + 1}"

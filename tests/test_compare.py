@@ -79,8 +79,10 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         assert plan["epochs"] * plan["steps_per_epoch"] >= 10  # MIN_STEPS
         assert plan["expected_seconds"] <= plan["budget"] * 1.01
         events = [json.loads(x) for x in (out / name / "seed0" / "metrics.jsonl").open()]
-        kind = "search_epoch" if phase == "search" else "train_epoch"
-        assert sum(e["event"] == kind for e in events) == plan["epochs"]
+        if phase == "search":
+            assert sum(e["event"] == "search_epoch" for e in events) == plan["epochs"]
+        else:  # no training step starts after the run's deadline: at most the plan's epochs
+            assert 1 <= sum(e["event"] == "train_epoch" for e in events) <= plan["epochs"]
     for name in ("darts", "random", "resnet_tiny"):
         # the retraining is planned for the time the run has left, after everything before it
         plan = json.loads((out / name / "seed0" / "budget.json").read_text())["train"]

@@ -445,6 +445,8 @@ class Trainer:
         epoch, first = self.start_epoch, self.start_step
         snaps: list[dict] = []
         while epoch < self.epochs and not (self.out_of_time and self.history):
+            if self.deadline is not None and self.history and self.past_deadline():
+                break  # no epoch starts after the deadline once one has run
             snaps = [*snaps[-1:], self.snapshot(epoch, first)]
             self.steps_done = 0
             try:
@@ -457,6 +459,11 @@ class Trainer:
                 continue
             epoch, first = epoch + 1, 0
         return self.history
+
+    def past_deadline(self) -> bool:
+        """Whether ``deadline`` has passed (on any process); remembered in ``out_of_time``."""
+        self.out_of_time = parallel.any_(time.perf_counter() >= self.deadline)
+        return self.out_of_time
 
     def run_epoch(self, epoch: int, first: int) -> None:
         """Train epoch ``epoch`` from step ``first``, validate it, checkpoint it."""
@@ -479,9 +486,8 @@ class Trainer:
             steps = self.track(steps, self.n_steps - first, label)
         tail = max(0, self.n_steps - self.bn_tail)
         for step, batch in enumerate(steps, start=first):
-            late = self.deadline is not None and (outs or self.history)  # one step at least
-            if late and parallel.any_(time.perf_counter() >= self.deadline):
-                self.out_of_time = True
+            # (one step of the epoch at least, so that it has training metrics)
+            if self.deadline is not None and outs and self.past_deadline():
                 break
             if self.bn_tail and step >= tail:
                 average_bn(model, reset=step == tail)

@@ -44,6 +44,25 @@ def test_bf16_search_and_training_run_end_to_end_on_cpu(tmp_path):
     assert torch.isfinite(torch.tensor(results["supernet"]["val"]["loss"]))
 
 
+def test_bf16_supernet_step_with_the_lean_ops_sizes(lean_always):
+    """Under autocast the lean autograd ops (`scinas.ops`, on for large inputs; here for any)
+    step aside: their backward recomputes convolutions from saved bf16 activations and float32
+    weights, which failed on real-size data (test data is below `LEAN_FROM`)."""
+    from scinas.spaces.darts import DARTS_OPS
+    from scinas.spaces.darts.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(1, 10, (8, 8), C=4, layers=3, op_names=DARTS_OPS)
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
+    from scinas.train import model_output
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model_output(net, x)
+    loss = torch.nn.functional.cross_entropy(logits.float(), y)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
+
+
 def test_fp16_on_cpu_is_refused_and_nothing_written(tmp_path):
     out = tmp_path / "run"
     code, err, _ = cli("search", "--out", out, "--device", "cpu", *tiny_sets("precision=fp16"))

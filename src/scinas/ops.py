@@ -128,8 +128,12 @@ LEAN_FROM = 1 << 17
 def _wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     """Whether a forward should go through the memory-lean autograd functions below: gradients
     are being recorded, the graph is not being traced for export (they have no symbolic), and
-    the input is large enough for them to pay (`LEAN_FROM`)."""
+    the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
+    backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
+    takes torch's own ops)."""
     if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False
+    if torch.is_autocast_enabled(x.device.type):
         return False
     if x.numel() < LEAN_FROM:
         return False

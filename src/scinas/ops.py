@@ -133,7 +133,7 @@ def _wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     takes torch's own ops)."""
     if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    if torch.is_autocast_enabled(x.device.type):
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         return False
     if x.numel() < LEAN_FROM:
         return False

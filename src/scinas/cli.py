@@ -653,21 +653,11 @@ def compare_cmd(
         set_ = [*(set_ or []), f"compare.budget={budget}"]
     chosen = [m.strip() for m in (methods or ",".join(DEFAULT_COMPARE)).split(",") if m.strip()]
     also = ("random",) if "random" in chosen else ()  # its settings may be given too
-    if stored is None:
-        cfg = _config(preset, config, set_, data, data_dir, task, layout, None, device, also=also)
-    else:  # the compare's own config, with what is given now on top (checked as resumable)
-        cfg = build_config(
-            base=stored["run"],
-            also_strategies=also,
-            preset=preset,
-            file=config,
-            overrides=set_ or [],
-            data__dataset=data,
-            data__data_dir=data_dir,
-            data__task=task,
-            data__layout=layout,
-            device=device,
-        )
+    # resuming: the compare's own config, with what is given now on top (checked as resumable)
+    base = stored["run"] if stored is not None else None
+    cfg = _config(
+        preset, config, set_, data, data_dir, task, layout, None, device, also=also, base=base
+    )
     result = compare(
         cfg,
         _out(out, resume) or Path("runs") / "compare",

@@ -545,13 +545,11 @@ def train(
         plans=plans,
     )
     with _working(run_dir):
-        if run_dir is None:  # DDP: not process 0, which writes
-            pass
-        elif resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
-            raise UserError(
-                f"{run_dir.path} trains another genotype; resume it without --genotype."
-            )
-        else:
+        if run_dir is not None:  # (DDP: process 0 writes)
+            if resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
+                raise UserError(
+                    f"{run_dir.path} trains another genotype; resume it without --genotype."
+                )
             genotype.to_json(run_dir.file("genotype.json"))
         _, results = _train(s, genotype, run_dir, deadline, timed=True)
         results["device"] = str(s.device)

@@ -13,7 +13,7 @@ networks and CIFAR-10 batch): each seed's pool is drawn without replacement from
 architectures, themselves a uniform sample of the space, so each pool is a uniform random sample
 too. The proxies' compute per seed is the pool size times the measured seconds of those
 architectures (recorded in the cache), reported beside the accuracies. Run proxies_nb201.py
-first (1,000 architectures: ~20-35 min on 2 cores); this script then takes about a minute.
+first (1,000 architectures: ~11 min on 2 cores); this script then takes about a minute.
 
     python benchmarks/proxies_nb201.py --n 1000 --cache proxies_nb201.jsonl
     python benchmarks/warmstart_nb201.py --cache proxies_nb201.jsonl --proxy synflow

@@ -140,6 +140,30 @@ def test_params_and_flops_are_the_project_counts():
     assert got["flops"] == count_flops(net, (3, 8, 8))
 
 
+def test_flops_alone_runs_no_training_pass_and_counts_what_the_batch_pass_does():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scinas.spaces.nb201 import NB201Arch, NB201Network
+
+    arch = NB201Arch.parse(
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    )
+    torch.manual_seed(0)
+    net = NB201Network(arch, 3, 10, (8, 8), C=4, cells_per_stage=1)
+    x = torch.randn(6, 3, 8, 8)
+    stats = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    got = score_network(net, x, torch.zeros(6, dtype=torch.long), F.cross_entropy, ["flops"])
+    # no train-mode pass: the BatchNorm statistics are untouched
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in stats.items())
+    with FlopCounterMode(display=False) as counter:  # the batch pass, per sample
+        net.train()(x)
+    assert got["flops"] == counter.get_total_flops() / len(x)
+    everything = score_network(
+        net, x, torch.zeros(6, dtype=torch.long), F.cross_entropy, PROXIES.names()
+    )
+    assert everything["flops"] == got["flops"]
+
+
 def test_rank_average_combines_ranks_and_puts_nan_last():
     scores = [{"a": 1.0, "b": 30.0}, {"a": 3.0, "b": 10.0}, {"a": math.nan, "b": 20.0}]
     assert rank_average(scores, ["a"]).tolist() == [1.0, 2.0, 0.0]

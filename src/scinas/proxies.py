@@ -195,9 +195,9 @@ def params(probe: Probe) -> float:
 
 
 def flops(probe: Probe) -> float:
-    """`scinas.flops.count_flops`: one sample's forward, gradients off. Counting the shared
-    batch-64 pass instead gives the same per-sample figure but put torch's FlopCounterMode on
-    every op of it: 0.2 s of the full set's 1.1 s per NB201 network (benchmarks/proxies.py)."""
+    """`scinas.flops.count_flops`: one sample's forward in eval mode, gradients off. Counting
+    the shared batch pass gives the same per-sample figure but puts torch's FlopCounterMode on
+    every op of the batch, and would run that pass for a request of ``flops`` alone."""
     with torch.no_grad():
         return float(count_flops(probe.model, probe.input_shape))
 

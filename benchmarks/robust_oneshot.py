@@ -3,7 +3,8 @@
 Two comparisons, each variant a set of ``--set`` overrides on the same config:
 
 ``fmnist``: the DARTS space on Fashion-MNIST (``--preset tiny`` by default), a full ``scinas
-run`` per variant and seed. Reported per variant: the parameter-free (skip/pool/none) share of
+run`` per variant and seed. ``digits``: the same on the bundled 8×8 digits (the default
+``scinas run``). Reported per variant: the parameter-free (skip/pool/none) share of
 the derived normal cell, the mean margin of each edge's strongest op over uniform at the end of
 the search (`scinas.strategies.decided`), the test accuracy of the retrained network, the search
 and total wall time, and the ops pruned.
@@ -46,31 +47,48 @@ from pathlib import Path
 
 import numpy as np
 
+from scinas.strategies.darts import PLAIN_DARTS
+
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# name -> overrides on top of the comparison's base config
+# name -> overrides on top of the comparison's base config. ``darts`` is the DARTS paper's
+# (architecture rate 3e-4, no auxiliary skip, no entropy term); ``default`` is scinas' default
+# search (`scinas.strategies.darts.ROBUST_DEFAULTS`); the others change one thing at a time from
+# the plain DARTS they name. ``@auto``: the architecture rate from the number of architecture
+# steps (`search.arch_lr=auto`: Adam can move an alpha 3.0 over the search), no range test.
+PLAIN = ["search.strategy=darts", *(f"search.{k}={v}" for k, v in PLAIN_DARTS.items())]
+AUTO_ARCH = "search.arch_lr=auto"
+PRUNE = ["search.prune_threshold=0.08", "search.prune_patience=2"]
 VARIANTS: dict[str, list[str]] = {
-    "darts": ["search.strategy=darts"],
+    "default": ["search.strategy=darts"],
+    "darts": PLAIN,
     "drnas": ["search.strategy=drnas"],
-    "darts+beta": ["search.strategy=darts", "search.beta_decay=1"],
-    "darts-": ["search.strategy=darts", "search.aux_skip=1"],
-    "darts+prune": [
-        "search.strategy=darts",
-        "search.prune_threshold=0.08",
-        "search.prune_patience=2",
-    ],
-    "darts+entropy": ["search.strategy=darts", "search.entropy_weight=0.1"],
-    "drnas+prune": [
-        "search.strategy=drnas",
-        "search.prune_threshold=0.08",
-        "search.prune_patience=2",
-    ],
+    "darts+beta": [*PLAIN, "search.beta_decay=1"],
+    "darts-": [*PLAIN, "search.aux_skip=1"],
+    "darts+prune": [*PLAIN, *PRUNE],
+    "darts+entropy": [*PLAIN, "search.entropy_weight=0.1"],
+    "drnas+prune": ["search.strategy=drnas", *PRUNE],
+    "darts@auto": [*PLAIN, AUTO_ARCH],
+    "drnas@auto": ["search.strategy=drnas", AUTO_ARCH],
+    "darts+beta@auto": [*PLAIN, "search.beta_decay=1", AUTO_ARCH],
+    "darts-@auto": [*PLAIN, "search.aux_skip=1", AUTO_ARCH],
+    "darts+entropy@auto": [*PLAIN, "search.entropy_weight=0.1", AUTO_ARCH],
+    **{
+        f"darts-+entropy{w}@auto": [
+            *PLAIN,
+            "search.aux_skip=1",
+            f"search.entropy_weight={w}",
+            AUTO_ARCH,
+        ]
+        for w in ("0.1", "0.3", "1", "3")
+    },
+    "drnas+entropy@auto": ["search.strategy=drnas", "search.entropy_weight=0.1", AUTO_ARCH],
     "gdas": ["search.strategy=gdas"],
     "gdas+beta": ["search.strategy=gdas", "search.beta_decay=1"],
 }
 DEFAULT_VARIANTS = {
-    "fmnist": ["darts", "drnas", "darts+beta", "darts+prune", "darts-"],
-    "nb201": ["darts", "drnas", "darts+beta", "darts+prune", "darts-", "gdas", "gdas+beta"],
+    "fmnist": ["default", "darts", "drnas", "darts-@auto", "darts+entropy@auto"],
+    "nb201": ["default", "darts", "drnas", "darts+beta", "darts-", "gdas", "gdas+beta"],
 }
 QUICK = {
     "fmnist": [
@@ -272,7 +290,7 @@ def table_nb201(out: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("comparison", choices=["fmnist", "nb201"])
+    p.add_argument("comparison", choices=["digits", "fmnist", "nb201"])
     p.add_argument("--variants", help=f"comma-separated, among {', '.join(VARIANTS)}")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--preset", default="tiny")
@@ -284,6 +302,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/robust_oneshot"))
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
+    if args.comparison == "digits":  # the bundled digits, through the Fashion-MNIST runner
+        args.comparison, args.data = "fmnist", args.data or "digits"
     if args.data is None:
         args.data = (
             "fashion-mnist"

@@ -25,7 +25,22 @@ def test_presets_and_defaults():
         96,
     )
     assert paper.search.arch_lr == 3e-4 and paper.train.cutout == 16
+    assert (paper.search.aux_skip, paper.search.entropy_weight) == (0, 0)  # the paper's DARTS
     assert build_config().preset == "tiny"
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_the_default_darts_is_the_robust_one_and_every_part_can_be_turned_off(preset):
+    from scinas.strategies.darts import PLAIN_DARTS, ROBUST_DEFAULTS
+
+    cfg = build_config(preset)
+    assert cfg.search.strategy == "darts"
+    assert {k: getattr(cfg.search, k) for k in ROBUST_DEFAULTS} == ROBUST_DEFAULTS
+    plain = build_config(preset, overrides=[f"search.{k}={v}" for k, v in PLAIN_DARTS.items()])
+    assert {k: getattr(plain.search, k) for k in PLAIN_DARTS} == PLAIN_DARTS
+    # the other strategies keep their own defaults: the robust ones are DARTS' alone
+    gdas = build_config(preset, overrides=["search.strategy=gdas"])
+    assert (gdas.search.arch_lr, gdas.search.aux_skip, gdas.search.entropy_weight) == (3e-4, 0, 0)
 
 
 def test_precedence_preset_file_set_explicit(tmp_path):

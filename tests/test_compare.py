@@ -213,3 +213,43 @@ def test_compare_regression_and_multilabel_metrics_equal_sklearn(tmp_path, rotat
             else:
                 ref = roc_auc_score(p["y_true"], p["outputs"], average="macro")
             assert res["methods"][name]["values"] == [pytest.approx(ref, abs=1e-6)]
+
+
+def test_a_search_that_stopped_early_is_said_in_compare_json_and_the_table(tmp_path):
+    from scinas.compare import _search_stopped, table
+
+    run = tmp_path / "scinas" / "seed0"
+    run.mkdir(parents=True)
+    assert _search_stopped(run) is None  # no metrics yet
+    stopped = {
+        "event": "search_stopped",
+        "after_trials": 1,
+        "seconds_left": 30.4,
+        "seconds_per_candidate": 4.0,
+        "affordable": 7,
+        "min_candidates": 19,
+        "seconds_short": 45.6,
+    }
+    lines = [{"event": "search_trial", "trial": 0}, stopped, {"event": "test"}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    why = _search_stopped(run)
+    assert "after 1 architecture(s)" in why and "about 7 more candidates, fewer than 19" in why
+    result = {
+        "budget": {"seconds_per_method": 120, "search_share": 0.4},
+        "seeds": 1,
+        "seconds": 130.0,
+        "metric": "accuracy",
+        "methods": {
+            "scinas": {
+                "values": [0.8],
+                "mean": 0.8,
+                "std": 0.0,
+                "ci95": [0.8, 0.8],
+                "params": 1000,
+                "used_seconds": 118.0,
+                "search_stopped": {"0": why},
+            }
+        },
+        "tests": {},
+    }
+    assert f"scinas seed 0: {why}" in table(result)

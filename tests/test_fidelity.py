@@ -132,3 +132,83 @@ def test_bad_pruner_settings_are_refused_before_anything_is_written(tmp_path, se
     assert res.stderr.count("error:") == 1 and "Traceback" not in res.stderr
     assert phrase in res.stderr, res.stderr
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- min_candidates
+
+
+def _check(min_candidates, pruner="asha", **extra):
+    from types import SimpleNamespace
+
+    s = SimpleNamespace(
+        min_candidates=min_candidates,
+        time_budget=60.0,
+        pruner=pruner,
+        min_epochs=1,
+        eval_epochs=3,
+        **extra,
+    )
+    lines, logged = [], []
+    stop = fidelity.affordability_check(s, 1, SimpleNamespace(log=lines.append), logged.append)
+    return stop, lines, logged
+
+
+def _study_with_first_trial(seconds: float, epochs: int):
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            intermediate_values={e: 0.1 * e for e in range(epochs)},
+            user_attrs={"seconds": seconds},
+        )
+    )
+    return study
+
+
+def test_min_candidates_stops_a_search_that_cannot_afford_them_and_says_so():
+    import time
+
+    study = _study_with_first_trial(seconds=6.0, epochs=3)  # 2 s an epoch; asha: 1 epoch each
+    stop, lines, logged = _check(min_candidates=8)
+    deadline = time.perf_counter() + 10.0  # affords 4 (or 5) more at 2 s each
+    assert stop(study, deadline)
+    (event,) = logged
+    assert event["event"] == "search_stopped" and event["min_candidates"] == 8
+    assert event["seconds_per_candidate"] == pytest.approx(2.0)
+    assert event["affordable"] in (4, 5) and event["seconds_short"] > 5
+    assert "fewer than search.min_candidates=8" in lines[0] and "search stopped" in lines[0]
+    assert not stop(study, deadline)  # it decides once
+
+
+def test_min_candidates_lets_an_affordable_search_go_on_and_decides_once():
+    import time
+
+    study = _study_with_first_trial(seconds=6.0, epochs=3)
+    stop, lines, logged = _check(min_candidates=3)
+    assert not stop(study, time.perf_counter() + 10.0) and not logged
+    # decided once, right after the start trials: later, with little time left, it goes on
+    assert not stop(study, time.perf_counter() + 0.5) and not logged and not lines
+    # without a pruner each candidate trains eval_epochs: 6 s, so only 1 fits in 10 s
+    stop, _, logged = _check(min_candidates=3, pruner="none")
+    assert stop(study, time.perf_counter() + 10.0) and logged[0]["affordable"] == 1
+
+
+def test_min_candidates_waits_for_the_start_trials_and_is_off_at_zero():
+    import time
+
+    import optuna
+
+    stop, _, logged = _check(min_candidates=100)
+    assert not stop(optuna.create_study(), time.perf_counter() + 10.0) and not logged
+    assert _check(min_candidates=0)[0] is None
+
+
+def test_a_black_box_search_that_cannot_pay_stops_after_its_first_trial(tmp_path):
+    out = tmp_path / "stopped"
+    sets = [*PRUNED, "search.budget=5", "search.time_budget=40", "search.min_candidates=100000"]
+    scinas.search(cfg(*sets), out)
+    (stopped,) = events(out, "search_stopped")
+    assert stopped["after_trials"] == 1 and stopped["affordable"] < 100000
+    assert len(events(out, "search_trial")) == 1 and (out / "genotype.json").is_file()

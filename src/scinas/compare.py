@@ -31,6 +31,7 @@ against ``darts`` and, when it runs, against ``scinas``. Each run is a normal ru
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -286,7 +287,23 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
         "flops": r["flops"],
         "used_seconds": r["wall_seconds"] if method.kind == "supernet" else used,
         "search_seconds": r.get("search_seconds"),
+        **({"search_stopped": stopped} if (stopped := _search_stopped(path)) else {}),
     }
+
+
+def _search_stopped(run_path: Path) -> str | None:
+    """Why a run's search stopped early (``search.min_candidates``), or None."""
+    metrics = run_path / "metrics.jsonl"
+    if not metrics.is_file():
+        return None
+    for line in metrics.read_text().splitlines():
+        if '"search_stopped"' in line and (e := json.loads(line))["event"] == "search_stopped":
+            return (
+                f"search stopped after {e['after_trials']} architecture(s): the "
+                f"{e['seconds_left']:.0f}s left afforded about {e['affordable']} more candidates, "
+                f"fewer than {e['min_candidates']}; the best so far trained instead"
+            )
+    return None
 
 
 def _supernet_test(run_path: Path, cfg: Config) -> tuple[dict, int, int]:
@@ -377,6 +394,9 @@ class _State:
             values = [r["value"] for r in ok]
             entry = {"values": values, "seeds_done": [r["seed"] for r in ok]}
             entry["failed"] = {str(r["seed"]): r["reason"] for r in mine if r["status"] == "failed"}
+            stopped = {str(r["seed"]): r["search_stopped"] for r in ok if "search_stopped" in r}
+            if stopped:
+                entry["search_stopped"] = stopped
             if values:
                 mean, std = mean_std(values)
                 lo, hi = ci95(values)
@@ -470,6 +490,8 @@ def table(result: dict) -> str:
             )
         for seed, reason in failed.items():
             lines.append(f"  {name} seed {seed} failed: {reason}")
+        for seed, why in m.get("search_stopped", {}).items():
+            lines.append(f"  {name} seed {seed}: {why}")
     if not result.get("complete", True):
         lines.append("(unfinished: continue with scinas compare --resume DIR)")
     return "\n".join(lines)

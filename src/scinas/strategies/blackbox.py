@@ -164,6 +164,7 @@ def run_study(
     on_trial: Callable[[optuna.trial.FrozenTrial, object, dict], None] | None = None,
     time_budget: float | None = None,
     shared: SharedStudy | None = None,
+    stop: Callable[[optuna.Study, float | None], bool] | None = None,
 ) -> None:
     """Ask/tell until ``budget`` trials are complete (counting those already in the study), or,
     with ``time_budget`` seconds, until that much time has passed (at least one trial runs).
@@ -171,7 +172,9 @@ def run_study(
     claimed so that exactly ``budget`` complete, and each keeps a heartbeat while it runs.
 
     ``objective(arch) -> (score, info)``; ``info`` is stored as trial user attributes. An
-    exception fails the trial in the storage and propagates.
+    exception fails the trial in the storage and propagates. ``stop(study, deadline)``, asked
+    before each new trial of a search of its own (not shared), ends it early when true
+    (`scinas.strategies.fidelity.affordability_check`).
     """
     t_start = time.perf_counter()
     deadline = None if time_budget is None else t_start + time_budget
@@ -184,6 +187,8 @@ def run_study(
             if len(evaluated(study)) >= budget or (
                 deadline is not None and completed(study) and time.perf_counter() >= deadline
             ):
+                break
+            if stop is not None and stop(study, deadline):
                 break
             trial = study.ask()
         arch = space.suggest(trial)
@@ -336,7 +341,13 @@ class BlackBoxStrategy:
                 f"{t.values[0]:.4f} (best {best.values[0]:.4f}) | {event['seconds']:.1f}s"
             )
 
-        run_study(study, space, objective, s.budget, on_trial, s.time_budget, shared)
+        def log_event(event: dict) -> None:
+            history.append(event)
+            if ctx.run is not None:
+                ctx.run.log_event(event)
+
+        stop = fidelity.affordability_check(s, len(known_starts(s)), ctx.reporter, log_event)
+        run_study(study, space, objective, s.budget, on_trial, s.time_budget, shared, stop)
         best = best_trial(study)
         fidelity.keep_winner(ctx, study, best.number)
         if (front := hardware.pareto_event(study, s, best.number)) is not None:

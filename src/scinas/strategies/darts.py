@@ -21,8 +21,8 @@ from pydantic import Field
 
 from .. import parallel
 from ..precision import full_precision, new_scaler
-from .base import STRATEGIES, SearchContext
 from ..rates import AUTO, LearningRate
+from .base import STRATEGIES, SearchContext
 from .oneshot import ArchSettings, OneShotStrategy
 
 

@@ -70,6 +70,15 @@ class FidelitySettings(BaseModel):
         "built at train.C/train.layers); None: on with a pruner, false: retrain from scratch",
     )
 
+    min_candidates: int = Field(
+        0,
+        ge=0,
+        description="with search.time_budget: once the first architectures (search.start_from, "
+        "else the first one) are evaluated, stop the search if the time left affords fewer "
+        "than this many more candidates at their measured cost; the best so far then gets the "
+        "time as training. 0: off",
+    )
+
     @model_validator(mode="after")
     def _two_rungs(self):
         if self.pruner not in PRUNERS:
@@ -92,6 +101,61 @@ class FidelitySettings(BaseModel):
                 "search.pruner=none, or use constraints (search.max_params...) instead"
             )
         return self
+
+
+def affordability_check(s, starts: int, reporter, log_event):
+    """``search.min_candidates``: a ``stop(study, deadline)`` for `run_study`, or None when off.
+
+    Asked before each new trial; it decides once, right after the first ``starts`` architectures
+    are evaluated. Their seconds per epoch, times the epochs a candidate trains at least
+    (``min_epochs`` with a pruner, else ``eval_epochs``), is the cost of one more candidate (a
+    lower bound: the start architectures are the small ones of the recipe, `scinas.recommend`).
+    When the time left affords fewer than ``min_candidates`` of them, the search cannot get
+    past a handful of random draws (an evolution's first population, TPE's start-up trials), so
+    it stops there and says so: a ``search_stopped`` event and a log line. Its time then goes
+    to the final training (the retraining is planned on the time actually left)."""
+    if not s.min_candidates or s.time_budget is None:
+        return None
+    starts = max(1, starts)
+    decided = []
+
+    def stop(study: optuna.Study, deadline: float | None) -> bool:
+        done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        if decided or deadline is None or len(done) < starts:
+            return False
+        decided.append(True)
+        first = done[:starts]
+        per_epoch = sum(
+            t.user_attrs.get("seconds", 0.0) / max(1, len(t.intermediate_values) or s.eval_epochs)
+            for t in first
+        ) / len(first)
+        epochs = s.min_epochs if s.pruner != "none" else s.eval_epochs
+        per_candidate = max(1e-9, per_epoch * epochs)
+        left = max(0.0, deadline - time.perf_counter())
+        affordable = int(left // per_candidate)
+        if affordable >= s.min_candidates:
+            return False
+        needed = s.min_candidates * per_candidate - left
+        event = {
+            "event": "search_stopped",
+            "after_trials": len(done),
+            "seconds_left": left,
+            "seconds_per_candidate": per_candidate,
+            "affordable": affordable,
+            "min_candidates": s.min_candidates,
+            "seconds_short": needed,
+        }
+        log_event(event)
+        reporter.log(
+            f"search stopped after {len(done)} architecture(s): the {left:.0f}s left afford "
+            f"about {affordable} more candidates at {per_candidate:.1f}s each, fewer than "
+            f"search.min_candidates={s.min_candidates}, too few for a search to pay; the best "
+            f"so far takes the time as training. About {needed:.0f}s more search time "
+            "(a larger budget) would let it search"
+        )
+        return True
+
+    return stop
 
 
 def continues_winner(s) -> bool:

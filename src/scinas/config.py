@@ -436,9 +436,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"max_val": 2000},
         "search": {
             "time_budget": 780,
-            # weights only for 2 epochs: without it the Fashion-MNIST search derived an all-pooling
-            # normal cell from its first epoch on (the convolutions untrained, pooling wins)
-            "warmup_epochs": 2,
+            # no weight-only warm-up: it was there for the paper's DARTS (an all-pooling normal
+            # cell from its first epoch on Fashion-MNIST); with the robust default it left the
+            # alphas one epoch of 3, the auxiliary skip a third of its weight for it, and a
+            # normal cell of 5 skip connections and 2 poolings (2026-12-01, README)
             "epochs": 6,
             "C": 8,
             "layers": 4,

@@ -53,6 +53,9 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
     events = read_jsonl(out / "metrics.jsonl")
     # a 2-epoch search of 4 architecture steps on 120 images cannot move its alphas far from
     # uniform even at the automatic rate (capped at 0.1 a step): flagged as undecided
+    # the default DARTS sets its architecture rate from the search's length (no range test)
+    assert events[0]["event"] == "lr_range_test" and "arch_lr" in json.dumps(events[0])
+    events = events[1:]
     assert [e["event"] for e in events] == ["search_epoch"] * 2 + [
         "undecided",
         "train_epoch",

@@ -97,9 +97,16 @@ def test_entropy_term_has_a_real_gradient_on_the_alphas(space, sampling):
     assert penalty.last["entropy"] == pytest.approx(float(penalty().detach()))
 
 
-def test_beta_decay_ramps_up_and_regularisers_off_by_default():
+def test_beta_decay_ramps_up_and_regularisers_off_unless_asked():
     model = supernet("darts")
-    assert ArchPenalty.from_settings(model, SearchConfig.model_validate({})) is None
+    # gdas and drnas: off by default; darts' robust default has the entropy term alone
+    for strategy in ("gdas", "drnas"):
+        s = SearchConfig.model_validate({"strategy": strategy})
+        assert ArchPenalty.from_settings(model, s) is None
+    default = ArchPenalty.from_settings(model, SearchConfig.model_validate({}))
+    assert (default.entropy_weight, default.beta_decay) == (3.0, 0.0)
+    plain = SearchConfig.model_validate({"entropy_weight": 0, "aux_skip": 0})
+    assert ArchPenalty.from_settings(model, plain) is None
     p = ArchPenalty(model, beta_decay=2.0, epochs=4)
     values = []
     for epoch in range(4):

@@ -166,6 +166,8 @@ def contexts():
                     "search.max_samples=160",
                     "search.batch_size=32",
                     "data.max_val=40",
+                    # a number: these trainers are built without the run's auto resolution
+                    *(["search.arch_lr=3e-4"] if strategy == "darts" else []),
                 ],
             )
             made[strategy] = setup(cfg, Reporter(quiet=True))

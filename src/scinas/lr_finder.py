@@ -189,7 +189,22 @@ def recorded(ctx, phase: str) -> dict | None:
     if not ctx.resume or run is None or not run.file(RANGE_FILE).is_file():
         return None
     done = read_json(run.file(RANGE_FILE)).get(phase)
+    if done and "lr" not in done and done.get("arch_lr") is not None:
+        return done  # search.arch_lr=auto alone: no range test, the travel rule's choice
     return done if done and done.get("lr") is not None else None  # a failed test runs again
+
+
+def relog(ctx, phase: str) -> None:
+    """Log ``phase``'s recorded choice again: a run killed before its first checkpoint starts
+    its logs afresh on resume, and a recorded choice is not made (nor logged) twice."""
+    from .rundir import read_json
+
+    run = ctx.run
+    if run is None or not run.file(RANGE_FILE).is_file():
+        return
+    entry = read_json(run.file(RANGE_FILE)).get(phase)
+    if entry:
+        run.log_event({"event": "lr_range_test", "phase": phase, **entry})
 
 
 def record(ctx, phase: str, key: str, rt: RangeTest, chosen: dict) -> None:

@@ -28,7 +28,7 @@ from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
 from ..diagnostics import diagnostics, warn_collapse
-from ..lr_finder import auto_search, log_event, search_stand_ins, with_search
+from ..lr_finder import auto_search, log_event, relog, search_stand_ins, with_search
 from ..precision import maybe_compile, new_scaler
 from ..rates import AUTO, LearningRate, is_auto
 from ..spaces import SPACES
@@ -426,6 +426,7 @@ class OneShotStrategy(SearchStrategy):
                 )
             elif ckpt.enabled:  # killed before the first checkpoint
                 ckpt.truncate_logs({name: 0 for name in LOGS})
+                relog(ctx, "search")  # the learning rates chosen before it, kept
         space = SPACES.get(s.space)
         ctx.reporter.log(
             f"search: {self.describe(ctx)}, {s.space} space, {s.epochs} epochs, supernet C={s.C} "
@@ -436,6 +437,10 @@ class OneShotStrategy(SearchStrategy):
         self.report_decidedness(history, ctx)
         last_val = history[-1]["val"] if history else None
         arch, val_metrics = self.derive(model, ctx, trainer.hooks.val_batches, last_val)
+        if getattr(s, "aux_skip", 0.0):
+            # DARTS-' auxiliary skip is a search-time aid: the supernet kept as a model (derive
+            # supernet) and the one rebuilt from supernet.pt are without it
+            model.set_aux_skip(0.0)
         return SearchResult(
             genotype=arch,
             history=history,

@@ -233,7 +233,8 @@ def test_a_search_that_stopped_early_is_said_in_compare_json_and_the_table(tmp_p
     lines = [{"event": "search_trial", "trial": 0}, stopped, {"event": "test"}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
     why = _search_stopped(run)
-    assert "after 1 architecture(s)" in why and "about 7 more candidates, fewer than 19" in why
+    assert "after 1 architecture(s)" in why and "about 7 more candidates at 4.0s each" in why
+    assert "fewer than search.min_candidates=19" in why
     result = {
         "budget": {"seconds_per_method": 120, "search_share": 0.4},
         "seeds": 1,

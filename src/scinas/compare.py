@@ -298,11 +298,9 @@ def _search_stopped(run_path: Path) -> str | None:
         return None
     for line in metrics.read_text().splitlines():
         if '"search_stopped"' in line and (e := json.loads(line))["event"] == "search_stopped":
-            return (
-                f"search stopped after {e['after_trials']} architecture(s): the "
-                f"{e['seconds_left']:.0f}s left afforded about {e['affordable']} more candidates, "
-                f"fewer than {e['min_candidates']}; the best so far trained instead"
-            )
+            from .strategies.fidelity import describe_stop
+
+            return describe_stop(e)
     return None
 
 

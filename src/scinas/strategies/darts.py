@@ -209,7 +209,8 @@ class DartsSettings(ArchSettings):
     aux_skip: float = Field(
         ROBUST_DEFAULTS["aux_skip"],
         description="DARTS-: weight of an auxiliary skip connection on every stride-1 edge, "
-        "decaying linearly to 0 over the epochs (default 1, as DARTS-); 0: off (plain DARTS)",
+        "times 1 - e/epochs in epoch e (from 0; 1/epochs in the last) (default 1, as DARTS-); "
+        "0: off (plain DARTS)",
     )
     entropy_weight: float = Field(
         ROBUST_DEFAULTS["entropy_weight"],

@@ -147,15 +147,22 @@ def affordability_check(s, starts: int, reporter, log_event):
         }
         log_event(event)
         reporter.log(
-            f"search stopped after {len(done)} architecture(s): the {left:.0f}s left afford "
-            f"about {affordable} more candidates at {per_candidate:.1f}s each, fewer than "
-            f"search.min_candidates={s.min_candidates}, too few for a search to pay; the best "
-            f"so far takes the time as training. About {needed:.0f}s more search time "
-            "(a larger budget) would let it search"
+            f"{describe_stop(event)}, too few for a search to pay. About {needed:.0f}s more "
+            "search time (a larger budget) would let it search"
         )
         return True
 
     return stop
+
+
+def describe_stop(e: dict) -> str:
+    """One line for a ``search_stopped`` event (the log and `scinas compare`'s table)."""
+    return (
+        f"search stopped after {e['after_trials']} architecture(s): the {e['seconds_left']:.0f}s "
+        f"left afford about {e['affordable']} more candidates at "
+        f"{e['seconds_per_candidate']:.1f}s each, fewer than "
+        f"search.min_candidates={e['min_candidates']}; the best so far takes the time as training"
+    )
 
 
 def continues_winner(s) -> bool:

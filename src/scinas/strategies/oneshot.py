@@ -139,7 +139,7 @@ class ArchSettings(OneShotSettings):
     aux_skip: float = Field(
         0.0,
         description="DARTS-: weight of an auxiliary skip connection on every stride-1 edge, "
-        "decaying linearly to 0 over the epochs (DARTS- uses 1); 0: off",
+        "times 1 - e/epochs in epoch e (from 0; 1/epochs in the last) (DARTS- uses 1); 0: off",
     )
     prune_threshold: float | None = Field(
         None,

@@ -137,7 +137,7 @@ def test_bad_pruner_settings_are_refused_before_anything_is_written(tmp_path, se
 # ----------------------------------------------------------------------------- min_candidates
 
 
-def _check(min_candidates, pruner="asha", **extra):
+def _check(min_candidates, pruner="asha", relative_cost=None, **extra):
     from types import SimpleNamespace
 
     s = SimpleNamespace(
@@ -145,11 +145,14 @@ def _check(min_candidates, pruner="asha", **extra):
         time_budget=60.0,
         pruner=pruner,
         min_epochs=1,
+        reduction_factor=3,
         eval_epochs=3,
         **extra,
     )
     lines, logged = [], []
-    stop = fidelity.affordability_check(s, 1, SimpleNamespace(log=lines.append), logged.append)
+    stop = fidelity.affordability_check(
+        s, 1, SimpleNamespace(log=lines.append), logged.append, relative_cost
+    )
     return stop, lines, logged
 
 
@@ -167,19 +170,54 @@ def _study_with_first_trial(seconds: float, epochs: int):
     return study
 
 
+@pytest.mark.parametrize(
+    "pruner,min_epochs,eta,epochs,expected",
+    [
+        ("none", 1, 3, 3, 3.0),
+        ("asha", 1, 3, 3, 1 + 2 / 3),  # all train 1 epoch, a third 2 more
+        ("asha", 1, 3, 9, 1 + 2 / 3 + 6 / 9),
+        ("hyperband", 2, 2, 8, 2 + 2 / 2 + 4 / 4),
+        ("asha", 1, 3, 5, 1 + 2 / 3 + 2 / 9),  # the last stretch, past the last rung (3)
+    ],
+)
+def test_expected_epochs_follow_the_ladder_of_rungs(pruner, min_epochs, eta, epochs, expected):
+    from types import SimpleNamespace
+
+    s = SimpleNamespace(
+        pruner=pruner, min_epochs=min_epochs, reduction_factor=eta, eval_epochs=epochs
+    )
+    assert fidelity.expected_epochs(s) == pytest.approx(expected)
+
+
 def test_min_candidates_stops_a_search_that_cannot_afford_them_and_says_so():
     import time
 
-    study = _study_with_first_trial(seconds=6.0, epochs=3)  # 2 s an epoch; asha: 1 epoch each
+    study = _study_with_first_trial(seconds=6.0, epochs=3)  # 2 s an epoch, 5/3 epochs each
     stop, lines, logged = _check(min_candidates=8)
-    deadline = time.perf_counter() + 10.0  # affords 4 (or 5) more at 2 s each
+    deadline = time.perf_counter() + 10.0  # affords 2 (or 3) more at 3.33 s each
     assert stop(study, deadline)
     (event,) = logged
     assert event["event"] == "search_stopped" and event["min_candidates"] == 8
-    assert event["seconds_per_candidate"] == pytest.approx(2.0)
-    assert event["affordable"] in (4, 5) and event["seconds_short"] > 5
+    assert event["seconds_per_candidate"] == pytest.approx(2.0 * 5 / 3)
+    assert event["seconds_per_epoch"] == pytest.approx(2.0) and event["cost_ratio"] == 1.0
+    assert event["affordable"] in (2, 3) and event["seconds_short"] > 15
     assert "fewer than search.min_candidates=8" in lines[0] and "search stopped" in lines[0]
     assert not stop(study, deadline)  # it decides once
+
+
+def test_min_candidates_counts_what_the_candidates_cost_against_the_start():
+    import time
+
+    study = _study_with_first_trial(seconds=6.0, epochs=3)
+    # alone, 30 s afford 9 candidates at 3.33 s; candidates 3x the start's cost afford 3
+    stop, lines, logged = _check(min_candidates=5)
+    assert not stop(study, time.perf_counter() + 30.0) and not logged
+    assert "search goes on" in lines[0] and "afford about" in lines[0]
+    stop, lines, logged = _check(min_candidates=5, relative_cost=lambda first: (3.0, "3x"))
+    assert stop(study, time.perf_counter() + 30.0)
+    assert logged[0]["cost_ratio"] == 3.0 and logged[0]["affordable"] in (2, 3)
+    assert logged[0]["seconds_per_candidate"] == pytest.approx(2.0 * 3 * 5 / 3)
+    assert "× 3.00 (3x)" in lines[0]
 
 
 def test_min_candidates_lets_an_affordable_search_go_on_and_decides_once():
@@ -187,12 +225,41 @@ def test_min_candidates_lets_an_affordable_search_go_on_and_decides_once():
 
     study = _study_with_first_trial(seconds=6.0, epochs=3)
     stop, lines, logged = _check(min_candidates=3)
-    assert not stop(study, time.perf_counter() + 10.0) and not logged
+    assert not stop(study, time.perf_counter() + 20.0) and not logged and len(lines) == 1
     # decided once, right after the start trials: later, with little time left, it goes on
-    assert not stop(study, time.perf_counter() + 0.5) and not logged and not lines
+    assert not stop(study, time.perf_counter() + 0.5) and not logged and len(lines) == 1
     # without a pruner each candidate trains eval_epochs: 6 s, so only 1 fits in 10 s
     stop, _, logged = _check(min_candidates=3, pruner="none")
     assert stop(study, time.perf_counter() + 10.0) and logged[0]["affordable"] == 1
+
+
+def test_candidate_cost_ratio_is_the_spaces_mean_flops_over_the_start_networks():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from scinas import hardware, recommend
+    from scinas.spaces import load_genotype
+    from scinas.strategies.blackbox import decision_space
+
+    c = recommend.recommended(scinas.build_config("tiny", overrides=["compare.budget=600"]))
+    space = decision_space(c.search)
+    data = SimpleNamespace(input_shape=(1, 28, 28), num_outputs=10)
+    ctx = SimpleNamespace(data=data, cfg=c)
+    flops = hardware.meta_cost(ctx, "flops")
+    start = load_genotype("macro:resnet_tiny")
+    first = [SimpleNamespace(user_attrs={"arch": start.to_dict()})]
+    ratio, how = fidelity.candidate_cost_ratio(space, flops, samples=8, seed=3)(first)
+    rng = np.random.RandomState(3)
+    drawn = [flops(space.sample(rng)) for _ in range(8)]
+    assert ratio == pytest.approx(np.mean(drawn) / flops(start))
+    assert ratio > 1 and "FLOPs of 8 random candidates" in how  # resnet_tiny: the small end
+
+    def uncountable(arch):
+        raise RuntimeError("no meta kernel")
+
+    ratio, how = fidelity.candidate_cost_ratio(space, uncountable)(first)
+    assert ratio == 1.0 and "not countable" in how
 
 
 def test_min_candidates_waits_for_the_start_trials_and_is_off_at_zero():

@@ -317,7 +317,7 @@ def _number(trial) -> int:
 # ----------------------------------------------------------------------------- before the run
 
 
-def _meta_cost(ctx: SearchContext, key: str):
+def meta_cost(ctx: SearchContext, key: str):
     """Parameters or FLOPs of an architecture's final network, built on the meta device (no
     memory, no initialisation cost)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -350,7 +350,7 @@ def preflight(ctx: SearchContext) -> None:
         if key not in lim and not (key == "params" and "latency_ms" in lim and "flops" not in lim):
             continue
         ctx.reporter.log(f"hardware limits: finding the {s.space} space's network of least {key}")
-        cost = _meta_cost(ctx, key)
+        cost = meta_cost(ctx, key)
         arch = space.smallest(s, cost)  # seconds; ~30 s for FLOPs in the DARTS space
         fastest, least = arch, cost(arch)
         if key in lim and least > lim[key]:

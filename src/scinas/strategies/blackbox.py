@@ -346,7 +346,13 @@ class BlackBoxStrategy:
             if ctx.run is not None:
                 ctx.run.log_event(event)
 
-        stop = fidelity.affordability_check(s, len(known_starts(s)), ctx.reporter, log_event)
+        stop = fidelity.affordability_check(
+            s,
+            len(known_starts(s)),
+            ctx.reporter,
+            log_event,
+            fidelity.candidate_cost_ratio(space, hardware.meta_cost(ctx, "flops"), seed=cfg.seed),
+        )
         run_study(study, space, objective, s.budget, on_trial, s.time_budget, shared, stop)
         best = best_trial(study)
         fidelity.keep_winner(ctx, study, best.number)

@@ -75,8 +75,10 @@ class FidelitySettings(BaseModel):
         ge=0,
         description="with search.time_budget: once the first architectures (search.start_from, "
         "else the first one) are evaluated, stop the search if the time left affords fewer "
-        "than this many more candidates at their measured cost; the best so far then gets the "
-        "time as training. 0: off",
+        "than this many more candidates at their estimated cost (the first architectures' "
+        "seconds per epoch x the space's mean FLOPs over theirs x the epochs a candidate "
+        "trains on average under the pruner); the best so far then gets the time as "
+        "training. 0: off",
     )
 
     @model_validator(mode="after")
@@ -103,17 +105,34 @@ class FidelitySettings(BaseModel):
         return self
 
 
-def affordability_check(s, starts: int, reporter, log_event):
+def expected_epochs(s) -> float:
+    """The epochs a candidate trains on average: ``eval_epochs`` without a pruner; with one,
+    every candidate trains to the first rung (``min_epochs``) and each later stretch of the
+    ladder ``min_epochs * eta**k`` is trained by the 1/eta share that passed the rung before it
+    (successive halving's promotion rate). For Hyperband, whose other brackets start higher up
+    the same ladder, this is a lower bound. With min_epochs 1, eta 3 and 3 epochs: 1 + 2/3."""
+    if s.pruner == "none":
+        return float(s.eval_epochs)
+    eta = s.reduction_factor
+    total, done, share, rung = 0.0, 0, 1.0, s.min_epochs
+    while rung < s.eval_epochs:
+        total += share * (rung - done)
+        done, share, rung = rung, share / eta, rung * eta
+    return total + share * (s.eval_epochs - done)
+
+
+def affordability_check(s, starts: int, reporter, log_event, relative_cost=None):
     """``search.min_candidates``: a ``stop(study, deadline)`` for `run_study`, or None when off.
 
     Asked before each new trial; it decides once, right after the first ``starts`` architectures
-    are evaluated. Their seconds per epoch, times the epochs a candidate trains at least
-    (``min_epochs`` with a pruner, else ``eval_epochs``), is the cost of one more candidate (a
-    lower bound: the start architectures are the small ones of the recipe, `scinas.recommend`).
-    When the time left affords fewer than ``min_candidates`` of them, the search cannot get
-    past a handful of random draws (an evolution's first population, TPE's start-up trials), so
-    it stops there and says so: a ``search_stopped`` event and a log line. Its time then goes
-    to the final training (the retraining is planned on the time actually left)."""
+    are evaluated. The cost of one more candidate is their measured seconds per epoch, times
+    ``relative_cost(first trials)`` (how much more a random candidate of the space costs than
+    they do, `candidate_cost_ratio`; 1 without it), times the epochs a candidate trains on
+    average (`expected_epochs`). When the time left affords fewer than ``min_candidates`` of
+    them, the search cannot get past a handful of random draws (an evolution's first
+    population, TPE's start-up trials), so it stops there and says so: a ``search_stopped``
+    event and a log line. Its time then goes to the final training (the retraining is planned
+    on the time actually left). Either way the decision and its figures are logged."""
     if not s.min_candidates or s.time_budget is None:
         return None
     starts = max(1, starts)
@@ -129,11 +148,22 @@ def affordability_check(s, starts: int, reporter, log_event):
             t.user_attrs.get("seconds", 0.0) / max(1, len(t.intermediate_values) or s.eval_epochs)
             for t in first
         ) / len(first)
-        epochs = s.min_epochs if s.pruner != "none" else s.eval_epochs
-        per_candidate = max(1e-9, per_epoch * epochs)
+        ratio, how = relative_cost(first) if relative_cost is not None else (1.0, "")
+        epochs = expected_epochs(s)
+        per_candidate = max(1e-9, per_epoch * ratio * epochs)
         left = max(0.0, deadline - time.perf_counter())
         affordable = int(left // per_candidate)
+        figures = (
+            f"{per_epoch:.1f}s per epoch of the first architecture(s)"
+            + (f" × {ratio:.2f} ({how})" if how else "")
+            + f" × {epochs:.2f} epochs expected per candidate"
+        )
         if affordable >= s.min_candidates:
+            reporter.log(
+                f"search goes on: the {left:.0f}s left afford about {affordable} candidates at "
+                f"{per_candidate:.1f}s each ({figures}), at least "
+                f"search.min_candidates={s.min_candidates}"
+            )
             return False
         needed = s.min_candidates * per_candidate - left
         event = {
@@ -141,18 +171,49 @@ def affordability_check(s, starts: int, reporter, log_event):
             "after_trials": len(done),
             "seconds_left": left,
             "seconds_per_candidate": per_candidate,
+            "seconds_per_epoch": per_epoch,
+            "cost_ratio": ratio,
+            "expected_epochs": epochs,
             "affordable": affordable,
             "min_candidates": s.min_candidates,
             "seconds_short": needed,
         }
         log_event(event)
         reporter.log(
-            f"{describe_stop(event)}, too few for a search to pay. About {needed:.0f}s more "
-            "search time (a larger budget) would let it search"
+            f"{describe_stop(event)} ({figures}), too few for a search to pay. About "
+            f"{needed:.0f}s more search time (a larger budget) would let it search"
         )
         return True
 
     return stop
+
+
+def candidate_cost_ratio(space, cost, *, samples: int = 32, seed: int = 0):
+    """For `affordability_check`: ``first trials -> (ratio, how)``, the mean ``cost`` (e.g. the
+    FLOPs of the network an architecture becomes) of ``samples`` uniformly random architectures
+    of ``space`` (a `DecisionSpace`, seeded) over the mean cost of the trials' architectures. A
+    search's start architectures (`scinas.recommend`: ``resnet_tiny``) are often the small end
+    of the space, so their own seconds understate what the candidates after them cost. Time per
+    epoch is taken as proportional to FLOPs; small networks' fixed per-layer costs make that
+    an overestimate for the larger candidates (measured in README, "Was NAS worth it?")."""
+    import numpy as np
+
+    from ..spaces import arch_from_dict
+
+    def ratio(first) -> tuple[float, str]:
+        rng = np.random.RandomState(seed)
+        try:
+            drawn = [cost(space.sample(rng)) for _ in range(samples)]
+            mine = [cost(arch_from_dict(t.user_attrs["arch"])) for t in first]
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
+            # an estimate only: a network the FLOP counter cannot run keeps the measured cost
+            return 1.0, f"FLOPs not countable here ({type(e).__name__}): taken as equal"
+        base = sum(mine) / len(mine)
+        if base <= 0:
+            return 1.0, "the first architectures' cost is unknown"
+        return sum(drawn) / len(drawn) / base, f"the FLOPs of {samples} random candidates"
+
+    return ratio
 
 
 def describe_stop(e: dict) -> str:

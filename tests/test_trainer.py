@@ -75,7 +75,7 @@ def without_seconds(history: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------- final network
 
 
-def network_trainer_for_test(checkpointer=None, track=None, on_epoch=None):
+def network_trainer_for_test(checkpointer=None, track=None, on_epoch=None, epochs=3, on_event=None):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8, generator=g)
@@ -93,12 +93,12 @@ def network_trainer_for_test(checkpointer=None, track=None, on_epoch=None):
         )
     )
     aug = torch.Generator().manual_seed(2)
-    return network_trainer(
+    trainer = network_trainer(
         model,
         Classification(num_outputs=3),
         place.batches(x, y, 8, shuffle=True, seed=3),
         place.batches(x, y, 16),
-        epochs=3,
+        epochs=epochs,
         lr=0.05,
         lr_min=0.0,
         momentum=0.9,
@@ -111,6 +111,8 @@ def network_trainer_for_test(checkpointer=None, track=None, on_epoch=None):
         on_epoch=on_epoch,
         steps_per_epoch=4,  # of 5: each epoch a fresh shuffle, its tail unused
     )
+    trainer.on_event = on_event
+    return trainer
 
 
 @pytest.mark.parametrize(
@@ -261,3 +263,54 @@ def test_no_training_step_starts_after_the_deadline():
     assert len(cut) == 1
     _, full = fit(s, arch, cfg.train, x, y)
     assert len(full) == 3
+
+
+@pytest.mark.parametrize(
+    "left,epochs",
+    [(20.5, 23), (4.5, 7), (7.5, 10), (8.05, 11), (6.95, 10), (0.5, 3)],
+    ids=[
+        "faster-than-planned",
+        "slower-than-planned",
+        "ends-early-by-less-than-an-epoch",
+        "ends-early-by-one-epoch-and-more",
+        "overruns-by-under-a-tenth",
+        "no-time-left",
+    ],
+)
+def test_the_epochs_left_are_replanned_to_end_at_the_deadline(left, epochs):
+    """With a deadline, after 3 of 10 planned epochs that took 1 s each (the first one, the
+    warm-up, not counted), the epochs are re-planned to fill the ``left`` seconds; the cosine
+    schedule then reaches its floor at the new last step, and the change is an event."""
+    import time
+
+    events = []
+    trainer = network_trainer_for_test(epochs=10, on_event=events.append)
+    now = time.perf_counter()
+    trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]  # 7 s, then 1 s and 1 s
+    trainer.deadline = now + left
+    trainer.fit_to_deadline(3)
+    assert trainer.epochs == trainer.hooks.epochs == epochs
+    assert trainer.scheduler.T_max == epochs * trainer.n_steps
+    if epochs == 10:
+        assert events == []
+    else:
+        (e,) = events
+        assert e["event"] == "budget_replan" and e["epochs_before"] == 10
+        assert e["epochs"] == epochs and e["epoch_seconds"] == pytest.approx(1.0)
+
+
+def test_a_run_with_a_deadline_fills_it_and_ends_its_schedule():
+    """Planned for 3 epochs with time for many more, training re-plans after each epoch from
+    its measured epochs: it runs more than 3, every epoch's record names the re-planned total,
+    and the learning rate ends near its floor instead of being cut mid-schedule."""
+    import time
+
+    trainer = network_trainer_for_test(epochs=3)
+    start = time.perf_counter()
+    trainer.deadline = start + 1.0
+    history = trainer.run()
+    took = time.perf_counter() - start
+    assert len(history) > 3
+    assert history[-1]["epochs"] == len(history)
+    assert took < 1.0 + 0.5  # no epoch starts after the deadline
+    assert trainer.optimizer.param_groups[0]["lr"] < 0.2 * 0.05

@@ -74,7 +74,8 @@ def trainer_for(
     """The trainer of ``genotype``'s fresh network on (x, y) with the settings of ``t`` (a
     TrainConfig), validating on the val split each epoch: what `fit` runs and
     `plan_training` times. ``init(net)``: what the network starts from instead of its fresh
-    weights (`scinas.inherit`); ``on_event``: the divergence guard's records."""
+    weights (`scinas.inherit`); ``on_event``: the divergence guard's and the deadline re-plan's
+    records."""
     net, augment, aug_generator = network_and_augment(s, genotype, t, aug_seed)
     if init is not None:
         init(net)

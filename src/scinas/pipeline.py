@@ -219,7 +219,7 @@ def _train(
                 }
             )
         s.reporter.log(
-            f"train epoch {e.epoch}/{t.epochs}: train loss {e.train['loss']:.4f} {pm} "
+            f"train epoch {e.epoch}/{e.epochs or t.epochs}: train loss {e.train['loss']:.4f} {pm} "
             f"{e.train[pm]:.4f} | val loss {e.val['loss']:.4f} {pm} {e.val[pm]:.4f} | "
             f"{e.seconds:.1f}s"
         )
@@ -249,10 +249,10 @@ def _train(
         on_event=lambda event: log_event(replace(s, run=run), event),
         deadline=deadline,
     )
-    if deadline is not None and len(history) < t.epochs:
+    if deadline is not None and len(history) < history[-1].epochs:
         s.reporter.log(
-            f"train: the run's time was up after {len(history)} of {t.epochs} planned epochs "
-            "(its steps ran slower than timed); the network as it stands is tested"
+            f"train: the run's time was up after {len(history)} of {history[-1].epochs} planned "
+            "epochs (its steps ran slower than timed); the network as it stands is tested"
         )
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)

@@ -266,8 +266,17 @@ def test_no_training_step_starts_after_the_deadline():
 
 
 @pytest.mark.parametrize(
-    "left,epochs",
-    [(20.5, 23), (4.5, 7), (7.5, 10), (8.05, 11), (6.95, 10), (0.5, 3)],
+    "planned,left,epochs",
+    [
+        (10, 20.5, 23),
+        (10, 4.5, 7),
+        (10, 7.5, 10),
+        (10, 8.05, 11),
+        (10, 6.95, 10),
+        (10, 0.5, 3),
+        (110, 108.5, 110),
+        (110, 104.0, 107),
+    ],
     ids=[
         "faster-than-planned",
         "slower-than-planned",
@@ -275,27 +284,30 @@ def test_no_training_step_starts_after_the_deadline():
         "ends-early-by-one-epoch-and-more",
         "overruns-by-under-a-tenth",
         "no-time-left",
+        "early-by-under-2-percent-of-the-time-left",
+        "late-by-over-2-percent-of-the-time-left",
     ],
 )
-def test_the_epochs_left_are_replanned_to_end_at_the_deadline(left, epochs):
-    """With a deadline, after 3 of 10 planned epochs that took 1 s each (the first one, the
+def test_the_epochs_left_are_replanned_to_end_at_the_deadline(planned, left, epochs):
+    """With a deadline, after 3 of ``planned`` epochs that took 1 s each (the first one, the
     warm-up, not counted), the epochs are re-planned to fill the ``left`` seconds; the cosine
-    schedule then reaches its floor at the new last step, and the change is an event."""
+    schedule then reaches its floor at the new last step, and the change is an event. A plan
+    within an epoch (a tenth of one late), or 2% of the time left, of the deadline is kept."""
     import time
 
     events = []
-    trainer = network_trainer_for_test(epochs=10, on_event=events.append)
+    trainer = network_trainer_for_test(epochs=planned, on_event=events.append)
     now = time.perf_counter()
     trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]  # 7 s, then 1 s and 1 s
     trainer.deadline = now + left
     trainer.fit_to_deadline(3)
     assert trainer.epochs == trainer.hooks.epochs == epochs
     assert trainer.scheduler.T_max == epochs * trainer.n_steps
-    if epochs == 10:
+    if epochs == planned:
         assert events == []
     else:
         (e,) = events
-        assert e["event"] == "budget_replan" and e["epochs_before"] == 10
+        assert e["event"] == "budget_replan" and e["epochs_before"] == planned
         assert e["epochs"] == epochs and e["epoch_seconds"] == pytest.approx(1.0)
 
 

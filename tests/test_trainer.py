@@ -275,7 +275,7 @@ def test_no_training_step_starts_after_the_deadline():
         (10, 6.95, 10),
         (10, 0.5, 3),
         (110, 108.5, 110),
-        (110, 104.0, 107),
+        (110, 104.5, 107),
     ],
     ids=[
         "faster-than-planned",

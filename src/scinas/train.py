@@ -481,7 +481,8 @@ class Trainer:
         back and forth (it did, between 107 and 108 epochs of 3.15 s, before this tolerance)."""
         ends = self.epoch_ends
         per = (ends[-1] - ends[1]) / (len(ends) - 2) if len(ends) > 2 else ends[1] - ends[0]
-        left = self.deadline - time.perf_counter()
+        # DDP: process 0's clock decides, so that every process plans the same epochs
+        per, left = parallel.from_rank0((per, self.deadline - time.perf_counter()))
         unused = left - (self.epochs - done) * per  # < 0: the plan overruns
         slack = 0.02 * max(0.0, left)
         if per <= 0 or -max(0.1 * per, slack) <= unused < max(per, slack):

@@ -472,8 +472,8 @@ class Trainer:
         """Re-plan the epochs after the ``done`` first so that the last one ends at ``deadline``,
         from what the epochs of this call took, wall to wall (validation and checkpoint
         included; the first one alone until a second has run, as it carries the warm-up). The
-        plan made before training timed a few steps on a throwaway copy, which can be 20-30% off
-        (ResNets on a 2-core CPU ran faster than timed and used 72-83% of a compare's budget).
+        plan made before training timed a few steps on a throwaway copy, which was 14-45% off
+        for ResNets on a 2-core CPU (they used 72-83% of a compare's budget before this).
         The cosine schedule is stretched or shrunk to reach its floor at the new last step. A
         plan that ends less than an epoch before the deadline, or within a tenth of one after it,
         is kept, and early on, while 2% of the time left is more than that, within 2% of it: a

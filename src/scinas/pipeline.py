@@ -216,6 +216,7 @@ def _train(
                     "train": e.train,
                     "val": e.val,
                     "seconds": e.seconds,
+                    "epochs": e.epochs,  # planned when it ended (a deadline re-plans them)
                 }
             )
         s.reporter.log(

@@ -92,7 +92,7 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
                     assert e["epochs"] == planned
                     assert e["epoch"] <= planned
             # (a re-plan after the last epoch may fall short of it when the deadline has come)
-            assert 1 <= records
+            assert records >= 1
     for name in ("darts", "random", "resnet_tiny"):
         # the retraining is planned for the time the run has left, after everything before it
         plan = json.loads((out / name / "seed0" / "budget.json").read_text())["train"]

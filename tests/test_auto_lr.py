@@ -50,6 +50,20 @@ def test_loss_guard_flags_nan_absurd_and_exploded_losses_only():
     assert late.problem(5.0) is not None
 
 
+def test_a_small_last_batch_is_only_checked_for_nan_and_absurd_losses():
+    # an overfitted supernet (median 0.04) scoring 2.8 on an epoch's last 4 images of 2,500
+    guard = LossGuard({"recent": [0.04] * 50, "start": 2.32})
+    assert guard.problem(0.05, 32) is None
+    assert guard.problem(2.8, 4) is None  # noise of a ragged batch: not a divergence
+    assert list(guard.recent)[-1] == 0.05  # nor does it join the median's window
+    assert guard.problem(2.8, 32) is not None  # a full batch that high has exploded
+    assert "not finite" in guard.problem(math.nan, 4)
+    assert guard.problem(1e5, 4) is not None
+    resumed = LossGuard(guard.state_dict())  # the largest batch seen survives a checkpoint
+    assert resumed.largest == 32 and resumed.problem(2.8, 4) is None
+    assert LossGuard({"recent": [0.04] * 50, "start": 2.32}).problem(2.8, 4) is not None
+
+
 def _inject(trainer, when, times: int = 1):
     """Make the loss of the steps in ``when`` (epoch, step), 1-based as logged, NaN the first
     ``times`` times they run."""

@@ -163,6 +163,33 @@ def test_bench_cli_happy_path(table, tmp_path):
     assert (tmp_path / "out" / "results.json").is_file()
 
 
+def test_one_shot_bench_searches_images_and_looks_each_epochs_cell_up(table, tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(160) % 4
+    x = rng.integers(0, 256, (160, 8, 8, 3), dtype=np.uint8)
+    x[..., 0] = np.where(y[:, None, None] % 2 == 0, 200, x[..., 0])  # learnable, not trivial
+    np.savez(tmp_path / "img.npz", x_train=x, y_train=y)
+    sets = ["search.epochs=2", "search.C=4", "search.layers=3", "search.max_samples=128"]
+    args = ["--strategy", "darts", "--data", str(tmp_path / "img.npz"), "--seeds", "2", "-q"]
+    res = _bench(["--table", str(table), *args, *(a for s in sets for a in ("--set", s))], tmp_path)
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    t = NB201Table(table)
+    for f in saved["per_seed"]:
+        curve = f["per_epoch_test_200ep"]
+        assert len(curve) == 2  # one derived cell per search epoch
+        assert curve[-1] == f["test_200ep"] == pytest.approx(t.test_accuracy(f["arch"]))
+        genotype = json.loads((tmp_path / "out" / f"seed{f['seed']}" / "genotype.json").read_text())
+        assert genotype["arch"] == f["arch"]
+    with open(tmp_path / "out" / "curve.csv") as fh:
+        mean = [float(r["test_accuracy_mean"]) for r in csv.DictReader(fh)]
+    assert mean == pytest.approx(
+        [np.mean([f["per_epoch_test_200ep"][e] for f in saved["per_seed"]]) for e in range(2)],
+        abs=1e-3,
+    )
+    assert saved["test_accuracy_mean"] == pytest.approx(mean[-1], abs=1e-3)
+
+
 def test_unknown_arch_in_table_lookup(table):
     with pytest.raises(UserError, match="not in the table"):
         NB201Table(table).test_accuracy("|none~0|")

@@ -7,6 +7,7 @@ refusals of bad settings. Every supernet space is tested through the registry.""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -373,6 +374,42 @@ def test_an_undecided_search_says_so_in_the_log_and_the_report(plain_run):
     assert "Undecided search" in write_report(out).read_text()
 
 
+def test_select_best_val_epoch_takes_the_lowest_validation_loss_after_the_warm_up():
+    from scinas.strategies.oneshot import select_best_val_epoch
+
+    def rec(epoch, loss, genotype="g"):
+        return {"epoch": epoch, "val": {"loss": loss}, "genotype": genotype}
+
+    history = [rec(1, 0.5), rec(2, 1.0), rec(3, 0.7), rec(4, math.nan), rec(5, 0.7), rec(6, 0.9)]
+    assert select_best_val_epoch(history)["epoch"] == 1
+    assert select_best_val_epoch(history, warmup_epochs=1)["epoch"] == 5  # tie: the later
+    assert select_best_val_epoch([rec(1, 0.2, None), rec(2, 0.4)])["epoch"] == 2  # no cell
+    assert select_best_val_epoch([rec(1, math.inf)]) is None
+    assert select_best_val_epoch([]) is None
+
+
+def test_a_search_with_select_epoch_best_val_returns_that_epochs_cell(tmp_path, monkeypatch):
+    from scinas.strategies.oneshot import OneShotStrategy
+
+    scripted = iter([1.0, 0.4, 0.8, 1.3])  # the supernet's validation loss per epoch
+    real = OneShotStrategy.evaluate_supernet
+
+    def evaluate(self, model, ctx, val_batches):
+        return {**real(self, model, ctx, val_batches), "loss": next(scripted)}
+
+    monkeypatch.setattr(OneShotStrategy, "evaluate_supernet", evaluate)
+    out = tmp_path / "r"
+    lines = _search(out, "search.epochs=4", "search.select_epoch=best_val")
+    epochs = [e for e in _events(out) if e["event"] == "search_epoch"]
+    assert [e["val"]["loss"] for e in epochs] == [1.0, 0.4, 0.8, 1.3]
+    (chosen,) = [e for e in _events(out) if e["event"] == "select_epoch"]
+    assert (chosen["epoch"], chosen["val_loss"], chosen["last_epoch"]) == (2, 0.4, 4)
+    space = SPACES.get("darts")
+    saved = space.from_dict(json.loads((out / "genotype.json").read_text()))
+    assert saved == space.from_dict(epochs[1]["genotype"]) == space.from_dict(chosen["genotype"])
+    assert any("the cell derived at epoch 2" in line for line in lines)
+
+
 def test_drnas_is_registered_for_every_supernet_space():
     assert "drnas" in STRATEGIES and STRATEGIES.get("drnas").kind == "one-shot"
     for space in SUPERNET_SPACES:
@@ -393,6 +430,15 @@ def test_drnas_is_registered_for_every_supernet_space():
         (["search.aux_skip=nan"], "search.aux_skip must be a finite"),
         (["search.strategy=drnas", "search.kl_weight=-0.1"], "search.kl_weight must be a finite"),
         (["search.strategy=gdas", "search.beta_decay=-2"], "search.beta_decay must be a finite"),
+        (["search.select_epoch=best"], "'last' or 'best_val'"),
+        (
+            ["search.select_epoch=best_val", "search.derive=supernet"],
+            "search.derive=supernet keeps the last epoch's supernet",
+        ),
+        (
+            ["search.select_epoch=best_val", "train.init=supernet"],
+            "search.select_epoch=best_val may return an earlier epoch's cell",
+        ),
     ],
 )
 def test_bad_robust_settings_exit_2_with_one_message_and_write_nothing(tmp_path, sets, phrase):

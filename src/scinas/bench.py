@@ -292,6 +292,7 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
                 "valid_12ep": tab.score(arch),
                 "test_200ep": tab.test_accuracy(arch),
                 "op_shares": arch.op_shares(),
+                "per_epoch_test_200ep": curve,  # the cell derived after each search epoch
             }
         )
         reporter.log(f"seed {seed + 1}/{seeds}: {arch} test (200 ep) {tab.test_accuracy(arch):.2f}")

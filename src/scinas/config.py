@@ -394,6 +394,23 @@ class Config(_Section):
                 "keeps the supernet itself as the final model (nothing is derived or trained): "
                 "choose one"
             )
+        if getattr(s, "select_epoch", "last") != "last":
+            raise ValueError(
+                "train.init=supernet starts from the last epoch's supernet weights, but "
+                "search.select_epoch=best_val may return an earlier epoch's cell, trained "
+                "under other weights (and ops pruned since): choose one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _select_epoch(self):
+        s = self.search
+        if getattr(s, "select_epoch", "last") != "last" and s.keeps_supernet:
+            raise ValueError(
+                "search.select_epoch=best_val returns an earlier epoch's cell, but "
+                "search.derive=supernet keeps the last epoch's supernet itself as the final "
+                "model: choose one"
+            )
         return self
 
 

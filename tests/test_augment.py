@@ -13,6 +13,7 @@ from scinas.data.augment import (
     augment,
     augment_batch,
     cutout,
+    make_augment,
     random_affine,
     random_crop,
     random_hflip,
@@ -271,3 +272,52 @@ def test_cuda_batch_with_cpu_generator_matches_cpu():
     gpu = augment(x.cuda(), "rotation", _gen(9))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["default", *AUGMENT_PRESETS])
+def test_feature_vectors_are_never_augmented(name):
+    """A 1×1 map is a feature vector: a padded crop replaced it by zeros 8 times in 9."""
+    g = torch.Generator().manual_seed(0)
+    assert make_augment(name, 1, 1, g, cutout_length=16, crop_padding=None, hflip=True) is None
+
+
+def test_images_under_eight_pixels_get_no_default_crop():
+    x = torch.randn(16, 3, 4, 4)
+    hook = make_augment("default", 4, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(hook(x), x)
+    # asked for, a crop still happens
+    hook = make_augment("default", 4, 4, torch.Generator().manual_seed(0), crop_padding=1)
+    assert not torch.equal(hook(x), x)
+
+
+def _search_cfg(**sets):
+    from scinas.config import Config
+
+    cfg = Config()
+    for section, values in sets.items():
+        setattr(cfg, section, getattr(cfg, section).model_copy(update=values))
+    return cfg
+
+
+def test_the_search_augments_as_the_training_does_without_cutout():
+    from scinas.strategies.oneshot import search_augment
+
+    ones = torch.ones(64, 3, 32, 32)
+    cfg = _search_cfg(train={"cutout": 16, "hflip": True})
+    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(ones)
+    # a crop of H/8 = 4 only zeroes a border at most 4 wide; a 16-pixel cutout would reach in
+    assert torch.equal(out[:, :, 4:28, 4:28], ones[:, :, 4:28, 4:28])
+    assert (out == 0).any()  # it did crop
+    # flips follow train.hflip: an image with a bright left column ends up with it on the right
+    marked = torch.zeros(256, 1, 32, 32)
+    marked[:, :, :, 0] = 1.0
+    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(marked)
+    assert out[:, :, :, 24:].sum() > 0
+    cfg = _search_cfg(train={"hflip": False})
+    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(marked)
+    assert out[:, :, :, 24:].sum() == 0
+    # a preset in train.augment is followed, and search.augment can still say otherwise
+    cfg = _search_cfg(train={"augment": "rotation"})
+    assert search_augment(cfg, 32, 32, torch.Generator()).keywords["spec"].rotate_degrees == 180
+    cfg = _search_cfg(train={"augment": "rotation"}, search={"augment": "none"})
+    assert search_augment(cfg, 32, 32, torch.Generator()) is None

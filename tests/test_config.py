@@ -25,7 +25,12 @@ def test_presets_and_defaults():
         96,
     )
     assert paper.search.arch_lr == 3e-4 and paper.train.cutout == 16
-    assert (paper.search.aux_skip, paper.search.entropy_weight) == (0, 0)  # the paper's DARTS
+    # the paper's DARTS
+    assert (paper.search.aux_skip, paper.search.entropy_weight, paper.search.beta_decay) == (
+        0,
+        0,
+        0,
+    )
     assert build_config().preset == "tiny"
 
 
@@ -40,7 +45,8 @@ def test_the_default_darts_is_the_robust_one_and_every_part_can_be_turned_off(pr
     assert {k: getattr(plain.search, k) for k in PLAIN_DARTS} == PLAIN_DARTS
     # the other strategies keep their own defaults: the robust ones are DARTS' alone
     gdas = build_config(preset, overrides=["search.strategy=gdas"])
-    assert (gdas.search.arch_lr, gdas.search.aux_skip, gdas.search.entropy_weight) == (3e-4, 0, 0)
+    own = (gdas.search.arch_lr, gdas.search.aux_skip, gdas.search.entropy_weight)
+    assert own + (gdas.search.beta_decay,) == (3e-4, 0, 0, 0)
 
 
 def test_precedence_preset_file_set_explicit(tmp_path):

@@ -110,8 +110,12 @@ class SearchConfig(_Section):
         "~1.4x the time. None: on when a step would take over half the free memory "
         "(scinas.memory)",
     )
-    augment: Literal["none", "natural", "rotation"] = Field(
-        "none", description="augmentation of the search batches (see train.augment)"
+    augment: Literal["default", "none", "natural", "rotation"] = Field(
+        "default",
+        description="augmentation of the search's weight and architecture batches: default: "
+        "train.augment's, without cutout (so train.crop_padding and train.hflip apply); or as "
+        "train.augment; none: off (a supernet on a few thousand unaugmented images overfits its "
+        "weight half and drifts to skip connections, README 'Robust one-shot search')",
     )
     derive: str = Field(
         "top2",
@@ -477,9 +481,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # The DARTS paper: 50 search epochs at C=16, 8 cells; 600 training epochs at C=36, 20 cells;
-    # its DARTS (architecture rate 3e-4, no auxiliary skip, no entropy term), not scinas' robust
+    # its DARTS (architecture rate 3e-4, no auxiliary skip, entropy or Beta-Decay term), not the robust
     # default (`scinas.strategies.darts.ROBUST_DEFAULTS`)
-    "paper": {"search": {"arch_lr": 3e-4, "aux_skip": 0.0, "entropy_weight": 0.0}},
+    "paper": {
+        "search": {"arch_lr": 3e-4, "aux_skip": 0.0, "entropy_weight": 0.0, "beta_decay": 0.0}
+    },
 }
 
 

@@ -360,13 +360,18 @@ def make_augment(
 ):
     """The trainer's augmentation hook for a config choice: ``default`` (crop/flip/cutout as
     given), a preset name, or ``none`` (None). Presets get a crop of H/8 (natural) and
-    ``cutout_length``."""
+    ``cutout_length``.
+
+    Feature vectors (1×1 maps) get None whatever the choice: a crop, warp or cutout of a single
+    pixel can only replace the whole vector by zeros (a padded 1×1 crop did so 8 times in 9), and
+    a flip leaves it as it is. Images under 8 pixels a side get no crop unless ``crop_padding``
+    asks for one (H/8 rounds to 0)."""
     from dataclasses import replace
     from functools import partial
 
-    if name == "none":
+    if name == "none" or height == width == 1:
         return None
-    crop = crop_padding if crop_padding is not None else max(1, min(height, width) // 8)
+    crop = crop_padding if crop_padding is not None else min(height, width) // 8
     if name == "default":
         return partial(
             augment_batch,

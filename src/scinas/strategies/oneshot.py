@@ -50,6 +50,19 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
     )
 
 
+def search_augment(cfg, height: int, width: int, generator: torch.Generator):
+    """The search batches' augmentation hook (`scinas.data.augment.make_augment`).
+
+    ``search.augment=default`` is the retraining's choice (``train.augment``, with its
+    ``crop_padding`` and ``hflip``) without cutout, as the DARTS paper searched CIFAR-10 with
+    crops and flips and kept cutout for the final training. It matters: a supernet trained on a
+    few thousand unaugmented images overfits its weight half, and its alphas then drift to skip
+    connections (NAS-Bench-201, README "Robust one-shot search")."""
+    s, t = cfg.search, cfg.train
+    name = t.augment if s.augment == "default" else s.augment
+    return make_augment(name, height, width, generator, crop_padding=t.crop_padding, hflip=t.hflip)
+
+
 def search_halves(ctx: SearchContext, seed: int):
     """DARTS' split of the training data: weights train on one half, the alphas on the other."""
     s, train = ctx.cfg.search, ctx.data.train
@@ -373,13 +386,13 @@ class OneShotStrategy(SearchStrategy):
         """The trainer of a throwaway supernet (seeded as the search's, a fresh strategy: this
         one's state stays untouched), in its first epoch: what a time-budget plan times and a
         learning-rate range test (`scinas.lr_finder`) trains."""
-        s, cfg = ctx.cfg.search, ctx.cfg
+        cfg = ctx.cfg
         probe = type(self)()
         torch.manual_seed(cfg.seed)
         model = maybe_compile(ctx.place.module(build_supernet(ctx)), cfg.compile)
         probe.configure(model, ctx)
         _, H, W = ctx.data.input_shape
-        augment = make_augment(s.augment, H, W, torch.Generator().manual_seed(0))
+        augment = search_augment(cfg, H, W, torch.Generator().manual_seed(0))
         trainer = probe.trainer(ctx, model, search_halves(ctx, cfg.seed), augment)
         trainer.hooks.begin_epoch(0, None)
         trainer.hooks.update_arch = self.updates_arch  # warm-up epochs are the cheaper ones
@@ -446,7 +459,7 @@ class OneShotStrategy(SearchStrategy):
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
         aug_generator = torch.Generator().manual_seed(cfg.seed + 13)
         _, H, W = ctx.data.input_shape
-        augment = make_augment(s.augment, H, W, aug_generator)
+        augment = search_augment(cfg, H, W, aug_generator)
         trainer = self.trainer(
             ctx, model, halves, augment, generators={"augment": aug_generator}, checkpointer=ckpt
         )

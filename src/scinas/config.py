@@ -481,8 +481,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # The DARTS paper: 50 search epochs at C=16, 8 cells; 600 training epochs at C=36, 20 cells;
-    # its DARTS (architecture rate 3e-4, no auxiliary skip, entropy or Beta-Decay term), not the robust
-    # default (`scinas.strategies.darts.ROBUST_DEFAULTS`)
+    # its DARTS (architecture rate 3e-4, no auxiliary skip, entropy or Beta-Decay term), not the
+    # robust default (`scinas.strategies.darts.ROBUST_DEFAULTS`)
     "paper": {
         "search": {"arch_lr": 3e-4, "aux_skip": 0.0, "entropy_weight": 0.0, "beta_decay": 0.0}
     },

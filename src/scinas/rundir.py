@@ -405,8 +405,10 @@ class RunDir:
                 os.rename(path, replaced)
             path.mkdir(parents=True, exist_ok=True)
             run.lock = RunLock(path).acquire()
-            atomic_write(path / MARKER, lambda f: f.write(marker))
+            # the marker last: a directory that says it is a run always has its config, so a
+            # run killed at once can still be resumed
             atomic_write(path / "config.json", lambda f: f.write(conf))
+            atomic_write(path / MARKER, lambda f: f.write(marker))
         except OSError as e:
             run.close()
             if replaced is not None and replaced.exists():

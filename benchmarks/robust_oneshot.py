@@ -37,6 +37,15 @@ supernet (``search.layers=3``: one cell per stage) on CPU. Measured 2026-12-01 a
 (AMD EPYC): at ``search.layers=3`` and the tiny preset's 5,000 images (2,500 + 2,500), one NB201
 search epoch takes 7.0-7.5 s, so a 50-epoch search about 6 minutes per variant and seed.
 
+Since 2026-12-01 (second session) ``default`` means the default with β-DARTS' Beta-Decay and the
+search's crop augmentation (``search.augment=default``); the variants spelled from ``PLAIN``
+get the augmentation too. Rows measured before that change used neither; ``--set
+search.augment=none`` (and ``--set search.beta_decay=0`` for ``default``) repeats them. Two
+variants at once, each with ``OMP_NUM_THREADS=1``, had about 1.45 times the throughput of one
+at a time on 2 cores (10 s per epoch each against 7.0-7.5 s); the table accuracies are then
+still measured (fixed epochs; one thread only changes the order of float sums), the seconds
+are not a speed figure.
+
 The NB201 table also gives, per variant, what ``search.select_epoch=best_val`` would have
 returned from the same runs (the cell of the epoch with the lowest supernet validation loss):
 the selection changes no training, only which epoch's cell is kept.

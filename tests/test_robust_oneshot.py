@@ -117,6 +117,27 @@ def test_beta_decay_ramps_up_and_regularisers_off_unless_asked():
     assert values[3] == pytest.approx(2.0 * float(beta_decay_loss(model.op_alphas()).detach()))
 
 
+def test_entropy_ramp_grows_to_the_weight_at_the_last_epoch():
+    """search.entropy_schedule=ramp: the entropy term's weight is W·(e+1)/epochs in epoch e, so
+    the edges are pushed to commit at the end of the search, not in its first epochs."""
+    model = supernet("darts")
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.copy_(0.3 * torch.randn_like(a))
+    entropy = float(mean_entropy(model.op_weights()).detach())
+    s = SearchConfig.model_validate({"entropy_schedule": "ramp", "beta_decay": 0, "epochs": 4})
+    p = ArchPenalty.from_settings(model, s)
+    assert p.entropy_schedule == "ramp"
+    got = []
+    for epoch in range(4):
+        p.set_epoch(epoch)
+        got.append(float(p().detach()))
+    assert got == pytest.approx([3.0 * entropy * (e + 1) / 4 for e in range(4)], rel=1e-6)
+    constant = ArchPenalty(model, entropy_weight=3.0, epochs=4)
+    constant.set_epoch(0)
+    assert float(constant().detach()) == pytest.approx(3.0 * entropy, rel=1e-6)
+
+
 # ----------------------------------------------------------------------------- relaxations
 
 
@@ -438,6 +459,7 @@ def test_drnas_is_registered_for_every_supernet_space():
         (["search.strategy=drnas", "search.kl_weight=-0.1"], "search.kl_weight must be a finite"),
         (["search.strategy=gdas", "search.beta_decay=-2"], "search.beta_decay must be a finite"),
         (["search.select_epoch=best"], "'last' or 'best_val'"),
+        (["search.entropy_schedule=linear"], "'constant' or 'ramp'"),
         (
             ["search.select_epoch=best_val", "search.derive=supernet"],
             "search.derive=supernet keeps the last epoch's supernet",

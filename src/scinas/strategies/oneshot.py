@@ -145,6 +145,11 @@ class ArchSettings(OneShotSettings):
         description="weight of the mean edge entropy in the architecture loss: pushes each edge "
         "toward one op (sparsity with a real gradient); 0: off",
     )
+    entropy_schedule: Literal["constant", "ramp"] = Field(
+        "constant",
+        description="the entropy weight over the search: constant, or ramp: growing linearly to "
+        "entropy_weight at the last epoch (as beta_decay), so edges commit at the end",
+    )
     beta_decay: float = Field(
         0.0,
         description="beta-DARTS: weight of the Beta-Decay term (mean logsumexp of each edge's "

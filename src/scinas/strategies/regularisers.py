@@ -6,7 +6,10 @@ against finite differences):
 - **entropy** (``search.entropy_weight``): the mean normalised entropy of each edge's op weights.
   Minimising it pushes every edge toward one op, so the derived cell is the one the supernet
   used. Unlike an L1 norm of softmax weights (always 1, so no gradient), its gradient is
-  -p·(log p + H) per edge: zero only at exactly uniform or one-hot weights.
+  -p·(log p + H) per edge: zero only at exactly uniform or one-hot weights. With
+  ``search.entropy_schedule=ramp`` its weight grows linearly over the epochs, as Beta-Decay's
+  does, so the edges commit at the end of the search rather than to whichever op leads in its
+  first epochs.
 - **Beta-Decay** (``search.beta_decay``, β-DARTS, Ye et al. 2022): the mean over edges of
   logsumexp(alpha). Its gradient is softmax(alpha), so the strongest alphas are pulled down
   hardest: the alphas stay small and comparable, which keeps the softmax from running away to
@@ -76,6 +79,7 @@ class ArchPenalty:
         model,
         *,
         entropy_weight: float = 0.0,
+        entropy_schedule: str = "constant",
         beta_decay: float = 0.0,
         kl_weight: float = 0.0,
         prior: float = 1.0,
@@ -83,6 +87,9 @@ class ArchPenalty:
     ):
         self.model, self.epochs = model, epochs
         self.entropy_weight, self.beta_decay = entropy_weight, beta_decay
+        if entropy_schedule not in ("constant", "ramp"):
+            raise ValueError(f"entropy_schedule must be constant or ramp, got {entropy_schedule!r}")
+        self.entropy_schedule = entropy_schedule
         self.kl_weight, self.prior = kl_weight, prior
         self.epoch = 0
         self.last: dict[str, float] = {}
@@ -92,6 +99,7 @@ class ArchPenalty:
         penalty = cls(
             model,
             entropy_weight=getattr(s, "entropy_weight", 0.0),
+            entropy_schedule=getattr(s, "entropy_schedule", "constant"),
             beta_decay=getattr(s, "beta_decay", 0.0),
             epochs=s.epochs,
             **extra,
@@ -108,7 +116,10 @@ class ArchPenalty:
     def __call__(self) -> torch.Tensor | None:
         model, parts = self.model, {}
         if self.entropy_weight:
-            parts["entropy"] = self.entropy_weight * mean_entropy(model.op_weights())
+            weight = self.entropy_weight
+            if self.entropy_schedule == "ramp":
+                weight = ramp(weight, self.epoch, self.epochs)
+            parts["entropy"] = weight * mean_entropy(model.op_weights())
         if self.beta_decay:
             weight = ramp(self.beta_decay, self.epoch, self.epochs)
             parts["beta_decay"] = weight * beta_decay_loss(model.op_alphas(), model.op_masks())

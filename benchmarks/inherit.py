@@ -19,6 +19,14 @@ training budgets plus ~10% overhead, with the defaults 300 s + 3 x 300 s, so ~22
     python benchmarks/inherit.py --datasets fashion_mnist --seeds 1 --search-budget 120 \\
         --train-budget 120 --out runs/inherit_short
     python benchmarks/inherit.py --quick --out /tmp/inherit_smoke     # minutes; means nothing
+
+``--search-epochs S --train-epochs T`` replaces both time budgets by fixed epochs. Then
+``inherited`` and ``scratch-same`` get exactly the same compute (the same network, epochs and
+batches, after the same search), whatever else the machine runs, so several such runs may share
+it (their seconds are then not a speed figure); ``scratch`` (the preset's larger network) gets the
+same epochs, so more compute, reported in its seconds and parameters:
+
+    python benchmarks/inherit.py --search-epochs 3 --train-epochs 5 --out runs/inherit_epochs
 """
 
 from __future__ import annotations
@@ -55,6 +63,12 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--search-budget", type=float, default=300.0, help="search.time_budget, s")
     ap.add_argument("--train-budget", type=float, default=300.0, help="train.time_budget, s")
+    ap.add_argument(
+        "--search-epochs", type=int, default=None, help="fixed search epochs (no time budget)"
+    )
+    ap.add_argument(
+        "--train-epochs", type=int, default=None, help="fixed training epochs (no time budget)"
+    )
     ap.add_argument("--set", action="append", default=[], help="extra override for every run")
     ap.add_argument("--quick", action="store_true", help="a smoke test: tiny everything")
     ap.add_argument("--verbose", action="store_true")
@@ -73,8 +87,16 @@ def main() -> None:
             base = [
                 f"data.dataset={DATASETS[data]}",
                 f"seed={seed}",
-                f"search.time_budget={args.search_budget}",
-                f"train.time_budget={args.train_budget}",
+                *(
+                    [f"search.time_budget={args.search_budget}"]
+                    if args.search_epochs is None
+                    else ["search.time_budget=null", f"search.epochs={args.search_epochs}"]
+                ),
+                *(
+                    [f"train.time_budget={args.train_budget}"]
+                    if args.train_epochs is None
+                    else ["train.time_budget=null", f"train.epochs={args.train_epochs}"]
+                ),
                 *(QUICK if args.quick else []),
                 *args.set,
             ]

@@ -23,7 +23,12 @@ from scinas.signals import STOP, Interrupted
 from scinas.spaces import SPACES
 from scinas.spaces.common import mixing_weights
 from scinas.strategies import STRATEGIES
-from scinas.strategies.decided import DECIDED_MARGIN, margin_entropy, undecided_advice
+from scinas.strategies.decided import (
+    DECIDED_MARGIN,
+    margin_entropy,
+    stable_since,
+    undecided_advice,
+)
 from scinas.strategies.pruning import Pruner
 from scinas.strategies.regularisers import (
     ArchPenalty,
@@ -360,6 +365,20 @@ def test_margin_entropy_of_known_weights():
     assert "close to a random one" in undecided_advice(0.01, 3, 3e-4)
 
 
+def test_stable_since_and_the_advice_for_small_but_consistent_weights():
+    assert stable_since([]) is None
+    assert stable_since(["a"]) == 1
+    assert stable_since(["a", "b", "b", "b"]) == 2
+    assert stable_since(["b", "b", "a"]) == 3
+    assert stable_since(["b", "b", "b"]) == 1
+    # the cell unchanged over the second half: a consistent ranking, said so
+    said = undecided_advice(0.05, 50, 3e-4, stable=5)
+    assert "the same since epoch 5 of 50" in said and "random one" not in said.split(".")[0]
+    # changed late, or a search too short to tell: close to a random one
+    assert "close to a random one" in undecided_advice(0.05, 50, 3e-4, stable=40)
+    assert "close to a random one" in undecided_advice(0.05, 3, 3e-4, stable=1)
+
+
 def _search(out, *extra) -> list[str]:
     """A tiny 2-epoch search into ``out``; returns its log lines."""
     sets = [*TINY, "search.epochs=2", "search.arch_lr=0.03", *extra]
@@ -397,6 +416,7 @@ def test_an_undecided_search_says_so_in_the_log_and_the_report(plain_run):
     assert any("margin" in line and "skip/pool/none" in line for line in lines)
     (undecided,) = [e for e in _events(out) if e["event"] == "undecided"]
     assert undecided["margin"] < DECIDED_MARGIN
+    assert 1 <= undecided["stable_since"] <= 2
     from scinas.report import write_report
 
     assert "Undecided search" in write_report(out).read_text()

@@ -35,7 +35,7 @@ from ..rates import AUTO, LearningRate, is_auto
 from ..spaces import SPACES
 from ..train import Trainer, check_finite, evaluate, recalibrate_bn
 from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
-from .decided import is_decided, undecided_advice
+from .decided import is_decided, stable_since, undecided_advice
 from .pruning import Pruner, describe_event, ops_left
 from .regularisers import ArchPenalty, aux_skip_weight
 
@@ -382,10 +382,18 @@ class OneShotStrategy(SearchStrategy):
         s = ctx.cfg.search
         if is_decided(last["margin"]):
             return
-        advice = undecided_advice(last["margin"], s.epochs, getattr(s, "arch_lr", None))
+        stable = stable_since([h.get("genotype") for h in history])
+        advice = undecided_advice(last["margin"], s.epochs, getattr(s, "arch_lr", None), stable)
         ctx.reporter.log(f"warning: {advice}")
         if ctx.run is not None:
-            ctx.run.log_event({"event": "undecided", "margin": last["margin"], "message": advice})
+            ctx.run.log_event(
+                {
+                    "event": "undecided",
+                    "margin": last["margin"],
+                    "stable_since": stable,
+                    "message": advice,
+                }
+            )
 
     def probe_trainer(self, ctx: SearchContext) -> Trainer:
         """The trainer of a throwaway supernet (seeded as the search's, a fresh strategy: this

@@ -326,3 +326,50 @@ def test_a_range_test_where_the_loss_never_falls_stops_with_one_message(tmp_path
     assert record["lr"] is None and len(record["test"]["lrs"]) == 12
     assert [e["event"] for e in _events(out)] == ["lr_range_test"]
     assert not (out / ".lock").exists() and not (out / "checkpoints").exists()
+
+
+def test_cosine_arch_schedule_follows_the_weights_rate_and_keeps_the_travel(tmp_path):
+    """search.arch_lr_schedule=cosine: each architecture step's rate is arch_lr times the
+    weights' rate over their peak, arch_lr=auto raises the peak by the cosine's mean (so the
+    alphas may travel as far), and the divergence guard's halving of it survives a checkpoint."""
+    from scinas.spaces.nb201 import NB201Supernet
+    from scinas.strategies.darts import Architect
+    from scinas.tasks import Classification
+
+    torch.manual_seed(0)
+    model = NB201Supernet(3, 10, (8, 8), C=4, cells_per_stage=1)
+    arch = Architect(
+        model, Classification(num_outputs=10), lr=0.01, weight_decay=0.0, order=1, follow=0.1
+    )
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    for eta in (0.1, 0.05, 0.004):
+        arch.step(x, y, x, y, eta, None)
+        assert arch.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * eta / 0.1)
+
+    out = tmp_path / "search"
+    sets = [*TINY, "search.arch_lr=auto", "search.arch_lr_schedule=cosine"]
+    scinas.search(build_config("tiny", overrides=sets), out, reporter=Reporter(quiet=True))
+    chosen = json.loads((out / "lr_range.json").read_text())["search"]["arch_lr"]
+    mean = (1 + 0.001 / 0.025) / 2  # the fixed search.lr and lr_min: the cosine's mean share
+    assert chosen == pytest.approx(min(ARCH_LR_MAX, arch_lr_for(2) / mean))
+
+
+def test_the_halved_arch_peak_of_a_cosine_schedule_is_checkpointed():
+    from scinas.strategies import STRATEGIES
+    from scinas.strategies.darts import Architect
+    from scinas.tasks import Classification
+
+    model = torch.nn.Linear(2, 2)
+    model.arch_parameters = lambda: [torch.nn.Parameter(torch.zeros(3))]
+    strategy = STRATEGIES.get("darts")()
+    strategy.architect = Architect(
+        model, Classification(num_outputs=2), lr=0.01, weight_decay=0.0, order=1, follow=0.1
+    )
+    strategy.architect.lr *= 0.5  # as the guard's scale_lr does
+    state = strategy.state_dict()
+    fresh = STRATEGIES.get("darts")()
+    fresh.architect = Architect(
+        model, Classification(num_outputs=2), lr=0.01, weight_decay=0.0, order=1, follow=0.1
+    )
+    fresh.load_state_dict(state)
+    assert fresh.architect.lr == pytest.approx(0.005)

@@ -480,6 +480,7 @@ def test_drnas_is_registered_for_every_supernet_space():
         (["search.strategy=gdas", "search.beta_decay=-2"], "search.beta_decay must be a finite"),
         (["search.select_epoch=best"], "'last' or 'best_val'"),
         (["search.entropy_schedule=linear"], "'constant' or 'ramp'"),
+        (["search.arch_lr_schedule=step"], "'constant' or 'cosine'"),
         (
             ["search.select_epoch=best_val", "search.derive=supernet"],
             "search.derive=supernet keeps the last epoch's supernet",

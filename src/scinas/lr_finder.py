@@ -297,6 +297,13 @@ def auto_search(strategy, ctx):
             _replan(ctx, "search", "search.time_budget", s.time_budget, spent)
     if arch_auto:
         chosen["arch_lr"] = arch_lr_for(strategy.arch_steps(numeric))
+        if getattr(s, "arch_lr_schedule", "constant") == "cosine":
+            # the rate then falls with the weights' cosine, whose mean is (1 + lr_min/lr)/2 of
+            # its peak: raise the peak so the alphas may travel ARCH_TRAVEL all the same
+            ns = numeric.cfg.search
+            lr, lr_min = chosen.get("lr", ns.lr), chosen.get("lr_min", ns.lr_min) or 0.0
+            mean = (1.0 + lr_min / lr) / 2.0
+            chosen["arch_lr"] = min(ARCH_LR_MAX, chosen["arch_lr"] / mean)
     record(ctx, "search", "search.lr" if lr_auto else "search.arch_lr", rt, chosen)
     return with_search(ctx, search_stand_ins(s.model_copy(update=chosen)))
 

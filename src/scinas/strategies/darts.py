@@ -81,8 +81,12 @@ class Architect:
         order: int,
         hvp_r: float = 1e-2,
         penalty=None,
+        follow: float | None = None,
     ):
         self.model, self.task, self.order, self.hvp_r = model, task, order, hvp_r
+        # search.arch_lr_schedule=cosine: the alphas' rate is lr * eta / follow in a step whose
+        # weight rate is eta (follow: the weights' peak rate), so it anneals with the weights'
+        self.lr, self.follow = lr, follow
         # regularisers of the architecture loss (`scinas.strategies.regularisers.ArchPenalty`):
         # a callable returning a term on the alphas, or None
         self.penalty = penalty
@@ -95,6 +99,9 @@ class Architect:
 
     def step(self, x_train, y_train, x_val, y_val, eta: float, w_optimizer) -> float:
         alphas = self.model.arch_parameters()
+        if self.follow:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * eta / self.follow
         if self.order == 1:  # under the run's autocast (precision)
             with frozen(self.model.weight_parameters()):
                 loss = batch_loss(self.model, self.task, x_val, y_val)
@@ -258,6 +265,7 @@ class GradientStrategy(OneShotStrategy):
             lr=s.arch_lr,
             weight_decay=s.arch_weight_decay,
             penalty=self.arch_penalty(model, ctx, **self.penalty_options(ctx)),
+            follow=s.lr if getattr(s, "arch_lr_schedule", "constant") == "cosine" else None,
             **self.architect_options(ctx),
         )
 

@@ -139,6 +139,12 @@ class ArchSettings(OneShotSettings):
         "the search's architecture steps (scinas.lr_finder); auto with lr=auto unless given",
     )
     arch_weight_decay: float = Field(1e-3, ge=0, description="alpha weight decay")
+    arch_lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="the alpha learning rate over the search: constant (DARTS), or cosine: "
+        "scaled by the weights' rate over its peak (search.lr), so the alphas settle as the "
+        "weights do; with arch_lr=auto its peak is raised so the alphas may travel as far",
+    )
     # robust one-shot search (scinas.strategies.regularisers, scinas.strategies.pruning)
     entropy_weight: float = Field(
         0.0,
@@ -296,6 +302,8 @@ class OneShotStrategy(SearchStrategy):
         masks are the model's buffers; the pruner's counters are here)."""
         architect = getattr(self, "architect", None)
         out = {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
+        if architect and architect.follow:  # its peak rate, halved by the divergence guard
+            out["arch_lr"] = architect.lr
         if architect and architect.scaler.is_enabled():  # precision=fp16
             out["arch_scaler"] = architect.scaler.state_dict()
         if self.pruner is not None:
@@ -305,6 +313,8 @@ class OneShotStrategy(SearchStrategy):
     def load_state_dict(self, state: dict) -> None:
         if "arch_optimizer" in state:
             self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+        if "arch_lr" in state:
+            self.architect.lr = state["arch_lr"]
         if "arch_scaler" in state:
             self.architect.scaler.load_state_dict(state["arch_scaler"])
         if "pruner" in state and self.pruner is not None:
@@ -580,6 +590,7 @@ class SupernetHooks:
         """The divergence guard, after an architecture loss diverged: scale the alphas' rate."""
         architect = getattr(self.strategy, "architect", None)
         if architect is not None:
+            architect.lr *= factor  # the peak that search.arch_lr_schedule=cosine scales
             for group in architect.optimizer.param_groups:
                 group["lr"] *= factor
 

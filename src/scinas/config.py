@@ -485,7 +485,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # its DARTS (architecture rate 3e-4, no auxiliary skip, entropy or Beta-Decay term), not the
     # robust default (`scinas.strategies.darts.ROBUST_DEFAULTS`)
     "paper": {
-        "search": {"arch_lr": 3e-4, "aux_skip": 0.0, "entropy_weight": 0.0, "beta_decay": 0.0}
+        "search": {
+            "arch_lr": 3e-4,
+            "aux_skip": 0.0,
+            "entropy_weight": 0.0,
+            "entropy_schedule": "constant",
+            "beta_decay": 0.0,
+        }
     },
 }
 

@@ -40,7 +40,9 @@ search epoch takes 7.0-7.5 s, so a 50-epoch search about 6 minutes per variant a
 Since commit aa4dbca (2026-12-01) ``default`` means the default with β-DARTS' Beta-Decay and the
 search's crop augmentation (``search.augment=default``); the variants spelled from ``PLAIN``
 get the augmentation too. Rows measured before that change used neither; ``--set
-search.augment=none`` (and ``--set search.beta_decay=0`` for ``default``) repeats them. Two
+search.augment=none`` (and ``--set search.beta_decay=0`` for ``default``) repeats them. Since
+commit 08dd8b1 ``default`` also ramps its entropy term (``search.entropy_schedule=ramp``); ``--set
+search.entropy_schedule=constant`` repeats the rows before it. Two
 variants at once, each with ``OMP_NUM_THREADS=1``, had about 1.45 times the throughput of one
 at a time on 2 cores (10 s per epoch each against 7.0-7.5 s); the table accuracies are then
 still measured (fixed epochs; one thread only changes the order of float sums), the seconds

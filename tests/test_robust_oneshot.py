@@ -416,10 +416,23 @@ def test_an_undecided_search_says_so_in_the_log_and_the_report(plain_run):
     assert any("margin" in line and "skip/pool/none" in line for line in lines)
     (undecided,) = [e for e in _events(out) if e["event"] == "undecided"]
     assert undecided["margin"] < DECIDED_MARGIN
-    assert 1 <= undecided["stable_since"] <= 2
+    cells = [e["genotype"] for e in _events(out) if e["event"] == "search_epoch"]
+    assert undecided["stable_since"] == (1 if cells[0] == cells[1] else 2)
     from scinas.report import write_report
 
     assert "Undecided search" in write_report(out).read_text()
+
+
+def test_an_undecided_search_with_a_stable_cell_says_so_instead(tmp_path):
+    """Alphas that hardly move (arch_lr 1e-6) keep their first ranking: over 4 epochs the cell
+    never changes, so the message names the epoch it has been the same since, not a random cell."""
+    out = tmp_path / "stable"
+    lines = _search(out, *PLAIN, "search.beta_decay=0", "search.epochs=4", "search.arch_lr=1e-6")
+    (undecided,) = [e for e in _events(out) if e["event"] == "undecided"]
+    assert undecided["stable_since"] == 1
+    assert "the same since epoch 1 of 4" in undecided["message"]
+    assert "close to a random one" not in undecided["message"]
+    assert any("the same since epoch 1 of 4" in line for line in lines)
 
 
 def test_select_best_val_epoch_takes_the_lowest_validation_loss_after_the_warm_up():

@@ -287,7 +287,7 @@ class GradientStrategy(OneShotStrategy):
             lr=s.arch_lr,
             weight_decay=s.arch_weight_decay,
             penalty=self.arch_penalty(model, ctx, **self.penalty_options(ctx)),
-            follow=s.lr if getattr(s, "arch_lr_schedule", "constant") == "cosine" else None,
+            follow=s.lr if s.arch_lr_schedule == "cosine" else None,
             **self.architect_options(ctx),
         )
 

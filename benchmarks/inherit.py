@@ -27,6 +27,10 @@ it (their seconds are then not a speed figure); ``scratch`` (the preset's larger
 same epochs, so more compute, reported in its seconds and parameters:
 
     python benchmarks/inherit.py --search-epochs 3 --train-epochs 5 --out runs/inherit_epochs
+
+Each dataset and seed is written to ``summary.json`` as soon as it ends; ``--resume`` keeps those
+rows and runs only the missing ones, so the benchmark may be spread over several sittings (with
+fixed epochs the rows do not depend on what else ran).
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ def main() -> None:
         "--train-epochs", type=int, default=None, help="fixed training epochs (no time budget)"
     )
     ap.add_argument("--set", action="append", default=[], help="extra override for every run")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in OUT/summary.json and run only the missing seeds "
+        "(a benchmark stopped between seeds continues; one stopped mid-seed reruns that seed)",
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke test: tiny everything")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -80,10 +90,29 @@ def main() -> None:
     if args.quick:
         args.search_budget = args.train_budget = 60.0
     args.out.mkdir(parents=True, exist_ok=True)
+    # what the rows depend on: --resume refuses to mix rows measured under other settings
+    settings = {
+        k: v for k, v in vars(args).items() if k not in ("out", "resume", "verbose", "seeds")
+    }
     summary: dict = {}
+    if args.resume and (args.out / "summary.json").is_file():
+        saved = args.out / "settings.json"
+        before = json.loads(saved.read_text()) if saved.is_file() else {}
+        changed = sorted(k for k in settings if settings[k] != before.get(k))
+        changed = [k for k in changed if k != "datasets"]
+        if changed:
+            raise SystemExit(
+                f"--resume: {args.out} was measured with other settings ({', '.join(changed)}: "
+                f"{', '.join(repr(before.get(k)) for k in changed)}); use another --out"
+            )
+        summary = json.loads((args.out / "summary.json").read_text())
+    (args.out / "settings.json").write_text(json.dumps(settings, indent=2))
     for data in args.datasets.split(","):
-        rows = []
+        rows = summary.get(data, [])
         for seed in range(args.seeds):
+            if any(r["seed"] == seed for r in rows):
+                print(f"{data} seed {seed}: kept from {args.out / 'summary.json'}", flush=True)
+                continue
             base = [
                 f"data.dataset={DATASETS[data]}",
                 f"seed={seed}",
@@ -135,6 +164,7 @@ def main() -> None:
                     "wall_seconds": time.perf_counter() - t0,
                 }
             rows.append(row)
+            rows.sort(key=lambda r: r["seed"])
             print(f"{data} seed {seed}: {json.dumps(row)}", flush=True)
             summary[data] = rows
             (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -156,8 +186,9 @@ def main() -> None:
         for method in METHODS:
             val = ms([r[method]["val"] for r in rows])
             test = ms([r[method]["test"] for r in rows])
-            params = rows[0][method]["params"]
-            print(f"| {data} | {sup} | {start} | {method} | {val} | {test} | {params:,} |")
+            lo, hi = (f(r[method]["params"] for r in rows) for f in (min, max))
+            params = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"  # the cells differ per seed
+            print(f"| {data} | {sup} | {start} | {method} | {val} | {test} | {params} |")
 
 
 if __name__ == "__main__":

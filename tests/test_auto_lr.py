@@ -265,8 +265,10 @@ def test_search_lr_auto_chooses_the_weight_and_architecture_rates(tmp_path, monk
     assert search["lr"] == pytest.approx(search["test"]["lr_at_min"] / 10)
     assert search["lr_min"] == pytest.approx(search["lr"] / 25)
     assert len(search["test"]["lrs"]) <= 12 and search["test"]["seconds"] > 0
-    # TINY: 1 epoch of 2 steps (60 + 60 images, batch 32): the alphas may travel ARCH_TRAVEL
-    assert search["arch_lr"] == pytest.approx(arch_lr_for(2))
+    # TINY: 1 epoch of 2 steps (60 + 60 images, batch 32): the alphas may travel ARCH_TRAVEL,
+    # at darts' default cosine rate, whose mean share is (1 + lr_min/lr)/2 of its peak
+    mean = (1 + 1 / 25) / 2
+    assert search["arch_lr"] == pytest.approx(min(ARCH_LR_MAX, arch_lr_for(2) / mean))
     assert _events(out, "search_epoch")[0]["lr"] == pytest.approx(search["lr"])
     assert [e["phase"] for e in _events(out, "lr_range_test")] == ["search"]
     assert json.loads((out / "config.json").read_text())["search"]["lr"] == "auto"

@@ -43,6 +43,9 @@ def test_the_default_darts_is_the_robust_one_and_every_part_can_be_turned_off(pr
     assert {k: getattr(cfg.search, k) for k in ROBUST_DEFAULTS} == ROBUST_DEFAULTS
     plain = build_config(preset, overrides=[f"search.{k}={v}" for k, v in PLAIN_DARTS.items()])
     assert {k: getattr(plain.search, k) for k in PLAIN_DARTS} == PLAIN_DARTS
+    # --preset paper is the paper's DARTS: every robust part off
+    paper = build_config("paper")
+    assert {k: getattr(paper.search, k) for k in PLAIN_DARTS} == PLAIN_DARTS
     # the other strategies keep their own defaults: the robust ones are DARTS' alone
     gdas = build_config(preset, overrides=["search.strategy=gdas"])
     own = (gdas.search.arch_lr, gdas.search.aux_skip, gdas.search.entropy_weight)

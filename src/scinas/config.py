@@ -491,6 +491,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "entropy_weight": 0.0,
             "entropy_schedule": "constant",
             "beta_decay": 0.0,
+            "arch_lr_schedule": "constant",
         }
     },
 }

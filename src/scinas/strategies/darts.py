@@ -218,6 +218,7 @@ ROBUST_DEFAULTS = {
     "entropy_weight": 3.0,
     "entropy_schedule": "ramp",
     "beta_decay": 1.0,
+    "arch_lr_schedule": "cosine",
 }
 PLAIN_DARTS = {
     "arch_lr": 3e-4,
@@ -225,6 +226,7 @@ PLAIN_DARTS = {
     "entropy_weight": 0.0,
     "entropy_schedule": "constant",
     "beta_decay": 0.0,
+    "arch_lr_schedule": "constant",
 }
 
 
@@ -256,6 +258,12 @@ class DartsSettings(ArchSettings):
         description="beta-DARTS: weight of the Beta-Decay term (mean logsumexp of each edge's "
         "alphas), ramped linearly to this value over the epochs (default 1, as beta-DARTS); "
         "0: off (plain DARTS)",
+    )
+    arch_lr_schedule: Literal["constant", "cosine"] = Field(
+        ROBUST_DEFAULTS["arch_lr_schedule"],
+        description="the alpha learning rate over the search: cosine (default): scaled by the "
+        "weights' rate over its peak (search.lr), so the alphas settle as the weights do; with "
+        "arch_lr=auto its peak is raised so the alphas may travel as far; constant: DARTS'",
     )
     order: Literal[1, 2] = Field(1, description="1: first-order DARTS, 2: second-order (unrolled)")
     hvp_r: float = Field(

@@ -181,6 +181,11 @@ def _train(
     (they timed this very architecture), else times it now."""
     cfg, t, data, task = s.cfg, train_section(s.cfg), s.data, s.task
     t_start = time.perf_counter()
+    # train.time_budget: the phase (range test included) ends at t_start + budget; the epochs
+    # planned from a few timed steps are re-planned after each one from the measured epochs
+    # (`scinas.train.Trainer.fit_to_deadline`): the steps slow down as the run goes on (a
+    # small-preset training overran its 1,380 s by 18% on 2 cores before this)
+    budget_end = None if t.time_budget is None else t_start + t.time_budget
     x, y = subset(data.train.x, data.train.y, t.max_samples, cfg.seed)
     inherit = None if supernet is None else Inheritance(s, genotype, supernet, x, y, t.batch_size)
     t = auto_train(
@@ -228,6 +233,11 @@ def _train(
     what = space_of(genotype).network_summary(genotype, t)
     s.reporter.log(f"train: {what}, {t.epochs} epochs on {len(x)} images")
     ckpt = Checkpointer(run, "train", s.reporter)
+    # not when resuming a training: the time it spent before is not known here (under DDP
+    # process 0 alone sees the checkpoints, and every process must agree on a deadline)
+    resuming = parallel.from_rank0(bool(s.resume and ckpt.exists()))
+    if deadline is None and budget_end is not None and not resuming:
+        deadline = budget_end
     if s.resume and run is not None and not ckpt.exists():
         # killed before the first training checkpoint: cut the logs back to the phase start
         done = run.file(SEARCH_DONE)

@@ -333,6 +333,11 @@ class Trainer:
         self.start_epoch, self.start_step = state["epoch"], state["step"]
         self.guard = LossGuard(state.get("guard"))
         self.rollbacks = state.get("rollbacks", 0)
+        # the epochs as re-planned to a deadline (`fit_to_deadline`), whose cosine the scheduler's
+        # state already holds: the resumed run ends where the schedule reaches its floor
+        self.epochs = state.get("epochs", self.epochs)
+        if hasattr(self.hooks, "epochs"):
+            self.hooks.epochs = self.epochs
         set_rng_state(state["rng"], self.generators)
         if self.start_step:
             self.partial = state["partial"]
@@ -361,6 +366,7 @@ class Trainer:
                 "partial": partial,
                 "guard": self.guard.state_dict(),
                 "rollbacks": self.rollbacks,
+                "epochs": self.epochs,  # a deadline may have re-planned them
             }
         )
 

@@ -312,7 +312,8 @@ class TrainConfig(_Section):
         None,
         gt=0,
         description="seconds of training: epochs and steps_per_epoch are planned from timed "
-        "steps of the network to fill it (train.epochs is then ignored)",
+        "steps of the network to fill it (train.epochs is then ignored), and re-planned after "
+        "each epoch from the measured ones so that training ends within it",
     )
     steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on steps per epoch (None: the whole split)"

@@ -91,15 +91,14 @@ def main() -> None:
         args.search_budget = args.train_budget = 60.0
     args.out.mkdir(parents=True, exist_ok=True)
     # what the rows depend on: --resume refuses to mix rows measured under other settings
-    settings = {
-        k: v for k, v in vars(args).items() if k not in ("out", "resume", "verbose", "seeds")
-    }
+    # (not --seeds, which --resume may raise, nor --datasets: the rows are kept per dataset)
+    ignore = ("out", "resume", "verbose", "seeds", "datasets")
+    settings = {k: v for k, v in vars(args).items() if k not in ignore}
     summary: dict = {}
     if args.resume and (args.out / "summary.json").is_file():
         saved = args.out / "settings.json"
         before = json.loads(saved.read_text()) if saved.is_file() else {}
         changed = sorted(k for k in settings if settings[k] != before.get(k))
-        changed = [k for k in changed if k != "datasets"]
         if changed:
             raise SystemExit(
                 f"--resume: {args.out} was measured with other settings ({', '.join(changed)}: "

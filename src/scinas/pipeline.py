@@ -235,8 +235,11 @@ def _train(
     ckpt = Checkpointer(run, "train", s.reporter)
     # not when resuming a training: the time it spent before is not known here (under DDP
     # process 0 alone sees the checkpoints, and every process must agree on a deadline)
-    resuming = parallel.from_rank0(bool(s.resume and ckpt.exists()))
-    if deadline is None and budget_end is not None and not resuming:
+    if (
+        deadline is None
+        and budget_end is not None
+        and not parallel.from_rank0(bool(s.resume and ckpt.exists()))
+    ):
         deadline = budget_end
     if s.resume and run is not None and not ckpt.exists():
         # killed before the first training checkpoint: cut the logs back to the phase start

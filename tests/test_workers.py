@@ -138,8 +138,17 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(url_of, tmp_p
         for t in running(url, study, victim.pid):
             other = other or worker(url, study, *opts)  # joins while the victim works
             if len(t.params) == decisions(url, study):  # training, its architecture drawn
-                victim.send_signal(signal.SIGKILL)
-                killed = t.number
+                # The trial may end between that read and a kill (CI once saw it COMPLETE):
+                # freeze the victim, let a write already sent land, and kill it only if the
+                # trial is still its running one; else let it go on and look again.
+                victim.send_signal(signal.SIGSTOP)
+                time.sleep(0.5)
+                if any(r.number == t.number for r in running(url, study, victim.pid)):
+                    victim.send_signal(signal.SIGKILL)
+                    killed = t.number
+                else:
+                    victim.send_signal(signal.SIGCONT)
+                break
     victim.wait()
     assert killed is not None, "the victim never started a trial"
     summary = finish(other)

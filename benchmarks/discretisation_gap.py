@@ -5,8 +5,8 @@ searched supernet to the derived network, all inside the supernet's own weights.
 chance (0.08-0.14 validation accuracy on Fashion-MNIST and the CIFAR subset) from supernets at
 0.37-0.77. This script takes such runs apart. Per run directory of a DARTS-space one-shot
 ``scinas run`` (it needs the run's ``supernet.pt``, ``genotype.json`` and ``config.json``), it
-scores on the run's validation split, each after recomputing BatchNorm statistics on 10 training
-batches as the inheritance does (`scinas.train.recalibrate_bn`):
+scores on the run's validation split, each after recomputing BatchNorm statistics on the 10
+training batches the inheritance uses (`scinas.fit.Inheritance`, `scinas.train.recalibrate_bn`):
 
 * ``mixture, search's last aux skip``: the supernet as its last search epoch ran it (DARTS-'
   auxiliary skip at that epoch's weight, when the search used one);
@@ -14,7 +14,8 @@ batches as the inheritance does (`scinas.train.recalibrate_bn`):
 * ``every edge, its strongest op``: one op per edge, unweighted (the supernet's weights, the
   mixture's other ops gone);
 * ``derived (top-2 edges per node)``: the genotype's path, which is what the inherited network
-  computes before fine-tuning.
+  computes before fine-tuning (`tests/test_discretisation_gap.py` checks that this row equals a
+  ``train.init=supernet`` run's ``inherited.val_at_start``).
 
 So the drop from the second row to the third is the cost of keeping one op per edge, and from
 the third to the fourth that of dropping edges. Prints a Markdown table; ``--out FILE`` also
@@ -36,6 +37,8 @@ def rows_of(run: Path) -> dict:
 
     from scinas.config import Config
     from scinas.context import setup
+    from scinas.fit import subset
+    from scinas.inherit import train_section
     from scinas.progress import Reporter
     from scinas.rundir import load_state
     from scinas.spaces.darts.genotype import Genotype
@@ -54,41 +57,45 @@ def rows_of(run: Path) -> dict:
         raise SystemExit(f"{run}: a {type(net).__name__}, not the DARTS space's supernet")
     state = load_state(run / "supernet.pt")
     genotype = Genotype.from_dict(json.loads((run / "genotype.json").read_text()))
-    x, y = s.data.train.x, s.data.train.y
-    batch = cfg.search.batch_size
+    # the inheritance's own BatchNorm batches (`scinas.fit.Inheritance`): the first 10 batches
+    # of the training subset the final training draws, so the last row is what it scored
+    t = train_section(s.cfg)
+    x, y = subset(s.data.train.x, s.data.train.y, t.max_samples, cfg.seed)
+    batch = t.batch_size
     bn_batches = list(s.place.batches(x[: 10 * batch], y[: 10 * batch], batch))
     val_batches = s.place.batches(s.data.val.x, s.data.val.y, 256)
 
-    def score(paths=None, aux: float = 0.0) -> float:
+    def score(paths=None, aux: float = 0.0) -> dict:
         net.load_state_dict(state)  # each row from the searched weights and statistics
         net.set_paths(paths)
         net.set_aux_skip(aux)
         recalibrate_bn(net, bn_batches)
         net.eval()
         with torch.no_grad():
-            return evaluate(net, s.task, val_batches)[s.task.primary_metric]
+            return evaluate(net, s.task, val_batches)
 
     with torch.no_grad():
         net.load_state_dict(state)
         w_normal, w_reduce = net.edge_weights()
         strongest = (w_normal.argmax(1).tolist(), w_reduce.argmax(1).tolist())
-        margin = float(w_normal.max(1).values.mean())
+        strongest_weight = float(w_normal.max(1).values.mean())
     s_aux = getattr(cfg.search, "aux_skip", 0.0) or 0.0
     last_aux = aux_skip_weight(s_aux, cfg.search.epochs - 1, cfg.search.epochs) if s_aux else 0.0
     results = (
         json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
     )
+    pm = s.task.primary_metric
+    derived = score(genotype_paths(genotype, net.op_names))
     return {
         "run": str(run),
-        "metric": s.task.primary_metric,
-        "reported_supernet_val": ((results.get("supernet") or {}).get("val") or {}).get(
-            s.task.primary_metric
-        ),
-        "mean_strongest_weight_normal": margin,
-        "mixture, search's last aux skip": score(aux=last_aux) if last_aux else None,
-        "mixture": score(),
-        "every edge, its strongest op": score(strongest),
-        "derived (top-2 edges per node)": score(genotype_paths(genotype, net.op_names)),
+        "metric": pm,
+        "reported_supernet_val": ((results.get("supernet") or {}).get("val") or {}).get(pm),
+        "mean_strongest_weight_normal": strongest_weight,
+        "mixture, search's last aux skip": score(aux=last_aux)[pm] if last_aux else None,
+        "mixture": score()[pm],
+        "every edge, its strongest op": score(strongest)[pm],
+        "derived (top-2 edges per node)": derived[pm],
+        "derived_metrics": derived,  # every metric, the loss too
     }
 
 

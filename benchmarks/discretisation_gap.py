@@ -37,7 +37,7 @@ def rows_of(run: Path) -> dict:
 
     from scinas.config import Config
     from scinas.context import setup
-    from scinas.fit import subset
+    from scinas.fit import Inheritance, subset
     from scinas.inherit import train_section
     from scinas.progress import Reporter
     from scinas.rundir import load_state
@@ -57,12 +57,12 @@ def rows_of(run: Path) -> dict:
         raise SystemExit(f"{run}: a {type(net).__name__}, not the DARTS space's supernet")
     state = load_state(run / "supernet.pt")
     genotype = Genotype.from_dict(json.loads((run / "genotype.json").read_text()))
-    # the inheritance's own BatchNorm batches (`scinas.fit.Inheritance`): the first 10 batches
-    # of the training subset the final training draws, so the last row is what it scored
+    # the inheritance's own BatchNorm batches (`scinas.fit.Inheritance`, given the training
+    # subset the final training draws, as `scinas.pipeline` does), so the last row is what it
+    # scored
     t = train_section(s.cfg)
     x, y = subset(s.data.train.x, s.data.train.y, t.max_samples, cfg.seed)
-    batch = t.batch_size
-    bn_batches = list(s.place.batches(x[: 10 * batch], y[: 10 * batch], batch))
+    bn_batches = list(Inheritance(s, genotype, net, x, y, t.batch_size).bn_batches)
     val_batches = s.place.batches(s.data.val.x, s.data.val.y, 256)
 
     def score(paths=None, aux: float = 0.0) -> dict:

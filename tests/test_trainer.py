@@ -266,49 +266,89 @@ def test_no_training_step_starts_after_the_deadline():
 
 
 @pytest.mark.parametrize(
-    "planned,left,epochs",
+    "planned,left,epochs,last",
     [
-        (10, 20.5, 23),
-        (10, 4.5, 7),
-        (10, 7.5, 10),
-        (10, 8.05, 11),
-        (10, 6.95, 10),
-        (10, 0.5, 3),
-        (110, 108.5, 110),
-        (110, 104.5, 107),
+        (10, 20.6, 24, 2),
+        (10, 4.6, 8, 2),
+        (10, 7.2, 10, None),
+        (10, 7.6, 11, 2),
+        (10, 8.05, 11, None),
+        (10, 6.95, 10, None),
+        (10, 0.6, 4, 2),
+        (10, 0.1, 3, None),
+        (110, 108.5, 110, None),
+        (110, 104.6, 108, 2),
     ],
     ids=[
         "faster-than-planned",
         "slower-than-planned",
-        "ends-early-by-less-than-an-epoch",
+        "ends-early-by-under-a-quarter-epoch",
+        "ends-early-by-a-quarter-epoch-and-more",
         "ends-early-by-one-epoch-and-more",
         "overruns-by-under-a-tenth",
+        "time-for-part-of-an-epoch",
         "no-time-left",
         "early-by-under-2-percent-of-the-time-left",
         "late-by-over-2-percent-of-the-time-left",
     ],
 )
-def test_the_epochs_left_are_replanned_to_end_at_the_deadline(planned, left, epochs):
+def test_the_epochs_left_are_replanned_to_end_at_the_deadline(planned, left, epochs, last):
     """With a deadline, after 3 of ``planned`` epochs that took 1 s each (the first one, the
-    warm-up, not counted), the epochs are re-planned to fill the ``left`` seconds; the cosine
-    schedule then reaches its floor at the new last step, and the change is an event. A plan
-    within an epoch (a tenth of one late), or 2% of the time left, of the deadline is kept."""
+    warm-up, not counted; 4 steps of 0.25 s each, since no step loop was timed), the epochs are
+    re-planned to fill the ``left`` seconds: the whole epochs that fit, then a partial last one
+    of the steps that fit in the rest. The cosine schedule then reaches its floor at the new
+    last step, and the change is an event. A plan within a quarter of an epoch early (a tenth
+    of one late), or 2% of the time left, of the deadline is kept."""
     import time
 
     events = []
     trainer = network_trainer_for_test(epochs=planned, on_event=events.append)
+    assert trainer.n_steps == 4
     now = time.perf_counter()
     trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]  # 7 s, then 1 s and 1 s
     trainer.deadline = now + left
     trainer.fit_to_deadline(3)
     assert trainer.epochs == trainer.hooks.epochs == epochs
-    assert trainer.scheduler.T_max == epochs * trainer.n_steps
+    assert trainer.last_steps == last
+    assert trainer.scheduler.T_max == (epochs - 1) * 4 + (last or 4)
     if epochs == planned:
         assert events == []
     else:
         (e,) = events
         assert e["event"] == "budget_replan" and e["epochs_before"] == planned
         assert e["epochs"] == epochs and e["epoch_seconds"] == pytest.approx(1.0)
+        assert e["last_epoch_steps"] == last
+
+
+def test_a_partial_last_epoch_pays_for_its_validation_first():
+    """The time an epoch spends outside its step loop (validation, checkpoint) is measured from
+    the step loops, and a partial last epoch gets the steps that fit after paying it: epochs of
+    1 s whose 4 steps took 0.5 s leave 0.95 - 0.5 s of a 0.95 s remainder for 3 steps."""
+    import time
+
+    trainer = network_trainer_for_test(epochs=10)
+    now = time.perf_counter()
+    trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]
+    trainer.epoch_loops = [(6.0, 4), (0.5, 4), (0.5, 4)]  # the first one (warm-up) not counted
+    trainer.deadline = now + 7.95
+    trainer.fit_to_deadline(3)
+    assert (trainer.epochs, trainer.last_steps) == (11, 3)
+    assert trainer.scheduler.T_max == 10 * 4 + 3
+
+
+def test_a_partial_last_epoch_takes_its_planned_steps_and_ends_the_schedule():
+    """A plan whose last epoch is partial runs exactly its steps: the whole epochs, then the
+    planned part of the last one, validated like any epoch, and the learning rate reaches its
+    floor (0 here) at that last step, not before and not cut above it."""
+    trainer = network_trainer_for_test(epochs=3)
+    trainer.last_steps = 2
+    trainer.scheduler.T_max = trainer.planned_steps()
+    assert trainer.planned_steps() == 4 + 4 + 2
+    history = trainer.run()
+    assert len(history) == 3 and trainer.scheduler.last_epoch == 10
+    assert [steps for _, steps in trainer.epoch_loops] == [4, 4, 2]
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert "loss" in history[-1]["val"]
 
 
 def test_a_run_with_a_deadline_fills_it_and_ends_its_schedule():
@@ -350,7 +390,8 @@ def test_epochs_replanned_to_a_deadline_are_checkpointed_and_resumed():
     assert replanned[0] > 3
     resumed = network_trainer_for_test(ckpt, epochs=3)  # as a resumed run builds it
     assert resumed.resume() and resumed.epochs == resumed.hooks.epochs == replanned[0]
-    assert resumed.scheduler.T_max == replanned[0] * resumed.n_steps
+    assert resumed.last_steps == first.last_steps  # a partial last epoch stays partial
+    assert resumed.scheduler.T_max == first.planned_steps() == resumed.planned_steps()
     history = resumed.run()
     assert len(history) == history[-1]["epochs"] == replanned[0]
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)

@@ -311,6 +311,11 @@ class Trainer:
         self.deadline: float | None = None
         self.out_of_time = False
         self.epoch_ends: list[float] = []  # perf_counter instants, for `fit_to_deadline`
+        # (seconds in the step loop, steps) of each epoch since then, for `fit_to_deadline`
+        self.epoch_loops: list[tuple[float, int]] = []
+        self._loop: tuple[float, int] = (0.0, 0)
+        # the steps of the last epoch when a deadline planned it partial (None: a whole one)
+        self.last_steps: int | None = None
         # autocast and, for fp16, the gradient scaler (scinas.precision)
         self.mixed = Mixed(precision, self.params[0].device.type if self.params else "cpu")
 
@@ -336,6 +341,7 @@ class Trainer:
         # the epochs as re-planned to a deadline (`fit_to_deadline`), whose cosine the scheduler's
         # state already holds: the resumed run ends where the schedule reaches its floor
         self.epochs = state.get("epochs", self.epochs)
+        self.last_steps = state.get("last_steps")
         if hasattr(self.hooks, "epochs"):
             self.hooks.epochs = self.epochs
         set_rng_state(state["rng"], self.generators)
@@ -367,6 +373,7 @@ class Trainer:
                 "guard": self.guard.state_dict(),
                 "rollbacks": self.rollbacks,
                 "epochs": self.epochs,  # a deadline may have re-planned them
+                "last_steps": self.last_steps,  # and made the last epoch a partial one
             }
         )
 
@@ -472,7 +479,7 @@ class Trainer:
         epoch further, whose record is then superseded by the rerun's."""
         epoch, first = self.start_epoch, self.start_step
         snaps: list[dict] = []
-        self.epoch_ends = [time.perf_counter()]
+        self.epoch_ends, self.epoch_loops = [time.perf_counter()], []
         while epoch < self.epochs and not (self.out_of_time and self.history):
             if self.deadline is not None and self.history and self.past_deadline():
                 break  # no epoch starts after the deadline once one has run
@@ -488,9 +495,19 @@ class Trainer:
                 continue
             epoch, first = epoch + 1, 0
             self.epoch_ends.append(time.perf_counter())
+            self.epoch_loops.append(self._loop)
             if self.deadline is not None and epoch < self.epochs:
                 self.fit_to_deadline(epoch)
         return self.history
+
+    def steps_in(self, epoch: int) -> int:
+        """The steps epoch ``epoch`` (0-based) takes: all of them but in a partial last one."""
+        last = epoch == self.epochs - 1 and self.last_steps is not None
+        return min(self.n_steps, self.last_steps) if last else self.n_steps
+
+    def planned_steps(self) -> int:
+        """The optimiser steps of the whole plan, where the cosine schedule reaches its floor."""
+        return sum(self.steps_in(e) for e in range(self.epochs))
 
     def fit_to_deadline(self, done: int) -> None:
         """Re-plan the epochs after the ``done`` first so that the last one ends at ``deadline``,
@@ -498,39 +515,67 @@ class Trainer:
         included; the first one alone until a second has run, as it carries the warm-up). The
         plan made before training timed a few steps on a throwaway copy, which was 14-45% off
         for ResNets on a 2-core CPU (they used 72-83% of a compare's budget before this).
-        The cosine schedule is stretched or shrunk to reach its floor at the new last step. A
-        plan that ends less than an epoch before the deadline, or within a tenth of one after it,
-        is kept, and early on, while 2% of the time left is more than that, within 2% of it: a
-        percent of noise in the epoch times over a hundred epochs left does not move the plan
-        back and forth (it did, between 107 and 108 epochs of 3.15 s, before this tolerance)."""
-        ends = self.epoch_ends
+
+        The new plan is as many whole epochs as fit, then a partial last one of the steps that
+        fit in what is left, once its validation (the epoch's time outside its step loop) is
+        paid. Whole epochs alone left up to an epoch unused: 35 s of a 600 s compare run whose
+        epochs took 43 s (94% of its budget used). The cosine schedule is stretched or shrunk to
+        reach its floor at the new last step.
+
+        A plan that ends less than a quarter of an epoch before the deadline, or within a tenth
+        of one after it, is kept, and early on, while 2% of the time left is more than that,
+        within 2% of it: a percent of noise in the epoch times over a hundred epochs left does
+        not move the plan back and forth (it did, between 107 and 108 epochs of 3.15 s, before
+        this tolerance)."""
+        ends, loops = self.epoch_ends, self.epoch_loops
+        window = slice(1, None) if len(ends) > 2 else slice(0, 1)
         per = (ends[-1] - ends[1]) / (len(ends) - 2) if len(ends) > 2 else ends[1] - ends[0]
+        seconds, steps = (sum(x) for x in zip(*loops[window], strict=True)) if loops else (0, 0)
+        step = seconds / steps if steps else per / self.n_steps  # no loop timed: all steps
         # DDP: process 0's clock decides, so that every process plans the same epochs
-        per, left = parallel.from_rank0((per, self.deadline - time.perf_counter()))
-        unused = left - (self.epochs - done) * per  # < 0: the plan overruns
+        per, step, left = parallel.from_rank0((per, step, self.deadline - time.perf_counter()))
+        if per <= 0 or step <= 0:
+            return
+        overhead = max(0.0, per - self.n_steps * step)  # validation, checkpoint, hooks
+
+        def seconds_for(epoch: int) -> float:
+            n = self.steps_in(epoch)
+            return per if n == self.n_steps else overhead + n * step
+
+        unused = left - sum(seconds_for(e) for e in range(done, self.epochs))  # < 0: overrun
         slack = 0.02 * max(0.0, left)
-        if per <= 0 or -max(0.1 * per, slack) <= unused < max(per, slack):
+        if -max(0.1 * per, slack) <= unused < max(0.25 * per, slack):
             return
-        epochs = done + max(0, math.floor(left / per))
-        if epochs == self.epochs:
+        whole = max(0, math.floor(left / per))
+        partial = math.floor((left - whole * per - overhead) / step)  # steps of a last epoch
+        epochs = done + whole + (partial >= 1)
+        last = min(partial, self.n_steps - 1) if partial >= 1 else None
+        if (epochs, last) == (self.epochs, self.last_steps):
             return
-        before, self.epochs = self.epochs, epochs
+        before, self.epochs, self.last_steps = self.epochs, epochs, last
         if hasattr(self.hooks, "epochs"):
             self.hooks.epochs = epochs
-        self.scheduler.T_max = max(1, epochs * self.n_steps)
-        if self.on_event is not None:
+        self.scheduler.T_max = max(1, self.planned_steps())
+        # an event when the count changes, and for the plan of the last epoch; a change of the
+        # partial epoch's steps alone before that is not news (epochs of 0.2 s on a loaded
+        # machine moved it after most epochs)
+        if self.on_event is not None and (epochs != before or done >= epochs - 1):
+            of = f", the last one {last} of {self.n_steps} steps" if last else ""
             self.on_event(
                 {
                     "event": "budget_replan",
                     "phase": self.phase,
                     "after_epoch": done,
                     "epoch_seconds": per,
+                    "step_seconds": step,
                     "epochs_before": before,
                     "epochs": epochs,
+                    "last_epoch_steps": last,
+                    "steps_per_epoch": self.n_steps,
                     "message": (
-                        f"{self.phase}: an epoch takes {per:.2f} s, so {epochs} epochs instead "
-                        f"of {before} end at the run's deadline ({left:.0f} s left); the "
-                        "learning-rate schedule is fitted to them"
+                        f"{self.phase}: an epoch takes {per:.2f} s, so {epochs} epochs{of} "
+                        f"instead of {before} end at the run's deadline ({left:.0f} s left); "
+                        "the learning-rate schedule is fitted to them"
                     ),
                 }
             )
@@ -555,11 +600,13 @@ class Trainer:
                 outs, tgts = [partial["outs"]], [partial["tgts"]]
         checkpointing = parallel.from_rank0(self.checkpointing)  # DDP: process 0 writes them
         batches = zip(*self.sources.values(), strict=False)  # the shortest source ends it
-        steps = itertools.islice(batches, max(0, self.n_steps - first))
+        n = self.steps_in(epoch)  # a partial last epoch planned to a deadline stops early
+        steps = itertools.islice(batches, max(0, n - first))
         if self.track is not None:
             label = f"{self.label} {epoch + 1}/{self.epochs}"
-            steps = self.track(steps, self.n_steps - first, label)
-        tail = max(0, self.n_steps - self.bn_tail)
+            steps = self.track(steps, max(0, n - first), label)
+        tail = max(0, n - self.bn_tail)
+        loop_start, taken = time.perf_counter(), 0
         for step, batch in enumerate(steps, start=first):
             # (one step of the epoch at least, so that it has training metrics)
             if self.deadline is not None and outs and self.past_deadline():
@@ -569,6 +616,7 @@ class Trainer:
             where = f"{self.phase} epoch {epoch + 1}, step {step + 1}"
             out, target = self.train_step(batch, where)
             self.steps_done += 1
+            taken += 1
             self.scheduler.step()
             outs.append(out.float().cpu())
             tgts.append(target.cpu())
@@ -580,6 +628,7 @@ class Trainer:
                 }
                 self.save(epoch, step + 1, {**sofar, **hooks.partial()})
                 raise Interrupted(f"stopped in {self.phase} epoch {epoch + 1}, step {step + 1}")
+        self._loop = (time.perf_counter() - loop_start, taken)
         if self.bn_tail:
             stop_average_bn(model)
         # DDP: over every process's outputs

@@ -132,6 +132,29 @@ def test_a_final_network_resumes_mid_epoch_to_the_same_bits(label, step):
     assert same(resumed.model.state_dict(), reference.model.state_dict())
 
 
+@pytest.mark.parametrize("step", [1, 2], ids=["mid-partial-epoch", "end-of-partial-epoch"])
+def test_a_partial_last_epoch_resumes_to_the_same_bits(step):
+    """A last epoch planned partial (2 of 4 steps, as a deadline re-plan leaves it) and stopped
+    in it resumes from the checkpoint alone to the same weights and records: the partial plan
+    and its schedule are part of the checkpoint."""
+
+    def partial(trainer):
+        trainer.last_steps = 2
+        trainer.scheduler.T_max = trainer.planned_steps()
+        return trainer
+
+    reference = partial(network_trainer_for_test())
+    expected = reference.run()
+    assert reference.scheduler.last_epoch == 4 + 4 + 2
+    ckpt = MemoryCheckpointer()
+    interrupted(partial(network_trainer_for_test(ckpt, track=stop_at("train 3/3", step))))
+    resumed = network_trainer_for_test(ckpt)  # as a resumed run builds it: a whole last epoch
+    assert resumed.resume() and (resumed.start_epoch, resumed.start_step) == (2, step)
+    assert resumed.last_steps == 2 and resumed.scheduler.T_max == 10
+    assert without_seconds(resumed.run()) == without_seconds(expected)
+    assert same(resumed.model.state_dict(), reference.model.state_dict())
+
+
 def test_a_final_network_stopped_between_epochs_resumes_to_the_same_bits():
     reference = network_trainer_for_test()
     expected = reference.run()

@@ -12,7 +12,7 @@ from scipy import stats as S
 
 import scinas
 from conftest import TINY
-from scinas.compare import compare
+from scinas.compare import FINISH_RESERVE, compare
 from scinas.stats import ci95, t_cdf, t_ppf, welch
 
 
@@ -101,6 +101,14 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         assert res["methods"][name]["used_share"] == [pytest.approx(used / 30)]
     random_cfg = json.loads((out / "random" / "seed0" / "config.json").read_text())
     assert random_cfg["search"]["time_budget"] == 15
+    # the ResNet's first run keeps its timed validation pass, scaled to the test split, for its
+    # testing (a searched network is not known before its run: the fixed reserve)
+    data = json.loads((out / "resnet_tiny" / "seed0" / "data.json").read_text())["sizes"]
+    (tiny,) = [r for r in res["runs"] if r["method"] == "resnet_tiny"]
+    scaled = plans["resnet_tiny"]["train"]["eval_seconds"] * data["test"] / data["val"]
+    assert tiny["finish_reserve_seconds"] == pytest.approx(FINISH_RESERVE + scaled)
+    (rnd,) = [r for r in res["runs"] if r["method"] == "random"]
+    assert rnd["finish_reserve_seconds"] == FINISH_RESERVE
 
 
 def _quick_cfg():

@@ -26,6 +26,14 @@ cores; the figures then mean nothing). The full runs are for one machine alone:
     python benchmarks/robust_oneshot.py nb201 --quick --out /tmp/robust_smoke
 
 ``--variants a,b`` picks variants by name (`VARIANTS`); ``--set`` adds overrides to every run.
+``--jobs 2`` (nb201) runs a variant's seeds in two processes at once, one thread each, through
+``scinas bench nb201 --first-seed``; their results are merged as one call's would be.
+
+The issue's NB201 figure, measured 2026-12-02 (1 thread, two at a time; about 40 minutes):
+
+    python benchmarks/robust_oneshot.py nb201 --seeds 4 --jobs 2 --variants default \\
+        --set search.layers=3 --set search.epochs=50 --set search.max_samples=10000 \\
+        --out runs/robust_nb201_10k
 
 Cost, measured 2026-11-30 on the 2-core machine under a load of 7 (other jobs running), so an
 upper bound: the ``--quick`` NB201 comparison of 2 variants, 1 seed, 62 s per variant; the
@@ -220,6 +228,53 @@ def run_fmnist(args, variants: list[str]) -> dict:
     return out
 
 
+def bench_jobs(args, cmd: list[str], bench: Path) -> tuple[dict, list[Path]]:
+    """Run ``cmd`` (a ``scinas bench nb201`` call less its --seeds/--out) over ``args.seeds``
+    seeds in ``args.jobs`` processes at once, each on its share of the cores and seeds
+    (``--first-seed``), into bench/ (one job) or bench/part*/; returns the merged results and
+    the seed directories in seed order. A seed's run is the same whichever job makes it."""
+    import os
+
+    jobs = max(1, min(args.jobs, args.seeds))
+    chunks = [list(c) for c in np.array_split(np.arange(args.seeds), jobs)]
+    env = dict(os.environ)
+    if jobs > 1:  # two torch processes with every thread each slow each other 5-10x
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    outs = [bench if jobs == 1 else bench / f"part{j}" for j in range(jobs)]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--first-seed", str(c[0]), "--seeds", str(len(c)), "--out", str(o)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for c, o in zip(chunks, outs, strict=True)
+    ]
+    per_seed, dirs = [], []
+    for proc, o in zip(procs, outs, strict=True):
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(proc.args)}\n{err}")
+        part = json.loads((o / "results.json").read_text())
+        per_seed += part["per_seed"]
+        dirs += [o / f"seed{f['seed']}" for f in part["per_seed"]]
+    tests = np.array([f["test_200ep"] for f in per_seed])
+    shares = {
+        k: float(np.mean([f["op_shares"][k] for f in per_seed])) for k in per_seed[0]["op_shares"]
+    }
+    results = {
+        "test_accuracy_mean": float(tests.mean()),
+        "test_accuracy_std": float(tests.std()),
+        "parameter_free_share": sum(
+            shares.get(k, 0.0) for k in ("skip_connect", "avg_pool_3x3", "none")
+        ),
+        "per_seed": per_seed,
+    }
+    return results, dirs
+
+
 def run_nb201(args, variants: list[str]) -> dict:
     out = {}
     for name in variants:
@@ -239,25 +294,18 @@ def run_nb201(args, variants: list[str]) -> dict:
             strategy,
             "--data",
             str(args.data),
-            "--seeds",
-            str(args.seeds),
             "--preset",
             args.preset,
-            "--out",
-            str(bench),
             "--overwrite",
             "--quiet",
             *[a for s in sets for a in ("--set", s)],
         ]
         t0 = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise SystemExit(f"{name}: {' '.join(cmd)}\n{res.stderr}")
-        results = json.loads((bench / "results.json").read_text())
-        seeds = [search_summary(bench / f"seed{k}") for k in range(args.seeds)]
+        results, dirs = bench_jobs(args, cmd, bench)
+        seeds = [search_summary(d) for d in dirs]
         # what search.select_epoch=best_val returns, read off the same runs: the selection does
         # not change the training, only which epoch's cell is kept
-        best_val = [best_val_pick(bench / f"seed{k}", f) for k, f in enumerate(results["per_seed"])]
+        best_val = [best_val_pick(d, f) for d, f in zip(dirs, results["per_seed"], strict=True)]
         n = min(len(s["per_epoch"]) for s in seeds)
         per_epoch = [
             {
@@ -333,6 +381,13 @@ def main() -> None:
     p.add_argument("comparison", choices=["digits", "fmnist", "nb201"])
     p.add_argument("--variants", help=f"comma-separated, among {', '.join(VARIANTS)}")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="nb201: seeds run in this many processes at once, the cores shared out "
+        "(accuracies as at --jobs 1: fixed epochs; the seconds are then no speed figure)",
+    )
     p.add_argument("--preset", default="tiny")
     p.add_argument("--data", help="fmnist: fashion-mnist; nb201: the CIFAR-10 subset .npz")
     p.add_argument("--data-dir", help="fmnist: the folder of the idx files")

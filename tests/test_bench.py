@@ -126,6 +126,7 @@ def _bench(args, tmp_path):
         (["--strategy", "evolutoin"], "Did you mean 'evolution'"),
         (["--budget", "0"], "--budget must be at least 1"),
         (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--first-seed", "-1"], "--first-seed must be 0 or more"),
         (["--storage", "sqlite:////no/such/dir/x.db"], "does not exist"),
         (["--strategy", "gdas"], "give --data"),
     ],
@@ -188,6 +189,25 @@ def test_one_shot_bench_searches_images_and_looks_each_epochs_cell_up(table, tmp
         abs=1e-3,
     )
     assert saved["test_accuracy_mean"] == pytest.approx(mean[-1], abs=1e-3)
+    # --first-seed 1 --seeds 1 (as a second process would run it) is seed 1 of the run above:
+    # the same search, epoch by epoch, in a process that ran no seed 0 before it
+    one = ["--first-seed", "1", "--seeds", "1"]
+    args = [*args[:-3], *one, "-q", *(a for s in sets for a in ("--set", s))]
+    res = runner.invoke(
+        app, ["bench", "nb201", "--table", str(table), *args, "--out", str(tmp_path / "one")]
+    )
+    assert res.exit_code == 0, res.output
+    alone = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert alone["first_seed"] == 1 and [f["seed"] for f in alone["per_seed"]] == [1]
+    assert alone["per_seed"][0] == saved["per_seed"][1]
+    assert (tmp_path / "one" / "seed1" / "genotype.json").is_file()
+
+
+def test_black_box_bench_seeds_split_over_calls_are_the_same_runs(table, tmp_path):
+    whole = run_nb201("evolution", budget=20, seeds=3, table=table, out=tmp_path / "w")
+    part = run_nb201("evolution", budget=20, seeds=2, table=table, out=tmp_path / "p", first_seed=1)
+    assert part["first_seed"] == 1 and [f["seed"] for f in part["per_seed"]] == [1, 2]
+    assert part["per_seed"] == whole["per_seed"][1:]
 
 
 def test_unknown_arch_in_table_lookup(table):

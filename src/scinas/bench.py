@@ -121,9 +121,12 @@ def run_nb201(
     storage: str | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    first_seed: int = 0,
 ) -> dict:
-    """Run ``strategy`` ``seeds`` times with ``budget`` queries each; write DIR/results.json,
-    DIR/curve.csv (best-so-far against queries), DIR/curve.png and DIR/trials.csv."""
+    """Run ``strategy`` ``seeds`` times (seeds ``first_seed`` onwards) with ``budget`` queries
+    each; write DIR/results.json, DIR/curve.csv (best-so-far against queries), DIR/curve.png and
+    DIR/trials.csv. ``first_seed`` splits one benchmark's seeds over processes or machines: the
+    seed-k run is the same whichever call makes it."""
     from .config import build_config
     from .spaces.nb201 import nb201_decisions
     from .strategies import STRATEGIES
@@ -140,10 +143,13 @@ def run_nb201(
         raise UserError(f"--budget must be at least 1 (got {budget}).")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1 (got {seeds}).")
+    if first_seed < 0:
+        raise UserError(f"--first-seed must be 0 or more (got {first_seed}).")
+    chosen_seeds = range(first_seed, first_seed + seeds)
     if STRATEGIES.get(strategy).kind != "black-box":
         return _run_oneshot(
             strategy,
-            seeds=seeds,
+            seeds=chosen_seeds,
             table=table,
             out=out,
             cfg=cfg,
@@ -170,6 +176,7 @@ def run_nb201(
         strategy=strategy,
         budget=budget,
         seeds=seeds,
+        first_seed=first_seed,
         table=table,
         storage=storage,
         search=cfg.search.model_dump(),
@@ -179,7 +186,7 @@ def run_nb201(
     incumbents = np.zeros((seeds, budget))  # test acc of the best-so-far (by score) architecture
     finals, trial_rows = [], []
     t0 = time.perf_counter()
-    for seed in range(seeds):
+    for i, seed in enumerate(chosen_seeds):
         sampler = STRATEGIES.get(strategy).make_sampler(cfg.search, seed)
         study = open_study(storage, f"nb201-{strategy}-seed{seed}", sampler)
         run_study(study, space, lambda arch: (oracle(arch), {}), budget)
@@ -191,7 +198,7 @@ def run_nb201(
             arch = t.user_attrs["arch"]["arch"]
             if t.value > best_score:
                 best_score, best_test = t.value, tab.test_accuracy(arch)
-            incumbents[seed, q] = best_test
+            incumbents[i, q] = best_test
             trial_rows.append((seed, q + 1, arch, t.value))
         chosen = best_trial(study).user_attrs["arch"]["arch"]
         finals.append(
@@ -203,7 +210,7 @@ def run_nb201(
             }
         )
         reporter.log(
-            f"seed {seed + 1}/{seeds}: {chosen} valid {tab.score(chosen):.2f} "
+            f"seed {seed} ({i + 1}/{seeds}): {chosen} valid {tab.score(chosen):.2f} "
             f"test {tab.test_accuracy(chosen):.2f}"
         )
     seconds = time.perf_counter() - t0
@@ -216,6 +223,7 @@ def run_nb201(
         "strategy": strategy,
         "budget": budget,
         "seeds": seeds,
+        "first_seed": first_seed,
         "test_accuracy_mean": float(tests.mean()),
         "test_accuracy_std": float(tests.std()),
         "best_possible": tab.best_test(),
@@ -245,9 +253,9 @@ def _open(out, overwrite: bool, *, table, **config) -> RunDir:
     return RunDir.create(out, kind="bench", config=config, overwrite=overwrite)
 
 
-def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> dict:
+def _run_oneshot(strategy, *, seeds: range, table, out, cfg, overwrite, reporter) -> dict:
     """One-shot strategies: search the NB201 space on real data (``cfg.data``, e.g. the CIFAR-10
-    images), once per seed, and look each derived architecture up in the table."""
+    images), once per seed of ``seeds``, and look each derived architecture up in the table."""
     from pydantic import ValidationError
 
     from . import pipeline
@@ -269,10 +277,18 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
     except ValidationError as e:
         raise UserError(f"bad config for the NB201 search: {e.errors()[0]['msg']}") from None
     pipeline.setup(cfg, reporter)  # validate the data before anything is written
-    run = _open(out, overwrite, strategy=strategy, seeds=seeds, table=table, run=cfg.model_dump())
+    run = _open(
+        out,
+        overwrite,
+        strategy=strategy,
+        seeds=len(seeds),
+        first_seed=seeds.start,
+        table=table,
+        run=cfg.model_dump(),
+    )
     finals, per_epoch = [], []
     t0 = time.perf_counter()
-    for seed in range(seeds):
+    for i, seed in enumerate(seeds):
         seed_cfg = cfg.model_copy(update={"seed": seed})
         arch = pipeline.search(seed_cfg, run.path / f"seed{seed}", reporter=reporter)
         events = [
@@ -295,7 +311,10 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
                 "per_epoch_test_200ep": curve,  # the cell derived after each search epoch
             }
         )
-        reporter.log(f"seed {seed + 1}/{seeds}: {arch} test (200 ep) {tab.test_accuracy(arch):.2f}")
+        reporter.log(
+            f"seed {seed} ({i + 1}/{len(seeds)}): {arch} test (200 ep) "
+            f"{tab.test_accuracy(arch):.2f}"
+        )
     tests = np.array([f["test_200ep"] for f in finals])
     shares = {
         k: float(np.mean([f["op_shares"][k] for f in finals])) for k in finals[0]["op_shares"]
@@ -306,7 +325,8 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
         "test_column": TEST_COLUMN,
         "strategy": strategy,
         "budget": None,
-        "seeds": seeds,
+        "seeds": len(seeds),
+        "first_seed": seeds.start,
         "search_data": cfg.data.dataset,
         "test_accuracy_mean": float(tests.mean()),
         "test_accuracy_std": float(tests.std()),
@@ -329,7 +349,7 @@ def _run_oneshot(strategy, *, seeds, table, out, cfg, overwrite, reporter) -> di
     run.write_json("results.json", results)
     run.close()
     reporter.log(
-        f"{strategy} on NB201 ({seeds} seeds): CIFAR-10 test (200 ep) "
+        f"{strategy} on NB201 ({len(seeds)} seeds): CIFAR-10 test (200 ep) "
         f"{results['test_accuracy_mean']:.2f} ± {results['test_accuracy_std']:.2f}; "
         f"skip/pool/none share {results['parameter_free_share']:.2f} -> {run.path}"
     )

@@ -803,7 +803,18 @@ def bench_nb201_cmd(
     budget: Annotated[
         int, typer.Option("--budget", help="Architectures queried per seed (black-box).")
     ] = 100,
-    seeds: Annotated[int, typer.Option("--seeds", help="Independent runs (seeds 0..K-1).")] = 10,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Independent runs (seeds F..F+K-1, F = --first-seed).")
+    ] = 10,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            "--first-seed",
+            help="The first seed (default 0). Splits one benchmark's seeds over processes or "
+            "machines: --first-seed 2 --seeds 2 runs seeds 2 and 3, the same runs as those "
+            "seeds of --seeds 4.",
+        ),
+    ] = 0,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -849,8 +860,17 @@ def bench_nb201_cmd(
         storage=storage,
         overwrite=overwrite,
         reporter=Reporter(quiet=quiet),
+        first_seed=first_seed,
     )
-    keys = ("strategy", "budget", "seeds", "test_accuracy_mean", "test_accuracy_std", "seconds")
+    keys = (
+        "strategy",
+        "budget",
+        "seeds",
+        "first_seed",
+        "test_accuracy_mean",
+        "test_accuracy_std",
+        "seconds",
+    )
     typer.echo(json.dumps({k: results[k] for k in keys}))
 
 

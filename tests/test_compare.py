@@ -101,14 +101,13 @@ def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
         assert res["methods"][name]["used_share"] == [pytest.approx(used / 30)]
     random_cfg = json.loads((out / "random" / "seed0" / "config.json").read_text())
     assert random_cfg["search"]["time_budget"] == 15
-    # the ResNet's first run keeps its timed validation pass, scaled to the test split, for its
-    # testing (a searched network is not known before its run: the fixed reserve)
-    data = json.loads((out / "resnet_tiny" / "seed0" / "data.json").read_text())["sizes"]
-    (tiny,) = [r for r in res["runs"] if r["method"] == "resnet_tiny"]
-    scaled = plans["resnet_tiny"]["train"]["eval_seconds"] * data["test"] / data["val"]
-    assert tiny["finish_reserve_seconds"] == pytest.approx(FINISH_RESERVE + scaled)
-    (rnd,) = [r for r in res["runs"] if r["method"] == "random"]
-    assert rnd["finish_reserve_seconds"] == FINISH_RESERVE
+    # a method's first run keeps the fixed reserve for its report; the testing's time is kept
+    # by its trainer, from its validation passes scaled to the test split, and measured
+    for r in res["runs"]:
+        assert r["finish_reserve_seconds"] == FINISH_RESERVE
+    for name in ("random", "resnet_tiny"):
+        rr = json.loads((out / name / "seed0" / "results.json").read_text())
+        assert 0 < rr["test_seconds"] < rr["wall_seconds"] - rr["train_seconds"] + 1e-6
 
 
 def _quick_cfg():

@@ -359,6 +359,28 @@ def test_a_partial_last_epoch_pays_for_its_validation_first():
     assert trainer.scheduler.T_max == 10 * 4 + 3
 
 
+def test_a_deadline_keeps_the_time_of_the_testing_after_training():
+    """``finish_passes``: the work after training (testing on a split that many times the
+    validation split) is paid from the same deadline. Its seconds come from the measured time an
+    epoch spends outside its step loop (0.5 s here, so 1 s for 2 passes): the plan of the test
+    above, with 1 s more left, and the steps stop 1 s before the deadline."""
+    import time
+
+    trainer = network_trainer_for_test(epochs=10)
+    trainer.finish_passes = 2.0
+    now = time.perf_counter()
+    trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]
+    trainer.epoch_loops = [(6.0, 4), (0.5, 4), (0.5, 4)]
+    trainer.deadline = now + 8.95
+    trainer.fit_to_deadline(3)
+    assert trainer.finish_seconds == pytest.approx(1.0)
+    assert (trainer.epochs, trainer.last_steps) == (11, 3)
+    trainer.deadline = time.perf_counter() + 0.9  # no step starts: its testing would overrun
+    assert trainer.past_deadline()
+    trainer.finish_passes = trainer.finish_seconds = 0.0
+    assert not trainer.past_deadline()
+
+
 def test_a_partial_last_epoch_takes_its_planned_steps_and_ends_the_schedule():
     """A plan whose last epoch is partial runs exactly its steps: the whole epochs, then the
     planned part of the last one, validated like any epoch, and the learning rate reaches its

@@ -172,7 +172,7 @@ def compare(
     runs = _runs_of(methods, budget)
     configs = {m: COMPARE_METHODS.get(m).configure(cfg) for m in runs}
     # validate the data and every method's config (and time the budgeted phases) up front
-    plans, task, finish = _preflight(configs, reporter)
+    plans, task = _preflight(configs, reporter)
     for c in configs.values():
         check_settings_apply(c)
     if budget is not None:
@@ -195,7 +195,6 @@ def compare(
         )
         done, seconds = [], 0.0
     state = _State(task, methods, seeds, budget, cfg.compare.search_share, plans, done, seconds)
-    state.finish_reserve.update(finish)  # estimates, until a run of the method measures them
     t0 = time.perf_counter() - state.seconds
     try:
         for seed in range(seeds):
@@ -279,8 +278,12 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
         reporter.log(f"compare seed {seed}: {name} failed: {e}")
         return {**record, "status": "failed", "reason": str(e)}
     used = time.perf_counter() - t_start
-    if "trained_seconds" in r and budget is not None:  # what its testing and report cost
-        state.finish_reserve[name] = used - r["trained_seconds"]
+    if "trained_seconds" in r and budget is not None:
+        # what its report and saving cost after training and testing (the trainer keeps the
+        # testing's time itself, from its measured validation passes: a ResNet-10 tests
+        # Fashion-MNIST's 10,000 images in 12 s, and its first run, keeping 2 s, overran a 120 s
+        # budget by 8%)
+        state.finish_reserve[name] = max(0.0, used - r["trained_seconds"] - r["test_seconds"])
     return {
         **record,
         "status": "done",
@@ -325,12 +328,8 @@ def _supernet_test(run_path: Path, cfg: Config) -> tuple[dict, int, int]:
 
 def _preflight(configs: dict[str, Config], reporter):
     """Check every method's config on the data and time its budgeted phases, writing nothing.
-    Returns the plans (`scinas.budget.Plan`) per method and phase, reused by every seed, the
-    task, and per method whose network is known (the hand-designed ones) the seconds its first
-    run keeps for testing: `FINISH_RESERVE` plus its timed validation pass scaled to the test
-    split. A ResNet-10's testing on Fashion-MNIST's 10,000 test images (20 times the 500
-    validation ones) took 12.4 s; with the 2 s kept before, its first run overran a 120 s
-    budget by 8%. A budget too small for a method's search is refused here; one too small for the
+    Returns the plans (`scinas.budget.Plan`) per method and phase, reused by every seed, and
+    the task. A budget too small for a method's search is refused here; one too small for the
     network a search finds can only show after the search (that seed's run fails, the rest go
     on)."""
     from .context import setup
@@ -338,7 +337,6 @@ def _preflight(configs: dict[str, Config], reporter):
     from .spaces import load_genotype
 
     plans: dict[str, dict] = {}
-    finish: dict[str, float] = {}
     shown = False
     for name, c in configs.items():
         method = COMPARE_METHODS.get(name)
@@ -359,18 +357,15 @@ def _preflight(configs: dict[str, Config], reporter):
                 f"--budget {c.compare.budget:g} is too small for {name}: {e} Raise --budget."
             ) from None
         plans[name] = dict(s.plans)
-        if method.kind != "search" and "train" in s.plans and len(s.data.val):
-            scale = len(s.data.test) / len(s.data.val)
-            finish[name] = FINISH_RESERVE + s.plans["train"].eval_seconds * scale
         for phase, p in s.plans.items():
             reporter.log(f"{name}: " + describe(p, phase))
-    return plans, s.task, finish
+    return plans, s.task
 
 
 # ----------------------------------------------------------------------------- the summary
 
-# seconds a method's run keeps for testing and its report, until its first run has measured them
-# (per method: testing a ResNet-18 on the test split costs far more than a 78k-parameter network)
+# seconds a method's run keeps for its report and saving, after its testing (whose time the
+# trainer keeps from its measured validation passes), until its first run has measured them
 FINISH_RESERVE = 2.0
 
 

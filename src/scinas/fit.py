@@ -118,13 +118,15 @@ def fit(
     init=None,
     on_event=None,
     deadline: float | None = None,
+    finish_passes: float = 0.0,
 ) -> tuple[torch.nn.Module, list[EpochStats]]:
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
     scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
     checkpointer, each epoch is checkpointed and ``s.resume`` continues from the newest one.
     ``init_state``: weights to start from instead of the fresh initialisation (a multi-fidelity
     search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s;
-    ``deadline``: no step starts after it (`scinas.train.Trainer.deadline`)."""
+    ``deadline``: no step starts after it (`scinas.train.Trainer.deadline`), less the time of
+    ``finish_passes`` validation passes as the epochs measure them (the testing after it)."""
     trainer = trainer_for(
         s,
         genotype,
@@ -144,7 +146,7 @@ def fit(
         load_winner(trainer.model, init_state)
     if s.resume:
         trainer.resume()
-    trainer.deadline = deadline
+    trainer.deadline, trainer.finish_passes = deadline, finish_passes
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
 
 

@@ -181,6 +181,9 @@ def _train(
     (they timed this very architecture), else times it now."""
     cfg, t, data, task = s.cfg, train_section(s.cfg), s.data, s.task
     t_start = time.perf_counter()
+    # a run's deadline (compare) covers the testing after training too: the trainer keeps the
+    # time of this many validation passes, as its epochs measure them, for the test split
+    finish_passes = len(data.test) / len(data.val) if deadline is not None and len(data.val) else 0
     # train.time_budget: the phase (range test included) ends at t_start + budget; the epochs
     # planned from a few timed steps are re-planned after each one from the measured epochs
     # (`scinas.train.Trainer.fit_to_deadline`): the steps slow down as the run goes on (a
@@ -262,6 +265,7 @@ def _train(
         init=inherit.score if inherit else None,
         on_event=lambda event: log_event(replace(s, run=run), event),
         deadline=deadline,
+        finish_passes=finish_passes,
     )
     if deadline is not None and len(history) < history[-1].epochs:
         s.reporter.log(
@@ -271,6 +275,7 @@ def _train(
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds
+    results["test_seconds"] = time.perf_counter() - t_start - train_seconds
     results["init"] = t.init
     if inherit is not None:
         results["inherited"] = inherit.record()

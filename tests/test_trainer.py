@@ -352,7 +352,7 @@ def test_a_partial_last_epoch_pays_for_its_validation_first():
     trainer = network_trainer_for_test(epochs=10)
     now = time.perf_counter()
     trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]
-    trainer.epoch_loops = [(6.0, 4), (0.5, 4), (0.5, 4)]  # the first one (warm-up) not counted
+    trainer.epoch_loops = [(6.0, 4, 0.4), (0.5, 4, 0.4), (0.5, 4, 0.4)]  # the first not counted
     trainer.deadline = now + 7.95
     trainer.fit_to_deadline(3)
     assert (trainer.epochs, trainer.last_steps) == (11, 3)
@@ -362,15 +362,15 @@ def test_a_partial_last_epoch_pays_for_its_validation_first():
 def test_a_deadline_keeps_the_time_of_the_testing_after_training():
     """``finish_passes``: the work after training (testing on a split that many times the
     validation split) is paid from the same deadline. Its seconds come from the measured time an
-    epoch spends outside its step loop (0.5 s here, so 1 s for 2 passes): the plan of the test
-    above, with 1 s more left, and the steps stop 1 s before the deadline."""
+    epoch spends validating (0.5 s here, so 1 s for 2 passes): the plan of the test above, with
+    1 s more left, and the steps stop 1 s before the deadline."""
     import time
 
     trainer = network_trainer_for_test(epochs=10)
     trainer.finish_passes = 2.0
     now = time.perf_counter()
     trainer.epoch_ends = [now - 9.0, now - 2.0, now - 1.0, now]
-    trainer.epoch_loops = [(6.0, 4), (0.5, 4), (0.5, 4)]
+    trainer.epoch_loops = [(6.0, 4, 0.5), (0.5, 4, 0.5), (0.5, 4, 0.5)]  # 0.5 s validating
     trainer.deadline = now + 8.95
     trainer.fit_to_deadline(3)
     assert trainer.finish_seconds == pytest.approx(1.0)
@@ -391,7 +391,7 @@ def test_a_partial_last_epoch_takes_its_planned_steps_and_ends_the_schedule():
     assert trainer.planned_steps() == 4 + 4 + 2
     history = trainer.run()
     assert len(history) == 3 and trainer.scheduler.last_epoch == 10
-    assert [steps for _, steps in trainer.epoch_loops] == [4, 4, 2]
+    assert [steps for _, steps, _ in trainer.epoch_loops] == [4, 4, 2]
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert "loss" in history[-1]["val"]
 

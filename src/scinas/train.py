@@ -314,9 +314,10 @@ class Trainer:
         # test split's, `scinas compare`), and its seconds as measured from the epochs so far
         self.finish_passes, self.finish_seconds = 0.0, 0.0
         self.epoch_ends: list[float] = []  # perf_counter instants, for `fit_to_deadline`
-        # (seconds in the step loop, steps) of each epoch since then, for `fit_to_deadline`
-        self.epoch_loops: list[tuple[float, int]] = []
-        self._loop: tuple[float, int] = (0.0, 0)
+        # (seconds in the step loop, steps, seconds validating) of each epoch since then, for
+        # `fit_to_deadline`
+        self.epoch_loops: list[tuple[float, int, float]] = []
+        self._loop: tuple[float, int, float] = (0.0, 0, 0.0)
         # the steps of the last epoch when a deadline planned it partial (None: a whole one)
         self.last_steps: int | None = None
         # autocast and, for fp16, the gradient scaler (scinas.precision)
@@ -533,16 +534,22 @@ class Trainer:
         ends, loops = self.epoch_ends, self.epoch_loops
         window = slice(1, None) if len(ends) > 2 else slice(0, 1)
         per = (ends[-1] - ends[1]) / (len(ends) - 2) if len(ends) > 2 else ends[1] - ends[0]
-        seconds, steps = (sum(x) for x in zip(*loops[window], strict=True)) if loops else (0, 0)
+        timed = loops[window]
+        seconds, steps = sum(x[0] for x in timed), sum(x[1] for x in timed)
         step = seconds / steps if steps else per / self.n_steps  # no loop timed: all steps
+        validating = sum(x[2] for x in timed) / len(timed) if timed else 0.0
         # DDP: process 0's clock decides, so that every process plans the same epochs
-        per, step, left = parallel.from_rank0((per, step, self.deadline - time.perf_counter()))
+        per, step, validating, left = parallel.from_rank0(
+            (per, step, validating, self.deadline - time.perf_counter())
+        )
         if per <= 0 or step <= 0:
             return
         overhead = max(0.0, per - self.n_steps * step)  # validation, checkpoint, hooks
-        # testing after training costs about ``finish_passes`` validation passes: the steps
-        # stop that much earlier (the one-batch timing before the run was 1.9x off for it)
-        self.finish_seconds = self.finish_passes * overhead
+        # testing after training costs about ``finish_passes`` validation passes, as timed in
+        # the epochs (not the whole overhead: the guard's snapshot and the checkpoint of a
+        # ResNet-10 doubled it); the steps stop that much earlier (the one-batch timing before
+        # the run was 1.9x off for it)
+        self.finish_seconds = self.finish_passes * validating
         left -= self.finish_seconds
 
         def seconds_for(epoch: int) -> float:
@@ -559,14 +566,16 @@ class Trainer:
         last = min(partial, self.n_steps - 1) if partial >= 1 else None
         if (epochs, last) == (self.epochs, self.last_steps):
             return
-        before, self.epochs, self.last_steps = self.epochs, epochs, last
+        before, before_last = self.epochs, self.last_steps
+        self.epochs, self.last_steps = epochs, last
         if hasattr(self.hooks, "epochs"):
             self.hooks.epochs = epochs
         self.scheduler.T_max = max(1, self.planned_steps())
         # an event when the count changes, and for the plan of the last epoch; a change of the
         # partial epoch's steps alone before that is not news (epochs of 0.2 s on a loaded
         # machine moved it after most epochs)
-        if self.on_event is not None and (epochs != before or done >= epochs - 1):
+        news = epochs != before or (last is None) != (before_last is None) or done >= epochs - 1
+        if self.on_event is not None and news:
             of = f", the last one {last} of {self.n_steps} steps" if last else ""
             self.on_event(
                 {
@@ -636,13 +645,15 @@ class Trainer:
                 }
                 self.save(epoch, step + 1, {**sofar, **hooks.partial()})
                 raise Interrupted(f"stopped in {self.phase} epoch {epoch + 1}, step {step + 1}")
-        self._loop = (time.perf_counter() - loop_start, taken)
+        loop_seconds = time.perf_counter() - loop_start
         if self.bn_tail:
             stop_average_bn(model)
         # DDP: over every process's outputs
         outputs, targets = parallel.gather(torch.cat(outs)), parallel.gather(torch.cat(tgts))
         train = self.task.metrics(outputs, targets)
+        validating = time.perf_counter()
         self.history.append(hooks.end_epoch(epoch, train, lr, started))
+        self._loop = (loop_seconds, taken, time.perf_counter() - validating)
         self.save(epoch + 1, 0)
         if parallel.any_(STOP) and checkpointing:
             raise Interrupted(f"stopped after {self.phase} epoch {epoch + 1}")

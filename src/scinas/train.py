@@ -577,6 +577,7 @@ class Trainer:
         news = epochs != before or (last is None) != (before_last is None) or done >= epochs - 1
         if self.on_event is not None and news:
             of = f", the last one {last} of {self.n_steps} steps" if last else ""
+            was = f"{before}" + (f" (the last {before_last} steps)" if before_last else "")
             self.on_event(
                 {
                     "event": "budget_replan",
@@ -590,7 +591,7 @@ class Trainer:
                     "steps_per_epoch": self.n_steps,
                     "message": (
                         f"{self.phase}: an epoch takes {per:.2f} s, so {epochs} epochs{of} "
-                        f"instead of {before} end at the run's deadline ({left:.0f} s left); "
+                        f"instead of {was} end at the run's deadline ({left:.0f} s left); "
                         "the learning-rate schedule is fitted to them"
                     ),
                 }

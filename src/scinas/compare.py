@@ -252,7 +252,7 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
     t_start = time.perf_counter()
     reserve = state.finish_reserve.get(name, FINISH_RESERVE)
     deadline = None if budget is None else t_start + budget - reserve
-    if budget is not None:  # training ends this long before the budget, for testing and report
+    if budget is not None:  # kept after training and testing, for the report and saving
         record["finish_reserve_seconds"] = reserve
     try:
         if method.kind == "supernet":

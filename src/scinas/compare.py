@@ -3,6 +3,8 @@
 Per seed, on the same data, config and trainer, each method in `COMPARE_METHODS`:
 
 * ``scinas``: the recommended search for this data and budget (`scinas.recommend`);
+* ``hpo``: the same search with the architecture fixed at its start: only the training recipe
+  is searched, so the table tells whether the architecture paid, the recipe, or neither;
 * ``darts``: the DARTS search, its derived cell retrained from scratch (a normal `scinas run`);
 * ``darts_supernet``: that search's continuous supernet itself as the final model;
 * ``random``: random search, each candidate trained at low fidelity as the black-box strategies
@@ -109,12 +111,25 @@ def _recommended(cfg: Config) -> Config:
     return recommended(cfg)
 
 
+def _hpo(cfg: Config) -> Config:
+    """The recommended search's start network with only its training recipe searched."""
+    from .recommend import recommended
+
+    return recommended(cfg, architecture=False)
+
+
 def _baseline(cfg: Config) -> Config:
     return cfg if cfg.compare.budget is None else _with(cfg, train__time_budget=cfg.compare.budget)
 
 
 for _m in (
     Method("scinas", "the recommended search for this data and budget", "search", _recommended),
+    Method(
+        "hpo",
+        "the recommended search's start network, its training recipe searched the same way",
+        "search",
+        _hpo,
+    ),
     Method("darts", "DARTS, its derived cell retrained from scratch", "search", _darts),
     Method("darts_supernet", "the DARTS run's trained supernet, as it is", "supernet", _darts),
     Method("random", "random search at low fidelity, its best retrained", "search", _random),
@@ -294,7 +309,20 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
         "used_seconds": r["wall_seconds"] if method.kind == "supernet" else used,
         "search_seconds": r.get("search_seconds"),
         **({"search_stopped": stopped} if (stopped := _search_stopped(path)) else {}),
+        **({"lineage": lin} if (lin := _lineage(path)) else {}),
     }
+
+
+def _lineage(run_path: Path) -> dict | None:
+    """A lineage search's outcome (`scinas.strategies.lineage`): the recipe it chose and how
+    many challengers it accepted or rejected as within noise, or None."""
+    metrics = run_path / "metrics.jsonl"
+    if not metrics.is_file():
+        return None
+    for line in metrics.read_text().splitlines():
+        if '"lineage_result"' in line and (e := json.loads(line))["event"] == "lineage_result":
+            return {k: e[k] for k in ("recipe_changes", "accepted", "rejected", "arch")}
+    return None
 
 
 def _search_stopped(run_path: Path) -> str | None:
@@ -398,6 +426,9 @@ class _State:
             values = [r["value"] for r in ok]
             entry = {"values": values, "seeds_done": [r["seed"] for r in ok]}
             entry["failed"] = {str(r["seed"]): r["reason"] for r in mine if r["status"] == "failed"}
+            lineages = {str(r["seed"]): r["lineage"] for r in ok if "lineage" in r}
+            if lineages:
+                entry["lineage"] = lineages
             stopped = {str(r["seed"]): r["search_stopped"] for r in ok if "search_stopped" in r}
             if stopped:
                 entry["search_stopped"] = stopped
@@ -496,6 +527,12 @@ def table(result: dict) -> str:
             lines.append(f"  {name} seed {seed} failed: {reason}")
         for seed, why in m.get("search_stopped", {}).items():
             lines.append(f"  {name} seed {seed}: {why}")
+        for seed, lin in m.get("lineage", {}).items():
+            recipe = ", ".join(f"{k}={v}" for k, v in lin["recipe_changes"].items()) or "unchanged"
+            lines.append(
+                f"  {name} seed {seed}: {lin['accepted']} challengers accepted, "
+                f"{lin['rejected']} rejected as not better beyond noise; recipe {recipe}"
+            )
     if not result.get("complete", True):
         lines.append("(unfinished: continue with scinas compare --resume DIR)")
     return "\n".join(lines)

@@ -293,8 +293,16 @@ class TrainConfig(_Section):
         "search's supernet weights for the ops it keeps, at the supernet's sizes (search.C, "
         "search.layers, ...), then fine-tunes (one-shot strategies only)",
     )
-    momentum: float = Field(0.9, ge=0, lt=1)
+    optimizer: Literal["sgd", "adamw"] = Field(
+        "sgd",
+        description="sgd: SGD with momentum; adamw: AdamW (betas momentum and 0.999, decoupled "
+        "weight decay; give it a rate near 1e-3, e.g. --set train.lr=0.002)",
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD's momentum, AdamW's first beta")
     weight_decay: float = Field(3e-4, ge=0)
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="classification: share of each target spread over classes"
+    )
     grad_clip: float = Field(5.0, gt=0)
     auxiliary: bool = True
     auxiliary_weight: float = Field(0.4, ge=0)

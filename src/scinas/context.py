@@ -97,5 +97,10 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
         loss=d.loss,
         output_groups=d.output_groups,
     )
+    if cfg.train.label_smoothing and not task.smooths_labels:
+        raise UserError(
+            f"train.label_smoothing={cfg.train.label_smoothing:g} spreads class targets, but this "
+            f"is a {task.name} task; leave it at 0."
+        )
     place = Placement(device, channels_last, data.mean, data.std)
     return SearchContext(cfg, data, task, place, reporter)

@@ -99,6 +99,8 @@ def trainer_for(
         generators={"augment": aug_generator},
         steps_per_epoch=t.steps_per_epoch,
         precision=s.cfg.precision,
+        optimizer=t.optimizer,
+        label_smoothing=t.label_smoothing,
     )
     trainer.on_event = on_event
     return trainer

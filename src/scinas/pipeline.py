@@ -139,7 +139,12 @@ def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
     if finished is not None:
         genotype, done = finished
         s.reporter.log("search already finished: using its genotype")
-        return SearchResult(genotype=genotype, val_metrics=done["val"], seconds=done["seconds"])
+        return SearchResult(
+            genotype=genotype,
+            val_metrics=done["val"],
+            seconds=done["seconds"],
+            recipe=done.get("recipe"),
+        )
     result = create_strategy(s.cfg.search.strategy).search(replace(s, run=run))
     if run is not None:
         result.genotype.to_json(run.file("genotype.json"))
@@ -151,9 +156,12 @@ def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
                 "genotype": result.genotype.to_dict(),
                 "val": result.val_metrics,
                 "seconds": result.seconds,
+                "recipe": result.recipe,
                 "logs": {name: _size(run.file(name)) for name in LOGS},
             },
         )
+        if result.recipe is not None:
+            run.write_json("recipe.json", result.recipe)
         Checkpointer(run, "search").clear()
     s.reporter.log(f"searched genotype: {result.genotype.to_dict()}")
     return result
@@ -417,6 +425,12 @@ def run(
     with _working(run_dir):
         # space -> strategy -> architecture (genotype.json)
         searched = _search(s, run_dir)
+        if searched.recipe:  # the training recipe the search chose (`strategies.lineage`)
+            train = s.cfg.train.model_copy(update=searched.recipe)
+            s = replace(s, cfg=s.cfg.model_copy(update={"train": train}))
+            s.reporter.log(
+                "recipe: " + ", ".join(f"train.{k}={v}" for k, v in searched.recipe.items())
+            )
         # architecture -> network -> results: trained from scratch, tested once
         if keep_supernet and run_dir is None:  # DDP: process 0 scores the supernet
             results = {}
@@ -434,6 +448,7 @@ def run(
             supernet = _trained_supernet(s, searched, run_dir) if inherits(cfg) else None
             _, results = _train(s, searched.genotype, run_dir, deadline, supernet=supernet)
         results.update(
+            recipe=searched.recipe,
             search_seconds=searched.seconds,
             supernet={"val": searched.val_metrics},
             device=str(s.device),

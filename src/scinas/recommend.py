@@ -1,34 +1,18 @@
 """The recommended search for a dataset and a budget: what `scinas compare` runs as the method
-``scinas``, and what the README tells a new user to run when the question is "is there a better
-network than the ones people design, at the same compute?".
+``scinas`` (and, with the architecture fixed, as ``hpo``), and what README tells a new user to run
+when the question is "is there a better network than the ones people design, at the same
+compute?".
 
-The recipe (measured in README, "Was NAS worth it?"; never chosen by the dataset's name):
+It is a lineage search (`scinas.strategies.lineage`) in the macro space, which holds the
+hand-designed ResNets: it starts from ``macro:resnet_tiny`` with the train section's recipe and
+trains it; challengers branch off it by function-preserving architecture changes or by changes
+of the training recipe, and replace it only when better beyond the noise of their evaluation. The
+network it ends with keeps training from its weights for the rest of the budget, so the compute
+spent on it in the search is not thrown away, and when no challenger wins, the result is the start
+network trained for the budget less the challengers' share.
 
-* the macro space (`scinas.spaces.macro`), which holds the hand-designed ResNets: dense
-  convolutions, fast per FLOP on CPUs and GPUs, unlike the cell spaces' separable ones;
-* regularised evolution over it, starting from ``macro:resnet_tiny`` (the best of the
-  hand-designed networks on every dataset measured), so the search begins where a careful user
-  would, among networks of a few times that one's cost at most (``WIDTHS``, up to 2 blocks a
-  stage, basic and bottleneck blocks, kernels 3 and 5);
-* multi-fidelity: each candidate reports its validation score per epoch and ASHA stops the weak
-  ones at the first rung, and every one still training when the search's time is up
-  (`scinas.strategies.fidelity`);
-* the winner keeps training from its checkpoint in the retraining phase instead of starting
-  again, so the compute spent on it during the search is not thrown away;
-* with a budget, a smaller share of it for searching than DARTS gets (``SEARCH_SHARE``): the
-  final network's training is where most of the accuracy comes from at small budgets;
-* a search that cannot pay stops (``search.min_candidates``, `scinas.strategies.fidelity`):
-  once the start network is evaluated, if the search time left affords fewer candidates than it
-  takes to get past evolution's first population (random draws), the search ends there and the
-  start network takes the time as training, and the log and ``metrics.jsonl`` say so. A
-  candidate's cost is the start's seconds per epoch scaled by the space's mean FLOPs over the
-  start's and by the epochs ASHA lets a candidate train on average. Measured in README: at the
-  tiny preset's 120 s the search kept ``resnet_tiny`` with less training time and lost to it
-  (0.476 against 0.583 on the CIFAR-10 subset); at 600 s on Fashion-MNIST, with the start's
-  own cost as the estimate, the search went on (56 candidates estimated, 11 afforded: they
-  cost 3.4 times the start per epoch and trained 2.1 epochs on average), and its winners
-  (0.878) lost to ``resnet_tiny`` trained for the whole budget (0.902); the scaled estimate
-  says 7 and 4 there (it overestimates by 1.3-1.9x), so that search would stop.
+``macro_evolution`` is the previous recommendation (regularised evolution with ASHA over the same
+space), kept for the benchmarks that measure candidate costs.
 """
 
 from __future__ import annotations
@@ -36,16 +20,44 @@ from __future__ import annotations
 from .config import Config
 from .strategies.blackbox import EvolutionSettings
 
-SEARCH_SHARE = 0.4  # of compare.budget, searching; the rest trains the winner on
+SEARCH_SHARE = 0.5  # of compare.budget, searching (the incumbent trains in it); the rest goes on
+EVOLUTION_SHARE = 0.4  # macro_evolution's: its candidates train from scratch
 START_FROM = ["macro:resnet_tiny"]
 WIDTHS = (16, 32, 64)
 CANDIDATES = 10  # without a budget; with one, as many as its search share allows
 POPULATION = EvolutionSettings.model_fields["population"].default
 
 
-def recommended(cfg: Config) -> Config:
-    """``cfg`` with the recommended search strategy, space and settings filled in; with
-    ``compare.budget`` its search time is ``SEARCH_SHARE`` of it."""
+def recommended(cfg: Config, *, architecture: bool = True) -> Config:
+    """``cfg`` with the recommended search filled in: a lineage from ``START_FROM`` that searches
+    the architecture (unless ``architecture`` is false: the method ``hpo``) and the training
+    recipe; with ``compare.budget`` its search time is ``SEARCH_SHARE`` of it."""
+    tree = cfg.model_dump()
+    search = tree["search"]
+    search.update(
+        strategy="lineage",
+        space="macro",
+        start_from=START_FROM,
+        morph=architecture,
+        recipe=True,
+        widths=[16, 32, 64, 128],
+        depths=[0, 1, 2, 3],
+        blocks=["basic", "bottleneck"],
+        kernels=[3, 5, 7],
+        dilations=[1],
+        expansions=[1, 2, 4],
+        se=[False],
+    )
+    budget = tree["compare"]["budget"]
+    if budget is not None:
+        search["time_budget"] = budget * SEARCH_SHARE
+        tree["train"]["time_budget"] = budget * (1 - SEARCH_SHARE)
+    return Config.model_validate(tree)
+
+
+def macro_evolution(cfg: Config) -> Config:
+    """``cfg`` with the previous recommendation: regularised evolution with ASHA over the macro
+    space from ``START_FROM``; with ``compare.budget`` its search time is ``EVOLUTION_SHARE``."""
     tree = cfg.model_dump()
     search = tree["search"]
     search.update(
@@ -73,6 +85,6 @@ def recommended(cfg: Config) -> Config:
     )
     budget = tree["compare"]["budget"]
     if budget is not None:
-        search["time_budget"] = budget * SEARCH_SHARE
-        tree["train"]["time_budget"] = budget * (1 - SEARCH_SHARE)
+        search["time_budget"] = budget * EVOLUTION_SHARE
+        tree["train"]["time_budget"] = budget * (1 - EVOLUTION_SHARE)
     return Config.model_validate(tree)

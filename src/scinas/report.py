@@ -305,6 +305,58 @@ def _search_progress(events: list[dict]) -> list[str]:
     return parts
 
 
+def _lineage(events: list[dict]) -> list[str]:
+    """A lineage search's decisions (`scinas.strategies.lineage`): each challenger's advantage
+    over the incumbent, the noise it was judged against, the verdict; then the recipe chosen."""
+    rows = [e for e in events if e.get("event") == "lineage_decision"]
+    result = next((e for e in events if e.get("event") == "lineage_result"), None)
+    floor = next((e for e in events if e.get("event") == "lineage_floor"), None)
+    if result is None:
+        return []
+    parts = ["<h2>Lineage search</h2>"]
+    if floor is not None:
+        parts.append(
+            f"<p>The start scored above a constant prediction after {floor['steps']} steps: "
+            f"{'yes' if floor['above_chance'] else 'no (no challenger was judged)'}.</p>"
+        )
+    if rows:
+        head = [
+            "round",
+            "challenger",
+            "steps",
+            "incumbent",
+            "challenger",
+            "advantage",
+            "noise",
+            "verdict",
+        ]
+        keys = (
+            "round",
+            "move",
+            "challenger_steps",
+            "incumbent",
+            "challenger",
+            "advantage",
+            "noise",
+            "verdict",
+        )
+        body = ["".join(f"<td>{html.escape(_fmt(e.get(k)))}</td>" for k in keys) for e in rows]
+        parts.append(_grid(head, body))
+    recipe = result["recipe"]
+    changed = result["recipe_changes"]
+    parts.append(
+        f"<p>{result['accepted']} challengers accepted, {result['rejected']} rejected as not "
+        "better beyond noise. Recipe: "
+        + html.escape(
+            ", ".join(
+                f"{k}={v}" + (" (searched)" if k in changed else "") for k, v in recipe.items()
+            )
+        )
+        + "</p>"
+    )
+    return parts
+
+
 def _range_tests(figs: Figures, events: list[dict]) -> list[str]:
     """``lr=auto``: each range test's choice (table) and curve (figure), `scinas.lr_finder`."""
     tests = [e for e in events if e.get("event") == "lr_range_test"]
@@ -502,6 +554,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
                 "the search may have collapsed (see the diagnostics plot).</p>"
             )
         parts += _search_progress(events)
+    parts += _lineage(events)
     parts += _gap(results, metric) + _range_tests(figs, events) + _divergences(events)
     section = None
     for sec, title, uri in figs.items:

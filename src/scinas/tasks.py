@@ -38,6 +38,7 @@ class Task(ABC):
 
     primary_metric: str = ""
     higher_is_better: bool = True
+    smooths_labels: ClassVar[bool] = False  # its loss takes ``smoothing`` (train.label_smoothing)
 
     #: Auto-detection asks the tasks in increasing order, so a more specific task goes first.
     detect_order: ClassVar[int] = 100
@@ -133,6 +134,20 @@ class Task(ABC):
         """Network outputs -> predictions in the targets' original units / label space."""
         return output
 
+    def sample_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample scores, higher is better, whose differences pair two networks on the same
+        samples (`scinas.strategies.lineage`): minus each sample's loss, by default."""
+        enc = self.encode_targets(targets)
+        return -torch.stack(
+            [self.loss(o[None], t[None]) for o, t in zip(outputs, enc, strict=True)]
+        )
+
+    def constant_scores(self, train_targets: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`sample_scores` of a network that knows nothing: a constant output (zero: the
+        training mean of standardised targets, even odds of logits)."""
+        zeros = torch.zeros(len(targets), self.num_outputs)
+        return self.sample_scores(zeros, targets)
+
     @abstractmethod
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict:
         """Metrics of the whole set: ``outputs`` raw network outputs (N, K), ``targets`` as in
@@ -162,6 +177,7 @@ class Classification(Task):
     name: str = "classification"
     num_outputs: int = 2
     primary_metric: str = "accuracy"
+    smooths_labels: ClassVar[bool] = True
 
     detect_order: ClassVar[int] = 20
     output_noun: ClassVar[str] = "classes"
@@ -255,8 +271,15 @@ class Classification(Task):
     def example_targets(cls, n=24):
         return np.arange(n, dtype=np.int64) % 3
 
-    def loss(self, output, target):
-        return F.cross_entropy(output, target)
+    def loss(self, output, target, smoothing: float = 0.0):
+        return F.cross_entropy(output, target, label_smoothing=smoothing)
+
+    def sample_scores(self, outputs, targets):
+        return (outputs.argmax(dim=1) == targets).float()
+
+    def constant_scores(self, train_targets, targets):
+        majority = int(torch.bincount(train_targets.long()).argmax())
+        return (targets == majority).float()
 
     def decode_outputs(self, output):
         return output.argmax(dim=1)

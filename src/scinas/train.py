@@ -195,12 +195,24 @@ def _cpu_copy(obj):
     return copy.deepcopy(obj)
 
 
-def cosine_sgd(params, lr, lr_min, momentum, weight_decay, steps):
-    """SGD with a cosine schedule from ``lr`` to ``lr_min`` over ``steps`` optimiser steps.
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def make_optimizer(params, name: str, lr: float, momentum: float, weight_decay: float):
+    """The weight optimiser ``name`` (`OPTIMIZERS`): SGD with momentum, or AdamW with
+    ``momentum`` as its first beta and decoupled weight decay."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def cosine_sgd(params, lr, lr_min, momentum, weight_decay, steps, optimizer: str = "sgd"):
+    """The optimiser (SGD by default) with a cosine schedule from ``lr`` to ``lr_min`` over
+    ``steps`` optimiser steps.
 
     Stepped per batch, not per epoch as DARTS did: the same curve for long runs, and a run of
     one or two epochs (a small time budget) still anneals."""
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps), eta_min=lr_min)
     return optimizer, scheduler
 
@@ -288,6 +300,7 @@ class Trainer:
         lr_key: str = "train.lr",
         on_event: Callable[[dict], None] | None = None,
         precision: str = "fp32",
+        optimizer: str = "sgd",
     ):
         self.model, self.task, self.hooks, self.sources = model, task, hooks, sources
         self.on_event = on_event
@@ -299,7 +312,7 @@ class Trainer:
         self.n_steps = min(self.full_steps, steps_per_epoch or self.full_steps)
         self.params = list(model.parameters() if params is None else params)
         self.optimizer, self.scheduler = cosine_sgd(
-            self.params, lr, lr_min, momentum, weight_decay, epochs * self.n_steps
+            self.params, lr, lr_min, momentum, weight_decay, epochs * self.n_steps, optimizer
         )
         self.generators = {n: b.generator for n, b in sources.items() if b.generator is not None}
         self.generators.update(generators or {})
@@ -685,8 +698,10 @@ class NetworkHooks:
         drop_path_prob: float = 0.0,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
+        label_smoothing: float = 0.0,
     ):
         self.model, self.task, self.val_batches = model, task, val_batches
+        self.label_smoothing = label_smoothing
         self.epochs, self.auxiliary_weight = epochs, auxiliary_weight
         self.drop_path_prob, self.augment, self.on_epoch = drop_path_prob, augment, on_epoch
 
@@ -702,9 +717,10 @@ class NetworkHooks:
         out = self.model(xb)
         out, aux = out if isinstance(out, tuple) else (out, None)
         target = self.task.encode_targets(yb)
-        loss = self.task.loss(out, target)
+        smooth = {"smoothing": self.label_smoothing} if self.label_smoothing else {}
+        loss = self.task.loss(out, target, **smooth)
         if aux is not None and self.auxiliary_weight > 0:
-            loss = loss + self.auxiliary_weight * self.task.loss(aux, target)
+            loss = loss + self.auxiliary_weight * self.task.loss(aux, target, **smooth)
         return parallel.scale_loss(loss, len(xb)), out, yb
 
     def partial(self) -> dict:
@@ -745,6 +761,8 @@ def network_trainer(
     generators: dict[str, torch.Generator] | None = None,
     steps_per_epoch: int | None = None,
     precision: str = "fp32",
+    optimizer: str = "sgd",
+    label_smoothing: float = 0.0,
 ) -> Trainer:
     """The `Trainer` of a discrete network (see `train_network`)."""
     hooks = NetworkHooks(
@@ -756,6 +774,7 @@ def network_trainer(
         drop_path_prob=drop_path_prob,
         augment=augment,
         on_epoch=on_epoch,
+        label_smoothing=label_smoothing,
     )
     return Trainer(
         model,
@@ -773,6 +792,7 @@ def network_trainer(
         checkpointer=checkpointer,
         track=track,
         precision=precision,
+        optimizer=optimizer,
     )
 
 

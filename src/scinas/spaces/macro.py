@@ -263,6 +263,20 @@ def check_input(input_hw) -> tuple[int, int]:
     return h, w
 
 
+def stage_strides(arch: MacroArch, input_hw) -> list[int]:
+    """Each stage's stride for inputs of ``input_hw``: 2 where it downsamples, while the map
+    stays at least 2×2 (after the large-input stem's two halvings)."""
+    side = min(int(s) for s in input_hw)
+    if side > SMALL_INPUT_MAX_SIDE:
+        side = (((side + 1) // 2) + 1) // 2
+    allowed, used, strides = max_reductions(side, side), 0, []
+    for st in arch.stages:
+        stride = 2 if st.downsample and used < allowed else 1
+        used += stride == 2
+        strides.append(stride)
+    return strides
+
+
 class MacroNetwork(nn.Module):
     """The network of a `MacroArch` for (C, H, W) inputs and ``num_outputs`` outputs (logits or
     regression targets, the task's head decides). ``forward`` returns ``(output, None)``."""
@@ -275,24 +289,18 @@ class MacroNetwork(nn.Module):
                 f"in_channels={in_channels}, num_outputs={num_outputs}."
             )
         h, w = check_input(input_hw)
-        self.arch = arch
+        self.arch, self.input_hw = arch, (h, w)
         self.drop_path_prob = 0.0  # the trainer sets it; no paths to drop
-        side = min(h, w)
-        if side <= SMALL_INPUT_MAX_SIDE:
+        if min(h, w) <= SMALL_INPUT_MAX_SIDE:
             stem: list[nn.Module] = _conv_bn(in_channels, arch.stem, 3)
             stem.append(nn.ReLU(inplace=True))
         else:
             stem = [*_conv_bn(in_channels, arch.stem, 7, 2), nn.ReLU(inplace=True)]
             stem.append(nn.MaxPool2d(3, stride=2, padding=1))
-            side = (((side + 1) // 2) + 1) // 2
         self.stem = nn.Sequential(*stem)
-        allowed, used = max_reductions(side, side), 0
-        self.strides: list[int] = []
+        self.strides: list[int] = stage_strides(arch, (h, w))
         stages, C = [], arch.stem
-        for st in arch.stages:
-            stride = 2 if st.downsample and used < allowed else 1
-            used += stride == 2
-            self.strides.append(stride)
+        for st, stride in zip(arch.stages, self.strides, strict=True):
             blocks = [MacroBlock(st, C, st.width, stride)]
             blocks += [MacroBlock(st, st.width, st.width, 1) for _ in range(st.depth - 1)]
             stages.append(nn.Sequential(*blocks))
@@ -456,6 +464,12 @@ class MacroSpace(SearchSpace):
 
     def network_summary(self, arch, t) -> str:
         return str(arch)
+
+    def morphs(self, arch: MacroArch, s, input_hw) -> list:
+        """Function-preserving steps from ``arch`` within ``s``'s options (`macro_morph`)."""
+        from .macro_morph import morphs
+
+        return morphs(arch, s, input_hw)
 
     def planning_stand_in(self) -> MacroArch:
         return baseline_points()["macro:resnet_tiny"]

@@ -44,6 +44,7 @@ class SearchResult:
     val_metrics: dict | None = None  # the supernet's final validation metrics
     seconds: float = 0.0
     retrain: bool = True  # False: another worker of a shared study runs the final retrain
+    recipe: dict | None = None  # train-section fields the search chose (`strategies.lineage`)
 
 
 class Strategy(Protocol):

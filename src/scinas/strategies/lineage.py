@@ -1,0 +1,511 @@
+"""The ``lineage`` strategy: one network trained once and improved on the way, never replaced by
+a challenger that is not better beyond the noise of its evaluation.
+
+The incumbent starts as ``search.start_from`` (for the macro space ``macro:resnet_tiny``) with
+the train section's recipe, and trains in segments. Before each of its segments a challenger
+branches off it with one change:
+
+* an architecture change made by a function-preserving transformation (deepen a stage, grow its
+  kernels, widen it: `scinas.spaces.macro_morph`), so the challenger starts from everything the
+  incumbent learnt (network morphisms, Elsken et al. 2018/2019);
+* or a change of the training recipe: the learning rate (×2, ×½), the optimizer (SGD with
+  momentum, AdamW), the weight decay (×4, ×¼), the batch size (×2, ×½), label smoothing (0, 0.1)
+  and the augmentation family (none, default, natural, rotation), as population-based training
+  explores (Jaderberg et al. 2017).
+
+Both then train for the same compute (the challenger's steps scaled by its FLOPs and batch size
+against the incumbent's) and are scored on every validation sample. The challenger replaces the
+incumbent only when its advantage, paired over the validation samples, exceeds
+``search.noise_z`` times its standard error; the log records the advantage, the noise and the
+verdict of every decision. Scores at chance decide nothing: the incumbent first trains until its
+validation score is above that of a constant prediction (the same paired test), and that many
+steps, at least, are each segment's length (fidelity in steps, not epochs).
+
+The final network is the incumbent with its recipe (``recipe.json`` in the run directory), and
+its training goes on from its weights for the rest of the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from .. import parallel
+from ..data.augment import make_augment
+from ..errors import UserError
+from ..fit import build_network, subset
+from ..flops import count_flops
+from ..rundir import atomic_write
+from ..signals import STOP, Interrupted
+from ..train import make_optimizer, model_output, predict
+from .base import STRATEGIES, SearchContext, SearchResult, SearchStrategy, StrategySettings
+from .fidelity import WINNER
+
+AUGMENTS = ("none", "default", "natural", "rotation")
+ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
+SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
+FLOOR_UNITS = 10  # without a time budget, the start's most units of steps to rise above chance
+
+
+class LineageSettings(StrategySettings):
+    start_from: list[str] | None = Field(
+        None,
+        description="the architecture the lineage starts from, e.g. macro:resnet_tiny (None: the "
+        "space's stand-in network)",
+    )
+    budget: int = Field(20, ge=1, description="most challengers tried (a time budget may end it)")
+    noise_z: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="a challenger replaces the incumbent when its paired validation advantage "
+        "exceeds this many standard errors",
+    )
+    morph: bool = Field(
+        True,
+        description="challengers may change the architecture, in spaces with function-preserving "
+        "transformations (macro)",
+    )
+    recipe: bool = Field(True, description="challengers may change the training recipe")
+    continue_winner: bool = Field(
+        True,
+        description="the final training goes on from the incumbent's weights (false: retrain "
+        "the chosen network and recipe from scratch)",
+    )
+    segment_steps: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="training steps per segment (None: from the time budget, at least the steps "
+        "the start takes to score above chance)",
+    )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a network trains with (the train section's fields of the same names)."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    label_smoothing: float
+    augment: str
+
+    @classmethod
+    def of(cls, t) -> Recipe:
+        return cls(
+            t.optimizer,
+            float(t.lr),
+            t.momentum,
+            t.weight_decay,
+            t.batch_size,
+            t.label_smoothing,
+            t.augment,
+        )
+
+    def changes(self, t) -> dict:
+        """The train-section fields this recipe changes."""
+        return {k: v for k, v in asdict(self).items() if getattr(t, k) != v}
+
+
+@dataclass
+class Branch:
+    """A network in training: its architecture, weights, optimiser and recipe."""
+
+    arch: object
+    net: torch.nn.Module
+    recipe: Recipe
+    optimizer: torch.optim.Optimizer
+    steps: int = 0  # optimiser steps taken in the lineage
+
+    def fork(self) -> Branch:
+        net = copy.deepcopy(self.net)
+        opt = make_optimizer(net.parameters(), **_opt_args(self.recipe))
+        opt.load_state_dict(self.optimizer.state_dict())
+        return Branch(self.arch, net, self.recipe, opt, self.steps)
+
+
+def _opt_args(r: Recipe) -> dict:
+    return {"name": r.optimizer, "lr": r.lr, "momentum": r.momentum, "weight_decay": r.weight_decay}
+
+
+def paired(challenger: torch.Tensor, incumbent: torch.Tensor) -> tuple[float, float]:
+    """The mean per-sample advantage of ``challenger`` over ``incumbent`` (higher is better) and
+    its standard error over the samples."""
+    d = (challenger - incumbent).double()
+    n = len(d)
+    if n < 2:
+        return float(d.mean()) if n else 0.0, math.inf
+    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n)
+
+
+class LineageStrategy(SearchStrategy):
+    name = "lineage"
+    kind = "lineage"
+    description = (
+        "train one network once; challengers (morphisms, recipe changes) replace it only when "
+        "better beyond measured noise"
+    )
+    Settings = LineageSettings
+
+    @classmethod
+    def check_search(cls, s, space) -> None:
+        super().check_search(s, space)
+        if not s.morph and not s.recipe:
+            raise ValueError(
+                "search.morph and search.recipe are both false: the lineage has nothing to try"
+            )
+
+    def preflight(self, ctx: SearchContext) -> None:
+        _start(ctx)  # an unknown or foreign start architecture is refused before anything runs
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        return Lineage(ctx).run()
+
+
+STRATEGIES.register("lineage", LineageStrategy)
+
+
+def _start(ctx: SearchContext):
+    from ..spaces import SPACES, load_genotype
+
+    s = ctx.cfg.search
+    space = SPACES.get(s.space)
+    if not s.start_from:
+        return space.planning_stand_in()
+    if len(s.start_from) != 1:
+        raise UserError(
+            f"search.start_from names {len(s.start_from)} architectures; the lineage starts "
+            "from one."
+        )
+    arch = load_genotype(s.start_from[0])
+    if arch.space != s.space:
+        raise UserError(
+            f"search.start_from: {s.start_from[0]} is an architecture of the {arch.space} space, "
+            f"but the search runs on the {s.space} space."
+        )
+    return arch
+
+
+class Lineage:
+    """One lineage search (`LineageStrategy`)."""
+
+    def __init__(self, ctx: SearchContext):
+        from ..spaces import SPACES
+
+        self.ctx, self.cfg, self.s = ctx, ctx.cfg, ctx.cfg.search
+        self.space = SPACES.get(self.s.space)
+        data = ctx.data
+        self.x, self.y = subset(
+            data.train.x, data.train.y, self.cfg.train.max_samples, self.cfg.seed
+        )
+        self.val = ctx.place.batches(data.val.x, data.val.y, 256)
+        self.hw = tuple(data.input_shape[1:])
+        self.events: list[dict] = []
+        self.rng = np.random.default_rng(self.cfg.seed + 977)
+        self.task = ctx.task
+        self.pm = ctx.task.primary_metric
+
+    # ------------------------------------------------------------------ the pieces
+
+    def log_event(self, event: dict) -> None:
+        self.events.append(event)
+        if self.ctx.run is not None:
+            self.ctx.run.log_event(event)
+
+    def build(self, arch) -> torch.nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        d = self.ctx.data
+        return self.ctx.place.module(
+            build_network(arch, self.cfg.train, d.input_shape, d.num_outputs)
+        )
+
+    def cost(self, arch, recipe: Recipe) -> float:
+        """The compute of one step: FLOPs of a forward pass times the batch size."""
+        key = (str(arch), recipe.batch_size)
+        if key not in self._costs:
+            with torch.device("meta"):
+                net = build_network(
+                    arch, self.cfg.train, self.ctx.data.input_shape, self.ctx.data.num_outputs
+                )
+            self._costs[key] = (
+                count_flops(net, tuple(self.ctx.data.input_shape)) * recipe.batch_size
+            )
+        return self._costs[key]
+
+    _costs: dict = {}
+
+    def train(self, b: Branch, steps: int, seed: int) -> None:
+        """``steps`` optimiser steps of branch ``b`` at its recipe's constant rate; the batches
+        and augmentation are seeded by ``seed`` (a resumed lineage replays them exactly)."""
+        r = b.recipe
+        H, W = self.hw
+        gen = torch.Generator().manual_seed(seed)
+        t = self.cfg.train
+        augment = None
+        if (H, W) != (1, 1):
+            augment = make_augment(
+                r.augment,
+                H,
+                W,
+                gen,
+                cutout_length=min(t.cutout, min(H, W) // 2),
+                crop_padding=t.crop_padding,
+                hflip=t.hflip,
+            )
+        bs = min(r.batch_size, len(self.x))
+        batches = self.ctx.place.batches(self.x, self.y, bs, shuffle=True, seed=seed)
+        smooth = {"smoothing": r.label_smoothing} if r.label_smoothing else {}
+        b.net.train()
+        done = 0
+        while done < steps:
+            for xb, yb in batches:
+                if STOP:
+                    raise Interrupted(f"stopped in the lineage search after {b.steps} steps")
+                if augment is not None:
+                    xb = augment(xb)
+                out = model_output(b.net, xb)
+                loss = self.task.loss(out, self.task.encode_targets(yb), **smooth)
+                if not torch.isfinite(loss):
+                    raise _Diverged
+                b.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(b.net.parameters(), t.grad_clip)
+                b.optimizer.step()
+                done += 1
+                b.steps += 1
+                if done >= steps:
+                    break
+
+    def score(self, net: torch.nn.Module) -> tuple[torch.Tensor, dict]:
+        """Per-sample validation scores (higher is better) and the split's metrics."""
+        outputs, targets = predict(net, self.val)
+        outputs, targets = outputs.cpu(), targets.cpu()
+        return self.task.sample_scores(outputs, targets), self.task.metrics(outputs, targets)
+
+    def chance_scores(self) -> torch.Tensor:
+        """Per-sample scores of a constant prediction (`Task.constant_scores`)."""
+        return self.task.constant_scores(self.y.cpu(), self.ctx.data.val.y.cpu())
+
+    # ------------------------------------------------------------------ moves
+
+    def moves(self, b: Branch) -> list[tuple[str, object]]:
+        """Every one-change challenger of ``b``: (description, morphism or recipe)."""
+        out: list[tuple[str, object]] = []
+        if self.s.morph and getattr(self.space, "morphs", None) is not None:
+            out += [(m.name, m) for m in self.space.morphs(b.arch, self.s, self.hw)]
+        if not self.s.recipe:
+            return out
+        r, n = b.recipe, len(self.x)
+        for f in (2.0, 0.5):
+            out.append((f"lr {r.lr:g} -> {r.lr * f:g}", replace(r, lr=r.lr * f)))
+        if r.optimizer == "sgd":
+            other = replace(r, optimizer="adamw", lr=ADAMW_LR, weight_decay=ADAMW_WD)
+        else:
+            t = self.cfg.train
+            sgd_lr = float(t.lr) if t.optimizer == "sgd" else 0.025
+            sgd_wd = t.weight_decay if t.optimizer == "sgd" else 3e-4
+            other = replace(r, optimizer="sgd", lr=sgd_lr, weight_decay=sgd_wd)
+        out.append((f"optimizer {r.optimizer} -> {other.optimizer}", other))
+        for f in (4.0, 0.25):
+            wd = r.weight_decay * f if r.weight_decay else 1e-4
+            out.append((f"weight decay {r.weight_decay:g} -> {wd:g}", replace(r, weight_decay=wd)))
+        for bs in (r.batch_size * 2, r.batch_size // 2):
+            if 16 <= bs <= max(16, n // 4):
+                out.append((f"batch size {r.batch_size} -> {bs}", replace(r, batch_size=bs)))
+        if self.task.smooths_labels:
+            ls = 0.1 if r.label_smoothing == 0 else 0.0
+            out.append(
+                (f"label smoothing {r.label_smoothing:g} -> {ls:g}", replace(r, label_smoothing=ls))
+            )
+        if self.hw != (1, 1):
+            for a in AUGMENTS:
+                if a != r.augment:
+                    out.append((f"augment {r.augment} -> {a}", replace(r, augment=a)))
+        return out
+
+    def challenger(self, b: Branch, move, seed: int) -> Branch:
+        if isinstance(move, Recipe):
+            c = b.fork()
+            if move.optimizer != b.recipe.optimizer:  # a new optimiser starts without state
+                c.optimizer = make_optimizer(c.net.parameters(), **_opt_args(move))
+            else:
+                for g in c.optimizer.param_groups:
+                    g.update(lr=move.lr, weight_decay=move.weight_decay)
+            c.recipe = move
+            return c
+        net = move.apply(b.net, seed=seed)
+        opt = make_optimizer(net.parameters(), **_opt_args(b.recipe))
+        return Branch(move.target, net, b.recipe, opt, b.steps)
+
+    # ------------------------------------------------------------------ the search
+
+    def run(self) -> SearchResult:
+        ctx, s, t0 = self.ctx, self.s, time.perf_counter()
+        if ctx.resume and ctx.run is not None:  # an interrupted lineage starts again
+            from ..checkpoint import Checkpointer
+
+            Checkpointer(ctx.run, "search").truncate_logs({"metrics.jsonl": 0})
+        deadline = None if s.time_budget is None else t0 + s.time_budget
+        arch = _start(ctx)
+        recipe = Recipe.of(self.cfg.train)
+        net = self.build(arch)
+        inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **_opt_args(recipe)))
+        chance = self.chance_scores()
+        what = {(True, True): "architecture and recipe", (False, True): "recipe"}
+        ctx.reporter.log(
+            f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
+            f"challengers accepted above {s.noise_z:g} standard errors"
+        )
+        # the floor: train the start until it scores above a constant prediction
+        unit = max(10, min(100, math.ceil(len(self.x) / recipe.batch_size)))
+        floor_steps, started = 0, time.perf_counter()
+        while True:
+            self.train(inc, unit, seed=self.cfg.seed * 7919 + floor_steps)
+            floor_steps += unit
+            scores, metrics = self.score(inc.net)
+            adv, se = paired(scores, chance)
+            above = adv > s.noise_z * se and adv > 0
+            if above or (deadline is not None and time.perf_counter() > t0 + 0.5 * s.time_budget):
+                break
+            if deadline is None and floor_steps >= FLOOR_UNITS * unit:
+                break
+        step_seconds = (time.perf_counter() - started) / floor_steps
+        self.log_event(
+            {
+                "event": "lineage_floor",
+                "steps": floor_steps,
+                "above_chance": bool(above),
+                "advantage": adv,
+                "noise": se,
+                "val": metrics,
+            }
+        )
+        ctx.reporter.log(
+            f"lineage: the start scores {metrics[self.pm]:.4f} after {floor_steps} steps, "
+            + (
+                f"above chance by {adv:.4f} (noise {se:.4f})"
+                if above
+                else f"not above chance ({adv:.4f}, noise {se:.4f}): no challenger is judged"
+            )
+        )
+        inc_scores, inc_metrics = scores, metrics
+        accepted = rejected = 0
+        if above:
+            seg = s.segment_steps
+            if seg is None:
+                seg = floor_steps
+                if deadline is not None:
+                    left = deadline - time.perf_counter()
+                    seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
+            tried: set[str] = set()
+            for k in range(s.budget):
+                if STOP:
+                    raise Interrupted("stopped in the lineage search")
+                round_start = time.perf_counter()
+                if deadline is not None and round_start + 2.2 * seg * step_seconds > deadline:
+                    break
+                options = [(name, m) for name, m in self.moves(inc) if name not in tried]
+                if not options:
+                    tried.clear()
+                    options = self.moves(inc)
+                if not options:
+                    break
+                name, move = options[int(self.rng.integers(len(options)))]
+                tried.add(name)
+                ch = self.challenger(inc, move, seed=self.cfg.seed + k)
+                ratio = self.cost(inc.arch, inc.recipe) / self.cost(ch.arch, ch.recipe)
+                ch_steps = max(1, round(seg * ratio))
+                seed = self.cfg.seed * 7919 + 104729 * (k + 1)
+                try:
+                    self.train(ch, ch_steps, seed)
+                    ch_scores, ch_metrics = self.score(ch.net)
+                except _Diverged:
+                    ch_scores, ch_metrics = None, None
+                self.train(inc, seg, seed)
+                inc_scores, inc_metrics = self.score(inc.net)
+                if ch_scores is None:
+                    adv, se, win = -math.inf, math.nan, False
+                else:
+                    adv, se = paired(ch_scores, inc_scores)
+                    win = adv > s.noise_z * se and adv > 0
+                verdict = (
+                    "accepted" if win else "within noise" if adv > -s.noise_z * se else "worse"
+                )
+                if ch_scores is None:
+                    verdict = "diverged"
+                self.log_event(
+                    {
+                        "event": "lineage_decision",
+                        "round": k + 1,
+                        "move": name,
+                        "steps": seg,
+                        "challenger_steps": ch_steps,
+                        "incumbent": inc_metrics[self.pm],
+                        "challenger": None if ch_metrics is None else ch_metrics[self.pm],
+                        "advantage": adv if math.isfinite(adv) else None,
+                        "noise": se if math.isfinite(se) else None,
+                        "verdict": verdict,
+                        "seconds": time.perf_counter() - round_start,
+                    }
+                )
+                ctx.reporter.log(
+                    f"lineage round {k + 1}: {name}: val {self.pm} "
+                    + (
+                        f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
+                        f"advantage {adv:+.4f}, noise {se:.4f}: {verdict}"
+                        if ch_metrics is not None
+                        else "diverged"
+                    )
+                )
+                if win:
+                    inc, inc_scores, inc_metrics = ch, ch_scores, ch_metrics
+                    accepted += 1
+                    tried.clear()
+                else:
+                    rejected += 1
+        changes = inc.recipe.changes(self.cfg.train)
+        self.log_event(
+            {
+                "event": "lineage_result",
+                "arch": inc.arch.to_dict(),
+                "recipe": asdict(inc.recipe),
+                "recipe_changes": changes,
+                "accepted": accepted,
+                "rejected": rejected,
+                "steps": inc.steps,
+            }
+        )
+        ctx.reporter.log(
+            f"lineage: {accepted} challengers accepted, {rejected} rejected as not better beyond "
+            f"noise; the network: {inc.arch}; recipe changes: {changes or 'none'}"
+        )
+        self._keep(inc)
+        return SearchResult(
+            genotype=inc.arch,
+            history=self.events,
+            val_metrics=inc_metrics,
+            seconds=time.perf_counter() - t0,
+            recipe=changes,
+        )
+
+    def _keep(self, inc: Branch) -> None:
+        """The incumbent's weights as the winner: the final training starts from them."""
+        run = self.ctx.run
+        if run is None or not parallel.leader():
+            return
+        net = getattr(inc.net, "_orig_mod", inc.net)
+        weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))
+
+
+class _Diverged(Exception):
+    """A challenger's loss was not finite: it loses."""

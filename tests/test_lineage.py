@@ -1,0 +1,309 @@
+"""The lineage search (`scinas.strategies.lineage`): function-preserving morphisms of macro
+networks, the paired noise rule, the recipe it searches, and the compare methods built on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import scinas
+from conftest import TINY, for_strategy
+from scinas.config import build_config
+from scinas.errors import UserError
+from scinas.spaces import load_genotype
+from scinas.spaces.macro import MacroArch, MacroNetwork, MacroStage
+from scinas.spaces.macro_morph import morphs
+from scinas.strategies.lineage import paired
+from scinas.tasks import TASKS
+
+OPTIONS = [
+    "search.space=macro",
+    "search.widths=[8,16,32,64,128]",
+    "search.depths=[0,1,2,3]",
+    "search.kernels=[3,5,7]",
+    "search.blocks=[basic,bottleneck,inverted]",
+]
+START = {
+    "resnet_tiny": load_genotype("macro:resnet_tiny"),
+    "bottlenecks": MacroArch(
+        16,
+        (
+            MacroStage(1, 16, downsample=False, block="bottleneck", expansion=2),
+            MacroStage(2, 32, block="bottleneck", expansion=4, kernel=5),
+        ),
+    ),
+    "same-width stages": MacroArch(8, (MacroStage(1, 8, False), MacroStage(1, 8, False))),
+}
+
+
+def _search_section():
+    return build_config(
+        "tiny", overrides=for_strategy(["search.strategy=lineage", *OPTIONS])
+    ).search
+
+
+def _randomised(net: torch.nn.Module) -> torch.nn.Module:
+    """A network whose BatchNorms are far from their start (zero residual weights included)."""
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = torch.randn(m.weight.shape, generator=g)
+            m.bias.data = torch.randn(m.bias.shape, generator=g)
+            m.running_mean = torch.randn(m.running_mean.shape, generator=g)
+            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
+    return net
+
+
+def _all_morphs():
+    s = _search_section()
+    for name, arch in START.items():
+        for hw in ((28, 28), (64, 64)):
+            for m in morphs(arch, s, hw):
+                yield pytest.param(arch, hw, m, id=f"{name}-{hw[0]}-{m.name}")
+
+
+@pytest.mark.parametrize("arch,hw,morph", list(_all_morphs()))
+def test_a_morphism_keeps_the_function(arch, hw, morph):
+    net = _randomised(MacroNetwork(arch, 3, 5, hw))
+    new = morph.apply(net, seed=3)
+    assert isinstance(new, MacroNetwork) and new.arch == morph.target != arch
+    x = torch.randn(6, 3, *hw)
+    for training in (False, True):  # BatchNorm with running and with batch statistics
+        net.train(training)
+        new.train(training)
+        with torch.no_grad():
+            before, after = net(x)[0], new(x)[0]
+        assert torch.allclose(before, after, rtol=1e-4, atol=1e-5), morph.name
+    if morph.name.startswith("widen"):
+        assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in net.parameters())
+
+
+def test_the_morphisms_stay_within_the_options_and_cover_each_kind():
+    s = _search_section()
+    names = [m.name for m in morphs(START["resnet_tiny"], s, (28, 28))]
+    assert {n.split()[0] for n in names} == {"deepen", "kernel", "widen"}
+    # resnet_tiny's first stage reads the stem at its own width: widening it would need a new
+    # shortcut, so it is not offered
+    assert not any(n.startswith("widen stage 1") for n in names)
+    narrow = build_config(
+        "tiny",
+        overrides=for_strategy(
+            [
+                "search.strategy=lineage",
+                "search.space=macro",
+                "search.widths=[16,32,64]",
+                "search.depths=[1]",
+                "search.kernels=[3]",
+            ]
+        ),
+    ).search
+    # depths and kernels at their limits, widths up to 64: only the middle stage can double
+    assert [m.name for m in morphs(START["resnet_tiny"], narrow, (28, 28))] == [
+        "widen stage 2 to 64"
+    ]
+
+
+def test_a_widened_network_learns_two_different_features_from_one():
+    arch = START["resnet_tiny"]
+    morph = next(m for m in morphs(arch, _search_section(), (28, 28)) if m.name.startswith("widen"))
+    new = morph.apply(_randomised(MacroNetwork(arch, 1, 3, (28, 28))), seed=0)
+    x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    torch.nn.functional.cross_entropy(new(x)[0], y).backward()
+    stage = int(morph.name.split()[2]) - 1
+    grad = new.stages[stage][0].branch[0].weight.grad
+    half = grad.shape[0] // 2
+    assert not torch.allclose(grad[:half], grad[half:])  # the split weights break the symmetry
+
+
+def test_paired_advantage_and_noise():
+    inc = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0] * 50, dtype=torch.float)
+    better = inc.clone()
+    better[1::8] = 1  # right on 50 more samples, wrong on none more
+    adv, se = paired(better, inc)
+    assert adv == pytest.approx(50 / 400)
+    d = (better - inc).double()
+    assert se == pytest.approx(float(d.std()) / 400**0.5)
+    assert adv > 2 * se
+    same_mean = inc[torch.randperm(400, generator=torch.Generator().manual_seed(0))]
+    adv, se = paired(same_mean, inc)  # as many right, different samples: no advantage
+    assert adv == 0 and se > 0
+
+
+@pytest.mark.parametrize("task_name", list(TASKS.names()))
+def test_sample_scores_average_with_the_primary_metric_and_a_constant_is_worse(task_name):
+    cls = TASKS.get(task_name)
+    raw = torch.as_tensor(cls.example_targets(60))
+    targets = raw.float() if raw.is_floating_point() else raw
+    k = 3 if targets.dim() == 1 else targets.shape[1]
+    task = cls(num_outputs=k)
+    enc = task.encode_targets(targets)
+    # a network that knows the answer: one-hot logits for class ids, logits of the right sign
+    # for 0/1 labels, the standardised value for regression
+    if enc.dim() == 1:
+        good = torch.nn.functional.one_hot(enc.long(), k).float() * 4
+    elif raw.is_floating_point():
+        good = enc.float()
+    else:
+        good = (2 * enc.float() - 1) * 4
+    noisy = good + 0.1 * torch.randn(good.shape, generator=torch.Generator().manual_seed(0))
+    scores = task.sample_scores(noisy, targets)
+    assert scores.shape == (60,)
+    assert scores.mean() > task.constant_scores(targets, targets).mean()
+
+
+def _lineage_run(tmp_path, *extra, data=None):
+    cfg = build_config(
+        "tiny",
+        overrides=for_strategy(
+            [
+                *TINY,
+                "search.strategy=lineage",
+                "search.start_from=[macro:resnet_tiny]",
+                *OPTIONS,
+                "search.budget=3",
+                "search.segment_steps=4",
+                *extra,
+            ]
+        ),
+    )
+    return scinas.run(cfg, tmp_path / "run")
+
+
+def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
+    res = _lineage_run(tmp_path, "train.epochs=2")
+    run = tmp_path / "run"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    floor = [e for e in events if e["event"] == "lineage_floor"]
+    decisions = [e for e in events if e["event"] == "lineage_decision"]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert len(floor) == 1 and floor[0]["steps"] > 0
+    if floor[0]["above_chance"]:
+        assert len(decisions) == 3
+        for d in decisions:
+            assert d["verdict"] in {"accepted", "within noise", "worse", "diverged"}
+            if d["verdict"] == "accepted":
+                assert d["advantage"] > 2 * d["noise"]
+            elif d["verdict"] != "diverged":
+                assert d["advantage"] <= 2 * d["noise"]
+        assert result["accepted"] + result["rejected"] == 3
+    else:
+        assert decisions == []
+    assert json.loads((run / "genotype.json").read_text()) == result["arch"]
+    assert (run / "winner.pt").is_file()  # the final training goes on from the incumbent
+    assert res["recipe"] == result["recipe_changes"]
+    if result["recipe_changes"]:
+        assert json.loads((run / "recipe.json").read_text()) == result["recipe_changes"]
+    assert res["test"]["accuracy"] > 0.3  # 10 digit classes, 120 training images
+
+
+def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    # a start that never rises above a constant prediction: every score is the constant's
+    monkeypatch.setattr(
+        lineage.Lineage,
+        "score",
+        lambda self, net: (self.chance_scores(), {"accuracy": 0.1, "loss": 2.3}),
+    )
+    _lineage_run(tmp_path)
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [e["above_chance"] for e in events if e["event"] == "lineage_floor"] == [False]
+    assert not [e for e in events if e["event"] == "lineage_decision"]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert (
+        result["accepted"] == 0 and result["arch"] == load_genotype("macro:resnet_tiny").to_dict()
+    )
+
+
+def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    calls = {"n": 0}
+    real_score = lineage.Lineage.score
+
+    def score(self, net):
+        scores, metrics = real_score(self, net)
+        calls["n"] += 1
+        # after the floor, each round scores the challenger first: make round 1's far better
+        # and round 2's far worse than the incumbent
+        if calls["n"] == 2:
+            return torch.ones_like(scores), {**metrics, "accuracy": 1.0}
+        if calls["n"] == 4:
+            return torch.zeros_like(scores), {**metrics, "accuracy": 0.0}
+        return scores, metrics
+
+    monkeypatch.setattr(lineage.Lineage, "score", score)
+    monkeypatch.setattr(
+        lineage.Lineage, "chance_scores", lambda self: torch.zeros(len(self.ctx.data.val))
+    )
+    _lineage_run(tmp_path, "search.budget=2")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    verdicts = [e["verdict"] for e in events if e["event"] == "lineage_decision"]
+    assert verdicts == ["accepted", "worse"]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert result["accepted"] == 1 and result["rejected"] == 1
+
+
+def test_the_hpo_method_keeps_the_architecture(tmp_path):
+    from scinas.compare import compare
+
+    cfg = build_config("tiny", overrides=[*TINY, "compare.budget=null", "train.epochs=1"])
+    cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"budget": 2})})
+    res = compare(cfg, tmp_path / "cmp", seeds=1, methods=["hpo"])
+    run = tmp_path / "cmp" / "hpo" / "seed0"
+    conf = json.loads((run / "config.json").read_text())
+    assert conf["search"]["strategy"] == "lineage" and conf["search"]["morph"] is False
+    assert (
+        json.loads((run / "genotype.json").read_text())
+        == load_genotype("macro:resnet_tiny").to_dict()
+    )
+    assert res["methods"]["hpo"]["seeds_done"] == [0]
+
+
+@pytest.mark.parametrize(
+    "setting,needle",
+    [
+        ("train.lr=-0.1", "train.lr"),
+        ("train.optimizer=adam", "train.optimizer"),
+        ("train.augment=flip", "train.augment"),
+        ("train.label_smoothing=1.5", "train.label_smoothing"),
+        ("train.weight_decay=-1", "train.weight_decay"),
+        ("search.noise_z=0", "search.noise_z"),
+    ],
+)
+def test_a_recipe_setting_out_of_range_is_refused_before_anything_runs(tmp_path, setting, needle):
+    with pytest.raises(UserError, match=needle.replace(".", r"\.")):
+        cfg = build_config(
+            "tiny", overrides=for_strategy([*TINY, "search.strategy=lineage", *OPTIONS, setting])
+        )
+        scinas.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_label_smoothing_is_refused_for_regression(tmp_path, rotated_mnist_npz):
+    cfg = build_config(
+        "tiny",
+        overrides=[*TINY, f"data.dataset={rotated_mnist_npz}", "train.label_smoothing=0.1"],
+    )
+    with pytest.raises(UserError, match="label_smoothing"):
+        scinas.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_adamw_and_label_smoothing_train(tmp_path):
+    res = scinas.run(
+        build_config(
+            "tiny",
+            overrides=[
+                *TINY,
+                "train.optimizer=adamw",
+                "train.lr=0.003",
+                "train.label_smoothing=0.1",
+                "train.epochs=2",
+            ],
+        ),
+        tmp_path / "run",
+    )
+    assert res["test"]["accuracy"] > 0.2

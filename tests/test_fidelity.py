@@ -242,7 +242,7 @@ def test_candidate_cost_ratio_is_the_spaces_mean_flops_over_the_start_networks()
     from scinas.spaces import load_genotype
     from scinas.strategies.blackbox import decision_space
 
-    c = recommend.recommended(scinas.build_config("tiny", overrides=["compare.budget=600"]))
+    c = recommend.macro_evolution(scinas.build_config("tiny", overrides=["compare.budget=600"]))
     space = decision_space(c.search)
     data = SimpleNamespace(input_shape=(1, 28, 28), num_outputs=10)
     ctx = SimpleNamespace(data=data, cfg=c)

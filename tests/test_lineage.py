@@ -307,3 +307,35 @@ def test_adamw_and_label_smoothing_train(tmp_path):
         tmp_path / "run",
     )
     assert res["test"]["accuracy"] > 0.2
+
+
+def test_recipe_dims_left_out_stay_fixed(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    # every challenger is judged far better, so each accepted change shows in the recipe
+    real_score = lineage.Lineage.score
+    calls = {"n": 0}
+
+    def score(self, net):
+        scores, metrics = real_score(self, net)
+        calls["n"] += 1
+        better = calls["n"] % 2 == 0  # the floor's score is call 1, then challenger, incumbent
+        return (torch.ones_like(scores) if better else torch.zeros_like(scores)), metrics
+
+    monkeypatch.setattr(lineage.Lineage, "score", score)
+    monkeypatch.setattr(
+        lineage.Lineage, "chance_scores", lambda self: -torch.ones(len(self.ctx.data.val))
+    )
+    _lineage_run(
+        tmp_path,
+        "search.morph=false",
+        "search.recipe_dims=[augment,label_smoothing]",
+        "search.budget=4",
+    )
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
+    assert len(moves) == 4
+    assert all(m.startswith(("augment", "label smoothing")) for m in moves)
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert set(result["recipe_changes"]) <= {"augment", "label_smoothing"}
+    assert result["accepted"] == 4 and result["recipe_changes"]

@@ -66,20 +66,29 @@ def test_search_starts_from_the_given_architectures(tmp_path):
 
 
 def test_recommended_config_is_valid_and_budgeted():
-    from scinas.recommend import SEARCH_SHARE, recommended
+    from scinas.recommend import EVOLUTION_SHARE, SEARCH_SHARE, macro_evolution, recommended
 
     cfg = recommended(build_config("tiny"))
     s = cfg.search
-    assert (s.strategy, s.space, s.pruner, s.continue_winner) == (
-        "evolution",
+    assert (s.strategy, s.space, s.morph, s.recipe, s.start_from) == (
+        "lineage",
         "macro",
-        "asha",
         True,
+        True,
+        ["macro:resnet_tiny"],
     )
     assert s.time_budget == pytest.approx(cfg.compare.budget * SEARCH_SHARE)
     assert cfg.train.time_budget == pytest.approx(cfg.compare.budget * (1 - SEARCH_SHARE))
+    assert recommended(build_config("tiny"), architecture=False).search.morph is False
     unbudgeted = recommended(build_config("tiny", overrides=["compare.budget=null"]))
     assert unbudgeted.search.time_budget is None and unbudgeted.search.budget < 100
+    evo = macro_evolution(build_config("tiny"))
+    assert (evo.search.strategy, evo.search.pruner, evo.search.continue_winner) == (
+        "evolution",
+        "asha",
+        True,
+    )
+    assert evo.search.time_budget == pytest.approx(cfg.compare.budget * EVOLUTION_SHARE)
 
 
 def test_compare_runs_the_recommended_search(tmp_path):
@@ -89,6 +98,6 @@ def test_compare_runs_the_recommended_search(tmp_path):
     res = compare(cfg, tmp_path / "cmp", seeds=1, methods=["scinas", "resnet_tiny"])
     run = tmp_path / "cmp" / "scinas" / "seed0"
     conf = json.loads((run / "config.json").read_text())
-    assert conf["search"]["strategy"] == "evolution" and conf["search"]["space"] == "macro"
+    assert conf["search"]["strategy"] == "lineage" and conf["search"]["space"] == "macro"
     assert res["methods"]["scinas"]["seeds_done"] == [0]
     assert set(res["vs_scinas"]) == {"resnet_tiny"}

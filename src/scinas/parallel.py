@@ -403,8 +403,13 @@ def check_strategy(name: str, strategies, nproc: int | None = None) -> None:
         return
     if name in strategies and strategies.get(name).kind != "one-shot":
         oneshot = ", ".join(n for n in strategies if strategies.get(n).kind == "one-shot")
+        kind = strategies.get(name).kind
+        instead = (
+            "start several `scinas search --set search.storage=URL` processes on one study instead."
+            if kind == "black-box"
+            else "run it in one process (without --nproc)."
+        )
         raise UserError(
             f"--nproc/torchrun runs one-shot strategies ({oneshot}) data-parallel; {name} is a "
-            "black-box strategy: start several `scinas search --set search.storage=URL` "
-            "processes on one study instead."
+            f"{kind} strategy: {instead}"
         )

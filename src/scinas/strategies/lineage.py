@@ -31,6 +31,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -53,6 +54,10 @@ SEGMENTS = 12  # a search's time is planned as about this many segments (half of
 FLOOR_UNITS = 10  # without a time budget, the start's most units of steps to rise above chance
 
 
+RECIPE_DIMS = ("lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment")
+RecipeDim = Literal["lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment"]
+
+
 class LineageSettings(StrategySettings):
     start_from: list[str] | None = Field(
         None,
@@ -73,6 +78,12 @@ class LineageSettings(StrategySettings):
         "transformations (macro)",
     )
     recipe: bool = Field(True, description="challengers may change the training recipe")
+    recipe_dims: list[RecipeDim] = Field(
+        list(RECIPE_DIMS),
+        min_length=1,
+        description="the recipe's settings challengers may change (leave one out to fix it at "
+        "its train.* value): " + ", ".join(RECIPE_DIMS),
+    )
     continue_winner: bool = Field(
         True,
         description="the final training goes on from the incumbent's weights (false: retrain "
@@ -304,32 +315,39 @@ class Lineage:
             out += [(m.name, m) for m in self.space.morphs(b.arch, self.s, self.hw)]
         if not self.s.recipe:
             return out
-        r, n = b.recipe, len(self.x)
-        for f in (2.0, 0.5):
-            out.append((f"lr {r.lr:g} -> {r.lr * f:g}", replace(r, lr=r.lr * f)))
-        if r.optimizer == "sgd":
-            other = replace(r, optimizer="adamw", lr=ADAMW_LR, weight_decay=ADAMW_WD)
-        else:
-            t = self.cfg.train
-            sgd_lr = float(t.lr) if t.optimizer == "sgd" else 0.025
-            sgd_wd = t.weight_decay if t.optimizer == "sgd" else 3e-4
-            other = replace(r, optimizer="sgd", lr=sgd_lr, weight_decay=sgd_wd)
-        out.append((f"optimizer {r.optimizer} -> {other.optimizer}", other))
-        for f in (4.0, 0.25):
-            wd = r.weight_decay * f if r.weight_decay else 1e-4
-            out.append((f"weight decay {r.weight_decay:g} -> {wd:g}", replace(r, weight_decay=wd)))
-        for bs in (r.batch_size * 2, r.batch_size // 2):
-            if 16 <= bs <= max(16, n // 4):
-                out.append((f"batch size {r.batch_size} -> {bs}", replace(r, batch_size=bs)))
-        if self.task.smooths_labels:
+        r, n, dims = b.recipe, len(self.x), set(self.s.recipe_dims)
+        if "lr" in dims:
+            for f in (2.0, 0.5):
+                out.append((f"lr {r.lr:g} -> {r.lr * f:g}", replace(r, lr=r.lr * f)))
+        if "optimizer" in dims:
+            if r.optimizer == "sgd":
+                other = replace(r, optimizer="adamw", lr=ADAMW_LR, weight_decay=ADAMW_WD)
+            else:
+                t = self.cfg.train
+                sgd_lr = float(t.lr) if t.optimizer == "sgd" else 0.025
+                sgd_wd = t.weight_decay if t.optimizer == "sgd" else 3e-4
+                other = replace(r, optimizer="sgd", lr=sgd_lr, weight_decay=sgd_wd)
+            out.append((f"optimizer {r.optimizer} -> {other.optimizer}", other))
+        if "weight_decay" in dims:
+            for f in (4.0, 0.25):
+                wd = r.weight_decay * f if r.weight_decay else 1e-4
+                out.append(
+                    (f"weight decay {r.weight_decay:g} -> {wd:g}", replace(r, weight_decay=wd))
+                )
+        if "batch_size" in dims:
+            for bs in (r.batch_size * 2, r.batch_size // 2):
+                if 16 <= bs <= max(16, n // 4):
+                    out.append((f"batch size {r.batch_size} -> {bs}", replace(r, batch_size=bs)))
+        if "label_smoothing" in dims and self.task.smooths_labels:
             ls = 0.1 if r.label_smoothing == 0 else 0.0
-            out.append(
-                (f"label smoothing {r.label_smoothing:g} -> {ls:g}", replace(r, label_smoothing=ls))
-            )
-        if self.hw != (1, 1):
-            for a in AUGMENTS:
-                if a != r.augment:
-                    out.append((f"augment {r.augment} -> {a}", replace(r, augment=a)))
+            name = f"label smoothing {r.label_smoothing:g} -> {ls:g}"
+            out.append((name, replace(r, label_smoothing=ls)))
+        if "augment" in dims and self.hw != (1, 1):
+            out += [
+                (f"augment {r.augment} -> {a}", replace(r, augment=a))
+                for a in AUGMENTS
+                if a != r.augment
+            ]
         return out
 
     def challenger(self, b: Branch, move, seed: int) -> Branch:

@@ -139,7 +139,9 @@ def validate(data: object, source: str) -> dict:
     try:
         _dt.date.fromisoformat(str(data["date"]))
     except ValueError:
-        raise ResultError(f"{source}: field 'date' must be YYYY-MM-DD (got {data['date']!r})")
+        raise ResultError(
+            f"{source}: field 'date' must be YYYY-MM-DD (got {data['date']!r})"
+        ) from None
     m = data["machine"]
     if not isinstance(m, dict):
         raise ResultError(f"{source}: field 'machine' must be an object with cpu, cores, gpu")

@@ -1,4 +1,4 @@
-"""mkdocs hooks: the reference pages are generated from the code at every build (never committed)."""
+"""mkdocs hooks: the reference pages are generated from the code at every build, never committed."""
 
 from __future__ import annotations
 

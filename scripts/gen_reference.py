@@ -51,12 +51,13 @@ def field_default(field) -> str:
     return code(repr(field.default))
 
 
-def undescribed_fields() -> list[str]:
-    """Every config field (sections, strategies' settings) that has no description."""
-    return [key for key, _model, field in _config_fields() if not field.description]
+def undescribed_fields(root=None) -> list[str]:
+    """Every config field (sections, strategies' settings; or of pydantic model ``root``) that
+    has no description."""
+    return [key for key, _model, field in _config_fields(root) if not field.description]
 
 
-def _config_fields():
+def _config_fields(root=None):
     from scinas.config import Config
     from scinas.strategies import STRATEGIES
 
@@ -68,6 +69,9 @@ def _config_fields():
             else:
                 yield f"{prefix}{name}", model, field
 
+    if root is not None:
+        yield from walk(root, "")
+        return
     yield from walk(Config, "")
     for name in STRATEGIES:
         yield from walk(STRATEGIES.get(name).Settings, f"search[{name}].")
@@ -148,11 +152,12 @@ def config_page() -> str:
     return "\n".join(out)
 
 
-def _commands():
+def _commands(app=None):
     """(full verb, click command) for every verb of the typer app, groups' verbs included."""
     import typer.main
 
-    from scinas.cli import app
+    if app is None:
+        from scinas.cli import app
 
     def walk(group, prefix):
         for name, sub in group.commands.items():
@@ -165,10 +170,10 @@ def _commands():
     yield from walk(typer.main.get_command(app), "")
 
 
-def undescribed_options() -> list[str]:
-    """Every verb, option and argument of the CLI that has no help text."""
+def undescribed_options(app=None) -> list[str]:
+    """Every verb, option and argument of the CLI (or of typer ``app``) that has no help text."""
     missing = []
-    for verb, command in _commands():
+    for verb, command in _commands(app):
         if not (command.help or "").strip():
             missing.append(f"scinas {verb}")
         for param in getattr(command, "params", []):
@@ -202,7 +207,11 @@ def cli_page() -> str:
             if p.param_type_name == "argument":
                 names = p.name.upper()
             descriptor = getattr(p, "type_descriptor", None)
-            kind = "flag" if getattr(p, "is_flag", False) else type_name(getattr(descriptor, "annotation", None))
+            kind = (
+                "flag"
+                if getattr(p, "is_flag", False)
+                else type_name(getattr(descriptor, "annotation", None))
+            )
             if p.multiple:
                 kind += " (repeatable)"
             default = "(required)" if p.required else code(repr(p.default))

@@ -24,7 +24,7 @@ README_END = "<!-- results:end -->"
 
 
 def load(results_dir: Path) -> list[dict]:
-    """Every result file, checked; sorted by benchmark (BENCHMARKS' order), setting, newest first."""
+    """Every result file, checked; by benchmark (BENCHMARKS' order), setting, newest first."""
     files = sorted(results_dir.glob("*.json"))
     if not files:
         raise ResultError(f"{results_dir}: no result files (*.json)")
@@ -166,12 +166,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"render_tables: {e}", file=sys.stderr)
         return 2
     docs_old = args.docs.read_text() if args.docs.is_file() else None
-    stale = [p for p, old, new in [(args.docs, docs_old, page), (args.readme, readme_old, readme_new)]
-             if old != new]
+    stale = [
+        p
+        for p, old, new in [(args.docs, docs_old, page), (args.readme, readme_old, readme_new)]
+        if old != new
+    ]
     if args.check:
         for path in stale:
-            print(f"render_tables: {path} differs from what benchmarks/results/ renders; run "
-                  "python scripts/render_tables.py", file=sys.stderr)
+            print(
+                f"render_tables: {path} differs from what benchmarks/results/ renders; run "
+                "python scripts/render_tables.py",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     args.docs.write_text(page)
     args.readme.write_text(readme_new)

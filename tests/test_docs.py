@@ -9,8 +9,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -225,11 +227,15 @@ TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.md"))
 BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.M | re.S)
 
 
-def _tiny(verb: str, args: list[str]) -> list[str]:
+def _tiny(verb: str, args: list[str], *extra: str) -> list[str]:
     """The tutorial's arguments, made small enough for the suite."""
+    if "--resume" in args:
+        return args  # the run's own config
     strategy = args[args.index("--strategy") + 1] if "--strategy" in args else "darts"
     if verb in ("run", "search"):
-        sets = for_strategy([*TINY, f"search.strategy={strategy}", "search.eval_fraction=0.2"])
+        sets = for_strategy(
+            [*TINY, f"search.strategy={strategy}", "search.eval_fraction=0.2", *extra]
+        )
         sets = [s for s in sets if not s.startswith("search.strategy=")]
         return args + [a for s in sets for a in ("--set", s)]
     if verb == "compare":
@@ -252,7 +258,10 @@ def _run_tutorial(path: Path, cwd: Path, env: dict, python_only: bool = False) -
         for line in body.replace("\\\n", " ").splitlines():
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            words = shlex.split(os.path.expandvars(line))
+            words = shlex.split(re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), line))
+            if words[:2] == ["timeout", "--signal=INT"]:
+                _interrupt(path, words[3:], cwd, env)
+                continue
             if words[0] == "scinas":
                 verb, args = words[1], words[2:]
                 if "--study" in args:
@@ -266,6 +275,24 @@ def _run_tutorial(path: Path, cwd: Path, env: dict, python_only: bool = False) -
                 cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
             )
             assert proc.returncode == 0, f"{path.name}: {line}\n{proc.stdout}\n{proc.stderr}"
+
+
+def _interrupt(path: Path, words: list[str], cwd: Path, env: dict) -> None:
+    """Run a tutorial's command and press Ctrl-C once its first checkpoint is written (where
+    the tutorial says `timeout --signal=INT`): it must stop with code 130 and leave no result."""
+    assert words[0] == "scinas", f"{path.name}: timeout is for scinas commands"
+    verb, args = words[1], words[2:]
+    out = cwd / args[args.index("--out") + 1]
+    cmd = [sys.executable, "-m", "scinas", verb, *_tiny(verb, args, "search.epochs=3")]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and not any((out / "checkpoints").glob("*")):
+        assert time.monotonic() < deadline, f"{path.name}: no checkpoint in 600 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130 and "--resume" in err, err
+    assert not (out / "results.json").exists()
 
 
 @pytest.mark.slow

@@ -177,6 +177,7 @@ def write_result(
     *,
     command: str | None = None,
     notes: str | None = None,
+    headline: bool = False,
     out_dir: Path | None = None,
 ) -> Path:
     """Write one result file for ``benchmark`` (checked first: nothing is written when invalid)
@@ -193,6 +194,8 @@ def write_result(
     }
     if notes:
         data["notes"] = notes
+    if headline:
+        data["headline"] = True
     out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
     slug = re.sub(r"[^a-z0-9]+", "-", setting.lower()).strip("-")
     path = out_dir / f"{benchmark}-{slug}-{today}.json"
@@ -201,6 +204,19 @@ def write_result(
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     print(f"result written to {path}")
     return path
+
+
+def markdown_rows(table: str) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of a Markdown table as the benchmark scripts print it."""
+    lines = [line.strip() for line in table.strip().splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return cells[0], [row for row in cells[1:] if not all(set(c) <= set("-: ") for c in row)]
+
+
+def write_table(benchmark: str, setting: str, table: str, **kwargs) -> Path:
+    """`write_result` for a script that prints its figures as a Markdown table."""
+    columns, rows = markdown_rows(table)
+    return write_result(benchmark, setting, columns, rows, **kwargs)
 
 
 def _cell(value):

@@ -310,3 +310,44 @@ def test_tutorial_commands_run(tutorial, tmp_path):
             _run_tutorial(ROOT / "docs" / "tutorials" / "own-images.md", tmp_path, env, True)
             break
     _run_tutorial(tutorial, tmp_path, env)
+
+
+def test_a_compare_and_a_printed_table_become_result_files(tmp_path):
+    import record
+
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    compare = {
+        "metric": "accuracy",
+        "complete": True,
+        "vs_scinas": {"resnet_tiny": {"p": 0.3182, "difference": -0.003}},
+        "methods": {
+            "scinas": {"values": [0.906, 0.908], "mean": 0.907, "std": 0.0014,
+                       "used_seconds_per_seed": [598.2, 601.0]},
+            "resnet_tiny": {"values": [0.903, 0.905], "mean": 0.904, "std": 0.0014,
+                            "used_seconds_per_seed": [597.0, 598.4]},
+        },
+    }  # fmt: skip
+    (folder / "compare.json").write_text(json.dumps(compare))
+    out = tmp_path / "results"
+    args = ["compare", str(folder), "--setting", "digits, 600 s", "--command", "scinas compare"]
+    assert record.main([*args, "--results", str(out), "--headline"]) == 0
+    (path,) = out.glob("compare-digits-600-s-*.json")
+    data = bench_results.validate(json.loads(path.read_text()), str(path))
+    assert data["headline"] is True
+    assert data["figures"]["rows"] == [
+        ["scinas", "0.907 ± 0.001", "–", "598, 601"],
+        ["resnet_tiny", "0.904 ± 0.001", "0.32", "597, 598"],
+    ]
+    compare["complete"] = False
+    (folder / "compare.json").write_text(json.dumps(compare))
+    assert record.main([*args, "--results", str(tmp_path / "other")]) == 2
+    assert not (tmp_path / "other").exists()
+
+    table = "| variant | test |\n|---|---|\n| default | 0.981 |\n| darts | 0.994 |\n"
+    path = bench_results.write_table("robust_oneshot", "digits", table, out_dir=out)
+    rows = json.loads(path.read_text())["figures"]
+    assert rows == {
+        "columns": ["variant", "test"],
+        "rows": [["default", "0.981"], ["darts", "0.994"]],
+    }

@@ -287,7 +287,9 @@ def registries_page() -> str:
         "| name | what it reads |",
         "|---|---|",
     ]
-    out += [f"| `{n}` | {_first_line(type(READERS.get(n)).__doc__)} |" for n in READERS]
+    for n in READERS:
+        reader = READERS.get(n)
+        out.append(f"| `{n}` | {cell(reader.description)}: {_first_line(type(reader).__doc__)} |")
     out += [
         "",
         "## Named datasets (`scinas.data.named.DATASETS`)",

@@ -33,6 +33,8 @@ import statistics
 import time
 from pathlib import Path
 
+from results import write_table
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
     "digits": "digits",
@@ -152,7 +154,7 @@ def main() -> None:
 
     head = ["data", "variant", "test acc", "search lr", "arch lr", "train lr", "range s",
             "margin", "param-free", "rollbacks", "wall s", "failed"]  # fmt: skip
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for data, by in summary.items():
         for name, rows in by.items():
             ok = [r for r in rows if "failed" not in r]
@@ -165,7 +167,10 @@ def main() -> None:
                      mean("train_lr"), mean("range_test_seconds"), mean("margin"),
                      mean("parameter_free"), mean("rollbacks"), mean("wall_seconds", rows),
                      len(rows) - len(ok)]  # fmt: skip
-            print("| " + " | ".join(fmt(c) for c in cells) + " |")
+            lines.append("| " + " | ".join(fmt(c) for c in cells) + " |")
+    print("\n".join(lines))
+    if not args.quick:  # a result file for the docs' tables (scripts/render_tables.py)
+        write_table("auto_lr", f"{args.datasets}, {args.preset} preset", "\n".join(lines))
 
 
 if __name__ == "__main__":

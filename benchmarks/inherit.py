@@ -41,6 +41,8 @@ import statistics
 import time
 from pathlib import Path
 
+from results import write_table
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
     "fashion_mnist": str(SHARED / "fashion_mnist"),
@@ -175,10 +177,10 @@ def main() -> None:
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         return f"{statistics.fmean(vals):.4f} ± {sd:.4f}"
 
-    print(
-        "| data | supernet val | inherited val before fine-tuning | method | val | test | params |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    lines = [
+        "| data | supernet val | inherited val before fine-tuning | method | val | test | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for data, rows in summary.items():
         sup = ms([r["supernet_val"] for r in rows])
         start = ms([r["inherited_val_at_start"] for r in rows])
@@ -187,7 +189,10 @@ def main() -> None:
             test = ms([r[method]["test"] for r in rows])
             lo, hi = (f(r[method]["params"] for r in rows) for f in (min, max))
             params = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"  # the cells differ per seed
-            print(f"| {data} | {sup} | {start} | {method} | {val} | {test} | {params} |")
+            lines.append(f"| {data} | {sup} | {start} | {method} | {val} | {test} | {params} |")
+    print("\n".join(lines))
+    if not args.quick:  # a result file for the docs' tables (scripts/render_tables.py)
+        write_table("inherit", f"{args.datasets}, {args.seeds} seeds", "\n".join(lines))
 
 
 if __name__ == "__main__":

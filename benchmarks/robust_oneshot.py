@@ -71,6 +71,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import write_table
 
 from scinas.strategies.darts import PLAIN_DARTS
 
@@ -396,6 +397,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smoke-test sizes (figures meaningless)")
     p.add_argument("--out", type=Path, default=Path("runs/robust_oneshot"))
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--results", type=Path, help="where the result file goes (benchmarks/results)")
     args = p.parse_args()
     if args.comparison == "digits":  # the bundled digits, through the Fashion-MNIST runner
         args.comparison, args.data = "fmnist", args.data or "digits"
@@ -431,6 +433,10 @@ def main() -> None:
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(table)
+    if not args.quick:  # a result file for the docs' tables (scripts/render_tables.py)
+        benchmark = "nb201_oneshot" if args.comparison == "nb201" else "robust_oneshot"
+        setting = f"{Path(args.data).stem}, {args.preset} preset, {args.seeds} seed(s)"
+        write_table(benchmark, setting, table, out_dir=args.results)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,26 @@ class DataConfig(_Section):
         "class subfolders of images",
     )
     data_dir: str | None = Field(None, description="where named datasets live / download to")
-    task: Literal["auto", "classification", "regression", "multilabel"] = "auto"
-    layout: Literal["auto", "nhwc", "nchw"] = "auto"
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    task: Literal["auto", "classification", "regression", "multilabel"] = Field(
+        "auto",
+        description="auto: from the targets (integer labels: classification, floats: "
+        "regression, an N×K 0/1 matrix: multilabel)",
+    )
+    layout: Literal["auto", "nhwc", "nchw"] = Field(
+        "auto", description="layout of 4-D image arrays (auto: detected from the shape)"
+    )
+    val_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="share of train held out for validation when there is no val split",
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="share of the data held out for testing when there is no test split",
+    )
     max_val: int | None = Field(
         None,
         ge=2,
@@ -102,7 +118,7 @@ class SearchConfig(_Section):
     reductions: int | None = Field(
         None, ge=0, description="darts space: reduction cells (None: 2 if size allows)"
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="batch size of the search's steps")
     max_samples: int | None = Field(None, ge=4, description="subsample the training set")
     checkpoint_cells: bool | None = Field(
         None,
@@ -276,11 +292,13 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(600, ge=1)
-    C: int = Field(36, ge=2)
-    layers: int = Field(20, ge=1)
-    reductions: int | None = Field(None, ge=0)
-    batch_size: int = Field(96, ge=1)
+    epochs: int = Field(600, ge=1, description="training epochs (ignored with time_budget)")
+    C: int = Field(36, ge=2, description="initial channels of the final network")
+    layers: int = Field(20, ge=1, description="cells (or blocks) of the final network")
+    reductions: int | None = Field(
+        None, ge=0, description="reduction cells of the final network (None: 2 if size allows)"
+    )
+    batch_size: int = Field(96, ge=1, description="training batch size")
     lr: LearningRate = Field(
         0.025,
         description="peak learning rate (SGD, cosine schedule), or auto: found by a range test "
@@ -299,14 +317,18 @@ class TrainConfig(_Section):
         "weight decay; give it a rate near 1e-3, e.g. --set train.lr=0.002)",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD's momentum, AdamW's first beta")
-    weight_decay: float = Field(3e-4, ge=0)
+    weight_decay: float = Field(3e-4, ge=0, description="weight decay (AdamW's decoupled)")
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="classification: share of each target spread over classes"
     )
-    grad_clip: float = Field(5.0, gt=0)
-    auxiliary: bool = True
-    auxiliary_weight: float = Field(0.4, ge=0)
-    drop_path_prob: float = Field(0.2, ge=0, lt=1)
+    grad_clip: float = Field(5.0, gt=0, description="gradient-norm clip")
+    auxiliary: bool = Field(
+        True, description="auxiliary classifier head after the last reduction cell (DARTS networks)"
+    )
+    auxiliary_weight: float = Field(0.4, ge=0, description="weight of the auxiliary head's loss")
+    drop_path_prob: float = Field(
+        0.2, ge=0, lt=1, description="drop-path probability, ramped linearly over the epochs"
+    )
     cutout: int = Field(16, ge=0, description="cutout square side in pixels (0: off)")
     crop_padding: int | None = Field(None, ge=0, description="random-crop padding (None: H/8)")
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
@@ -315,7 +337,7 @@ class TrainConfig(_Section):
         description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
         "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
     )
-    max_samples: int | None = Field(None, ge=4)
+    max_samples: int | None = Field(None, ge=4, description="subsample the training set")
     time_budget: float | None = Field(
         None,
         gt=0,
@@ -354,9 +376,11 @@ class CompareConfig(_Section):
 
 
 class Config(_Section):
-    preset: str = "tiny"
+    preset: str = Field("tiny", description="the preset the other defaults came from")
     seed: int = Field(0, ge=0, lt=2**32, description="numpy and torch take seeds below 2**32")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: a CUDA GPU when present, else the CPU"
+    )
     channels_last: bool | None = Field(None, description="None: on for CPU, where it is faster")
     deterministic: bool = Field(
         False,

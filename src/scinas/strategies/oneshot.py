@@ -94,8 +94,8 @@ class OneShotSettings(StrategySettings):
         ge=0,
         description="learning rate at the end of the schedule (with lr=auto, unless given: lr/25)",
     )
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(3e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of the weights")
+    weight_decay: float = Field(3e-4, ge=0, description="L2 weight decay of the weights")
     grad_clip: float = Field(5.0, gt=0, description="gradient-norm clip of the weights")
     train_portion: float = Field(
         0.5, gt=0, lt=1, description="share of the training split for the weights"

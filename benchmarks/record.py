@@ -1,0 +1,103 @@
+"""Record what a scinas verb measured as a result file for the docs' tables.
+
+    python benchmarks/record.py compare runs/cmp --setting "Fashion-MNIST, 600 s per method" \
+        --command "scinas compare --data fashion-mnist --budget 600 --seeds 2"
+    python benchmarks/record.py nb201 runs/bench-evo runs/bench-rs \
+        --setting "100 queries, 50 seeds" \
+        --command "scinas bench nb201 --table T --strategy S --budget 100 --seeds 50"
+
+`scinas compare` writes compare.json and `scinas bench nb201` results.json; this turns them
+into ``benchmarks/results/<benchmark>-<setting>-<date>.json`` (scripts/render_tables.py then
+renders the tables). The command is given because the verbs do not keep their command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from results import ResultError, write_result
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultError(f"{path}: cannot be read as JSON ({e})") from None
+
+
+def compare_rows(folder: Path) -> tuple[list[str], list[list]]:
+    """The methods of a finished `scinas compare`: mean ± std, p against the reference, the
+    seconds each seed used."""
+    data = _read(folder / "compare.json")
+    if not data.get("complete", True):
+        raise ResultError(f"{folder / 'compare.json'}: the compare is unfinished (--resume it)")
+    reference = "scinas" if data.get("vs_scinas") else "darts"
+    tests = data.get(f"vs_{reference}", {})
+    rows = []
+    for name, m in data["methods"].items():
+        if not m["values"]:
+            rows.append([name, "failed on every seed", "–", "–"])
+            continue
+        p = tests.get(name, {}).get("p")
+        used = ", ".join(f"{s:.0f}" for s in m.get("used_seconds_per_seed", []))
+        rows.append(
+            [name, f"{m['mean']:.3f} ± {m['std']:.3f}", "–" if p is None else f"{p:.2g}", used]
+        )
+    columns = ["method", f"test {data['metric']}", f"p vs {reference}", "used s per seed"]
+    return columns, rows
+
+
+def nb201_rows(folders: list[Path]) -> tuple[list[str], list[list]]:
+    """One row per `scinas bench nb201` output: the strategy and its test accuracy."""
+    rows = []
+    for folder in folders:
+        data = _read(folder / "results.json")
+        rows.append(
+            [
+                data.get("strategy", folder.name),
+                f"{data['test_accuracy_mean']:.2f} ± {data['test_accuracy_std']:.2f}",
+            ]
+        )
+    return ["strategy", "CIFAR-10 test (200 epochs)"], rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("kind", choices=["compare", "nb201"])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--setting", required=True, help="what was measured, e.g. data and budget")
+    ap.add_argument("--command", required=True, help="the command that measured it")
+    ap.add_argument("--notes")
+    ap.add_argument("--headline", action="store_true", help="also in README's results table")
+    ap.add_argument("--results", type=Path, help="where the file goes (benchmarks/results)")
+    args = ap.parse_args(argv)
+    try:
+        if args.kind == "compare":
+            if len(args.folders) != 1:
+                raise ResultError("compare: give one compare folder")
+            columns, rows = compare_rows(args.folders[0])
+            benchmark = "compare"
+        else:
+            columns, rows = nb201_rows(args.folders)
+            benchmark = "nb201_blackbox"
+        write_result(
+            benchmark,
+            args.setting,
+            columns,
+            rows,
+            command=args.command,
+            notes=args.notes,
+            headline=args.headline,
+            out_dir=args.results,
+        )
+    except ResultError as e:
+        print(f"record: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Machine-readable benchmark results: what every script in benchmarks/ writes beside its own
+output, and what `scripts/render_tables.py` turns into the docs' tables and README's one.
+
+A result file is ``benchmarks/results/<benchmark>-<setting>-<date>.json``::
+
+    {"benchmark": "compare", "setting": "Fashion-MNIST, 600 s", "date": "2026-12-02",
+     "command": "scinas compare ...", "commit": "3cd0624",
+     "machine": {"cpu": "AMD EPYC ...", "cores": 2, "gpu": null},
+     "figures": {"columns": ["method", "test accuracy"], "rows": [["scinas", "0.907 ± 0.001"]]},
+     "notes": "optional, one paragraph", "headline": false}
+
+``headline: true`` puts the result's figures in README's table too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# Every benchmark a result may name: its title and what it measures (the renderer's sections).
+BENCHMARKS: dict[str, dict] = {
+    "compare": {
+        "title": "Was NAS worth it? (`scinas compare`)",
+        "about": "Test accuracy per method at one wall-clock budget per method and seed, on the "
+        "same data, trainer and augmentation; p is Welch's t-test against `scinas`; used s is "
+        "the seconds each seed's run used of its budget.",
+    },
+    "nb201_oneshot": {
+        "title": "The default one-shot search on NAS-Bench-201",
+        "about": "The search trains its supernet on the CIFAR-10 subset's images; the derived "
+        "cell's 200-epoch CIFAR-10 test accuracy is looked up in the NAS-Bench-201 table "
+        "(optimum 94.37).",
+    },
+    "nb201_blackbox": {
+        "title": "Black-box strategies on NAS-Bench-201 (`scinas bench nb201`)",
+        "about": "Each strategy sees only the 12-epoch validation accuracy of what it queries; "
+        "the figure is the 200-epoch CIFAR-10 test accuracy of the architecture it returns.",
+    },
+    "run": {
+        "title": "`scinas run` end to end",
+        "about": "Search, retraining and testing with the default search at a preset.",
+    },
+    "robust_oneshot": {
+        "title": "Robust one-shot search variants (`benchmarks/robust_oneshot.py`)",
+        "about": "Parameter-free share of the derived normal cell, the search's margin and the "
+        "test accuracy per search variant.",
+    },
+    "auto_lr": {
+        "title": "Learning-rate range test against the fixed rates (`benchmarks/auto_lr.py`)",
+        "about": "Fixed rates against `lr=auto` for the search and the retraining.",
+    },
+    "inherit": {
+        "title": "Weight inheritance (`benchmarks/inherit.py`)",
+        "about": "The derived network started from the supernet's weights against from scratch "
+        "at the same compute.",
+    },
+}
+
+REQUIRED = ("benchmark", "setting", "date", "command", "commit", "machine", "figures")
+MACHINE_FIELDS = ("cpu", "cores", "gpu")
+
+
+class ResultError(ValueError):
+    """A result file that cannot be rendered: the message names the file and the field."""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_name() -> str | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # torch missing or a broken driver: the result still says "no GPU"
+        pass
+    return None
+
+
+def machine() -> dict:
+    """This machine as a result records it: CPU model, cores it may use, GPU (None)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu_model(), "cores": cores, "gpu": gpu_name()}
+
+
+def commit() -> str:
+    """The checkout's commit, with ``+dirty`` when it has uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def validate(data: object, source: str) -> dict:
+    """``data`` checked as a result file; a ResultError naming ``source`` and the field."""
+    if not isinstance(data, dict):
+        raise ResultError(f"{source}: a result file holds one JSON object")
+    for key in REQUIRED:
+        if key not in data:
+            raise ResultError(f"{source}: missing field '{key}'")
+    if not isinstance(data.get("headline", False), bool):
+        raise ResultError(f"{source}: field 'headline' must be true or false")
+    if data["benchmark"] not in BENCHMARKS:
+        raise ResultError(
+            f"{source}: field 'benchmark' names an unknown benchmark {data['benchmark']!r} "
+            f"(known: {', '.join(BENCHMARKS)}; add it to BENCHMARKS in benchmarks/results.py)"
+        )
+    for key in ("setting", "command", "commit"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise ResultError(f"{source}: field '{key}' must be a non-empty string")
+    try:
+        _dt.date.fromisoformat(str(data["date"]))
+    except ValueError:
+        raise ResultError(
+            f"{source}: field 'date' must be YYYY-MM-DD (got {data['date']!r})"
+        ) from None
+    m = data["machine"]
+    if not isinstance(m, dict):
+        raise ResultError(f"{source}: field 'machine' must be an object with cpu, cores, gpu")
+    for key in MACHINE_FIELDS:
+        if key not in m:
+            raise ResultError(f"{source}: missing field 'machine.{key}'")
+    if not isinstance(m["cores"], int) or m["cores"] < 1:
+        raise ResultError(f"{source}: field 'machine.cores' must be a positive integer")
+    f = data["figures"]
+    if not isinstance(f, dict):
+        raise ResultError(f"{source}: field 'figures' must be an object with columns and rows")
+    for key in ("columns", "rows"):
+        if key not in f:
+            raise ResultError(f"{source}: missing field 'figures.{key}'")
+    if not isinstance(f["columns"], list) or not f["columns"]:
+        raise ResultError(f"{source}: field 'figures.columns' must be a non-empty list")
+    if not isinstance(f["rows"], list) or not f["rows"]:
+        raise ResultError(f"{source}: field 'figures.rows' must be a non-empty list")
+    for i, row in enumerate(f["rows"]):
+        if not isinstance(row, list) or len(row) != len(f["columns"]):
+            raise ResultError(
+                f"{source}: field 'figures.rows[{i}]' must be a list of "
+                f"{len(f['columns'])} cells (one per column)"
+            )
+    return data
+
+
+def write_result(
+    benchmark: str,
+    setting: str,
+    columns: list[str],
+    rows: list[list],
+    *,
+    command: str | None = None,
+    notes: str | None = None,
+    headline: bool = False,
+    out_dir: Path | None = None,
+) -> Path:
+    """Write one result file for ``benchmark`` (checked first: nothing is written when invalid)
+    and return its path. ``command`` defaults to this process's command line."""
+    today = _dt.date.today().isoformat()
+    data = {
+        "benchmark": benchmark,
+        "setting": setting,
+        "date": today,
+        "command": command or "python " + shlex.join(sys.argv),
+        "commit": commit(),
+        "machine": machine(),
+        "figures": {"columns": list(columns), "rows": [[_cell(c) for c in r] for r in rows]},
+    }
+    if notes:
+        data["notes"] = notes
+    if headline:
+        data["headline"] = True
+    out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    slug = re.sub(r"[^a-z0-9]+", "-", setting.lower()).strip("-")
+    path = out_dir / f"{benchmark}-{slug}-{today}.json"
+    validate(data, str(path))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    print(f"result written to {path}")
+    return path
+
+
+def markdown_rows(table: str) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of a Markdown table as the benchmark scripts print it."""
+    lines = [line.strip() for line in table.strip().splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return cells[0], [row for row in cells[1:] if not all(set(c) <= set("-: ") for c in row)]
+
+
+def write_table(benchmark: str, setting: str, table: str, **kwargs) -> Path:
+    """`write_result` for a script that prints its figures as a Markdown table."""
+    columns, rows = markdown_rows(table)
+    return write_result(benchmark, setting, columns, rows, **kwargs)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value

@@ -62,7 +62,7 @@ class LineageSettings(StrategySettings):
     start_from: list[str] | None = Field(
         None,
         description="the architecture the lineage starts from, e.g. macro:resnet_tiny (None: the "
-        "space's stand-in network)",
+        "space's stand-in network, else a seeded random one)",
     )
     budget: int = Field(20, ge=1, description="most challengers tried (a time budget may end it)")
     noise_z: float = Field(
@@ -191,7 +191,10 @@ def _start(ctx: SearchContext):
     s = ctx.cfg.search
     space = SPACES.get(s.space)
     if not s.start_from:
-        return space.planning_stand_in()
+        stand_in = space.planning_stand_in()
+        if stand_in is None:  # a space without one: a seeded draw of its own
+            stand_in = space.decisions(s).sample(np.random.RandomState(ctx.cfg.seed))
+        return stand_in
     if len(s.start_from) != 1:
         raise UserError(
             f"search.start_from names {len(s.start_from)} architectures; the lineage starts "
@@ -224,6 +227,7 @@ class Lineage:
         self.rng = np.random.default_rng(self.cfg.seed + 977)
         self.task = ctx.task
         self.pm = ctx.task.primary_metric
+        self._costs: dict = {}  # (architecture, batch size) -> compute of one step
 
     # ------------------------------------------------------------------ the pieces
 
@@ -251,8 +255,6 @@ class Lineage:
                 count_flops(net, tuple(self.ctx.data.input_shape)) * recipe.batch_size
             )
         return self._costs[key]
-
-    _costs: dict = {}
 
     def train(self, b: Branch, steps: int, seed: int) -> None:
         """``steps`` optimiser steps of branch ``b`` at its recipe's constant rate; the batches

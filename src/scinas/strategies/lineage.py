@@ -51,7 +51,8 @@ from .fidelity import WINNER
 AUGMENTS = ("none", "default", "natural", "rotation")
 ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
-FLOOR_UNITS = 10  # without a time budget, the start's most units of steps to rise above chance
+FLOOR_FIRST = 10  # steps before the start's first look at chance
+FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
 
 
 RECIPE_DIMS = ("lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment")
@@ -385,19 +386,20 @@ class Lineage:
             f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
             f"challengers accepted above {s.noise_z:g} standard errors"
         )
-        # the floor: train the start until it scores above a constant prediction
-        unit = max(10, min(100, math.ceil(len(self.x) / recipe.batch_size)))
-        floor_steps, started = 0, time.perf_counter()
+        # the floor: train the start until it scores above a constant prediction, looking
+        # after FLOOR_FIRST steps and then each time the steps have doubled
+        floor_steps, started, chunk = 0, time.perf_counter(), FLOOR_FIRST
         while True:
-            self.train(inc, unit, seed=self.cfg.seed * 7919 + floor_steps)
-            floor_steps += unit
+            self.train(inc, chunk, seed=self.cfg.seed * 7919 + floor_steps)
+            floor_steps += chunk
             scores, metrics = self.score(inc.net)
             adv, se = paired(scores, chance)
             above = adv > s.noise_z * se and adv > 0
             if above or (deadline is not None and time.perf_counter() > t0 + 0.5 * s.time_budget):
                 break
-            if deadline is None and floor_steps >= FLOOR_UNITS * unit:
+            if deadline is None and floor_steps >= FLOOR_MAX:
                 break
+            chunk = floor_steps
         step_seconds = (time.perf_counter() - started) / floor_steps
         self.log_event(
             {

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from pydantic import (
 from .errors import UserError, did_you_mean, unknown
 from .nested import differences
 from .rates import LearningRate
+from .userpaths import read_user_text, stat_user_path
 
 
 class _Section(BaseModel):
@@ -547,6 +549,11 @@ def parse_set(assignments: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        except RecursionError:
+            raise UserError(
+                f"--set {key.strip()}=... nests lists or mappings deeper than a setting ever "
+                "needs (hundreds of levels)."
+            ) from None
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -558,22 +565,28 @@ def parse_set(assignments: list[str]) -> dict:
 def read_config_file(path: str | os.PathLike) -> dict:
     """Read a YAML, TOML or JSON config file into a nested dict."""
     path = Path(path)
-    if path.is_dir():
+    st = stat_user_path(path, "config file")
+    if st is None:
+        raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
+    if stat.S_ISDIR(st.st_mode):
         raise UserError(
             f"config file {path} is a directory, not a file. Give a .yaml, .toml or .json file."
         )
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
+    text = read_user_text(path, "config file")  # refuses a FIFO or a device before opening it
     try:
-        text = path.read_text()
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
             data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise UserError(f"cannot parse config file {path}: {e}") from None
+    except RecursionError:
+        raise UserError(
+            f"cannot parse config file {path}: it nests lists or mappings deeper than a config "
+            "ever needs (hundreds of levels). Flatten it."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ Images are kept in their raw units (uint8 stays uint8): the trainer normalises p
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from scinas.data.named import DATASETS, NAMED_DATASETS, default_data_dir, find_d
 from scinas.data.split import stratified_split
 from scinas.errors import UserError, unknown
 from scinas.tasks import TASKS, Task, check_finite, detect_task, multilabel_strata
+from scinas.userpaths import file_kind, stat_user_path
 
 __all__ = [
     "DATASETS",
@@ -218,7 +220,13 @@ def _read(
         if dataset is not None:
             return note_ignored(dataset.load(data_dir, download), options, ())
     path = Path(os.fspath(data)).expanduser()
-    if path.is_dir() or path.is_file():
+    st = stat_user_path(path, "data path")
+    if st is not None:
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise UserError(
+                f"data path {path} is {file_kind(st.st_mode)}, not a file or folder: scinas "
+                "reads data from files on disk. Save the data to a file and pass that."
+            )
         return read_path(path, options)
     text = os.fspath(data)
     if not isinstance(data, str) or "/" in text or os.sep in text or path.suffix:

@@ -16,6 +16,7 @@ import numpy as np
 
 from scinas.data.formats import shown
 from scinas.errors import UserError, did_you_mean
+from scinas.userpaths import read_user_text
 
 __all__ = [
     "FILE_COLUMNS",
@@ -64,11 +65,9 @@ def norm(name: str) -> str:
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, cells) of the non-blank data rows."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_user_text(path, "table", encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e}); save the table as UTF-8 CSV.") from e
-    except OSError as e:
-        raise UserError(f"could not read {path}: {e}") from e
+        raise UserError(f"{path} is not UTF-8 text ({e}); save the table as UTF-8 CSV.") from None
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:

@@ -538,6 +538,26 @@ def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
             _check_keys(value, annotation, f"{where}{key}.")
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _check_machine_ints(tree: Any, where: str = "") -> None:
+    """Refuse (UserError) an integer setting beyond the 64-bit range, naming its key: torch and
+    numpy cannot even take it (OverflowError), so no range check downstream would say which."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            _check_machine_ints(value, f"{where}{key}.")
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            _check_machine_ints(value, f"{where}[{i}].")
+    elif isinstance(tree, int) and not isinstance(tree, bool) and abs(tree) > _INT64_MAX:
+        digits = len(str(abs(tree))) if abs(tree).bit_length() < 14000 else "thousands of"
+        raise UserError(
+            f"bad config value for '{where.rstrip('.')}': a {digits}-digit integer, beyond the "
+            "64-bit range (±9.2e18) that every size and count must fit in."
+        )
+
+
 def parse_set(assignments: list[str]) -> dict:
     """``["search.epochs=5", "search.ops=[none,sep_conv_3x3]"]`` -> nested dict (YAML values)."""
     tree: dict = {}
@@ -637,10 +657,17 @@ def build_config(
     bottom = base if base is not None and not preset else PRESETS[preset_name]
     layers = [copy.deepcopy(bottom), file_tree, set_tree, explicit_tree]
     tree: dict = {"preset": preset_name}
-    for layer in layers:
-        _check_keys(layer, Config)
-        _deep_update(tree, copy.deepcopy(layer))
-    tree["preset"] = preset_name
+    try:
+        for layer in layers:
+            _check_keys(layer, Config)
+            _deep_update(tree, copy.deepcopy(layer))
+        tree["preset"] = preset_name
+        _check_machine_ints(tree)
+    except RecursionError:
+        raise UserError(
+            "bad config: a value nests lists or mappings deeper than any setting needs "
+            "(hundreds of levels). Flatten it."
+        ) from None
     explicit_search = {
         key
         for layer in (file_tree, set_tree, explicit_tree)

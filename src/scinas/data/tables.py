@@ -42,6 +42,8 @@ TARGET_NAMES = ("target", "label", "y", "class", "targets", "labels")
 #: Values of a ``split`` column (lower case) and of split folder names, and the split they mean.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _INT = re.compile(r"[+-]?\d+")
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _delimiter(line: str) -> str:
@@ -121,13 +123,48 @@ def parse_column(name: str, values: list[str], lines: list[int], path: Path):
             f"({shown([str(n) for n in empty])}); fill in a value or remove those rows."
         )
     if all(_INT.fullmatch(v) for v in values):
-        return "int", np.array([int(v) for v in values], dtype=np.int64)
+        ints = [_int64(v) for v in values]
+        for line, v, i in zip(lines, values, ints, strict=True):
+            if i is None:
+                raise UserError(
+                    f"column '{name}' of {path} holds an integer beyond the 64-bit range on line "
+                    f"{line}: {_digits(v)}. Integers must lie within ±9.2e18; a class label "
+                    "is 0..K-1, and a measurement can be written as a float (e.g. 1.5e21)."
+                )
+        return "int", np.array(ints, dtype=np.int64)
     lower = [v.lower() for v in values]
     if set(lower) <= {"true", "false"}:
         return "int", np.array([v == "true" for v in lower], dtype=np.int64)
     if all(is_number(v) for v in values):
-        return "float", np.array([float(v) for v in values], dtype=np.float64)
+        floats = np.array([float(v) for v in values], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            beyond = np.flatnonzero(np.abs(floats) > _FLOAT32_MAX)
+        for i in beyond:
+            if "inf" not in values[i].lower():  # written as a number, not as infinity
+                raise UserError(
+                    f"column '{name}' of {path} holds {_digits(values[i])} on line {lines[i]}, "
+                    f"beyond the float32 range that scinas computes in (±{_FLOAT32_MAX:.3g}). "
+                    "Rescale the column (e.g. divide it by a power of ten) or fix the value."
+                )
+        return "float", floats
     return "str", np.array(values)
+
+
+def _int64(v: str) -> int | None:
+    """The integer ``v`` writes, or None beyond the 64-bit range (told by its digit count
+    first: int() refuses strings of more than 4300 digits)."""
+    digits = v.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 19:
+        return None
+    i = -int(digits) if v.startswith("-") else int(digits)
+    return i if _INT64[0] <= i <= _INT64[1] else None
+
+
+def _digits(v: str) -> str:
+    """A number as written, shortened for a message when it is long."""
+    if len(v) <= 30:
+        return v
+    return f"{v[:12]}...{v[-6:]} ({len(v.lstrip('+-'))} characters)"
 
 
 def targets_from_table(

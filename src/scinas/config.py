@@ -590,7 +590,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
         raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
     if stat.S_ISDIR(st.st_mode):
         raise UserError(
-            f"config file {path} is a directory, not a file. Give a .yaml, .toml or .json file."
+            f"config file {path} is a directory (a folder), not a file. Give a .yaml, .toml or "
+            ".json file."
         )
     text = read_user_text(path, "config file")  # refuses a FIFO or a device before opening it
     try:

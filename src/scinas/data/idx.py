@@ -196,7 +196,7 @@ def find_idx_files(directory: str | os.PathLike) -> dict[str, Path]:
         return {}
     for entry in entries:
         m = _IDX_NAME.match(entry.name)
-        if not m or not entry.is_file():
+        if not m or entry.is_dir():  # a FIFO or a broken link is kept: reading it says why
             continue
         split, kind, _, gz = (g.lower() if g else g for g in m.groups())
         key = ("x_" if kind == "images" else "y_") + ("train" if split == "train" else "test")

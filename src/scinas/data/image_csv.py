@@ -47,7 +47,8 @@ def _check_files(files: list[str], paths: list[Path]) -> tuple[list[str], list[s
             missing.append(name)
             continue
         except OSError as e:
-            unreadable.append(f"{name[:80]}{'...' if len(name) > 80 else ''} ({os_reason(e, p)})")
+            short = name if len(name) <= 80 else f"{name[:40]}...{name[-37:]}"
+            unreadable.append(f"{short} ({os_reason(e, p)})")
             continue
         except ValueError:
             unreadable.append(f"{name!r} (a NUL character in the name)")

@@ -122,20 +122,23 @@ def parse_column(name: str, values: list[str], lines: list[int], path: Path):
             f"column '{name}' of {path} is empty on {len(empty)} line(s) "
             f"({shown([str(n) for n in empty])}); fill in a value or remove those rows."
         )
+    numeric = all(is_number(v) for v in values)
+    ints = [_int64(v) if numeric and _INT.fullmatch(v) else 0 for v in values]
+    for line, v, i in zip(lines, values, ints, strict=True):
+        # in any numeric column: the same number gets the same answer whatever the other rows
+        # hold (a text column's names are names)
+        if i is None:
+            raise UserError(
+                f"column '{name}' of {path} holds an integer beyond the 64-bit range on line "
+                f"{line}: {_digits(v)}. Integers must lie within ±9.2e18; a class label is "
+                "0..K-1, and a measurement can be written as a float (e.g. 1.5e21)."
+            )
     if all(_INT.fullmatch(v) for v in values):
-        ints = [_int64(v) for v in values]
-        for line, v, i in zip(lines, values, ints, strict=True):
-            if i is None:
-                raise UserError(
-                    f"column '{name}' of {path} holds an integer beyond the 64-bit range on line "
-                    f"{line}: {_digits(v)}. Integers must lie within ±9.2e18; a class label "
-                    "is 0..K-1, and a measurement can be written as a float (e.g. 1.5e21)."
-                )
         return "int", np.array(ints, dtype=np.int64)
     lower = [v.lower() for v in values]
     if set(lower) <= {"true", "false"}:
         return "int", np.array([v == "true" for v in lower], dtype=np.int64)
-    if all(is_number(v) for v in values):
+    if numeric:
         floats = np.array([float(v) for v in values], dtype=np.float64)
         with np.errstate(invalid="ignore"):
             beyond = np.flatnonzero(np.abs(floats) > _FLOAT32_MAX)

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import reprlib
 import stat
 from pathlib import Path
 from typing import Any, Literal
@@ -274,7 +275,8 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        raise ValueError(f"search.{loc}: {msg} (got {err['input']!r})" if loc else msg) from None
+        got = _SHORT.repr(err["input"])
+        raise ValueError(f"search.{loc}: {msg} (got {got})" if loc else msg) from None
 
 
 class TrainConfig(_Section):
@@ -539,6 +541,9 @@ def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
 
 
 _INT64_MAX = 2**63 - 1
+#: Values in messages: a few levels and items of a nested or aliased value, never all of it.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 6, 80
 
 
 def _check_machine_ints(tree: Any, where: str = "") -> None:
@@ -567,7 +572,7 @@ def parse_set(assignments: list[str]) -> dict:
             raise UserError(f"--set expects key=value (e.g. search.epochs=5), got '{item}'.")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of over 4300 digits
             value = raw
         except RecursionError:
             raise UserError(
@@ -593,8 +598,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
             f"config file {path} is a directory (a folder), not a file. Give a .yaml, .toml or "
             ".json file."
         )
-    text = read_user_text(path, "config file")  # refuses a FIFO or a device before opening it
     try:
+        # refuses a FIFO or a device before opening it; a BOM (as Windows editors write) is read
+        text = read_user_text(path, "config file", encoding="utf-8-sig")
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix == ".json":
@@ -602,7 +608,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
         else:
             data = yaml.safe_load(text)
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"cannot parse config file {path}: {e}") from None
+        # the parsers' messages span lines (YAML quotes the spot): one line for the CLI
+        reason = " ".join(str(e).split())
+        raise UserError(f"cannot parse config file {path}: {reason}") from None
     except RecursionError:
         raise UserError(
             f"cannot parse config file {path}: it nests lists or mappings deeper than a config "
@@ -689,7 +697,7 @@ def build_config(
         if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
             raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
         raise UserError(
-            f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
+            f"bad config value for '{loc}': {msg} (got {_SHORT.repr(err.get('input'))})."
         ) from None
     cfg.search._refused = tuple(context["refused"])
     return cfg

@@ -6,6 +6,7 @@ a UserError that names the file, the column and the line.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -16,7 +17,7 @@ import numpy as np
 
 from scinas.data.formats import shown
 from scinas.errors import UserError, did_you_mean
-from scinas.userpaths import read_user_text
+from scinas.userpaths import read_user_bytes
 
 __all__ = [
     "FILE_COLUMNS",
@@ -66,8 +67,11 @@ def norm(name: str) -> str:
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, cells) of the non-blank data rows."""
+    data = read_user_bytes(path, "table")
+    # UTF-8, with or without a BOM; UTF-16 when its BOM says so (Excel's "Unicode text")
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     try:
-        text = read_user_text(path, "table", encoding="utf-8-sig")
+        text = data.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e}); save the table as UTF-8 CSV.") from None
     lines = text.splitlines()

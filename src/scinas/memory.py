@@ -254,7 +254,7 @@ def check_fits(
     where = "GPU memory free" if dev.type == "cuda" else "host memory available"
     c, h, w = need.input_shape
     sec = need.section
-    if need.batch_size > need.n_samples > 0:
+    if need.batch_size > need.n_samples > 0 and _fits_at(need, need.n_samples, available):
         # the batch size, not the memory, is what is wrong: no batch holds more than the data
         raise UserError(
             f"{sec}.batch_size is {need.batch_size:,}, larger than the {need.n_samples:,} "
@@ -280,6 +280,15 @@ def check_fits(
         f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "
         f"{advice[0].upper()}{advice[1:]}."
     )
+
+
+def _fits_at(need: Need, batch: int, available: int) -> bool:
+    """Whether the phase fits with batches of ``batch`` instead of the configured size."""
+    if need.activations_at is not None:
+        activations = need.activations_at(batch)
+    else:
+        activations = need.activation_bytes * batch // max(1, need.batch_size)
+    return need.param_bytes + need.data_bytes + activations <= available
 
 
 def _largest_batch_that_fits(need: Need, room: int) -> int:

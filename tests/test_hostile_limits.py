@@ -274,6 +274,19 @@ def test_a_fifo_as_data_is_refused_by_the_cli_without_hanging(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["name too long", "loop of links"])
+@pytest.mark.parametrize(
+    "verb",
+    [["run", "--data", "digits", "-q", "--out"], ["report"], ["evaluate"], ["export"]],
+    ids=["run --out", "report", "evaluate", "export"],
+)
+def test_run_directory_paths_the_os_refuses_are_one_message(tmp_path, verb, kind):
+    make, reason = BAD_PATHS[kind]
+    path = make(tmp_path)
+    refused(*cli(*verb, path), reason)
+    assert not any(p.name == "run.json" for p in tmp_path.rglob("*"))
+
+
 # ------------------------------------------------------------ 3. numbers beyond machine types
 
 

@@ -163,6 +163,20 @@ def test_an_image_beyond_pillows_bomb_limit_is_named(tmp_path, monkeypatch):
         load_dataset(path)
 
 
+@pytest.mark.parametrize(
+    "size, phrase",
+    [(f"{10**23}x2", "at most 65,535 pixels"), ("60000x60000", "more than the 1.0 MiB")],
+)
+def test_an_image_size_beyond_memory_is_refused_before_decoding(
+    tmp_path, monkeypatch, size, phrase
+):
+    path = _image_files(tmp_path)
+    monkeypatch.setattr("scinas.data.images.available_memory", lambda: 1 << 20)
+    with pytest.raises(UserError, match="image_size") as e:
+        load_dataset(path, image_size=size)
+    assert phrase in str(e.value), str(e.value)
+
+
 # --------------------------------------------------------------- 2. OS limits on names
 
 

@@ -42,6 +42,15 @@ def _workers() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 
+#: Largest side of ``image_size``: JPEG's limit, far beyond what a network is trained on.
+MAX_SIDE = 65535
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:30]}...{text[-10:]}"
+
+
 def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
     """Parse ``image_size``: ``"HxW"`` (e.g. ``"64x48"``), one number for a square, or ``(H, W)``.
 
@@ -62,10 +71,10 @@ def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int]
             sides = tuple(int(v) for v in value)
         except (TypeError, ValueError):
             sides = None
-    if sides is None or len(sides) != 2 or min(sides) < 1:
+    if sides is None or len(sides) != 2 or min(sides) < 1 or max(sides) > MAX_SIDE:
         raise UserError(
-            f"image_size must be 'HxW' with positive sides, e.g. '64x64' (--set "
-            f"data.image_size=64x64), got {value!r}."
+            f"image_size must be 'HxW' with positive sides of at most {MAX_SIDE:,} pixels, e.g. "
+            f"'64x64' (--set data.image_size=64x64), got {_short(value)}."
         )
     return sides[0], sides[1]
 
@@ -214,6 +223,15 @@ def load_images(
     step = max(1, min(64, -(-len(paths) // (4 * workers))))
     chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
     budget = _Budget(available_memory())
+    if image_size is not None and budget.available is not None:
+        # every image becomes image_size: at least one byte per pixel
+        total = len(paths) * image_size[0] * image_size[1]
+        if total > budget.available:
+            raise UserError(
+                f"image_size {image_size[0]}x{image_size[1]} for {len(paths):,} images would "
+                f"take at least {size_text(total)}, more than the {size_text(budget.available)} "
+                "of memory available (nothing was decoded). Choose a smaller data.image_size."
+            )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = pool.map(lambda chunk: [_decode(p, image_size, fit, budget) for p in chunk], chunks)
         decoded = [d for part in done for d in part]

@@ -64,7 +64,7 @@ def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int]
     elif isinstance(value, (int, np.integer)):
         sides = (int(value), int(value))
     elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*,]\s*(\d+)\s*)?", value)
+        m = re.fullmatch(r"\s*(\d{1,18})\s*(?:[xX×*,]\s*(\d{1,18})\s*)?", value)
         sides = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else None
     else:
         try:

@@ -130,14 +130,17 @@ def test_memory_preflight_refuses_huge_images_before_the_search(tmp_path):
     [
         (["search.C=60000"], "supernet"),
         (["search.strategy=random", "search.C=60000"], "a search candidate"),
-        (["search.space=baseline", "search.strategy=random", "search.batch_size=100000"], ""),
+        (["search.space=baseline", "search.strategy=random", "search.batch_size=100"], ""),
     ],
 )
-def test_memory_preflight_covers_every_search_kind(tmp_path, strategy_sets, phrase):
+def test_memory_preflight_covers_every_search_kind(tmp_path, monkeypatch, strategy_sets, phrase):
     """One-shot supernets, black-box candidates, and the hand-designed networks (where only the
     batch size and image size are offered as what to lower)."""
     from scinas.pipeline import search
 
+    if "search.space=baseline" in strategy_sets:  # small networks: a small memory, not a batch
+        # larger than the data (which is refused as that, issue 36)
+        monkeypatch.setattr(memory, "available_memory", lambda device=None: 1 << 20)
     cfg = build_config(overrides=[*TINY_FOR(strategy_sets), *strategy_sets])
     with pytest.raises(UserError, match="does not fit in memory") as e:
         search(cfg, tmp_path / "out", reporter=Reporter(quiet=True))
@@ -157,8 +160,10 @@ def test_memory_refusal_suggests_a_batch_size_that_fits(monkeypatch, tmp_path):
     from scinas.pipeline import train
 
     cfg = build_config(overrides=TINY)
-    monkeypatch.setattr(memory, "available_memory", lambda device=None: 40 << 20)  # 40 MiB
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": 100000})})
+    # a batch of all 120 samples does not fit in 8 MiB (a batch larger than the data would be
+    # refused as that instead, issue 36)
+    monkeypatch.setattr(memory, "available_memory", lambda device=None: 8 << 20)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": 120})})
     with pytest.raises(UserError, match=r"--set train.batch_size=\d+ would fit") as e:
         train(cfg, "DARTS_V2", tmp_path / "out", reporter=Reporter(quiet=True))
     fits = int(str(e.value).split("train.batch_size=")[1].split()[0])

@@ -11,6 +11,8 @@ import copy
 import json
 import math
 import os
+import reprlib
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +32,7 @@ from pydantic import (
 from .errors import UserError, did_you_mean, unknown
 from .nested import differences
 from .rates import LearningRate
+from .userpaths import read_user_text, stat_user_path
 
 
 class _Section(BaseModel):
@@ -288,7 +291,8 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        raise ValueError(f"search.{loc}: {msg} (got {err['input']!r})" if loc else msg) from None
+        got = _SHORT.repr(err["input"])
+        raise ValueError(f"search.{loc}: {msg} (got {got})" if loc else msg) from None
 
 
 class TrainConfig(_Section):
@@ -568,6 +572,29 @@ def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
             _check_keys(value, annotation, f"{where}{key}.")
 
 
+_INT64_MAX = 2**63 - 1
+#: Values in messages: a few levels and items of a nested or aliased value, never all of it.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 6, 80
+
+
+def _check_machine_ints(tree: Any, where: str = "") -> None:
+    """Refuse (UserError) an integer setting beyond the 64-bit range, naming its key: torch and
+    numpy cannot even take it (OverflowError), so no range check downstream would say which."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            _check_machine_ints(value, f"{where}{key}.")
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            _check_machine_ints(value, f"{where}[{i}].")
+    elif isinstance(tree, int) and not isinstance(tree, bool) and abs(tree) > _INT64_MAX:
+        digits = len(str(abs(tree))) if abs(tree).bit_length() < 14000 else "thousands of"
+        raise UserError(
+            f"bad config value for '{where.rstrip('.')}': a {digits}-digit integer, beyond the "
+            "64-bit range (±9.2e18) that every size and count must fit in."
+        )
+
+
 def parse_set(assignments: list[str]) -> dict:
     """``["search.epochs=5", "search.ops=[none,sep_conv_3x3]"]`` -> nested dict (YAML values)."""
     tree: dict = {}
@@ -577,8 +604,13 @@ def parse_set(assignments: list[str]) -> dict:
             raise UserError(f"--set expects key=value (e.g. search.epochs=5), got '{item}'.")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of over 4300 digits
             value = raw
+        except RecursionError:
+            raise UserError(
+                f"--set {key.strip()}=... nests lists or mappings deeper than a setting ever "
+                "needs (hundreds of levels)."
+            ) from None
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -590,22 +622,32 @@ def parse_set(assignments: list[str]) -> dict:
 def read_config_file(path: str | os.PathLike) -> dict:
     """Read a YAML, TOML or JSON config file into a nested dict."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(
-            f"config file {path} is a directory, not a file. Give a .yaml, .toml or .json file."
-        )
-    if not path.is_file():
+    st = stat_user_path(path, "config file")
+    if st is None:
         raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(
+            f"config file {path} is a directory (a folder), not a file. Give a .yaml, .toml or "
+            ".json file."
+        )
     try:
-        text = path.read_text()
+        # refuses a FIFO or a device before opening it; a BOM (as Windows editors write) is read
+        text = read_user_text(path, "config file", encoding="utf-8-sig")
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
             data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"cannot parse config file {path}: {e}") from None
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+        # the parsers' messages span lines (YAML quotes the spot): one line for the CLI
+        reason = " ".join(str(e).split())
+        raise UserError(f"cannot parse config file {path}: {reason}") from None
+    except RecursionError:
+        raise UserError(
+            f"cannot parse config file {path}: it nests lists or mappings deeper than a config "
+            "ever needs (hundreds of levels). Flatten it."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -656,10 +698,17 @@ def build_config(
     bottom = base if base is not None and not preset else PRESETS[preset_name]
     layers = [copy.deepcopy(bottom), file_tree, set_tree, explicit_tree]
     tree: dict = {"preset": preset_name}
-    for layer in layers:
-        _check_keys(layer, Config)
-        _deep_update(tree, copy.deepcopy(layer))
-    tree["preset"] = preset_name
+    try:
+        for layer in layers:
+            _check_keys(layer, Config)
+            _deep_update(tree, copy.deepcopy(layer))
+        tree["preset"] = preset_name
+        _check_machine_ints(tree)
+    except RecursionError:
+        raise UserError(
+            "bad config: a value nests lists or mappings deeper than any setting needs "
+            "(hundreds of levels). Flatten it."
+        ) from None
     explicit_search = {
         key
         for layer in (file_tree, set_tree, explicit_tree)
@@ -680,7 +729,7 @@ def build_config(
         if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
             raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
         raise UserError(
-            f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
+            f"bad config value for '{loc}': {msg} (got {_SHORT.repr(err.get('input'))})."
         ) from None
     cfg.search._refused = tuple(context["refused"])
     return cfg

@@ -93,6 +93,7 @@ class Need:
     batch_size: int
     input_shape: tuple[int, int, int]
     notes: tuple[str, ...] = ()  # e.g. "with cell checkpointing"
+    n_samples: int = 0  # training samples of the phase (0: not known)
     # values per channel per sample at the smallest BatchNorm input (1: a 1×1 map, where a batch
     # of one sample cannot be trained); None when not measured
     smallest_norm_map: int | None = None
@@ -111,7 +112,7 @@ def on_meta(build: Callable[[], nn.Module], what: str) -> nn.Module:
     try:
         with torch.device("meta"):
             return build()
-    except (OverflowError, RuntimeError, ValueError) as e:
+    except (OverflowError, RuntimeError, ValueError, TypeError) as e:
         text = str(e).lower()
         if not any(w in text for w in ("overflow", "too large", "too big", "out of range")):
             raise
@@ -202,6 +203,7 @@ def network_need(
         param_bytes=PARAM_STATE_BYTES * n,
         activation_bytes=activations,
         data_bytes=n_samples * sample_bytes,
+        n_samples=n_samples,
         batch_size=B,
         input_shape=tuple(input_shape),
         smallest_norm_map=smallest,
@@ -232,6 +234,7 @@ def supernet_need(
         param_bytes=per_param * n,
         activation_bytes=step // 2 if checkpointing else step,
         data_bytes=n_samples * sample_bytes,
+        n_samples=n_samples,
         batch_size=s.batch_size,
         input_shape=tuple(input_shape),
         notes=("with cell checkpointing",) if checkpointing else (),
@@ -251,6 +254,14 @@ def check_fits(
     where = "GPU memory free" if dev.type == "cuda" else "host memory available"
     c, h, w = need.input_shape
     sec = need.section
+    if need.batch_size > need.n_samples > 0 and _fits_at(need, need.n_samples, available):
+        # the batch size, not the memory, is what is wrong: no batch holds more than the data
+        raise UserError(
+            f"{sec}.batch_size is {need.batch_size:,}, larger than the {need.n_samples:,} "
+            f"training samples of the {sec} phase (no batch holds more than the data; memory for "
+            f"batches of {need.batch_size:,} would be {_gib(need.total)}). Nothing was written. "
+            f"Set --set {sec}.batch_size={need.n_samples} or lower."
+        )
     parts = [
         f"{need.params:,} parameters with gradients and optimiser state: {_gib(need.param_bytes)}",
         f"activations of a batch of {need.batch_size} at {c}×{h}×{w}"
@@ -269,6 +280,15 @@ def check_fits(
         f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "
         f"{advice[0].upper()}{advice[1:]}."
     )
+
+
+def _fits_at(need: Need, batch: int, available: int) -> bool:
+    """Whether the phase fits with batches of ``batch`` instead of the configured size."""
+    if need.activations_at is not None:
+        activations = need.activations_at(batch)
+    else:
+        activations = need.activation_bytes * batch // max(1, need.batch_size)
+    return need.param_bytes + need.data_bytes + activations <= available
 
 
 def _largest_batch_that_fits(need: Need, room: int) -> int:

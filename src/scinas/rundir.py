@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ import torch
 
 from .errors import UserError
 from .signals import Interrupted, stop_on_signals
+from .userpaths import os_reason, stat_user_path
 from .version import __version__
 
 MARKER = "run.json"
@@ -167,7 +169,9 @@ def read_mapping(path: str | os.PathLike) -> dict:
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / MARKER).is_file()
+    # a name the OS refuses (too long, a loop of links) is a UserError naming why
+    st = stat_user_path(Path(path) / MARKER, "run directory file")
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def foreign_entries(path: Path, depth: int = 0) -> list[str]:
@@ -211,12 +215,23 @@ def check_out_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     is written. With ``overwrite``, only a scinas run directory holding nothing but what scinas
     writes may be replaced."""
     path = Path(path)
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as e:  # a name too long, a loop of links in a parent, no permission
+        raise UserError(f"--out {path} cannot be used: {os_reason(e, path)}.") from None
     if path.is_symlink():
         target = os.readlink(path)
         if not path.exists():
+            try:
+                os.stat(path)
+                what = "a broken symbolic link"
+            except OSError as e:
+                loop = e.errno == errno.ELOOP
+                what = "a loop of symbolic links" if loop else "a broken symbolic link"
             raise UserError(
-                f"--out {path} is a broken symbolic link (to {target}). Remove the link or "
-                "choose another --out."
+                f"--out {path} is {what} (to {target}). Remove the link or choose another --out."
             )
         if overwrite:
             raise UserError(

@@ -13,6 +13,7 @@ Images are kept in their raw units (uint8 stays uint8): the trainer normalises p
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from scinas.data.named import DATASETS, NAMED_DATASETS, default_data_dir, find_d
 from scinas.data.split import stratified_split
 from scinas.errors import UserError, unknown
 from scinas.tasks import TASKS, Task, check_finite, detect_task, multilabel_strata
+from scinas.userpaths import file_kind, stat_user_path
 
 __all__ = [
     "DATASETS",
@@ -218,7 +220,13 @@ def _read(
         if dataset is not None:
             return note_ignored(dataset.load(data_dir, download), options, ())
     path = Path(os.fspath(data)).expanduser()
-    if path.is_dir() or path.is_file():
+    st = stat_user_path(path, "data path")
+    if st is not None:
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise UserError(
+                f"data path {path} is {file_kind(st.st_mode)}, not a file or folder: scinas "
+                "reads data from files on disk. Save the data to a file and pass that."
+            )
         return read_path(path, options)
     text = os.fspath(data)
     if not isinstance(data, str) or "/" in text or os.sep in text or path.suffix:
@@ -248,11 +256,30 @@ def _check_numeric(a: np.ndarray, label: str, role: str) -> None:
         )
 
 
+def _check_float32_range(a: np.ndarray, label: str) -> None:
+    """Refuse (UserError) finite values that float32, which scinas computes in, cannot hold,
+    with the largest and its row (they would become infinities)."""
+    if a.dtype.kind != "f" or a.dtype.itemsize <= 4 or a.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(a) & (np.abs(a) > np.finfo(np.float32).max)
+    n = int(np.count_nonzero(beyond))
+    if n:
+        big = np.where(beyond, np.abs(a), 0)
+        row = int(np.argmax(big)) // max(1, a[0].size if a.ndim else 1)
+        raise UserError(
+            f"{label} holds {n} value(s) beyond the float32 range that scinas computes in "
+            f"(±{np.finfo(np.float32).max:.3g}), up to {float(big.max()):.4g} (row {row}). "
+            "Rescale the data (e.g. divide it by a power of ten) or fix those values."
+        )
+
+
 def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np.ndarray, str]:
     key = f"x_{split}"
     label = raw.label(key)
     x = raw.arrays[key]
     _check_numeric(x, label, "images")
+    _check_float32_range(x, label)
     if x.ndim >= 2 and 0 in x.shape[1:]:
         what = "features" if x.ndim == 2 else "values"
         raise UserError(
@@ -323,6 +350,43 @@ def _channel_stats(
     return tuple(float(v) for v in mean), tuple(float(v) for v in std), constant
 
 
+#: Largest distance from the training mean that ``(x - mean) / std`` takes in float32 with room
+#: to spare: beyond it the subtraction overflows to infinity and the first step's loss is NaN.
+NORMALISABLE = float(np.finfo(np.float32).max) / 2
+
+
+def _check_normalisable(
+    arrays: dict[str, np.ndarray], mean: tuple[float, ...], raw: RawData, prefix: str, what: str
+) -> None:
+    """Refuse (UserError) float values so far from the training mean (per channel or target)
+    that normalising them would overflow float32, naming the array, the sample and the value."""
+    centre = np.asarray(mean, dtype=np.float64)
+    for split, a in arrays.items():
+        if a.dtype.kind != "f" or a.size == 0:
+            continue
+        flat = a.reshape(a.shape[0], a.shape[1], -1) if a.ndim > 1 else a.reshape(-1, 1, 1)
+        hi = flat.max(axis=(0, 2)).astype(np.float64) - centre
+        lo = centre - flat.min(axis=(0, 2)).astype(np.float64)
+        far = np.maximum(hi, lo)
+        if far.max() <= NORMALISABLE:
+            continue
+        c = int(far.argmax())
+        col = flat[:, c, :].astype(np.float64)
+        value = float(col.reshape(-1)[np.abs(col - centre[c]).argmax()])
+        # the sample's row in the source (hold-out splits were carved out of train since)
+        src = raw.arrays[f"{prefix}_{split}"]
+        with np.errstate(all="ignore"):
+            hits = np.flatnonzero(src.reshape(len(src), -1).astype(np.float32) == value)
+        row = f"row {hits[0] // max(1, src[0].size)}, " if hits.size else ""
+        raise UserError(
+            f"{raw.label(f'{prefix}_{split}')} holds {value:.4g} ({row}{what} {c}), "
+            f"{far[c]:.3g} away from the training mean {centre[c]:.4g}: normalising it "
+            f"((x - mean) / std in float32, whose largest value is {2 * NORMALISABLE:.3g}) would "
+            "overflow, and training would stop at NaN. Rescale the data (e.g. divide it by a "
+            "power of ten) or remove the sample."
+        )
+
+
 def _assemble(
     raw: RawData, task: str, layout: str, val_fraction: float, test_fraction: float, seed: int
 ) -> Dataset:
@@ -374,6 +438,8 @@ def _assemble(
     ys: dict[str, np.ndarray] = {}
     for split in present:
         label = raw.label(f"y_{split}")
+        if kind.standardises_targets:  # float targets: the others are refused by their values
+            _check_float32_range(raw.arrays[f"y_{split}"], label)
         ys[split] = kind.parse_targets(raw.arrays[f"y_{split}"], label)
         if ys[split].ndim == 2 and ys[split].shape[1] != ys["train"].shape[1]:
             raise UserError(
@@ -411,11 +477,13 @@ def _assemble(
     mean, std, constant = _channel_stats(xs["train"])
     if constant:
         notes.append(f"image channel(s) {constant} are constant in train: std set to 1.0")
+    _check_normalisable(xs, mean, raw, "x", "channel")
     target_mean = target_std = None
     if kind.standardises_targets:
         target_mean, target_std, constant = _channel_stats(ys["train"])
         if constant:
             notes.append(f"target(s) {constant} are constant in train: std set to 1.0")
+        _check_normalisable(ys, target_mean, raw, "y", "target")
 
     splits = {
         s: Split(

@@ -9,6 +9,7 @@ import numpy as np
 
 from scinas.data.formats import RawData, Reader, ReadOptions, register_reader
 from scinas.errors import UserError
+from scinas.userpaths import check_regular_file, path_error
 
 __all__ = [
     "CIFAR10_CLASS_NAMES",
@@ -54,12 +55,11 @@ def read_cifar_binary(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             holds a label outside 0..9.
     """
     path = Path(path)
+    check_regular_file(path, "CIFAR-10 batch")  # a FIFO or a device is never opened
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError as e:
-        raise UserError(f"file not found: {path}") from e
     except OSError as e:
-        raise UserError(f"could not read {path}: {e}") from e
+        raise path_error(path, e, "CIFAR-10 batch") from None
     if data.size == 0 or data.size % _CIFAR_RECORD:
         raise UserError(
             f"{path} is not a CIFAR-10 binary batch: its size ({data.size} bytes) is not a "

@@ -14,15 +14,20 @@ from scinas.data.idx import find_idx_files
 from scinas.data.images import IMAGE_SUFFIXES, load_images, size_note
 from scinas.data.tables import SPLIT_NAMES, TABLE_SUFFIXES
 from scinas.errors import UserError
+from scinas.userpaths import path_error
 
 __all__ = ["ClassFoldersReader", "has_class_subfolders", "read_class_folders"]
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
+def _listing(folder: Path) -> list[Path]:
     try:
-        entries = sorted(folder.iterdir())
+        return sorted(folder.iterdir())
     except OSError as e:
-        raise UserError(f"could not list {folder}: {e}") from e
+        raise path_error(folder, e, "folder") from None
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    entries = _listing(folder)
     # Hidden folders (.ipynb_checkpoints, .git) and macOS zip leftovers are never classes.
     return [
         e for e in entries if e.is_dir() and not e.name.startswith(".") and e.name != "__MACOSX"
@@ -37,7 +42,7 @@ def has_class_subfolders(directory: str | os.PathLike) -> bool:
 def _images_in(folder: Path) -> tuple[list[Path], int]:
     """Image files directly in ``folder`` (sorted) and the number of other files ignored."""
     images, other = [], 0
-    for entry in sorted(folder.iterdir()):
+    for entry in _listing(folder):
         if entry.name.startswith(".") or not entry.is_file():
             continue
         if entry.suffix.lower() in IMAGE_SUFFIXES:

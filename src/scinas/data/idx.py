@@ -14,7 +14,9 @@ import numpy as np
 
 from scinas.data.formats import RawData, Reader, ReadOptions, register_reader
 from scinas.data.images import IMAGE_SUFFIXES
+from scinas.data.limits import CHUNK, MAX_DEFLATE_RATIO, check_decoded_size, size_text
 from scinas.errors import UserError
+from scinas.userpaths import check_regular_file, path_error
 
 __all__ = ["IDX_DTYPES", "IdxReader", "find_idx_files", "is_idx_name", "read_idx", "read_idx_dir"]
 
@@ -34,40 +36,11 @@ _IDX_NAME = re.compile(
 #: File names (lower case) that count as images when scanning folders.
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise UserError(f"file not found: {path}") from e
-    except OSError as e:
-        raise UserError(f"could not read {path}: {e}") from e
-    if data[:2] == b"\x1f\x8b":  # gzip magic; trust the content, not the file suffix
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise UserError(
-                f"{path} is a damaged gzip file ({e}); download it again or gunzip a good copy."
-            ) from e
-    return data
+_MAX_HEADER = 4 + 4 * 255  # magic, type code, ndim and up to 255 uint32 sizes
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an idx file (the MNIST format), gzip-compressed or not.
-
-    The header is two zero bytes, a type code (see :data:`IDX_DTYPES`), the number of dimensions
-    and one big-endian uint32 per dimension; the data follows, big-endian, row-major.
-
-    Args:
-        path: The ``.idx*-ubyte`` or ``.idx*-ubyte.gz`` file.
-
-    Returns:
-        A writable array in native byte order with the shape the header gives.
-
-    Raises:
-        UserError: Naming the file, if it is missing, not idx, truncated or too long.
-    """
-    path = Path(path)
-    data = _read_maybe_gzip(path)
+def _header(data: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The dtype, the shape and the header length of idx ``data`` (its first bytes suffice)."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise UserError(
             f"{path} is not an idx file: bad magic number (expected two zero bytes, a type code "
@@ -85,7 +58,95 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < header:
         raise UserError(f"{path} is truncated: the file ends inside its header.")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = IDX_DTYPES[code]
+    return IDX_DTYPES[code], dims, header
+
+
+def _declared_total(head: bytes, path: Path, compressed: int) -> int:
+    """The total size the idx header at the start of ``head`` declares, refused when no gzip
+    stream of ``compressed`` bytes inflates to it or when it exceeds the memory available."""
+    dtype, dims, header = _header(head, path)
+    total = header + math.prod(dims) * dtype.itemsize
+    if total > MAX_DEFLATE_RATIO * compressed + (1 << 20):
+        raise UserError(
+            f"{path} has a corrupt header: it declares shape {dims} of {dtype.name} "
+            f"({size_text(total)} once decompressed), but a gzip file of {size_text(compressed)} "
+            f"cannot inflate to more than {size_text(MAX_DEFLATE_RATIO * compressed)}. "
+            "Download the file again."
+        )
+    check_decoded_size(total, path, f"the idx data (shape {dims} of {dtype.name})")
+    return total
+
+
+def _gunzip(f, path: Path, compressed: int) -> bytes:
+    """Inflate the gzip stream ``f`` in bounded chunks, never past what its idx header declares
+    (plus one byte, to tell a file that is too long), and only once that size is known to be
+    possible for this stream and to fit in memory."""
+    limit = _MAX_HEADER  # until the header is read
+    checked = False
+    out = bytearray()
+    d = zlib.decompressobj(wbits=31)
+    pending = b""
+    try:
+        while len(out) <= limit:
+            if not pending:
+                pending = f.read(CHUNK)
+                if not pending:
+                    if not d.eof:
+                        raise EOFError("the compressed stream ends before its end marker")
+                    break
+            if d.eof:  # another gzip member follows (as gzip.decompress accepts), or padding
+                if not pending.strip(b"\0"):
+                    pending = b""
+                    continue
+                d = zlib.decompressobj(wbits=31)
+            out += d.decompress(pending, limit + 1 - len(out))
+            pending = d.unconsumed_tail or d.unused_data
+            if not checked and len(out) >= _MAX_HEADER:
+                checked, limit = True, _declared_total(bytes(out[:_MAX_HEADER]), path, compressed)
+    except (zlib.error, EOFError) as e:
+        raise UserError(
+            f"{path} is a damaged gzip file ({e}); download it again or gunzip a good copy."
+        ) from None
+    if not checked:
+        _declared_total(bytes(out), path, compressed)
+    return bytes(out)
+
+
+def _read_idx_bytes(path: Path) -> tuple[bytes, bool]:
+    """The idx bytes of ``path``, inflated when it is gzip (by content, not by suffix), and
+    whether they are the whole file (a gzip stream stops one byte past its declared size)."""
+    check_regular_file(path, "idx file")
+    try:
+        with path.open("rb") as f:
+            if f.read(2) == b"\x1f\x8b":  # gzip magic
+                f.seek(0)
+                return _gunzip(f, path, os.fstat(f.fileno()).st_size), False
+            f.seek(0)
+            return f.read(), True
+    except OSError as e:
+        raise path_error(path, e, "idx file") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an idx file (the MNIST format), gzip-compressed or not.
+
+    The header is two zero bytes, a type code (see :data:`IDX_DTYPES`), the number of dimensions
+    and one big-endian uint32 per dimension; the data follows, big-endian, row-major.  A gzip
+    file is inflated in bounded chunks, and no further than its header's shape allows.
+
+    Args:
+        path: The ``.idx*-ubyte`` or ``.idx*-ubyte.gz`` file.
+
+    Returns:
+        A writable array in native byte order with the shape the header gives.
+
+    Raises:
+        UserError: Naming the file, if it is missing, not idx, truncated, too long, or would
+            decompress to more than memory holds.
+    """
+    path = Path(path)
+    data, whole = _read_idx_bytes(path)
+    dtype, dims, header = _header(data, path)
     count = math.prod(dims)  # Python ints: a corrupt header cannot overflow them
     expected = count * dtype.itemsize
     actual = len(data) - header
@@ -102,8 +163,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     if actual > expected:
         raise UserError(
-            f"{path} has {actual - expected} bytes more than its header's shape {dims} allows; "
-            "it is not a valid idx file."
+            f"{path} has {f'{actual - expected} bytes' if whole else 'bytes'} more than its "
+            f"header's shape {dims} allows; it is not a valid idx file."
         )
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     # astype copies: the result is writable (torch warns on read-only buffers) and native-endian.
@@ -135,7 +196,7 @@ def find_idx_files(directory: str | os.PathLike) -> dict[str, Path]:
         return {}
     for entry in entries:
         m = _IDX_NAME.match(entry.name)
-        if not m or not entry.is_file():
+        if not m or entry.is_dir():  # a FIFO or a broken link is kept: reading it says why
             continue
         split, kind, _, gz = (g.lower() if g else g for g in m.groups())
         key = ("x_" if kind == "images" else "y_") + ("train" if split == "train" else "test")

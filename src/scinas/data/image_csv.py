@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from scinas.data.tables import (
     targets_from_table,
 )
 from scinas.errors import UserError
+from scinas.userpaths import file_kind, os_reason
 
 __all__ = ["ImageCsvReader", "read_image_csv"]
 
@@ -32,6 +34,30 @@ def _pick_file_column(header: list[str]) -> int:
         if name in by_norm:
             return by_norm[name]
     return 0
+
+
+def _check_files(files: list[str], paths: list[Path]) -> tuple[list[str], list[str]]:
+    """The listed names that do not exist, and the others that are not readable image files
+    (with the reason), by their type: a FIFO or a device is never opened."""
+    missing, unreadable = [], []
+    for name, p in zip(files, paths, strict=True):
+        try:
+            mode = os.stat(p).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(name)
+            continue
+        except OSError as e:
+            short = name if len(name) <= 80 else f"{name[:40]}...{name[-37:]}"
+            unreadable.append(f"{short} ({os_reason(e, p)})")
+            continue
+        except ValueError:
+            unreadable.append(f"{name!r} (a NUL character in the name)")
+            continue
+        if stat.S_ISDIR(mode):
+            unreadable.append(f"{name} (a folder, not an image file)")
+        elif not stat.S_ISREG(mode):
+            unreadable.append(f"{name} ({file_kind(mode)}, not an image file)")
+    return missing, unreadable
 
 
 def read_image_csv(
@@ -85,12 +111,19 @@ def read_image_csv(
             f"{shown([str(n) for n in empty])}; fill them in or remove those rows."
         )
     paths = [base / f for f in files]  # an absolute name replaces the base
-    missing = [f for f, p in zip(files, paths, strict=True) if not p.is_file()]
+    missing, unreadable = _check_files(files, paths)
     if missing:
         raise UserError(
             f"{len(missing)} of {len(files)} image files listed in column '{header[file_col]}' "
             f"of {path} are missing: {shown(missing)} (relative names are looked for in "
             f"{base.absolute()}). Fix the names or put the images next to the CSV."
+        )
+
+    if unreadable:
+        raise UserError(
+            f"{len(unreadable)} of {len(files)} image files listed in column "
+            f"'{header[file_col]}' of {path} cannot be read: {shown(unreadable, 3)}. Fix those "
+            "entries or remove their rows."
         )
 
     parsed = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,10 @@ import numpy as np
 from PIL import Image
 
 from scinas.data.formats import shown
+from scinas.data.limits import size_text
 from scinas.errors import UserError
+from scinas.memory import available_memory
+from scinas.userpaths import os_reason
 
 __all__ = ["FITS", "IMAGE_SUFFIXES", "load_images", "parse_image_size", "size_note"]
 
@@ -38,6 +42,15 @@ def _workers() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 
+#: Largest side of ``image_size``: JPEG's limit, far beyond what a network is trained on.
+MAX_SIDE = 65535
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:30]}...{text[-10:]}"
+
+
 def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
     """Parse ``image_size``: ``"HxW"`` (e.g. ``"64x48"``), one number for a square, or ``(H, W)``.
 
@@ -51,17 +64,17 @@ def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int]
     elif isinstance(value, (int, np.integer)):
         sides = (int(value), int(value))
     elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*,]\s*(\d+)\s*)?", value)
+        m = re.fullmatch(r"\s*(\d{1,18})\s*(?:[xX×*,]\s*(\d{1,18})\s*)?", value)
         sides = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else None
     else:
         try:
             sides = tuple(int(v) for v in value)
         except (TypeError, ValueError):
             sides = None
-    if sides is None or len(sides) != 2 or min(sides) < 1:
+    if sides is None or len(sides) != 2 or min(sides) < 1 or max(sides) > MAX_SIDE:
         raise UserError(
-            f"image_size must be 'HxW' with positive sides, e.g. '64x64' (--set "
-            f"data.image_size=64x64), got {value!r}."
+            f"image_size must be 'HxW' with positive sides of at most {MAX_SIDE:,} pixels, e.g. "
+            f"'64x64' (--set data.image_size=64x64), got {_short(value)}."
         )
     return sides[0], sides[1]
 
@@ -88,9 +101,45 @@ def _center_crop(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return out
 
 
-def _decode(path: Path, size: tuple[int, int] | None, fit: str) -> _Decoded:
+class _Budget:
+    """Bytes of decoded images, shared by the decoding threads: an image is decoded only while
+    all of them together (and its own full-size decode) fit in the memory available."""
+
+    def __init__(self, available: int | None):
+        self.available = available
+        self.used = 0
+        self.lock = threading.Lock()
+
+    def take(self, full: int, kept: int) -> str | None:
+        """Reserve ``kept`` bytes for an image whose decode takes ``full``; the reason if not."""
+        if self.available is None:
+            return None
+        with self.lock:
+            if full > self.available or self.used + kept > self.available:
+                return (
+                    f"decoding it takes {size_text(full)}"
+                    + (f" and the images so far {size_text(self.used)}" if self.used else "")
+                    + f", more than the {size_text(self.available)} of memory available "
+                    "(nothing more was decoded): use smaller images or set "
+                    "data.image_size=HxW to shrink them"
+                )
+            self.used += kept
+        return None
+
+
+def _decode(
+    path: Path, size: tuple[int, int] | None, fit: str, budget: _Budget | None = None
+) -> _Decoded:
     try:
         with Image.open(path) as im:
+            # the header is read, the pixels not yet: refuse an image too large to decode
+            w, h = im.size
+            bands = 4 if im.mode in ("P", "PA") else len(im.getbands())  # P: up to RGBA
+            per = bands * (1 if im.mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA") else 4)
+            full = w * h * per
+            kept = (size[0] * size[1] if size else w * h) * per
+            if budget is not None and (why := budget.take(full, kept)):
+                return _Decoded(None, error=f"it declares {w}×{h} pixels: {why}")
             im.load()
             mode = im.mode
             if mode in ("L", "LA", "RGB", "RGBA"):
@@ -112,6 +161,12 @@ def _decode(path: Path, size: tuple[int, int] | None, fit: str) -> _Decoded:
             if size is not None and fit == "resize" and (im.height, im.width) != size:
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             a = np.asarray(im)
+    except Image.DecompressionBombError as e:
+        return _Decoded(None, error=f"a decompression bomb or a damaged header: {e}")
+    except OSError as e:
+        if e.errno is not None:  # the OS refused the file (Pillow's own errors have none)
+            return _Decoded(None, error=os_reason(e, path))
+        return _Decoded(None, error=f"{type(e).__name__}: {e}")
     except Exception as e:  # Pillow raises many exception types for broken files
         return _Decoded(None, error=f"{type(e).__name__}: {e}")
     if a.ndim == 2:
@@ -167,8 +222,18 @@ def load_images(
     # Chunks of files per task: one future per small file would cost about as much as decoding.
     step = max(1, min(64, -(-len(paths) // (4 * workers))))
     chunks = [paths[i : i + step] for i in range(0, len(paths), step)]
+    budget = _Budget(available_memory())
+    if image_size is not None and budget.available is not None:
+        # every image becomes image_size: at least one byte per pixel
+        total = len(paths) * image_size[0] * image_size[1]
+        if total > budget.available:
+            raise UserError(
+                f"image_size {image_size[0]}x{image_size[1]} for {len(paths):,} images would "
+                f"take at least {size_text(total)}, more than the {size_text(budget.available)} "
+                "of memory available (nothing was decoded). Choose a smaller data.image_size."
+            )
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = pool.map(lambda chunk: [_decode(p, image_size, fit) for p in chunk], chunks)
+        done = pool.map(lambda chunk: [_decode(p, image_size, fit, budget) for p in chunk], chunks)
         decoded = [d for part in done for d in part]
 
     bad = [(str(p), d.error) for p, d in zip(paths, decoded, strict=True) if d.error is not None]

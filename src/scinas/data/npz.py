@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from scinas.data.formats import SPLITS, RawData, Reader, ReadOptions, register_reader
+from scinas.data.limits import MAX_DEFLATE_RATIO, check_decoded_size, size_text
 from scinas.errors import UserError
+from scinas.userpaths import check_regular_file, path_error, stat_user_path
 
 __all__ = ["NpzReader", "read_npz"]
 
@@ -47,10 +49,18 @@ def read_npz(path: str | os.PathLike) -> RawData:
         UserError: If the file is missing or unreadable, or keys are missing or unpaired.
     """
     path = Path(path)
-    if not path.is_file():
+    if stat_user_path(path, "data file") is None:
         raise UserError(f"data file not found: {path}. Check the path (or pass a named dataset).")
+    check_regular_file(path, "data file")
     try:
         npz = np.load(path, allow_pickle=False)
+    except OSError as e:
+        if e.errno is not None:  # the OS refused the file; a damaged one has no errno
+            raise path_error(path, e, "data file") from None
+        raise UserError(
+            f"could not read {path} as a .npz file ({_reason(e)}): it is corrupt or in another "
+            f"format. {_NPZ_HELP}"
+        ) from None
     except _DAMAGED as e:
         raise UserError(
             f"could not read {path} as a .npz file ({_reason(e)}): it is corrupt or in another "
@@ -113,10 +123,22 @@ def _npz_array(npz, key: str, path: Path) -> np.ndarray:
 
 
 def _check_declared_size(npz, key: str, path: Path) -> None:
-    """Refuse an array whose .npy header declares more bytes than its archive member holds
-    (a damaged header: numpy would try to allocate them all first)."""
+    """Refuse an array whose archive member or .npy header declares more bytes than its
+    compressed data can inflate to, than the member holds, or than memory holds: numpy
+    allocates the whole array before it reads any of it."""
     try:
         info = npz.zip.getinfo(f"{key}.npy")
+    except Exception:
+        return  # numpy's own read says what is wrong
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: MAX_DEFLATE_RATIO}
+    most = info.compress_size * ratio.get(info.compress_type, 0) + (1 << 16)
+    if info.compress_type in ratio and info.file_size > most:
+        raise UserError(
+            f"'{key}' in {path} is corrupt: the archive says it inflates to "
+            f"{size_text(info.file_size)}, but its {size_text(info.compress_size)} of "
+            f"compressed data cannot hold more than {size_text(most)}. Save the arrays again."
+        )
+    try:
         with npz.zip.open(info) as f:
             version = np.lib.format.read_magic(f)
             read = (
@@ -135,6 +157,7 @@ def _check_declared_size(npz, key: str, path: Path) -> None:
             f"{dtype} ({declared:,} bytes) but the archive holds {info.file_size - offset:,} "
             "bytes of it. Save the arrays again."
         )
+    check_decoded_size(declared, path, f"'{key}' (shape {tuple(shape)} of {dtype})")
 
 
 def _reason(e: BaseException) -> str:

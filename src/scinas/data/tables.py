@@ -6,6 +6,7 @@ a UserError that names the file, the column and the line.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -16,6 +17,7 @@ import numpy as np
 
 from scinas.data.formats import shown
 from scinas.errors import UserError, did_you_mean
+from scinas.userpaths import read_user_bytes
 
 __all__ = [
     "FILE_COLUMNS",
@@ -41,6 +43,8 @@ TARGET_NAMES = ("target", "label", "y", "class", "targets", "labels")
 #: Values of a ``split`` column (lower case) and of split folder names, and the split they mean.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _INT = re.compile(r"[+-]?\d+")
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _delimiter(line: str) -> str:
@@ -63,12 +67,13 @@ def norm(name: str) -> str:
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, cells) of the non-blank data rows."""
+    data = read_user_bytes(path, "table")
+    # UTF-8, with or without a BOM; UTF-16 when its BOM says so (Excel's "Unicode text")
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e}); save the table as UTF-8 CSV.") from e
-    except OSError as e:
-        raise UserError(f"could not read {path}: {e}") from e
+        raise UserError(f"{path} is not UTF-8 text ({e}); save the table as UTF-8 CSV.") from None
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
@@ -121,14 +126,52 @@ def parse_column(name: str, values: list[str], lines: list[int], path: Path):
             f"column '{name}' of {path} is empty on {len(empty)} line(s) "
             f"({shown([str(n) for n in empty])}); fill in a value or remove those rows."
         )
+    numeric = all(is_number(v) for v in values)
+    ints = [_int64(v) if numeric and _INT.fullmatch(v) else 0 for v in values]
+    for line, v, i in zip(lines, values, ints, strict=True):
+        # in any numeric column: the same number gets the same answer whatever the other rows
+        # hold (a text column's names are names)
+        if i is None:
+            raise UserError(
+                f"column '{name}' of {path} holds an integer beyond the 64-bit range on line "
+                f"{line}: {_digits(v)}. Integers must lie within ±9.2e18; a class label is "
+                "0..K-1, and a measurement can be written as a float (e.g. 1.5e21)."
+            )
     if all(_INT.fullmatch(v) for v in values):
-        return "int", np.array([int(v) for v in values], dtype=np.int64)
+        return "int", np.array(ints, dtype=np.int64)
     lower = [v.lower() for v in values]
     if set(lower) <= {"true", "false"}:
         return "int", np.array([v == "true" for v in lower], dtype=np.int64)
-    if all(is_number(v) for v in values):
-        return "float", np.array([float(v) for v in values], dtype=np.float64)
+    if numeric:
+        floats = np.array([float(v) for v in values], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            beyond = np.flatnonzero(np.abs(floats) > _FLOAT32_MAX)
+        for i in beyond:
+            if "inf" not in values[i].lower():  # written as a number, not as infinity
+                raise UserError(
+                    f"column '{name}' of {path} holds {_digits(values[i])} on line {lines[i]}, "
+                    f"beyond the float32 range that scinas computes in (±{_FLOAT32_MAX:.3g}). "
+                    "Rescale the column (e.g. divide it by a power of ten) or fix the value."
+                )
+        return "float", floats
     return "str", np.array(values)
+
+
+def _int64(v: str) -> int | None:
+    """The integer ``v`` writes, or None beyond the 64-bit range (told by its digit count
+    first: int() refuses strings of more than 4300 digits)."""
+    digits = v.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 19:
+        return None
+    i = -int(digits) if v.startswith("-") else int(digits)
+    return i if _INT64[0] <= i <= _INT64[1] else None
+
+
+def _digits(v: str) -> str:
+    """A number as written, shortened for a message when it is long."""
+    if len(v) <= 30:
+        return v
+    return f"{v[:12]}...{v[-6:]} ({len(v.lstrip('+-'))} characters)"
 
 
 def targets_from_table(

@@ -368,3 +368,28 @@ def test_recipe_dims_left_out_stay_fixed(tmp_path, monkeypatch):
     (result,) = [e for e in events if e["event"] == "lineage_result"]
     assert set(result["recipe_changes"]) <= {"augment", "label_smoothing"}
     assert result["accepted"] == 4 and result["recipe_changes"]
+
+
+def test_architecture_challengers_stay_under_the_cost_cap(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    seen = []
+    real_moves = lineage.Lineage.moves
+
+    def moves(self, b):
+        out = real_moves(self, b)
+        seen.append((self, [m for _, m in out if not isinstance(m, lineage.Recipe)]))
+        return out
+
+    monkeypatch.setattr(lineage.Lineage, "moves", moves)
+    _lineage_run(tmp_path, "search.max_cost=1.5", "search.recipe=false", "search.budget=2")
+    assert seen
+    for lin, morphs_ in seen:
+        assert morphs_  # cheap morphisms remain (deeper first stage, bigger kernels)
+        for m in morphs_:
+            assert lin.cost(m.target, lineage.Recipe.of(lin.cfg.train)) <= (
+                1.5 * lin.start_cost + 1e-6
+            )
+    # widening the last stage to 128 quadruples its convolutions: over the cap
+    names = {m.name for _, ms in seen for m in ms}
+    assert "widen stage 3 to 128" not in names

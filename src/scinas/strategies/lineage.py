@@ -85,6 +85,13 @@ class LineageSettings(StrategySettings):
         description="the recipe's settings challengers may change (leave one out to fix it at "
         "its train.* value): " + ", ".join(RECIPE_DIMS),
     )
+    max_cost: float = Field(
+        3.0,
+        ge=1,
+        le=1000,
+        description="architecture challengers cost at most this many times the start network's "
+        "FLOPs per sample, so the rest of the budget still trains them",
+    )
     continue_winner: bool = Field(
         True,
         description="the final training goes on from the incumbent's weights (false: retrain "
@@ -315,7 +322,12 @@ class Lineage:
         """Every one-change challenger of ``b``: (description, morphism or recipe)."""
         out: list[tuple[str, object]] = []
         if self.s.morph and getattr(self.space, "morphs", None) is not None:
-            out += [(m.name, m) for m in self.space.morphs(b.arch, self.s, self.hw)]
+            limit = self.s.max_cost * self.start_cost
+            out += [
+                (m.name, m)
+                for m in self.space.morphs(b.arch, self.s, self.hw)
+                if self.cost(m.target, b.recipe) <= limit * b.recipe.batch_size / self.start_bs
+            ]
         if not self.s.recipe:
             return out
         r, n, dims = b.recipe, len(self.x), set(self.s.recipe_dims)
@@ -380,6 +392,7 @@ class Lineage:
         recipe = Recipe.of(self.cfg.train)
         net = self.build(arch)
         inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **_opt_args(recipe)))
+        self.start_cost, self.start_bs = self.cost(arch, recipe), recipe.batch_size
         chance = self.chance_scores()
         what = {(True, True): "architecture and recipe", (False, True): "recipe"}
         ctx.reporter.log(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import parallel
+from .bounds import MAX_EPOCHS
 from .errors import UserError
 from .train import model_output
 
@@ -102,6 +103,12 @@ def plan(
             f"{step_seconds:.2f} s and a validation pass {eval_seconds:.2f} s, so it buys "
             f"{total} steps. Give at least {math.ceil(need)} seconds ({MIN_STEPS} steps), or "
             f"leave {key} unset."
+        )
+    if total // steps > MAX_EPOCHS:  # a typo such as 1e12 for 1e3 plans more than anyone runs
+        raise UserError(
+            f"{key}={budget:g} seconds plans {total // steps} epochs of {steps} steps here (one "
+            f"step takes {step_seconds:.2g} s), above scinas' bound of {MAX_EPOCHS} epochs. "
+            f"Give a smaller {key}, or leave it unset."
         )
     return Plan(budget, step_seconds, eval_seconds, total // steps, steps, full_epoch_steps)
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bounds import MAX_REPEATS
 from .budget import describe
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .errors import TrainingDiverged, UserError, unknown
@@ -163,8 +164,10 @@ def compare(
     for m in methods:
         if m not in COMPARE_METHODS:
             raise unknown("method", m, METHODS)
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1 (got {seeds}).")
+    if not 1 <= seeds <= MAX_REPEATS:
+        raise UserError(
+            f"--seeds must be between 1 and {MAX_REPEATS} (scinas' bound on repeats; got {seeds})."
+        )
     stored = _check_resume(out, cfg, seeds, methods) if resume else None
     if not resume:
         check_out_dir(out, overwrite=overwrite)

@@ -27,6 +27,17 @@ from pydantic import (
     model_validator,
 )
 
+from .bounds import (
+    MAX_BATCH,
+    MAX_CHANNELS,
+    MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_PIXELS,
+    MAX_SAMPLES,
+    MAX_SECONDS,
+    MAX_STEPS,
+    note,
+)
 from .errors import UserError, did_you_mean, unknown
 from .nested import differences
 from .rates import LearningRate
@@ -52,6 +63,7 @@ class DataConfig(_Section):
     max_val: int | None = Field(
         None,
         ge=2,
+        le=MAX_SAMPLES,
         description="cap on the validation split (a stratified subsample; None: all of it); "
         "it is scored after every epoch",
     )
@@ -91,19 +103,33 @@ class SearchConfig(_Section):
         "baseline (the hand-designed networks), macro (stage-wise ResNet/MobileNet-style "
         "networks); `scinas spaces` lists them",
     )
-    C: int = Field(16, ge=2, description="initial channels of the supernet / candidate networks")
-    layers: int = Field(8, ge=1, description="cells in the supernet / candidate networks")
-    nodes: int = Field(4, ge=1, description="darts space: intermediate nodes per cell")
+    C: int = Field(
+        16,
+        ge=2,
+        le=MAX_CHANNELS,
+        description="initial channels of the supernet / candidate networks",
+    )
+    layers: int = Field(
+        8, ge=1, le=MAX_LAYERS, description="cells in the supernet / candidate networks"
+    )
+    nodes: int = Field(
+        4, ge=1, le=MAX_LAYERS, description="darts space: intermediate nodes per cell"
+    )
     ops: list[str] | None = Field(
         None,
         description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
         "NAS-Bench-201 ops)",
     )
     reductions: int | None = Field(
-        None, ge=0, description="darts space: reduction cells (None: 2 if size allows)"
+        None,
+        ge=0,
+        le=MAX_LAYERS,
+        description="darts space: reduction cells (None: 2 if size allows)",
     )
-    batch_size: int = Field(64, ge=1)
-    max_samples: int | None = Field(None, ge=4, description="subsample the training set")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    max_samples: int | None = Field(
+        None, ge=4, le=MAX_SAMPLES, description="subsample the training set"
+    )
     checkpoint_cells: bool | None = Field(
         None,
         description="darts space: recompute cell activations in backward: ~2x less memory, "
@@ -130,6 +156,7 @@ class SearchConfig(_Section):
     time_budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds for the search. Black-box: no new candidate after this long; "
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
@@ -263,6 +290,13 @@ def _finite(values: dict) -> dict:
     return values
 
 
+def _bound(err: dict) -> str:
+    """What an upper bound a value broke stands for (`scinas.bounds`), else nothing."""
+    if err.get("type") in ("less_than_equal", "less_than"):
+        return note((err.get("ctx") or {}).get("le", (err.get("ctx") or {}).get("lt")))
+    return ""
+
+
 def _validated(settings: type[BaseModel], values: dict) -> dict:
     """``values`` checked by a strategy's ``Settings`` (defaults filled in); its first error
     as a ValueError naming the ``search.KEY``."""
@@ -272,15 +306,16 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        raise ValueError(f"search.{loc}: {msg} (got {err['input']!r})" if loc else msg) from None
+        got = f" (got {err['input']!r}){_bound(err)}"
+        raise ValueError(f"search.{loc}: {msg}{got}" if loc else msg) from None
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(600, ge=1)
-    C: int = Field(36, ge=2)
-    layers: int = Field(20, ge=1)
-    reductions: int | None = Field(None, ge=0)
-    batch_size: int = Field(96, ge=1)
+    epochs: int = Field(600, ge=1, le=MAX_EPOCHS)
+    C: int = Field(36, ge=2, le=MAX_CHANNELS)
+    layers: int = Field(20, ge=1, le=MAX_LAYERS)
+    reductions: int | None = Field(None, ge=0, le=MAX_LAYERS)
+    batch_size: int = Field(96, ge=1, le=MAX_BATCH)
     lr: LearningRate = Field(
         0.025,
         description="peak learning rate (SGD, cosine schedule), or auto: found by a range test "
@@ -299,24 +334,29 @@ class TrainConfig(_Section):
     auxiliary: bool = True
     auxiliary_weight: float = Field(0.4, ge=0)
     drop_path_prob: float = Field(0.2, ge=0, lt=1)
-    cutout: int = Field(16, ge=0, description="cutout square side in pixels (0: off)")
-    crop_padding: int | None = Field(None, ge=0, description="random-crop padding (None: H/8)")
+    cutout: int = Field(
+        16, ge=0, le=MAX_PIXELS, description="cutout square side in pixels (0: off)"
+    )
+    crop_padding: int | None = Field(
+        None, ge=0, le=MAX_PIXELS, description="random-crop padding (None: H/8)"
+    )
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
     augment: Literal["default", "none", "natural", "rotation"] = Field(
         "default",
         description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
         "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
     )
-    max_samples: int | None = Field(None, ge=4)
+    max_samples: int | None = Field(None, ge=4, le=MAX_SAMPLES)
     time_budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds of training: epochs and steps_per_epoch are planned from timed "
         "steps of the network to fill it (train.epochs is then ignored), and re-planned after "
         "each epoch from the measured ones so that training ends within it",
     )
     steps_per_epoch: int | None = Field(
-        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+        None, ge=1, le=MAX_STEPS, description="cap on steps per epoch (None: the whole split)"
     )
 
     @model_validator(mode="after")
@@ -335,6 +375,7 @@ class CompareConfig(_Section):
     budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds per method and seed: DARTS and random search spend search_share "
         "of it searching and the rest retraining; the ResNets train for all of it. None: DARTS "
         "runs its configured epochs, random search gets the same search time, the ResNets "
@@ -648,7 +689,7 @@ def build_config(
         if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
             raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
         raise UserError(
-            f"bad config value for '{loc}': {msg} (got {err.get('input')!r})."
+            f"bad config value for '{loc}': {msg} (got {err.get('input')!r}){_bound(err)}."
         ) from None
     cfg.search._refused = tuple(context["refused"])
     return cfg

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from pydantic import Field, model_validator
 
 from .. import hardware
+from ..bounds import MAX_CANDIDATES, MAX_EPOCHS, MAX_REPEATS, MAX_SECONDS
 from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..proxies import WarmStartSettings
@@ -441,8 +442,8 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
 class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, WarmStartSettings):
     """What every black-box strategy needs: how many candidates, and how each is trained."""
 
-    budget: int = Field(20, ge=1, description="architectures evaluated")
-    eval_epochs: int = Field(1, ge=1, description="training epochs per candidate")
+    budget: int = Field(20, ge=1, le=MAX_CANDIDATES, description="architectures evaluated")
+    eval_epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="training epochs per candidate")
     eval_fraction: float = Field(
         0.25, gt=0, le=1, description="share of the training data per candidate"
     )
@@ -455,15 +456,21 @@ class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, War
         None, description="study name in the storage (None: scinas-STRATEGY-SPACE-seedSEED)"
     )
     heartbeat: int = Field(
-        30, ge=1, description="seconds between a running trial's heartbeats (search.storage)"
+        30,
+        ge=1,
+        le=MAX_SECONDS,
+        description="seconds between a running trial's heartbeats (search.storage)",
     )
     grace_period: int | None = Field(
         None,
         ge=1,
+        le=MAX_SECONDS,
         description="seconds without a heartbeat before a trial is failed and "
         "retried (None: 2 × heartbeat)",
     )
-    max_retry: int = Field(3, ge=0, description="retries of a trial whose worker died")
+    max_retry: int = Field(
+        3, ge=0, le=MAX_REPEATS, description="retries of a trial whose worker died"
+    )
     start_from: list[str] | None = Field(
         None,
         description="architectures evaluated first, before the sampler proposes its own: names "
@@ -507,8 +514,8 @@ def register_black_box(name, description, settings, sampler, multi_sampler=None)
 
 
 class EvolutionSettings(BlackBoxSettings):
-    population: int = Field(20, ge=2, description="population size")
-    sample_size: int = Field(5, ge=1, description="tournament size")
+    population: int = Field(20, ge=2, le=MAX_CANDIDATES, description="population size")
+    sample_size: int = Field(5, ge=1, le=MAX_CANDIDATES, description="tournament size")
 
     @model_validator(mode="after")
     def _tournament_fits(self):
@@ -521,7 +528,9 @@ class EvolutionSettings(BlackBoxSettings):
 
 
 class TpeSettings(BlackBoxSettings):
-    startup_trials: int = Field(10, ge=1, description="random trials before modelling")
+    startup_trials: int = Field(
+        10, ge=1, le=MAX_CANDIDATES, description="random trials before modelling"
+    )
 
 
 class ReinforceSettings(BlackBoxSettings):

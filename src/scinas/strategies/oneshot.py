@@ -24,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from .. import parallel
+from ..bounds import MAX_EPOCHS, MAX_STEPS
 from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
@@ -83,7 +84,7 @@ def _lower(value):
 class OneShotSettings(StrategySettings):
     """What every one-shot strategy trains its supernet weights with."""
 
-    epochs: int = Field(50, ge=1, description="search epochs")
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="search epochs")
     lr: LearningRate = Field(
         0.025,
         description="weight learning rate (SGD, cosine schedule), or auto: found by a range test "
@@ -101,10 +102,13 @@ class OneShotSettings(StrategySettings):
         0.5, gt=0, lt=1, description="share of the training split for the weights"
     )
     warmup_epochs: int = Field(
-        0, ge=0, description="epochs of weight-only training before the architecture moves"
+        0,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="epochs of weight-only training before the architecture moves",
     )
     steps_per_epoch: int | None = Field(
-        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+        None, ge=1, le=MAX_STEPS, description="cap on steps per epoch (None: the whole split)"
     )
 
     @model_validator(mode="before")
@@ -173,7 +177,10 @@ class ArchSettings(OneShotSettings):
         "None: off",
     )
     prune_patience: int = Field(
-        2, ge=1, description="epochs an op must stay below prune_threshold before it is removed"
+        2,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="epochs an op must stay below prune_threshold before it is removed",
     )
     select_epoch: Literal["last", "best_val"] = Field(
         "last",

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import parallel
+from . import parallel, signals
 from .compare import COMPARE_METHODS
 from .compare import DEFAULT_METHODS as DEFAULT_COMPARE
 from .config import PRESETS, build_config
@@ -196,7 +196,8 @@ def _errors_to_exit(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with signals.handling():  # SIGTERM stops any part of a command with a message
+                return fn(*args, **kwargs)
         except UserError as e:
             if parallel.leader():  # DDP: once, from process 0
                 typer.echo(f"scinas: error: {e}", err=True)
@@ -206,7 +207,7 @@ def _errors_to_exit(fn):
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             typer.echo(f"scinas: interrupted{': ' + str(e) if str(e) else ''}", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(signals.INTERRUPT_EXIT) from None
 
     return wrapper
 

@@ -13,6 +13,7 @@ supernet score and architecture record at each epoch's end).
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import itertools
 import math
@@ -481,6 +482,11 @@ class Trainer:
         a loss that diverges on the first step after a snapshot shows the snapshot itself is bad
         (the previous epoch ended diverged without a step saying so), so the run goes back one
         epoch further, whose record is then superseded by the rerun's."""
+        # a stop request waits for the next step only where that step checkpoints
+        with STOP.listening() if self.checkpointing else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> list[dict]:
         epoch, first = self.start_epoch, self.start_step
         snaps: list[dict] = []
         self.epoch_ends, self.epoch_loops = [time.perf_counter()], []

@@ -142,12 +142,13 @@ def run_nb201(
     STRATEGIES.get(strategy)  # unknown -> suggestion
     if not 1 <= budget <= MAX_CANDIDATES:
         raise UserError(
-            f"--budget must be between 1 and {MAX_CANDIDATES} (scinas' bound on candidates; "
-            f"got {budget})."
+            f"--budget must be at least 1 and at most {MAX_CANDIDATES} (scinas' bound on "
+            f"candidates; got {budget})."
         )
     if not 1 <= seeds <= MAX_REPEATS:
         raise UserError(
-            f"--seeds must be between 1 and {MAX_REPEATS} (scinas' bound on repeats; got {seeds})."
+            f"--seeds must be at least 1 and at most {MAX_REPEATS} (scinas' bound on repeats; "
+            f"got {seeds})."
         )
     if not 0 <= first_seed < 2**32 - seeds:  # torch and numpy take seeds below 2**32
         raise UserError(

@@ -166,7 +166,8 @@ def compare(
             raise unknown("method", m, METHODS)
     if not 1 <= seeds <= MAX_REPEATS:
         raise UserError(
-            f"--seeds must be between 1 and {MAX_REPEATS} (scinas' bound on repeats; got {seeds})."
+            f"--seeds must be at least 1 and at most {MAX_REPEATS} (scinas' bound on repeats; "
+            f"got {seeds})."
         )
     stored = _check_resume(out, cfg, seeds, methods) if resume else None
     if not resume:

@@ -31,6 +31,7 @@ from .bounds import (
     MAX_BATCH,
     MAX_CHANNELS,
     MAX_EPOCHS,
+    MAX_FLOAT,
     MAX_LAYERS,
     MAX_PIXELS,
     MAX_SAMPLES,
@@ -47,6 +48,11 @@ class _Section(BaseModel):
     # allow_inf_nan=False: every float setting must be finite ("inf" or ".nan" from a file or
     # --set is refused here, before anything is written, instead of crashing a run later).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _float32(cls, value):
+        return _in_float32(value)
 
 
 class DataConfig(_Section):
@@ -287,7 +293,16 @@ def _finite(values: dict) -> dict:
                 continue
         if isinstance(number, float) and not math.isfinite(number):
             raise ValueError(f"search.{key} must be a finite number (got {value!r})")
+        if isinstance(number, float) and abs(number) > MAX_FLOAT:
+            raise ValueError(f"search.{key}: {_in_float32.__doc__} (got {value!r})")
     return values
+
+
+def _in_float32(value):
+    """must lie within ±3.4e38, the float32 range the networks compute in"""
+    if isinstance(value, float) and abs(value) > MAX_FLOAT:  # torch cannot take it as a float
+        raise ValueError(_in_float32.__doc__)
+    return value
 
 
 def _bound(err: dict) -> str:

@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 
 GRACE = 3.0  # seconds a listening loop has to reach its next step before the stop is forced
+RETRY = 1.0  # seconds after which a stop that Python dropped is raised again
 INTERRUPT_EXIT = 130  # the CLI's exit code after SIGINT/SIGTERM (128 + SIGINT, as shells do)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -76,12 +77,18 @@ class StopFlag:
             self._pending = True
             return
         if self.requested or not self._listening:
-            self._cancel_timer()
-            self.forced = True
+            self.forced = self.requested = True
+            # raised inside a finaliser or a weakref callback, Interrupted is printed and
+            # dropped by Python: the signal comes again until the command has ended
+            self._again(RETRY, signum)
             raise Interrupted(self._stopped())
         self.requested = True
         # no step within GRACE seconds: the same signal again, which then interrupts at once
-        self._timer = threading.Timer(GRACE, os.kill, (os.getpid(), signum))
+        self._again(GRACE, signum)
+
+    def _again(self, seconds: float, signum: int) -> None:
+        self._cancel_timer()
+        self._timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
         self._timer.daemon = True
         self._timer.start()
 

@@ -570,6 +570,8 @@ class SupernetHooks:
         st.begin_epoch(self.model, epoch, self.ctx)
         st.robust_epoch(self.model, epoch, self.ctx)
         self.arch_losses = partial["arch"] if partial is not None else []
+        if partial is not None and st.penalty is not None:  # resumed after the epoch's last step
+            st.penalty.last = dict(partial.get("penalty", {}))
 
     def loss(self, batch, optimizer, where):
         s, task, model = self.ctx.cfg.search, self.ctx.task, self.model
@@ -607,7 +609,8 @@ class SupernetHooks:
 
     def partial(self) -> dict:
         self._thaw_alphas()
-        return {"arch": self.arch_losses}
+        penalty = self.strategy.penalty
+        return {"arch": self.arch_losses, "penalty": dict(penalty.last) if penalty else {}}
 
     def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
         st, ctx, model = self.strategy, self.ctx, self.model

@@ -1,0 +1,231 @@
+"""Every stop request honoured within seconds (issue 34): SIGTERM at seeded random points of a
+tiny run, a tiny search, a compare and a worker.
+
+Each kind is a chain: the command starts, SIGTERM comes at a random fraction of an
+uninterrupted run's duration, the command must end within `STOP_SECONDS` with the interrupt
+exit code and one message (naming `--resume` once a run directory exists), then the chain
+resumes it and sends the next signal, until the command finishes; the end must equal the
+uninterrupted reference bit for bit (worker: the study completes exactly its budget). The
+commands run in this process (`typer.testing.CliRunner`: the same handlers, exit codes and
+messages as a `scinas` process, without seconds of start-up each), the signal a real SIGTERM
+to this process; `test_a_real_process_stops_within_seconds` checks a few points at the process
+boundary, start-up included."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from conftest import TINY, for_strategy
+from scinas.cli import app
+from scinas.signals import INTERRUPT_EXIT
+from scinas.workers import make_storage
+
+STOP_SECONDS = 5.0
+SEED = 34
+TINY_RUN = [
+    *TINY,
+    "search.max_samples=96",
+    "train.max_samples=96",
+    "search.epochs=2",
+    "train.epochs=2",
+]
+if torch.cuda.is_available():
+    TINY_RUN.append("deterministic=true")  # cuDNN's default kernels are not bit-stable
+
+
+def sets(items: list[str]) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.fixture(autouse=True)
+def late_signals():
+    """A SIGTERM that lands after its command finished is recorded here, never fatal."""
+    late: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda s, f: late.append(s))
+    yield late
+    signal.signal(signal.SIGTERM, old)
+
+
+class Point:
+    """One command under a SIGTERM ``delay`` seconds after it starts."""
+
+    def __init__(self, args: list[str], delay: float | None):
+        sent: list[float] = []
+
+        def fire():
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        timer = threading.Timer(delay, fire) if delay is not None else None
+        t0 = time.monotonic()
+        if timer is not None:
+            timer.start()
+        res = CliRunner().invoke(app, args)
+        end = time.monotonic()
+        if timer is not None:
+            timer.cancel()
+            timer.join()
+        self.seconds = end - t0
+        self.code, self.err, self.output = res.exit_code, res.stderr, res.stdout
+        self.exception = res.exception
+        # None: the command ended before the signal (it finished, or the signal came late)
+        self.stop = end - sent[0] if sent and self.code == INTERRUPT_EXIT else None
+
+
+def check_stopped(p: Point, out: Path | None, where: str) -> None:
+    """Within seconds, the interrupt code, one clear message, and --resume once a run
+    directory exists (nothing half-made otherwise)."""
+    assert p.code == INTERRUPT_EXIT, (where, p.code, p.exception, p.err[-800:])
+    assert p.stop <= STOP_SECONDS, (where, p.stop)
+    assert "Traceback" not in p.err, p.err
+    last = p.err.strip().splitlines()[-1]
+    assert last.startswith("scinas: interrupted: stopped"), last
+    if out is not None and (out / "run.json").is_file():
+        finished = (out / "results.json").is_file() or (out / "compare.json").is_file() and (
+            json.loads((out / "compare.json").read_text())["complete"]
+        )
+        assert "--resume" in last or (finished and "scinas report" in last), last
+    elif out is not None:
+        assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def chain(start: list[str], resume: list[str], out: Path, seconds: float, rng, points: list):
+    """Interrupt ``start`` at a random point, then its resume, and so on until it finishes."""
+    args = start
+    for _ in range(40):  # each link either finishes or is interrupted; this bounds the loop
+        # a few links per chain: each resume goes on from the last one's checkpoint
+        delay = rng.uniform(0.0, seconds / 5)
+        p = Point(args, delay)
+        if p.stop is None:
+            assert p.code == 0, (p.code, p.exception, p.err[-2000:])
+            return
+        check_stopped(p, out, f"{' '.join(args[:1])} at {delay:.2f} s")
+        points.append((args[0], round(delay, 2), round(p.stop, 2)))
+        if (out / "results.json").is_file():  # stopped while writing its report
+            return
+        if (out / "run.json").is_file():
+            args = resume
+    raise AssertionError("the chain never finished")
+
+
+def outcome(path: Path) -> dict:
+    r = json.loads((path / "results.json").read_text())
+    events = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+    drop = ("time", "seconds", "epoch_seconds", "step_seconds")
+    return {
+        "results": {k: r.get(k) for k in ("test", "val", "supernet", "genotype", "params")},
+        "genotype": json.loads((path / "genotype.json").read_text()),
+        "events": [{k: v for k, v in e.items() if k not in drop} for e in events],
+    }
+
+
+@pytest.mark.parametrize("verb", ["run", "search"])
+def test_sigterm_at_random_points_of_a_run_and_a_search(tmp_path, verb):
+    rng = random.Random(f"{SEED}-{verb}")
+    ref = Point([verb, "--out", str(tmp_path / "ref"), *sets(TINY_RUN)], None)
+    assert ref.code == 0, ref.err[-2000:]
+    points: list = []
+    target = 10 if verb == "run" else 6
+    for k in range(3):  # chains until the target number of points (how many fit varies)
+        out = tmp_path / f"chain{k}"
+        start = [verb, "--out", str(out), *sets(TINY_RUN)]
+        chain(start, [verb, "--resume", str(out)], out, ref.seconds, rng, points)
+        assert outcome(out) == outcome(tmp_path / "ref"), points
+        if len(points) >= target:
+            break
+    print(f"\n{verb} ({ref.seconds:.1f} s): {len(points)} points (command, delay, stop): {points}")
+    assert len(points) >= target
+
+
+def compare_result(out: Path) -> dict:
+    c = json.loads((out / "compare.json").read_text())
+    assert c["complete"] is True
+    return {name: m["values"] for name, m in c["methods"].items()}
+
+
+def test_sigterm_at_random_points_of_a_compare(tmp_path):
+    rng = random.Random(f"{SEED}-compare")
+    base = ["--seeds", "1", "--methods", "darts,resnet_tiny", *sets([*TINY_RUN, "compare.budget=null"])]
+    ref = Point(["compare", "--out", str(tmp_path / "ref"), *base], None)
+    assert ref.code == 0, ref.err[-2000:]
+    points: list = []
+    out = tmp_path / "cmp"
+    start = ["compare", "--out", str(out), *base]
+    chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points)
+    assert compare_result(out) == compare_result(tmp_path / "ref")
+    for method in ("darts", "resnet_tiny"):
+        kept, again = tmp_path / "ref" / method / "seed0", out / method / "seed0"
+        assert outcome(again)["results"] == outcome(kept)["results"]
+    print(f"\ncompare: {len(points)} points: {points}")
+    assert len(points) >= 6
+
+
+def test_sigterm_at_random_points_of_a_worker(tmp_path):
+    """A worker stopped at any point leaves no trial of its own running in the storage; the
+    next worker completes exactly the study's budget."""
+    rng = random.Random(f"{SEED}-worker")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    extra = for_strategy([*TINY_RUN, "search.strategy=random", "search.eval_fraction=0.2"])
+    args = ["worker", "--storage", url, "--study", "s", "-q", "--strategy", "random"]
+    one = Point([*args[:4], "one", *args[5:], *sets([*extra, "search.budget=1"])], None)
+    assert one.code == 0, one.err[-2000:]
+    budget = 4
+    work = [*args, *sets([*extra, f"search.budget={budget}"])]
+    points: list = []
+    for _ in range(40):
+        p = Point(work, rng.uniform(0.0, one.seconds * 1.5))
+        if p.stop is None:
+            assert p.code == 0, p.err[-2000:]
+            break
+        check_stopped(p, None, "worker")
+        points.append(("worker", round(p.stop, 2)))
+        study = optuna.load_study(study_name="s", storage=make_storage(url))
+        assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    study = optuna.load_study(study_name="s", storage=make_storage(url))
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == budget
+    print(f"\nworker: {len(points)} points: {points}")
+    assert len(points) >= 6
+
+
+def test_a_real_process_stops_within_seconds(tmp_path):
+    """At the process boundary: SIGTERM during start-up (imports) and during loading and
+    searching ends a `scinas` process within seconds, exit code 130, one message."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scinas", "run", "--out", str(out), *sets(TINY_RUN)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(0.3)  # importing
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 <= STOP_SECONDS and proc.returncode == INTERRUPT_EXIT, err
+    assert "interrupted" in err and "Traceback" not in err and not out.exists()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scinas", "run", "--out", str(out), *sets(TINY_RUN)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    for _ in range(6000):  # the run directory exists: past loading, in the search
+        if (out / "run.json").is_file() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 <= STOP_SECONDS and proc.returncode == INTERRUPT_EXIT, err
+    assert f"scinas run --resume {out}" in err and "Traceback" not in err

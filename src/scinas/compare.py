@@ -211,10 +211,11 @@ def compare(
                 root.write_json(RESULT, state.summary(complete=False))
         result = state.summary(complete=True)
         root.write_json(RESULT, result)
-    except Interrupted:
+    except Interrupted as e:
+        cause = str(e).split(";")[0] or "stopped"  # what stopped it, without the run's own hint
         raise Interrupted(
-            f"compare interrupted; continue it with `scinas compare --resume {root.path}` (the "
-            "finished runs are kept, the interrupted one starts again)"
+            f"{cause}; compare interrupted; continue it with `scinas compare --resume "
+            f"{root.path}` (the finished runs are kept, the interrupted one starts again)"
         ) from None
     finally:
         root.close()

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 
 GRACE = 3.0  # seconds a listening loop has to reach its next step before the stop is forced
-RETRY = 1.0  # seconds after which a stop that Python dropped is raised again
+RETRY = 0.05  # seconds after which a stop that Python dropped is raised again
 INTERRUPT_EXIT = 130  # the CLI's exit code after SIGINT/SIGTERM (128 + SIGINT, as shells do)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -39,6 +39,8 @@ class StopFlag:
         self._critical = 0
         self._pending = False
         self._timer: threading.Timer | None = None
+        self.signum = signal.SIGTERM
+        self._hook = sys.unraisablehook
         self.forced = False  # the last stop came at once, not at a listening loop's step
 
     def __bool__(self) -> bool:
@@ -76,11 +78,9 @@ class StopFlag:
         if self._critical:
             self._pending = True
             return
+        self.signum = signum
         if self.requested or not self._listening:
             self.forced = self.requested = True
-            # raised inside a finaliser or a weakref callback, Interrupted is printed and
-            # dropped by Python: the signal comes again until the command has ended
-            self._again(RETRY, signum)
             raise Interrupted(self._stopped())
         self.requested = True
         # no step within GRACE seconds: the same signal again, which then interrupts at once
@@ -91,6 +91,14 @@ class StopFlag:
         self._timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
         self._timer.daemon = True
         self._timer.start()
+
+    def unraisable(self, info) -> None:
+        """`sys.unraisablehook`: an Interrupted raised inside a finaliser or a weakref
+        callback is dropped by Python (printed, then the run goes on): the signal comes again."""
+        if isinstance(info.exc_value, Interrupted):
+            self._again(RETRY, self.signum)
+        else:
+            self._hook(info)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -130,11 +138,26 @@ def handling():
         return
     old = {s: signal.signal(s, STOP.handle) for s in SIGNALS}
     try:
-        yield
+        with _hooked():
+            yield
     finally:
         STOP.reset()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def _hooked():
+    """`StopFlag.unraisable` as `sys.unraisablehook` (once, however deeply nested)."""
+    hook = sys.unraisablehook
+    if hook == STOP.unraisable:
+        yield
+        return
+    STOP._hook, sys.unraisablehook = hook, STOP.unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
 
 
 @contextmanager
@@ -148,7 +171,8 @@ def stop_on_signals():
     STOP.reset()
     STOP.forced = False
     try:
-        yield STOP
+        with _hooked():
+            yield STOP
     finally:
         STOP.reset()
         for s, h in old.items():

@@ -201,7 +201,8 @@ def _check_server(url: str) -> None:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return
-    args = {"connect_timeout": CONNECT_TIMEOUT} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
+    remote = parsed.get_backend_name() in ("postgresql", "mysql")
+    args = {"connect_timeout": CONNECT_TIMEOUT} if remote else {}
     engine = sqlalchemy.create_engine(parsed, connect_args=args, poolclass=sqlalchemy.NullPool)
     try:
         with engine.connect():

@@ -97,8 +97,10 @@ class Point:
 def check_stopped(p: Point, out: Path | None, where: str) -> None:
     """Within seconds, the interrupt code, one clear message, and --resume once a run
     directory exists (nothing half-made otherwise)."""
+    assert p.stop is not None and p.stop <= STOP_SECONDS, (where, p.stop)
+    if getattr(p, "bare", False):
+        return
     assert p.code == INTERRUPT_EXIT, (where, p.code, p.exception, p.err[-800:])
-    assert p.stop <= STOP_SECONDS, (where, p.stop)
     assert "Traceback" not in p.err, p.err
     last = p.err.strip().splitlines()[-1]
     assert last.startswith("scinas: interrupted: stopped"), last
@@ -185,9 +187,38 @@ def test_sigterm_at_random_points_of_a_compare(tmp_path):
     assert len(points) >= 5
 
 
+class Process:
+    """A real `scinas` process under a SIGTERM ``delay`` seconds after it starts (workers:
+    the exit of a stopped process is what releases its database connections)."""
+
+    def __init__(self, args: list[str], delay: float | None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scinas", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        sent = None
+        if delay is not None:
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                sent = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+        _, self.err = proc.communicate(timeout=300)
+        self.seconds = time.monotonic() - t0
+        self.code, self.exception = proc.returncode, None
+        # before Python has imported scinas (its first tenths of a second) SIGTERM's default
+        # action ends the process: nothing was written, nothing said
+        self.bare = self.code == -signal.SIGTERM and not self.err
+        stopped = self.code == INTERRUPT_EXIT or self.bare
+        self.stop = time.monotonic() - sent if sent and stopped else None
+
+
 def test_sigterm_at_random_points_of_a_worker(tmp_path):
-    """A worker stopped at any point leaves no trial of its own running in the storage; the
-    next worker completes exactly the study's budget."""
+    """`scinas worker` processes stopped at random points (start-up, loading, claiming,
+    training, recording) leave no trial running in the storage; the next worker completes
+    exactly the study's budget."""
     rng = random.Random(f"{SEED}-worker")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     extra = for_strategy([*TINY_RUN, "search.strategy=random", "search.eval_fraction=0.2"])
@@ -198,27 +229,27 @@ def test_sigterm_at_random_points_of_a_worker(tmp_path):
             *sets([*extra, f"search.budget={budget}"]),
         ]  # fmt: skip
 
-    one = Point(work("one", 1), None)  # how long a worker with one trial takes
+    one = Process(work("one", 1), None)  # how long a worker with one trial takes
     assert one.code == 0, one.err[-2000:]
     points: list = []
-    budget = 4
-    for k in range(3):  # studies until the target number of points
-        for _ in range(40):
-            p = Point(work(f"s{k}", budget), rng.uniform(0.0, one.seconds / 2))
-            if p.stop is None:
-                assert p.code == 0, p.err[-2000:]
-                break
-            check_stopped(p, None, "worker")
-            points.append(("worker", round(p.stop, 2)))
-            study = optuna.load_study(study_name=f"s{k}", storage=make_storage(url))
-            left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
-            assert not left, (left, p.err[-3000:])
-        study = optuna.load_study(study_name=f"s{k}", storage=make_storage(url))
-        assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == budget
-        if len(points) >= 8:
+    budget = 3
+    for _ in range(20):
+        p = Process(work("s", budget), rng.uniform(0.0, one.seconds))
+        if p.stop is None:
+            assert p.code == 0, p.err[-2000:]
             break
+        check_stopped(p, None, "worker")
+        points.append(("worker", round(p.stop, 2)))
+        try:
+            study = optuna.load_study(study_name="s", storage=make_storage(url))
+        except KeyError:  # stopped before it created the study
+            continue
+        left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+        assert not left, (left, p.err[-3000:])
+    study = optuna.load_study(study_name="s", storage=make_storage(url))
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == budget
     print(f"\nworker: {len(points)} points: {points}")
-    assert len(points) >= 8
+    assert len(points) >= 6
 
 
 def test_a_real_process_stops_within_seconds(tmp_path):

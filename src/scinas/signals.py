@@ -5,8 +5,9 @@ checkpoint and stop at the next step; if no step ends within `GRACE` seconds (a 
 a slow step), or a second signal comes, it interrupts at once. Anywhere else (data loading,
 preflight, planning, a search between trainings, a report, a worker waiting for a trial) it
 interrupts at once: the run's newest checkpoint is what a resume continues from. Inside
-`STOP.critical()` (a few file operations that must not be cut in half) it waits for the block's
-end. Either way `Interrupted` is raised, which the CLI turns into a message and exit code 130.
+`STOP.critical()` (a few file and database writes that must not be cut in half) it waits for
+the block's end, `GRACE` seconds at most. Either way `Interrupted` is raised, which the CLI
+turns into a message and exit code 130.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class StopFlag:
 
     @contextmanager
     def critical(self):
-        """A short block that must not be cut in half (creating a run directory): a signal
-        inside it interrupts at its end."""
+        """A short block that must not be cut in half (creating a run directory, recording a
+        trial): a signal inside it interrupts at its end, or after `GRACE` seconds."""
         self._critical += 1
         try:
             yield
@@ -67,6 +68,8 @@ class StopFlag:
             self._critical -= 1
             if not self._critical and self._pending:
                 self._pending = False
+                self._cancel_timer()
+                self.forced = self.requested = True
                 raise Interrupted(self._stopped())
 
     def _stopped(self) -> str:
@@ -75,12 +78,16 @@ class StopFlag:
     def handle(self, signum, frame) -> None:
         """The SIGINT/SIGTERM handler (in the main thread)."""
         self.signal_name = signal.Signals(signum).name
-        if self._critical:
-            self._pending = True
-            return
         self.signum = signum
-        if self.requested or not self._listening:
+        if self._critical and not self._pending:
+            # the block's end raises it; a block still running GRACE seconds on (a database
+            # waiting on a lock) is cut short by the same signal again
+            self._pending = True
+            self._again(GRACE, signum)
+            return
+        if self.requested or not self._listening or self._critical:
             self.forced = self.requested = True
+            self._pending = False
             raise Interrupted(self._stopped())
         self.requested = True
         # no step within GRACE seconds: the same signal again, which then interrupts at once

@@ -230,7 +230,6 @@ def _resume_hint(verb: str, kwargs: dict, said: str) -> str:
     return f"; continue with `scinas {verb} --resume {path}`"
 
 
-
 def _spawn(cfg, nproc: int) -> None:
     """--nproc N > 1: check it, then run this very command in N processes (`scinas.parallel.
     launch`) and exit with process 0's code. Nothing is written before the processes run."""

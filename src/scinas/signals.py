@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from contextlib import contextmanager
 
 GRACE = 3.0  # seconds a listening loop has to reach its next step before the stop is forced
@@ -184,10 +183,3 @@ def stop_on_signals():
         STOP.reset()
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def wait(seconds: float) -> None:
-    """`time.sleep` that a stop request ends (a listening loop's poll)."""
-    end = time.monotonic() + seconds
-    while not STOP.requested and (left := end - time.monotonic()) > 0:
-        time.sleep(min(left, 0.1))

@@ -118,9 +118,10 @@ def check_stopped(p: Point, out: Path | None, where: str) -> None:
 def chain(start: list[str], resume: list[str], out: Path, seconds: float, rng, points: list):
     """Interrupt ``start`` at a random point, then its resume, and so on until it finishes."""
     args = start
-    for _ in range(40):  # each link either finishes or is interrupted; this bounds the loop
-        # a few links per chain: each resume goes on from the last one's checkpoint
-        delay = rng.uniform(0.0, seconds / 5)
+    for link in range(40):  # each link either finishes or is interrupted; this bounds the loop
+        # a few links per chain, each resume going on from the last one's checkpoint; the
+        # signals come later and later so that work restarted whole (a compare's method) ends
+        delay = rng.uniform(0.0, seconds * min(1.0, (link + 1) / 5))
         p = Point(args, delay)
         if p.stop is None:
             assert p.code == 0, (p.code, p.exception, p.err[-2000:])
@@ -233,21 +234,25 @@ def test_sigterm_at_random_points_of_a_worker(tmp_path):
     assert one.code == 0, one.err[-2000:]
     points: list = []
     budget = 3
-    for _ in range(20):
-        p = Process(work("s", budget), rng.uniform(0.0, one.seconds))
-        if p.stop is None:
-            assert p.code == 0, p.err[-2000:]
+    for k in range(3):  # studies until the target number of points
+        name = f"s{k}"
+        for _ in range(20):
+            p = Process(work(name, budget), rng.uniform(0.0, 0.7 * one.seconds))
+            if p.stop is None:
+                assert p.code == 0, p.err[-2000:]
+                break
+            check_stopped(p, None, "worker")
+            points.append(("worker", round(p.stop, 2)))
+            try:
+                study = optuna.load_study(study_name=name, storage=make_storage(url))
+            except KeyError:  # stopped before it created the study
+                continue
+            left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+            assert not left, (left, p.err[-3000:])
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == budget
+        if len(points) >= 6:
             break
-        check_stopped(p, None, "worker")
-        points.append(("worker", round(p.stop, 2)))
-        try:
-            study = optuna.load_study(study_name="s", storage=make_storage(url))
-        except KeyError:  # stopped before it created the study
-            continue
-        left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
-        assert not left, (left, p.err[-3000:])
-    study = optuna.load_study(study_name="s", storage=make_storage(url))
-    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == budget
     print(f"\nworker: {len(points)} points: {points}")
     assert len(points) >= 6
 

@@ -167,7 +167,9 @@ def test_sigterm_at_random_points_of_a_run_and_a_search(tmp_path, verb):
 def compare_result(out: Path) -> dict:
     c = json.loads((out / "compare.json").read_text())
     assert c["complete"] is True
-    return {name: m["values"] for name, m in c["methods"].items()}
+    timing = ("used_seconds", "search_seconds")
+    runs = [{k: v for k, v in r.items() if k not in timing} for r in c["runs"]]
+    return {"values": {name: m["values"] for name, m in c["methods"].items()}, "runs": runs}
 
 
 def test_sigterm_at_random_points_of_a_compare(tmp_path):
@@ -181,9 +183,6 @@ def test_sigterm_at_random_points_of_a_compare(tmp_path):
     start = ["compare", "--out", str(out), *base]
     chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points)
     assert compare_result(out) == compare_result(tmp_path / "ref")
-    for method in ("darts_supernet", "resnet_tiny"):
-        kept, again = tmp_path / "ref" / method / "seed0", out / method / "seed0"
-        assert outcome(again)["results"] == outcome(kept)["results"]
     print(f"\ncompare: {len(points)} points: {points}")
     assert len(points) >= 5
 

@@ -121,7 +121,7 @@ def chain(start: list[str], resume: list[str], out: Path, seconds: float, rng, p
     for link in range(40):  # each link either finishes or is interrupted; this bounds the loop
         # a few links per chain, each resume going on from the last one's checkpoint; the
         # signals come later and later so that work restarted whole (a compare's method) ends
-        delay = rng.uniform(0.0, seconds * min(1.0, (link + 1) / 5))
+        delay = rng.uniform(0.0, seconds * min(1.0, (link + 1) / 4))
         p = Point(args, delay)
         if p.stop is None:
             assert p.code == 0, (p.code, p.exception, p.err[-2000:])

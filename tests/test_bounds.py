@@ -196,3 +196,12 @@ def test_absurd_scales_end_by_themselves(tmp_path):
     assert res.returncode == 0 or "diverged" in res.stderr
     assert time.monotonic() - t0 < 240
     assert TINY  # the same tiny plan as every end-to-end test
+
+
+def test_a_plan_made_for_its_timings_alone_is_not_bounded():
+    """`scinas compare` times the final training with a budget no setting can give
+    (`budget.TIMINGS_ONLY`) before planning it to the run's deadline."""
+    from scinas.budget import TIMINGS_ONLY
+
+    assert TIMINGS_ONLY > bounds.MAX_SECONDS
+    assert plan(TIMINGS_ONLY, 0.01, 0.0, 4, "train.time_budget").epochs > bounds.MAX_EPOCHS

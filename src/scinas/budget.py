@@ -29,6 +29,8 @@ from .train import model_output
 
 MIN_STEPS = 10  # fewer optimisation steps than this is not training anything
 BUDGET_FILE = "budget.json"
+# a budget no setting can give (above bounds.MAX_SECONDS): a plan made for its timings alone
+TIMINGS_ONLY = 1e9
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def plan(
             f"{total} steps. Give at least {math.ceil(need)} seconds ({MIN_STEPS} steps), or "
             f"leave {key} unset."
         )
-    if total // steps > MAX_EPOCHS:  # a typo such as 1e12 for 1e3 plans more than anyone runs
+    if total // steps > MAX_EPOCHS and budget != TIMINGS_ONLY:  # a typo: 1e12 for 1e3
         raise UserError(
             f"{key}={budget:g} seconds plans {total // steps} epochs of {steps} steps here (one "
             f"step takes {step_seconds:.2g} s), above scinas' bound of {MAX_EPOCHS} epochs. "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import parallel
-from .budget import budget_plan, describe, plan, save_plan
+from .budget import TIMINGS_ONLY, budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .context import load_data, setup
@@ -299,7 +299,7 @@ def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: flo
     made (``timed``: on this very architecture), else freshly timed ones."""
     p = s.plans.get("train") if timed else None
     if p is None:
-        p = plan_training(s, genotype, t.model_copy(update={"time_budget": 1e9}), n_train)
+        p = plan_training(s, genotype, t.model_copy(update={"time_budget": TIMINGS_ONLY}), n_train)
     left = deadline - time.perf_counter()
     try:
         return plan(left, p.step_seconds, p.eval_seconds, p.full_epoch_steps, "train.time_budget")

@@ -14,6 +14,15 @@ The Python API mirrors the CLI verbs::
 
 from __future__ import annotations
 
+import sys as _sys
+
+if _sys.argv and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("scinas", "-m"):
+    # the CLI (`scinas`, `python -m scinas`): a stop signal during the slow imports ends it
+    # with the interrupt exit code rather than a silent death
+    from .signals import install_startup
+
+    install_startup()
+
 from . import progress  # noqa: E402
 from .bench import run_nb201 as bench_nb201  # noqa: E402
 from .config import Config, build_config  # noqa: E402

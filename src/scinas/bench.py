@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bounds import MAX_CANDIDATES, MAX_REPEATS
 from .errors import UserError
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir
@@ -139,12 +140,20 @@ def run_nb201(
 
     reporter = reporter or Reporter()
     STRATEGIES.get(strategy)  # unknown -> suggestion
-    if budget < 1:
-        raise UserError(f"--budget must be at least 1 (got {budget}).")
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1 (got {seeds}).")
-    if first_seed < 0:
-        raise UserError(f"--first-seed must be 0 or more (got {first_seed}).")
+    if not 1 <= budget <= MAX_CANDIDATES:
+        raise UserError(
+            f"--budget must be at least 1 and at most {MAX_CANDIDATES} (scinas' bound on "
+            f"candidates; got {budget})."
+        )
+    if not 1 <= seeds <= MAX_REPEATS:
+        raise UserError(
+            f"--seeds must be at least 1 and at most {MAX_REPEATS} (scinas' bound on repeats; "
+            f"got {seeds})."
+        )
+    if not 0 <= first_seed < 2**32 - seeds:  # torch and numpy take seeds below 2**32
+        raise UserError(
+            f"--first-seed must be 0 or more and below 2**32 - --seeds (got {first_seed})."
+        )
     chosen_seeds = range(first_seed, first_seed + seeds)
     if STRATEGIES.get(strategy).kind != "black-box":
         return _run_oneshot(

@@ -23,11 +23,14 @@ import torch
 from torch import nn
 
 from . import parallel
+from .bounds import MAX_EPOCHS
 from .errors import UserError
 from .train import model_output
 
 MIN_STEPS = 10  # fewer optimisation steps than this is not training anything
 BUDGET_FILE = "budget.json"
+# a budget no setting can give (above bounds.MAX_SECONDS): a plan made for its timings alone
+TIMINGS_ONLY = 1e9
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ def plan(
             f"{step_seconds:.2f} s and a validation pass {eval_seconds:.2f} s, so it buys "
             f"{total} steps. Give at least {math.ceil(need)} seconds ({MIN_STEPS} steps), or "
             f"leave {key} unset."
+        )
+    if total // steps > MAX_EPOCHS and budget != TIMINGS_ONLY:  # a typo: 1e12 for 1e3
+        raise UserError(
+            f"{key}={budget:g} seconds plans {total // steps} epochs of {steps} steps here (one "
+            f"step takes {step_seconds:.2g} s), above scinas' bound of {MAX_EPOCHS} epochs. "
+            f"Give a smaller {key}, or leave it unset."
         )
     return Plan(budget, step_seconds, eval_seconds, total // steps, steps, full_epoch_steps)
 

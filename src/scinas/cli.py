@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import parallel
+from . import parallel, signals
 from .compare import COMPARE_METHODS
 from .compare import DEFAULT_METHODS as DEFAULT_COMPARE
 from .config import PRESETS, build_config
@@ -196,7 +196,8 @@ def _errors_to_exit(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with signals.handling():  # SIGTERM stops any part of a command with a message
+                return fn(*args, **kwargs)
         except UserError as e:
             if parallel.leader():  # DDP: once, from process 0
                 typer.echo(f"scinas: error: {e}", err=True)
@@ -205,10 +206,28 @@ def _errors_to_exit(fn):
             typer.echo(f"scinas: training diverged: {e}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
-            typer.echo(f"scinas: interrupted{': ' + str(e) if str(e) else ''}", err=True)
-            raise typer.Exit(130) from None
+            said = str(e) + _resume_hint(fn.__name__.removesuffix("_cmd"), kwargs, str(e))
+            typer.echo(f"scinas: interrupted{': ' + said if said else ''}", err=True)
+            raise typer.Exit(signals.INTERRUPT_EXIT) from None
 
     return wrapper
+
+
+def _resume_hint(verb: str, kwargs: dict, said: str) -> str:
+    """How to continue a run a stop signal left unfinished, when the message does not say it
+    (stopped before the run's own code could: while resuming, or just after creating it)."""
+    from .rundir import is_run_dir
+
+    path = kwargs.get("resume") or kwargs.get("out")
+    if "--resume" in said or path is None or not is_run_dir(path):
+        return ""
+    path = Path(path)
+    if (path / "results.json").is_file():
+        return ""
+    done = path / "compare.json"
+    if done.is_file() and json.loads(done.read_text() or "{}").get("complete"):
+        return ""
+    return f"; continue with `scinas {verb} --resume {path}`"
 
 
 def _spawn(cfg, nproc: int) -> None:

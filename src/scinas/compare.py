@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bounds import MAX_REPEATS
 from .budget import describe
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .errors import TrainingDiverged, UserError, unknown
@@ -178,8 +179,11 @@ def compare(
     for m in methods:
         if m not in COMPARE_METHODS:
             raise unknown("method", m, METHODS)
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1 (got {seeds}).")
+    if not 1 <= seeds <= MAX_REPEATS:
+        raise UserError(
+            f"--seeds must be at least 1 and at most {MAX_REPEATS} (scinas' bound on repeats; "
+            f"got {seeds})."
+        )
     stored = _check_resume(out, cfg, seeds, methods) if resume else None
     if not resume:
         check_out_dir(out, overwrite=overwrite)
@@ -222,10 +226,11 @@ def compare(
                 root.write_json(RESULT, state.summary(complete=False))
         result = state.summary(complete=True)
         root.write_json(RESULT, result)
-    except Interrupted:
+    except Interrupted as e:
+        cause = str(e).split(";")[0] or "stopped"  # what stopped it, without the run's own hint
         raise Interrupted(
-            f"compare interrupted; continue it with `scinas compare --resume {root.path}` (the "
-            "finished runs are kept, the interrupted one starts again)"
+            f"{cause}; compare interrupted; continue it with `scinas compare --resume "
+            f"{root.path}` (the finished runs are kept, the interrupted one starts again)"
         ) from None
     finally:
         root.close()

@@ -29,6 +29,18 @@ from pydantic import (
     model_validator,
 )
 
+from .bounds import (
+    MAX_BATCH,
+    MAX_CHANNELS,
+    MAX_EPOCHS,
+    MAX_FLOAT,
+    MAX_LAYERS,
+    MAX_PIXELS,
+    MAX_SAMPLES,
+    MAX_SECONDS,
+    MAX_STEPS,
+    note,
+)
 from .errors import UserError, did_you_mean, unknown
 from .nested import differences
 from .rates import LearningRate
@@ -39,6 +51,11 @@ class _Section(BaseModel):
     # allow_inf_nan=False: every float setting must be finite ("inf" or ".nan" from a file or
     # --set is refused here, before anything is written, instead of crashing a run later).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _float32(cls, value):
+        return _in_float32(value)
 
 
 class DataConfig(_Section):
@@ -71,6 +88,7 @@ class DataConfig(_Section):
     max_val: int | None = Field(
         None,
         ge=2,
+        le=MAX_SAMPLES,
         description="cap on the validation split (a stratified subsample; None: all of it); "
         "it is scored after every epoch",
     )
@@ -110,19 +128,33 @@ class SearchConfig(_Section):
         "baseline (the hand-designed networks), macro (stage-wise ResNet/MobileNet-style "
         "networks); `scinas spaces` lists them",
     )
-    C: int = Field(16, ge=2, description="initial channels of the supernet / candidate networks")
-    layers: int = Field(8, ge=1, description="cells in the supernet / candidate networks")
-    nodes: int = Field(4, ge=1, description="darts space: intermediate nodes per cell")
+    C: int = Field(
+        16,
+        ge=2,
+        le=MAX_CHANNELS,
+        description="initial channels of the supernet / candidate networks",
+    )
+    layers: int = Field(
+        8, ge=1, le=MAX_LAYERS, description="cells in the supernet / candidate networks"
+    )
+    nodes: int = Field(
+        4, ge=1, le=MAX_LAYERS, description="darts space: intermediate nodes per cell"
+    )
     ops: list[str] | None = Field(
         None,
         description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
         "NAS-Bench-201 ops)",
     )
     reductions: int | None = Field(
-        None, ge=0, description="darts space: reduction cells (None: 2 if size allows)"
+        None,
+        ge=0,
+        le=MAX_LAYERS,
+        description="darts space: reduction cells (None: 2 if size allows)",
     )
-    batch_size: int = Field(64, ge=1, description="batch size of the search's steps")
-    max_samples: int | None = Field(None, ge=4, description="subsample the training set")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="batch size of the search's steps")
+    max_samples: int | None = Field(
+        None, ge=4, le=MAX_SAMPLES, description="subsample the training set"
+    )
     checkpoint_cells: bool | None = Field(
         None,
         description="darts space: recompute cell activations in backward: ~2x less memory, "
@@ -149,6 +181,7 @@ class SearchConfig(_Section):
     time_budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds for the search. Black-box: no new candidate after this long; "
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
@@ -279,7 +312,23 @@ def _finite(values: dict) -> dict:
                 continue
         if isinstance(number, float) and not math.isfinite(number):
             raise ValueError(f"search.{key} must be a finite number (got {value!r})")
+        if isinstance(number, float) and abs(number) > MAX_FLOAT:
+            raise ValueError(f"search.{key}: {_in_float32.__doc__} (got {value!r})")
     return values
+
+
+def _in_float32(value):
+    """must lie within ±3.4e38, the float32 range the networks compute in"""
+    if isinstance(value, float) and abs(value) > MAX_FLOAT:  # torch cannot take it as a float
+        raise ValueError(_in_float32.__doc__)
+    return value
+
+
+def _bound(err: dict) -> str:
+    """What an upper bound a value broke stands for (`scinas.bounds`), else nothing."""
+    if err.get("type") in ("less_than_equal", "less_than"):
+        return note((err.get("ctx") or {}).get("le", (err.get("ctx") or {}).get("lt")))
+    return ""
 
 
 def _validated(settings: type[BaseModel], values: dict) -> dict:
@@ -291,18 +340,25 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        got = _SHORT.repr(err["input"])
-        raise ValueError(f"search.{loc}: {msg} (got {got})" if loc else msg) from None
+        got = f" (got {_SHORT.repr(err['input'])}){_bound(err)}"
+        raise ValueError(f"search.{loc}: {msg}{got}" if loc else msg) from None
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(600, ge=1, description="training epochs (ignored with time_budget)")
-    C: int = Field(36, ge=2, description="initial channels of the final network")
-    layers: int = Field(20, ge=1, description="cells (or blocks) of the final network")
-    reductions: int | None = Field(
-        None, ge=0, description="reduction cells of the final network (None: 2 if size allows)"
+    epochs: int = Field(
+        600, ge=1, le=MAX_EPOCHS, description="training epochs (ignored with time_budget)"
     )
-    batch_size: int = Field(96, ge=1, description="training batch size")
+    C: int = Field(36, ge=2, le=MAX_CHANNELS, description="initial channels of the final network")
+    layers: int = Field(
+        20, ge=1, le=MAX_LAYERS, description="cells (or blocks) of the final network"
+    )
+    reductions: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_LAYERS,
+        description="reduction cells of the final network (None: 2 if size allows)",
+    )
+    batch_size: int = Field(96, ge=1, le=MAX_BATCH, description="training batch size")
     lr: LearningRate = Field(
         0.025,
         description="peak learning rate (SGD, cosine schedule), or auto: found by a range test "
@@ -333,24 +389,31 @@ class TrainConfig(_Section):
     drop_path_prob: float = Field(
         0.2, ge=0, lt=1, description="drop-path probability, ramped linearly over the epochs"
     )
-    cutout: int = Field(16, ge=0, description="cutout square side in pixels (0: off)")
-    crop_padding: int | None = Field(None, ge=0, description="random-crop padding (None: H/8)")
+    cutout: int = Field(
+        16, ge=0, le=MAX_PIXELS, description="cutout square side in pixels (0: off)"
+    )
+    crop_padding: int | None = Field(
+        None, ge=0, le=MAX_PIXELS, description="random-crop padding (None: H/8)"
+    )
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
     augment: Literal["default", "none", "natural", "rotation"] = Field(
         "default",
         description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
         "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
     )
-    max_samples: int | None = Field(None, ge=4, description="subsample the training set")
+    max_samples: int | None = Field(
+        None, ge=4, le=MAX_SAMPLES, description="subsample the training set"
+    )
     time_budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds of training: epochs and steps_per_epoch are planned from timed "
         "steps of the network to fill it (train.epochs is then ignored), and re-planned after "
         "each epoch from the measured ones so that training ends within it",
     )
     steps_per_epoch: int | None = Field(
-        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+        None, ge=1, le=MAX_STEPS, description="cap on steps per epoch (None: the whole split)"
     )
 
     @model_validator(mode="after")
@@ -369,6 +432,7 @@ class CompareConfig(_Section):
     budget: float | None = Field(
         None,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds per method and seed: DARTS and random search spend search_share "
         "of it searching and the rest retraining; the ResNets train for all of it. None: DARTS "
         "runs its configured epochs, random search gets the same search time, the ResNets "
@@ -729,7 +793,8 @@ def build_config(
         if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
             raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
         raise UserError(
-            f"bad config value for '{loc}': {msg} (got {_SHORT.repr(err.get('input'))})."
+            f"bad config value for '{loc}': {msg} (got {_SHORT.repr(err.get('input'))})"
+            f"{_bound(err)}."
         ) from None
     cfg.search._refused = tuple(context["refused"])
     return cfg

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import parallel
-from .budget import budget_plan, describe, plan, save_plan
+from .budget import TIMINGS_ONLY, budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .context import load_data, setup
@@ -39,7 +39,7 @@ from .rundir import (
     read_json,
     require_tensorboard,
 )
-from .signals import stop_on_signals
+from .signals import STOP, Interrupted, stop_on_signals
 from .spaces import load_genotype, space_of
 from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
 from .strategies.oneshot import build_supernet
@@ -94,10 +94,21 @@ def _begin(
         s = replace(s, resume=True)
         s.reporter.log(f"resuming {run.path}")
     else:
-        run = RunDir.create(  # the config as the space fitted it to the data
-            out or default_out(kind), kind=kind, config=config_to_dict(s.cfg), overwrite=overwrite
-        )
-        run.write_json("data.json", _data_facts(s.data))
+        run = None
+        try:
+            with STOP.critical():  # a stop waits for the directory and its data facts
+                run = RunDir.create(  # the config as the space fitted it to the data
+                    out or default_out(kind),
+                    kind=kind,
+                    config=config_to_dict(s.cfg),
+                    overwrite=overwrite,
+                )
+                run.write_json("data.json", _data_facts(s.data))
+        except Interrupted as e:
+            if run is None:
+                raise
+            run.close()
+            raise Interrupted(f"{e}; continue with `scinas {kind} --resume {run.path}`") from None
         s.reporter.log(f"run directory: {run.path}")
     if cfg.tensorboard:
         run.enable_tensorboard()
@@ -296,7 +307,7 @@ def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: flo
     made (``timed``: on this very architecture), else freshly timed ones."""
     p = s.plans.get("train") if timed else None
     if p is None:
-        p = plan_training(s, genotype, t.model_copy(update={"time_budget": 1e9}), n_train)
+        p = plan_training(s, genotype, t.model_copy(update={"time_budget": TIMINGS_ONLY}), n_train)
     left = deadline - time.perf_counter()
     try:
         return plan(left, p.step_seconds, p.eval_seconds, p.full_epoch_steps, "train.time_budget")
@@ -367,6 +378,11 @@ def _write_report(run: RunDir) -> None:
 
     try:
         write_report(run.path)
+    except Interrupted:
+        raise Interrupted(
+            f"stopped while writing the report of the finished run; write it with "
+            f"`scinas report {run.path}`"
+        ) from None
     except Exception as e:
         print(
             f"warning: the report could not be written ({e}); run `scinas report "

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .bounds import MAX_BATCH, MAX_CANDIDATES
 from .errors import UserError
 from .flops import count_flops, count_parameters
 from .registry import Registry
@@ -343,9 +344,15 @@ class WarmStartSettings(BaseModel):
         description="zero-cost proxy (or combination a+b, rank-averaged) that picks the first "
         "candidates: the best of search.warm_start_pool random architectures are evaluated first",
     )
-    warm_start_pool: int = Field(100, ge=1, description="random architectures scored by the proxy")
-    warm_start_top: int = Field(5, ge=1, description="best-scoring architectures enqueued")
-    proxy_batch: int = Field(64, ge=2, description="training images per proxy evaluation")
+    warm_start_pool: int = Field(
+        100, ge=1, le=MAX_CANDIDATES, description="random architectures scored by the proxy"
+    )
+    warm_start_top: int = Field(
+        5, ge=1, le=MAX_CANDIDATES, description="best-scoring architectures enqueued"
+    )
+    proxy_batch: int = Field(
+        64, ge=2, le=MAX_BATCH, description="training images per proxy evaluation"
+    )
 
     @field_validator("warm_start")
     @classmethod

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .signals import Interrupted, stop_on_signals
+from .signals import STOP, Interrupted, stop_on_signals
 from .userpaths import os_reason, stat_user_path
 from .version import __version__
 
@@ -415,6 +415,12 @@ class RunDir:
             replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
         created = _first_missing(path)
         run = cls(path, kind)
+        # a stop request waits for the directory to be whole (or put back)
+        with STOP.critical():
+            return cls._make(run, path, replaced, created, conf, marker)
+
+    @staticmethod
+    def _make(run, path, replaced, created, conf, marker) -> RunDir:
         try:
             if replaced is not None:
                 os.rename(path, replaced)
@@ -455,8 +461,11 @@ class RunDir:
             with stop_on_signals():
                 yield self
         except Interrupted as e:
+            if self.file("results.json").is_file():  # finished: nothing to resume
+                raise
+            saved = "its last checkpoint is kept" if STOP.forced else "checkpoint saved"
             raise Interrupted(
-                f"{e}; checkpoint saved. Continue with --resume {self.path}"
+                f"{e}; {saved}. Continue with `scinas {self.kind} --resume {self.path}`"
             ) from None
         except OSError as e:
             if e.errno not in DISK_ERRORS or not _under(e.filename, self.path):

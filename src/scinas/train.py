@@ -13,6 +13,7 @@ supernet score and architecture record at each epoch's end).
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import itertools
 import math
@@ -494,6 +495,11 @@ class Trainer:
         a loss that diverges on the first step after a snapshot shows the snapshot itself is bad
         (the previous epoch ended diverged without a step saying so), so the run goes back one
         epoch further, whose record is then superseded by the rerun's."""
+        # a stop request waits for the next step only where that step checkpoints
+        with STOP.listening() if self.checkpointing else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> list[dict]:
         epoch, first = self.start_epoch, self.start_step
         snaps: list[dict] = []
         self.epoch_ends, self.epoch_loops = [time.perf_counter()], []
@@ -524,7 +530,10 @@ class Trainer:
 
     def planned_steps(self) -> int:
         """The optimiser steps of the whole plan, where the cosine schedule reaches its floor."""
-        return sum(self.steps_in(e) for e in range(self.epochs))
+        # closed form: a plan of 10^11 epochs costs no more to count than one of 10
+        if self.epochs <= 0:
+            return 0
+        return (self.epochs - 1) * self.n_steps + self.steps_in(self.epochs - 1)
 
     def fit_to_deadline(self, done: int) -> None:
         """Re-plan the epochs after the ``done`` first so that the last one ends at ``deadline``,
@@ -569,7 +578,9 @@ class Trainer:
             n = self.steps_in(epoch)
             return per if n == self.n_steps else overhead + n * step
 
-        unused = left - sum(seconds_for(e) for e in range(done, self.epochs))  # < 0: overrun
+        # every epoch left but the last is whole (closed form, whatever the planned count)
+        planned = max(0, self.epochs - done - 1) * per + seconds_for(self.epochs - 1)
+        unused = left - (planned if self.epochs > done else 0.0)  # < 0: overrun
         slack = 0.02 * max(0.0, left)
         if -max(0.1 * per, slack) <= unused < max(0.25 * per, slack):
             return

@@ -42,6 +42,7 @@ from optuna.trial import TrialState
 
 from .errors import UserError
 from .nested import differences
+from .signals import STOP, Interrupted
 
 JOURNAL = "journal:///"
 EXTRA = "pip install 'scinas[distributed]'"
@@ -63,6 +64,9 @@ PER_WORKER = (
 CONFIG_ATTR, DECISIONS_ATTR = "scinas_config", "scinas_decisions"
 POLL_SECONDS = 1.0
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # user attribute `worker` of each trial
+
+NOTE_EVERY = 30.0  # seconds between the notes of a worker waiting for other workers
+CONNECT_TIMEOUT = 10  # seconds to connect to a database server
 
 
 @contextlib.contextmanager
@@ -104,7 +108,11 @@ def make_storage(url: str, s=None) -> optuna.storages.BaseStorage:
         return JournalStorage(backend)
     kwargs = {}
     if url.startswith(("postgresql", "mysql")):
-        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        # a server gone quiet mid-run fails a connection in seconds rather than hanging on it
+        kwargs["engine_kwargs"] = {
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT},
+        }
     if s is not None and s.heartbeat:
         with _quiet():
             kwargs.update(_heartbeat(s))
@@ -193,7 +201,8 @@ def _check_server(url: str) -> None:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return
-    args = {"connect_timeout": 10} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
+    remote = parsed.get_backend_name() in ("postgresql", "mysql")
+    args = {"connect_timeout": CONNECT_TIMEOUT} if remote else {}
     engine = sqlalchemy.create_engine(parsed, connect_args=args, poolclass=sqlalchemy.NullPool)
     try:
         with engine.connect():
@@ -329,7 +338,8 @@ class SharedStudy:
     def claim(self, deadline: float | None = None) -> optuna.trial.Trial | None:
         """The next trial this worker should evaluate, or None when the budget is complete (or
         the time is up). Waits while the remaining trials run elsewhere."""
-        waited = False
+        waited, since = False, time.monotonic()
+        next_note = since
         while True:
             if self._beats:
                 with _quiet():
@@ -341,7 +351,28 @@ class SharedStudy:
             ):
                 return None
             queued = any(t.state == TrialState.WAITING for t in snapshot)
-            if queued or sum(1 for t in snapshot if self._live(t)) < self.budget:
+            room = queued or sum(1 for t in snapshot if self._live(t)) < self.budget
+            if room and (trial := self._ask()) is not None:
+                return trial
+            if self.reporter is not None and time.monotonic() >= next_note:
+                running = sum(1 for t in snapshot if t.state == TrialState.RUNNING)
+                self.reporter.log(
+                    "the remaining trials run on other workers: waiting for them (a dead "
+                    "worker's trial is retried here once its heartbeat is stale)"
+                    if not waited
+                    else f"still waiting for {running} trial(s) running on other workers "
+                    f"({time.monotonic() - since:.0f} s)"
+                )
+                waited, next_note = True, time.monotonic() + NOTE_EVERY
+            time.sleep(self.poll)
+
+    def _ask(self) -> optuna.trial.Trial | None:
+        """A new trial for this worker, or None when it is beyond the budget (then failed as
+        surplus). A stop signal waits for the storage to be consistent, and never leaves the
+        trial running."""
+        trial = claimed = None
+        try:
+            with STOP.critical():
                 with _quiet():
                     trial = self.study.ask()
                 if self._beats:
@@ -349,17 +380,16 @@ class SharedStudy:
                 ahead = [t for t in self.study.get_trials(deepcopy=False) if self._live(t)]
                 if sum(1 for t in ahead if t.number < trial.number) < self.budget:
                     trial.set_user_attr("worker", WORKER)
-                    return trial
-                trial.set_user_attr("scinas_surplus", True)
-                self.study.tell(trial, state=TrialState.FAIL)
-                self.surplus += 1
-            if not waited and self.reporter is not None:
-                self.reporter.log(
-                    "the remaining trials run on other workers: waiting for them (a dead "
-                    "worker's trial is retried here once its heartbeat is stale)"
-                )
-                waited = True
-            time.sleep(self.poll)
+                    claimed = trial
+                else:
+                    trial.set_user_attr("scinas_surplus", True)
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    self.surplus += 1
+        except Interrupted:
+            if claimed is not None:
+                self.study.tell(claimed, state=TrialState.FAIL)
+            raise
+        return claimed
 
     def lost(self, trial: optuna.trial.Trial) -> bool:
         """Whether another worker failed this trial meanwhile (its heartbeat came too late,

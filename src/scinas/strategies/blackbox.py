@@ -27,9 +27,11 @@ from optuna.trial import TrialState
 from pydantic import Field, model_validator
 
 from .. import hardware
+from ..bounds import MAX_CANDIDATES, MAX_EPOCHS, MAX_REPEATS, MAX_SECONDS
 from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..proxies import WarmStartSettings
+from ..signals import STOP
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
 from ..workers import (
     SharedStudy,
@@ -179,34 +181,44 @@ def run_study(
     t_start = time.perf_counter()
     deadline = None if time_budget is None else t_start + time_budget
     while True:
-        if shared is not None:  # several workers: the claim rule of scinas.workers
-            trial = shared.claim(deadline)
-            if trial is None:
-                break
-        else:
-            if len(evaluated(study)) >= budget or (
-                deadline is not None and completed(study) and time.perf_counter() >= deadline
-            ):
-                break
-            if stop is not None and stop(study, deadline):
-                break
-            trial = study.ask()
-        arch = space.suggest(trial)
+        trial = None
+        try:
+            if shared is not None:  # several workers: the claim rule of scinas.workers
+                trial = shared.claim(deadline)  # a stop inside never leaves a trial running
+                if trial is None:
+                    break
+            else:
+                if len(evaluated(study)) >= budget or (
+                    deadline is not None and completed(study) and time.perf_counter() >= deadline
+                ):
+                    break
+                if stop is not None and stop(study, deadline):
+                    break
+                with STOP.critical():
+                    trial = study.ask()
+            arch = space.suggest(trial)
+        except BaseException:
+            if trial is not None:  # never left running in the storage by a stop
+                study.tell(trial, state=TrialState.FAIL)
+            raise
         t0 = time.perf_counter()
-        running = fidelity.CURRENT_TRIAL.set(trial)  # the objective's epochs report to it
-        limit = fidelity.DEADLINE.set(deadline)  # and stop when the search's time is up
+        with STOP.critical():  # a stop from here on fails the trial (the except below)
+            running = fidelity.CURRENT_TRIAL.set(trial)  # the objective's epochs report to it
+            limit = fidelity.DEADLINE.set(deadline)  # and stop when the search's time is up
         try:
             with shared.beating(trial) if shared is not None else contextlib.nullcontext():
                 value, info = objective(arch)
         except hardware.Infeasible as e:  # over a hardware limit: never trained, not counted
-            hardware.tell_infeasible(study, trial, arch, e)
+            with STOP.critical():
+                hardware.tell_infeasible(study, trial, arch, e)
             continue
         except optuna.TrialPruned:  # stopped at a rung (scinas.strategies.fidelity)
-            trial.set_user_attr("arch", arch.to_dict())
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
-            study.tell(trial, state=TrialState.PRUNED)
-            if shared is not None:
-                shared.mine.append(trial.number)
+            with STOP.critical():
+                trial.set_user_attr("arch", arch.to_dict())
+                trial.set_user_attr("seconds", time.perf_counter() - t0)
+                study.tell(trial, state=TrialState.PRUNED)
+                if shared is not None:
+                    shared.mine.append(trial.number)
             continue
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
@@ -214,15 +226,16 @@ def run_study(
         finally:
             fidelity.CURRENT_TRIAL.reset(running)
             fidelity.DEADLINE.reset(limit)
-        if shared is not None and shared.lost(trial):
-            continue
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
-        for k, v in info.items():
-            trial.set_user_attr(k, v)
-        study.tell(trial, value)
-        if shared is not None:
-            shared.mine.append(trial.number)
+        with STOP.critical():  # the trained result is recorded whole before a stop
+            if shared is not None and shared.lost(trial):
+                continue
+            trial.set_user_attr("arch", arch.to_dict())
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            for k, v in info.items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, value)
+            if shared is not None:
+                shared.mine.append(trial.number)
         if on_trial is not None:
             on_trial(study.trials[trial.number], arch, info)
 
@@ -441,8 +454,8 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
 class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, WarmStartSettings):
     """What every black-box strategy needs: how many candidates, and how each is trained."""
 
-    budget: int = Field(20, ge=1, description="architectures evaluated")
-    eval_epochs: int = Field(1, ge=1, description="training epochs per candidate")
+    budget: int = Field(20, ge=1, le=MAX_CANDIDATES, description="architectures evaluated")
+    eval_epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="training epochs per candidate")
     eval_fraction: float = Field(
         0.25, gt=0, le=1, description="share of the training data per candidate"
     )
@@ -455,15 +468,21 @@ class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, War
         None, description="study name in the storage (None: scinas-STRATEGY-SPACE-seedSEED)"
     )
     heartbeat: int = Field(
-        30, ge=1, description="seconds between a running trial's heartbeats (search.storage)"
+        30,
+        ge=1,
+        le=MAX_SECONDS,
+        description="seconds between a running trial's heartbeats (search.storage)",
     )
     grace_period: int | None = Field(
         None,
         ge=1,
+        le=MAX_SECONDS,
         description="seconds without a heartbeat before a trial is failed and "
         "retried (None: 2 × heartbeat)",
     )
-    max_retry: int = Field(3, ge=0, description="retries of a trial whose worker died")
+    max_retry: int = Field(
+        3, ge=0, le=MAX_REPEATS, description="retries of a trial whose worker died"
+    )
     start_from: list[str] | None = Field(
         None,
         description="architectures evaluated first, before the sampler proposes its own: names "
@@ -507,8 +526,8 @@ def register_black_box(name, description, settings, sampler, multi_sampler=None)
 
 
 class EvolutionSettings(BlackBoxSettings):
-    population: int = Field(20, ge=2, description="population size")
-    sample_size: int = Field(5, ge=1, description="tournament size")
+    population: int = Field(20, ge=2, le=MAX_CANDIDATES, description="population size")
+    sample_size: int = Field(5, ge=1, le=MAX_CANDIDATES, description="tournament size")
 
     @model_validator(mode="after")
     def _tournament_fits(self):
@@ -521,7 +540,9 @@ class EvolutionSettings(BlackBoxSettings):
 
 
 class TpeSettings(BlackBoxSettings):
-    startup_trials: int = Field(10, ge=1, description="random trials before modelling")
+    startup_trials: int = Field(
+        10, ge=1, le=MAX_CANDIDATES, description="random trials before modelling"
+    )
 
 
 class ReinforceSettings(BlackBoxSettings):

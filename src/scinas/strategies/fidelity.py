@@ -36,6 +36,7 @@ import torch
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..bounds import MAX_CANDIDATES, MAX_EPOCHS
 from ..checkpoint import Checkpointer
 from ..rundir import atomic_write, load_state, safe_torch_load
 
@@ -62,8 +63,12 @@ class FidelitySettings(BaseModel):
         description="none, asha (asynchronous successive halving) or hyperband: stop weak "
         "candidates at rungs min_epochs*reduction_factor**k epochs (up to search.eval_epochs)",
     )
-    min_epochs: int = Field(1, ge=1, description="pruner: epochs before the first rung")
-    reduction_factor: int = Field(3, ge=2, description="pruner: 1/eta of a rung goes on")
+    min_epochs: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="pruner: epochs before the first rung"
+    )
+    reduction_factor: int = Field(
+        3, ge=2, le=MAX_EPOCHS, description="pruner: 1/eta of a rung goes on"
+    )
     continue_winner: bool | None = Field(
         None,
         description="the final training starts from the best candidate's weights (candidates "
@@ -73,6 +78,7 @@ class FidelitySettings(BaseModel):
     min_candidates: int = Field(
         0,
         ge=0,
+        le=MAX_CANDIDATES,
         description="with search.time_budget: once the first architectures (search.start_from, "
         "else the first one) are evaluated, stop the search if the time left affords fewer "
         "than this many more candidates at their estimated cost (the first architectures' "

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from .. import parallel
+from ..bounds import MAX_EPOCHS, MAX_STEPS
 from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
@@ -83,7 +84,7 @@ def _lower(value):
 class OneShotSettings(StrategySettings):
     """What every one-shot strategy trains its supernet weights with."""
 
-    epochs: int = Field(50, ge=1, description="search epochs")
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="search epochs")
     lr: LearningRate = Field(
         0.025,
         description="weight learning rate (SGD, cosine schedule), or auto: found by a range test "
@@ -101,10 +102,13 @@ class OneShotSettings(StrategySettings):
         0.5, gt=0, lt=1, description="share of the training split for the weights"
     )
     warmup_epochs: int = Field(
-        0, ge=0, description="epochs of weight-only training before the architecture moves"
+        0,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="epochs of weight-only training before the architecture moves",
     )
     steps_per_epoch: int | None = Field(
-        None, ge=1, description="cap on steps per epoch (None: the whole split)"
+        None, ge=1, le=MAX_STEPS, description="cap on steps per epoch (None: the whole split)"
     )
 
     @model_validator(mode="before")
@@ -173,7 +177,10 @@ class ArchSettings(OneShotSettings):
         "None: off",
     )
     prune_patience: int = Field(
-        2, ge=1, description="epochs an op must stay below prune_threshold before it is removed"
+        2,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="epochs an op must stay below prune_threshold before it is removed",
     )
     select_epoch: Literal["last", "best_val"] = Field(
         "last",
@@ -563,6 +570,8 @@ class SupernetHooks:
         st.begin_epoch(self.model, epoch, self.ctx)
         st.robust_epoch(self.model, epoch, self.ctx)
         self.arch_losses = partial["arch"] if partial is not None else []
+        if partial is not None and st.penalty is not None:  # resumed after the epoch's last step
+            st.penalty.last = dict(partial.get("penalty", {}))
 
     def loss(self, batch, optimizer, where):
         s, task, model = self.ctx.cfg.search, self.ctx.task, self.model
@@ -600,7 +609,8 @@ class SupernetHooks:
 
     def partial(self) -> dict:
         self._thaw_alphas()
-        return {"arch": self.arch_losses}
+        penalty = self.strategy.penalty
+        return {"arch": self.arch_losses, "penalty": dict(penalty.last) if penalty else {}}
 
     def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
         st, ctx, model = self.strategy, self.ctx, self.model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from ..bounds import MAX_CANDIDATES
 from ..checkpoint import numpy_rng_state, set_numpy_rng_state
 from .base import STRATEGIES, SearchContext
 from .blackbox import decision_space
@@ -18,7 +19,9 @@ from .oneshot import OneShotSettings, OneShotStrategy
 
 
 class RswsSettings(OneShotSettings):
-    budget: int = Field(20, ge=1, description="random architectures ranked on the supernet")
+    budget: int = Field(
+        20, ge=1, le=MAX_CANDIDATES, description="random architectures ranked on the supernet"
+    )
 
 
 @STRATEGIES.decorator("rsws")

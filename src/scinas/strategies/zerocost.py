@@ -10,18 +10,23 @@ from __future__ import annotations
 import optuna
 from pydantic import Field, model_validator
 
+from ..bounds import MAX_CANDIDATES
 from ..proxies import parse_combo
 from .blackbox import BlackBoxSettings, register_black_box
 
 
 class ZeroCostSettings(BlackBoxSettings):
-    budget: int = Field(5, ge=1, description="best-scoring architectures trained")
+    budget: int = Field(
+        5, ge=1, le=MAX_CANDIDATES, description="best-scoring architectures trained"
+    )
     proxy: str = Field(
         "synflow",
         description="zero-cost proxy, or a+b (mean rank); `scinas.proxies.PROXIES`: synflow, "
         "naswot, grad_norm, snip, jacov, params, flops",
     )
-    pool: int = Field(200, ge=1, description="random architectures scored by the proxy")
+    pool: int = Field(
+        200, ge=1, le=MAX_CANDIDATES, description="random architectures scored by the proxy"
+    )
 
     @model_validator(mode="after")
     def _consistent(self):

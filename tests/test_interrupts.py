@@ -1,0 +1,291 @@
+"""Every stop request honoured within seconds (issue 34): SIGTERM at seeded random points of a
+tiny run, a tiny search, a compare and a worker.
+
+Each kind is a chain: the command starts, SIGTERM comes at a random fraction of an
+uninterrupted run's duration, the command must end within `STOP_SECONDS` with the interrupt
+exit code and one message (naming `--resume` once a run directory exists), then the chain
+resumes it and sends the next signal, until the command finishes; the end must equal the
+uninterrupted reference bit for bit (worker: the study completes exactly its budget). The
+commands run in this process (`typer.testing.CliRunner`: the same handlers, exit codes and
+messages as a `scinas` process, without seconds of start-up each), the signal a real SIGTERM
+to this process; `test_a_real_process_stops_within_seconds` checks a few points at the process
+boundary, start-up included."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from conftest import TINY, for_strategy
+from scinas.cli import app
+from scinas.signals import INTERRUPT_EXIT, STOP
+from scinas.workers import make_storage
+
+STOP_SECONDS = 5.0
+SEED = 34
+TINY_RUN = [
+    *TINY,
+    "search.max_samples=96",
+    "train.max_samples=96",
+    "search.epochs=2",
+    "train.epochs=2",
+]
+if torch.cuda.is_available():
+    TINY_RUN.append("deterministic=true")  # cuDNN's default kernels are not bit-stable
+
+
+def sets(items: list[str]) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.fixture(autouse=True)
+def late_signals():
+    """A SIGTERM that lands after its command finished is recorded here, never fatal."""
+    late: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda s, f: late.append(s))
+    yield late
+    signal.signal(signal.SIGTERM, old)
+
+
+class Point:
+    """One command under a SIGTERM ``delay`` seconds after it starts (once its handler is in
+    place: the CLI's own start-up in this process is not the command's)."""
+
+    def __init__(self, args: list[str], delay: float | None):
+        sent: list[float] = []
+        began = [time.monotonic()]
+        done = threading.Event()
+
+        def fire():
+            while signal.getsignal(signal.SIGTERM) != STOP.handle:
+                if done.wait(0.002):
+                    return
+            began[0] = time.monotonic()
+            if delay is not None and not done.wait(delay):
+                sent.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        timer = threading.Thread(target=fire)
+        timer.start()
+        res = CliRunner().invoke(app, args)
+        end = time.monotonic()
+        done.set()
+        timer.join()
+        self.seconds = end - began[0]  # from the command's start (its handler in place)
+        self.code, self.err, self.output = res.exit_code, res.stderr, res.stdout
+        self.exception = res.exception
+        if res.exc_info is not None and not isinstance(res.exception, SystemExit):
+            self.err += "".join(traceback.format_exception(*res.exc_info))
+        # None: the command ended before the signal (it finished, or the signal came late)
+        self.stop = end - sent[0] if sent and self.code == INTERRUPT_EXIT else None
+
+
+def check_stopped(p: Point, out: Path | None, where: str) -> None:
+    """Within seconds, the interrupt code, one clear message, and --resume once a run
+    directory exists (nothing half-made otherwise)."""
+    assert p.stop is not None and p.stop <= STOP_SECONDS, (where, p.stop)
+    if getattr(p, "bare", False):
+        return
+    assert p.code == INTERRUPT_EXIT, (where, p.code, p.exception, p.err[-800:])
+    assert "Traceback" not in p.err, p.err
+    last = p.err.strip().splitlines()[-1]
+    assert last.startswith("scinas: interrupted: stopped"), last
+    if out is not None and (out / "run.json").is_file():
+        finished = (
+            (out / "results.json").is_file()
+            or (out / "compare.json").is_file()
+            and (json.loads((out / "compare.json").read_text())["complete"])
+        )
+        assert "--resume" in last or (finished and "scinas report" in last), last
+    elif out is not None:
+        assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def chain(
+    start: list[str], resume: list[str], out: Path, seconds: float, rng, points: list, ramp=6
+):
+    """Interrupt ``start`` at a random point, then its resume, and so on until it finishes."""
+    args = start
+    for link in range(40):  # each link either finishes or is interrupted; this bounds the loop
+        # a few links per chain, each resume going on from the last one's checkpoint; the
+        # signals come later and later so that work restarted whole (a compare's method) ends
+        delay = rng.uniform(0.0, seconds * min(1.0, (link + 1) / ramp))
+        p = Point(args, delay)
+        if p.stop is None:
+            assert p.code == 0, (p.code, p.exception, p.err[-2000:])
+            return
+        check_stopped(p, out, f"{' '.join(args[:1])} at {delay:.2f} s")
+        points.append((args[0], round(delay, 2), round(p.stop, 2)))
+        if (out / "results.json").is_file():  # stopped while writing its report
+            return
+        if (out / "run.json").is_file():
+            args = resume
+    raise AssertionError("the chain never finished")
+
+
+def outcome(path: Path) -> dict:
+    r = json.loads((path / "results.json").read_text())
+    events = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+    drop = ("time", "seconds", "epoch_seconds", "step_seconds")
+    return {
+        "results": {k: r.get(k) for k in ("test", "val", "supernet", "genotype", "params")},
+        "genotype": json.loads((path / "genotype.json").read_text()),
+        "events": [{k: v for k, v in e.items() if k not in drop} for e in events],
+    }
+
+
+@pytest.mark.parametrize("verb", ["run", "search"])
+def test_sigterm_at_random_points_of_a_run_and_a_search(tmp_path, verb):
+    rng = random.Random(f"{SEED}-{verb}")
+    ref = Point([verb, "--out", str(tmp_path / "ref"), *sets(TINY_RUN)], None)
+    assert ref.code == 0, ref.err[-2000:]
+    points: list = []
+    target = 10 if verb == "run" else 6
+    for k in range(4):  # chains until the target number of points (how many fit varies)
+        out = tmp_path / f"chain{k}"
+        start = [verb, "--out", str(out), *sets(TINY_RUN)]
+        chain(start, [verb, "--resume", str(out)], out, ref.seconds, rng, points)
+        assert outcome(out) == outcome(tmp_path / "ref"), points
+        if len(points) >= target:
+            break
+    print(f"\n{verb} ({ref.seconds:.1f} s): {len(points)} points (command, delay, stop): {points}")
+    assert len(points) >= target
+
+
+def compare_result(out: Path) -> dict:
+    c = json.loads((out / "compare.json").read_text())
+    assert c["complete"] is True
+    timing = ("used_seconds", "search_seconds")
+    runs = [{k: v for k, v in r.items() if k not in timing} for r in c["runs"]]
+    return {"values": {name: m["values"] for name, m in c["methods"].items()}, "runs": runs}
+
+
+def test_sigterm_at_random_points_of_a_compare(tmp_path):
+    rng = random.Random(f"{SEED}-compare")
+    quick = [*TINY_RUN, "search.epochs=1", "train.epochs=1", "compare.budget=null"]
+    base = ["--seeds", "1", "--methods", "darts_supernet,resnet_tiny", *sets(quick)]
+    ref = Point(["compare", "--out", str(tmp_path / "ref"), *base], None)
+    assert ref.code == 0, ref.err[-2000:]
+    points: list = []
+    out = tmp_path / "cmp"
+    start = ["compare", "--out", str(out), *base]
+    chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points, ramp=8)
+    assert compare_result(out) == compare_result(tmp_path / "ref")
+    print(f"\ncompare: {len(points)} points: {points}")
+    assert len(points) >= 5
+
+
+class Process:
+    """A real `scinas` process under a SIGTERM ``delay`` seconds after it starts (workers:
+    the exit of a stopped process is what releases its database connections)."""
+
+    def __init__(self, args: list[str], delay: float | None):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scinas", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        sent = None
+        if delay is not None:
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                sent = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+        _, self.err = proc.communicate(timeout=300)
+        self.seconds = time.monotonic() - t0
+        self.code, self.exception = proc.returncode, None
+        # before Python has imported scinas (its first tenths of a second) SIGTERM's default
+        # action ends the process: nothing was written, nothing said
+        self.bare = self.code == -signal.SIGTERM and not self.err
+        stopped = self.code == INTERRUPT_EXIT or self.bare
+        self.stop = time.monotonic() - sent if sent and stopped else None
+
+
+def test_sigterm_at_random_points_of_a_worker(tmp_path):
+    """`scinas worker` processes stopped at random points (start-up, loading, claiming,
+    training, recording) leave no trial running in the storage; the next worker completes
+    exactly the study's budget."""
+    rng = random.Random(f"{SEED}-worker")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    extra = for_strategy([*TINY_RUN, "search.strategy=random", "search.eval_fraction=0.2"])
+
+    def work(study: str, budget: int) -> list[str]:
+        return [
+            "worker", "--storage", url, "--study", study, "-q", "--strategy", "random",
+            *sets([*extra, f"search.budget={budget}"]),
+        ]  # fmt: skip
+
+    one = Process(work("one", 1), None)  # how long a worker with one trial takes
+    assert one.code == 0, one.err[-2000:]
+    points: list = []
+    budget = 3
+    for k in range(3):  # studies until the target number of points
+        name = f"s{k}"
+        for _ in range(6):
+            p = Process(work(name, budget), rng.uniform(0.0, 0.7 * one.seconds))
+            if p.stop is None:
+                assert p.code == 0, p.err[-2000:]
+                continue
+            check_stopped(p, None, "worker")
+            points.append(("worker", round(p.stop, 2)))
+            try:
+                study = optuna.load_study(study_name=name, storage=make_storage(url))
+            except KeyError:  # stopped before it created the study
+                continue
+            left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+            assert not left, (left, p.err[-3000:])
+        p = Process(work(name, budget), None)  # the next worker completes the study
+        assert p.code == 0, p.err[-2000:]
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        states = [t.state.name for t in study.get_trials()]
+        assert states.count("COMPLETE") == budget, (states, p.code, p.err[-3000:])
+        if len(points) >= 6:
+            break
+    print(f"\nworker: {len(points)} points: {points}")
+    assert len(points) >= 6
+
+
+def test_a_real_process_stops_within_seconds(tmp_path):
+    """At the process boundary: SIGTERM during start-up (imports) and during loading and
+    searching ends a `scinas` process within seconds, exit code 130, one message."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scinas", "run", "--out", str(out), *sets(TINY_RUN)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(0.3)  # importing
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 <= STOP_SECONDS and proc.returncode == INTERRUPT_EXIT, err
+    assert "interrupted" in err and "Traceback" not in err and not out.exists()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scinas", "run", "--out", str(out), *sets(TINY_RUN)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    for _ in range(6000):  # the run directory exists: past loading, in the search
+        if (out / "run.json").is_file() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 <= STOP_SECONDS and proc.returncode == INTERRUPT_EXIT, err
+    assert f"scinas run --resume {out}" in err and "Traceback" not in err

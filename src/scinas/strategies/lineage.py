@@ -38,6 +38,7 @@ import torch
 from pydantic import Field
 
 from .. import parallel
+from ..bounds import MAX_CANDIDATES, MAX_STEPS
 from ..data.augment import make_augment
 from ..errors import UserError
 from ..fit import build_network, subset
@@ -65,7 +66,9 @@ class LineageSettings(StrategySettings):
         description="the architecture the lineage starts from, e.g. macro:resnet_tiny (None: the "
         "space's stand-in network, else a seeded random one)",
     )
-    budget: int = Field(20, ge=1, description="most challengers tried (a time budget may end it)")
+    budget: int = Field(
+        20, ge=1, le=MAX_CANDIDATES, description="most challengers tried (a time budget may end it)"
+    )
     noise_z: float = Field(
         2.0,
         gt=0,
@@ -100,7 +103,7 @@ class LineageSettings(StrategySettings):
     segment_steps: int | None = Field(
         None,
         ge=1,
-        le=1_000_000,
+        le=MAX_STEPS,
         description="training steps per segment (None: from the time budget, at least the steps "
         "the start takes to score above chance)",
     )

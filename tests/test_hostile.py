@@ -303,7 +303,7 @@ def test_corrupt_or_non_mapping_run_files_are_named(run_copy, name, content, ver
         "resume": ["run", "--resume", run_copy],
         "report": ["report", run_copy],
         "evaluate": ["evaluate", run_copy],
-        "export": ["export", run_copy, "--format", "torchscript"],
+        "export": ["export", run_copy, "--format", "pt2"],
         "out": ["run", "--out", run_copy, *tiny_sets()],
     }
     for verb in verbs:
@@ -333,7 +333,7 @@ def test_output_into_a_missing_folder_is_refused_before_any_work(run_copy, tmp_p
     extra = {
         "report": [],
         "evaluate": ["--data", "/nonexistent.npz"],
-        "export": ["--format", "torchscript"],
+        "export": ["--format", "pt2"],
     }[verb]
     before = snapshot(run_copy)
     code, err = cli(verb, run_copy, "--output", output, *extra)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 import torch
 
 import scinas
-from conftest import TINY
+from conftest import TINY, scinas_cli
 from scinas.context import setup
 from scinas.diagnostics import edge_entropy, op_shares, warn_collapse
 from scinas.export import FORMATS, Predictor, _pt2, export, load
@@ -76,19 +74,11 @@ def test_export_formats_reload_with_equal_predictions(finished, tmp_path, fmt):
 def test_export_bad_format_and_bad_dir(finished, tmp_path):
     out, _ = finished
     before = sorted(p.name for p in out.iterdir())
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "export", str(out), "--format", "onxx"],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("export", out, "--format", "onxx")
     assert res.returncode == 2 and "Did you mean 'onnx'" in res.stderr
     assert "Traceback" not in res.stderr
     assert sorted(p.name for p in out.iterdir()) == before
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "export", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("export", tmp_path)
     assert res.returncode == 2 and "not a scinas run directory" in res.stderr
 
 

@@ -253,7 +253,7 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     scinas("search", "--out", str(out), *tiny_sets(), "-q")
     before = (out / "genotype.json").read_text()
     stamp = (out / "run.json").stat().st_mtime_ns
-    proc = scinas("run", "--out", str(out), *tiny_sets(), check=False)
+    proc = scinas_cli("run", "--out", out, *tiny_sets())
     assert proc.returncode == 2 and "already holds a scinas search" in proc.stderr
     assert "--overwrite" in proc.stderr
     assert (out / "run.json").stat().st_mtime_ns == stamp and (
@@ -263,7 +263,7 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "thesis.tex").write_text("keep me")
-    proc = scinas("run", "--out", str(other), "--overwrite", *tiny_sets(), check=False)
+    proc = scinas_cli("run", "--out", other, "--overwrite", *tiny_sets())
     assert proc.returncode == 2 and (other / "thesis.tex").read_text() == "keep me"
     # --overwrite replaces a run
     scinas("run", "--out", str(out), "--overwrite", *tiny_sets(), "-q")

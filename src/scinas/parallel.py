@@ -166,7 +166,7 @@ def init(device: torch.device) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     elif "OMP_NUM_THREADS" not in os.environ:  # share the cores: one process per core at least
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(max(1, usable_cores() // local_world))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     _device = device
     return device
@@ -376,7 +376,7 @@ def launch(nproc: int, args: Sequence[str]) -> int:
         WORLD_SIZE=str(nproc),
         LOCAL_WORLD_SIZE=str(nproc),
     )
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     procs = []
     for r in range(nproc):
         child = {**env, "RANK": str(r), "LOCAL_RANK": str(r)}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,25 @@ def for_strategy(sets: list[str]) -> list[str]:
         return name in SearchConfig.model_fields or name in own
 
     return [item for item in sets if keep(item)]
+
+
+def scinas_cli(*args) -> subprocess.CompletedProcess:
+    """``scinas ARGS`` in this process (typer's runner), as `subprocess.run` of
+    ``python -m scinas ARGS`` reports it: for the tests of what the CLI says and writes, where
+    the process boundary is not what is tested (a process costs seconds of imports). An
+    exception that would end a real process shows in stderr with its traceback, exit code 1."""
+    from typer.testing import CliRunner
+
+    from scinas.cli import app
+
+    argv = [str(a) for a in args]
+    res = CliRunner().invoke(app, argv, prog_name="scinas")
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(
+            traceback.format_exception(res.exception)
+        )
+    return subprocess.CompletedProcess(["scinas", *argv], res.exit_code, res.stdout, stderr)
 
 
 def tiny_sets(*extra: str) -> list[str]:

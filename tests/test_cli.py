@@ -1,4 +1,5 @@
-"""End-to-end: the real `scinas` process on tiny real data, and every kind of bad input."""
+"""End-to-end: the real `scinas` process on tiny real data, and every kind of bad input (the CLI
+in this process: what it says and writes is what is tested)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from conftest import tiny_sets
+from conftest import scinas_cli, tiny_sets
 
 
 def scinas(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -136,10 +137,10 @@ def test_help_of_every_verb():
         "report",
         "export",
     ]:
-        proc = scinas(*verb.split(), "--help")
+        proc = scinas_cli(*verb.split(), "--help")
         assert "Usage" in proc.stdout and len(proc.stdout) > 300, verb
-    assert "nb201" in scinas("bench", "--help").stdout
-    assert "--preset" in scinas("run", "--help").stdout
+    assert "nb201" in scinas_cli("bench", "--help").stdout
+    assert "--preset" in scinas_cli("run", "--help").stdout
 
 
 @pytest.fixture
@@ -209,7 +210,7 @@ def test_bad_input_one_clear_message_exit_2_nothing_written(tmp_path, bad_npz, c
         task = args.pop("task", None)
         args = ["--data", bad_npz(**args)] + (["--task", task] if task else [])
     out = tmp_path / "out"
-    proc = scinas("run", "--out", str(out), *args, *tiny_sets(), check=False)
+    proc = scinas_cli("run", "--out", out, *args, *tiny_sets())
     assert proc.returncode == 2, (case, proc.stderr)
     assert phrase in proc.stderr, (case, proc.stderr)
     assert "Traceback" not in proc.stderr
@@ -238,7 +239,7 @@ def test_hostile_input_one_clear_message_exit_2_nothing_written(
     if isinstance(args, dict):
         args = ["--data", bad_npz(**args)]
     out = tmp_path / "out"
-    proc = scinas("run", "--out", str(out), *tiny_sets(), *args, check=False)
+    proc = scinas_cli("run", "--out", out, *tiny_sets(), *args)
     assert proc.returncode == 2, (case, proc.stderr)
     assert phrase in proc.stderr, (case, proc.stderr)
     assert "Traceback" not in proc.stderr
@@ -252,7 +253,7 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     scinas("search", "--out", str(out), *tiny_sets(), "-q")
     before = (out / "genotype.json").read_text()
     stamp = (out / "run.json").stat().st_mtime_ns
-    proc = scinas("run", "--out", str(out), *tiny_sets(), check=False)
+    proc = scinas_cli("run", "--out", out, *tiny_sets())
     assert proc.returncode == 2 and "already holds a scinas search" in proc.stderr
     assert "--overwrite" in proc.stderr
     assert (out / "run.json").stat().st_mtime_ns == stamp and (
@@ -262,7 +263,7 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "thesis.tex").write_text("keep me")
-    proc = scinas("run", "--out", str(other), "--overwrite", *tiny_sets(), check=False)
+    proc = scinas_cli("run", "--out", other, "--overwrite", *tiny_sets())
     assert proc.returncode == 2 and (other / "thesis.tex").read_text() == "keep me"
     # --overwrite replaces a run
     scinas("run", "--out", str(out), "--overwrite", *tiny_sets(), "-q")

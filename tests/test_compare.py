@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats as S
 
 import scinas
-from conftest import TINY
+from conftest import TINY, scinas_cli
 from scinas.compare import FINISH_RESERVE, compare
 from scinas.stats import ci95, t_cdf, t_ppf, welch
 
@@ -185,11 +183,7 @@ def test_compare_json_after_every_run_and_resume_keeps_finished_runs(tmp_path, m
 )
 def test_compare_bad_input(tmp_path, args, phrase):
     out = tmp_path / "out"
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "compare", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("compare", "--out", out, *args)
     assert res.returncode == 2 and phrase in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()

@@ -4,14 +4,12 @@ other than two edges per node, and both ends of `scinas run` (a top-3 cell, the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import scinas
-from conftest import TINY
+from conftest import TINY, scinas_cli
 from scinas.errors import UserError
 from scinas.export import load_trained
 from scinas.flops import count_parameters
@@ -117,11 +115,7 @@ def test_rules_that_do_not_apply_are_rejected(sets, phrase):
 
 def test_cli_unknown_derive_exits_2_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--derive", "best3", "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("run", "--derive", "best3", "--out", out)
     assert res.returncode == 2 and "unknown derivation 'best3'" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
 

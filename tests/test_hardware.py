@@ -4,15 +4,13 @@ untrained, limits no network meets, and the multi-objective Pareto front."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import scinas
-from conftest import TINY, for_strategy
+from conftest import TINY, for_strategy, scinas_cli
 from scinas import hardware
 from scinas.config import SearchConfig
 from scinas.errors import UserError
@@ -122,10 +120,6 @@ def test_resuming_logs_the_infeasible_candidates_again():
     assert logged[0]["violates"] == "search.max_params"
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "scinas", *args], capture_output=True, text=True)
-
-
 @pytest.mark.parametrize(
     "sets, phrase",
     [
@@ -144,7 +138,7 @@ def test_impossible_limit_or_multi_objective_without_sampler_exit_2(tmp_path, se
     out = tmp_path / "out"
     strategy = "reinforce" if "objectives" in sets[1] else "random"
     args = ["run", "--out", str(out), "--strategy", strategy]
-    res = _cli(*args, *[a for s in sets for a in ("--set", s)])
+    res = scinas_cli(*args, *[a for s in sets for a in ("--set", s)])
     assert res.returncode == 2 and phrase in res.stderr.strip().splitlines()[-1], res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
 

@@ -219,6 +219,32 @@ def test_memory_estimate_tracks_what_a_training_step_takes():
     assert need(t, (1, 32, 32)).activation_bytes > 3 * small.activation_bytes
 
 
+def test_the_preflight_measures_each_network_once_per_process(monkeypatch):
+    """A second preflight of the same sizes (a compare's next seed, the next run in a session)
+    reuses what the meta builds measured, with the same verdict; other sizes are measured."""
+    from scinas.context import setup
+    from scinas.preflight import check_search, check_train
+    from scinas.spaces import SPACES
+
+    monkeypatch.setattr(memory, "_MEASURED", {})
+    built = []
+    real = memory.on_meta
+    monkeypatch.setattr(memory, "on_meta", lambda b, w: built.append(w) or real(b, w))
+    s = setup(build_config(overrides=TINY), Reporter(quiet=True))
+    arch = SPACES.get("darts").planning_stand_in()
+    check_search(s)
+    check_train(s, arch)
+    first = len(built)
+    assert first >= 2  # the supernet and the final network
+    check_search(s)
+    check_train(s, arch)
+    assert len(built) == first
+    wider = build_config(overrides=[*TINY, "train.C=6", "search.C=6"])
+    check_search(setup(wider, Reporter(quiet=True)))
+    check_train(setup(wider, Reporter(quiet=True)), arch)
+    assert len(built) == 2 * first
+
+
 def test_absurd_class_labels_are_refused_quickly(tmp_path):
     data = npz(tmp_path / "d.npz", x_train=X, y_train=np.r_[Y[:-1], 10**9])
     t0 = time.perf_counter()
@@ -308,7 +334,7 @@ def test_corrupt_or_non_mapping_run_files_are_named(run_copy, name, content, ver
         "resume": ["run", "--resume", run_copy],
         "report": ["report", run_copy],
         "evaluate": ["evaluate", run_copy],
-        "export": ["export", run_copy, "--format", "torchscript"],
+        "export": ["export", run_copy, "--format", "pt2"],
         "out": ["run", "--out", run_copy, *tiny_sets()],
     }
     for verb in verbs:
@@ -338,7 +364,7 @@ def test_output_into_a_missing_folder_is_refused_before_any_work(run_copy, tmp_p
     extra = {
         "report": [],
         "evaluate": ["--data", "/nonexistent.npz"],
-        "export": ["--format", "torchscript"],
+        "export": ["--format", "pt2"],
     }[verb]
     before = snapshot(run_copy)
     code, err = cli(verb, run_copy, "--output", output, *extra)

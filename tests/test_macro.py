@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import scinas
+from conftest import scinas_cli
 from scinas.config import SearchConfig
 from scinas.errors import UserError
 from scinas.flops import count_parameters
@@ -160,12 +159,8 @@ def test_bad_architecture_files_are_one_clear_message(data, phrase):
 )
 def test_unknown_block_or_kernel_exits_2_and_writes_nothing(tmp_path, setting, phrase):
     out = tmp_path / "out"
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--out", str(out), "--strategy", "random"]
-        + ["--set", "search.space=macro", "--set", setting],
-        capture_output=True,
-        text=True,
-    )
+    args = ["--set", "search.space=macro", "--set", setting]
+    res = scinas_cli("run", "--out", out, "--strategy", "random", *args)
     assert res.returncode == 2 and phrase in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()

@@ -1,6 +1,7 @@
 """precision=bf16|fp16|fp32 and compile=true (issue 16, part 3): end to end in bf16 on the CPU,
 fp16 refused on a CPU, the second-order finite-difference step in float32 whatever the autocast,
-the fp16 scaler's state checkpointed, compile refused where torch.compile cannot work."""
+the fp16 scaler's state checkpointed, compile refused where torch.compile cannot work, and
+thread counts (OMP_NUM_THREADS) the machine cannot give held to its cores or refused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TINY, tiny_sets
-from scinas import precision
+from scinas import parallel, precision
 from scinas.cli import app
 from scinas.precision import Mixed
 from scinas.spaces.darts.supernet import Supernet
@@ -170,6 +171,48 @@ def test_compile_unavailable_is_refused_and_nothing_written(tmp_path, monkeypatc
     out = tmp_path / "run"
     code, err, _ = cli("search", "--out", out, "--device", "cpu", *tiny_sets("compile=true"))
     refused(code, err, "compile=true", "C++ compiler")
+    assert not out.exists()
+
+
+def test_compile_with_cxx_naming_a_missing_compiler_is_refused(tmp_path, monkeypatch):
+    """CXX is the compiler inductor runs: one that is not there is refused, naming it, even
+    where g++ is installed (which let it through before, to a compiler traceback at the first
+    step and a silently eager run)."""
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    out = tmp_path / "run"
+    code, err, _ = cli("search", "--out", out, "--device", "cpu", *tiny_sets("compile=true"))
+    refused(code, err, "compile=true", "C++ compiler", "CXX=no-such-compiler")
+    assert not out.exists()
+
+
+@pytest.fixture
+def threads_kept():
+    """torch's thread count as it was before the test (setup may change it)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_more_threads_than_cores_fall_back_to_the_cores(monkeypatch, capsys, threads_kept):
+    from scinas.config import build_config
+    from scinas.context import setup
+
+    cores = parallel.usable_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 3))
+    torch.set_num_threads(cores + 3)  # as torch took it from the variable at start
+    setup(build_config("tiny", overrides=TINY))
+    err = capsys.readouterr().err
+    assert err.count("OMP_NUM_THREADS") == 1, err
+    assert f"OMP_NUM_THREADS={cores + 3} asks for more threads than the {cores} CPU" in err
+    assert torch.get_num_threads() == cores
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_a_thread_count_that_is_not_one_is_refused(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    out = tmp_path / "run"
+    code, err, _ = cli("search", "--out", out, *tiny_sets())
+    refused(code, err, f"OMP_NUM_THREADS={value} is not a thread count", "or unset it")
     assert not out.exists()
 
 

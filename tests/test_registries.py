@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 import scinas
-from conftest import TINY, for_strategy
+from conftest import TINY, for_strategy, scinas_cli
 from scinas.config import SearchConfig, check_settings_apply
 from scinas.errors import UserError
 from scinas.ops import OPS, register_op
@@ -78,10 +77,8 @@ def test_supported_pair_runs_end_to_end(tmp_path, space, strategy):
     assert scinas.evaluate(out)["accuracy"] == pytest.approx(res["test"]["accuracy"])
 
 
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "scinas", *args], capture_output=True, text=True, cwd=cwd
-    )
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return scinas_cli(*args)  # in this process: what it says and writes is what is tested
 
 
 @pytest.mark.parametrize("space, strategy", REFUSED)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +11,10 @@ import pytest
 import torch
 
 import scinas
-from conftest import TINY
+from conftest import TINY, scinas_cli
 from scinas.context import setup
 from scinas.diagnostics import edge_entropy, op_shares, warn_collapse
-from scinas.export import export, load
+from scinas.export import FORMATS, Predictor, _pt2, export, load
 from scinas.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -47,7 +45,7 @@ def test_load_reproduces_the_saved_test_predictions(finished):
     np.testing.assert_allclose(pred.numpy(), saved["outputs"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_export_formats_reload_with_equal_predictions(finished, tmp_path, fmt):
     out, cfg = finished
     path = export(out, fmt, tmp_path / f"model.{fmt}")
@@ -55,8 +53,8 @@ def test_export_formats_reload_with_equal_predictions(finished, tmp_path, fmt):
     x = setup(cfg).data.test.x[:16]
     with torch.no_grad():
         expected = load(out)(x)
-        if fmt == "torchscript":
-            got = torch.jit.load(str(path))(x.float())
+        if fmt == "pt2":  # at another batch size than the export's example
+            got = torch.export.load(str(path)).module()(x.float())
         elif fmt == "safetensors":
             from safetensors import safe_open
             from safetensors.torch import load_file
@@ -76,20 +74,52 @@ def test_export_formats_reload_with_equal_predictions(finished, tmp_path, fmt):
 def test_export_bad_format_and_bad_dir(finished, tmp_path):
     out, _ = finished
     before = sorted(p.name for p in out.iterdir())
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "export", str(out), "--format", "onxx"],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("export", out, "--format", "onxx")
     assert res.returncode == 2 and "Did you mean 'onnx'" in res.stderr
     assert "Traceback" not in res.stderr
     assert sorted(p.name for p in out.iterdir()) == before
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "export", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    res = scinas_cli("export", tmp_path)
     assert res.returncode == 2 and "not a scinas run directory" in res.stderr
+
+
+def test_torchscript_names_its_replacement_and_writes_nothing(finished, tmp_path):
+    out, _ = finished
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(scinas.UserError, match="--format pt2"):
+        export(out, "torchscript")
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+class _ValueBranch(torch.nn.Module):
+    """A network whose control flow depends on its input's values."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x).mean((2, 3))
+        return y if y.sum() > 0 else -y
+
+
+class _OneBatchSize(torch.nn.Module):
+    """A network that works at its example's batch size only."""
+
+    def forward(self, x):
+        return x.reshape(2, -1)[:, :3]
+
+
+@pytest.mark.parametrize(
+    "network, why",
+    [(_ValueBranch, "control flow depends"), (_OneBatchSize, "one batch size only")],
+)
+def test_a_network_torch_export_cannot_take_gets_a_user_error(tmp_path, network, why):
+    info = {"mean": [0.0], "std": [1.0], "task": "classification", "num_outputs": 3}
+    predictor = Predictor(network(), info)
+    path = tmp_path / "model.pt2"
+    with pytest.raises(scinas.UserError, match=f"{why}.*--format onnx"):
+        _pt2(predictor, torch.rand(2, 1, 6, 6), path)
+    assert not path.exists()
 
 
 def test_report_is_self_contained_escaped_and_small(finished):

@@ -415,6 +415,26 @@ def test_a_run_with_a_deadline_fills_it_and_ends_its_schedule():
     assert trainer.optimizer.param_groups[0]["lr"] < 0.2 * 0.05
 
 
+def test_an_epoch_slower_than_the_measured_ones_ends_the_plan_with_it():
+    """An epoch that overruns what the measured ones promised (a loaded machine) leaves no time
+    for the epochs planned after it: the run ends with it, and its record, the trainer and the
+    events name the epochs that ran (its record named the plan made before it ran)."""
+    import time
+
+    events = []
+
+    def slow_fifth(stats):
+        if stats.epoch == 5:  # runs past the deadline, as a descheduled epoch does
+            time.sleep(max(0.0, trainer.deadline - time.perf_counter()) + 0.05)
+
+    trainer = network_trainer_for_test(epochs=3, on_epoch=slow_fifth, on_event=events.append)
+    trainer.deadline = time.perf_counter() + 1.0
+    history = trainer.run()
+    assert len(history) == 5 == history[-1]["epochs"] == trainer.epochs
+    assert history[-2]["epochs"] > 5  # planned to fill the second
+    assert events[-1]["event"] == "budget_replan" and events[-1]["epochs"] == 5
+
+
 def test_epochs_replanned_to_a_deadline_are_checkpointed_and_resumed():
     """A run re-planned to its deadline and stopped keeps the re-planned epochs when resumed
     (the scheduler's state holds their cosine): it ends where the schedule reaches its floor,

@@ -4,14 +4,12 @@ bad tables, and a run end to end on real data (sklearn's digits as 64-feature ve
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import scinas_cli, tiny_sets
 from scinas.data import load_dataset
 from scinas.errors import UserError
 from scinas.spaces.baselines import build_baseline
@@ -96,11 +94,7 @@ def test_run_on_feature_csv_end_to_end(tmp_path):
         tmp_path / "digits.csv", header, [[*map(int, a), b] for a, b in zip(x, y, strict=True)]
     )
     out = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--data", str(p), "--out", str(out), "-q",
-         *[a for kv in TINY for a in ("--set", kv)]],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    res = scinas_cli("run", "--data", p, "--out", out, "-q", *tiny_sets())
     assert res.returncode == 0, res.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["search"]["ops"] == list(VECTOR_OPS)

@@ -581,9 +581,9 @@ def export_cmd(
         str,
         typer.Option(
             "--format",
-            help="onnx | torchscript (the network with its input normalisation and output "
-            "decoding: raw images in, predictions out) | safetensors (the weights, with the "
-            "run's facts as metadata).",
+            help="onnx | pt2 (a torch.export program): the network with its input normalisation "
+            "and output decoding, raw images in, predictions out | safetensors: the weights, "
+            "with the run's facts as metadata.",
         ),
     ] = "onnx",
     output: Annotated[

@@ -71,6 +71,7 @@ def load_data(cfg: Config, *, dataset: str | None = None, data_dir: str | None =
 def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     """Load and check the data, pick the device; raises UserError on any bad input."""
     reporter = reporter or Reporter()
+    threads = parallel.fit_threads()  # a bad count is refused before any data is read
     d = cfg.data
     data = load_data(cfg)
     sc, note = SPACES.get(cfg.search.space).adapt_to_input(cfg.search, data.input_shape)
@@ -84,6 +85,8 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     reporter.log(data.summary())
     for note in data.notes:
         reporter.log(f"  note: {note}")
+    if threads is not None:
+        reporter.log(f"note: {threads}")
     device = parallel.init(resolve_device(cfg.device))  # DDP: join the group, own GPU
     check_precision(cfg.precision, device)
     check_compile(cfg.compile, device)

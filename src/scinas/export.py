@@ -5,14 +5,16 @@ from config.json, weights from model.pt loaded with ``weights_only=True``) and w
 `Predictor`: raw images in (the units of the user's data, N×C×H×W), predictions out (class
 logits, or regression targets in their original units), the run's normalisation included.
 
-`export` writes that predictor as ONNX or TorchScript (one self-contained file, batch size free),
-or the weights as safetensors (with the run's facts in the metadata), then loads the file back and
+`export` writes that predictor as ONNX or a `torch.export` program (``pt2``: one self-contained
+file, batch size free; TorchScript, deprecated in torch, is no longer written), or the weights as
+safetensors (with the run's facts in the metadata), then loads the file back and
 checks that it predicts what the original does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -39,7 +41,7 @@ from .spaces import SPACES, load_genotype
 
 FORMATS = {
     "onnx": "model.onnx",
-    "torchscript": "model.torchscript.pt",
+    "pt2": "model.pt2",
     "safetensors": "model.safetensors",
 }
 
@@ -131,6 +133,12 @@ def load(run_dir: str | os.PathLike) -> Predictor:
 
 def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:
     """Write the run's predictor (or weights) in ``fmt``; returns the path written."""
+    if fmt == "torchscript":
+        raise UserError(
+            "TorchScript export was replaced by torch.export (torch deprecates TorchScript): "
+            "--format pt2 writes the same predictor as a model.pt2 file; load it with "
+            "torch.export.load(PATH).module()."
+        )
     if fmt not in FORMATS:
         raise unknown("export format", fmt, FORMATS)
     path = Path(output) if output else Path(run_dir) / FORMATS[fmt]
@@ -145,7 +153,7 @@ def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | Non
     os.fchmod(fd, file_mode())  # as a plain open() would make it, not mkstemp's 0o600
     os.close(fd)
     try:
-        {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors}[fmt](
+        {"onnx": _onnx, "pt2": _pt2, "safetensors": _safetensors}[fmt](
             predictor, example, Path(tmp)
         )
         _verify(fmt, Path(tmp), predictor, example, run_dir)
@@ -179,11 +187,34 @@ def _onnx(predictor, example, path: Path) -> None:
         )
 
 
-def _torchscript(predictor, example, path: Path) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(predictor, example)
-        traced.save(str(path))
+def _pt2(predictor, example, path: Path) -> None:
+    """The predictor as a `torch.export` program with a free batch size."""
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    batch = torch.export.Dim("batch")
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)  # its tracing warnings dump graphs on a failure
+    try:
+        with torch.no_grad():
+            program = torch.export.export(predictor, (example,), dynamic_shapes=({0: batch},))
+    except GuardOnDataDependentSymNode:
+        raise _not_exportable("its control flow depends on the values of its input") from None
+    except torch._dynamo.exc.TorchDynamoException as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if first.startswith("Constraints violated"):  # the free batch size was refused
+            first = "it works at one batch size only"
+        raise _not_exportable(first[:200]) from None
+    finally:
+        torch_log.setLevel(level)
+    torch.export.save(program, str(path))
+
+
+def _not_exportable(why: str) -> UserError:
+    return UserError(
+        f"torch.export cannot export this network ({why}): export it with --format onnx, or "
+        "its weights with --format safetensors."
+    )
 
 
 def _safetensors(predictor, example, path: Path) -> None:
@@ -198,8 +229,8 @@ def _verify(fmt: str, path: Path, predictor, example, run_dir) -> None:
     """Load the written file back and compare its predictions with the original's."""
     with torch.no_grad():
         expected = predictor(example)
-        if fmt == "torchscript":
-            got = torch.jit.load(str(path))(example)
+        if fmt == "pt2":
+            got = torch.export.load(str(path)).module()(example)
         elif fmt == "safetensors":
             from safetensors.torch import load_file
 

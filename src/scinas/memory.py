@@ -106,6 +106,21 @@ class Need:
         return self.param_bytes + self.activation_bytes + self.data_bytes
 
 
+# What the meta builds below measured, by what decides it (the space, its sizes, the input):
+# a compare's seeds and an API user's or a test session's runs build the same networks again,
+# and a build on ``meta`` costs 0.3-1.5 s of Python per network.
+_MEASURED: dict = {}
+
+
+def measured(key, measure: Callable[[], object]):
+    """``measure()``, once per ``key`` in this process (``key`` None: every time)."""
+    if key is None:
+        return measure()
+    if key not in _MEASURED:
+        _MEASURED[key] = measure()
+    return _MEASURED[key]
+
+
 def on_meta(build: Callable[[], nn.Module], what: str) -> nn.Module:
     """``build()`` on the meta device: the module's shapes without any memory behind them.
     Sizes too large to even describe (C=10**12) are a UserError."""
@@ -176,22 +191,30 @@ def network_need(
     input_shape,
     n_samples: int,
     sample_bytes: int,
+    key=None,
 ) -> Need:
     """What training a discrete network needs: parameters with gradients and momentum, the
     activations of one batch (measured on ``meta``, ×`BACKWARD_FACTOR`), and the copy of the
-    training subset the phase makes."""
-    net = on_meta(build, what)
-    n = parameter_count(net)
+    training subset the phase makes. ``key``: what decides the measures (`measured`)."""
     B = section.batch_size
     _, H, W = input_shape
+    built: list[nn.Module] = []
+
+    def net() -> nn.Module:
+        if not built:
+            built.append(on_meta(build, what))
+        return built[0]
 
     def activations_at(batch: int) -> int:
-        saved = meta_forward(net, batch, tuple(input_shape))[0]
+        saved = meta_forward(net(), batch, tuple(input_shape))[0]
         if saved is not None:
             return int(BACKWARD_FACTOR * saved)
         return NETWORK_BYTES_PER_UNIT * batch * section.C * H * W * section.layers
 
-    saved, smallest = meta_forward(net, B, tuple(input_shape))
+    n, saved, smallest = measured(
+        key and ("network", B, *key),
+        lambda: (parameter_count(net()), *meta_forward(net(), B, tuple(input_shape))),
+    )
     if saved is not None:
         activations = int(BACKWARD_FACTOR * saved)
     else:
@@ -220,11 +243,13 @@ def supernet_need(
     checkpointing: bool,
     n_samples: int,
     sample_bytes: int,
+    key=None,
 ) -> Need:
     """What one-shot search needs: the supernet's parameters (counted on ``meta``) with their
     optimiser state, `search_step_bytes` of activations (halved with cell checkpointing, when
-    the space may use it), and the training subset the search copies."""
-    n = parameter_count(on_meta(build, what))
+    the space may use it), and the training subset the search copies. ``key``: what decides
+    the parameter count (`measured`)."""
+    n = measured(key and ("supernet", *key), lambda: parameter_count(on_meta(build, what)))
     per_param = PARAM_STATE_BYTES + (SECOND_ORDER_EXTRA_BYTES if getattr(s, "order", 1) == 2 else 0)
     step = search_step_bytes(s, input_shape)
     return Need(

@@ -110,6 +110,43 @@ def check_nproc(nproc: int, device: torch.device) -> None:
         raise UserError(f"--nproc must be at least 1 (got {nproc}).")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity: taskset, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def fit_threads() -> str | None:
+    """Hold a thread count set in OMP_NUM_THREADS to the cores this process may use (shared
+    among the processes a DDP run starts on this machine); returns a note when it asked for
+    more. A value that is not a positive whole number is refused (UserError)."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value is None:
+        return None
+    cores = usable_cores()
+    try:
+        asked = int(value.split(",")[0])  # OpenMP's nested form "4,2": the outer level's
+    except ValueError:
+        asked = 0
+    if asked < 1:
+        raise UserError(
+            f"OMP_NUM_THREADS={value} is not a thread count: set it to a whole number from 1 to "
+            f"{cores} (the CPU cores this process may use), or unset it."
+        )
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(requested()))) if requested() > 1 else 1
+    each = max(1, cores // max(1, local))
+    if asked <= each:
+        return None
+    torch.set_num_threads(each)
+    who = "this process" if local == 1 else f"each of the {local} processes on this machine"
+    return (
+        f"OMP_NUM_THREADS={value} asks for more threads than the {cores} CPU cores give "
+        f"{who}: using {each} (more threads than cores only slow the steps down)"
+    )
+
+
 def init(device: torch.device) -> torch.device:
     """Join the process group this process was started in (WORLD_SIZE > 1; torchrun or
     `launch` set the environment), once; returns this process's device (its own GPU on CUDA).
@@ -129,7 +166,7 @@ def init(device: torch.device) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     elif "OMP_NUM_THREADS" not in os.environ:  # share the cores: one process per core at least
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(max(1, usable_cores() // local_world))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     _device = device
     return device
@@ -339,7 +376,7 @@ def launch(nproc: int, args: Sequence[str]) -> int:
         WORLD_SIZE=str(nproc),
         LOCAL_WORLD_SIZE=str(nproc),
     )
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     procs = []
     for r in range(nproc):
         child = {**env, "RANK": str(r), "LOCAL_RANK": str(r)}

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 
 import torch
 
@@ -98,6 +100,24 @@ def full_precision(device_type: str):
 # ----------------------------------------------------------------------------- compile
 
 
+def inductor_default_cxx() -> str:
+    """The C++ compiler inductor runs on a CPU without CXX set (`torch._inductor.config`)."""
+    return {"win32": "cl", "darwin": "clang++"}.get(sys.platform, "g++")
+
+
+def _runs(cxx: str) -> bool:
+    """Whether ``cxx`` is found and answers ``--version`` (inductor's own test of it)."""
+    path = shutil.which(cxx)
+    if path is None:
+        return False
+    if sys.platform == "win32":  # cl has no --version
+        return True
+    try:
+        return subprocess.run([path, "--version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def compile_unavailable(device: torch.device) -> str | None:
     """Why torch.compile cannot run on ``device`` here (None: it can)."""
     try:
@@ -110,9 +130,13 @@ def compile_unavailable(device: torch.device) -> str | None:
     if BACKEND != "inductor":
         return None
     if device.type == "cpu":
-        cxx = os.environ.get("CXX", "c++")
-        if shutil.which(cxx) is None and shutil.which("g++") is None:
-            return f"no C++ compiler was found ({cxx}, g++), which torch.compile needs on a CPU"
+        cxx = os.environ.get("CXX", inductor_default_cxx())  # the one inductor will run
+        if not _runs(cxx):
+            named = f"CXX={cxx}" if "CXX" in os.environ else cxx
+            return (
+                f"the C++ compiler torch.compile needs on a CPU ({named}) was not found or "
+                "does not run"
+            )
     elif device.type == "cuda":
         from torch.utils._triton import has_triton
 

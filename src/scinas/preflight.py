@@ -10,6 +10,7 @@ A time-budget plan measured here is kept in ``s.plans`` and reused by the phase 
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 
@@ -91,6 +92,7 @@ def check_search_memory(s: SearchContext) -> None:
             checkpointing=checkpointing,
             n_samples=_n(len(data.train), sc.max_samples),
             sample_bytes=_sample_bytes(s),
+            key=(type(space), sc.model_dump_json(), shape, data.num_outputs),
         )
         memory.check_fits(
             need,
@@ -130,6 +132,7 @@ def _check_networks(s: SearchContext, space, arch, section, name: str, n: int, w
                 input_shape=shape,
                 n_samples=n,
                 sample_bytes=_sample_bytes(s),
+                key=_sizes_key(space, a, section, shape, data.num_outputs),
             ),
             a,
         )
@@ -149,6 +152,15 @@ def _check_networks(s: SearchContext, space, arch, section, name: str, n: int, w
             lambda c: space.build_network(worst, section.model_copy(update={"C": c}), shape, 2),
         ),
     )
+
+
+def _sizes_key(space, arch, section, shape, num_outputs) -> tuple | None:
+    """What decides a discrete network's parameters and activations (`memory.measured`)."""
+    to_dict = getattr(arch, "to_dict", None)
+    if to_dict is None:
+        return None
+    arch_json = json.dumps(to_dict(), sort_keys=True)
+    return (type(space), arch_json, section.model_dump_json(), shape, num_outputs)
 
 
 def _last_batch_of_one(n: int, batch_size: int) -> bool:

@@ -66,6 +66,7 @@ RUN_FILES = frozenset(
         "study.db-shm",
         "model.onnx",
         "model.torchscript.pt",
+        "model.pt2",
         "model.safetensors",
         "curve.csv",
         "curve.png",

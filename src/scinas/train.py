@@ -521,6 +521,8 @@ class Trainer:
             self.epoch_loops.append(self._loop)
             if self.deadline is not None and epoch < self.epochs:
                 self.fit_to_deadline(epoch)
+        if self.deadline is not None and self.history:
+            self.end_plan(epoch)
         return self.history
 
     def steps_in(self, epoch: int) -> int:
@@ -620,6 +622,36 @@ class Trainer:
                     ),
                 }
             )
+
+    def end_plan(self, done: int) -> None:
+        """The run stopped at its deadline after ``done`` epochs: the plan becomes those epochs
+        and the last one's record names it. An epoch slower than the measured ones (a loaded
+        machine) leaves no time for the epochs planned after it, but its record, written before
+        the re-plan that drops them, named them: the history then claimed epochs that never ran."""
+        before = self.epochs
+        if done < before:  # stopped before the plan's end (the deadline passed mid-plan)
+            self.epochs, self.last_steps = done, None
+            if hasattr(self.hooks, "epochs"):
+                self.hooks.epochs = done
+            self.scheduler.T_max = max(1, self.planned_steps())
+            if self.on_event is not None:
+                self.on_event(
+                    {
+                        "event": "budget_replan",
+                        "phase": self.phase,
+                        "after_epoch": done,
+                        "epochs_before": before,
+                        "epochs": done,
+                        "last_epoch_steps": None,
+                        "steps_per_epoch": self.n_steps,
+                        "message": (
+                            f"{self.phase}: the run's time was up after {done} of {before} "
+                            "planned epochs (an epoch ran slower than the ones before it)"
+                        ),
+                    }
+                )
+        if "epochs" in self.history[-1]:
+            self.history[-1]["epochs"] = done
 
     def past_deadline(self) -> bool:
         """Whether ``deadline`` (less the time kept for testing) has passed (on any process);

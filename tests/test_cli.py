@@ -229,7 +229,7 @@ def test_bad_input_one_clear_message_exit_2_nothing_written(tmp_path, bad_npz, c
             "refuses to load",
         ),
         ("infinite setting", ["--set", "train.lr=inf"], "finite number"),
-        ("too wide for memory", ["--set", "train.C=100000"], "does not fit in memory"),
+        ("too wide for memory", ["--set", "train.C=4096"], "does not fit in memory"),
     ],
 )
 def test_hostile_input_one_clear_message_exit_2_nothing_written(

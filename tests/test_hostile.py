@@ -105,13 +105,13 @@ def npz(path: Path, **arrays) -> Path:
 
 
 def test_memory_preflight_refuses_a_very_wide_network_fast_and_writes_nothing(tmp_path):
-    """Real process: train.C=100000 would need terabytes; the refusal names the figure and what
-    to lower, and takes seconds (nothing is built but on the meta device)."""
+    """Real process: train.C=4096 (its bound) needs over 100 GiB; the refusal names the figure
+    and what to lower, and takes seconds (nothing is built but on the meta device)."""
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    proc = scinas("run", "--out", out, "--set", "train.C=100000", "-q")
+    proc = scinas("run", "--out", out, "--set", "train.C=4096", "-q")
     seconds = time.perf_counter() - t0
-    refused(proc.returncode, proc.stderr, "does not fit in memory", "GiB", "train.C (100000)")
+    refused(proc.returncode, proc.stderr, "does not fit in memory", "GiB", "train.C (4096)")
     assert "train.batch_size" in proc.stderr and "Nothing was written" in proc.stderr
     assert not out.exists()
     assert seconds < 60, seconds  # start-up, data and the meta-device count; no real build
@@ -128,8 +128,8 @@ def test_memory_preflight_refuses_huge_images_before_the_search(tmp_path):
 @pytest.mark.parametrize(
     "strategy_sets, phrase",
     [
-        (["search.C=60000"], "supernet"),
-        (["search.strategy=random", "search.C=60000"], "a search candidate"),
+        (["search.C=4096"], "supernet"),
+        (["search.strategy=random", "search.C=4096"], "a search candidate"),
         (["search.space=baseline", "search.strategy=random", "search.batch_size=100"], ""),
     ],
 )

@@ -377,11 +377,14 @@ def test_config_integers_beyond_64_bits_name_their_key(key):
 
 @pytest.mark.parametrize("section", ["search", "train"])
 def test_a_batch_larger_than_the_data_names_both_sizes(tmp_path, section):
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((60, 8, 8), np.uint8), y_train=np.arange(60) % 2)
+    # 96×96 images: a batch of 65,536 (the bound) would not fit, so the sizes are named
+    np.savez(
+        tmp_path / "d.npz", x_train=np.zeros((60, 96, 96), np.uint8), y_train=np.arange(60) % 2
+    )
     out = tmp_path / "out"
     code, err = cli(
         "run", "--data", tmp_path / "d.npz", "--out", out, "-q",
-        *[a for s in TINY for a in ("--set", s)], "--set", f"{section}.batch_size=10000000",
+        *[a for s in TINY for a in ("--set", s)], "--set", f"{section}.batch_size=65536",
     )  # fmt: skip
-    refused(code, err, f"{section}.batch_size is 10,000,000", "training samples")
+    refused(code, err, f"{section}.batch_size is 65,536", "training samples")
     assert "does not fit" not in err and not out.exists()

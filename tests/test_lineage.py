@@ -286,6 +286,14 @@ def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkey
     assert result["accepted"] == 1 and result["rejected"] == 1
 
 
+def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
+    _lineage_run(tmp_path, "search.budget=4")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
+    assert len(moves) == 4
+    assert all(m.split()[0] in ("lr", "optimizer", "augment") for m in moves), moves
+
+
 def test_the_hpo_method_keeps_the_architecture(tmp_path):
     from scinas.compare import compare
 

@@ -13,14 +13,16 @@ branches off it with one change:
   and the augmentation family (none, default, natural, rotation), as population-based training
   explores (Jaderberg et al. 2017).
 
-Both then train for the same compute (the challenger's steps scaled by its FLOPs and batch size
-against the incumbent's) and are scored, at their weights averaged over the segment's last steps
-(a snapshot at a constant rate swings too much), on every validation sample. The challenger
-replaces the incumbent only when its advantage, paired over the validation samples, exceeds
-``search.noise_z`` times its standard error; the log records the advantage, the noise and the
-verdict of every decision. Scores at chance decide nothing: the incumbent first trains until its
-validation score is above that of a constant prediction (the same paired test), and that many
-steps, at least, are each segment's length (fidelity in steps, not epochs).
+Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
+the others once those are tried. Both then train for the same compute (the challenger's steps
+scaled by its FLOPs and batch size against the incumbent's) and are scored, at their weights
+averaged over the segment's last steps (a snapshot at a constant rate swings too much), on every
+validation sample. The challenger replaces the incumbent only when its advantage, paired over the
+validation samples, exceeds ``search.noise_z`` times its standard error; the log records the
+advantage, the noise and the verdict of every decision. Scores at chance decide nothing: the
+incumbent first trains until its validation score is above that of a constant prediction (the
+same paired test), and that many steps, at least, are each segment's length (fidelity in steps,
+not epochs).
 
 The final network is the incumbent with its recipe (``recipe.json`` in the run directory), and
 its training goes on from its weights for the rest of the budget.
@@ -54,6 +56,8 @@ ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for s
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
+# tried before the other moves: at small budgets the rate and the augmentation move results most
+FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
 AVERAGE_OVER = 3.0  # a branch is scored at its weights averaged over about 1/3 of a segment
 
 
@@ -390,6 +394,14 @@ class Lineage:
             ]
         return out
 
+    @staticmethod
+    def tier(b: Branch, move) -> int:
+        """0 for a change of the rate, optimizer or augmentation (tried first), else 1."""
+        if isinstance(move, Recipe):
+            changed = {k for k in RECIPE_DIMS if getattr(move, k) != getattr(b.recipe, k)}
+            return 0 if changed & FIRST_DIMS else 1
+        return 1
+
     def challenger(self, b: Branch, move, seed: int) -> Branch:
         if isinstance(move, Recipe):
             c = b.fork()
@@ -479,6 +491,8 @@ class Lineage:
                     options = self.moves(inc)
                 if not options:
                     break
+                first = min(self.tier(inc, m) for _, m in options)
+                options = [(n, m) for n, m in options if self.tier(inc, m) == first]
                 name, move = options[int(self.rng.integers(len(options)))]
                 tried.add(name)
                 ch = self.challenger(inc, move, seed=self.cfg.seed + k)

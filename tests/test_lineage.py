@@ -15,6 +15,7 @@ from scinas.errors import UserError
 from scinas.spaces import load_genotype
 from scinas.spaces.macro import MacroArch, MacroNetwork, MacroStage
 from scinas.spaces.macro_morph import morphs
+from scinas.strategies.branch import RECIPE_DIMS, Recipe, recipe_moves
 from scinas.strategies.lineage import WeightAverage, paired
 from scinas.tasks import TASKS
 
@@ -129,6 +130,23 @@ def test_paired_advantage_and_noise():
     same_mean = inc[torch.randperm(400, generator=torch.Generator().manual_seed(0))]
     adv, se = paired(same_mean, inc)  # as many right, different samples: no advantage
     assert adv == 0 and se > 0
+
+
+@pytest.mark.parametrize("dim", RECIPE_DIMS)
+def test_each_recipe_move_changes_one_setting_and_only_along_the_dims_given(dim):
+    t = build_config("tiny").train
+    start = Recipe.of(t)
+    task = TASKS.get("classification")
+    moves = recipe_moves(start, [dim], t, 1000, task, (28, 28))
+    assert moves, f"no move along {dim}"
+    for name, r in moves:
+        changed = {k for k in RECIPE_DIMS if getattr(r, k) != getattr(start, k)}
+        assert dim in changed and name.startswith(dim.replace("_", " ")), (name, changed)
+        # a new optimizer brings its own rate and decay; every other move changes one setting
+        assert changed <= ({dim, "lr", "weight_decay"} if dim == "optimizer" else {dim})
+    every = recipe_moves(start, RECIPE_DIMS, t, 1000, task, (28, 28))
+    others = recipe_moves(start, [d for d in RECIPE_DIMS if d != dim], t, 1000, task, (28, 28))
+    assert len(every) == len(others) + len(moves)
 
 
 def test_the_weight_average_is_an_exponential_average_of_weights_and_buffers():

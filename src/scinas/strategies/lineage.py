@@ -30,11 +30,9 @@ its training goes on from its weights for the rest of the budget.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -49,20 +47,22 @@ from ..rundir import atomic_write
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
 from .base import STRATEGIES, SearchContext, SearchResult, SearchStrategy, StrategySettings
+from .branch import (
+    RECIPE_DIMS,
+    Branch,
+    Recipe,
+    RecipeDim,
+    WeightAverage,
+    opt_args,
+    paired,
+    recipe_moves,
+    tier,
+)
 from .fidelity import WINNER
 
-AUGMENTS = ("none", "default", "natural", "rotation")
-ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
-# tried before the other moves: at small budgets the rate and the augmentation move results most
-FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
-AVERAGE_OVER = 3.0  # a branch is scored at its weights averaged over about 1/3 of a segment
-
-
-RECIPE_DIMS = ("lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment")
-RecipeDim = Literal["lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment"]
 
 
 class LineageSettings(StrategySettings):
@@ -112,95 +112,6 @@ class LineageSettings(StrategySettings):
         description="training steps per segment (None: from the time budget, at least the steps "
         "the start takes to score above chance)",
     )
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What a network trains with (the train section's fields of the same names)."""
-
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    label_smoothing: float
-    augment: str
-
-    @classmethod
-    def of(cls, t) -> Recipe:
-        return cls(
-            t.optimizer,
-            float(t.lr),
-            t.momentum,
-            t.weight_decay,
-            t.batch_size,
-            t.label_smoothing,
-            t.augment,
-        )
-
-    def changes(self, t) -> dict:
-        """The train-section fields this recipe changes."""
-        return {k: v for k, v in asdict(self).items() if getattr(t, k) != v}
-
-
-@dataclass
-class Branch:
-    """A network in training: its architecture, weights, optimiser and recipe."""
-
-    arch: object
-    net: torch.nn.Module
-    recipe: Recipe
-    optimizer: torch.optim.Optimizer
-    steps: int = 0  # optimiser steps taken in the lineage
-    average: WeightAverage | None = None  # this segment's average of the weights, when scored
-
-    def fork(self) -> Branch:
-        net = copy.deepcopy(self.net)
-        opt = make_optimizer(net.parameters(), **_opt_args(self.recipe))
-        opt.load_state_dict(self.optimizer.state_dict())
-        return Branch(self.arch, net, self.recipe, opt, self.steps)
-
-
-class WeightAverage:
-    """An exponential moving average of a network's weights and buffers over one segment.
-
-    At a constant learning rate a snapshot's validation score swings from step to step (on
-    Fashion-MNIST at lr 0.1: 0.19, 0.46, 0.65, 0.59 in consecutive segments), so a challenger
-    scored at a lucky moment would win on noise no per-sample test sees. Branches are scored at
-    their average over the segment's last steps instead (Polyak averaging; SWA, Izmailov et al.
-    2018), which also stands for the annealed network the final training makes.
-    """
-
-    def __init__(self, net: torch.nn.Module, steps: int):
-        self.net = copy.deepcopy(net)
-        self.rate = min(1.0, AVERAGE_OVER / max(1, steps))  # weight of each new step
-        self._ema = [t for t in self.net.state_dict().values() if t.is_floating_point()]
-        self._src = [t for t in net.state_dict().values() if t.is_floating_point()]
-        self._int = [
-            (a, b)
-            for a, b in zip(self.net.state_dict().values(), net.state_dict().values(), strict=True)
-            if not a.is_floating_point()
-        ]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        torch._foreach_lerp_(self._ema, self._src, self.rate)
-        for a, b in self._int:  # step counters follow the network
-            a.copy_(b)
-
-
-def _opt_args(r: Recipe) -> dict:
-    return {"name": r.optimizer, "lr": r.lr, "momentum": r.momentum, "weight_decay": r.weight_decay}
-
-
-def paired(challenger: torch.Tensor, incumbent: torch.Tensor) -> tuple[float, float]:
-    """The mean per-sample advantage of ``challenger`` over ``incumbent`` (higher is better) and
-    its standard error over the samples."""
-    d = (challenger - incumbent).double()
-    n = len(d)
-    if n < 2:
-        return float(d.mean()) if n else 0.0, math.inf
-    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n)
 
 
 class LineageStrategy(SearchStrategy):
@@ -357,63 +268,24 @@ class Lineage:
                 for m in self.space.morphs(b.arch, self.s, self.hw)
                 if self.cost(m.target, b.recipe) <= limit * b.recipe.batch_size / self.start_bs
             ]
-        if not self.s.recipe:
-            return out
-        r, n, dims = b.recipe, len(self.x), set(self.s.recipe_dims)
-        if "lr" in dims:
-            for f in (2.0, 0.5):
-                out.append((f"lr {r.lr:g} -> {r.lr * f:g}", replace(r, lr=r.lr * f)))
-        if "optimizer" in dims:
-            if r.optimizer == "sgd":
-                other = replace(r, optimizer="adamw", lr=ADAMW_LR, weight_decay=ADAMW_WD)
-            else:
-                t = self.cfg.train
-                sgd_lr = float(t.lr) if t.optimizer == "sgd" else 0.025
-                sgd_wd = t.weight_decay if t.optimizer == "sgd" else 3e-4
-                other = replace(r, optimizer="sgd", lr=sgd_lr, weight_decay=sgd_wd)
-            out.append((f"optimizer {r.optimizer} -> {other.optimizer}", other))
-        if "weight_decay" in dims:
-            for f in (4.0, 0.25):
-                wd = r.weight_decay * f if r.weight_decay else 1e-4
-                out.append(
-                    (f"weight decay {r.weight_decay:g} -> {wd:g}", replace(r, weight_decay=wd))
-                )
-        if "batch_size" in dims:
-            for bs in (r.batch_size * 2, r.batch_size // 2):
-                if 16 <= bs <= max(16, n // 4):
-                    out.append((f"batch size {r.batch_size} -> {bs}", replace(r, batch_size=bs)))
-        if "label_smoothing" in dims and self.task.smooths_labels:
-            ls = 0.1 if r.label_smoothing == 0 else 0.0
-            name = f"label smoothing {r.label_smoothing:g} -> {ls:g}"
-            out.append((name, replace(r, label_smoothing=ls)))
-        if "augment" in dims and self.hw != (1, 1):
-            out += [
-                (f"augment {r.augment} -> {a}", replace(r, augment=a))
-                for a in AUGMENTS
-                if a != r.augment
-            ]
+        if self.s.recipe:
+            out += recipe_moves(
+                b.recipe, self.s.recipe_dims, self.cfg.train, len(self.x), self.task, self.hw
+            )
         return out
-
-    @staticmethod
-    def tier(b: Branch, move) -> int:
-        """0 for a change of the rate, optimizer or augmentation (tried first), else 1."""
-        if isinstance(move, Recipe):
-            changed = {k for k in RECIPE_DIMS if getattr(move, k) != getattr(b.recipe, k)}
-            return 0 if changed & FIRST_DIMS else 1
-        return 1
 
     def challenger(self, b: Branch, move, seed: int) -> Branch:
         if isinstance(move, Recipe):
             c = b.fork()
             if move.optimizer != b.recipe.optimizer:  # a new optimiser starts without state
-                c.optimizer = make_optimizer(c.net.parameters(), **_opt_args(move))
+                c.optimizer = make_optimizer(c.net.parameters(), **opt_args(move))
             else:
                 for g in c.optimizer.param_groups:
                     g.update(lr=move.lr, weight_decay=move.weight_decay)
             c.recipe = move
             return c
         net = move.apply(b.net, seed=seed)
-        opt = make_optimizer(net.parameters(), **_opt_args(b.recipe))
+        opt = make_optimizer(net.parameters(), **opt_args(b.recipe))
         return Branch(move.target, net, b.recipe, opt, b.steps)
 
     # ------------------------------------------------------------------ the search
@@ -428,7 +300,7 @@ class Lineage:
         arch = _start(ctx)
         recipe = Recipe.of(self.cfg.train)
         net = self.build(arch)
-        inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **_opt_args(recipe)))
+        inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **opt_args(recipe)))
         self.start_cost, self.start_bs = self.cost(arch, recipe), recipe.batch_size
         chance = self.chance_scores()
         what = {(True, True): "architecture and recipe", (False, True): "recipe"}
@@ -491,8 +363,8 @@ class Lineage:
                     options = self.moves(inc)
                 if not options:
                     break
-                first = min(self.tier(inc, m) for _, m in options)
-                options = [(n, m) for n, m in options if self.tier(inc, m) == first]
+                first = min(tier(inc, m) for _, m in options)
+                options = [(n, m) for n, m in options if tier(inc, m) == first]
                 name, move = options[int(self.rng.integers(len(options)))]
                 tried.add(name)
                 ch = self.challenger(inc, move, seed=self.cfg.seed + k)

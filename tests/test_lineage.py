@@ -211,7 +211,7 @@ def test_sample_scores_average_with_the_primary_metric_and_a_constant_is_worse(t
     assert scores.mean() > task.constant_scores(targets, targets).mean()
 
 
-def _lineage_run(tmp_path, *extra, data=None):
+def _lineage_run(tmp_path, *extra, data=None, resume=False):
     cfg = build_config(
         "tiny",
         overrides=for_strategy(
@@ -226,7 +226,7 @@ def _lineage_run(tmp_path, *extra, data=None):
             ]
         ),
     )
-    return scinas.run(cfg, tmp_path / "run")
+    return scinas.run(cfg, tmp_path / "run", resume=resume)
 
 
 def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
@@ -310,6 +310,36 @@ def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
     moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
     assert len(moves) == 4
     assert all(m.split()[0] in ("lr", "optimizer", "augment") for m in moves), moves
+
+
+def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+    from scinas.signals import Interrupted
+
+    def lineage_events(run):
+        events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        return [
+            {k: v for k, v in e.items() if k not in ("time", "seconds")}
+            for e in events
+            if e["event"].startswith("lineage")
+        ]
+
+    reference = _lineage_run(tmp_path / "ref", "search.budget=3")
+    real_train = lineage.Lineage.train
+
+    def train(self, b, steps, seed):
+        if any(e["event"] == "lineage_decision" for e in self.events):  # in round 2
+            raise Interrupted("stopped by the test")
+        return real_train(self, b, steps, seed)
+
+    monkeypatch.setattr(lineage.Lineage, "train", train)
+    with pytest.raises(Interrupted):
+        _lineage_run(tmp_path, "search.budget=3")
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    monkeypatch.setattr(lineage.Lineage, "train", real_train)
+    resumed = _lineage_run(tmp_path, "search.budget=3", resume=True)
+    assert lineage_events(tmp_path / "run") == lineage_events(tmp_path / "ref" / "run")
+    assert resumed["test"] == reference["test"]
 
 
 def test_the_hpo_method_keeps_the_architecture(tmp_path):

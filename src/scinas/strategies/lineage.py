@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from pydantic import Field
 
 from .. import parallel
 from ..bounds import MAX_CANDIDATES, MAX_STEPS
+from ..checkpoint import Checkpointer
 from ..errors import UserError
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
@@ -292,66 +293,31 @@ class Lineage:
 
     def run(self) -> SearchResult:
         ctx, s, t0 = self.ctx, self.s, time.perf_counter()
-        if ctx.resume and ctx.run is not None:  # an interrupted lineage starts again
-            from ..checkpoint import Checkpointer
-
-            Checkpointer(ctx.run, "search").truncate_logs({"metrics.jsonl": 0})
-        deadline = None if s.time_budget is None else t0 + s.time_budget
+        ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
+        state = ckpt.load() if ctx.resume and ckpt.enabled else None
+        if ctx.resume and ckpt.enabled and state is None:  # no round had finished: start again
+            ckpt.truncate_logs({"metrics.jsonl": 0})
+        spent = 0.0 if state is None else state["seconds"]
+        deadline = None if s.time_budget is None else t0 + s.time_budget - spent
         arch = _start(ctx)
         recipe = Recipe.of(self.cfg.train)
-        net = self.build(arch)
-        inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **opt_args(recipe)))
         self.start_cost, self.start_bs = self.cost(arch, recipe), recipe.batch_size
-        chance = self.chance_scores()
         what = {(True, True): "architecture and recipe", (False, True): "recipe"}
         ctx.reporter.log(
             f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
             f"challengers accepted above {s.noise_z:g} standard errors"
         )
-        # the floor: train the start until it scores above a constant prediction, looking
-        # after FLOOR_FIRST steps and then each time the steps have doubled
-        floor_steps, started, chunk = 0, time.perf_counter(), FLOOR_FIRST
-        while True:
-            self.train(inc, chunk, seed=self.cfg.seed * 7919 + floor_steps)
-            floor_steps += chunk
-            scores, metrics = self.score(inc.net)
-            adv, se = paired(scores, chance)
-            above = adv > s.noise_z * se and adv > 0
-            if above or (deadline is not None and time.perf_counter() > t0 + 0.5 * s.time_budget):
-                break
-            if deadline is None and floor_steps >= FLOOR_MAX:
-                break
-            chunk = floor_steps
-        step_seconds = (time.perf_counter() - started) / floor_steps
-        self.log_event(
-            {
-                "event": "lineage_floor",
-                "steps": floor_steps,
-                "above_chance": bool(above),
-                "advantage": adv,
-                "noise": se,
-                "val": metrics,
-            }
-        )
-        ctx.reporter.log(
-            f"lineage: the start scores {metrics[self.pm]:.4f} after {floor_steps} steps, "
-            + (
-                f"above chance by {adv:.4f} (noise {se:.4f})"
-                if above
-                else f"not above chance ({adv:.4f}, noise {se:.4f}): no challenger is judged"
-            )
-        )
-        inc_scores, inc_metrics = scores, metrics
-        accepted = rejected = 0
-        if above:
-            seg = s.segment_steps
-            if seg is None:
-                seg = floor_steps
-                if deadline is not None:
-                    left = deadline - time.perf_counter()
-                    seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
-            tried: set[str] = set()
-            for k in range(s.budget):
+        if state is not None:
+            inc, p = self._restore(state)
+            ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
+        else:
+            inc, p = self._floor(t0, deadline)
+            if p.above:
+                self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
+        accepted, rejected, tried, seg = p.accepted, p.rejected, p.tried, p.seg
+        inc_scores, inc_metrics, step_seconds = p.scores, p.metrics, p.step_seconds
+        if p.above:
+            for k in range(p.round, s.budget):
                 if STOP:
                     raise Interrupted("stopped in the lineage search")
                 round_start = time.perf_counter()
@@ -422,6 +388,10 @@ class Lineage:
                     tried.clear()
                 else:
                     rejected += 1
+                p = _Progress(
+                    k + 1, accepted, rejected, tried, seg, step_seconds, inc_scores, inc_metrics
+                )
+                self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
         self.log_event(
             {
@@ -447,6 +417,86 @@ class Lineage:
             recipe=changes,
         )
 
+    def _floor(self, t0: float, deadline: float | None) -> tuple[Branch, _Progress]:
+        """Train the start until it scores above a constant prediction, looking after
+        FLOOR_FIRST steps and then each time the steps have doubled; plan the segments."""
+        s = self.s
+        arch = _start(self.ctx)
+        recipe = Recipe.of(self.cfg.train)
+        net = self.build(arch)
+        inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **opt_args(recipe)))
+        chance = self.chance_scores()
+        floor_steps, started, chunk = 0, time.perf_counter(), FLOOR_FIRST
+        while True:
+            self.train(inc, chunk, seed=self.cfg.seed * 7919 + floor_steps)
+            floor_steps += chunk
+            scores, metrics = self.score(inc.net)
+            adv, se = paired(scores, chance)
+            above = adv > s.noise_z * se and adv > 0
+            if above or (deadline is not None and time.perf_counter() > t0 + 0.5 * s.time_budget):
+                break
+            if deadline is None and floor_steps >= FLOOR_MAX:
+                break
+            chunk = floor_steps
+        step_seconds = (time.perf_counter() - started) / floor_steps
+        self.log_event(
+            {
+                "event": "lineage_floor",
+                "steps": floor_steps,
+                "above_chance": bool(above),
+                "advantage": adv,
+                "noise": se,
+                "val": metrics,
+            }
+        )
+        self.ctx.reporter.log(
+            f"lineage: the start scores {metrics[self.pm]:.4f} after {floor_steps} steps, "
+            + (
+                f"above chance by {adv:.4f} (noise {se:.4f})"
+                if above
+                else f"not above chance ({adv:.4f}, noise {se:.4f}): no challenger is judged"
+            )
+        )
+        seg = s.segment_steps
+        if seg is None:
+            seg = floor_steps
+            if deadline is not None:
+                left = deadline - time.perf_counter()
+                seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
+        return inc, _Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
+
+    def _save(self, ckpt: Checkpointer, inc: Branch, p: _Progress, seconds: float) -> None:
+        """A checkpoint after a finished round: a resumed lineage goes on from the next one."""
+        if not ckpt.enabled or not parallel.leader():
+            return
+        net = getattr(inc.net, "_orig_mod", inc.net)
+        ckpt.save(
+            {
+                "arch": inc.arch.to_dict(),
+                "recipe": asdict(inc.recipe),
+                "net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "optimizer": inc.optimizer.state_dict(),
+                "steps": inc.steps,
+                "progress": {**asdict(p), "tried": sorted(p.tried)},
+                "rng": self.rng.bit_generator.state,
+                "events": self.events,
+                "seconds": seconds,
+            }
+        )
+
+    def _restore(self, state: dict) -> tuple[Branch, _Progress]:
+        self.rng.bit_generator.state = state["rng"]
+        self.events = list(state["events"])
+        arch = self.space.from_dict(state["arch"], "the lineage's checkpoint")
+        recipe = Recipe(**state["recipe"])
+        net = self.build(arch)
+        getattr(net, "_orig_mod", net).load_state_dict(state["net"])
+        opt = make_optimizer(net.parameters(), **opt_args(recipe))
+        opt.load_state_dict(state["optimizer"])
+        p = _Progress(**state["progress"])
+        p.tried = set(p.tried)
+        return Branch(arch, net, recipe, opt, state["steps"]), p
+
     def _keep(self, inc: Branch) -> None:
         """The incumbent's weights as the winner: the final training starts from them."""
         run = self.ctx.run
@@ -455,6 +505,21 @@ class Lineage:
         net = getattr(inc.net, "_orig_mod", inc.net)
         weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))
+
+
+@dataclass
+class _Progress:
+    """Where a lineage stands after a round (what its checkpoint keeps besides the network)."""
+
+    round: int
+    accepted: int
+    rejected: int
+    tried: set
+    seg: int
+    step_seconds: float
+    scores: torch.Tensor  # the incumbent's per-sample validation scores
+    metrics: dict
+    above: bool = True
 
 
 class _Diverged(Exception):

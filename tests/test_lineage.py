@@ -259,6 +259,7 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
 def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
     import scinas.strategies.lineage as lineage
 
+    monkeypatch.setattr(lineage, "FLOOR_MAX", 40)  # the start's looks end sooner
     # a start that never rises above a constant prediction: every score is the constant's
     monkeypatch.setattr(
         lineage.Lineage,

@@ -44,6 +44,7 @@ from .bounds import (
 from .errors import UserError, did_you_mean, unknown
 from .nested import differences
 from .rates import LearningRate
+from .registry import SPACES, STRATEGIES
 from .userpaths import read_user_text, stat_user_path
 
 
@@ -186,7 +187,7 @@ class SearchConfig(_Section):
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
     # macro space: the choices searched per stage (None: the space's defaults, see
-    # scinas.spaces.macro.DEFAULTS); checked by the space
+    # scinas.spaces.macro_network.DEFAULTS); checked by the space
     blocks: list[str] | None = Field(
         None, description="macro space: block types (basic, bottleneck, inverted)"
     )
@@ -213,8 +214,6 @@ class SearchConfig(_Section):
         from a preset or a file written for another strategy (e.g. an older config.json)."""
         if not isinstance(data, dict):
             return data
-        from .strategies import STRATEGIES
-
         name = data.get("strategy", "darts")
         if not isinstance(name, str) or name not in STRATEGIES:
             return data  # the field's own check names the unknown strategy
@@ -257,8 +256,6 @@ class SearchConfig(_Section):
     @field_validator("space")
     @classmethod
     def _known_space(cls, name: str) -> str:
-        from .spaces import SPACES
-
         if name not in SPACES:
             raise ValueError(str(unknown("search space", name, SPACES.names())))
         return name
@@ -266,8 +263,6 @@ class SearchConfig(_Section):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:
-        from .strategies import STRATEGIES
-
         if name not in STRATEGIES:
             raise ValueError(str(unknown("strategy", name, STRATEGIES.names())))
         return name
@@ -276,9 +271,6 @@ class SearchConfig(_Section):
     def _consistent(self):
         """The space checks its own settings, then the strategy checks it can search the space
         (each raises ValueError with the one message the user sees)."""
-        from .spaces import SPACES
-        from .strategies import STRATEGIES
-
         space = SPACES.get(self.space)
         space.check_search(self)
         STRATEGIES.get(self.strategy).check_search(self, space)
@@ -286,8 +278,6 @@ class SearchConfig(_Section):
 
     def op_names(self) -> tuple[str, ...]:
         """The candidate ops: ``ops`` or the space's default list."""
-        from .spaces import SPACES
-
         return SPACES.get(self.space).op_names(self)
 
     @property
@@ -480,9 +470,6 @@ class Config(_Section):
         derived network to start from it."""
         if self.train.init != "supernet":
             return self
-        from .spaces import SPACES
-        from .strategies import STRATEGIES
-
         s = self.search
         strategy, space = STRATEGIES.get(s.strategy), SPACES.get(s.space)
         if strategy.kind != "one-shot" or not space.has_supernet:
@@ -609,8 +596,6 @@ def _deep_update(base: dict, update: dict) -> dict:
 
 def strategy_keys() -> list[str]:
     """Every strategy's own setting names (the search keys besides the shared ones)."""
-    from .strategies import STRATEGIES
-
     return sorted({k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields})
 
 

@@ -20,7 +20,7 @@ from .spaces import space_of
 from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
-    from .strategies.base import SearchContext
+    from .run_context import SearchContext
 
 
 def build_network(arch, t, input_shape, num_outputs) -> torch.nn.Module:
@@ -147,9 +147,8 @@ def fit(
         on_event=on_event,
     )
     if init_state is not None:
-        from .strategies.fidelity import load_winner
-
-        load_winner(trainer.model, init_state)
+        # the final network has the candidates' sizes; a compiled one keeps them in _orig_mod
+        getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(init_state)
     if s.resume:
         trainer.resume()
     trainer.deadline, trainer.finish_passes = deadline, finish_passes

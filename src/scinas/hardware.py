@@ -35,7 +35,7 @@ from .spaces import SPACES, space_of
 if TYPE_CHECKING:
     import optuna
 
-    from .strategies.base import SearchContext
+    from .run_context import SearchContext
 
 PRIMARY = ("accuracy", "score")  # the task's primary metric (accuracy, r2, ...), maximised or not
 SECONDARY = {"latency": "latency_ms", "params": "params", "flops": "flops"}  # all minimised

@@ -30,6 +30,7 @@ from .lr_finder import auto_train, log_event
 from .placement import Placement
 from .preflight import check_search, check_train
 from .progress import Reporter
+from .run_context import SearchContext
 from .rundir import (
     RunDir,
     check_out_dir,
@@ -41,7 +42,7 @@ from .rundir import (
 )
 from .signals import STOP, Interrupted, stop_on_signals
 from .spaces import load_genotype, space_of
-from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
+from .strategies import STRATEGIES, SearchResult, create_strategy
 from .strategies.oneshot import build_supernet
 from .tasks import make_task
 from .train import predict

@@ -19,8 +19,9 @@ from .data.split import take_count
 from .errors import UserError
 from .fit import plan_training, subset
 from .inherit import train_section
+from .run_context import SearchContext
 from .spaces import SPACES, space_of
-from .strategies import STRATEGIES, SearchContext, create_strategy
+from .strategies import STRATEGIES, create_strategy
 
 
 def check_search(s: SearchContext) -> None:

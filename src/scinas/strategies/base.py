@@ -8,32 +8,11 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import Registry
+from ..registry import STRATEGIES
+from ..run_context import SearchContext
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..data import Dataset
-    from ..placement import Placement
-    from ..progress import Reporter
-    from ..rundir import RunDir
     from ..spaces.darts.genotype import Genotype
-    from ..tasks import Task
-
-
-@dataclass
-class SearchContext:
-    cfg: Config
-    data: Dataset
-    task: Task
-    place: Placement  # the device, memory format and normalisation of every batch and model
-    reporter: Reporter
-    run: RunDir | None = None
-    resume: bool = False  # continue from the run directory's checkpoints
-    plans: dict = field(default_factory=dict)  # time-budget plans made by the checks (budget.py)
-
-    @property
-    def device(self) -> torch.device:
-        return self.place.device
 
 
 @dataclass
@@ -93,12 +72,6 @@ def check_derive(s, derive_kinds: tuple[str, ...]) -> None:
             f"search.derive={s.derive} reads the cell off the alphas of a one-shot search: it "
             f"needs strategy {' or '.join(able)} (leave it at top2)"
         )
-
-
-# name -> strategy factory: a `SearchStrategy` subclass (one-shot) or a black-box entry; each
-# has ``name``, ``kind``, ``Settings``, ``derive_kinds``, ``check_search`` and makes a strategy
-# when called
-STRATEGIES: Registry = Registry("strategy")
 
 
 def create_strategy(name: str) -> Strategy:

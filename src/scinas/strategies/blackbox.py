@@ -31,6 +31,7 @@ from ..bounds import MAX_CANDIDATES, MAX_EPOCHS, MAX_REPEATS, MAX_SECONDS
 from ..errors import UserError
 from ..fit import low_fidelity_objective
 from ..proxies import WarmStartSettings
+from ..run_context import SearchContext
 from ..signals import STOP
 from ..spaces import SPACES, DecisionSpace, arch_from_dict
 from ..workers import (
@@ -42,7 +43,7 @@ from ..workers import (
     study_name,
 )
 from . import fidelity
-from .base import STRATEGIES, SearchContext, SearchResult, check_derive
+from .base import STRATEGIES, SearchResult, check_derive
 from .samplers import RegularizedEvolutionSampler, ReinforceSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -22,7 +22,8 @@ from pydantic import Field
 from .. import parallel
 from ..precision import full_precision, new_scaler
 from ..rates import AUTO, LearningRate
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .oneshot import ArchSettings, OneShotStrategy
 
 

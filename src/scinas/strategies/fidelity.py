@@ -411,12 +411,6 @@ def winner_state(ctx, run) -> dict | None:
     return load_state(path)
 
 
-def load_winner(net: torch.nn.Module, state: dict) -> None:
-    """Load the winner's weights into the final network (which has the candidates' sizes)."""
-    target = getattr(net, "_orig_mod", net)
-    target.load_state_dict(state)
-
-
 # ----------------------------------------------------------------------------- report
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .darts import GradientStrategy
 from .oneshot import ArchSettings
 

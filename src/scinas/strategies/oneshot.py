@@ -29,14 +29,15 @@ from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
-from ..diagnostics import diagnostics, warn_collapse
 from ..lr_finder import auto_search, log_event, relog, search_stand_ins, with_search
 from ..precision import maybe_compile, new_scaler
 from ..rates import AUTO, LearningRate, is_auto
+from ..run_context import SearchContext
 from ..spaces import SPACES
 from ..train import Trainer, check_finite, evaluate, recalibrate_bn
-from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
+from .base import SearchResult, SearchStrategy, StrategySettings
 from .decided import is_decided, stable_since, undecided_advice
+from .diagnostics import diagnostics, warn_collapse
 from .pruning import Pruner, describe_event, ops_left
 from .regularisers import ArchPenalty, aux_skip_weight
 

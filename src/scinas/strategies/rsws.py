@@ -13,7 +13,8 @@ from pydantic import Field
 
 from ..bounds import MAX_CANDIDATES
 from ..checkpoint import numpy_rng_state, set_numpy_rng_state
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .blackbox import decision_space
 from .oneshot import OneShotSettings, OneShotStrategy
 

@@ -147,12 +147,17 @@ def fit(
         on_event=on_event,
     )
     if init_state is not None:
-        # the final network has the candidates' sizes; a compiled one keeps them in _orig_mod
-        getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(init_state)
+        load_winner(trainer.model, init_state)
     if s.resume:
         trainer.resume()
     trainer.deadline, trainer.finish_passes = deadline, finish_passes
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
+
+
+def load_winner(net: torch.nn.Module, state: dict) -> None:
+    """Load the winner's weights into the final network (which has the candidates' sizes)."""
+    target = getattr(net, "_orig_mod", net)
+    target.load_state_dict(state)
 
 
 def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:

@@ -36,7 +36,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "parallel", "placement", "precision", "flops", "weights", "workers",
     ),
     "plugins": ("ops", "data", "tasks", "spaces", "proxies"),
-    "engine": ("train", "lr_finder", "budget", "fit", "hardware", "inherit", "context"),
+    "engine": (
+        "train", "divergence", "deadline", "evaluation", "optim", "lr_finder", "budget", "fit",
+        "hardware", "inherit", "context",
+    ),
     "strategies": ("strategies",),
     "verbs": (
         "preflight", "pipeline", "export", "compare", "report", "recommend", "bench", "cli",

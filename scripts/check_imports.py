@@ -32,7 +32,8 @@ PACKAGE = "scinas"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "errors", "registry", "bounds", "nested", "rates", "userpaths", "signals", "version",
-        "progress", "stats", "memory", "config", "rundir", "checkpoint", "run_context",
+        "progress", "stats", "memory", "config", "files", "runlock", "rundir", "checkpoint",
+        "run_context",
         "parallel", "placement", "precision", "flops", "weights", "workers",
     ),
     "plugins": ("ops", "data", "tasks", "spaces", "proxies"),

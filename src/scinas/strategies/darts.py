@@ -24,7 +24,8 @@ from ..precision import full_precision, new_scaler
 from ..rates import AUTO, LearningRate
 from ..run_context import SearchContext
 from .base import STRATEGIES
-from .oneshot import ArchSettings, OneShotStrategy
+from .oneshot import OneShotStrategy
+from .oneshot_settings import ArchSettings
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from ..run_context import SearchContext
 from .base import STRATEGIES
 from .darts import GradientStrategy
-from .oneshot import ArchSettings
+from .oneshot_settings import ArchSettings
 
 
 class DrnasSettings(ArchSettings):

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from ..run_context import SearchContext
 from .base import STRATEGIES
 from .darts import GradientStrategy
-from .oneshot import ArchSettings
+from .oneshot_settings import ArchSettings
 
 
 def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:

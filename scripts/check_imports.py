@@ -43,7 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "strategies": ("strategies",),
     "verbs": (
-        "preflight", "pipeline", "export", "compare", "report", "recommend", "bench", "cli",
+        "preflight", "run_start", "run_end", "pipeline", "export", "compare", "report", "recommend", "bench", "cli",
         "__main__", "",
     ),
 }  # fmt: skip

@@ -43,7 +43,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "strategies": ("strategies",),
     "verbs": (
-        "preflight", "run_start", "run_end", "pipeline", "export", "compare", "report", "recommend", "bench", "cli",
+        "preflight", "run_start", "run_end", "pipeline", "export", "compare", "report",
+        "report_figures", "recommend", "bench", "cli",
         "__main__", "",
     ),
 }  # fmt: skip

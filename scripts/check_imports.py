@@ -43,7 +43,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "strategies": ("strategies",),
     "verbs": (
-        "preflight", "run_start", "run_end", "pipeline", "export", "compare", "report",
+        "preflight", "run_start", "run_end", "pipeline", "export", "compare", "compare_methods",
+        "compare_summary", "report",
         "report_figures", "recommend", "bench", "cli",
         "__main__", "",
     ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import reprlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,6 +34,9 @@ from ..bounds import (
 from ..errors import did_you_mean, unknown
 from ..rates import LearningRate
 from ..registry import SPACES, STRATEGIES
+
+if TYPE_CHECKING:
+    from ..strategies.base import StrategySettings
 
 
 class _Section(BaseModel):
@@ -273,6 +276,16 @@ class SearchConfig(_Section):
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
 
+    @property
+    def own(self) -> StrategySettings:
+        """The chosen strategy's own settings as its typed ``Settings`` (the ``search.KEY``
+        values, validated by `_strategy_settings`, with its defaults)."""
+        settings = STRATEGIES.get(self.strategy).Settings
+        extra = self.model_extra or {}
+        return settings.model_construct(
+            **{k: extra[k] for k in settings.model_fields if k in extra}
+        )
+
 
 def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -475,7 +488,7 @@ class Config(_Section):
                 "keeps the supernet itself as the final model (nothing is derived or trained): "
                 "choose one"
             )
-        if getattr(s, "select_epoch", "last") != "last":
+        if s.own.returns_earlier_epoch:
             raise ValueError(
                 "train.init=supernet starts from the last epoch's supernet weights, but "
                 "search.select_epoch=best_val may return an earlier epoch's cell, trained "
@@ -486,7 +499,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _select_epoch(self):
         s = self.search
-        if getattr(s, "select_epoch", "last") != "last" and s.keeps_supernet:
+        if s.own.returns_earlier_epoch and s.keeps_supernet:
             raise ValueError(
                 "search.select_epoch=best_val returns an earlier epoch's cell, but "
                 "search.derive=supernet keeps the last epoch's supernet itself as the final "

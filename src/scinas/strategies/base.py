@@ -36,6 +36,12 @@ class StrategySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @property
+    def returns_earlier_epoch(self) -> bool:
+        """Whether the search may return an earlier epoch's cell than its last (the config
+        refuses that with a model built from the last epoch's supernet)."""
+        return False
+
 
 class SearchStrategy:
     """What every strategy shares: its name, its settings, and the check that it can search a

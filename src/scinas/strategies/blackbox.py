@@ -39,7 +39,7 @@ from ..workers import (
     study_name,
 )
 from . import fidelity
-from .base import STRATEGIES, SearchResult, check_derive
+from .base import STRATEGIES, SearchResult, StrategySettings, check_derive
 from .samplers import RegularizedEvolutionSampler, ReinforceSampler
 from .studies import (  # noqa: F401
     SQLITE_HEADER,
@@ -254,7 +254,9 @@ def _reconcile(study: optuna.Study, ctx: SearchContext, *, private: bool) -> Non
 # ----------------------------------------------------------------------------- registration
 
 
-class BlackBoxSettings(hardware.HardwareSettings, fidelity.FidelitySettings, WarmStartSettings):
+class BlackBoxSettings(
+    hardware.HardwareSettings, fidelity.FidelitySettings, WarmStartSettings, StrategySettings
+):
     """What every black-box strategy needs: how many candidates, and how each is trained."""
 
     budget: int = Field(20, ge=1, le=MAX_CANDIDATES, description="architectures evaluated")

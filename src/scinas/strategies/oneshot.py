@@ -152,8 +152,9 @@ class OneShotStrategy(SearchStrategy):
         s = ctx.cfg.search
         if self.penalty is not None:
             self.penalty.set_epoch(epoch)
-        if getattr(s, "aux_skip", 0.0):
-            model.set_aux_skip(aux_skip_weight(s.aux_skip, epoch, s.epochs))
+        own = s.own
+        if isinstance(own, ArchSettings) and own.aux_skip:
+            model.set_aux_skip(aux_skip_weight(own.aux_skip, epoch, s.epochs))
 
     def derive(self, model, ctx: SearchContext, val_batches, last_val: dict | None = None):
         """The architecture to return and the supernet's validation metrics for it
@@ -260,7 +261,9 @@ class OneShotStrategy(SearchStrategy):
         if is_decided(last["margin"]):
             return
         stable = stable_since([h.get("genotype") for h in history])
-        advice = undecided_advice(last["margin"], s.epochs, getattr(s, "arch_lr", None), stable)
+        own = s.own
+        arch_lr = own.arch_lr if isinstance(own, ArchSettings) else None
+        advice = undecided_advice(last["margin"], s.epochs, arch_lr, stable)
         ctx.reporter.log(f"warning: {advice}")
         if ctx.run is not None:
             ctx.run.log_event(
@@ -372,9 +375,11 @@ class OneShotStrategy(SearchStrategy):
         self.report_decidedness(history, ctx)
         last_val = history[-1]["val"] if history else None
         arch, val_metrics = self.derive(model, ctx, trainer.hooks.val_batches, last_val)
-        if self.has_alphas and getattr(s, "select_epoch", "last") == "best_val":
+        own = s.own
+        arch_settings = isinstance(own, ArchSettings)
+        if self.has_alphas and arch_settings and own.select_epoch == "best_val":
             arch, val_metrics = self.select_best_val(history, ctx, arch, val_metrics)
-        if getattr(s, "aux_skip", 0.0):
+        if arch_settings and own.aux_skip:
             # DARTS-' auxiliary skip is a search-time aid: the supernet kept as a model (derive
             # supernet) and the one rebuilt from supernet.pt are without it
             model.set_aux_skip(0.0)

@@ -130,6 +130,10 @@ class ArchSettings(OneShotSettings):
         "is decided at once (its other ops are removed)",
     )
 
+    @property
+    def returns_earlier_epoch(self) -> bool:
+        return self.select_epoch != "last"
+
     @field_validator("entropy_weight", "beta_decay", "aux_skip")
     @classmethod
     def _weight(cls, v: float, info) -> float:

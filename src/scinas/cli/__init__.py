@@ -13,4 +13,3 @@ __all__ = ["_searches", "app", "main", "spaces_text", "strategies_text"]
 
 def main() -> None:
     app(prog_name="scinas")
-

@@ -13,10 +13,12 @@ import typer
 
 from .. import parallel, signals
 from ..config import PRESETS, build_config
+from ..data import DATASETS
 from ..errors import TrainingDiverged, UserError
 from ..progress import Reporter
 from ..spaces import SPACES
 from ..strategies import STRATEGIES
+from ..tasks import TASKS
 
 app = typer.Typer(
     name="scinas",
@@ -32,12 +34,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _of_kind(kind: str) -> list[str]:
+    """The registered strategies of one kind, for help texts."""
+    return [n for n in STRATEGIES if STRATEGIES.get(n).kind == kind]
+
+
 # Options shared by the verbs (Annotated aliases keep each verb's signature readable).
 DataOpt = Annotated[
     str | None,
     typer.Option(
         "--data",
-        help="Named dataset (digits, mnist, fashion-mnist, cifar10), a .npz file with "
+        help=f"Named dataset ({', '.join(DATASETS.names())}), a .npz file with "
         "x_train/y_train [x_val/y_val, x_test/y_test], or a directory of MNIST-style idx files. "
         "Default: digits (bundled).",
     ),
@@ -54,8 +62,8 @@ TaskOpt = Annotated[
     str | None,
     typer.Option(
         "--task",
-        help="classification | regression (default: from the targets: integer labels "
-        "mean classification, float targets regression).",
+        help=f"{' | '.join(TASKS.names())} (default: from the targets: integer labels mean "
+        "classification, float targets regression, an N×K 0/1 matrix multi-label).",
     ),
 ]
 LayoutOpt = Annotated[
@@ -151,7 +159,8 @@ NprocOpt = Annotated[
     int,
     typer.Option(
         "--nproc",
-        help="Data-parallel one-shot search (darts, gdas, rsws; `run` trains the final network "
+        help=f"Data-parallel one-shot search ({', '.join(_of_kind('one-shot'))}; `run` trains "
+        "the final network "
         "data-parallel too) on N processes of this machine, as `torchrun --nproc_per_node N -m "
         "scinas ...` does: each takes its share of every global batch (search.batch_size), "
         "gradients and BatchNorm statistics are summed over all (gloo on CPU, NCCL on GPUs, "

@@ -23,6 +23,7 @@ from .common import (
     SetOpt,
     _config,
     _errors_to_exit,
+    _of_kind,
     app,
 )
 
@@ -128,8 +129,9 @@ def bench_nb201_cmd(
         str,
         typer.Option(
             "--strategy",
-            help="random | evolution | tpe | reinforce (from the table alone), or the one-shot "
-            "darts | gdas | drnas | rsws (these train a supernet on --data, e.g. CIFAR-10).",
+            help=f"{' | '.join(_of_kind('black-box'))} (from the table alone), or the one-shot "
+            f"{' | '.join(_of_kind('one-shot'))} (these train a supernet on --data, e.g. "
+            "CIFAR-10).",
         ),
     ] = "random",
     budget: Annotated[

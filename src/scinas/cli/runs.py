@@ -113,9 +113,9 @@ def search_cmd(
 ):
     """Search only: run the strategy and write genotype.json into --out.
 
-    One-shot strategies (darts, gdas, rsws) train a supernet; black-box ones (random,
-    evolution, tpe, reinforce) train each candidate briefly and keep their optuna study in
-    study.db (rerun with the same --set search.storage=URL to resume or to add workers). Use
+    One-shot strategies train a supernet; black-box ones train each candidate briefly and keep
+    their optuna study in study.db (rerun with the same --set search.storage=URL to resume or to
+    add workers); `scinas strategies` lists both kinds. Use
     `--set search.order=2` for second-order DARTS. Train the result with
     `scinas train --genotype OUT`.
     """

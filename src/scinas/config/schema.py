@@ -112,13 +112,11 @@ class SearchConfig(_Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     strategy: str = Field(
-        "darts", description="darts, gdas, drnas, rsws, random, evolution, tpe or reinforce"
+        "darts",
+        description="the search strategy, one of the registry's: `scinas strategies` lists them",
     )
     space: str = Field(
-        "darts",
-        description="the search space: darts (the DARTS cell space), nb201 (NAS-Bench-201), "
-        "baseline (the hand-designed networks), macro (stage-wise ResNet/MobileNet-style "
-        "networks); `scinas spaces` lists them",
+        "darts", description="the search space, one of the registry's: `scinas spaces` lists them"
     )
     C: int = Field(
         16,
@@ -134,8 +132,7 @@ class SearchConfig(_Section):
     )
     ops: list[str] | None = Field(
         None,
-        description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
-        "NAS-Bench-201 ops)",
+        description="candidate ops (None: the space's own, as `scinas spaces` lists them)",
     )
     reductions: int | None = Field(
         None,

@@ -30,7 +30,7 @@ from ..precision import maybe_compile, new_scaler
 from ..run_context import SearchContext
 from ..spaces import SPACES
 from ..train import Trainer, evaluate, recalibrate_bn
-from .base import SearchResult, SearchStrategy
+from .base import STRATEGIES, SearchResult, SearchStrategy
 from .decided import is_decided, stable_since, undecided_advice
 from .oneshot_settings import ArchSettings, OneShotSettings  # noqa: F401
 from .pruning import Pruner
@@ -98,9 +98,10 @@ class OneShotStrategy(SearchStrategy):
                 for n in SPACES
                 if SPACES.get(n).has_supernet and (SPACES.get(n).has_alphas or not cls.has_alphas)
             ]
+            black_box = [n for n in STRATEGIES if STRATEGIES.get(n).kind == "black-box"]
             raise ValueError(
                 f"strategy {cls.name} {needs} in a supernet, and the {space.name} space has "
-                f"none: use a black-box strategy (random, evolution, tpe, reinforce) there, or "
+                f"none: use a black-box strategy ({', '.join(black_box)}) there, or "
                 f"space {' or '.join(able)}"
             )
 

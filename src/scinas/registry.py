@@ -59,3 +59,5 @@ SPACES: Registry[SearchSpace] = Registry("search space")
 # has ``name``, ``kind``, ``Settings``, ``derive_kinds``, ``check_search`` and makes a strategy
 # when called
 STRATEGIES: Registry = Registry("strategy")
+#: Task classes by name (`scinas.tasks`), in the order ``--task`` lists them.
+TASKS: Registry = Registry("task")

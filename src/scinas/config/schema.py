@@ -33,7 +33,7 @@ from ..bounds import (
 )
 from ..errors import did_you_mean, unknown
 from ..rates import LearningRate
-from ..registry import SPACES, STRATEGIES
+from ..registry import SPACES, STRATEGIES, TASKS
 
 if TYPE_CHECKING:
     from ..strategies.base import StrategySettings
@@ -57,9 +57,10 @@ class DataConfig(_Section):
         "class subfolders of images",
     )
     data_dir: str | None = Field(None, description="where named datasets live / download to")
-    task: Literal["auto", "classification", "regression", "multilabel"] = Field(
+    task: str = Field(
         "auto",
-        description="auto: from the targets (integer labels: classification, floats: "
+        description="a registered task (`scinas.tasks.TASKS`: classification, regression, "
+        "multilabel, ...), or auto: from the targets (integer labels: classification, floats: "
         "regression, an N×K 0/1 matrix: multilabel)",
     )
     layout: Literal["auto", "nhwc", "nchw"] = Field(
@@ -101,6 +102,14 @@ class DataConfig(_Section):
         description="regression: groups of output indices whose predictions are a probability "
         "vector (softmax within each group, e.g. Galaxy Zoo's answer groups)",
     )
+
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        if name != "auto" and name not in TASKS:
+            raise ValueError(str(unknown("task", name, ["auto", *TASKS.names()])))
+        return name
 
 
 class SearchConfig(_Section):

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..registry import Registry
 
-#: Task classes by name, in the order ``--task`` lists them.
-TASKS: Registry[type[Task]] = Registry("task")
+# task classes by name, in the order ``--task`` lists them (`scinas.registry.TASKS`)
+from ..registry import TASKS
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class OneShotStrategy(SearchStrategy):
     # statistics are then averaged over each epoch's last BN_TAIL steps at no cost, instead of
     # recomputed before scoring (which cost ~15% of a digits search epoch)
     bn_from_training = False
+    architect = None  # the architecture optimiser's holder, set by strategies that have one
 
     @classmethod
     def check_search(cls, s, space) -> None:
@@ -169,7 +170,7 @@ class OneShotStrategy(SearchStrategy):
     def state_dict(self) -> dict:
         """Strategy state a checkpoint needs beyond the model and weight optimiser (the pruning
         masks are the model's buffers; the pruner's counters are here)."""
-        architect = getattr(self, "architect", None)
+        architect = self.architect
         out = {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
         if architect and architect.follow:  # its peak rate, halved by the divergence guard
             out["arch_lr"] = architect.lr
@@ -224,7 +225,7 @@ class OneShotStrategy(SearchStrategy):
         (xw, yw), (xa, ya) = halves
         val_batches = place.batches(ctx.data.val.x, ctx.data.val.y, s.batch_size)
         hooks = SupernetHooks(self, ctx, model, val_batches, augment)
-        if getattr(self, "architect", None) is not None:  # the architecture step's fp16 scaler
+        if self.architect is not None:  # the architecture step's fp16 scaler
             self.architect.scaler = new_scaler(ctx.cfg.precision, ctx.device.type)
         return Trainer(
             model,

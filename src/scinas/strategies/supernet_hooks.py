@@ -90,7 +90,7 @@ class SupernetHooks:
 
     def scale_lr(self, factor: float) -> None:
         """The divergence guard, after an architecture loss diverged: scale the alphas' rate."""
-        architect = getattr(self.strategy, "architect", None)
+        architect = self.strategy.architect
         if architect is not None:
             architect.lr *= factor  # the peak that search.arch_lr_schedule=cosine scales
             for group in architect.optimizer.param_groups:

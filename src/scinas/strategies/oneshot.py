@@ -25,7 +25,7 @@ from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
-from ..lr_finder import auto_search, log_event, relog, search_stand_ins, with_search
+from ..lr_finder import log_event, relog
 from ..precision import maybe_compile, new_scaler
 from ..run_context import SearchContext
 from ..spaces import SPACES
@@ -35,6 +35,7 @@ from .decided import is_decided, stable_since, undecided_advice
 from .oneshot_settings import ArchSettings, OneShotSettings  # noqa: F401
 from .pruning import Pruner
 from .regularisers import ArchPenalty, aux_skip_weight
+from .search_rates import auto_search, search_stand_ins, with_search
 from .supernet_hooks import SupernetHooks, select_best_val_epoch  # noqa: F401
 
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored

@@ -37,6 +37,12 @@ class StrategySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @property
+    def second_order(self) -> bool:
+        """Whether the architecture step differentiates through a weight step (DARTS' second
+        order; the memory estimates count its extra state)."""
+        return False
+
+    @property
     def returns_earlier_epoch(self) -> bool:
         """Whether the search may return an earlier epoch's cell than its last (the config
         refuses that with a model built from the last epoch's supernet)."""

@@ -272,6 +272,10 @@ class DartsSettings(ArchSettings):
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
     )
 
+    @property
+    def second_order(self) -> bool:
+        return self.order == 2
+
 
 class GradientStrategy(OneShotStrategy):
     """A strategy whose alphas follow the gradient of the architecture loss (Adam, `Architect`),

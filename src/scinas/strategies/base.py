@@ -37,6 +37,14 @@ class StrategySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @property
+    def continues_winner(self) -> bool:
+        """Whether the final training starts from the search's winner's weights (winner.pt).
+        Settings with a ``continue_winner`` field (lineage's) keep the winner when it is on."""
+        if "continue_winner" in type(self).model_fields:
+            return bool(self.continue_winner)
+        return False
+
+    @property
     def second_order(self) -> bool:
         """Whether the architecture step differentiates through a weight step (DARTS' second
         order; the memory estimates count its extra state)."""

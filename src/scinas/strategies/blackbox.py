@@ -294,6 +294,11 @@ class BlackBoxSettings(
         "such as macro:resnet_tiny (`scinas spaces`) or JSON files of the search space",
     )
 
+    @model_validator(mode="after")
+    def _two_rungs(self):
+        fidelity.check_rungs(self)
+        return self
+
 
 @dataclass(frozen=True)
 class BlackBox:

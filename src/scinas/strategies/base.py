@@ -36,6 +36,11 @@ class StrategySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def proxy_plan(self) -> tuple[tuple[str, ...], int, int] | None:
+        """(zero-cost proxy names, pool size, how many of the pool to use) when the search
+        scores architectures by a proxy (`scinas.strategies.warmstart`), else None."""
+        return None
+
     @property
     def continues_winner(self) -> bool:
         """Whether the final training starts from the search's winner's weights (winner.pt).

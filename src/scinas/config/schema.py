@@ -4,8 +4,6 @@ finite and within float32, every size within `scinas.bounds`, each strategy's ow
 
 from __future__ import annotations
 
-import math
-import reprlib
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
@@ -13,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -23,17 +20,16 @@ from ..bounds import (
     MAX_BATCH,
     MAX_CHANNELS,
     MAX_EPOCHS,
-    MAX_FLOAT,
     MAX_LAYERS,
     MAX_PIXELS,
     MAX_SAMPLES,
     MAX_SECONDS,
     MAX_STEPS,
-    note,
 )
 from ..errors import did_you_mean, unknown
 from ..rates import LearningRate
 from ..registry import SPACES, STRATEGIES, TASKS
+from .values import _finite, _in_float32, _listing, _validated
 
 if TYPE_CHECKING:
     from ..strategies.base import StrategySettings
@@ -102,7 +98,6 @@ class DataConfig(_Section):
         description="regression: groups of output indices whose predictions are a probability "
         "vector (softmax within each group, e.g. Galaxy Zoo's answer groups)",
     )
-
 
     @field_validator("task")
     @classmethod
@@ -293,54 +288,6 @@ class SearchConfig(_Section):
         )
 
 
-def _listing(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _finite(values: dict) -> dict:
-    """Strategy settings are validated by their own models; every float among them must be
-    finite too (as `_Section`'s ``allow_inf_nan=False`` makes the shared ones)."""
-    for key, value in values.items():
-        number = value
-        if isinstance(value, str):  # "inf", "nan": what pydantic would turn into floats
-            try:
-                number = float(value)
-            except ValueError:
-                continue
-        if isinstance(number, float) and not math.isfinite(number):
-            raise ValueError(f"search.{key} must be a finite number (got {value!r})")
-        if isinstance(number, float) and abs(number) > MAX_FLOAT:
-            raise ValueError(f"search.{key}: {_in_float32.__doc__} (got {value!r})")
-    return values
-
-
-def _in_float32(value):
-    """must lie within ±3.4e38, the float32 range the networks compute in"""
-    if isinstance(value, float) and abs(value) > MAX_FLOAT:  # torch cannot take it as a float
-        raise ValueError(_in_float32.__doc__)
-    return value
-
-
-def _bound(err: dict) -> str:
-    """What an upper bound a value broke stands for (`scinas.bounds`), else nothing."""
-    if err.get("type") in ("less_than_equal", "less_than"):
-        return note((err.get("ctx") or {}).get("le", (err.get("ctx") or {}).get("lt")))
-    return ""
-
-
-def _validated(settings: type[BaseModel], values: dict) -> dict:
-    """``values`` checked by a strategy's ``Settings`` (defaults filled in); its first error
-    as a ValueError naming the ``search.KEY``."""
-    try:
-        return settings.model_validate(values).model_dump()
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        got = f" (got {_SHORT.repr(err['input'])}){_bound(err)}"
-        raise ValueError(f"search.{loc}: {msg}{got}" if loc else msg) from None
-
-
 class TrainConfig(_Section):
     epochs: int = Field(
         600, ge=1, le=MAX_EPOCHS, description="training epochs (ignored with time_budget)"
@@ -512,11 +459,6 @@ class Config(_Section):
                 "model: choose one"
             )
         return self
-
-
-#: Values in messages: a few levels and items of a nested or aliased value, never all of it.
-_SHORT = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 6, 80
 
 
 def strategy_keys() -> list[str]:

@@ -55,8 +55,8 @@ class DataConfig(_Section):
     data_dir: str | None = Field(None, description="where named datasets live / download to")
     task: str = Field(
         "auto",
-        description="a registered task (`scinas.tasks.TASKS`: classification, regression, "
-        "multilabel, ...), or auto: from the targets (integer labels: classification, floats: "
+        description="a task of the registry (`scinas.tasks.TASKS`, listed by `scinas run --help`), "
+        "or auto: detected from the targets (integer labels: classification, floats: "
         "regression, an N×K 0/1 matrix: multilabel)",
     )
     layout: Literal["auto", "nhwc", "nchw"] = Field(

@@ -286,6 +286,3 @@ def _preflight(configs: dict[str, Config], reporter):
         for phase, p in s.plans.items():
             reporter.log(f"{name}: " + describe(p, phase))
     return plans, s.task
-
-
-# ----------------------------------------------------------------------------- the summary

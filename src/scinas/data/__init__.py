@@ -169,6 +169,3 @@ def _read(
         f"{err} Or pass a path: a .npz file or a directory of MNIST-style idx files "
         f"('{text}' does not exist here)."
     )
-
-
-# --------------------------------------------------------------------------------------- assembly

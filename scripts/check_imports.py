@@ -33,8 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "errors", "registry", "bounds", "nested", "rates", "userpaths", "signals", "version",
         "progress", "stats", "memory", "config", "files", "runlock", "rundir", "checkpoint",
-        "run_context",
-        "parallel", "placement", "precision", "flops", "weights", "workers",
+        "run_context", "parallel", "placement", "precision", "flops", "weights", "workers",
     ),
     "plugins": ("ops", "data", "tasks", "spaces", "proxies"),
     "engine": (
@@ -44,9 +43,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "strategies": ("strategies",),
     "verbs": (
         "preflight", "run_start", "run_end", "pipeline", "export", "compare", "compare_methods",
-        "compare_summary", "report",
-        "report_figures", "recommend", "bench", "cli",
-        "__main__", "",
+        "compare_summary", "report", "report_figures", "recommend", "bench", "cli", "__main__",
+        "",  # the package's __init__: the public API
     ),
 }  # fmt: skip
 

@@ -16,8 +16,8 @@ from .rundir import (
     load_state,
 )
 from .signals import Interrupted
+from .spaces import SPACES
 from .strategies import SearchResult
-from .strategies.oneshot import build_supernet
 from .train import predict
 
 
@@ -55,7 +55,10 @@ def trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | Non
     """The search's trained supernet (read back from supernet.pt when resumed after it)."""
     model = searched.model
     if model is None:  # resumed after the search finished
-        model = s.place.module(build_supernet(s))
+        sc, data = s.cfg.search, s.data
+        space = SPACES.get(sc.space)
+        supernet = space.build_supernet(sc, data.input_shape, data.num_outputs, s.device)
+        model = s.place.module(supernet)
         model.load_state_dict(load_state(run.file("supernet.pt")))
     return model
 

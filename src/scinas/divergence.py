@@ -125,7 +125,7 @@ class DivergenceGuard:
 
     def roll_back(self, snap: dict, e: TrainingDiverged) -> None:
         """Restore ``snap``, halve the learning rates, record the event (or stop: too often)."""
-        if not hasattr(e, "loss"):
+        if e.loss is None:
             raise e
         if self.rollbacks >= MAX_ROLLBACKS:
             raise TrainingDiverged(
@@ -153,22 +153,22 @@ class DivergenceGuard:
         self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
         self.scheduler.eta_min *= 0.5
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-        arch = getattr(e, "lr_key", self.lr_key) != self.lr_key
+        arch = e.lr_key != self.lr_key
         if arch and hasattr(self.hooks, "scale_lr"):
             self.hooks.scale_lr(0.5)
         event = {
             "event": "divergence",
             "phase": self.phase,
             "epoch": snap["epoch"] + 1,
-            "at": getattr(e, "where", ""),
+            "at": e.where,
             "loss": e.loss if math.isfinite(e.loss) else str(e.loss),
-            "reason": getattr(e, "reason", "the architecture loss diverged"),
-            "lr_key": getattr(e, "lr_key", self.lr_key),
+            "reason": e.reason or "the architecture loss diverged",
+            "lr_key": e.lr_key,
             "lr_before": lr_before,
             "lr_after": self.optimizer.param_groups[0]["lr"],
             "rollback": self.rollbacks,
             "message": (
-                f"divergence guard: the loss {getattr(e, 'reason', 'diverged')} "
+                f"divergence guard: the loss {e.reason or 'diverged'} "
                 f"({e.loss:.3g}); rolled back to the start of {self.phase} epoch "
                 f"{snap['epoch'] + 1}, learning rate halved"
                 + (f", {e.lr_key} too" if arch else "")

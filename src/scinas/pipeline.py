@@ -32,6 +32,7 @@ from .run_end import (
     final_results,
     finish,
     format_metrics,
+    supernet_results,
     trained_supernet,
     write_run_report,
 )
@@ -269,7 +270,7 @@ def run(
         if keep_supernet and run_dir is None:  # DDP: process 0 scores the supernet
             results = {}
         elif keep_supernet:
-            results = keep_supernet(s, searched, run_dir)
+            results = supernet_results(s, searched, run_dir)
         elif not searched.retrain:  # a shared study's final retrain runs on another worker
             s.reporter.log("no retrain here: the worker that completed the last trial runs it")
             results = {

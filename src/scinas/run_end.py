@@ -63,7 +63,7 @@ def trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | Non
     return model
 
 
-def keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
+def supernet_results(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
     """search.derive=supernet: the trained supernet itself is the final model (no retraining);
     genotype.json keeps its top-2 cell for display."""
     model = trained_supernet(s, searched, run)

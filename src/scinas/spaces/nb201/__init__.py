@@ -97,7 +97,7 @@ class NB201Space(SearchSpace):
     def inherit_weights(self, supernet: NB201Supernet, network: NB201Network, arch) -> list:
         """Stem, the residual blocks between stages, each cell's op of every edge that is not
         `none`, the last BatchNorm and the classifier."""
-        from ..weights import copy_weights
+        from ...weights import copy_weights
 
         pairs = []
         for name in ("stem", "lastact", "classifier"):

@@ -37,7 +37,8 @@ def main() -> None:
     budget = json.loads((a.compare_dir / "compare.json").read_text())["budget"][
         "seconds_per_method"
     ]
-    c = recommend.macro_evolution(scinas.build_config("tiny", overrides=[f"compare.budget={budget}"]))
+    cfg = scinas.build_config("tiny", overrides=[f"compare.budget={budget}"])
+    c = recommend.macro_evolution(cfg)
     shape = tuple(int(v) for v in a.input.split(","))
     ctx = SimpleNamespace(data=SimpleNamespace(input_shape=shape, num_outputs=a.classes), cfg=c)
     flops, space = hardware.meta_cost(ctx, "flops"), decision_space(c.search)

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import scinas
+import scinas.fit
 from conftest import TINY, for_strategy
 from scinas.cli import app
 from scinas.strategies import fidelity
@@ -35,7 +36,7 @@ PRUNED = [
 def test_asha_prunes_trials_logs_rungs_and_continues_the_winner(tmp_path, monkeypatch):
     saved, started = {}, {}
     newest = fidelity._newest_checkpoint
-    load = fidelity.load_winner
+    load = scinas.fit.load_winner
 
     def spy_newest(run, number):
         state = newest(run, number)
@@ -47,7 +48,7 @@ def test_asha_prunes_trials_logs_rungs_and_continues_the_winner(tmp_path, monkey
         started.update({k: v.clone() for k, v in net.state_dict().items()})
 
     monkeypatch.setattr(fidelity, "_newest_checkpoint", spy_newest)
-    monkeypatch.setattr(fidelity, "load_winner", spy_load)
+    monkeypatch.setattr(scinas.fit, "load_winner", spy_load)
     out = tmp_path / "asha"
     scinas.run(cfg(*PRUNED, "search.budget=6", "search.pruner=asha"), out)
     rungs = events(out, "search_rung")
@@ -72,7 +73,7 @@ def test_asha_prunes_trials_logs_rungs_and_continues_the_winner(tmp_path, monkey
 
 def test_retraining_from_scratch_stays_an_option(tmp_path, monkeypatch):
     loaded = []
-    monkeypatch.setattr(fidelity, "load_winner", lambda net, state: loaded.append(state))
+    monkeypatch.setattr(scinas.fit, "load_winner", lambda net, state: loaded.append(state))
     out = tmp_path / "scratch"
     sets = [*PRUNED, "search.budget=3", "search.pruner=hyperband", "search.continue_winner=false"]
     scinas.run(cfg(*sets), out)

@@ -13,9 +13,9 @@ import torch
 import scinas
 from conftest import TINY, scinas_cli
 from scinas.context import setup
-from scinas.diagnostics import edge_entropy, op_shares, warn_collapse
 from scinas.export import FORMATS, Predictor, _pt2, export, load
 from scinas.report import write_report
+from scinas.strategies.diagnostics import edge_entropy, op_shares, warn_collapse
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -270,13 +270,14 @@ def _run_oneshot(strategy, *, seeds: range, table, out, cfg, overwrite, reporter
     from . import pipeline
     from .config import Config
     from .spaces.nb201 import NB201Arch
+    from .strategies import STRATEGIES
 
     if cfg is None or cfg.data.dataset == "digits":
+        black_box = [n for n in STRATEGIES if STRATEGIES.get(n).kind == "black-box"]
         raise UserError(
             f"strategy '{strategy}' is one-shot: it trains a supernet on real images, so give "
             "--data (e.g. CIFAR-10: --data cifar10 --data-dir DIR, or an .npz of CIFAR-10 "
-            "images). Black-box strategies (random, evolution, tpe, reinforce) need only the "
-            "table."
+            f"images). Black-box strategies ({', '.join(black_box)}) need only the table."
         )
     tab = NB201Table(table)
     tree = cfg.model_dump()

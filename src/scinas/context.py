@@ -17,8 +17,8 @@ from .fit import subset
 from .placement import Placement
 from .precision import check_compile, check_precision
 from .progress import Reporter
+from .run_context import SearchContext
 from .spaces import SPACES
-from .strategies.base import SearchContext
 from .tasks import make_task
 
 

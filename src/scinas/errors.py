@@ -21,6 +21,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or exploded; the message says which learning rate to lower."""
 
     exit_code = 1
+    # what the divergence guard reads, set by `scinas.divergence.diverged` (loss None: a
+    # divergence the guard cannot roll back)
+    loss: float | None = None
+    lr_key: str = ""
+    where: str = ""
+    reason: str | None = None  # the guard's test that failed (None: an unguarded step's check)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -20,7 +20,7 @@ from .spaces import space_of
 from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
-    from .strategies.base import SearchContext
+    from .run_context import SearchContext
 
 
 def build_network(arch, t, input_shape, num_outputs) -> torch.nn.Module:
@@ -147,13 +147,17 @@ def fit(
         on_event=on_event,
     )
     if init_state is not None:
-        from .strategies.fidelity import load_winner
-
         load_winner(trainer.model, init_state)
     if s.resume:
         trainer.resume()
     trainer.deadline, trainer.finish_passes = deadline, finish_passes
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
+
+
+def load_winner(net: torch.nn.Module, state: dict) -> None:
+    """Load the winner's weights into the final network (which has the candidates' sizes)."""
+    target = getattr(net, "_orig_mod", net)
+    target.load_state_dict(state)
 
 
 def plan_training(s: SearchContext, genotype, t, n_train: int) -> Plan:

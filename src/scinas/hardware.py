@@ -35,7 +35,7 @@ from .spaces import SPACES, space_of
 if TYPE_CHECKING:
     import optuna
 
-    from .strategies.base import SearchContext
+    from .run_context import SearchContext
 
 PRIMARY = ("accuracy", "score")  # the task's primary metric (accuracy, r2, ...), maximised or not
 SECONDARY = {"latency": "latency_ms", "params": "params", "flops": "flops"}  # all minimised
@@ -96,14 +96,24 @@ class HardwareSettings(BaseModel):
         return v
 
 
+def _settings(s) -> HardwareSettings | None:
+    """The hardware settings of search section ``s`` (None: its strategy has none)."""
+    own = s.own
+    return own if isinstance(own, HardwareSettings) else None
+
+
 def limits(s) -> dict[str, float]:
     """The hardware limits a search section sets: measurement key -> limit."""
-    return {k: getattr(s, f) for k, f in LIMITS.items() if getattr(s, f, None) is not None}
+    own = _settings(s)
+    if own is None:
+        return {}
+    return {k: getattr(own, f) for k, f in LIMITS.items() if getattr(own, f) is not None}
 
 
 def extra_objectives(s) -> list[str]:
     """The measurement keys of the objectives after the primary metric ([] single-objective)."""
-    return [SECONDARY[o] for o in (getattr(s, "objectives", None) or [])[1:]]
+    own = _settings(s)
+    return [SECONDARY[o] for o in (own.objectives or [])[1:]] if own is not None else []
 
 
 def directions(s, higher_is_better: bool) -> str | list[str]:
@@ -114,7 +124,8 @@ def directions(s, higher_is_better: bool) -> str | list[str]:
 
 
 def active(s) -> bool:
-    return bool(limits(s) or extra_objectives(s) or getattr(s, "hardware", False))
+    own = _settings(s)
+    return own is not None and bool(limits(s) or extra_objectives(s) or own.hardware)
 
 
 def check_objectives(s, entry, able: list[str]) -> None:

@@ -23,8 +23,7 @@ BYTES_PER_UNIT = {1: 450, 2: 700}
 def search_step_bytes(s, input_shape) -> int:
     """Estimated peak memory of one search step of config section ``s`` without checkpointing."""
     _, H, W = input_shape
-    # (second order: DARTS only; the other strategies have no `order`)
-    per_unit = BYTES_PER_UNIT[2 if getattr(s, "order", 1) == 2 else 1]
+    per_unit = BYTES_PER_UNIT[2 if s.own.second_order else 1]
     return per_unit * s.batch_size * s.C * H * W * s.layers
 
 
@@ -250,7 +249,7 @@ def supernet_need(
     the space may use it), and the training subset the search copies. ``key``: what decides
     the parameter count (`measured`)."""
     n = measured(key and ("supernet", *key), lambda: parameter_count(on_meta(build, what)))
-    per_param = PARAM_STATE_BYTES + (SECOND_ORDER_EXTRA_BYTES if getattr(s, "order", 1) == 2 else 0)
+    per_param = PARAM_STATE_BYTES + (SECOND_ORDER_EXTRA_BYTES if s.own.second_order else 0)
     step = search_step_bytes(s, input_shape)
     return Need(
         section="search",

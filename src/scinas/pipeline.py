@@ -8,135 +8,43 @@ sizes, time budgets) before it creates the run directory, so bad input leaves no
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import parallel
 from .budget import TIMINGS_ONLY, budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
-from .config import Config, check_resumable, check_settings_apply, config_to_dict
+from .config import Config, check_settings_apply
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
 from .fit import Inheritance, fit, plan_training, subset, trainer_for
-from .flops import count_flops, count_parameters
 from .inherit import inherits, refuse_without_search, train_section
 from .lr_finder import auto_train, log_event
 from .placement import Placement
-from .preflight import check_search, check_train
+from .preflight import check_search
 from .progress import Reporter
+from .run_context import SearchContext
+from .run_end import (
+    final_results,
+    finish,
+    format_metrics,
+    supernet_results,
+    trained_supernet,
+    write_run_report,
+)
+from .run_start import begin, working
 from .rundir import (
     RunDir,
-    check_out_dir,
-    check_resume,
-    default_out,
-    load_state,
     read_json,
-    require_tensorboard,
 )
-from .signals import STOP, Interrupted, stop_on_signals
 from .spaces import load_genotype, space_of
-from .strategies import STRATEGIES, SearchContext, SearchResult, create_strategy
-from .strategies.oneshot import build_supernet
+from .strategies import STRATEGIES, SearchResult, create_strategy
 from .tasks import make_task
 from .train import predict
-
-
-def _begin(
-    cfg: Config,
-    out,
-    overwrite: bool,
-    reporter,
-    kind: str,
-    *,
-    search: bool,
-    train: bool,
-    arch=None,
-    resume: bool = False,
-    allow_changes: bool = False,
-    plans: dict | None = None,
-) -> tuple[SearchContext, RunDir]:
-    """Validate everything a verb needs, then create its run directory (never before), or, with
-    ``resume``, reopen ``out`` (same kind, compatible config) and lock it.
-
-    Under DDP (`scinas.parallel`) every process checks, a refusal on any stops all, and process 0
-    alone creates the run directory (the others get None and print nothing)."""
-    leader = parallel.leader()
-    if not leader:
-        reporter = Reporter(quiet=True)
-    with parallel.agreeing():
-        if resume and leader:
-            old = check_resume(out, kind)
-            check_resumable(old, config_to_dict(cfg), allow_changes)
-        elif out is not None and leader:
-            check_out_dir(out, overwrite=overwrite)
-        s = setup(cfg, reporter)
-        s.plans.update(plans or {})
-        if search:
-            parallel.check_strategy(cfg.search.strategy, STRATEGIES)
-            check_search(s)
-        if train:
-            check_train(s, arch)
-        check_settings_apply(cfg)
-        if cfg.tensorboard:
-            require_tensorboard()
-    if not leader:
-        return replace(s, resume=resume), None
-    if resume:
-        run = RunDir.reopen(out)
-        if old != config_to_dict(cfg):
-            run.write_json("config.json", config_to_dict(cfg))
-        s = replace(s, resume=True)
-        s.reporter.log(f"resuming {run.path}")
-    else:
-        run = None
-        try:
-            with STOP.critical():  # a stop waits for the directory and its data facts
-                run = RunDir.create(  # the config as the space fitted it to the data
-                    out or default_out(kind),
-                    kind=kind,
-                    config=config_to_dict(s.cfg),
-                    overwrite=overwrite,
-                )
-                run.write_json("data.json", _data_facts(s.data))
-        except Interrupted as e:
-            if run is None:
-                raise
-            run.close()
-            raise Interrupted(f"{e}; continue with `scinas {kind} --resume {run.path}`") from None
-        s.reporter.log(f"run directory: {run.path}")
-    if cfg.tensorboard:
-        run.enable_tensorboard()
-    return s, run
-
-
-def _working(run: RunDir | None):
-    """The run directory's working lock; a DDP process other than process 0 has no directory,
-    only the same stop on SIGINT/SIGTERM at the next step."""
-    return run.working() if run is not None else stop_on_signals()
-
-
-def _data_facts(data) -> dict:
-    """data.json: what a trained network depends on (shapes, task, normalisation)."""
-    return {
-        "name": data.name,
-        "task": data.task,
-        "input_shape": list(data.input_shape),
-        "num_outputs": data.num_outputs,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "target_mean": list(data.target_mean) if data.target_mean else None,
-        "target_std": list(data.target_std) if data.target_std else None,
-        "class_names": list(data.class_names) if data.class_names else None,
-        "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "notes": list(data.notes),
-    }
-
 
 SEARCH_DONE = "search_result.json"
 
@@ -287,13 +195,13 @@ def _train(
         finish_passes=finish_passes,
     )
     train_seconds = time.perf_counter() - t_start
-    results = _test_results(s, net, genotype, run, history[-1].val)
+    results = final_results(s, net, genotype, run, history[-1].val)
     results["train_seconds"] = train_seconds
     results["test_seconds"] = time.perf_counter() - t_start - train_seconds
     results["init"] = t.init
     if inherit is not None:
         results["inherited"] = inherit.record()
-    results["trained_at"] = t_start + train_seconds  # perf_counter instant, for _finish
+    results["trained_at"] = t_start + train_seconds  # perf_counter instant, for finish
     return net, results
 
 
@@ -313,90 +221,6 @@ def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: flo
             f"{p.eval_seconds:.2f} s): fewer than 10 steps. Give a larger budget, or search "
             "for less of it."
         ) from None
-
-
-def _test_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
-    """Evaluate the final network once on the test split; save it and its predictions."""
-    data, task = s.data, s.task
-    outputs, targets = predict(net, s.place.batches(data.test.x, data.test.y, 256))
-    test = task.metrics(outputs, targets)
-    params = count_parameters(net)
-    results = {
-        "task": task.name,
-        "dataset": data.name,
-        "metric": task.primary_metric,
-        "test": test,
-        "val": val,
-        "params": params,
-        "flops": count_flops(net, data.input_shape),
-        "genotype": genotype.to_dict(),
-    }
-    if run is not None:
-        run.save_state("model.pt", net)
-        run.log_event({"event": "test", **test})
-        np.savez(
-            run.file("predictions_test.npz"),
-            y_true=targets.numpy(),
-            y_pred=task.decode_outputs(outputs.double()).numpy(),
-            outputs=outputs.numpy(),
-        )
-    s.reporter.log(f"test: {_fmt(test)} | {params:,} params, {results['flops'] / 1e6:.1f} MFLOPs")
-    return results
-
-
-def _trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None):
-    """The search's trained supernet (read back from supernet.pt when resumed after it)."""
-    model = searched.model
-    if model is None:  # resumed after the search finished
-        model = s.place.module(build_supernet(s))
-        model.load_state_dict(load_state(run.file("supernet.pt")))
-    return model
-
-
-def _keep_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
-    """search.derive=supernet: the trained supernet itself is the final model (no retraining);
-    genotype.json keeps its top-2 cell for display."""
-    model = _trained_supernet(s, searched, run)
-    s.reporter.log("search.derive=supernet: the trained supernet is the final model")
-    results = _test_results(s, model, searched.genotype, run, searched.val_metrics)
-    results.update(final_model="supernet", train_seconds=0.0)
-    return results
-
-
-def _fmt(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-
-
-def _write_report(run: RunDir) -> None:
-    """The run's report.html; a failure here never fails the run (it can be redone)."""
-    from .report import write_report
-
-    try:
-        write_report(run.path)
-    except Interrupted:
-        raise Interrupted(
-            f"stopped while writing the report of the finished run; write it with "
-            f"`scinas report {run.path}`"
-        ) from None
-    except Exception as e:
-        print(
-            f"warning: the report could not be written ({e}); run `scinas report "
-            f"{run.path}` to retry",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _finish(run: RunDir | None, results: dict, t0: float) -> dict:
-    results["wall_seconds"] = time.perf_counter() - t0
-    if "trained_at" in results:  # seconds from the run's start to the end of its training
-        results["trained_seconds"] = results.pop("trained_at") - t0
-    if run is not None:
-        results["checkpoint_seconds"] = run.checkpoint_seconds
-        run.write_json("results.json", results)
-        Checkpointer(run, "train").clear()
-        _write_report(run)
-    return results
 
 
 def run(
@@ -421,7 +245,7 @@ def run(
     # data -> task: loaded, checked and split (context.setup); the space and the strategy check
     # they can run on it, the final network that it fits its budget (preflight); only then is
     # the run directory created
-    s, run_dir = _begin(
+    s, run_dir = begin(
         cfg,
         out,
         overwrite,
@@ -433,7 +257,7 @@ def run(
         allow_changes=allow_changes,
         plans=plans,
     )
-    with _working(run_dir):
+    with working(run_dir):
         # space -> strategy -> architecture (genotype.json)
         searched = _search(s, run_dir)
         if searched.recipe:  # the training recipe the search chose (`strategies.lineage`)
@@ -446,7 +270,7 @@ def run(
         if keep_supernet and run_dir is None:  # DDP: process 0 scores the supernet
             results = {}
         elif keep_supernet:
-            results = _keep_supernet(s, searched, run_dir)
+            results = supernet_results(s, searched, run_dir)
         elif not searched.retrain:  # a shared study's final retrain runs on another worker
             s.reporter.log("no retrain here: the worker that completed the last trial runs it")
             results = {
@@ -456,7 +280,7 @@ def run(
                 "final_model": "retrained by another worker of the study",
             }
         else:
-            supernet = _trained_supernet(s, searched, run_dir) if inherits(cfg) else None
+            supernet = trained_supernet(s, searched, run_dir) if inherits(cfg) else None
             _, results = _train(s, searched.genotype, run_dir, deadline, supernet=supernet)
         results.update(
             recipe=searched.recipe,
@@ -465,7 +289,7 @@ def run(
             device=str(s.device),
             processes=parallel.world(),
         )
-        return _finish(run_dir, results, t0)
+        return finish(run_dir, results, t0)
 
 
 def search(
@@ -479,7 +303,7 @@ def search(
 ):
     """Search only: writes the genotype (and the supernet) to the run directory."""
     t0 = time.perf_counter()
-    s, run_dir = _begin(
+    s, run_dir = begin(
         cfg,
         out,
         overwrite,
@@ -490,7 +314,7 @@ def search(
         resume=resume,
         allow_changes=allow_changes,
     )
-    with _working(run_dir):
+    with working(run_dir):
         searched = _search(s, run_dir)
         if run_dir is None:  # DDP: not process 0
             return searched.genotype
@@ -507,7 +331,7 @@ def search(
                 "processes": parallel.world(),
             },
         )
-        _write_report(run_dir)
+        write_run_report(run_dir)
         return searched.genotype
 
 
@@ -520,7 +344,6 @@ def worker(url: str, study: str, make_config, reporter: Reporter | None = None) 
     summary: the study's completed trials, those this worker completed, the best one."""
     import optuna
 
-    from .strategies import STRATEGIES
     from .strategies.blackbox import best_trial, completed
     from .workers import check_url, journal_path, make_storage, stored_config
 
@@ -576,7 +399,7 @@ def train(
         genotype = out
     if isinstance(genotype, str | os.PathLike):
         genotype = load_genotype(genotype)
-    s, run_dir = _begin(
+    s, run_dir = begin(
         cfg,
         out,
         overwrite,
@@ -589,7 +412,7 @@ def train(
         allow_changes=allow_changes,
         plans=plans,
     )
-    with _working(run_dir):
+    with working(run_dir):
         if run_dir is not None:  # (DDP: process 0 writes)
             if resume and load_genotype(run_dir.path).to_dict() != genotype.to_dict():
                 raise UserError(
@@ -598,7 +421,7 @@ def train(
             genotype.to_json(run_dir.file("genotype.json"))
         _, results = _train(s, genotype, run_dir, deadline, timed=True)
         results["device"] = str(s.device)
-        return _finish(run_dir, results, t0)
+        return finish(run_dir, results, t0)
 
 
 def evaluate(
@@ -633,5 +456,5 @@ def evaluate(
     place = Placement(torch.device("cpu"), False, info["mean"], info["std"])  # as trained
     outputs, targets = predict(place.module(net), place.batches(part.x, part.y, 256))
     metrics = task.metrics(outputs, targets)
-    reporter.log(f"{split} ({len(part)} samples of {dataset.name}): {_fmt(metrics)}")
+    reporter.log(f"{split} ({len(part)} samples of {dataset.name}): {format_metrics(metrics)}")
     return {"split": split, "dataset": dataset.name, "n": len(part), **metrics}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,6 +33,10 @@ class Batches:
     shuffle: bool = False
     drop_last: bool = False
     generator: torch.Generator | None = None
+    # (order, first batch) the next pass resumes from (`resume_at`), then None
+    _resume: tuple[torch.Tensor, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self):
         # on a GPU the raw data moves to it once, so that a step never waits for a host copy
@@ -53,7 +57,7 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
-        resume = getattr(self, "_resume", None)
+        resume = self._resume
         self._resume = None
         if resume is not None:
             order, start = resume

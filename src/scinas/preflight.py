@@ -19,8 +19,11 @@ from .data.split import take_count
 from .errors import UserError
 from .fit import plan_training, subset
 from .inherit import train_section
+from .run_context import SearchContext
 from .spaces import SPACES, space_of
-from .strategies import STRATEGIES, SearchContext, create_strategy
+from .strategies import STRATEGIES, create_strategy
+from .strategies.blackbox import BlackBoxSettings
+from .strategies.oneshot_settings import OneShotSettings
 
 
 def check_search(s: SearchContext) -> None:
@@ -79,7 +82,9 @@ def check_search_memory(s: SearchContext) -> None:
                 f"architecture), but the train split has {n}. Add training samples (or give "
                 "fewer to x_val/x_test)."
             )
-        arch_part = take_count(n, 1.0 - getattr(sc, "train_portion", 0.5))
+        own = sc.own
+        portion = own.train_portion if isinstance(own, OneShotSettings) else 0.5
+        arch_part = take_count(n, 1.0 - portion)
         # the supernet shares its skeleton (stem, reductions) with the discrete networks: one
         # of those, at the search's sizes, tells whether BatchNorm meets 1×1 maps
         _check_last_batch(s, [n - arch_part, arch_part], sc.batch_size, "search", space, proxy)
@@ -104,7 +109,9 @@ def check_search_memory(s: SearchContext) -> None:
             ),
         )
         return
-    n = _n(int(round(len(data.train) * getattr(sc, "eval_fraction", 1.0))), sc.max_samples)
+    own = sc.own  # black-box candidates train on a share of the data; other searches on all
+    share = own.eval_fraction if isinstance(own, BlackBoxSettings) else 1.0
+    n = _n(int(round(len(data.train) * share)), sc.max_samples)
     _check_networks(s, space, None, proxy, "search", n, "a search candidate")
 
 

@@ -360,3 +360,9 @@ class WarmStartSettings(BaseModel):
         if v is not None:
             parse_combo(v)
         return v
+
+    def proxy_plan(self) -> tuple[tuple[str, ...], int, int] | None:
+        """(proxy names, pool size, how many to enqueue), None without a warm start."""
+        if self.warm_start:
+            return parse_combo(self.warm_start), self.warm_start_pool, self.warm_start_top
+        return None

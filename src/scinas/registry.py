@@ -1,9 +1,10 @@
-"""One small name -> object registry, shared by ops, strategies and presets."""
+"""One small name -> object registry, shared by ops, strategies and presets, and the registries
+the config schema reads."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .errors import unknown
 
@@ -45,3 +46,18 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
+
+
+if TYPE_CHECKING:
+    from .spaces.base import SearchSpace
+
+# The registries the config schema checks names against live in the core, so config.py imports no
+# plugin: each space or strategy module fills its entry on import (`scinas/__init__` imports them
+# all before any config is validated).
+SPACES: Registry[SearchSpace] = Registry("search space")
+# name -> strategy factory: a `SearchStrategy` subclass (one-shot) or a black-box entry; each
+# has ``name``, ``kind``, ``Settings``, ``derive_kinds``, ``check_search`` and makes a strategy
+# when called
+STRATEGIES: Registry = Registry("strategy")
+#: Task classes by name (`scinas.tasks`), in the order ``--task`` lists them.
+TASKS: Registry = Registry("task")

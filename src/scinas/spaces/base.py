@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import UserError
-from ..registry import Registry
+from ..registry import SPACES
 
 if TYPE_CHECKING:
     import optuna
@@ -229,9 +229,6 @@ class SearchSpace(ABC):
     def cell_ops(self, data: dict) -> dict[str, list[str]]:
         """The ops of each cell of an architecture (JSON form), first cell the main one."""
         return {}
-
-
-SPACES: Registry[SearchSpace] = Registry("search space")
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:

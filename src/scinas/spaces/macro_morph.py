@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .macro import MacroArch, MacroBlock, MacroNetwork, options, stage_strides
+from .macro_network import MacroArch, MacroBlock, MacroNetwork, options, stage_strides
 
 SPLIT = 0.1  # the largest |d| of a widened layer's weight split
 
@@ -202,7 +202,7 @@ def _projects(arch: MacroArch, stage: int, input_hw, widths: dict[int, int]) -> 
 
 def morphs(arch: MacroArch, s, input_hw) -> list[Morph]:
     """The morphisms that take ``arch`` to an architecture within the options of search section
-    ``s`` (`scinas.spaces.macro.options`) for inputs of ``input_hw``."""
+    ``s`` (`scinas.spaces.macro_network.options`) for inputs of ``input_hw``."""
     opts = options(s)
     out: list[Morph] = []
     widths = {-1: arch.stem, **{i: st.width for i, st in enumerate(arch.stages)}}

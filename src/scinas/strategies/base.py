@@ -8,32 +8,11 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import Registry
+from ..registry import STRATEGIES
+from ..run_context import SearchContext
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..data import Dataset
-    from ..placement import Placement
-    from ..progress import Reporter
-    from ..rundir import RunDir
     from ..spaces.darts.genotype import Genotype
-    from ..tasks import Task
-
-
-@dataclass
-class SearchContext:
-    cfg: Config
-    data: Dataset
-    task: Task
-    place: Placement  # the device, memory format and normalisation of every batch and model
-    reporter: Reporter
-    run: RunDir | None = None
-    resume: bool = False  # continue from the run directory's checkpoints
-    plans: dict = field(default_factory=dict)  # time-budget plans made by the checks (budget.py)
-
-    @property
-    def device(self) -> torch.device:
-        return self.place.device
 
 
 @dataclass
@@ -56,6 +35,31 @@ class StrategySettings(BaseModel):
     descriptions: `scinas strategies` shows them) and their cross-field checks."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def proxy_plan(self) -> tuple[tuple[str, ...], int, int] | None:
+        """(zero-cost proxy names, pool size, how many of the pool to use) when the search
+        scores architectures by a proxy (`scinas.strategies.warmstart`), else None."""
+        return None
+
+    @property
+    def continues_winner(self) -> bool:
+        """Whether the final training starts from the search's winner's weights (winner.pt).
+        Settings with a ``continue_winner`` field (lineage's) keep the winner when it is on."""
+        if "continue_winner" in type(self).model_fields:
+            return bool(self.continue_winner)
+        return False
+
+    @property
+    def second_order(self) -> bool:
+        """Whether the architecture step differentiates through a weight step (DARTS' second
+        order; the memory estimates count its extra state)."""
+        return False
+
+    @property
+    def returns_earlier_epoch(self) -> bool:
+        """Whether the search may return an earlier epoch's cell than its last (the config
+        refuses that with a model built from the last epoch's supernet)."""
+        return False
 
 
 class SearchStrategy:
@@ -93,12 +97,6 @@ def check_derive(s, derive_kinds: tuple[str, ...]) -> None:
             f"search.derive={s.derive} reads the cell off the alphas of a one-shot search: it "
             f"needs strategy {' or '.join(able)} (leave it at top2)"
         )
-
-
-# name -> strategy factory: a `SearchStrategy` subclass (one-shot) or a black-box entry; each
-# has ``name``, ``kind``, ``Settings``, ``derive_kinds``, ``check_search`` and makes a strategy
-# when called
-STRATEGIES: Registry = Registry("strategy")
 
 
 def create_strategy(name: str) -> Strategy:

@@ -22,8 +22,10 @@ from pydantic import Field
 from .. import parallel
 from ..precision import full_precision, new_scaler
 from ..rates import AUTO, LearningRate
-from .base import STRATEGIES, SearchContext
-from .oneshot import ArchSettings, OneShotStrategy
+from ..run_context import SearchContext
+from .base import STRATEGIES
+from .oneshot import OneShotStrategy
+from .oneshot_settings import ArchSettings
 
 
 def batch_loss(model, task, x, y) -> torch.Tensor:
@@ -269,6 +271,10 @@ class DartsSettings(ArchSettings):
     hvp_r: float = Field(
         0.01, gt=0, description="second order: finite-difference step r/||v|| (DARTS: 0.01)"
     )
+
+    @property
+    def second_order(self) -> bool:
+        return self.order == 2
 
 
 class GradientStrategy(OneShotStrategy):

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .darts import GradientStrategy
-from .oneshot import ArchSettings
+from .oneshot_settings import ArchSettings
 
 
 class DrnasSettings(ArchSettings):

@@ -88,27 +88,39 @@ class FidelitySettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _two_rungs(self):
+    def _known_pruner(self):
         if self.pruner not in PRUNERS:
             raise ValueError(f"search.pruner={self.pruner}: choose one of {', '.join(PRUNERS)}")
-        epochs = getattr(self, "eval_epochs", None)
-        low = epochs is not None and self.min_epochs * self.reduction_factor > epochs
-        if self.pruner != "none" and low:
-            raise ValueError(
-                f"search.pruner={self.pruner} needs at least two rungs, at epochs "
-                f"{self.min_epochs} and {self.min_epochs * self.reduction_factor} "
-                f"(search.min_epochs × search.reduction_factor), but candidates train "
-                f"search.eval_epochs={epochs}: raise search.eval_epochs to "
-                f"{self.min_epochs * self.reduction_factor} or more, or lower "
-                "search.min_epochs / search.reduction_factor"
-            )
-        if self.pruner != "none" and len(getattr(self, "objectives", None) or []) > 1:
-            raise ValueError(
-                f"search.pruner={self.pruner} prunes on one score, but search.objectives makes "
-                "the search multi-objective (optuna's pruners do not support it): leave "
-                "search.pruner=none, or use constraints (search.max_params...) instead"
-            )
         return self
+
+    @property
+    def continues_winner(self) -> bool:
+        """Whether the final training starts from the best candidate's weights (on by default
+        with a pruner)."""
+        flag = self.continue_winner
+        return self.pruner != "none" if flag is None else bool(flag)
+
+
+def check_rungs(s) -> None:
+    """A pruner needs two rungs within ``eval_epochs`` and a single objective (``s``: a
+    black-box strategy's settings, which have both); ValueError otherwise."""
+    epochs = s.eval_epochs
+    low = s.min_epochs * s.reduction_factor > epochs
+    if s.pruner != "none" and low:
+        raise ValueError(
+            f"search.pruner={s.pruner} needs at least two rungs, at epochs "
+            f"{s.min_epochs} and {s.min_epochs * s.reduction_factor} "
+            f"(search.min_epochs × search.reduction_factor), but candidates train "
+            f"search.eval_epochs={epochs}: raise search.eval_epochs to "
+            f"{s.min_epochs * s.reduction_factor} or more, or lower "
+            "search.min_epochs / search.reduction_factor"
+        )
+    if s.pruner != "none" and len(s.objectives or []) > 1:
+        raise ValueError(
+            f"search.pruner={s.pruner} prunes on one score, but search.objectives makes "
+            "the search multi-objective (optuna's pruners do not support it): leave "
+            "search.pruner=none, or use constraints (search.max_params...) instead"
+        )
 
 
 def expected_epochs(s) -> float:
@@ -234,8 +246,7 @@ def describe_stop(e: dict) -> str:
 
 def continues_winner(s) -> bool:
     """Whether the final training starts from the best candidate's weights."""
-    flag = getattr(s, "continue_winner", None)
-    return getattr(s, "pruner", "none") != "none" if flag is None else bool(flag)
+    return s.own.continues_winner
 
 
 def make_pruner(s) -> optuna.pruners.BasePruner:
@@ -409,12 +420,6 @@ def winner_state(ctx, run) -> dict | None:
     if not path.is_file():
         return None
     return load_state(path)
-
-
-def load_winner(net: torch.nn.Module, state: dict) -> None:
-    """Load the winner's weights into the final network (which has the candidates' sizes)."""
-    target = getattr(net, "_orig_mod", net)
-    target.load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------- report

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .darts import GradientStrategy
-from .oneshot import ArchSettings
+from .oneshot_settings import ArchSettings
 
 
 def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:

@@ -17,28 +17,26 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
-from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from .. import parallel
-from ..bounds import MAX_EPOCHS, MAX_STEPS
 from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
 from ..data.augment import make_augment
 from ..data.split import stratified_split
-from ..diagnostics import diagnostics, warn_collapse
-from ..lr_finder import auto_search, log_event, relog, search_stand_ins, with_search
+from ..lr_finder import log_event, relog
 from ..precision import maybe_compile, new_scaler
-from ..rates import AUTO, LearningRate, is_auto
+from ..run_context import SearchContext
 from ..spaces import SPACES
-from ..train import Trainer, check_finite, evaluate, recalibrate_bn
-from .base import SearchContext, SearchResult, SearchStrategy, StrategySettings
+from ..train import Trainer, evaluate, recalibrate_bn
+from .base import STRATEGIES, SearchResult, SearchStrategy
 from .decided import is_decided, stable_since, undecided_advice
-from .pruning import Pruner, describe_event, ops_left
+from .oneshot_settings import ArchSettings, OneShotSettings  # noqa: F401
+from .pruning import Pruner
 from .regularisers import ArchPenalty, aux_skip_weight
+from .search_rates import auto_search, search_stand_ins, with_search
+from .supernet_hooks import SupernetHooks, select_best_val_epoch  # noqa: F401
 
 BN_TAIL = 10  # batches behind a supernet's BatchNorm statistics when it is scored
 
@@ -77,143 +75,6 @@ def search_halves(ctx: SearchContext, seed: int):
     return (x[w_idx], y[w_idx]), (x[a_idx], y[a_idx])
 
 
-def _lower(value):
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-class OneShotSettings(StrategySettings):
-    """What every one-shot strategy trains its supernet weights with."""
-
-    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="search epochs")
-    lr: LearningRate = Field(
-        0.025,
-        description="weight learning rate (SGD, cosine schedule), or auto: found by a range test "
-        "on the training data before the search (scinas.lr_finder)",
-    )
-    lr_min: float | None = Field(
-        0.001,
-        ge=0,
-        description="learning rate at the end of the schedule (with lr=auto, unless given: lr/25)",
-    )
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of the weights")
-    weight_decay: float = Field(3e-4, ge=0, description="L2 weight decay of the weights")
-    grad_clip: float = Field(5.0, gt=0, description="gradient-norm clip of the weights")
-    train_portion: float = Field(
-        0.5, gt=0, lt=1, description="share of the training split for the weights"
-    )
-    warmup_epochs: int = Field(
-        0,
-        ge=0,
-        le=MAX_EPOCHS,
-        description="epochs of weight-only training before the architecture moves",
-    )
-    steps_per_epoch: int | None = Field(
-        None, ge=1, le=MAX_STEPS, description="cap on steps per epoch (None: the whole split)"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _auto_defaults(cls, data):
-        """With lr=auto, the settings scaled by it and not given follow it: lr_min (None until
-        the range test sets it to lr/25), arch_lr (auto) where the strategy has one."""
-        if isinstance(data, dict) and is_auto(_lower(data.get("lr"))):
-            data = {"lr_min": None, **data}
-            if "arch_lr" in cls.model_fields:
-                data = {"arch_lr": AUTO, **data}
-        return data
-
-    @model_validator(mode="after")
-    def _auto_lr_floor(self):
-        if self.lr == AUTO and self.lr_min:
-            raise ValueError(
-                f"search.lr=auto finds the peak learning rate on the data, but search.lr_min="
-                f"{self.lr_min:g} is an absolute rate the found one may lie below, so the "
-                "schedule would climb instead of anneal. With lr=auto leave search.lr_min unset "
-                "(it is then lr/25) or 0, or give search.lr as a number"
-            )
-        return self
-
-
-class ArchSettings(OneShotSettings):
-    """One-shot strategies that learn architecture weights (alphas) by gradient."""
-
-    arch_lr: LearningRate = Field(
-        3e-4,
-        description="alpha learning rate (Adam), or auto: as far as the alphas may travel over "
-        "the search's architecture steps (scinas.lr_finder); auto with lr=auto unless given",
-    )
-    arch_weight_decay: float = Field(1e-3, ge=0, description="alpha weight decay")
-    arch_lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant",
-        description="the alpha learning rate over the search: constant (DARTS), or cosine: "
-        "scaled by the weights' rate over its peak (search.lr), so the alphas settle as the "
-        "weights do; with arch_lr=auto its peak is raised so the alphas may travel as far",
-    )
-    # robust one-shot search (scinas.strategies.regularisers, scinas.strategies.pruning)
-    entropy_weight: float = Field(
-        0.0,
-        description="weight of the mean edge entropy in the architecture loss: pushes each edge "
-        "toward one op (sparsity with a real gradient); 0: off",
-    )
-    entropy_schedule: Literal["constant", "ramp"] = Field(
-        "constant",
-        description="the entropy weight over the search: constant, or ramp: growing linearly to "
-        "entropy_weight at the last epoch (as beta_decay), so edges commit at the end",
-    )
-    beta_decay: float = Field(
-        0.0,
-        description="beta-DARTS: weight of the Beta-Decay term (mean logsumexp of each edge's "
-        "alphas), ramped linearly to this value over the epochs; 0: off",
-    )
-    aux_skip: float = Field(
-        0.0,
-        description="DARTS-: weight of an auxiliary skip connection on every stride-1 edge, "
-        "times 1 - e/epochs in epoch e (from 0; 1/epochs in the last) (DARTS- uses 1); 0: off",
-    )
-    prune_threshold: float | None = Field(
-        None,
-        description="progressive pruning: an op whose weight on its edge stays below this share "
-        "(in (0, 1), e.g. 0.05) for prune_patience epochs is removed and no longer computed; "
-        "None: off",
-    )
-    prune_patience: int = Field(
-        2,
-        ge=1,
-        le=MAX_EPOCHS,
-        description="epochs an op must stay below prune_threshold before it is removed",
-    )
-    select_epoch: Literal["last", "best_val"] = Field(
-        "last",
-        description="the cell returned: the last epoch's, or best_val: the one derived at the "
-        "epoch whose supernet had the lowest validation loss (early stopping: a supernet that "
-        "overfits its weight half drifts to parameter-free ops, see select_best_val_epoch)",
-    )
-    greedy_decisions: bool = Field(
-        False,
-        description="SGAS-style: an edge whose strongest op has twice the weight of each other "
-        "is decided at once (its other ops are removed)",
-    )
-
-    @field_validator("entropy_weight", "beta_decay", "aux_skip")
-    @classmethod
-    def _weight(cls, v: float, info) -> float:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(
-                f"search.{info.field_name} must be a finite weight >= 0 (0 turns it off), got {v}"
-            )
-        return v
-
-    @field_validator("prune_threshold")
-    @classmethod
-    def _threshold(cls, v: float | None) -> float | None:
-        if v is not None and not (0 < v < 1):
-            raise ValueError(
-                f"search.prune_threshold must lie strictly between 0 and 1 (an op's share of "
-                f"its edge's weight, e.g. 0.05), got {v}; leave it unset to turn pruning off"
-            )
-        return v
-
-
 class OneShotStrategy(SearchStrategy):
     """Train a supernet with shared weights; subclasses choose sampling, arch step, derivation."""
 
@@ -227,6 +88,7 @@ class OneShotStrategy(SearchStrategy):
     # statistics are then averaged over each epoch's last BN_TAIL steps at no cost, instead of
     # recomputed before scoring (which cost ~15% of a digits search epoch)
     bn_from_training = False
+    architect = None  # the architecture optimiser's holder, set by strategies that have one
 
     @classmethod
     def check_search(cls, s, space) -> None:
@@ -238,9 +100,10 @@ class OneShotStrategy(SearchStrategy):
                 for n in SPACES
                 if SPACES.get(n).has_supernet and (SPACES.get(n).has_alphas or not cls.has_alphas)
             ]
+            black_box = [n for n in STRATEGIES if STRATEGIES.get(n).kind == "black-box"]
             raise ValueError(
                 f"strategy {cls.name} {needs} in a supernet, and the {space.name} space has "
-                f"none: use a black-box strategy (random, evolution, tpe, reinforce) there, or "
+                f"none: use a black-box strategy ({', '.join(black_box)}) there, or "
                 f"space {' or '.join(able)}"
             )
 
@@ -292,8 +155,9 @@ class OneShotStrategy(SearchStrategy):
         s = ctx.cfg.search
         if self.penalty is not None:
             self.penalty.set_epoch(epoch)
-        if getattr(s, "aux_skip", 0.0):
-            model.set_aux_skip(aux_skip_weight(s.aux_skip, epoch, s.epochs))
+        own = s.own
+        if isinstance(own, ArchSettings) and own.aux_skip:
+            model.set_aux_skip(aux_skip_weight(own.aux_skip, epoch, s.epochs))
 
     def derive(self, model, ctx: SearchContext, val_batches, last_val: dict | None = None):
         """The architecture to return and the supernet's validation metrics for it
@@ -307,7 +171,7 @@ class OneShotStrategy(SearchStrategy):
     def state_dict(self) -> dict:
         """Strategy state a checkpoint needs beyond the model and weight optimiser (the pruning
         masks are the model's buffers; the pruner's counters are here)."""
-        architect = getattr(self, "architect", None)
+        architect = self.architect
         out = {"arch_optimizer": architect.optimizer.state_dict()} if architect else {}
         if architect and architect.follow:  # its peak rate, halved by the divergence guard
             out["arch_lr"] = architect.lr
@@ -362,7 +226,7 @@ class OneShotStrategy(SearchStrategy):
         (xw, yw), (xa, ya) = halves
         val_batches = place.batches(ctx.data.val.x, ctx.data.val.y, s.batch_size)
         hooks = SupernetHooks(self, ctx, model, val_batches, augment)
-        if getattr(self, "architect", None) is not None:  # the architecture step's fp16 scaler
+        if self.architect is not None:  # the architecture step's fp16 scaler
             self.architect.scaler = new_scaler(ctx.cfg.precision, ctx.device.type)
         return Trainer(
             model,
@@ -400,7 +264,9 @@ class OneShotStrategy(SearchStrategy):
         if is_decided(last["margin"]):
             return
         stable = stable_since([h.get("genotype") for h in history])
-        advice = undecided_advice(last["margin"], s.epochs, getattr(s, "arch_lr", None), stable)
+        own = s.own
+        arch_lr = own.arch_lr if isinstance(own, ArchSettings) else None
+        advice = undecided_advice(last["margin"], s.epochs, arch_lr, stable)
         ctx.reporter.log(f"warning: {advice}")
         if ctx.run is not None:
             ctx.run.log_event(
@@ -512,9 +378,11 @@ class OneShotStrategy(SearchStrategy):
         self.report_decidedness(history, ctx)
         last_val = history[-1]["val"] if history else None
         arch, val_metrics = self.derive(model, ctx, trainer.hooks.val_batches, last_val)
-        if self.has_alphas and getattr(s, "select_epoch", "last") == "best_val":
+        own = s.own
+        arch_settings = isinstance(own, ArchSettings)
+        if self.has_alphas and arch_settings and own.select_epoch == "best_val":
             arch, val_metrics = self.select_best_val(history, ctx, arch, val_metrics)
-        if getattr(s, "aux_skip", 0.0):
+        if arch_settings and own.aux_skip:
             # DARTS-' auxiliary skip is a search-time aid: the supernet kept as a model (derive
             # supernet) and the one rebuilt from supernet.pt are without it
             model.set_aux_skip(0.0)
@@ -525,150 +393,3 @@ class OneShotStrategy(SearchStrategy):
             val_metrics=val_metrics,
             seconds=time.perf_counter() - t_start,
         )
-
-
-def select_best_val_epoch(history: list[dict], warmup_epochs: int = 0) -> dict | None:
-    """The search epoch record (of ``history``) whose supernet scored the lowest validation
-    loss, among those after the warm-up (whose cells come from untouched alphas) with a cell
-    and a finite loss; the later one on a tie; None when there is none.
-
-    Early stopping on the held-out split: the architecture half trains the alphas and the
-    weight half the weights, so the validation split alone shows the supernet overfitting.
-    On NAS-Bench-201 with 2,500+2,500 CIFAR images, plain DARTS, beta-DARTS, DARTS- and DrNAS
-    drifted to skip connections once their weights overfitted (training loss under ~1), 20-40
-    epochs into 50; the cell of the lowest validation loss was far better than the last one
-    (beta-DARTS 90.42 against 77.40 over 4 seeds) but missed the best epoch in 1 seed of 4, so
-    this is not the default (README, "Robust one-shot search")."""
-    good = [
-        h
-        for h in history
-        if h.get("genotype") is not None
-        and h["epoch"] > warmup_epochs
-        and math.isfinite(h["val"]["loss"])
-    ]
-    if not good:
-        return None
-    return min(reversed(good), key=lambda h: h["val"]["loss"])
-
-
-class SupernetHooks:
-    """A one-shot strategy's side of the trainer (`scinas.train.TrainHooks`): per step the
-    architecture step on the architecture half's batch, then the path the weight step trains;
-    per epoch the strategy's schedule, and at its end the supernet's score and the architecture
-    record, logged."""
-
-    def __init__(self, strategy: OneShotStrategy, ctx: SearchContext, model, val_batches, augment):
-        self.strategy, self.ctx, self.model = strategy, ctx, model
-        self.val_batches, self.augment = val_batches, augment
-        self.space = SPACES.get(ctx.cfg.search.space)
-        self.update_arch = False
-        self.arch_losses: list[float] = []
-
-    def begin_epoch(self, epoch: int, partial: dict | None) -> None:
-        st = self.strategy
-        self.update_arch = st.updates_arch and epoch >= self.ctx.cfg.search.warmup_epochs
-        st.begin_epoch(self.model, epoch, self.ctx)
-        st.robust_epoch(self.model, epoch, self.ctx)
-        self.arch_losses = partial["arch"] if partial is not None else []
-        if partial is not None and st.penalty is not None:  # resumed after the epoch's last step
-            st.penalty.last = dict(partial.get("penalty", {}))
-
-    def loss(self, batch, optimizer, where):
-        s, task, model = self.ctx.cfg.search, self.ctx.task, self.model
-        (xt, yt), (xv, yv) = batch  # weight half, architecture half
-        if self.augment is not None:
-            xt, xv = self.augment(xt), self.augment(xv)
-        # DDP (scinas.parallel): this process's share of each augmented global batch
-        (xt, yt), (xv, yv) = parallel.shard(xt, yt), parallel.shard(xv, yv)
-        if self.update_arch:
-            for a in model.arch_parameters():
-                a.requires_grad_(True)
-            lr = optimizer.param_groups[0]["lr"]
-            arch_loss = self.strategy.arch_step(model, xt, yt, xv, yv, lr, optimizer)
-            if arch_loss is not None:
-                check_finite(torch.tensor(arch_loss), where, "search.arch_lr", s.arch_lr)
-                self.arch_losses.append(arch_loss)
-        # Weight step; the alphas are constants here (no grads, smaller graph).
-        for a in model.arch_parameters():
-            a.requires_grad_(False)
-        self.strategy.before_weight_step(model)
-        out = model(xt)
-        return parallel.scale_loss(task.loss(out, task.encode_targets(yt)), len(xt)), out, yt
-
-    def scale_lr(self, factor: float) -> None:
-        """The divergence guard, after an architecture loss diverged: scale the alphas' rate."""
-        architect = getattr(self.strategy, "architect", None)
-        if architect is not None:
-            architect.lr *= factor  # the peak that search.arch_lr_schedule=cosine scales
-            for group in architect.optimizer.param_groups:
-                group["lr"] *= factor
-
-    def _thaw_alphas(self) -> None:
-        for a in self.model.arch_parameters():
-            a.requires_grad_(True)
-
-    def partial(self) -> dict:
-        self._thaw_alphas()
-        penalty = self.strategy.penalty
-        return {"arch": self.arch_losses, "penalty": dict(penalty.last) if penalty else {}}
-
-    def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
-        st, ctx, model = self.strategy, self.ctx, self.model
-        s, task = ctx.cfg.search, ctx.task
-        self._thaw_alphas()
-        val = st.evaluate_supernet(model, ctx, self.val_batches)
-        record = self.space.arch_record(model) if st.has_alphas else {"genotype": None}
-        losses = self.arch_losses
-        event = {
-            "event": "search_epoch",
-            "strategy": st.name,
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train": train,
-            "val": val,
-            "arch_loss": sum(losses) / len(losses) if losses else None,
-            "genotype": record["genotype"],
-            "seconds": time.perf_counter() - started,
-        }
-        decided = ""
-        if st.has_alphas:
-            event["diagnostics"] = diag = diagnostics(record)
-            left, total = ops_left(model)
-            event["ops_left"], event["ops_total"] = left, total
-            shares = next(iter(diag["cells"].values()))
-            decided = (
-                f" | margin {diag['margin']:.4f} entropy {diag['mean_entropy']:.3f} "
-                f"skip/pool/none {shares['skip']:.0%}/{shares['pool']:.0%}/{shares['none']:.0%}"
-                + (f" | ops {left}/{total}" if left < total else "")
-            )
-        if st.penalty is not None and st.penalty.last:
-            event["penalty"] = dict(st.penalty.last)
-        if hasattr(model, "tau") and model.sampling == "gumbel":
-            event["tau"] = model.tau
-        if ctx.run is not None:
-            ctx.run.log_event(event)
-            if st.has_alphas:
-                ctx.run.log_arch_weights(epoch + 1, record)
-        pm = task.primary_metric
-        ctx.reporter.log(
-            f"search epoch {epoch + 1}/{s.epochs}: train loss {train['loss']:.4f} "
-            f"{pm} {train[pm]:.4f} | val loss {val['loss']:.4f} "
-            f"{pm} {val[pm]:.4f} | {event['seconds']:.1f}s{decided}"
-        )
-        if st.pruner is not None and self.update_arch and epoch + 1 < s.epochs:
-            # after the epoch's record: the cell logged is the one its weights derived. Not after
-            # the last epoch: a removal then saves no compute, and would make the final cell
-            # (derived from the masked supernet) differ from the last one logged
-            for ev in st.pruner.update(model, epoch + 1):
-                if ctx.run is not None:
-                    ctx.run.log_event(ev)
-                ctx.reporter.log(describe_event(ev))
-        if st.has_alphas and self.update_arch:  # warm-up epochs derive from untouched alphas
-            warn_collapse(event["diagnostics"], epoch + 1, ctx.reporter)
-        return event
-
-    def state_dict(self) -> dict:
-        return self.strategy.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.strategy.load_state_dict(state)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from .oneshot_settings import ArchSettings
+
 GREEDY_RATIO = 2.0  # "clearly ahead": at least twice the weight of every other op on the edge
 
 
@@ -31,11 +33,14 @@ class Pruner:
 
     @classmethod
     def from_settings(cls, s) -> Pruner | None:
-        threshold = getattr(s, "prune_threshold", None)
-        greedy = getattr(s, "greedy_decisions", False)
-        if threshold is None and not greedy:
+        """The pruner search section ``s`` asks for (None: its strategy learns no alphas, or
+        neither pruning nor greedy decisions is on)."""
+        own = s.own
+        if not isinstance(own, ArchSettings):
             return None
-        return cls(threshold, getattr(s, "prune_patience", 1), greedy)
+        if own.prune_threshold is None and not own.greedy_decisions:
+            return None
+        return cls(own.prune_threshold, own.prune_patience, own.greedy_decisions)
 
     def state_dict(self) -> dict:
         return {"below": self.below}

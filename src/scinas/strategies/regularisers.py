@@ -28,6 +28,7 @@ import math
 import torch
 
 from ..spaces.common import dirichlet_concentration, masked_logits
+from .oneshot_settings import ArchSettings
 
 
 def mean_entropy(weights: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -96,11 +97,14 @@ class ArchPenalty:
 
     @classmethod
     def from_settings(cls, model, s, **extra) -> ArchPenalty | None:
+        own = s.own
+        if not isinstance(own, ArchSettings):
+            return None  # only strategies that learn alphas regularise them
         penalty = cls(
             model,
-            entropy_weight=getattr(s, "entropy_weight", 0.0),
-            entropy_schedule=getattr(s, "entropy_schedule", "constant"),
-            beta_decay=getattr(s, "beta_decay", 0.0),
+            entropy_weight=own.entropy_weight,
+            entropy_schedule=own.entropy_schedule,
+            beta_decay=own.beta_decay,
             epochs=s.epochs,
             **extra,
         )

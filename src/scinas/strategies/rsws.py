@@ -13,9 +13,11 @@ from pydantic import Field
 
 from ..bounds import MAX_CANDIDATES
 from ..checkpoint import numpy_rng_state, set_numpy_rng_state
-from .base import STRATEGIES, SearchContext
+from ..run_context import SearchContext
+from .base import STRATEGIES
 from .blackbox import decision_space
-from .oneshot import OneShotSettings, OneShotStrategy
+from .oneshot import OneShotStrategy
+from .oneshot_settings import OneShotSettings
 
 
 class RswsSettings(OneShotSettings):

@@ -22,7 +22,7 @@ import optuna
 import torch
 
 from ..fit import build_network
-from ..proxies import check_proxies, parse_combo, score_network, top_architectures
+from ..proxies import check_proxies, score_network, top_architectures
 from ..spaces import DecisionSpace
 
 
@@ -65,11 +65,7 @@ class ProxyScorer:
 
 def proxy_plan(s) -> tuple[tuple[str, ...], int, int] | None:
     """(proxy names, pool size, how many to enqueue) of a search section, None without one."""
-    if getattr(s, "proxy", None) is not None and hasattr(s, "pool"):
-        return parse_combo(s.proxy), s.pool, s.budget
-    if getattr(s, "warm_start", None):
-        return parse_combo(s.warm_start), s.warm_start_pool, s.warm_start_top
-    return None
+    return s.own.proxy_plan()
 
 
 def sample_pool(space: DecisionSpace, n: int, seed: int) -> list[dict]:

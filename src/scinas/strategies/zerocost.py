@@ -11,7 +11,7 @@ import optuna
 from pydantic import Field, model_validator
 
 from ..bounds import MAX_CANDIDATES
-from ..proxies import parse_combo
+from ..proxies import PROXIES, parse_combo
 from .blackbox import BlackBoxSettings, register_black_box
 
 
@@ -21,12 +21,15 @@ class ZeroCostSettings(BlackBoxSettings):
     )
     proxy: str = Field(
         "synflow",
-        description="zero-cost proxy, or a+b (mean rank); `scinas.proxies.PROXIES`: synflow, "
-        "naswot, grad_norm, snip, jacov, params, flops",
+        description="zero-cost proxy, or a+b (mean rank); `scinas.proxies.PROXIES`: "
+        + ", ".join(PROXIES.names()),
     )
     pool: int = Field(
         200, ge=1, le=MAX_CANDIDATES, description="random architectures scored by the proxy"
     )
+
+    def proxy_plan(self) -> tuple[tuple[str, ...], int, int] | None:
+        return parse_combo(self.proxy), self.pool, self.budget
 
     @model_validator(mode="after")
     def _consistent(self):

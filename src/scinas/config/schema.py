@@ -1,50 +1,38 @@
-"""Run configuration: pydantic models at the user boundary, presets, files and ``--set`` overrides.
-
-Precedence, lowest first: field defaults < preset < config file < ``--set key=value`` < explicit
-CLI options (``--data``, ``--seed``, ...). Every unknown key or bad value is a UserError naming
-the key, with the closest valid key suggested.
-"""
+"""The config schema: one pydantic model per section, checked at the user boundary (every float
+finite and within float32, every size within `scinas.bounds`, each strategy's own settings by its
+``Settings``)."""
 
 from __future__ import annotations
 
-import copy
-import json
-import math
-import os
-import reprlib
-import stat
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import tomllib
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from .bounds import (
+from ..bounds import (
     MAX_BATCH,
     MAX_CHANNELS,
     MAX_EPOCHS,
-    MAX_FLOAT,
     MAX_LAYERS,
     MAX_PIXELS,
     MAX_SAMPLES,
     MAX_SECONDS,
     MAX_STEPS,
-    note,
 )
-from .errors import UserError, did_you_mean, unknown
-from .nested import differences
-from .rates import LearningRate
-from .userpaths import read_user_text, stat_user_path
+from ..errors import did_you_mean, unknown
+from ..rates import LearningRate
+from ..registry import SPACES, STRATEGIES, TASKS
+from .values import _finite, _in_float32, _listing, _validated
+
+if TYPE_CHECKING:
+    from ..strategies.base import StrategySettings
 
 
 class _Section(BaseModel):
@@ -65,9 +53,10 @@ class DataConfig(_Section):
         "class subfolders of images",
     )
     data_dir: str | None = Field(None, description="where named datasets live / download to")
-    task: Literal["auto", "classification", "regression", "multilabel"] = Field(
+    task: str = Field(
         "auto",
-        description="auto: from the targets (integer labels: classification, floats: "
+        description="a task of the registry (`scinas.tasks.TASKS`, listed by `scinas run --help`), "
+        "or auto: detected from the targets (integer labels: classification, floats: "
         "regression, an N×K 0/1 matrix: multilabel)",
     )
     layout: Literal["auto", "nhwc", "nchw"] = Field(
@@ -110,6 +99,13 @@ class DataConfig(_Section):
         "vector (softmax within each group, e.g. Galaxy Zoo's answer groups)",
     )
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        if name != "auto" and name not in TASKS:
+            raise ValueError(str(unknown("task", name, ["auto", *TASKS.names()])))
+        return name
+
 
 class SearchConfig(_Section):
     """The search section: what every strategy shares. A strategy's own settings (its learning
@@ -120,13 +116,11 @@ class SearchConfig(_Section):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     strategy: str = Field(
-        "darts", description="darts, gdas, drnas, rsws, random, evolution, tpe or reinforce"
+        "darts",
+        description="the search strategy, one of the registry's: `scinas strategies` lists them",
     )
     space: str = Field(
-        "darts",
-        description="the search space: darts (the DARTS cell space), nb201 (NAS-Bench-201), "
-        "baseline (the hand-designed networks), macro (stage-wise ResNet/MobileNet-style "
-        "networks); `scinas spaces` lists them",
+        "darts", description="the search space, one of the registry's: `scinas spaces` lists them"
     )
     C: int = Field(
         16,
@@ -142,8 +136,7 @@ class SearchConfig(_Section):
     )
     ops: list[str] | None = Field(
         None,
-        description="candidate ops (None: the space's own: the 8 DARTS primitives, or the 5 "
-        "NAS-Bench-201 ops)",
+        description="candidate ops (None: the space's own, as `scinas spaces` lists them)",
     )
     reductions: int | None = Field(
         None,
@@ -186,7 +179,7 @@ class SearchConfig(_Section):
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
     # macro space: the choices searched per stage (None: the space's defaults, see
-    # scinas.spaces.macro.DEFAULTS); checked by the space
+    # scinas.spaces.macro_network.DEFAULTS); checked by the space
     blocks: list[str] | None = Field(
         None, description="macro space: block types (basic, bottleneck, inverted)"
     )
@@ -213,8 +206,6 @@ class SearchConfig(_Section):
         from a preset or a file written for another strategy (e.g. an older config.json)."""
         if not isinstance(data, dict):
             return data
-        from .strategies import STRATEGIES
-
         name = data.get("strategy", "darts")
         if not isinstance(name, str) or name not in STRATEGIES:
             return data  # the field's own check names the unknown strategy
@@ -257,8 +248,6 @@ class SearchConfig(_Section):
     @field_validator("space")
     @classmethod
     def _known_space(cls, name: str) -> str:
-        from .spaces import SPACES
-
         if name not in SPACES:
             raise ValueError(str(unknown("search space", name, SPACES.names())))
         return name
@@ -266,8 +255,6 @@ class SearchConfig(_Section):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:
-        from .strategies import STRATEGIES
-
         if name not in STRATEGIES:
             raise ValueError(str(unknown("strategy", name, STRATEGIES.names())))
         return name
@@ -276,9 +263,6 @@ class SearchConfig(_Section):
     def _consistent(self):
         """The space checks its own settings, then the strategy checks it can search the space
         (each raises ValueError with the one message the user sees)."""
-        from .spaces import SPACES
-        from .strategies import STRATEGIES
-
         space = SPACES.get(self.space)
         space.check_search(self)
         STRATEGIES.get(self.strategy).check_search(self, space)
@@ -286,8 +270,6 @@ class SearchConfig(_Section):
 
     def op_names(self) -> tuple[str, ...]:
         """The candidate ops: ``ops`` or the space's default list."""
-        from .spaces import SPACES
-
         return SPACES.get(self.space).op_names(self)
 
     @property
@@ -295,53 +277,15 @@ class SearchConfig(_Section):
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
 
-
-def _listing(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _finite(values: dict) -> dict:
-    """Strategy settings are validated by their own models; every float among them must be
-    finite too (as `_Section`'s ``allow_inf_nan=False`` makes the shared ones)."""
-    for key, value in values.items():
-        number = value
-        if isinstance(value, str):  # "inf", "nan": what pydantic would turn into floats
-            try:
-                number = float(value)
-            except ValueError:
-                continue
-        if isinstance(number, float) and not math.isfinite(number):
-            raise ValueError(f"search.{key} must be a finite number (got {value!r})")
-        if isinstance(number, float) and abs(number) > MAX_FLOAT:
-            raise ValueError(f"search.{key}: {_in_float32.__doc__} (got {value!r})")
-    return values
-
-
-def _in_float32(value):
-    """must lie within ±3.4e38, the float32 range the networks compute in"""
-    if isinstance(value, float) and abs(value) > MAX_FLOAT:  # torch cannot take it as a float
-        raise ValueError(_in_float32.__doc__)
-    return value
-
-
-def _bound(err: dict) -> str:
-    """What an upper bound a value broke stands for (`scinas.bounds`), else nothing."""
-    if err.get("type") in ("less_than_equal", "less_than"):
-        return note((err.get("ctx") or {}).get("le", (err.get("ctx") or {}).get("lt")))
-    return ""
-
-
-def _validated(settings: type[BaseModel], values: dict) -> dict:
-    """``values`` checked by a strategy's ``Settings`` (defaults filled in); its first error
-    as a ValueError naming the ``search.KEY``."""
-    try:
-        return settings.model_validate(values).model_dump()
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        got = f" (got {_SHORT.repr(err['input'])}){_bound(err)}"
-        raise ValueError(f"search.{loc}: {msg}{got}" if loc else msg) from None
+    @property
+    def own(self) -> StrategySettings:
+        """The chosen strategy's own settings as its typed ``Settings`` (the ``search.KEY``
+        values, validated by `_strategy_settings`, with its defaults)."""
+        settings = STRATEGIES.get(self.strategy).Settings
+        extra = self.model_extra or {}
+        return settings.model_construct(
+            **{k: extra[k] for k in settings.model_fields if k in extra}
+        )
 
 
 class TrainConfig(_Section):
@@ -480,9 +424,6 @@ class Config(_Section):
         derived network to start from it."""
         if self.train.init != "supernet":
             return self
-        from .spaces import SPACES
-        from .strategies import STRATEGIES
-
         s = self.search
         strategy, space = STRATEGIES.get(s.strategy), SPACES.get(s.space)
         if strategy.kind != "one-shot" or not space.has_supernet:
@@ -500,7 +441,7 @@ class Config(_Section):
                 "keeps the supernet itself as the final model (nothing is derived or trained): "
                 "choose one"
             )
-        if getattr(s, "select_epoch", "last") != "last":
+        if s.own.returns_earlier_epoch:
             raise ValueError(
                 "train.init=supernet starts from the last epoch's supernet weights, but "
                 "search.select_epoch=best_val may return an earlier epoch's cell, trained "
@@ -511,7 +452,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _select_epoch(self):
         s = self.search
-        if getattr(s, "select_epoch", "last") != "last" and s.keeps_supernet:
+        if s.own.returns_earlier_epoch and s.keeps_supernet:
             raise ValueError(
                 "search.select_epoch=best_val returns an earlier epoch's cell, but "
                 "search.derive=supernet keeps the last epoch's supernet itself as the final "
@@ -520,327 +461,6 @@ class Config(_Section):
         return self
 
 
-# Presets: overrides of the defaults above, which are the DARTS paper's settings.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on 2 CPU cores for small inputs (digits 8×8: under 3 minutes end to end).
-    "tiny": {
-        "data": {"max_val": 500},
-        "compare": {"budget": 120, "search_share": 0.65},
-        # batch 32: a 3x32x32 supernet step costs ~5 s here (10 s at 64), so compare's 78 s of
-        # search still buys enough steps on CIFAR-sized images
-        # zero-cost proxies (scinas.proxies): a small pool on small batches
-        "search": {
-            "epochs": 3,
-            "C": 8,
-            "layers": 4,
-            "batch_size": 32,
-            "max_samples": 5000,
-            "pool": 10,
-            "proxy_batch": 32,
-        },
-        "train": {
-            "epochs": 20,
-            "C": 12,
-            "layers": 4,
-            "batch_size": 128,
-            "lr": 0.1,
-            "auxiliary": False,
-            "drop_path_prob": 0.0,
-            "cutout": 0,
-            "max_samples": 10000,
-        },
-    },
-    # 40 minutes of compute wherever it runs: 13 for the search, 23 for the retraining, their
-    # epochs planned from timed steps (budget.json), plus ~10% for timing, evaluation and the
-    # search's overrun. With fixed epochs (an earlier version: 6 search epochs on 3000 images,
-    # 2 training epochs) Fashion-MNIST took 55 minutes on 2 cores for 0.888; a fast GPU gets
-    # many more epochs from the same budgets (`--set search.time_budget=null` etc. for epochs).
-    "small": {
-        "data": {"max_val": 2000},
-        "search": {
-            "time_budget": 780,
-            # no weight-only warm-up: it was there for the paper's DARTS (an all-pooling normal
-            # cell from its first epoch on Fashion-MNIST); with the robust default it left the
-            # alphas one epoch of 3, the auxiliary skip a third of its weight for it, and a
-            # normal cell of 5 skip connections and 2 poolings (2026-12-01, README)
-            "epochs": 6,
-            "C": 8,
-            "layers": 4,
-            "batch_size": 64,
-            "max_samples": 10000,
-        },
-        "train": {
-            "time_budget": 1380,
-            "epochs": 2,
-            "C": 16,
-            "layers": 5,
-            "batch_size": 128,
-            "lr": 0.1,
-            "auxiliary": False,
-            "drop_path_prob": 0.0,
-            "cutout": 0,
-            "crop_padding": 2,
-        },
-    },
-    # The DARTS paper: 50 search epochs at C=16, 8 cells; 600 training epochs at C=36, 20 cells;
-    # its DARTS (architecture rate 3e-4, no auxiliary skip, entropy or Beta-Decay term), not the
-    # robust default (`scinas.strategies.darts.ROBUST_DEFAULTS`)
-    "paper": {
-        "search": {
-            "arch_lr": 3e-4,
-            "aux_skip": 0.0,
-            "entropy_weight": 0.0,
-            "entropy_schedule": "constant",
-            "beta_decay": 0.0,
-            "arch_lr_schedule": "constant",
-        }
-    },
-}
-
-
-def _deep_update(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def strategy_keys() -> list[str]:
     """Every strategy's own setting names (the search keys besides the shared ones)."""
-    from .strategies import STRATEGIES
-
     return sorted({k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields})
-
-
-def _check_keys(tree: dict, model: type[BaseModel], where: str = "") -> None:
-    """Unknown keys -> UserError with the closest valid key (before pydantic sees them)."""
-    for key, value in tree.items():
-        fields = dict(model.model_fields)
-        if model is SearchConfig:
-            fields.update(dict.fromkeys(strategy_keys()))
-        if key not in fields:
-            full = f"{where}{key}"
-            valid = [f"{where}{k}" for k in fields]
-            raise UserError(
-                f"unknown config key '{full}'.{did_you_mean(full, valid)} "
-                f"Valid keys here: {', '.join(valid)}."
-            )
-        annotation = fields[key].annotation if fields[key] is not None else None
-        if (
-            isinstance(value, dict)
-            and isinstance(annotation, type)
-            and issubclass(annotation, BaseModel)
-        ):
-            _check_keys(value, annotation, f"{where}{key}.")
-
-
-_INT64_MAX = 2**63 - 1
-#: Values in messages: a few levels and items of a nested or aliased value, never all of it.
-_SHORT = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 6, 80
-
-
-def _check_machine_ints(tree: Any, where: str = "") -> None:
-    """Refuse (UserError) an integer setting beyond the 64-bit range, naming its key: torch and
-    numpy cannot even take it (OverflowError), so no range check downstream would say which."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            _check_machine_ints(value, f"{where}{key}.")
-    elif isinstance(tree, (list, tuple)):
-        for i, value in enumerate(tree):
-            _check_machine_ints(value, f"{where}[{i}].")
-    elif isinstance(tree, int) and not isinstance(tree, bool) and abs(tree) > _INT64_MAX:
-        digits = len(str(abs(tree))) if abs(tree).bit_length() < 14000 else "thousands of"
-        raise UserError(
-            f"bad config value for '{where.rstrip('.')}': a {digits}-digit integer, beyond the "
-            "64-bit range (±9.2e18) that every size and count must fit in."
-        )
-
-
-def parse_set(assignments: list[str]) -> dict:
-    """``["search.epochs=5", "search.ops=[none,sep_conv_3x3]"]`` -> nested dict (YAML values)."""
-    tree: dict = {}
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value (e.g. search.epochs=5), got '{item}'.")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except (yaml.YAMLError, ValueError):  # ValueError: an integer of over 4300 digits
-            value = raw
-        except RecursionError:
-            raise UserError(
-                f"--set {key.strip()}=... nests lists or mappings deeper than a setting ever "
-                "needs (hundreds of levels)."
-            ) from None
-        node = tree
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return tree
-
-
-def read_config_file(path: str | os.PathLike) -> dict:
-    """Read a YAML, TOML or JSON config file into a nested dict."""
-    path = Path(path)
-    st = stat_user_path(path, "config file")
-    if st is None:
-        raise UserError(f"config file {path} does not exist. Give a .yaml, .toml or .json file.")
-    if stat.S_ISDIR(st.st_mode):
-        raise UserError(
-            f"config file {path} is a directory (a folder), not a file. Give a .yaml, .toml or "
-            ".json file."
-        )
-    try:
-        # refuses a FIFO or a device before opening it; a BOM (as Windows editors write) is read
-        text = read_user_text(path, "config file", encoding="utf-8-sig")
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        # the parsers' messages span lines (YAML quotes the spot): one line for the CLI
-        reason = " ".join(str(e).split())
-        raise UserError(f"cannot parse config file {path}: {reason}") from None
-    except RecursionError:
-        raise UserError(
-            f"cannot parse config file {path}: it nests lists or mappings deeper than a config "
-            "ever needs (hundreds of levels). Flatten it."
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(
-            f"config file {path} must hold a mapping of keys, not {type(data).__name__}."
-        )
-    return data
-
-
-def build_config(
-    preset: str | None = None,
-    file: str | os.PathLike | None = None,
-    overrides: list[str] | None = None,
-    base: dict | None = None,
-    also_strategies: tuple[str, ...] = (),
-    **explicit: Any,
-) -> Config:
-    """Resolve a Config from a preset, a config file, ``--set`` strings and explicit values.
-
-    ``explicit`` takes dotted keys written with double underscores (``data__dataset="mnist"``)
-    or top-level keys (``seed=1``); None values are ignored. ``base`` (a resolved config, e.g. a
-    run's config.json when resuming) replaces the preset as the lowest layer.
-    ``also_strategies``: strategies besides ``search.strategy`` whose settings may be given (and
-    are kept), for `scinas compare`, which runs them from the same config.
-    """
-    layers: list[dict] = []
-    file_tree = read_config_file(file) if file else {}
-    set_tree = parse_set(overrides or [])
-    explicit_tree: dict = {}
-    for key, value in explicit.items():
-        if value is None:
-            continue
-        node = explicit_tree
-        parts = key.split("__")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    preset_name = (
-        preset
-        or explicit_tree.get("preset")
-        or (base or {}).get("preset")
-        or set_tree.get("preset")
-        or file_tree.get("preset")
-        or "tiny"
-    )
-    if preset_name not in PRESETS:
-        raise unknown("preset", str(preset_name), PRESETS)
-    bottom = base if base is not None and not preset else PRESETS[preset_name]
-    layers = [copy.deepcopy(bottom), file_tree, set_tree, explicit_tree]
-    tree: dict = {"preset": preset_name}
-    try:
-        for layer in layers:
-            _check_keys(layer, Config)
-            _deep_update(tree, copy.deepcopy(layer))
-        tree["preset"] = preset_name
-        _check_machine_ints(tree)
-    except RecursionError:
-        raise UserError(
-            "bad config: a value nests lists or mappings deeper than any setting needs "
-            "(hundreds of levels). Flatten it."
-        ) from None
-    explicit_search = {
-        key
-        for layer in (file_tree, set_tree, explicit_tree)
-        if isinstance(layer.get("search"), dict)
-        for key in layer["search"]
-    }
-    try:
-        context = {
-            "explicit_search": explicit_search,
-            "also_strategies": also_strategies,
-            "refused": [],
-        }
-        cfg = Config.model_validate(tree, context=context)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if isinstance(err.get("input"), dict):  # a whole section failed a cross-field check
-            raise UserError(f"bad config{f' in {loc!r}' if loc else ''}: {msg}.") from None
-        raise UserError(
-            f"bad config value for '{loc}': {msg} (got {_SHORT.repr(err.get('input'))})"
-            f"{_bound(err)}."
-        ) from None
-    cfg.search._refused = tuple(context["refused"])
-    return cfg
-
-
-def check_settings_apply(cfg: Config) -> None:
-    """Refuse (UserError) a setting the user gave that belongs to another strategy than the
-    chosen one (recorded by `build_config`; called once the other checks have passed)."""
-    if cfg.search._refused:
-        raise UserError(cfg.search._refused[0] + ".")
-
-
-def config_to_dict(cfg: Config) -> dict:
-    return cfg.model_dump(mode="json")
-
-
-# Fields a resumed run may change (with --allow-changes): they do not make the finished part of
-# the run meaningless. Everything else (data, seed, sizes, strategy, learning rates) must match.
-HARMLESS_CHANGES = (
-    "search.epochs",
-    "train.epochs",
-    "device",
-    "deterministic",
-    "search.storage",
-    "compare.budget",
-    "compare.search_share",
-)
-
-
-def check_resumable(old: dict, new: dict, allow_changes: bool) -> None:
-    """A resumed run's config (``new``) may differ from the one it started with (``old``) only in
-    `HARMLESS_CHANGES`, and only with ``allow_changes``; otherwise one UserError lists the
-    differences."""
-    diff = differences(old, new)
-    harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
-    if harmful or (diff and not allow_changes):
-        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
-        hint = (
-            "Resume without changing them, or start a new run."
-            if harmful
-            else "Pass --allow-changes to resume with them (they are harmless: "
-            + ", ".join(HARMLESS_CHANGES)
-            + ")."
-        )
-        raise UserError(
-            f"the config differs from the run being resumed ({listing}). "
-            + ("Those changes would make the finished part meaningless. " if harmful else "")
-            + hint
-        )

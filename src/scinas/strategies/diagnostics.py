@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from .spaces import SPACES
+from ..spaces import SPACES
+from .decided import margin_entropy
 
 PARAMETER_FREE = ("skip_connect", "none")
 COLLAPSE_SHARE = 0.5  # warn when at least half of a derived cell's ops are parameter-free
@@ -53,15 +54,13 @@ def diagnostics(record: dict) -> dict:
     cells = {cell: op_shares(names) for cell, names in ops.items()}
     entropy = {cell: edge_entropy(record[keys[cell]]) for cell in ops}
     flat = [e for v in entropy.values() for e in v]
-    from .strategies.decided import margin_entropy
-
     margin, _ = margin_entropy([record[keys[cell]] for cell in ops])
     return {
         "cells": cells,
         "parameter_free": next(iter(cells.values()))["parameter_free"],
         "entropy": entropy,
         "mean_entropy": sum(flat) / len(flat),
-        # how far the weights are from uniform (scinas.strategies.decided)
+        # how far the weights are from uniform (`decided`)
         "margin": round(margin, 6),
     }
 

@@ -1,0 +1,115 @@
+"""The methods of `scinas compare`: each one registered with the config it runs with, and the order
+a seed's runs take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import Config
+from .registry import Registry
+
+
+def _with(cfg: Config, **changes) -> Config:
+    tree = cfg.model_dump()
+    for key, value in changes.items():
+        node = tree
+        *path, last = key.split("__")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return Config.model_validate(tree)
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of `scinas compare`.
+
+    ``kind``: "search" (a `scinas run` of ``configure(cfg)``), "baseline" (a `scinas train` of the
+    named architecture) or "supernet" (the supernet of this seed's ``darts`` run, tested as
+    it is). ``configure(cfg) -> Config`` gives the config the method runs with (its seed is set
+    per run); with a budget, a search's config carries its search share in
+    ``search.time_budget``."""
+
+    name: str
+    description: str
+    kind: str
+    configure: Callable[[Config], Config]
+
+
+COMPARE_METHODS: Registry[Method] = Registry("compare method")
+
+
+def _searched(cfg: Config) -> Config:
+    """A search method's share of the budget: ``search.time_budget``. The retraining gets the
+    time left, planned after the search; its nominal share in ``train.time_budget`` lets the
+    checks before the compare refuse a budget too small for the space's stand-in network."""
+    b, share = cfg.compare.budget, cfg.compare.search_share
+    if b is None:
+        return cfg
+    return _with(cfg, search__time_budget=b * share, train__time_budget=b * (1 - share))
+
+
+def _darts(cfg: Config) -> Config:
+    return _searched(_with(cfg, search__strategy="darts"))
+
+
+def _random(cfg: Config) -> Config:
+    # without a budget, the search gets the same wall-clock time as the seed's DARTS search
+    return _searched(_with(cfg, search__strategy="random", search__budget=10_000))
+
+
+def _recommended(cfg: Config) -> Config:
+    """`scinas.recommend`'s recipe, with its own share of the budget for searching."""
+    from .recommend import recommended
+
+    return recommended(cfg)
+
+
+def _hpo(cfg: Config) -> Config:
+    """The recommended search's start network with only its training recipe searched."""
+    from .recommend import recommended
+
+    return recommended(cfg, architecture=False)
+
+
+def _baseline(cfg: Config) -> Config:
+    return cfg if cfg.compare.budget is None else _with(cfg, train__time_budget=cfg.compare.budget)
+
+
+for _m in (
+    Method("scinas", "the recommended search for this data and budget", "search", _recommended),
+    Method(
+        "hpo",
+        "the recommended search's start network, its training recipe searched the same way",
+        "search",
+        _hpo,
+    ),
+    Method("darts", "DARTS, its derived cell retrained from scratch", "search", _darts),
+    Method("darts_supernet", "the DARTS run's trained supernet, as it is", "supernet", _darts),
+    Method("random", "random search at low fidelity, its best retrained", "search", _random),
+    Method("resnet10", "ResNet-10, hand-designed", "baseline", _baseline),
+    Method("resnet18", "ResNet-18, hand-designed", "baseline", _baseline),
+    Method("resnet_tiny", "a 78k-parameter ResNet, hand-designed", "baseline", _baseline),
+):
+    COMPARE_METHODS.register(_m.name, _m)
+
+METHODS = tuple(COMPARE_METHODS.names())
+DEFAULT_METHODS = METHODS
+
+
+def _runs_of(methods: tuple[str, ...], budget: float | None) -> list[str]:
+    """The runs to do per seed, in order. darts runs first when a method needs it: its supernet
+    is darts_supernet, and without a budget random search gets its search time; when darts is
+    not itself compared it still runs (a helper run, not in the table)."""
+    order = [m for m in METHODS if m in methods and m != "darts"]
+    if (
+        "darts" in methods
+        or "darts_supernet" in methods
+        or (budget is None and "random" in methods)
+    ):
+        order.insert(0, "darts")
+    return order

@@ -1,0 +1,109 @@
+"""The end of a run: test metrics of the final network (or the kept supernet), results.json and the
+report."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .checkpoint import Checkpointer
+from .flops import count_flops, count_parameters
+from .run_context import SearchContext
+from .rundir import (
+    RunDir,
+    load_state,
+)
+from .signals import Interrupted
+from .spaces import SPACES
+from .strategies import SearchResult
+from .train import predict
+
+
+def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
+    """Evaluate the final network once on the test split; save it and its predictions."""
+    data, task = s.data, s.task
+    outputs, targets = predict(net, s.place.batches(data.test.x, data.test.y, 256))
+    test = task.metrics(outputs, targets)
+    params = count_parameters(net)
+    results = {
+        "task": task.name,
+        "dataset": data.name,
+        "metric": task.primary_metric,
+        "test": test,
+        "val": val,
+        "params": params,
+        "flops": count_flops(net, data.input_shape),
+        "genotype": genotype.to_dict(),
+    }
+    if run is not None:
+        run.save_state("model.pt", net)
+        run.log_event({"event": "test", **test})
+        np.savez(
+            run.file("predictions_test.npz"),
+            y_true=targets.numpy(),
+            y_pred=task.decode_outputs(outputs.double()).numpy(),
+            outputs=outputs.numpy(),
+        )
+    mflops = results["flops"] / 1e6
+    s.reporter.log(f"test: {format_metrics(test)} | {params:,} params, {mflops:.1f} MFLOPs")
+    return results
+
+
+def trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | None):
+    """The search's trained supernet (read back from supernet.pt when resumed after it)."""
+    model = searched.model
+    if model is None:  # resumed after the search finished
+        sc, data = s.cfg.search, s.data
+        space = SPACES.get(sc.space)
+        supernet = space.build_supernet(sc, data.input_shape, data.num_outputs, s.device)
+        model = s.place.module(supernet)
+        model.load_state_dict(load_state(run.file("supernet.pt")))
+    return model
+
+
+def supernet_results(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
+    """search.derive=supernet: the trained supernet itself is the final model (no retraining);
+    genotype.json keeps its top-2 cell for display."""
+    model = trained_supernet(s, searched, run)
+    s.reporter.log("search.derive=supernet: the trained supernet is the final model")
+    results = final_results(s, model, searched.genotype, run, searched.val_metrics)
+    results.update(final_model="supernet", train_seconds=0.0)
+    return results
+
+
+def format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def write_run_report(run: RunDir) -> None:
+    """The run's report.html; a failure here never fails the run (it can be redone)."""
+    from .report import write_report
+
+    try:
+        write_report(run.path)
+    except Interrupted:
+        raise Interrupted(
+            f"stopped while writing the report of the finished run; write it with "
+            f"`scinas report {run.path}`"
+        ) from None
+    except Exception as e:
+        print(
+            f"warning: the report could not be written ({e}); run `scinas report "
+            f"{run.path}` to retry",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def finish(run: RunDir | None, results: dict, t0: float) -> dict:
+    results["wall_seconds"] = time.perf_counter() - t0
+    if "trained_at" in results:  # seconds from the run's start to the end of its training
+        results["trained_seconds"] = results.pop("trained_at") - t0
+    if run is not None:
+        results["checkpoint_seconds"] = run.checkpoint_seconds
+        run.write_json("results.json", results)
+        Checkpointer(run, "train").clear()
+        write_run_report(run)
+    return results

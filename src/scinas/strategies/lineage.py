@@ -36,23 +36,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from .. import parallel
-from ..bounds import MAX_CANDIDATES, MAX_STEPS
 from ..checkpoint import Checkpointer
 from ..errors import UserError
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
+from ..run_context import SearchContext
 from ..rundir import atomic_write
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
-from .base import STRATEGIES, SearchContext, SearchResult, SearchStrategy, StrategySettings
+from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
-    RECIPE_DIMS,
     Branch,
     Recipe,
-    RecipeDim,
     WeightAverage,
     opt_args,
     paired,
@@ -60,59 +57,11 @@ from .branch import (
     tier,
 )
 from .fidelity import WINNER
+from .lineage_settings import LineageSettings
 
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
-
-
-class LineageSettings(StrategySettings):
-    start_from: list[str] | None = Field(
-        None,
-        description="the architecture the lineage starts from, e.g. macro:resnet_tiny (None: the "
-        "space's stand-in network, else a seeded random one)",
-    )
-    budget: int = Field(
-        20, ge=1, le=MAX_CANDIDATES, description="most challengers tried (a time budget may end it)"
-    )
-    noise_z: float = Field(
-        2.0,
-        gt=0,
-        le=10,
-        description="a challenger replaces the incumbent when its paired validation advantage "
-        "exceeds this many standard errors",
-    )
-    morph: bool = Field(
-        True,
-        description="challengers may change the architecture, in spaces with function-preserving "
-        "transformations (macro)",
-    )
-    recipe: bool = Field(True, description="challengers may change the training recipe")
-    recipe_dims: list[RecipeDim] = Field(
-        list(RECIPE_DIMS),
-        min_length=1,
-        description="the recipe's settings challengers may change (leave one out to fix it at "
-        "its train.* value): " + ", ".join(RECIPE_DIMS),
-    )
-    max_cost: float = Field(
-        3.0,
-        ge=1,
-        le=1000,
-        description="architecture challengers cost at most this many times the start network's "
-        "FLOPs per sample, so the rest of the budget still trains them",
-    )
-    continue_winner: bool = Field(
-        True,
-        description="the final training goes on from the incumbent's weights (false: retrain "
-        "the chosen network and recipe from scratch)",
-    )
-    segment_steps: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_STEPS,
-        description="training steps per segment (None: from the time budget, at least the steps "
-        "the start takes to score above chance)",
-    )
 
 
 class LineageStrategy(SearchStrategy):

@@ -1,0 +1,58 @@
+"""The lineage search's settings (`scinas.strategies.lineage`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..bounds import MAX_CANDIDATES, MAX_STEPS
+from .base import StrategySettings
+from .branch import RECIPE_DIMS, RecipeDim
+
+
+class LineageSettings(StrategySettings):
+    start_from: list[str] | None = Field(
+        None,
+        description="the architecture the lineage starts from, e.g. macro:resnet_tiny (None: the "
+        "space's stand-in network, else a seeded random one)",
+    )
+    budget: int = Field(
+        20, ge=1, le=MAX_CANDIDATES, description="most challengers tried (a time budget may end it)"
+    )
+    noise_z: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="a challenger replaces the incumbent when its paired validation advantage "
+        "exceeds this many standard errors",
+    )
+    morph: bool = Field(
+        True,
+        description="challengers may change the architecture, in spaces with function-preserving "
+        "transformations (macro)",
+    )
+    recipe: bool = Field(True, description="challengers may change the training recipe")
+    recipe_dims: list[RecipeDim] = Field(
+        list(RECIPE_DIMS),
+        min_length=1,
+        description="the recipe's settings challengers may change (leave one out to fix it at "
+        "its train.* value): " + ", ".join(RECIPE_DIMS),
+    )
+    max_cost: float = Field(
+        3.0,
+        ge=1,
+        le=1000,
+        description="architecture challengers cost at most this many times the start network's "
+        "FLOPs per sample, so the rest of the budget still trains them",
+    )
+    continue_winner: bool = Field(
+        True,
+        description="the final training goes on from the incumbent's weights (false: retrain "
+        "the chosen network and recipe from scratch)",
+    )
+    segment_steps: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="training steps per segment (None: from the time budget, at least the steps "
+        "the start takes to score above chance)",
+    )

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import math
 import reprlib
-from typing import TYPE_CHECKING
 
-from pydantic import (
-    BaseModel,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
-from ..bounds import (
-    MAX_FLOAT,
-    note,
-)
-
-if TYPE_CHECKING:
-    pass
+from ..bounds import MAX_FLOAT, note
 
 
 def _listing(names: list[str]) -> str:

@@ -260,7 +260,7 @@ class Lineage:
             inc, p = self._restore(state)
             ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
         else:
-            inc, p = self._floor(t0, deadline)
+            inc, p = self._floor(arch, recipe, t0, deadline)
             if p.above:
                 self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
         accepted, rejected, tried, seg = p.accepted, p.rejected, p.tried, p.seg
@@ -366,12 +366,12 @@ class Lineage:
             recipe=changes,
         )
 
-    def _floor(self, t0: float, deadline: float | None) -> tuple[Branch, _Progress]:
+    def _floor(
+        self, arch, recipe: Recipe, t0: float, deadline: float | None
+    ) -> tuple[Branch, _Progress]:
         """Train the start until it scores above a constant prediction, looking after
         FLOOR_FIRST steps and then each time the steps have doubled; plan the segments."""
         s = self.s
-        arch = _start(self.ctx)
-        recipe = Recipe.of(self.cfg.train)
         net = self.build(arch)
         inc = Branch(arch, net, recipe, make_optimizer(net.parameters(), **opt_args(recipe)))
         chance = self.chance_scores()

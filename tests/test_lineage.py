@@ -222,6 +222,7 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
                 *OPTIONS,
                 "search.budget=3",
                 "search.segment_steps=4",
+                "search.patience=null",  # every round decides; the patience has its own tests
                 *extra,
             ]
         ),
@@ -305,6 +306,50 @@ def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkey
     assert result["accepted"] == 1 and result["rejected"] == 1
 
 
+def _scripted_scores(monkeypatch, verdicts: dict[int, float]):
+    """Round k's challenger scores ``verdicts[k]`` on every sample (1: far better than the
+    incumbent, 0: far worse); other rounds and the incumbent score what they really score."""
+    import scinas.strategies.lineage as lineage
+
+    real_score = lineage.Lineage.score
+    calls = {"n": 0}
+
+    def score(self, net):
+        scores, metrics = real_score(self, net)
+        calls["n"] += 1
+        k = calls["n"] // 2  # the floor scores once, then each round: challenger, incumbent
+        if calls["n"] % 2 == 0 and k in verdicts:
+            v = verdicts[k]
+            return torch.full_like(scores, v), {**metrics, "accuracy": v}
+        return scores, metrics
+
+    monkeypatch.setattr(lineage.Lineage, "score", score)
+    monkeypatch.setattr(
+        lineage.Lineage, "chance_scores", lambda self: torch.zeros(len(self.ctx.data.val))
+    )
+
+
+def test_the_search_stops_after_patience_challengers_in_a_row_fail(tmp_path, monkeypatch):
+    _scripted_scores(monkeypatch, {1: 0.0, 2: 1.0, 3: 0.0, 4: 0.0, 5: 1.0})
+    _lineage_run(tmp_path, "search.budget=6", "search.patience=2")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    verdicts = [e["verdict"] for e in events if e["event"] == "lineage_decision"]
+    # the acceptance in round 2 starts the count again; rounds 3 and 4 spend the patience
+    assert verdicts == ["worse", "accepted", "worse", "worse"]
+    (stop,) = [e for e in events if e["event"] == "lineage_stop"]
+    assert stop["reason"] == "patience" and stop["rejected_in_a_row"] == 2
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert result["accepted"] == 1 and result["rejected"] == 3
+
+
+def test_without_patience_every_round_decides(tmp_path, monkeypatch):
+    _scripted_scores(monkeypatch, {k: 0.0 for k in range(1, 5)})
+    _lineage_run(tmp_path, "search.budget=4")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [e["verdict"] for e in events if e["event"] == "lineage_decision"] == ["worse"] * 4
+    assert not [e for e in events if e["event"] == "lineage_stop"]
+
+
 def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
     _lineage_run(tmp_path, "search.budget=4")
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
@@ -325,7 +370,7 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
             if e["event"].startswith("lineage")
         ]
 
-    reference = _lineage_run(tmp_path / "ref", "search.budget=3")
+    reference = _lineage_run(tmp_path / "ref", "search.budget=3", "search.patience=2")
     real_train = lineage.Lineage.train
 
     def train(self, b, steps, seed):
@@ -335,10 +380,10 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
 
     monkeypatch.setattr(lineage.Lineage, "train", train)
     with pytest.raises(Interrupted):
-        _lineage_run(tmp_path, "search.budget=3")
+        _lineage_run(tmp_path, "search.budget=3", "search.patience=2")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     monkeypatch.setattr(lineage.Lineage, "train", real_train)
-    resumed = _lineage_run(tmp_path, "search.budget=3", resume=True)
+    resumed = _lineage_run(tmp_path, "search.budget=3", "search.patience=2", resume=True)
     assert lineage_events(tmp_path / "run") == lineage_events(tmp_path / "ref" / "run")
     assert resumed["test"] == reference["test"]
 
@@ -368,6 +413,7 @@ def test_the_hpo_method_keeps_the_architecture(tmp_path):
         ("train.label_smoothing=1.5", "train.label_smoothing"),
         ("train.weight_decay=-1", "train.weight_decay"),
         ("search.noise_z=0", "search.noise_z"),
+        ("search.patience=0", "search.patience"),
     ],
 )
 def test_a_recipe_setting_out_of_range_is_refused_before_anything_runs(tmp_path, setting, needle):

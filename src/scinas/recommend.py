@@ -8,8 +8,9 @@ hand-designed ResNets: it starts from ``macro:resnet_tiny`` with the train secti
 trains it; challengers branch off it by function-preserving architecture changes or by changes
 of the training recipe, and replace it only when better beyond the noise of their evaluation. The
 network it ends with keeps training from its weights for the rest of the budget, so the compute
-spent on it in the search is not thrown away, and when no challenger wins, the result is the start
-network trained for the budget less the challengers' share.
+spent on it in the search is not thrown away; when no challenger wins, the search stops after
+``search.patience`` of them in a row, and the result is the start network trained for the budget
+less those challengers' compute.
 
 ``macro_evolution`` is the previous recommendation (regularised evolution with ASHA over the same
 space), kept for the benchmarks that measure candidate costs.

@@ -24,6 +24,10 @@ incumbent first trains until its validation score is above that of a constant pr
 same paired test), and that many steps, at least, are each segment's length (fidelity in steps,
 not epochs).
 
+Challengers that are not accepted cost compute the incumbent does not get: after
+``search.patience`` of them in a row the search stops, so that where nothing at this budget is
+better beyond noise, the lineage ends close to its start trained for the whole budget.
+
 The final network is the incumbent with its recipe (``recipe.json`` in the run directory), and
 its training goes on from its weights for the rest of the budget.
 """
@@ -263,12 +267,15 @@ class Lineage:
             inc, p = self._floor(arch, recipe, t0, deadline)
             if p.above:
                 self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
-        accepted, rejected, tried, seg = p.accepted, p.rejected, p.tried, p.seg
+        accepted, rejected, tried, seg, streak = p.accepted, p.rejected, p.tried, p.seg, p.streak
         inc_scores, inc_metrics, step_seconds = p.scores, p.metrics, p.step_seconds
         if p.above:
             for k in range(p.round, s.budget):
                 if STOP:
                     raise Interrupted("stopped in the lineage search")
+                if s.patience is not None and streak >= s.patience:
+                    self._give_up(streak)
+                    break
                 round_start = time.perf_counter()
                 if deadline is not None and round_start + 2.2 * seg * step_seconds > deadline:
                     break
@@ -335,10 +342,20 @@ class Lineage:
                     inc, inc_scores, inc_metrics = ch, ch_scores, ch_metrics
                     accepted += 1
                     tried.clear()
+                    streak = 0
                 else:
                     rejected += 1
+                    streak += 1
                 p = _Progress(
-                    k + 1, accepted, rejected, tried, seg, step_seconds, inc_scores, inc_metrics
+                    k + 1,
+                    accepted,
+                    rejected,
+                    tried,
+                    seg,
+                    step_seconds,
+                    inc_scores,
+                    inc_metrics,
+                    streak=streak,
                 )
                 self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
@@ -414,6 +431,15 @@ class Lineage:
                 seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
         return inc, _Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
 
+    def _give_up(self, streak: int) -> None:
+        """The patience is spent: the search ends (a run with one deadline, as in compare, gives
+        its time left to the final training)."""
+        self.log_event({"event": "lineage_stop", "reason": "patience", "rejected_in_a_row": streak})
+        self.ctx.reporter.log(
+            f"lineage: {streak} challengers in a row not better beyond noise; the search stops "
+            "(search.patience)"
+        )
+
     def _save(self, ckpt: Checkpointer, inc: Branch, p: _Progress, seconds: float) -> None:
         """A checkpoint after a finished round: a resumed lineage goes on from the next one."""
         if not ckpt.enabled or not parallel.leader():
@@ -469,6 +495,7 @@ class _Progress:
     scores: torch.Tensor  # the incumbent's per-sample validation scores
     metrics: dict
     above: bool = True
+    streak: int = 0  # challengers in a row not accepted
 
 
 class _Diverged(Exception):

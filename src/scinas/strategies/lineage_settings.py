@@ -18,6 +18,14 @@ class LineageSettings(StrategySettings):
     budget: int = Field(
         20, ge=1, le=MAX_CANDIDATES, description="most challengers tried (a time budget may end it)"
     )
+    patience: int | None = Field(
+        2,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="after this many challengers in a row not accepted, the search stops (in "
+        "scinas compare, whose one budget covers everything, its time left goes to the final "
+        "training); None: challengers until the budget ends",
+    )
     noise_z: float = Field(
         2.0,
         gt=0,

@@ -15,7 +15,7 @@ from scinas.errors import UserError
 from scinas.spaces import load_genotype
 from scinas.spaces.macro import MacroArch, MacroNetwork, MacroStage
 from scinas.spaces.macro_morph import morphs
-from scinas.strategies.branch import RECIPE_DIMS, Recipe, recipe_moves
+from scinas.strategies.branch import RECIPE_DIMS, Recipe, recipe_moves, weakens
 from scinas.strategies.lineage import WeightAverage, paired
 from scinas.tasks import TASKS
 
@@ -147,6 +147,40 @@ def test_each_recipe_move_changes_one_setting_and_only_along_the_dims_given(dim)
     every = recipe_moves(start, RECIPE_DIMS, t, 1000, task, (28, 28))
     others = recipe_moves(start, [d for d in RECIPE_DIMS if d != dim], t, 1000, task, (28, 28))
     assert len(every) == len(others) + len(moves)
+
+
+@pytest.mark.parametrize(
+    "change,weaker",
+    [
+        ({"augment": "none"}, True),
+        ({"augment": "rotation"}, False),
+        ({"weight_decay": 1e-5}, True),
+        ({"weight_decay": 1e-2}, False),
+        ({"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05}, False),
+        ({"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-5}, False),  # not comparable
+        ({"lr": 0.5}, False),
+        ({"batch_size": 32}, False),
+    ],
+)
+def test_weakening_moves_are_those_that_regularise_less(change, weaker):
+    start = Recipe("sgd", 0.1, 0.9, 5e-4, 64, 0.1, "default")
+    assert weakens(start, Recipe(**{**start.__dict__, **change})) is weaker
+    assert weakens(start, Recipe(**{**start.__dict__, "label_smoothing": 0.0}))
+
+
+def test_without_weaken_no_move_regularises_less():
+    t = build_config("tiny", overrides=["train.label_smoothing=0.1"]).train
+    start = Recipe.of(t)
+    task = TASKS.get("classification")
+    every = recipe_moves(start, RECIPE_DIMS, t, 1000, task, (28, 28))
+    kept = recipe_moves(start, RECIPE_DIMS, t, 1000, task, (28, 28), weaken=False)
+    left_out = {name for name, _ in every} - {name for name, _ in kept}
+    assert left_out == {
+        f"augment {start.augment} -> none",
+        f"weight decay {start.weight_decay:g} -> {start.weight_decay * 0.25:g}",
+        "label smoothing 0.1 -> 0",
+    }
+    assert all(not weakens(start, m) for _, m in kept)
 
 
 def test_the_weight_average_is_an_exponential_average_of_weights_and_buffers():
@@ -356,6 +390,7 @@ def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
     moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
     assert len(moves) == 4
     assert all(m.split()[0] in ("lr", "optimizer", "augment") for m in moves), moves
+    assert not any(m.endswith("-> none") for m in moves), moves  # search.weaken is off
 
 
 def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path, monkeypatch):

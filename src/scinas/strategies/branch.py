@@ -112,11 +112,31 @@ def paired(challenger: torch.Tensor, incumbent: torch.Tensor) -> tuple[float, fl
     return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n)
 
 
-def recipe_moves(r: Recipe, dims, t, n: int, task, hw: tuple) -> list[tuple[str, Recipe]]:
+def weakens(r: Recipe, move: Recipe) -> bool:
+    """Whether ``move`` regularises less than ``r``: no augmentation, less weight decay (same
+    optimizer), less label smoothing. Such a change wins at a segment's horizon, where fitting
+    the training data faster shows, and loses over a long training, where overfitting does
+    (short-horizon bias, Wu et al. 2018): on the CIFAR-10 subset at 600 s, "augment none" won a
+    round by 3 standard errors and the run then tested 0.63 against 0.70 for its start."""
+    return (
+        (move.augment == "none" and r.augment != "none")
+        or (move.optimizer == r.optimizer and move.weight_decay < r.weight_decay)
+        or move.label_smoothing < r.label_smoothing
+    )
+
+
+def recipe_moves(
+    r: Recipe, dims, t, n: int, task, hw: tuple, weaken: bool = True
+) -> list[tuple[str, Recipe]]:
     """Every one-change recipe of ``r`` along ``dims``: (description, recipe). ``t`` is the
-    train section (the SGD settings to return to), ``n`` the training samples."""
+    train section (the SGD settings to return to), ``n`` the training samples; ``weaken``
+    false leaves out the changes that regularise less (`weakens`)."""
+    out = _recipe_moves(r, set(dims), t, n, task, hw)
+    return out if weaken else [(name, m) for name, m in out if not weakens(r, m)]
+
+
+def _recipe_moves(r: Recipe, dims: set, t, n: int, task, hw: tuple) -> list[tuple[str, Recipe]]:
     out: list[tuple[str, Recipe]] = []
-    dims = set(dims)
     if "lr" in dims:
         for f in (2.0, 0.5):
             out.append((f"lr {r.lr:g} -> {r.lr * f:g}", replace(r, lr=r.lr * f)))

@@ -11,7 +11,9 @@ branches off it with one change:
 * or a change of the training recipe: the learning rate (×2, ×½), the optimizer (SGD with
   momentum, AdamW), the weight decay (×4, ×¼), the batch size (×2, ×½), label smoothing (0, 0.1)
   and the augmentation family (none, default, natural, rotation), as population-based training
-  explores (Jaderberg et al. 2017).
+  explores (Jaderberg et al. 2017). Changes that regularise less (no augmentation, less weight
+  decay or label smoothing) are left out unless ``search.weaken``: they win at a segment's
+  horizon and lose over the long training that follows (`branch.weakens`).
 
 Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
 the others once those are tried. Both then train for the same compute (the challenger's steps
@@ -224,7 +226,13 @@ class Lineage:
             ]
         if self.s.recipe:
             out += recipe_moves(
-                b.recipe, self.s.recipe_dims, self.cfg.train, len(self.x), self.task, self.hw
+                b.recipe,
+                self.s.recipe_dims,
+                self.cfg.train,
+                len(self.x),
+                self.task,
+                self.hw,
+                weaken=self.s.weaken,
             )
         return out
 

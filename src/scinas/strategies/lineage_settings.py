@@ -45,6 +45,12 @@ class LineageSettings(StrategySettings):
         description="the recipe's settings challengers may change (leave one out to fix it at "
         "its train.* value): " + ", ".join(RECIPE_DIMS),
     )
+    weaken: bool = Field(
+        False,
+        description="recipe challengers may also regularise less (augmentation none, less weight "
+        "decay or label smoothing): such changes win at a segment's horizon and can lose over the "
+        "rest of the training (short-horizon bias)",
+    )
     max_cost: float = Field(
         3.0,
         ge=1,

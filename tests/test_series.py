@@ -12,6 +12,7 @@ import torch
 
 import scinas
 from conftest import scinas_cli, shared
+from scinas.config import SearchConfig
 from scinas.data import load_dataset
 from scinas.data.augment_series import SeriesAugment, augment_series, series_augment
 from scinas.errors import UserError
@@ -25,12 +26,12 @@ SHAPES = [
     pytest.param((2, 37), id="series-2x37"),
     pytest.param((1, 150), id="series-1x150"),
     pytest.param((3, 9, 7), id="image-3x9x7"),
-    pytest.param((1, 16, 16), id="image-1x16x16"),
+    pytest.param((1, 12, 12), id="image-1x12x12"),
 ]
 TRAIN = scinas.build_config("tiny").train
 
 
-def _batch(shape, n=3):
+def _batch(shape, n=2):
     return torch.randn(n, *shape)
 
 
@@ -46,7 +47,7 @@ def test_every_baseline_builds_trains_and_is_of_the_input_dimension(name, shape)
     assert convs and all(c.weight.dim() == len(shape) + 1 for c in convs)  # 1-D or 2-D kernels
     x = _batch(shape)
     out, aux = net(x)
-    assert out.shape == (3, 5) and aux is None and torch.isfinite(out).all()
+    assert out.shape == (2, 5) and aux is None and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
 
@@ -58,7 +59,7 @@ def test_every_macro_block_builds_for_both_dimensions(block, shape):
     arch = MacroArch(4, (MacroStage(depth=1, width=4, downsample=False), stage))
     net = SPACES.get("macro").build_network(arch, TRAIN, shape, 3)
     out, _ = net(_batch(shape))
-    assert out.shape == (3, 3) and torch.isfinite(out).all()
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -80,10 +81,10 @@ def test_the_macro_points_are_the_baselines_in_both_dimensions(name, shape):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_morphs_preserve_the_function_in_both_dimensions(shape):
     space = SPACES.get("macro")
-    s = scinas.build_config(
-        overrides=["search.space=macro", "search.strategy=lineage", "search.widths=[8,16]",
-                   "search.kernels=[3,5]", "search.depths=[1,2]"],
-    ).search  # fmt: skip
+    s = SearchConfig.model_validate(
+        {"strategy": "random", "space": "macro", "widths": [8, 16], "kernels": [3, 5],
+         "depths": [1, 2]}
+    )  # fmt: skip
     arch = MacroArch(4, (MacroStage(depth=1, width=8), MacroStage(depth=1, width=8)))
     torch.manual_seed(0)
     net = space.build_network(arch, TRAIN, shape, 3)
@@ -103,12 +104,12 @@ def test_resnet1d_is_wang_et_al():
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size[0] > 1]
     assert [c.kernel_size[0] for c in convs] == [8, 5, 3] * 3
     assert [c.out_channels for c in convs[::3]] == [64, 128, 128]
-    assert sum(p.numel() for p in net.parameters()) == 504_962
+    assert sum(p.numel() for p in net.parameters()) == 503_106
     assert "resnet1d" not in dict(SPACES.get("baseline").decisions(None).decisions)["network"]
 
 
 def test_image_spaces_refuse_series_naming_the_spaces_that_build_them():
-    with pytest.raises(UserError, match="--space macro or --space baseline"):
+    with pytest.raises(UserError, match="--space baseline or --space macro"):
         SPACES.get("darts").check_dims((1, 150))
     SPACES.get("macro").check_dims((1, 150))
     SPACES.get("darts").check_dims((3, 8, 8))
@@ -135,7 +136,9 @@ def _npz(tmp_path, x, y=None, name="s.npz", **more):
         ((40, 30), "nl", 1, "NL, --layout nl"),
     ],
 )
-def test_series_are_read_from_the_layout_or_an_unambiguous_shape(tmp_path, shape, layout, channels, how):
+def test_series_are_read_from_the_layout_or_an_unambiguous_shape(
+    tmp_path, shape, layout, channels, how
+):
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     ds = load_dataset(_npz(tmp_path, x), layout=layout)
     assert ds.is_series and ds.input_shape == (channels, 30 if 30 in shape else 50)
@@ -215,7 +218,8 @@ def test_series_augmentation_is_off_by_default_and_seeded_when_on():
 
 # ----------------------------------------------------------------------------- end to end
 
-TINY_SERIES = ["train.epochs=6", "train.batch_size=16", "train.lr=0.05", "train.max_samples=200"]
+# 15 epochs of 45 series: about 2 s of training, seeded (0.82 test accuracy on this slice)
+TINY_SERIES = ["train.epochs=15", "train.batch_size=16", "train.optimizer=adamw", "train.lr=0.01"]
 
 
 def _slice(tmp_path, name="gun_point.npz", n_train=50, n_test=60):
@@ -246,10 +250,13 @@ def test_train_report_export_on_a_real_series_set(tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     results = json.loads((out / "results.json").read_text())
-    assert results["test"]["accuracy"] > 0.6  # chance is 0.5
+    assert results["test"]["accuracy"] > 0.7  # chance 0.5, the majority class 0.57
     data_json = json.loads((out / "data.json").read_text())
     assert data_json["input_shape"] == [1, 150]
-    assert (out / "report.html").is_file() or (out / "report.md").is_file()
+    assert any("x read as series: 1 channel(s) of 150 steps" in n for n in data_json["notes"])
+    res = scinas_cli("report", out)
+    assert res.returncode == 0, res.stderr
+    assert (out / "report.html").stat().st_size > 0
     res = scinas_cli("export", out, "--format", "onnx")
     assert res.returncode == 0, res.stderr
     assert (out / "model.onnx").stat().st_size > 0
@@ -259,7 +266,8 @@ def test_compare_resnet1d_and_the_macro_space_on_a_series_set(tmp_path):
     data = _slice(tmp_path, n_train=40, n_test=40)
     out = tmp_path / "cmp"
     res = scinas_cli(
-        "compare", "--data", data, "--out", out, "--seeds", "1", "--methods", "resnet_tiny,resnet1d",
+        "compare", "--data", data, "--out", out, "--seeds", "1",
+        "--methods", "resnet_tiny,resnet1d",
         *_sets(["train.epochs=2", "train.batch_size=16", "compare.budget=null"]),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
@@ -285,10 +293,9 @@ def test_a_search_in_the_macro_space_runs_on_series(tmp_path):
     ("make", "args", "phrase"),
     [
         (lambda x: x[:, :, :3], (), "3 step(s) long"),
-        (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), (),
-         "1 NaN"),
+        (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), (), "1 NaN"),
         (lambda x: np.repeat(x, 6, axis=1), (), "--layout ncl"),
-        (lambda x: x, ("--set", "search.space=darts"), "--space macro or --space baseline"),
+        (lambda x: x, ("--set", "search.space=darts"), "--space baseline or --space macro"),
         (lambda x: x, ("--set", "train.augment=natural"), "train.augment=natural is an image"),
     ],
     ids=["too-short", "nan", "ambiguous", "image-space", "image-augment"],

@@ -303,7 +303,9 @@ def check_fits(
     else:
         advice = "even a batch of 1 would not fit: lower " if fits < 1 else "lower "
     lower = [k for k in knobs() if not (fits >= 1 and "batch_size" in k)]
-    advice += ", ".join(lower) + f" or the image size ({h}×{w})"
+    sizes = "×".join(map(str, need.input_shape[1:]))
+    size = f"the image size ({sizes})" if len(need.input_shape) == 3 else f"the length ({sizes})"
+    advice += ", ".join(lower) + f" or {size}"
     raise UserError(
         f"{need.what} does not fit in memory: it needs about {_gib(need.total)} "
         f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "

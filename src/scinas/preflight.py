@@ -15,8 +15,8 @@ import json
 import numpy as np
 
 from . import memory
-from .data.split import take_count
 from .data.augment_series import SERIES_AUGMENTS
+from .data.split import take_count
 from .errors import UserError
 from .fit import plan_training, subset
 from .inherit import train_section

@@ -9,7 +9,6 @@ import torch
 from scinas.data.layouts import LAYOUTS, MIN_SIDE  # noqa: F401
 from scinas.tasks import TASKS
 
-
 _SPLITS = ("train", "val", "test")
 
 

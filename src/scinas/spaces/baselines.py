@@ -55,7 +55,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or C_in != C_out:
-            self.shortcut = nn.Sequential(nd.conv1x1(d, C_in, C_out, stride), nd.batch_norm(d, C_out))
+            self.shortcut = nn.Sequential(
+                nd.conv1x1(d, C_in, C_out, stride), nd.batch_norm(d, C_out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -232,7 +234,7 @@ class WangResNet(nn.Module):
 @BASELINES.decorator("resnet1d")
 def resnet1d(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> WangResNet:
     """Wang et al. 2017's ResNet for time-series classification (3 blocks of 64/128/128 channels,
-    kernels 8, 5, 3; 504,962 parameters at 1×150 and 2 classes)."""
+    kernels 8, 5, 3; 503,106 parameters at 1×150 and 2 classes: no conv biases before BN)."""
     return WangResNet(in_channels, num_outputs, input_hw)
 
 

@@ -149,9 +149,7 @@ def _widen_block(old: MacroBlock, new: MacroBlock, first: bool, gen: torch.Gener
 
 
 def _conv_of(m: nn.Module) -> nn.Module:
-    return (
-        m if isinstance(m, nd.CONVS) else next(c for c in m.modules() if isinstance(c, nd.CONVS))
-    )
+    return m if isinstance(m, nd.CONVS) else next(c for c in m.modules() if isinstance(c, nd.CONVS))
 
 
 def _widen_fill(stage: int) -> Callable:

@@ -28,7 +28,7 @@ MIN_SIDE = 4
 
 
 def dim_of(sizes: Sequence[int]) -> int:
-    """The dimension of an input from its sizes after the channels: ``(L,)`` -> 1, ``(H, W)`` -> 2."""
+    """The dimension of an input from its sizes after the channels: ``(L,)`` 1, ``(H, W)`` 2."""
     d = len(tuple(sizes))
     if d not in DIMS:
         raise UserError(

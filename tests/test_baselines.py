@@ -96,8 +96,8 @@ def test_parameter_counts():
 
 
 def test_unknown_name_suggests_the_closest():
-    with pytest.raises(UserError, match="unknown baseline 'resnet19'.*Did you mean 'resnet18'"):
-        build_baseline("resnet19", 3, 10, (32, 32))
+    with pytest.raises(UserError, match="unknown baseline 'resnt18'.*Did you mean 'resnet18'"):
+        build_baseline("resnt18", 3, 10, (32, 32))
 
 
 @pytest.mark.parametrize(

@@ -158,6 +158,12 @@ def test_images_read_as_before(tmp_path):
         _npz(tmp_path, np.random.default_rng(0).random((40, 6, 30)), name="i.npz"), layout="nhw"
     )
     assert ds.input_shape == (1, 6, 30)
+    # without --layout, unequal sides of 4 or more stay images, as before series; the log says
+    # how to read them as series
+    ds = load_dataset(_npz(tmp_path, np.random.default_rng(0).random((40, 6, 30)), name="u.npz"))
+    assert ds.input_shape == (1, 6, 30)
+    hint = "pass --layout ncl if these are series (6 channels of 30 steps)"
+    assert any(hint in n for n in ds.notes)
     ds = load_dataset(_npz(tmp_path, np.ones((40, 12)), name="f.npz"))
     assert ds.input_shape == (12, 1, 1) and any("--layout nl" in n for n in ds.notes)
 
@@ -172,7 +178,8 @@ def test_images_read_as_before(tmp_path):
         ((40, 1, 3), "auto", "3 step(s) long"),
     ],
 )
-def test_bad_series_shapes_are_one_clear_message(tmp_path, shape, layout, phrase):
+def test_bad_series_shapes_are_one_clear_message(tmp_path, monkeypatch, shape, layout, phrase):
+    monkeypatch.setattr("scinas.data.layouts.UNEQUAL_3D", None)  # unequal 3-D shapes: ambiguous
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     with pytest.raises(UserError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
         load_dataset(_npz(tmp_path, x), layout=layout)
@@ -300,7 +307,10 @@ def test_a_search_in_the_macro_space_runs_on_series(tmp_path):
     ],
     ids=["too-short", "nan", "ambiguous", "image-space", "image-augment"],
 )
-def test_bad_series_input_exits_2_with_one_message_and_writes_nothing(tmp_path, make, args, phrase):
+def test_bad_series_input_exits_2_with_one_message_and_writes_nothing(
+    tmp_path, monkeypatch, make, args, phrase
+):
+    monkeypatch.setattr("scinas.data.layouts.UNEQUAL_3D", None)  # unequal 3-D shapes: ambiguous
     x = np.random.default_rng(0).normal(size=(40, 1, 30)).astype(np.float32)
     data = _npz(tmp_path, make(x))
     out = tmp_path / "run"

@@ -90,7 +90,12 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
     x, used = to_nchw(x, layout, label)
     if split == "train":
         if used == "nhw":
-            notes.append("images are N×H×W: read as one channel")
+            _, h, w = raw.arrays[key].shape
+            series = "" if h == w or layout != "auto" else (
+                f"; pass --layout ncl if these are series ({h} channels of {w} steps) or "
+                "--layout nlc if the channels are last"
+            )
+            notes.append("images are N×H×W: read as one channel" + series)
         elif raw.layout is None:
             how = "detected from the shape" if layout == "auto" else f"--layout {layout}"
             other = "nchw" if used == "nhwc" else "nhwc"

@@ -6,8 +6,9 @@ that leaves no doubt, never guessed.
   with the channels last. Without a layout, only the shape's one possible reading is taken:
   square trailing sizes are images; a trailing size under `MIN_SIDE` cannot be an image side,
   so it is the series' channels (the smaller of the two when both are): N×C×L with C < 4 is NCL
-  and N×L×C with C < 4 is NLC (a series shorter than 4 steps is then refused as too short). Any
-  other shape (e.g. 40×6×100) is refused with the flags to choose between.
+  and N×L×C with C < 4 is NLC (a series shorter than 4 steps is then refused as too short).
+  Other unequal shapes (e.g. 40×6×100) are images, as 3-D arrays were before series
+  (`UNEQUAL_3D`; the log names the series layouts), or refused as ambiguous when it is None.
 * 4-D: ``nchw`` or ``nhwc`` images, detected from the shape unless given (as before).
 """
 
@@ -25,6 +26,12 @@ MIN_SIDE = 4
 IMAGE_LAYOUTS = ("nhwc", "nchw", "nhw")
 SERIES_LAYOUTS = ("ncl", "nlc", "nl")
 LAYOUTS = ("auto", *IMAGE_LAYOUTS, *SERIES_LAYOUTS)
+
+#: How a 3-D array with unequal trailing sizes, both of 4 or more (40×6×100), is read without
+#: ``--layout``: as N×H×W images, the meaning 3-D arrays had before series, so that existing data,
+#: configs and runs keep their meaning (the log then names the series layouts). None refuses such
+#: a shape as ambiguous, with the flags to choose from.
+UNEQUAL_3D: str | None = "nhw"
 
 _FLAGS = "--layout ncl (series, channels first), --layout nlc (channels last) or --layout nhw "
 _FLAGS += "(one-channel images)"
@@ -69,6 +76,8 @@ def detect_3d(shape: tuple[int, ...]) -> str:
         return "nhw"
     if min(a, b) < MIN_SIDE:  # no image side: the smaller size is the channels
         return "ncl" if a < b else "nlc"
+    if UNEQUAL_3D is not None:
+        return UNEQUAL_3D
     raise UserError(
         f"cannot tell from shape {tuple(shape)} whether x holds images ({a}×{b} pixels) or "
         f"series ({a} channels of {b} steps, or {b} channels of {a} steps). Pass {_FLAGS} "

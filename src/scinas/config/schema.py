@@ -62,8 +62,8 @@ class DataConfig(_Section):
     layout: Literal["auto", "nhwc", "nchw", "nhw", "ncl", "nlc", "nl"] = Field(
         "auto",
         description="what x's axes are: images nhwc | nchw (4-D) or nhw (3-D); series ncl | nlc "
-        "(3-D, channels first or last) or nl (2-D, one channel). auto: read from the shape when "
-        "only one reading is possible (4-D images: detected), else refused with the choices",
+        "(3-D, channels first or last) or nl (2-D, one channel). auto: 3-D with a size under 4 "
+        "is series (no image side), other 3-D is nhw, 4-D is detected, 2-D is feature vectors",
     )
     val_fraction: float = Field(
         0.1,

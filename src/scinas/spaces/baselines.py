@@ -177,17 +177,15 @@ def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -
 
 class WangBlock(nn.Module):
     """A residual block of Wang et al.'s ResNet: conv-BN-ReLU with kernels 8, 5 and 3 (stride 1,
-    "same" padding), the last without its ReLU, plus a shortcut (1×1 conv + BN where the width
-    changes, BN alone otherwise, as in the paper's code), then ReLU."""
+    the size kept: `nd.same_conv`), the last without its ReLU, plus a shortcut (1×1 conv + BN
+    where the width changes, BN alone otherwise, as in the paper's code), then ReLU."""
 
     def __init__(self, C_in: int, C_out: int, d: int):
         super().__init__()
         layers: list[nn.Module] = []
         for i, k in enumerate(WANG_KERNELS):
-            layers += [
-                nd.conv(d, C_in if i == 0 else C_out, C_out, k, padding="same", bias=False),
-                nd.batch_norm(d, C_out),
-            ]
+            C = C_in if i == 0 else C_out
+            layers += [*nd.same_conv(d, C, C_out, k), nd.batch_norm(d, C_out)]
             if i < len(WANG_KERNELS) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.branch = nn.Sequential(*layers)

@@ -78,3 +78,15 @@ def max_pool(d: int, kernel: int, stride: int, padding: int) -> nn.Module:
 def global_pool(d: int) -> nn.Module:
     """Average over every position: (B, C, *sizes) -> (B, C, 1[, 1])."""
     return (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)[d - 1](1)
+
+
+def same_conv(d: int, C_in: int, C_out: int, k: int) -> list[nn.Module]:
+    """A bias-free stride-1 convolution whose output keeps the input's size for any kernel, odd
+    or even: an even kernel is zero-padded by (k-1)//2 before and k//2 after each axis, as
+    Keras' and torch's ``padding="same"`` do, but as its own layer (torch warns on every even
+    ``"same"`` convolution and copies the input anyway)."""
+    if k % 2:
+        return [conv(d, C_in, C_out, k, padding=k // 2, bias=False)]
+    before, after = (k - 1) // 2, k // 2
+    pad = (nn.ConstantPad1d, nn.ConstantPad2d)[d - 1]((before, after) * d, 0.0)
+    return [pad, conv(d, C_in, C_out, k, bias=False)]

@@ -56,7 +56,7 @@ class Predictor(nn.Module):
         self.info = info
         # one value per channel, broadcast over the sample's other axes: (1, C, 1, 1) for
         # images, (1, C, 1) for series
-        per_channel = (1, -1) + (1,) * (len(info["input_shape"]) - 1)
+        per_channel = (1, -1) + (1,) * (len(info.get("input_shape", (1, 1, 1))) - 1)
         self.register_buffer("mean", torch.tensor(info["mean"]).view(per_channel))
         self.register_buffer("std", torch.tensor(info["std"]).view(per_channel))
         regression = (

@@ -91,9 +91,13 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
     if split == "train":
         if used == "nhw":
             _, h, w = raw.arrays[key].shape
-            series = "" if h == w or layout != "auto" else (
-                f"; pass --layout ncl if these are series ({h} channels of {w} steps) or "
-                "--layout nlc if the channels are last"
+            series = (
+                ""
+                if h == w or layout != "auto"
+                else (
+                    f"; pass --layout ncl if these are series ({h} channels of {w} steps) or "
+                    "--layout nlc if the channels are last"
+                )
             )
             notes.append("images are N×H×W: read as one channel" + series)
         elif raw.layout is None:

@@ -175,7 +175,7 @@ def test_compare_json_after_every_run_and_resume_keeps_finished_runs(tmp_path, m
     "args,phrase",
     [
         (["--budget", "0.5"], "--budget 0.5 is too small for darts"),
-        (["--methods", "darts,resnet19"], "Did you mean 'resnet18'"),
+        (["--methods", "darts,resnt18"], "Did you mean 'resnet18'"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--set", "search.time_budget=0"], "search.time_budget"),
         (["--resume", "nowhere"], "not a scinas run directory"),

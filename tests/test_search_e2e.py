@@ -110,7 +110,7 @@ def test_train_a_resnet_baseline_then_reload(tmp_path):
     again = scinas.evaluate(out)
     assert again["accuracy"] == pytest.approx(res["test"]["accuracy"])
     with pytest.raises(scinas.UserError, match="Did you mean 'resnet18'"):
-        load_genotype("resnet19")
+        load_genotype("resnt18")
 
 
 def test_tensorboard_scalars(tmp_path):

@@ -54,8 +54,11 @@ class Predictor(nn.Module):
         self.groups = [list(g) for g in (output_groups or [])]
         self.network = network.eval()
         self.info = info
-        self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1))
+        # one value per channel, broadcast over the sample's other axes: (1, C, 1, 1) for
+        # images, (1, C, 1) for series
+        per_channel = (1, -1) + (1,) * (len(info.get("input_shape", (1, 1, 1))) - 1)
+        self.register_buffer("mean", torch.tensor(info["mean"]).view(per_channel))
+        self.register_buffer("std", torch.tensor(info["std"]).view(per_channel))
         regression = (
             info["task"] == "regression" and info.get("target_mean") is not None and not self.groups
         )

@@ -11,6 +11,7 @@ import torch
 
 from .budget import Plan, plan_phase
 from .data.augment import make_augment
+from .data.augment_series import series_augment
 from .data.split import stratified_split
 from .flops import count_parameters
 from .lr_finder import auto_train, log_event
@@ -48,7 +49,10 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
 
 
 def train_augment(t, input_hw, generator: torch.Generator):
-    """The training augmentation of the train section ``t`` for inputs of ``input_hw``."""
+    """The training augmentation of the train section ``t`` for inputs of ``input_hw``: ``(H,
+    W)`` images, or ``(L,)`` series (`scinas.data.augment_series`: none unless asked for)."""
+    if len(input_hw) == 1:
+        return series_augment(t.augment, generator)
     H, W = input_hw
     return make_augment(
         t.augment,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +21,15 @@ from .errors import UserError
 BYTES_PER_UNIT = {1: 450, 2: 700}
 
 
+def positions(input_shape) -> int:
+    """Positions of one sample's map: H·W for images (C, H, W), L for series (C, L)."""
+    return math.prod(int(v) for v in tuple(input_shape)[1:])
+
+
 def search_step_bytes(s, input_shape) -> int:
     """Estimated peak memory of one search step of config section ``s`` without checkpointing."""
-    _, H, W = input_shape
     per_unit = BYTES_PER_UNIT[2 if s.own.second_order else 1]
-    return per_unit * s.batch_size * s.C * H * W * s.layers
+    return per_unit * s.batch_size * s.C * positions(input_shape) * s.layers
 
 
 def available_memory(device: torch.device | str | None = None) -> int | None:
@@ -196,7 +201,7 @@ def network_need(
     activations of one batch (measured on ``meta``, ×`BACKWARD_FACTOR`), and the copy of the
     training subset the phase makes. ``key``: what decides the measures (`measured`)."""
     B = section.batch_size
-    _, H, W = input_shape
+    P = positions(input_shape)
     built: list[nn.Module] = []
 
     def net() -> nn.Module:
@@ -208,7 +213,7 @@ def network_need(
         saved = meta_forward(net(), batch, tuple(input_shape))[0]
         if saved is not None:
             return int(BACKWARD_FACTOR * saved)
-        return NETWORK_BYTES_PER_UNIT * batch * section.C * H * W * section.layers
+        return NETWORK_BYTES_PER_UNIT * batch * section.C * P * section.layers
 
     n, saved, smallest = measured(
         key and ("network", B, *key),
@@ -217,7 +222,7 @@ def network_need(
     if saved is not None:
         activations = int(BACKWARD_FACTOR * saved)
     else:
-        activations = NETWORK_BYTES_PER_UNIT * B * section.C * H * W * section.layers
+        activations = NETWORK_BYTES_PER_UNIT * B * section.C * P * section.layers
     return Need(
         section=name,
         what=what,
@@ -276,7 +281,7 @@ def check_fits(
         return
     dev = torch.device(device or "cpu")
     where = "GPU memory free" if dev.type == "cuda" else "host memory available"
-    c, h, w = need.input_shape
+    shape = "×".join(map(str, need.input_shape))
     sec = need.section
     if need.batch_size > need.n_samples > 0 and _fits_at(need, need.n_samples, available):
         # the batch size, not the memory, is what is wrong: no batch holds more than the data
@@ -288,7 +293,7 @@ def check_fits(
         )
     parts = [
         f"{need.params:,} parameters with gradients and optimiser state: {_gib(need.param_bytes)}",
-        f"activations of a batch of {need.batch_size} at {c}×{h}×{w}"
+        f"activations of a batch of {need.batch_size} at {shape}"
         f"{' ' + ', '.join(need.notes) if need.notes else ''}: {_gib(need.activation_bytes)}",
         f"training data: {_gib(need.data_bytes)}",
     ]
@@ -298,7 +303,9 @@ def check_fits(
     else:
         advice = "even a batch of 1 would not fit: lower " if fits < 1 else "lower "
     lower = [k for k in knobs() if not (fits >= 1 and "batch_size" in k)]
-    advice += ", ".join(lower) + f" or the image size ({h}×{w})"
+    sizes = "×".join(map(str, need.input_shape[1:]))
+    size = f"the image size ({sizes})" if len(need.input_shape) == 3 else f"the length ({sizes})"
+    advice += ", ".join(lower) + f" or {size}"
     raise UserError(
         f"{need.what} does not fit in memory: it needs about {_gib(need.total)} "
         f"({'; '.join(parts)}), but {_gib(available)} of {where}. Nothing was written. "

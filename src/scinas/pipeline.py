@@ -134,11 +134,12 @@ def _train(
         p = budget_plan(s, run, "train", lambda: plan_training(s, genotype, t, len(x)))
         s.reporter.log(describe(p, "train"))
         t = t.model_copy(update={"epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch})
-    H, W = data.input_shape[1:]
-    if min(t.cutout, min(H, W) // 2) < t.cutout and (H, W) != (1, 1):  # vectors: no augmenting
-        s.reporter.log(
-            f"cutout {t.cutout} is more than half the image side: using {min(H, W) // 2}"
-        )
+    if len(data.input_shape) == 3:  # images (series have no cutout)
+        H, W = data.input_shape[1:]
+        if min(t.cutout, min(H, W) // 2) < t.cutout and (H, W) != (1, 1):  # vectors: no cutout
+            s.reporter.log(
+                f"cutout {t.cutout} is more than half the image side: using {min(H, W) // 2}"
+            )
     pm = task.primary_metric
 
     def on_epoch(e):

@@ -65,8 +65,9 @@ class Batches:
             order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
             start = 0
         self.order = order  # the epoch's order, for checkpoints
-        mean = self.mean.to(self.device).view(1, -1, 1, 1)
-        std = self.std.to(self.device).view(1, -1, 1, 1)
+        per_channel = (1, -1) + (1,) * (self.x.dim() - 2)  # images (1, C, 1, 1), series (1, C, 1)
+        mean = self.mean.to(self.device).view(per_channel)
+        std = self.std.to(self.device).view(per_channel)
         gather = order.to(self.x.device)  # where the data is: a GPU gathers its own batches
         pinned = self.device.type == "cuda" and self.x.device.type != "cuda"
         for b in range(start, len(self)):
@@ -75,7 +76,7 @@ class Batches:
             if pinned:  # too big for the GPU: page-locked batches, copied without waiting
                 xb, yb = xb.pin_memory(), yb.pin_memory()
             xb = (xb.to(self.device, non_blocking=True).float() - mean) / std
-            if self.channels_last:
+            if self.channels_last and xb.dim() == 4:  # series have no channels-last form
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, yb.to(self.device, non_blocking=True)
 

@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 from . import memory
+from .data.augment_series import SERIES_AUGMENTS
 from .data.split import take_count
 from .errors import UserError
 from .fit import plan_training, subset
@@ -29,6 +30,7 @@ from .strategies.oneshot_settings import OneShotSettings
 def check_search(s: SearchContext) -> None:
     """The search section can run on this data (UserError otherwise)."""
     sc = s.cfg.search
+    SPACES.get(sc.space).check_dims(s.data.input_shape)
     SPACES.get(sc.space).check_search_sizes(sc, s.data.input_shape)
     check_search_memory(s)
     create_strategy(sc.strategy).preflight(s)
@@ -39,6 +41,8 @@ def check_train(s: SearchContext, arch=None) -> None:
     (its space checks the sizes it can, and a stand-in architecture plans the time budget)."""
     t = train_section(s.cfg)  # the supernet's sizes with train.init=supernet
     space = space_of(arch) if arch is not None else SPACES.get(s.cfg.search.space)
+    space.check_dims(s.data.input_shape)
+    _check_augment(t.augment, s.data.input_shape)
     space.check_network(arch, t, s.data.input_shape)
     check_train_memory(s, arch)
     if t.time_budget is not None:
@@ -52,6 +56,22 @@ def check_train(s: SearchContext, arch=None) -> None:
         elif "train_stand_in" not in s.plans and (stand_in := space.planning_stand_in()):
             # kept, so that a compare times the stand-in once, not once per run
             s.plans["train_stand_in"] = plan_training(s, stand_in, t, n)
+
+
+def _check_augment(augment: str, input_shape) -> None:
+    """Refuse (UserError) an image augmentation for series, and the series one for images."""
+    series = len(tuple(input_shape)) == 2
+    if series and augment not in SERIES_AUGMENTS:
+        raise UserError(
+            f"train.augment={augment} is an image augmentation, and the data are series "
+            f"({'×'.join(map(str, input_shape))}). For series choose train.augment=none (or "
+            "default: no augmentation) or series (random shift, scaling and jitter)."
+        )
+    if not series and augment == "series":
+        raise UserError(
+            "train.augment=series is the augmentation of series (C×L), and the data are images "
+            f"({'×'.join(map(str, input_shape))}): choose default, natural, rotation or none."
+        )
 
 
 # ----------------------------------------------------------------------------- memory

@@ -69,7 +69,9 @@ TaskOpt = Annotated[
 LayoutOpt = Annotated[
     str | None,
     typer.Option(
-        "--layout", help="nhwc | nchw: force the image layout of 4-D arrays (default: detected)."
+        "--layout",
+        help="what x's axes are: images nhwc | nchw | nhw, series ncl | nlc | nl (N×L, one "
+        "channel). Default: read from the shape where only one reading fits.",
     ),
 ]
 OutOpt = Annotated[

@@ -59,8 +59,11 @@ class DataConfig(_Section):
         "or auto: detected from the targets (integer labels: classification, floats: "
         "regression, an N×K 0/1 matrix: multilabel)",
     )
-    layout: Literal["auto", "nhwc", "nchw"] = Field(
-        "auto", description="layout of 4-D image arrays (auto: detected from the shape)"
+    layout: Literal["auto", "nhwc", "nchw", "nhw", "ncl", "nlc", "nl"] = Field(
+        "auto",
+        description="what x's axes are: images nhwc | nchw (4-D) or nhw (3-D); series ncl | nlc "
+        "(3-D, channels first or last) or nl (2-D, one channel). auto: 3-D with a size under 4 "
+        "is series (no image side), other 3-D is nhw, 4-D is detected, 2-D is feature vectors",
     )
     val_fraction: float = Field(
         0.1,
@@ -340,10 +343,12 @@ class TrainConfig(_Section):
         None, ge=0, le=MAX_PIXELS, description="random-crop padding (None: H/8)"
     )
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
-    augment: Literal["default", "none", "natural", "rotation"] = Field(
+    augment: Literal["default", "none", "natural", "rotation", "series"] = Field(
         "default",
         description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
-        "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none",
+        "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none. Series: "
+        "default and none are no augmentation (a shift or gain can change what a series "
+        "means); series: random shift up to 10% of the length, scaling ±10%, jitter 0.03 std",
     )
     max_samples: int | None = Field(
         None, ge=4, le=MAX_SAMPLES, description="subsample the training set"

@@ -1,5 +1,6 @@
 """From the arrays a reader returns to a checked `Dataset`: numeric and finite values, images in
-(N, C, H, W), the task's targets, and per-channel normalisation statistics."""
+(N, C, H, W) or series in (N, C, L) (`scinas.data.layouts` says how the axes are read), the task's
+targets, and per-channel normalisation statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from scinas.data.dataset import _SPLITS, _STD_FLOOR, MIN_SIDE, Dataset, Split
 from scinas.data.formats import RawData
-from scinas.data.layouts import to_nchw
+from scinas.data.layouts import SERIES_LAYOUTS, detect_3d, to_nchw, to_ncl
+from scinas.data.series import check_series
 from scinas.data.split import stratified_split
 from scinas.errors import UserError
 from scinas.tasks import TASKS, Task, check_finite, detect_task
@@ -44,6 +46,21 @@ def _check_float32_range(a: np.ndarray, label: str) -> None:
         )
 
 
+def _series(x: np.ndarray, label: str, layout: str, how: str, split: str, notes: list[str]):
+    """Series (N, C, L) from ``x`` in ``layout``, checked; the train split notes how it was read."""
+    shape = tuple(x.shape)
+    x = to_ncl(x, layout, label)
+    if split == "train":
+        notes.append(
+            f"x read as series: {x.shape[1]} channel(s) of {x.shape[2]} steps "
+            f"({layout.upper()}, {how}: {shape})"
+        )
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32, copy=False)
+    check_series(x, label)
+    return x, layout
+
+
 def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np.ndarray, str]:
     key = f"x_{split}"
     label = raw.label(key)
@@ -56,11 +73,16 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
             f"{label} has shape {tuple(x.shape)}: each sample has 0 {what}. Give at least one "
             + ("feature column (N×F with F ≥ 1)." if x.ndim == 2 else "pixel in every dimension.")
         )
+    if layout in SERIES_LAYOUTS:
+        return _series(x, label, layout, f"--layout {layout}", split, notes)
+    if layout == "auto" and raw.layout is None and x.ndim == 3 and detect_3d(x.shape) != "nhw":
+        return _series(x, label, detect_3d(x.shape), "the only reading of the shape", split, notes)
     if x.ndim == 2:  # N×F feature vectors: F channels of a 1×1 image
         if split == "train":
             notes.append(
                 f"x is N×F ({x.shape[1]} features per sample): read as {x.shape[1]} channels "
-                "of 1×1, so each cell acts per sample on the feature vector (no spatial ops)"
+                "of 1×1, so each cell acts per sample on the feature vector (no spatial ops); "
+                "pass --layout nl if each row is a series"
             )
         x = x.astype(np.float32, copy=False)
         check_finite(x, label)
@@ -68,7 +90,16 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
     x, used = to_nchw(x, layout, label)
     if split == "train":
         if used == "nhw":
-            notes.append("images are N×H×W: read as one channel")
+            _, h, w = raw.arrays[key].shape
+            series = (
+                ""
+                if h == w or layout != "auto"
+                else (
+                    f"; pass --layout ncl if these are series ({h} channels of {w} steps) or "
+                    "--layout nlc if the channels are last"
+                )
+            )
+            notes.append("images are N×H×W: read as one channel" + series)
         elif raw.layout is None:
             how = "detected from the shape" if layout == "auto" else f"--layout {layout}"
             other = "nchw" if used == "nhwc" else "nhwc"
@@ -192,10 +223,12 @@ def assemble(
     xs["train"] = x_train
     for split in present[1:]:
         # Same layout as train, so e.g. a 32x32x32 test array cannot be read differently.
-        xs[split], _ = _images(raw, split, used if used != "nhw" else "auto", notes)
+        xs[split], _ = _images(raw, split, used if used != "nf" else "auto", notes)
         if xs[split].shape[1:] != x_train.shape[1:]:
+            dims = "C×L" if used in SERIES_LAYOUTS else "C×H×W"
+            what = "series" if used in SERIES_LAYOUTS else "images"
             raise UserError(
-                f"images in {raw.label(f'x_{split}')} are C×H×W = {xs[split].shape[1:]} but "
+                f"{what} in {raw.label(f'x_{split}')} are {dims} = {xs[split].shape[1:]} but "
                 f"those in {raw.label('x_train')} are {x_train.shape[1:]}; all splits must agree."
             )
 
@@ -246,7 +279,8 @@ def assemble(
 
     mean, std, constant = _channel_stats(xs["train"])
     if constant:
-        notes.append(f"image channel(s) {constant} are constant in train: std set to 1.0")
+        what = "series" if xs["train"].ndim == 3 else "image"
+        notes.append(f"{what} channel(s) {constant} are constant in train: std set to 1.0")
     _check_normalisable(xs, mean, raw, "x", "channel")
     target_mean = target_std = None
     if kind.standardises_targets:
@@ -262,7 +296,6 @@ def assemble(
         )
         for s in _SPLITS
     }
-    _, c, h, w = xs["train"].shape
     return Dataset(
         name=raw.name,
         task=task,
@@ -270,7 +303,7 @@ def assemble(
         val=splits["val"],
         test=splits["test"],
         num_outputs=int(num_outputs),
-        input_shape=(int(c), int(h), int(w)),
+        input_shape=tuple(int(s) for s in xs["train"].shape[1:]),
         mean=mean,
         std=std,
         target_mean=target_mean,

@@ -6,13 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from scinas.data.layouts import LAYOUTS, MIN_SIDE  # noqa: F401
 from scinas.tasks import TASKS
-
-LAYOUTS = ("auto", "nhwc", "nchw")
-
-
-MIN_SIDE = 4  # smallest image side the search space's stem and reductions can handle
-
 
 _SPLITS = ("train", "val", "test")
 
@@ -27,7 +22,8 @@ class Split:
     ``eq=False``: comparing tensors field by field is ambiguous, so splits compare by identity.
 
     Attributes:
-        x: Images (N, C, H, W) in raw units, uint8 or float32 (not normalised).
+        x: Images (N, C, H, W) or series (N, C, L) in raw units, uint8 or float32 (not
+            normalised).
         y: Classification: (N,) int64 class ids.  Regression: (N, K) float32 targets.
             Multi-label: (N, K) float32 of 0/1, one column per label.
     """
@@ -50,7 +46,8 @@ class Dataset:
         val: Validation split (model selection / DARTS architecture step).
         test: Held-out test split.
         num_outputs: Number of classes, number K of regression targets or of labels.
-        input_shape: ``(C, H, W)``.
+        input_shape: ``(C, H, W)``, or ``(C, L)`` for series: its length less one is the
+            dimension of the networks' layers.
         mean: Per-channel mean of ``train.x`` in raw units.
         std: Per-channel std of ``train.x`` (a constant channel gets 1.0).
         target_mean: Regression only: per-target mean of ``train.y``.
@@ -65,7 +62,7 @@ class Dataset:
     val: Split
     test: Split
     num_outputs: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     target_mean: tuple[float, ...] | None
@@ -73,12 +70,18 @@ class Dataset:
     class_names: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
 
+    @property
+    def is_series(self) -> bool:
+        """Whether the samples are series (C, L) rather than images or feature vectors."""
+        return len(self.input_shape) == 2
+
     def summary(self) -> str:
         """One line: name, task, classes/targets, input shape and dtype, split sizes."""
-        c, h, w = self.input_shape
         what = TASKS.get(self.task).describe_outputs(self.num_outputs)
         dtype = str(self.train.x.dtype).replace("torch.", "")
+        shape = "x".join(map(str, self.input_shape))
+        kind = " series" if self.is_series else ""
         return (
-            f"{self.name}: {self.task}, {what}, input {c}x{h}x{w} {dtype}; "
+            f"{self.name}: {self.task}, {what}, input{kind} {shape} {dtype}; "
             f"train {len(self.train)} / val {len(self.val)} / test {len(self.test)}"
         )

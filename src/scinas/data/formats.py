@@ -51,7 +51,8 @@ class RawData:
         name: Dataset name shown to the user.
         arrays: ``x_train``, ``y_train`` and optionally ``x_val``/``y_val``/``x_test``/``y_test``.
         labels: How to call each array in messages (e.g. the idx file it came from).
-        layout: ``"nchw"``/``"nhwc"`` when the source fixes the layout of 4-D images, else None.
+        layout: ``"nchw"``/``"nhwc"`` when the source fixes the layout of 4-D images, ``"nhw"``
+            when its 3-D arrays are images, a series layout when they are series, else None.
         class_names: Names of the classes, when the source provides them.
         notes: Human-readable facts collected while reading.
     """

@@ -231,7 +231,9 @@ def read_idx_dir(directory: str | os.PathLike, name: str | None = None) -> RawDa
         )
     arrays = {key: read_idx(path) for key, path in files.items()}
     labels = {key: f"{path.name} ({key})" for key, path in files.items()}
-    raw = RawData(name=name or directory.name, arrays=arrays, labels=labels)
+    # idx files hold images: a 3-D array is N×H×W, never series
+    layout = "nhw" if arrays["x_train"].ndim == 3 else None
+    raw = RawData(name=name or directory.name, arrays=arrays, labels=labels, layout=layout)
     raw.notes.append(
         f"read idx files from {directory}: {', '.join(p.name for p in files.values())}"
     )

@@ -76,6 +76,9 @@ class SearchSpace(ABC):
     # Fields of the search section that only this space reads; another space refuses them when
     # they differ from their defaults (instead of silently ignoring them).
     settings: ClassVar[tuple[str, ...]] = ()
+    # The input dimensions its networks build for: 2 (images; feature vectors are 1×1 images).
+    # A space whose networks are written with `scinas.spaces.nd`'s layers adds 1 (series).
+    dims: ClassVar[tuple[int, ...]] = (2,)
 
     # ---- architectures as JSON and text
     @abstractmethod
@@ -204,6 +207,24 @@ class SearchSpace(ABC):
         raise UserError(f"the {self.name} space has no supernet to inherit weights from.")
 
     # ---- discrete networks
+    def check_dims(self, input_shape) -> None:
+        """Refuse (UserError) inputs of a dimension this space's networks are not built for,
+        naming the spaces that are."""
+        d = len(tuple(input_shape)) - 1
+        if d in self.dims:
+            return
+        what = {1: "series", 2: "images"}.get(d, f"{d}-D inputs")
+        shape = "×".join(map(str, input_shape))
+        able = [n for n in SPACES.names() if d in SPACES.get(n).dims]
+        raise UserError(
+            f"the {self.name} space builds networks for "
+            + " and ".join({1: "series", 2: "images"}[k] for k in self.dims)
+            + f" only; the data are {what} ({shape}). Use "
+            + " or ".join(f"--space {n}" for n in able)
+            + (" (or --genotype resnet1d, resnet_tiny, ...)" if "baseline" in able else "")
+            + "."
+        )
+
     def check_network(self, arch, t: TrainConfig, input_shape) -> None:  # noqa: B027
         """Refuse (UserError) sizes the discrete network cannot take; ``arch`` None: the one the
         search will find."""

@@ -1,7 +1,9 @@
 """Hand-designed ResNet baselines (He et al. 2016) to compare searched networks against.
 
-Built for any number of input channels, any H×W from 4×4 up (non-square and odd sizes too) and any
-number of outputs, with the same interface as :class:`scinas.network.Network`: ``forward`` returns
+Built for any number of input channels, any H×W from 4×4 up (non-square and odd sizes too) or any
+series length from 4 up, and any number of outputs, from one definition: the layers' dimension
+(`scinas.spaces.nd`) follows the input, so a series gets 1-D convolutions of the same kernel sizes.
+Same interface as :class:`scinas.network.Network`: ``forward`` returns
 ``(output, None)`` and ``drop_path_prob`` exists (and is ignored), so one trainer serves both.
 
 Size rules, so that small scientific images keep a usable feature map:
@@ -28,31 +30,34 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..ops import Conv1x1
 from ..registry import Registry
+from . import nd
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
 from .common import max_reductions
 
 SMALL_INPUT_MAX_SIDE = 64
 """Inputs whose shorter side is at most this get the CIFAR stem (3×3, stride 1, no max-pool)."""
 
-BaselineFactory = Callable[[int, int, tuple[int, int]], nn.Module]
+BaselineFactory = Callable[[int, int, tuple[int, ...]], nn.Module]
 BASELINES: Registry[BaselineFactory] = Registry("baseline")
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 conv-BN layers plus a shortcut (1×1 conv + BN where the shape changes)."""
+    """Two 3×3 (series: 3) conv-BN layers plus a shortcut (1×1 conv + BN where the shape
+    changes), of dimension ``d``."""
 
-    def __init__(self, C_in: int, C_out: int, stride: int):
+    def __init__(self, C_in: int, C_out: int, stride: int, d: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(C_in, C_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(C_out)
-        self.conv2 = nn.Conv2d(C_out, C_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(C_out)
+        self.conv1 = nd.conv(d, C_in, C_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nd.batch_norm(d, C_out)
+        self.conv2 = nd.conv(d, C_out, C_out, 3, padding=1, bias=False)
+        self.bn2 = nd.batch_norm(d, C_out)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or C_in != C_out:
-            self.shortcut = nn.Sequential(Conv1x1(C_in, C_out, stride), nn.BatchNorm2d(C_out))
+            self.shortcut = nn.Sequential(
+                nd.conv1x1(d, C_in, C_out, stride), nd.batch_norm(d, C_out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -73,15 +78,16 @@ def stage_strides(num_stages: int, side: int) -> list[int]:
 def init_conv_bn(model: nn.Module) -> None:
     """He initialisation (fan-out) of every convolution, BatchNorms at weight 1 and bias 0."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nd.CONVS):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nd.NORMS):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
 
 class ResNet(nn.Module):
-    """A ResNet of basic blocks with an input-size-adapted stem, for any C×H×W and output count.
+    """A ResNet of basic blocks with an input-size-adapted stem, for any C×H×W (or C×L series:
+    ``input_hw`` is then ``(L,)`` and every layer 1-D) and output count.
 
     ``blocks[i]`` basic blocks of width ``widths[i]`` form stage i; global average pooling and a
     linear head give ``num_outputs`` values (class logits or regression targets).
@@ -95,7 +101,7 @@ class ResNet(nn.Module):
         self,
         in_channels: int,
         num_outputs: int,
-        input_hw: tuple[int, int],
+        input_hw: tuple[int, ...],
         blocks: Sequence[int],
         widths: Sequence[int],
         zero_init_residual: bool = True,
@@ -106,34 +112,33 @@ class ResNet(nn.Module):
                 f"a ResNet needs at least 1 input channel and 1 output, got "
                 f"in_channels={in_channels}, num_outputs={num_outputs}."
             )
-        h, w = input_hw
-        if min(h, w) < 4 and (h, w) != (1, 1):  # 1×1: feature vectors as channels
-            raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
+        sizes = nd.check_sizes(input_hw)
+        d = nd.dim_of(sizes)
         if len(blocks) != len(widths) or not blocks or min(blocks) < 1:
             raise ValueError(f"blocks {list(blocks)} and widths {list(widths)} do not match")
         self.drop_path_prob = 0.0  # the trainer sets it; a ResNet has no paths to drop
-        self.input_hw = (h, w)
-        side = min(h, w)
+        self.input_hw = sizes
+        side = min(sizes)
         self.small_input = side <= SMALL_INPUT_MAX_SIDE
         C = widths[0]
         if self.small_input:
-            stem: list[nn.Module] = [nn.Conv2d(in_channels, C, 3, padding=1, bias=False)]
+            stem: list[nn.Module] = [nd.conv(d, in_channels, C, 3, padding=1, bias=False)]
         else:
-            stem = [nn.Conv2d(in_channels, C, 7, stride=2, padding=3, bias=False)]
-        stem += [nn.BatchNorm2d(C), nn.ReLU(inplace=True)]
+            stem = [nd.conv(d, in_channels, C, 7, stride=2, padding=3, bias=False)]
+        stem += [nd.batch_norm(d, C), nn.ReLU(inplace=True)]
         if not self.small_input:
-            stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+            stem.append(nd.max_pool(d, 3, stride=2, padding=1))
             side = (((side + 1) // 2) + 1) // 2
         self.stem = nn.Sequential(*stem)
         self.strides = stage_strides(len(blocks), side)
         stages, C_in = [], C
         for n, C_out, stride in zip(blocks, widths, self.strides, strict=True):
-            layers = [BasicBlock(C_in, C_out, stride)]
-            layers += [BasicBlock(C_out, C_out, 1) for _ in range(n - 1)]
+            layers = [BasicBlock(C_in, C_out, stride, d)]
+            layers += [BasicBlock(C_out, C_out, 1, d) for _ in range(n - 1)]
             stages.append(nn.Sequential(*layers))
             C_in = C_out
         self.stages = nn.Sequential(*stages)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = nd.global_pool(d)
         self.classifier = nn.Linear(C_in, num_outputs)
         self._init_weights(zero_init_residual)
 
@@ -144,25 +149,25 @@ class ResNet(nn.Module):
                 if isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:  # x: (B, C_in, H, W)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:  # x: (B, C_in, *sizes)
         features = self.stages(self.stem(x))
         return self.classifier(self.global_pooling(features).flatten(1)), None
 
 
 @BASELINES.decorator("resnet10")
-def resnet10(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+def resnet10(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> ResNet:
     """One basic block per stage at ResNet-18's widths: a cheaper ResNet reference."""
     return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1, 1], [64, 128, 256, 512])
 
 
 @BASELINES.decorator("resnet18")
-def resnet18(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+def resnet18(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> ResNet:
     """He et al.'s ResNet-18 (11,173,962 parameters at 3×32×32 and 10 classes)."""
     return ResNet(in_channels, num_outputs, input_hw, [2, 2, 2, 2], [64, 128, 256, 512])
 
 
 @BASELINES.decorator("resnet_tiny")
-def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -> ResNet:
+def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> ResNet:
     """A ResNet-8 at widths 16/32/64 (78,042 parameters at 3×32×32 and 10 classes).
 
     About the size of a small searched cell network, for a like-for-like comparison on CPU.
@@ -170,8 +175,74 @@ def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, int]) -
     return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1], [16, 32, 64])
 
 
+class WangBlock(nn.Module):
+    """A residual block of Wang et al.'s ResNet: conv-BN-ReLU with kernels 8, 5 and 3 (stride 1,
+    the size kept: `nd.same_conv`), the last without its ReLU, plus a shortcut (1×1 conv + BN
+    where the width changes, BN alone otherwise, as in the paper's code), then ReLU."""
+
+    def __init__(self, C_in: int, C_out: int, d: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, k in enumerate(WANG_KERNELS):
+            C = C_in if i == 0 else C_out
+            layers += [*nd.same_conv(d, C, C_out, k), nd.batch_norm(d, C_out)]
+            if i < len(WANG_KERNELS) - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.branch = nn.Sequential(*layers)
+        self.shortcut: nn.Module = (
+            nn.Sequential(nd.conv1x1(d, C_in, C_out), nd.batch_norm(d, C_out))
+            if C_in != C_out
+            else nd.batch_norm(d, C_out)
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.branch(x) + self.shortcut(x))
+
+
+WANG_KERNELS = (8, 5, 3)
+
+
+class WangResNet(nn.Module):
+    """The standard deep baseline of time-series classification (Wang, Yan & Oates 2017, "Time
+    series classification from scratch with deep neural networks"; Ismail Fawaz et al. 2019 found
+    it the strongest of nine): 3 residual blocks of 64, 128 and 128 channels (kernels 8, 5, 3),
+    no downsampling at all, global average pooling and a linear head. Built for series (1-D); the
+    same code builds the 2-D analogue for images, which is slow (8×8 kernels at full resolution)."""
+
+    def __init__(self, in_channels: int, num_outputs: int, input_hw: tuple[int, ...]):
+        super().__init__()
+        d = nd.dim_of(nd.check_sizes(input_hw))
+        self.drop_path_prob = 0.0  # the trainer sets it; no paths to drop
+        self.input_hw = tuple(input_hw)
+        blocks, C_in = [], in_channels
+        for C_out in (64, 128, 128):
+            blocks.append(WangBlock(C_in, C_out, d))
+            C_in = C_out
+        self.stages = nn.Sequential(*blocks)
+        self.global_pooling = nd.global_pool(d)
+        self.classifier = nn.Linear(C_in, num_outputs)
+        init_conv_bn(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        features = self.stages(x)
+        return self.classifier(self.global_pooling(features).flatten(1)), None
+
+
+@BASELINES.decorator("resnet1d")
+def resnet1d(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> WangResNet:
+    """Wang et al. 2017's ResNet for time-series classification (3 blocks of 64/128/128 channels,
+    kernels 8, 5, 3; 503,106 parameters at 1×150 and 2 classes: no conv biases before BN)."""
+    return WangResNet(in_channels, num_outputs, input_hw)
+
+
+SERIES_ONLY = frozenset({"resnet1d"})
+"""Baselines designed for series: the baseline space's search offers them only for series (on
+images resnet1d's 8×8 kernels at full resolution cost about 100 times resnet_tiny's steps)."""
+
+
 def build_baseline(
-    name: str, in_channels: int, num_outputs: int, input_hw: tuple[int, int]
+    name: str, in_channels: int, num_outputs: int, input_hw: tuple[int, ...]
 ) -> nn.Module:
     """Build the registered baseline ``name``; an unknown name is a UserError with a suggestion."""
     return BASELINES.get(name)(in_channels, num_outputs, tuple(input_hw))
@@ -212,6 +283,7 @@ class BaselineSpace(SearchSpace):
 
     name = "baseline"
     description = "hand-designed networks (" + ", ".join(BASELINES.names()) + "), fixed"
+    dims = nd.DIMS
 
     def from_dict(self, data, source: str = "architecture") -> BaselineArch:
         return BaselineArch.from_dict(data, source=source)
@@ -225,13 +297,13 @@ class BaselineSpace(SearchSpace):
     def decisions(self, s) -> DecisionSpace:
         return DecisionSpace(
             "baseline",
-            (("network", tuple(BASELINES.names())),),
+            (("network", tuple(n for n in BASELINES.names() if n not in SERIES_ONLY)),),
             lambda p: BaselineArch(p["network"]),
         )
 
     def build_network(self, arch: BaselineArch, t, input_shape, num_outputs: int) -> nn.Module:
-        C_in, H, W = input_shape
-        return build_baseline(arch.name, C_in, num_outputs, (H, W))
+        C_in, *sizes = input_shape
+        return build_baseline(arch.name, C_in, num_outputs, tuple(sizes))
 
     def network_summary(self, arch, t) -> str:
         return arch.name

@@ -24,6 +24,7 @@ except the inverted residual's depthwise one.
 from __future__ import annotations
 
 from ..errors import unknown
+from . import nd
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
 from .macro_morph import morphs
 from .macro_network import (
@@ -159,6 +160,7 @@ class MacroSpace(SearchSpace):
         "stage-wise networks: stem + up to 4 stages of basic / bottleneck / inverted residual "
         "blocks (depth, width, stride, kernel, dilation, SE); holds the ResNet baselines"
     )
+    dims = nd.DIMS
     settings = ("blocks", "kernels", "dilations", "expansions", "widths", "depths", "se", "stages")
 
     def from_dict(self, data, source: str = "architecture") -> MacroArch:
@@ -184,8 +186,8 @@ class MacroSpace(SearchSpace):
         check_input(tuple(input_shape[1:]))
 
     def build_network(self, arch: MacroArch, t, input_shape, num_outputs: int) -> MacroNetwork:
-        C_in, H, W = input_shape
-        return MacroNetwork(arch, C_in, num_outputs, (H, W))
+        C_in, *sizes = input_shape
+        return MacroNetwork(arch, C_in, num_outputs, tuple(sizes))
 
     def network_summary(self, arch, t) -> str:
         return str(arch)

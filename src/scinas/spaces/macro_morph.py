@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from . import nd
 from .macro_network import MacroArch, MacroBlock, MacroNetwork, options, stage_strides
 
 SPLIT = 0.1  # the largest |d| of a widened layer's weight split
@@ -88,7 +89,7 @@ def _deepen_fill(stage: int) -> Callable:
 
 def _pad_kernel(w: torch.Tensor, k: int) -> torch.Tensor:
     grow = (k - w.shape[-1]) // 2
-    return nn.functional.pad(w, (grow, grow, grow, grow))
+    return nn.functional.pad(w, (grow, grow) * (w.dim() - 2))  # every spatial side
 
 
 def _kernel_fill(stage: int, k: int) -> Callable:
@@ -96,7 +97,7 @@ def _kernel_fill(stage: int, k: int) -> Callable:
         _copy_shape_safe(old, new)
         for b_old, b_new in zip(old.stages[stage], new.stages[stage], strict=True):
             for m_old, m_new in zip(b_old.branch, b_new.branch, strict=True):
-                if isinstance(m_old, nn.Conv2d) and m_old.kernel_size[0] > 1:
+                if isinstance(m_old, nd.CONVS) and m_old.kernel_size[0] > 1:
                     m_new.weight.copy_(_pad_kernel(m_old.weight, k))
 
     return fill
@@ -120,7 +121,7 @@ def _split_in(w: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([w * half, w * (1 - half)], dim=1)
 
 
-def _double_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d) -> None:
+def _double_bn(old: nn.Module, new: nn.Module) -> None:
     for name in ("weight", "bias", "running_mean", "running_var"):
         getattr(new, name).copy_(_double(getattr(old, name)))
     new.num_batches_tracked.copy_(old.num_batches_tracked)
@@ -129,10 +130,10 @@ def _double_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d) -> None:
 def _widen_block(old: MacroBlock, new: MacroBlock, first: bool, gen: torch.Generator) -> None:
     """A block of the widened stage: every channel inside doubled, its input doubled too unless
     it is the stage's first block (which reads the previous stage)."""
-    convs_old = [m for m in old.branch if isinstance(m, nn.Conv2d)]
-    convs_new = [m for m in new.branch if isinstance(m, nn.Conv2d)]
-    bns_old = [m for m in old.branch if isinstance(m, nn.BatchNorm2d)]
-    bns_new = [m for m in new.branch if isinstance(m, nn.BatchNorm2d)]
+    convs_old = [m for m in old.branch if isinstance(m, nd.CONVS)]
+    convs_new = [m for m in new.branch if isinstance(m, nd.CONVS)]
+    bns_old = [m for m in old.branch if isinstance(m, nd.NORMS)]
+    bns_new = [m for m in new.branch if isinstance(m, nd.NORMS)]
     for i, (c_old, c_new) in enumerate(zip(convs_old, convs_new, strict=True)):
         w = c_old.weight
         if i > 0 or not first:
@@ -147,10 +148,8 @@ def _widen_block(old: MacroBlock, new: MacroBlock, first: bool, gen: torch.Gener
         _double_bn(bn_o, bn_n)
 
 
-def _conv_of(m: nn.Module) -> nn.Conv2d:
-    return (
-        m if isinstance(m, nn.Conv2d) else next(c for c in m.modules() if isinstance(c, nn.Conv2d))
-    )
+def _conv_of(m: nn.Module) -> nn.Module:
+    return m if isinstance(m, nd.CONVS) else next(c for c in m.modules() if isinstance(c, nd.CONVS))
 
 
 def _widen_fill(stage: int) -> Callable:
@@ -173,8 +172,8 @@ def _widen_fill(stage: int) -> Callable:
             return
         b_old, b_new = old.stages[stage + 1][0], new.stages[stage + 1][0]
         _copy_shape_safe(b_old, b_new)  # all but the layers that read the doubled channels
-        first_old = next(m for m in b_old.branch if isinstance(m, nn.Conv2d))
-        first_new = next(m for m in b_new.branch if isinstance(m, nn.Conv2d))
+        first_old = next(m for m in b_old.branch if isinstance(m, nd.CONVS))
+        first_new = next(m for m in b_new.branch if isinstance(m, nd.CONVS))
         first_new.weight.copy_(_split_in(first_old.weight, gen))
         _conv_of(b_new.shortcut).weight.copy_(_split_in(_conv_of(b_old.shortcut).weight, gen))
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, unknown
-from ..ops import Conv1x1
+from . import nd
 from .baselines import BASELINES, SMALL_INPUT_MAX_SIDE, ResNet, init_conv_bn
 from .common import max_reductions
 
@@ -169,23 +169,23 @@ def baseline_points() -> dict[str, MacroArch]:
 # ----------------------------------------------------------------------------- network
 
 
-def _conv_bn(C_in, C_out, k, stride=1, dilation=1, groups=1) -> list[nn.Module]:
+def _conv_bn(C_in, C_out, k, stride=1, dilation=1, groups=1, d=2) -> list[nn.Module]:
     pad = dilation * (k - 1) // 2
-    conv = nn.Conv2d(C_in, C_out, k, stride, pad, dilation=dilation, groups=groups, bias=False)
-    return [conv, nn.BatchNorm2d(C_out)]
+    conv = nd.conv(d, C_in, C_out, k, stride, pad, dilation=dilation, groups=groups, bias=False)
+    return [conv, nd.batch_norm(d, C_out)]
 
 
 class SqueezeExcite(nn.Module):
     """Hu et al.'s squeeze-and-excitation: channel gates from the pooled map (reduction 4)."""
 
-    def __init__(self, C: int):
+    def __init__(self, C: int, d: int = 2):
         super().__init__()
         hidden = max(1, C // 4)
         self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(C, hidden, 1),
+            nd.global_pool(d),
+            nd.conv(d, C, hidden, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, C, 1),
+            nd.conv(d, hidden, C, 1),
             nn.Sigmoid(),
         )
 
@@ -197,54 +197,54 @@ class MacroBlock(nn.Module):
     """One residual block of a stage: ``branch`` (ending in a BatchNorm), optional
     squeeze-excitation, plus the shortcut, then ReLU (none after an inverted residual)."""
 
-    def __init__(self, st: MacroStage, C_in: int, C_out: int, stride: int):
+    def __init__(self, st: MacroStage, C_in: int, C_out: int, stride: int, dim: int = 2):
         super().__init__()
         k, d, e = st.kernel, st.dilation, st.expansion
         act = nn.ReLU if st.block != "inverted" else nn.ReLU6
         if st.block == "basic":
             layers = [
-                *_conv_bn(C_in, C_out, k, stride, d),
+                *_conv_bn(C_in, C_out, k, stride, d, d=dim),
                 act(inplace=True),
-                *_conv_bn(C_out, C_out, k, 1, d),
+                *_conv_bn(C_out, C_out, k, 1, d, d=dim),
             ]
         elif st.block == "bottleneck":
             mid = max(1, C_out // e)
             layers = [
-                *_conv_bn(C_in, mid, 1),
+                *_conv_bn(C_in, mid, 1, d=dim),
                 act(inplace=True),
-                *_conv_bn(mid, mid, k, stride, d),
+                *_conv_bn(mid, mid, k, stride, d, d=dim),
                 act(inplace=True),
-                *_conv_bn(mid, C_out, 1),
+                *_conv_bn(mid, C_out, 1, d=dim),
             ]
         else:  # inverted residual
             mid = C_in * e
-            layers = [*_conv_bn(C_in, mid, 1), act(inplace=True)] if e > 1 else []
+            layers = [*_conv_bn(C_in, mid, 1, d=dim), act(inplace=True)] if e > 1 else []
             layers += [
-                *_conv_bn(mid, mid, k, stride, d, groups=mid),
+                *_conv_bn(mid, mid, k, stride, d, groups=mid, d=dim),
                 act(inplace=True),
-                *_conv_bn(mid, C_out, 1),
+                *_conv_bn(mid, C_out, 1, d=dim),
             ]
         self.branch = nn.Sequential(*layers)  # ends in the BatchNorm that starts at zero
-        self.se = SqueezeExcite(C_out) if st.se else nn.Identity()
+        self.se = SqueezeExcite(C_out, dim) if st.se else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or C_in != C_out:
-            self.shortcut = nn.Sequential(Conv1x1(C_in, C_out, stride), nn.BatchNorm2d(C_out))
+            self.shortcut = nn.Sequential(
+                nd.conv1x1(dim, C_in, C_out, stride), nd.batch_norm(dim, C_out)
+            )
         self.out_act = nn.ReLU(inplace=True) if st.block != "inverted" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_act(self.se(self.branch(x)) + self.shortcut(x))
 
 
-def check_input(input_hw) -> tuple[int, int]:
-    h, w = (int(s) for s in input_hw)
-    if min(h, w) < 4 and (h, w) != (1, 1):  # 1×1: feature vectors as channels
-        raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
-    return h, w
+def check_input(input_hw) -> tuple[int, ...]:
+    """The input's sizes after the channels, ``(H, W)`` or a series' ``(L,)``, checked."""
+    return nd.check_sizes(input_hw)
 
 
 def stage_strides(arch: MacroArch, input_hw) -> list[int]:
     """Each stage's stride for inputs of ``input_hw``: 2 where it downsamples, while the map
-    stays at least 2×2 (after the large-input stem's two halvings)."""
+    stays at least 2×2 (a series: 2 steps) after the large-input stem's two halvings."""
     side = min(int(s) for s in input_hw)
     if side > SMALL_INPUT_MAX_SIDE:
         side = (((side + 1) // 2) + 1) // 2
@@ -257,8 +257,9 @@ def stage_strides(arch: MacroArch, input_hw) -> list[int]:
 
 
 class MacroNetwork(nn.Module):
-    """The network of a `MacroArch` for (C, H, W) inputs and ``num_outputs`` outputs (logits or
-    regression targets, the task's head decides). ``forward`` returns ``(output, None)``."""
+    """The network of a `MacroArch` for (C, H, W) inputs, or (C, L) series (``input_hw`` then
+    ``(L,)``, every layer 1-D), and ``num_outputs`` outputs (logits or regression targets, the
+    task's head decides). ``forward`` returns ``(output, None)``."""
 
     def __init__(self, arch: MacroArch, in_channels: int, num_outputs: int, input_hw):
         super().__init__()
@@ -267,25 +268,26 @@ class MacroNetwork(nn.Module):
                 f"a macro network needs at least 1 input channel and 1 output, got "
                 f"in_channels={in_channels}, num_outputs={num_outputs}."
             )
-        h, w = check_input(input_hw)
-        self.arch, self.input_hw = arch, (h, w)
+        sizes = check_input(input_hw)
+        d = nd.dim_of(sizes)
+        self.arch, self.input_hw = arch, sizes
         self.drop_path_prob = 0.0  # the trainer sets it; no paths to drop
-        if min(h, w) <= SMALL_INPUT_MAX_SIDE:
-            stem: list[nn.Module] = _conv_bn(in_channels, arch.stem, 3)
+        if min(sizes) <= SMALL_INPUT_MAX_SIDE:
+            stem: list[nn.Module] = _conv_bn(in_channels, arch.stem, 3, d=d)
             stem.append(nn.ReLU(inplace=True))
         else:
-            stem = [*_conv_bn(in_channels, arch.stem, 7, 2), nn.ReLU(inplace=True)]
-            stem.append(nn.MaxPool2d(3, stride=2, padding=1))
+            stem = [*_conv_bn(in_channels, arch.stem, 7, 2, d=d), nn.ReLU(inplace=True)]
+            stem.append(nd.max_pool(d, 3, stride=2, padding=1))
         self.stem = nn.Sequential(*stem)
-        self.strides: list[int] = stage_strides(arch, (h, w))
+        self.strides: list[int] = stage_strides(arch, sizes)
         stages, C = [], arch.stem
         for st, stride in zip(arch.stages, self.strides, strict=True):
-            blocks = [MacroBlock(st, C, st.width, stride)]
-            blocks += [MacroBlock(st, st.width, st.width, 1) for _ in range(st.depth - 1)]
+            blocks = [MacroBlock(st, C, st.width, stride, d)]
+            blocks += [MacroBlock(st, st.width, st.width, 1, d) for _ in range(st.depth - 1)]
             stages.append(nn.Sequential(*blocks))
             C = st.width
         self.stages = nn.Sequential(*stages)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = nd.global_pool(d)
         self.classifier = nn.Linear(C, num_outputs)
         init_conv_bn(self)
         for m in self.modules():

@@ -172,7 +172,6 @@ class Lineage:
         """``steps`` optimiser steps of branch ``b`` at its recipe's constant rate; the batches
         and augmentation are seeded by ``seed`` (a resumed lineage replays them exactly)."""
         r = b.recipe
-        H, W = self.hw
         gen = torch.Generator().manual_seed(seed)
         t = self.cfg.train
         augment = train_augment(t.model_copy(update={"augment": r.augment}), self.hw, gen)

@@ -470,7 +470,8 @@ def test_every_float_setting_must_be_finite(key, strategy, value):
 
 def test_non_finite_setting_refused_before_the_run_directory_exists(tmp_path):
     out = tmp_path / "out"
-    refused(*cli("run", "--out", out, *tiny_sets("train.lr=inf"), "-q"), "train.lr", "finite number")
+    code, err = cli("run", "--out", out, *tiny_sets("train.lr=inf"), "-q")
+    refused(code, err, "train.lr", "finite number")
     assert not out.exists()
 
 

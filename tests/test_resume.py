@@ -1,5 +1,7 @@
 """Exact resume: real processes killed (SIGKILL, SIGTERM) at several points, then resumed, end
-with the same genotype and metrics as an uninterrupted run; locks; corrupt checkpoints."""
+with the same genotype and metrics as an uninterrupted run; locks; corrupt checkpoints. The
+processes that are killed are real; what resumes them runs in this process (the CLI's start-up
+is test_cli's and test_interrupts')."""
 
 from __future__ import annotations
 

@@ -7,8 +7,6 @@ prints the table of outcomes (``pytest -s``)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 import typing
@@ -17,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_sets
+from conftest import TINY, scinas_cli, tiny_sets
 from scinas import bounds
 from scinas.budget import plan
 from scinas.cli import app
@@ -25,7 +23,6 @@ from scinas.config import Config, build_config
 from scinas.errors import UserError
 from scinas.strategies import STRATEGIES
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 EXTREMES = {
     "zero": 0,
     "negative": -1,
@@ -188,11 +185,7 @@ def test_absurd_scales_end_by_themselves(tmp_path):
     scales = [k for k in bounds.SCALES if k.startswith("train.")]
     sets = tiny_sets(*(f"{k}=1e12" for k in scales))
     t0 = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "train", "--genotype", "resnet_tiny",
-         "--out", str(tmp_path / "t"), *sets],
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )  # fmt: skip
+    res = scinas_cli("train", "--genotype", "resnet_tiny", "--out", tmp_path / "t", *sets)
     assert res.returncode in (0, 1), res.stderr
     assert res.returncode == 0 or "diverged" in res.stderr
     assert time.monotonic() - t0 < 240

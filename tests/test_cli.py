@@ -23,6 +23,14 @@ def scinas(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``scinas ARGS`` in this process, where the process boundary is not what is tested."""
+    proc = scinas_cli(*args)
+    if proc.returncode != 0:
+        raise AssertionError(f"scinas {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -74,20 +82,20 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
     assert config["search"]["epochs"] == 2 and config["data"]["dataset"] == "digits"
 
     # evaluate rebuilds the trained network and reproduces the test metric
-    ev = json.loads(scinas("evaluate", str(out), "-q").stdout)
+    ev = json.loads(cli("evaluate", str(out), "-q").stdout)
     assert ev["accuracy"] == pytest.approx(results["test"]["accuracy"])
     assert ev["n"] == 360
 
     # train a genotype taken from that run directory
     out2 = tmp_path / "train"
-    scinas("train", "--genotype", str(out), "--out", str(out2), *tiny_sets(), "-q")
+    cli("train", "--genotype", str(out), "--out", str(out2), *tiny_sets(), "-q")
     assert json.loads((out2 / "genotype.json").read_text()) == geno
     assert json.loads((out2 / "results.json").read_text())["test"]["accuracy"] >= 0
 
 
 def test_regression_on_rotated_mnist_r2_equals_sklearn(tmp_path, rotated_mnist_npz):
     out = tmp_path / "reg"
-    scinas(
+    cli(
         "run",
         "--data",
         str(rotated_mnist_npz),
@@ -120,7 +128,7 @@ def test_many_channels_non_square_and_second_order(tmp_path):
     path = tmp_path / "multi.npz"
     np.savez(path, x_train=x[:70], y_train=y[:70], x_test=x[70:], y_test=y[70:])
     out = tmp_path / "run"
-    scinas("run", "--data", str(path), "--out", str(out), *tiny_sets("search.order=2"), "-q")
+    cli("run", "--data", str(path), "--out", str(out), *tiny_sets("search.order=2"), "-q")
     data = json.loads((out / "data.json").read_text())
     assert data["input_shape"] == [5, 12, 20] and data["num_outputs"] == 4
     assert any("nchw" in n.lower() for n in data["notes"])
@@ -250,7 +258,7 @@ def test_hostile_input_one_clear_message_exit_2_nothing_written(
 
 def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     out = tmp_path / "run"
-    scinas("search", "--out", str(out), *tiny_sets(), "-q")
+    cli("search", "--out", str(out), *tiny_sets(), "-q")
     before = (out / "genotype.json").read_text()
     stamp = (out / "run.json").stat().st_mtime_ns
     proc = scinas_cli("run", "--out", out, *tiny_sets())
@@ -266,5 +274,5 @@ def test_out_holding_another_run_is_refused_unless_overwrite(tmp_path):
     proc = scinas_cli("run", "--out", other, "--overwrite", *tiny_sets())
     assert proc.returncode == 2 and (other / "thesis.tex").read_text() == "keep me"
     # --overwrite replaces a run
-    scinas("run", "--out", str(out), "--overwrite", *tiny_sets(), "-q")
+    cli("run", "--out", str(out), "--overwrite", *tiny_sets(), "-q")
     assert json.loads((out / "run.json").read_text())["kind"] == "run"

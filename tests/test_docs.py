@@ -4,6 +4,7 @@ files refused whole, README short, and the tutorials' commands run (on tiny sett
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, for_strategy
+from conftest import TINY, for_strategy, scinas_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -266,8 +267,13 @@ def _run_tutorial(path: Path, cwd: Path, env: dict, python_only: bool = False) -
                 verb, args = words[1], words[2:]
                 if "--study" in args:
                     args[args.index("--study") + 1] = study
-                cmd = [sys.executable, "-m", "scinas", verb, *_tiny(verb, args)]
-            elif words[0] == "python":
+                # in this process (the CLI as a process is test_cli's and test_resume's): the
+                # same exit code and output, without seconds of start-up per command
+                with _cwd(cwd):
+                    proc = scinas_cli(verb, *_tiny(verb, args))
+                assert proc.returncode == 0, f"{path.name}: {line}\n{proc.stdout}\n{proc.stderr}"
+                continue
+            if words[0] == "python":
                 cmd = [sys.executable, *words[1:]]
             else:
                 raise AssertionError(f"{path.name}: the test runs scinas and python only: {line}")
@@ -275,6 +281,17 @@ def _run_tutorial(path: Path, cwd: Path, env: dict, python_only: bool = False) -
                 cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
             )
             assert proc.returncode == 0, f"{path.name}: {line}\n{proc.stdout}\n{proc.stderr}"
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):
+    """The tutorial's commands name their files relative to the folder they run in."""
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _interrupt(path: Path, words: list[str], cwd: Path, env: dict) -> None:

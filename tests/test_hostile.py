@@ -265,8 +265,7 @@ def test_absurd_class_labels_are_refused_quickly(tmp_path):
 def test_out_under_a_regular_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("x")
     out = tmp_path / "afile" / "sub"
-    proc = scinas("run", "--out", out, *tiny_sets(), "-q")
-    refused(proc.returncode, proc.stderr, "regular file", str(tmp_path / "afile"))
+    refused(*cli("run", "--out", out, *tiny_sets(), "-q"), "regular file", str(tmp_path / "afile"))
 
 
 def test_out_where_directories_cannot_be_made_is_refused(tmp_path):
@@ -471,8 +470,8 @@ def test_every_float_setting_must_be_finite(key, strategy, value):
 
 def test_non_finite_setting_refused_before_the_run_directory_exists(tmp_path):
     out = tmp_path / "out"
-    proc = scinas("run", "--out", out, *tiny_sets("train.lr=inf"), "-q")
-    refused(proc.returncode, proc.stderr, "train.lr", "finite number")
+    code, err = cli("run", "--out", out, *tiny_sets("train.lr=inf"), "-q")
+    refused(code, err, "train.lr", "finite number")
     assert not out.exists()
 
 

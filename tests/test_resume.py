@@ -1,5 +1,7 @@
 """Exact resume: real processes killed (SIGKILL, SIGTERM) at several points, then resumed, end
-with the same genotype and metrics as an uninterrupted run; locks; corrupt checkpoints."""
+with the same genotype and metrics as an uninterrupted run; locks; corrupt checkpoints. The
+processes that are killed are real; what resumes them runs in this process (the CLI's start-up
+is test_cli's and test_interrupts')."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import pytest
 import torch
 
-from conftest import tiny_sets
+from conftest import scinas_cli, tiny_sets
 
 SETS = tiny_sets(
     "search.epochs=2",
@@ -44,6 +46,14 @@ def finish(*args):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     return out
+
+
+def resume(out):
+    """``scinas run --resume OUT`` in this process: what is tested is the resume of a run
+    that a real process left (killed), not the start-up of another one."""
+    res = scinas_cli("run", "--resume", out)
+    assert res.returncode == 0, res.stderr
+    return res
 
 
 def outcome(path):
@@ -114,7 +124,7 @@ def test_sigkill_then_resume_is_identical(tmp_path, reference, events_before_kil
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists()
-    finish("run", "--resume", str(out))
+    resume(out)
     assert outcome(out) == reference
 
 
@@ -132,7 +142,7 @@ def test_sigterm_mid_epoch_checkpoints_and_resumes_identically(tmp_path, referen
     assert ckpts
     state = torch.load(ckpts[-1], weights_only=True)
     assert state["step"] > 0 or state["epoch"] >= 1
-    finish("run", "--resume", str(out))
+    resume(out)
     assert outcome(out) == reference
 
 
@@ -148,9 +158,7 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous(tmp_path, reference)
     if len(ckpts) < 2:
         pytest.skip("the kill came before two training checkpoints existed")
     ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])  # truncated
-    proc = start("run", "--resume", str(out))
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
+    err = resume(out).stderr
     assert "unreadable" in err and "falling back" in err
     assert outcome(out) == reference
 
@@ -179,18 +187,9 @@ def test_second_process_on_the_same_run_dir_is_refused(tmp_path):
     long = [*SETS, "--set", "search.epochs=100"]
     proc = start("run", "--out", str(out), *long)
     wait_for_events(out, 1, proc)
-    other = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--resume", str(out)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    over = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--out", str(out), "--overwrite", *long],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    # the other two in this process: the lock is held by another process all the same
+    other = scinas_cli("run", "--resume", out)
+    over = scinas_cli("run", "--out", out, "--overwrite", *long)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert other.returncode == 2 and "in use by another scinas process" in other.stderr
@@ -208,12 +207,7 @@ def test_crafted_checkpoint_that_runs_code_is_refused(tmp_path, killed):
 
     ckpts = sorted((out / "checkpoints").glob("search-*.pt"))
     torch.save({"phase": "search", "evil": Evil()}, ckpts[-1])
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--resume", str(out)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    res = scinas_cli("run", "--resume", out)
     assert res.returncode == 2, res.stderr
     assert "would run code" in res.stderr and "Traceback" not in res.stderr
     assert not marker.exists()
@@ -230,19 +224,15 @@ def test_crafted_checkpoint_that_runs_code_is_refused(tmp_path, killed):
 def test_resume_with_changed_config_is_refused(tmp_path, killed, args, phrase):
     out = copy_of(killed, tmp_path)
     before = (out / "config.json").read_text()
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--resume", str(out), *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    res = scinas_cli("run", "--resume", out, *args)
     assert res.returncode == 2 and phrase in res.stderr, res.stderr
     assert (out / "config.json").read_text() == before
 
 
 def test_resume_harmless_change_with_flag(tmp_path, killed):
     out = copy_of(killed, tmp_path)
-    finish("run", "--resume", str(out), "--set", "train.epochs=2", "--allow-changes")
+    res = scinas_cli("run", "--resume", out, "--set", "train.epochs=2", "--allow-changes")
+    assert res.returncode == 0, res.stderr
     r = json.loads((out / "results.json").read_text())
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
     events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -250,10 +240,5 @@ def test_resume_harmless_change_with_flag(tmp_path, killed):
 
 
 def test_resume_bad_targets(tmp_path):
-    res = subprocess.run(
-        [sys.executable, "-m", "scinas", "run", "--resume", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    res = scinas_cli("run", "--resume", tmp_path)
     assert res.returncode == 2 and "not a scinas run directory" in res.stderr

@@ -76,7 +76,11 @@ def stage_strides(num_stages: int, side: int) -> list[int]:
 
 
 def init_conv_bn(model: nn.Module) -> None:
-    """He initialisation (fan-out) of every convolution, BatchNorms at weight 1 and bias 0."""
+    """He initialisation (fan-out) of every convolution, BatchNorms at weight 1 and bias 0.
+    Nothing to do on ``meta`` (shapes only, as the memory checks build): there, torch's first
+    ``normal_`` imports torch._dynamo, most of a second in every scinas process."""
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, nd.CONVS):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

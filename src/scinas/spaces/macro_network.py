@@ -155,14 +155,22 @@ def from_resnet(net: ResNet) -> MacroArch:
     return MacroArch(net.stem[0].out_channels, stages)
 
 
+_POINTS: dict[tuple, MacroArch | None] = {}  # (name, builder): its point, built once
+
+
 def baseline_points() -> dict[str, MacroArch]:
-    """``macro:NAME`` for every registered baseline that is a ResNet of basic blocks."""
+    """``macro:NAME`` for every registered baseline that is a ResNet of basic blocks (each
+    built once per process: the CLI's help texts ask for them on every command)."""
     points = {}
     for name in BASELINES.names():
-        with torch.device("meta"):  # only the structure is read: no memory, no init cost
-            net = BASELINES.get(name)(3, 10, (32, 32))
-        if isinstance(net, ResNet):
-            points[f"macro:{name}"] = from_resnet(net)
+        build = BASELINES.get(name)
+        key = (name, build)
+        if key not in _POINTS:
+            with torch.device("meta"):  # only the structure is read: no memory, no init cost
+                net = build(3, 10, (32, 32))
+            _POINTS[key] = from_resnet(net) if isinstance(net, ResNet) else None
+        if _POINTS[key] is not None:
+            points[f"macro:{name}"] = _POINTS[key]
     return points
 
 

@@ -181,10 +181,13 @@ def test_sigterm_at_random_points_of_a_compare(tmp_path):
     ref = Point(["compare", "--out", str(tmp_path / "ref"), *base], None)
     assert ref.code == 0, ref.err[-2000:]
     points: list = []
-    out = tmp_path / "cmp"
-    start = ["compare", "--out", str(out), *base]
-    chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points, ramp=8)
-    assert compare_result(out) == compare_result(tmp_path / "ref")
+    for k in range(4):  # chains until the target number of points (how many fit varies)
+        out = tmp_path / f"cmp{k}"
+        start = ["compare", "--out", str(out), *base]
+        chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points, ramp=8)
+        assert compare_result(out) == compare_result(tmp_path / "ref")
+        if len(points) >= 5:
+            break
     print(f"\ncompare: {len(points)} points: {points}")
     assert len(points) >= 5
 

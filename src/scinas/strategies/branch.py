@@ -1,6 +1,7 @@
 """A lineage's branches (`scinas.strategies.lineage`): the recipe a network trains with, a
-network in training with its weight average, the one-change recipe moves, and the paired
-statistic that judges a challenger against the incumbent."""
+network in training with its weight average, the one-change recipe moves, the paired
+statistic that judges a challenger against the incumbent, and where a lineage stands after a
+round."""
 
 from __future__ import annotations
 
@@ -176,3 +177,23 @@ def tier(b: Branch, move) -> int:
         changed = {k for k in RECIPE_DIMS if getattr(move, k) != getattr(b.recipe, k)}
         return 0 if changed & FIRST_DIMS else 1
     return 1
+
+
+@dataclass
+class Progress:
+    """Where a lineage stands after a round (what its checkpoint keeps besides the network)."""
+
+    round: int
+    accepted: int
+    rejected: int
+    tried: set
+    seg: int
+    step_seconds: float
+    scores: torch.Tensor  # the incumbent's per-sample validation scores
+    metrics: dict
+    above: bool = True
+    streak: int = 0  # challengers in a row not accepted
+
+
+class Diverged(Exception):
+    """A challenger's loss was not finite: it loses."""

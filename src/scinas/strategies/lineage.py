@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -55,6 +55,8 @@ from ..train import make_optimizer, model_output, predict
 from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
     Branch,
+    Diverged,
+    Progress,
     Recipe,
     WeightAverage,
     opt_args,
@@ -189,7 +191,7 @@ class Lineage:
                 out = model_output(b.net, xb)
                 loss = self.task.loss(out, self.task.encode_targets(yb), **smooth)
                 if not torch.isfinite(loss):
-                    raise _Diverged
+                    raise Diverged
                 b.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(b.net.parameters(), t.grad_clip)
@@ -304,7 +306,7 @@ class Lineage:
                 try:
                     self.train(ch, ch_steps, seed)
                     ch_scores, ch_metrics = self.score(ch.average.net)
-                except _Diverged:
+                except Diverged:
                     ch_scores, ch_metrics = None, None
                 ch.average = None
                 inc.average = WeightAverage(inc.net, seg)
@@ -353,7 +355,7 @@ class Lineage:
                 else:
                     rejected += 1
                     streak += 1
-                p = _Progress(
+                p = Progress(
                     k + 1,
                     accepted,
                     rejected,
@@ -392,7 +394,7 @@ class Lineage:
 
     def _floor(
         self, arch, recipe: Recipe, t0: float, deadline: float | None
-    ) -> tuple[Branch, _Progress]:
+    ) -> tuple[Branch, Progress]:
         """Train the start until it scores above a constant prediction, looking after
         FLOOR_FIRST steps and then each time the steps have doubled; plan the segments."""
         s = self.s
@@ -436,7 +438,7 @@ class Lineage:
             if deadline is not None:
                 left = deadline - time.perf_counter()
                 seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
-        return inc, _Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
+        return inc, Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
 
     def _give_up(self, streak: int) -> None:
         """The patience is spent: the search ends (a run with one deadline, as in compare, gives
@@ -447,7 +449,7 @@ class Lineage:
             "(search.patience)"
         )
 
-    def _save(self, ckpt: Checkpointer, inc: Branch, p: _Progress, seconds: float) -> None:
+    def _save(self, ckpt: Checkpointer, inc: Branch, p: Progress, seconds: float) -> None:
         """A checkpoint after a finished round: a resumed lineage goes on from the next one."""
         if not ckpt.enabled or not parallel.leader():
             return
@@ -466,7 +468,7 @@ class Lineage:
             }
         )
 
-    def _restore(self, state: dict) -> tuple[Branch, _Progress]:
+    def _restore(self, state: dict) -> tuple[Branch, Progress]:
         self.rng.bit_generator.state = state["rng"]
         self.events = list(state["events"])
         arch = self.space.from_dict(state["arch"], "the lineage's checkpoint")
@@ -475,7 +477,7 @@ class Lineage:
         getattr(net, "_orig_mod", net).load_state_dict(state["net"])
         opt = make_optimizer(net.parameters(), **opt_args(recipe))
         opt.load_state_dict(state["optimizer"])
-        p = _Progress(**state["progress"])
+        p = Progress(**state["progress"])
         p.tried = set(p.tried)
         return Branch(arch, net, recipe, opt, state["steps"]), p
 
@@ -487,23 +489,3 @@ class Lineage:
         net = getattr(inc.net, "_orig_mod", inc.net)
         weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))
-
-
-@dataclass
-class _Progress:
-    """Where a lineage stands after a round (what its checkpoint keeps besides the network)."""
-
-    round: int
-    accepted: int
-    rejected: int
-    tried: set
-    seg: int
-    step_seconds: float
-    scores: torch.Tensor  # the incumbent's per-sample validation scores
-    metrics: dict
-    above: bool = True
-    streak: int = 0  # challengers in a row not accepted
-
-
-class _Diverged(Exception):
-    """A challenger's loss was not finite: it loses."""

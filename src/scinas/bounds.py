@@ -16,6 +16,7 @@ MAX_CHANNELS = 4096  # channels of a network (C)
 MAX_LAYERS = 1000  # cells, layers or nodes of a network
 MAX_BATCH = 65536  # samples in a batch
 MAX_PIXELS = 4096  # cutout side and crop padding, in pixels
+MIN_SIDE = 4  # the smallest image side and series length the networks' stems take
 MAX_FLOAT = 3.4028234663852886e38  # any float setting: the largest float32 (torch's default)
 
 NAMES = {

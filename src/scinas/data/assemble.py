@@ -75,8 +75,10 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
         )
     if layout in SERIES_LAYOUTS:
         return _series(x, label, layout, f"--layout {layout}", split, notes)
-    if layout == "auto" and raw.layout is None and x.ndim == 3 and detect_3d(x.shape) != "nhw":
-        return _series(x, label, detect_3d(x.shape), "the only reading of the shape", split, notes)
+    if layout == "auto" and raw.layout is None and x.ndim == 3:
+        read = detect_3d(x.shape)
+        if read != "nhw":
+            return _series(x, label, read, "the only reading of the shape", split, notes)
     if x.ndim == 2:  # N×F feature vectors: F channels of a 1×1 image
         if split == "train":
             notes.append(

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from scinas.bounds import MIN_SIDE
 from scinas.errors import UserError
 
 __all__ = ["IMAGE_LAYOUTS", "LAYOUTS", "SERIES_LAYOUTS", "detect_layout", "to_nchw", "to_ncl"]
-
-MIN_SIDE = 4
-"""Smallest image side and series length the networks' stems and reductions handle."""
 
 IMAGE_LAYOUTS = ("nhwc", "nchw", "nhw")
 SERIES_LAYOUTS = ("ncl", "nlc", "nl")

@@ -179,6 +179,9 @@ def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -
     return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1], [16, 32, 64])
 
 
+WANG_KERNELS = (8, 5, 3)
+
+
 class WangBlock(nn.Module):
     """A residual block of Wang et al.'s ResNet: conv-BN-ReLU with kernels 8, 5 and 3 (stride 1,
     the size kept: `nd.same_conv`), the last without its ReLU, plus a shortcut (1×1 conv + BN
@@ -202,9 +205,6 @@ class WangBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.branch(x) + self.shortcut(x))
-
-
-WANG_KERNELS = (8, 5, 3)
 
 
 class WangResNet(nn.Module):

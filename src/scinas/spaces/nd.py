@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..bounds import MIN_SIDE
 from ..errors import UserError
 from ..ops import Conv1x1
 
@@ -22,9 +23,6 @@ DIMS = (1, 2)
 
 CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
 NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-MIN_SIDE = 4
-"""Smallest image side (and series length) the stems and reductions handle."""
 
 
 def dim_of(sizes: Sequence[int]) -> int:
@@ -51,7 +49,9 @@ def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
         return sizes
     h, w = sizes
     if min(h, w) < MIN_SIDE and (h, w) != (1, 1):  # 1×1: feature vectors as channels
-        raise UserError(f"images of {h}×{w} are too small: scinas needs at least 4×4 pixels.")
+        raise UserError(
+            f"images of {h}×{w} are too small: scinas needs at least {MIN_SIDE}×{MIN_SIDE} pixels."
+        )
     return sizes
 
 

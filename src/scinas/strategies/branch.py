@@ -12,10 +12,12 @@ from typing import Literal
 
 import torch
 
+from ..data.augment_series import SERIES_AUGMENTS
 from ..train import make_optimizer
 
 AUGMENTS = ("none", "default", "natural", "rotation")
-SERIES_AUGMENTS = ("none", "series")  # series (C, L): the image augmentations do not apply
+# series (C, L): their own augmentation or none ("default" is none for them)
+SERIES_MOVES = tuple(a for a in SERIES_AUGMENTS if a != "default")
 ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
 # tried before the other moves: at small budgets the rate and the augmentation move results most
 FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
@@ -165,7 +167,7 @@ def _recipe_moves(r: Recipe, dims: set, t, n: int, task, hw: tuple) -> list[tupl
     if "augment" in dims and hw != (1, 1):
         out += [
             (f"augment {r.augment} -> {a}", replace(r, augment=a))
-            for a in (SERIES_AUGMENTS if len(hw) == 1 else AUGMENTS)
+            for a in (SERIES_MOVES if len(hw) == 1 else AUGMENTS)
             if a != r.augment
         ]
     return out

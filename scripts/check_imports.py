@@ -37,8 +37,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "plugins": ("ops", "data", "tasks", "spaces", "proxies"),
     "engine": (
-        "train", "divergence", "deadline", "evaluation", "optim", "lr_finder", "budget", "fit",
-        "hardware", "inherit", "context",
+        "train", "divergence", "deadline", "evaluation", "symmetry", "optim", "lr_finder",
+        "budget", "fit", "hardware", "inherit", "context",
     ),
     "strategies": ("strategies",),
     "verbs": (

@@ -257,6 +257,7 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
                 "search.budget=3",
                 "search.segment_steps=4",
                 "search.patience=null",  # every round decides; the patience has its own tests
+                "search.symmetries=false",  # its own tests: tests/test_symmetry.py
                 *extra,
             ]
         ),
@@ -405,7 +406,9 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
             if e["event"].startswith("lineage")
         ]
 
-    reference = _lineage_run(tmp_path / "ref", "search.budget=3", "search.patience=2")
+    # with the symmetry step, whose outcome the checkpoint keeps as well
+    both = ("search.budget=3", "search.patience=2", "search.symmetries=true")
+    reference = _lineage_run(tmp_path / "ref", *both)
     real_train = lineage.Lineage.train
 
     def train(self, b, steps, seed):
@@ -415,10 +418,10 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
 
     monkeypatch.setattr(lineage.Lineage, "train", train)
     with pytest.raises(Interrupted):
-        _lineage_run(tmp_path, "search.budget=3", "search.patience=2")
+        _lineage_run(tmp_path, *both)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     monkeypatch.setattr(lineage.Lineage, "train", real_train)
-    resumed = _lineage_run(tmp_path, "search.budget=3", "search.patience=2", resume=True)
+    resumed = _lineage_run(tmp_path, *both, resume=True)
     assert lineage_events(tmp_path / "run") == lineage_events(tmp_path / "ref" / "run")
     assert resumed["test"] == reference["test"]
 

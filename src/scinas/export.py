@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import Config
 from .errors import UserError, unknown
+from .evaluation import model_output
 from .fit import build_network
 from .rundir import (
     DISK_ERRORS,
@@ -38,6 +39,8 @@ from .rundir import (
     run_kind,
 )
 from .spaces import SPACES, load_genotype
+from .symmetry import VIEWS
+from .tasks import make_task
 
 FORMATS = {
     "onnx": "model.onnx",
@@ -49,11 +52,14 @@ FORMATS = {
 class Predictor(nn.Module):
     """A trained network with its input normalisation and output decoding."""
 
-    def __init__(self, network: nn.Module, info: dict, output_groups=None):
+    def __init__(self, network: nn.Module, info: dict, output_groups=None, average=None):
         super().__init__()
         self.groups = [list(g) for g in (output_groups or [])]
         self.network = network.eval()
         self.info = info
+        # test-time views (train.tta) and the task's average of their outputs
+        self.views = list(info.get("tta") or [])
+        self.average = average
         # one value per channel, broadcast over the sample's other axes: (1, C, 1, 1) for
         # images, (1, C, 1) for series
         per_channel = (1, -1) + (1,) * (len(info.get("input_shape", (1, 1, 1))) - 1)
@@ -72,8 +78,11 @@ class Predictor(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.network((x.float() - self.mean) / self.std)
-        out = out[0] if isinstance(out, tuple) else out
+        x = (x.float() - self.mean) / self.std
+        out = model_output(self.network, x)
+        if self.views:
+            views = [model_output(self.network, VIEWS[v](x)) for v in self.views]
+            out = self.average([out, *views])
         if self.regression:
             out = out * self.target_std + self.target_mean
         if self.groups:
@@ -98,6 +107,9 @@ def load_trained(run_dir: str | os.PathLike) -> tuple[nn.Module, dict, Config]:
             "not finish. Train it with `scinas train --genotype DIR`."
         )
     cfg = _run_config(path)
+    if (path / "recipe.json").is_file():  # the training recipe a lineage search chose
+        recipe = read_mapping(path / "recipe.json")
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=recipe)})
     info = read_mapping(path / "data.json")
     missing = [k for k in ("input_shape", "num_outputs", "task", "mean", "std") if k not in info]
     if missing:
@@ -131,7 +143,18 @@ def _run_config(path: Path) -> Config:
 def load(run_dir: str | os.PathLike) -> Predictor:
     """The trained network of a run directory, ready to predict on raw images."""
     net, info, cfg = load_trained(run_dir)
-    return Predictor(net, info, cfg.data.output_groups).eval()
+    if not cfg.train.tta:
+        return Predictor(net, info, cfg.data.output_groups).eval()
+    task = make_task(
+        info["task"],
+        info["num_outputs"],
+        info.get("target_mean"),
+        info.get("target_std"),
+        loss=cfg.data.loss,
+        output_groups=cfg.data.output_groups,
+    )
+    info = {**info, "tta": list(cfg.train.tta)}
+    return Predictor(net, info, cfg.data.output_groups, task.average_views).eval()
 
 
 def export(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:

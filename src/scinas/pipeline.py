@@ -43,6 +43,7 @@ from .rundir import (
 )
 from .spaces import load_genotype, space_of
 from .strategies import STRATEGIES, SearchResult, create_strategy
+from .symmetry import symmetrised
 from .tasks import make_task
 from .train import predict
 
@@ -455,7 +456,8 @@ def evaluate(
     )
     part = getattr(dataset, split)
     place = Placement(torch.device("cpu"), False, info["mean"], info["std"])  # as trained
-    outputs, targets = predict(place.module(net), place.batches(part.x, part.y, 256))
+    model = symmetrised(place.module(net), cfg.train.tta, task)  # test-time views, if any
+    outputs, targets = predict(model, place.batches(part.x, part.y, 256))
     metrics = task.metrics(outputs, targets)
     reporter.log(f"{split} ({len(part)} samples of {dataset.name}): {format_metrics(metrics)}")
     return {"split": split, "dataset": dataset.name, "n": len(part), **metrics}

@@ -25,6 +25,7 @@ from .spaces import SPACES, space_of
 from .strategies import STRATEGIES, create_strategy
 from .strategies.blackbox import BlackBoxSettings
 from .strategies.oneshot_settings import OneShotSettings
+from .symmetry import check_views
 
 
 def check_search(s: SearchContext) -> None:
@@ -43,6 +44,10 @@ def check_train(s: SearchContext, arch=None) -> None:
     space = space_of(arch) if arch is not None else SPACES.get(s.cfg.search.space)
     space.check_dims(s.data.input_shape)
     _check_augment(t.augment, s.data.input_shape)
+    try:
+        check_views(t.tta, s.data.input_shape)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     space.check_network(arch, t, s.data.input_shape)
     check_train_memory(s, arch)
     if t.time_budget is not None:

@@ -18,14 +18,22 @@ from .rundir import (
 from .signals import Interrupted
 from .spaces import SPACES
 from .strategies import SearchResult
+from .symmetry import symmetrised
 from .train import predict
 
 
 def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
     """Evaluate the final network once on the test split; save it and its predictions."""
     data, task = s.data, s.task
-    outputs, targets = predict(net, s.place.batches(data.test.x, data.test.y, 256))
+    views = s.cfg.train.tta
+    model = symmetrised(net, views, task)
+    test_batches = s.place.batches(data.test.x, data.test.y, 256)
+    outputs, targets = predict(model, test_batches)
     test = task.metrics(outputs, targets)
+    without = None
+    if views:  # the test-time views' figures next to the network's alone
+        without = {"val": val, "test": task.metrics(*predict(net, test_batches))}
+        val = task.metrics(*predict(model, s.place.batches(data.val.x, data.val.y, 256)))
     params = count_parameters(net)
     results = {
         "task": task.name,
@@ -37,6 +45,8 @@ def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict
         "flops": count_flops(net, data.input_shape),
         "genotype": genotype.to_dict(),
     }
+    if without is not None:
+        results["tta"] = {"views": list(views), "without": without}
     if run is not None:
         run.save_state("model.pt", net)
         run.log_event({"event": "test", **test})
@@ -48,6 +58,12 @@ def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict
         )
     mflops = results["flops"] / 1e6
     s.reporter.log(f"test: {format_metrics(test)} | {params:,} params, {mflops:.1f} MFLOPs")
+    if without is not None:
+        pm = task.primary_metric
+        s.reporter.log(
+            f"test-time views {', '.join(views)}: test {pm} {test[pm]:.4f}, "
+            f"{without['test'][pm]:.4f} without them"
+        )
     return results
 
 

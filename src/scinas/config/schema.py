@@ -350,6 +350,13 @@ class TrainConfig(_Section):
         "default and none are no augmentation (a shift or gain can change what a series "
         "means); series: random shift up to 10% of the length, scaling ±10%, jitter 0.03 std",
     )
+    tta: list[Literal["hflip", "vflip", "rot90"]] = Field(
+        [],
+        max_length=3,
+        description="test-time views: predictions are averaged over the image and these "
+        "(mirrors, a quarter turn of square images), each one more forward pass; the lineage "
+        "search sets the symmetries it finds in the data (`scinas.symmetry`)",
+    )
     max_samples: int | None = Field(
         None, ge=4, le=MAX_SAMPLES, description="subsample the training set"
     )

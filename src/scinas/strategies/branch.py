@@ -195,6 +195,7 @@ class Progress:
     metrics: dict
     above: bool = True
     streak: int = 0  # challengers in a row not accepted
+    views: list | None = None  # the data's symmetries found (`scinas.symmetry`); None: not probed
 
 
 class Diverged(Exception):

@@ -43,15 +43,14 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .. import parallel
 from ..checkpoint import Checkpointer
 from ..errors import UserError
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
 from ..run_context import SearchContext
-from ..rundir import atomic_write
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
+from . import lineage_state
 from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
     Branch,
@@ -64,8 +63,8 @@ from .branch import (
     recipe_moves,
     tier,
 )
-from .fidelity import WINNER
 from .lineage_settings import LineageSettings
+from .symmetry_step import find_symmetries
 
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
 FLOOR_FIRST = 10  # steps before the start's first look at chance
@@ -142,6 +141,7 @@ class Lineage:
         self.task = ctx.task
         self.pm = ctx.task.primary_metric
         self._costs: dict = {}  # (architecture, batch size) -> compute of one step
+        self.probed = False
 
     # ------------------------------------------------------------------ the pieces
 
@@ -226,9 +226,10 @@ class Lineage:
                 if self.cost(m.target, b.recipe) <= limit * b.recipe.batch_size / self.start_bs
             ]
         if self.s.recipe:
+            dims = [d for d in self.s.recipe_dims if not (d == "augment" and self.probed)]
             out += recipe_moves(
                 b.recipe,
-                self.s.recipe_dims,
+                dims,
                 self.cfg.train,
                 len(self.x),
                 self.task,
@@ -270,12 +271,15 @@ class Lineage:
             f"challengers accepted above {s.noise_z:g} standard errors"
         )
         if state is not None:
-            inc, p = self._restore(state)
+            inc, p = lineage_state.restore(self, state)
             ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
         else:
             inc, p = self._floor(arch, recipe, t0, deadline)
+            if p.above and s.symmetries and s.recipe:
+                find_symmetries(self, inc, p)
             if p.above:
-                self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
+                lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
+        self.probed = p.views is not None  # the symmetries decided the augmentation
         accepted, rejected, tried, seg, streak = p.accepted, p.rejected, p.tried, p.seg, p.streak
         inc_scores, inc_metrics, step_seconds = p.scores, p.metrics, p.step_seconds
         if p.above:
@@ -365,9 +369,12 @@ class Lineage:
                     inc_scores,
                     inc_metrics,
                     streak=streak,
+                    views=p.views,
                 )
-                self._save(ckpt, inc, p, spent + time.perf_counter() - t0)
+                lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
+        if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
+            changes["tta"] = list(p.views)
         self.log_event(
             {
                 "event": "lineage_result",
@@ -383,7 +390,7 @@ class Lineage:
             f"lineage: {accepted} challengers accepted, {rejected} rejected as not better beyond "
             f"noise; the network: {inc.arch}; recipe changes: {changes or 'none'}"
         )
-        self._keep(inc)
+        lineage_state.keep(self, inc)
         return SearchResult(
             genotype=inc.arch,
             history=self.events,
@@ -448,44 +455,3 @@ class Lineage:
             f"lineage: {streak} challengers in a row not better beyond noise; the search stops "
             "(search.patience)"
         )
-
-    def _save(self, ckpt: Checkpointer, inc: Branch, p: Progress, seconds: float) -> None:
-        """A checkpoint after a finished round: a resumed lineage goes on from the next one."""
-        if not ckpt.enabled or not parallel.leader():
-            return
-        net = getattr(inc.net, "_orig_mod", inc.net)
-        ckpt.save(
-            {
-                "arch": inc.arch.to_dict(),
-                "recipe": asdict(inc.recipe),
-                "net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "optimizer": inc.optimizer.state_dict(),
-                "steps": inc.steps,
-                "progress": {**asdict(p), "tried": sorted(p.tried)},
-                "rng": self.rng.bit_generator.state,
-                "events": self.events,
-                "seconds": seconds,
-            }
-        )
-
-    def _restore(self, state: dict) -> tuple[Branch, Progress]:
-        self.rng.bit_generator.state = state["rng"]
-        self.events = list(state["events"])
-        arch = self.space.from_dict(state["arch"], "the lineage's checkpoint")
-        recipe = Recipe(**state["recipe"])
-        net = self.build(arch)
-        getattr(net, "_orig_mod", net).load_state_dict(state["net"])
-        opt = make_optimizer(net.parameters(), **opt_args(recipe))
-        opt.load_state_dict(state["optimizer"])
-        p = Progress(**state["progress"])
-        p.tried = set(p.tried)
-        return Branch(arch, net, recipe, opt, state["steps"]), p
-
-    def _keep(self, inc: Branch) -> None:
-        """The incumbent's weights as the winner: the final training starts from them."""
-        run = self.ctx.run
-        if run is None or not parallel.leader():
-            return
-        net = getattr(inc.net, "_orig_mod", inc.net)
-        weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))

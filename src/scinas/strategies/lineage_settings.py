@@ -51,6 +51,13 @@ class LineageSettings(StrategySettings):
         "decay or label smoothing): such changes win at a segment's horizon and can lose over the "
         "rest of the training (short-horizon bias)",
     )
+    symmetries: bool = Field(
+        True,
+        description="after the start's first segment, test which mirrors and quarter turns "
+        "leave the data's distribution unchanged (the network's validation loss on the "
+        "transformed images; `scinas.symmetry`); those found choose the augmentation (when "
+        "augment is in recipe_dims) and become test-time views (train.tta)",
+    )
     max_cost: float = Field(
         3.0,
         ge=1,

@@ -125,13 +125,20 @@ class Task(ABC):
         """Network outputs -> predictions in the targets' original units / label space."""
         return output
 
+    def sample_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each sample's loss (``targets`` as in the dataset)."""
+        enc = self.encode_targets(targets)
+        return torch.stack([self.loss(o[None], t[None]) for o, t in zip(outputs, enc, strict=True)])
+
     def sample_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample scores, higher is better, whose differences pair two networks on the same
         samples (`scinas.strategies.lineage`): minus each sample's loss, by default."""
-        enc = self.encode_targets(targets)
-        return -torch.stack(
-            [self.loss(o[None], t[None]) for o, t in zip(outputs, enc, strict=True)]
-        )
+        return -self.sample_losses(outputs, targets)
+
+    def average_views(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """One output from the outputs for several views of the same samples (`scinas.symmetry`):
+        their mean, by default (outputs in the targets' units)."""
+        return torch.stack(outputs).mean(dim=0)
 
     def constant_scores(self, train_targets: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """`sample_scores` of a network that knows nothing: a constant output (zero: the

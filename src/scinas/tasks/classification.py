@@ -3,6 +3,7 @@ metrics."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -121,6 +122,11 @@ class Classification(Task):
 
     def sample_scores(self, outputs, targets):
         return (outputs.argmax(dim=1) == targets).float()
+
+    def average_views(self, outputs):
+        # the log of the mean of the views' probabilities: logits again
+        logp = torch.stack([o.float().log_softmax(dim=1) for o in outputs])
+        return torch.logsumexp(logp, dim=0) - math.log(len(outputs))
 
     def constant_scores(self, train_targets, targets):
         majority = int(torch.bincount(train_targets.long()).argmax())

@@ -107,6 +107,11 @@ class MultiLabel(Task):
     def decode_outputs(self, output):
         return torch.sigmoid(output)
 
+    def average_views(self, outputs):
+        # the logit of the mean of the views' probabilities
+        p = torch.stack([torch.sigmoid(o.float()) for o in outputs]).mean(dim=0)
+        return torch.logit(p, eps=1e-7)
+
     def metrics(self, outputs, targets):
         outputs, targets = outputs.double(), targets.double()
         loss = F.binary_cross_entropy_with_logits(outputs, targets).item()

@@ -1,0 +1,63 @@
+"""A lineage search's state on disk (`scinas.strategies.lineage`): its checkpoint after each
+round, the checkpoint read back on ``--resume``, and the winner's weights for the final
+training."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+
+from .. import parallel
+from ..checkpoint import Checkpointer
+from ..rundir import atomic_write
+from ..train import make_optimizer
+from .branch import Branch, Progress, Recipe, opt_args
+from .fidelity import WINNER
+
+
+def _weights(net: torch.nn.Module) -> dict:
+    net = getattr(net, "_orig_mod", net)
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def save(lineage, ckpt: Checkpointer, inc: Branch, p: Progress, seconds: float) -> None:
+    """A checkpoint after a finished round: a resumed lineage goes on from the next one."""
+    if not ckpt.enabled or not parallel.leader():
+        return
+    ckpt.save(
+        {
+            "arch": inc.arch.to_dict(),
+            "recipe": asdict(inc.recipe),
+            "net": _weights(inc.net),
+            "optimizer": inc.optimizer.state_dict(),
+            "steps": inc.steps,
+            "progress": {**asdict(p), "tried": sorted(p.tried)},
+            "rng": lineage.rng.bit_generator.state,
+            "events": lineage.events,
+            "seconds": seconds,
+        }
+    )
+
+
+def restore(lineage, state: dict) -> tuple[Branch, Progress]:
+    lineage.rng.bit_generator.state = state["rng"]
+    lineage.events = list(state["events"])
+    arch = lineage.space.from_dict(state["arch"], "the lineage's checkpoint")
+    recipe = Recipe(**state["recipe"])
+    net = lineage.build(arch)
+    getattr(net, "_orig_mod", net).load_state_dict(state["net"])
+    opt = make_optimizer(net.parameters(), **opt_args(recipe))
+    opt.load_state_dict(state["optimizer"])
+    p = Progress(**state["progress"])
+    p.tried = set(p.tried)
+    return Branch(arch, net, recipe, opt, state["steps"]), p
+
+
+def keep(lineage, inc: Branch) -> None:
+    """The incumbent's weights as the winner: the final training starts from them."""
+    run = lineage.ctx.run
+    if run is None or not parallel.leader():
+        return
+    weights = _weights(inc.net)
+    atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))

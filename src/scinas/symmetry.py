@@ -1,0 +1,117 @@
+"""Symmetries of the data, found by a trained network, and predictions averaged over them.
+
+A transformation T (a mirror, a quarter turn) is a symmetry of the data when T(x) with x's
+label is as likely as x itself: galaxies have no preferred orientation, photographs can be
+mirrored left to right, but a mirrored digit or shoe is not one of the data's images. If T is a
+symmetry, the transformed validation split is another sample of the same distribution, so *any*
+fixed network's mean loss on it equals its mean loss on the split itself. If T is not, a network
+trained on the data does worse on the transformed images (on Fashion-MNIST a mirrored test image
+is classified right 0.71 of the time against 0.90). `probe` tests this with the incumbent of a
+search: T is taken for a symmetry when the paired loss increase is, with its noise, below a small
+fraction of what the network has learnt (its margin over a constant prediction), an equivalence
+test with the burden of proof on symmetry: on a small validation split nothing is found.
+
+Found symmetries serve twice: as training augmentation (`augment_for`), and at prediction time,
+where the network's outputs over the views are averaged (`Symmetrised`; test-time augmentation).
+For a symmetry, each view's expected log loss is the same, and the loss of the averaged
+probabilities is at most their mean (Jensen), so the average cannot be worse in expectation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .evaluation import model_output, predict
+
+# the views tried, on (N, C, H, W) batches; rot90 only for square images
+VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "rot90": lambda x: torch.rot90(x, 1, (-2, -1)),
+}
+TOLERANCE = 0.2  # a symmetry costs at most this fraction of the margin over a constant output
+
+
+def possible(shape: Sequence[int]) -> list[str]:
+    """The views that apply to samples of ``shape`` (C, H, W): none for series or vectors."""
+    if len(shape) != 3 or min(shape[1:]) < 2:
+        return []
+    return [v for v in VIEWS if v != "rot90" or shape[1] == shape[2]]
+
+
+def check_views(views: Sequence[str], shape: Sequence[int]) -> None:
+    """Refuse views that do not apply to samples of ``shape``, naming them."""
+    ok = possible(shape)
+    bad = [v for v in views if v not in ok]
+    if bad:
+        raise ValueError(
+            f"train.tta={list(views)}: {', '.join(bad)} cannot apply to samples of shape "
+            f"{tuple(shape)} (views: {', '.join(ok) or 'none'} for this data); set train.tta=[]"
+        )
+
+
+class Symmetrised(nn.Module):
+    """``network``'s outputs averaged over the identity and ``views`` (`Task.average_views`)."""
+
+    def __init__(self, network: nn.Module, views: Sequence[str], average: Callable):
+        super().__init__()
+        self.network = network
+        self.views = list(views)
+        self.average = average
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [model_output(self.network, x)]
+        outs += [model_output(self.network, VIEWS[v](x)) for v in self.views]
+        return self.average(outs)
+
+
+def symmetrised(network: nn.Module, views: Sequence[str], task) -> nn.Module:
+    """``network`` itself without views, else wrapped in `Symmetrised`."""
+    return Symmetrised(network, views, task.average_views) if views else network
+
+
+def _mean_se(d: torch.Tensor) -> tuple[float, float]:
+    d = d.double()
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else 0.0, math.inf
+    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(len(d))
+
+
+@torch.no_grad()
+def probe(
+    net: nn.Module, batches, task, constant: torch.Tensor, views: Sequence[str], z: float
+) -> dict[str, dict]:
+    """For each view: the mean per-sample loss increase on the transformed split, its standard
+    error, the network's margin over a constant output (``constant``: its per-sample losses),
+    and whether the view is a symmetry (increase + z·error <= TOLERANCE·margin)."""
+    plain_out, targets = predict(net, batches)
+    plain = task.sample_losses(plain_out, targets)
+    margin = float(constant.double().mean() - plain.double().mean())
+    found = {}
+    for v in views:
+        view = VIEWS[v]
+        out, _ = predict(net, ((view(xb), yb) for xb, yb in batches))
+        rise, se = _mean_se(task.sample_losses(out, targets) - plain)
+        found[v] = {
+            "loss_increase": rise,
+            "noise": se,
+            "margin": margin,
+            "symmetry": bool(margin > 0 and rise + z * se <= TOLERANCE * margin),
+        }
+    return found
+
+
+def augment_for(symmetries: Sequence[str], current: str) -> str:
+    """The augmentation family for the found symmetries: any orientation (``rotation``) when
+    both mirrors and the quarter turn are, ``natural`` (crop + mirror) when the left-right
+    mirror is; else ``current``. Never weaker than ``current``."""
+    found = set(symmetries)
+    if {"hflip", "vflip", "rot90"} <= found:
+        return "rotation"
+    if "hflip" in found and current in ("default", "none"):
+        return "natural"
+    return current

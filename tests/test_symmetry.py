@@ -1,0 +1,196 @@
+"""Symmetries of the data (`scinas.symmetry`): the probe's decisions, the augmentation they
+choose, test-time views in results, `scinas.load` and export, and the lineage's symmetry step."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import scinas
+from conftest import TINY, for_strategy
+from scinas.config import build_config
+from scinas.symmetry import VIEWS, Symmetrised, augment_for, check_views, possible, probe
+from scinas.tasks import TASKS, make_task
+
+
+class TopOrBottom(nn.Module):
+    """Class 0 when the image's top half is brighter than its bottom half, else class 1: left
+    and right play no part, up and down decide."""
+
+    def forward(self, x):
+        h = x.shape[-2] // 2
+        d = x[..., :h, :].mean(dim=(1, 2, 3)) - x[..., h:, :].mean(dim=(1, 2, 3))
+        return torch.stack([4 * d, -4 * d], dim=1)
+
+
+def _top_or_bottom(n=400, side=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, side, side, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x[y == 0, :, : side // 2] += 1.0  # the top brighter for class 0
+    x[y == 1, :, side // 2 :] += 1.0
+    return x, y
+
+
+def _probe(net, x, y, task, views=("hflip", "vflip", "rot90")):
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)]
+    constant = task.sample_losses(torch.zeros(len(y), task.num_outputs), y)
+    return probe(net, batches, task, constant, list(views), z=2.0)
+
+
+def test_the_probe_finds_the_mirror_that_keeps_the_class_and_not_the_ones_that_change_it():
+    x, y = _top_or_bottom()
+    task = make_task("classification", 2)
+    found = _probe(TopOrBottom(), x, y, task)
+    assert found["hflip"]["symmetry"] and found["hflip"]["loss_increase"] == pytest.approx(0)
+    assert not found["vflip"]["symmetry"] and not found["rot90"]["symmetry"]
+    assert found["vflip"]["loss_increase"] > found["vflip"]["margin"] > 0  # it swaps the classes
+
+
+def test_on_a_split_closed_under_a_mirror_any_network_loses_nothing_to_it():
+    # the mirrored split is the split itself, so any fixed network's mean loss is unchanged:
+    # what the probe tests is the data, not the network's own invariance
+    x, y = _top_or_bottom(n=200)
+    x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+    with torch.no_grad():
+        net[-1].weight.add_(torch.randn_like(net[-1].weight))
+    found = _probe(net, x, y, make_task("classification", 2), ["hflip"])
+    assert found["hflip"]["loss_increase"] == pytest.approx(0, abs=1e-6)
+
+
+def test_a_network_at_chance_finds_no_symmetry():
+    x, y = _top_or_bottom()
+    zero = TopOrBottom()
+    zero.forward = lambda x: torch.zeros(len(x), 2)
+    found = _probe(zero, x, y, make_task("classification", 2))
+    assert not any(f["symmetry"] for f in found.values())  # no margin: nothing is proven
+
+
+@pytest.mark.parametrize(
+    ("found", "current", "chosen"),
+    [
+        ([], "default", "default"),
+        (["hflip"], "default", "natural"),
+        (["hflip"], "none", "natural"),
+        (["hflip"], "rotation", "rotation"),  # never weaker than the current augmentation
+        (["vflip"], "default", "default"),
+        (["hflip", "vflip"], "default", "natural"),
+        (["hflip", "vflip", "rot90"], "default", "rotation"),
+        (["hflip", "vflip", "rot90"], "natural", "rotation"),
+    ],
+)
+def test_the_augmentation_follows_the_symmetries(found, current, chosen):
+    assert augment_for(found, current) == chosen
+
+
+def test_views_apply_to_images_only_and_quarter_turns_to_square_ones():
+    assert possible((3, 32, 32)) == ["hflip", "vflip", "rot90"]
+    assert possible((1, 28, 40)) == ["hflip", "vflip"]
+    assert possible((2, 100)) == [] and possible((5, 1, 1)) == []
+    with pytest.raises(ValueError, match=r"rot90 cannot apply to samples of shape \(1, 28, 40\)"):
+        check_views(["rot90"], (1, 28, 40))
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_averaged_views_of_identical_outputs_are_those_outputs(name):
+    task = make_task(name, 3, [0.5, 1.0, -2.0], [1.0, 2.0, 3.0])
+    out = torch.randn(5, 3)
+    torch.testing.assert_close(
+        task.decode_outputs(task.average_views([out, out])), task.decode_outputs(out)
+    )
+
+
+def test_classification_averages_the_views_probabilities():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randn(4, 1, 4, 4)
+    model = Symmetrised(net, ["hflip", "rot90"], make_task("classification", 3).average_views)
+    p = net(x).softmax(1) + net(x.flip(-1)).softmax(1) + net(torch.rot90(x, 1, (2, 3))).softmax(1)
+    torch.testing.assert_close(model(x).softmax(1), p / 3)
+    assert set(VIEWS) == {"hflip", "vflip", "rot90"}
+
+
+def _mirrored_digits(tmp_path):
+    """sklearn's digits with every image's mirror added under its label: a data set whose
+    distribution is left-right symmetric by construction."""
+    from scinas.data import load_dataset
+
+    d = load_dataset("digits")
+    x = torch.cat([d.train.x, d.val.x])[:, 0].numpy()
+    y = torch.cat([d.train.y, d.val.y]).numpy()
+    xt, yt = d.test.x[:, 0].numpy(), d.test.y.numpy()
+    path = tmp_path / "mirrored.npz"
+    np.savez(
+        path,
+        x_train=np.concatenate([x, x[..., ::-1]]),
+        y_train=np.concatenate([y, y]),
+        x_test=np.concatenate([xt, xt[..., ::-1]]),
+        y_test=np.concatenate([yt, yt]),
+    )
+    return path
+
+
+def _run(tmp_path, monkeypatch, *extra, data=None):
+    """A lineage run whose search is its floor and its symmetry step (no challenger rounds)."""
+    import scinas.strategies.lineage as lineage
+
+    monkeypatch.setattr(lineage.Lineage, "moves", lambda self, b: [])
+    sets = [
+        *TINY,
+        "search.strategy=lineage",
+        "search.start_from=[macro:resnet_tiny]",
+        "search.space=macro",
+        "search.segment_steps=60",
+        "search.max_samples=null",
+        "train.max_samples=null",
+        "train.steps_per_epoch=4",
+        *extra,
+    ]
+    if data is not None:
+        sets.append(f"data.dataset={data}")
+    cfg = build_config("tiny", overrides=for_strategy(sets))
+    return scinas.run(cfg, tmp_path / "run")
+
+
+def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_it(
+    tmp_path, monkeypatch
+):
+    res = _run(tmp_path, monkeypatch, data=_mirrored_digits(tmp_path))
+    run = tmp_path / "run"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    (sym,) = [e for e in events if e["event"] == "lineage_symmetry"]
+    assert set(sym["views"]) == {"hflip", "vflip", "rot90"}
+    for f in sym["views"].values():
+        assert math.isfinite(f["loss_increase"]) and f["noise"] >= 0 and f["margin"] > 0
+    # digits are not symmetric under a flip upside down or a quarter turn, their mirrored
+    # copies are under the left-right mirror
+    assert sym["symmetries"] == ["hflip"], sym
+    assert sym["augment"] == ["default", "natural"]
+    recipe = json.loads((run / "recipe.json").read_text())
+    assert recipe["augment"] == "natural" and recipe["tta"] == ["hflip"]
+    # results: the figures with the views and without them
+    assert res["tta"]["views"] == ["hflip"]
+    assert set(res["tta"]["without"]) == {"val", "test"}
+    # the loaded predictor averages the same views: it reproduces the saved test outputs
+    saved = np.load(run / "predictions_test.npz")
+    predictor = scinas.load(run)
+    assert predictor.views == ["hflip"]
+    x = torch.as_tensor(
+        np.load(tmp_path / "mirrored.npz")["x_test"][:50, None], dtype=torch.float32
+    )
+    with torch.no_grad():
+        out = predictor(x)
+    torch.testing.assert_close(out, torch.as_tensor(saved["outputs"][:50]), rtol=1e-4, atol=1e-4)
+
+
+def test_no_symmetry_step_when_switched_off(tmp_path, monkeypatch):
+    _run(tmp_path, monkeypatch, "search.symmetries=false")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert not [e for e in events if e["event"] == "lineage_symmetry"]
+    assert "tta" not in json.loads((tmp_path / "run" / "results.json").read_text())

@@ -7,9 +7,11 @@ symmetry, the transformed validation split is another sample of the same distrib
 fixed network's mean loss on it equals its mean loss on the split itself. If T is not, a network
 trained on the data does worse on the transformed images (on Fashion-MNIST a mirrored test image
 is classified right 0.71 of the time against 0.90). `probe` tests this with the incumbent of a
-search: T is taken for a symmetry when the paired loss increase is, with its noise, below a small
-fraction of what the network has learnt (its margin over a constant prediction), an equivalence
-test with the burden of proof on symmetry: on a small validation split nothing is found.
+search: T is taken for a symmetry when the paired loss increase is within noise of none and, with
+its noise, below a small fraction of what the network has learnt (its margin over a constant
+prediction): an equivalence test with the burden of proof on symmetry, so that on a small
+validation split nothing is found. (On the CIFAR-10 subset after 53 steps, the upside-down flip
+cost 8% of the margin, within the tolerance, but 3 standard errors: not a symmetry.)
 
 Found symmetries serve twice: as training augmentation (`augment_for`), and at prediction time,
 where the network's outputs over the views are averaged (`Symmetrised`; test-time augmentation).
@@ -87,7 +89,8 @@ def probe(
 ) -> dict[str, dict]:
     """For each view: the mean per-sample loss increase on the transformed split, its standard
     error, the network's margin over a constant output (``constant``: its per-sample losses),
-    and whether the view is a symmetry (increase + z·error <= TOLERANCE·margin)."""
+    and whether the view is a symmetry: an increase within z errors of none (a weak network
+    sees a real asymmetry as a small one), and below TOLERANCE·margin with them."""
     plain_out, targets = predict(net, batches)
     plain = task.sample_losses(plain_out, targets)
     margin = float(constant.double().mean() - plain.double().mean())
@@ -100,7 +103,8 @@ def probe(
             "loss_increase": rise,
             "noise": se,
             "margin": margin,
-            "symmetry": bool(margin > 0 and rise + z * se <= TOLERANCE * margin),
+            # no asymmetry beyond noise, and none larger than the tolerance within it
+            "symmetry": bool(margin > 0 and rise <= z * se and rise + z * se <= TOLERANCE * margin),
         }
     return found
 

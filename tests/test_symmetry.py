@@ -177,6 +177,8 @@ def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_
     # results: the figures with the views and without them
     assert res["tta"]["views"] == ["hflip"]
     assert set(res["tta"]["without"]) == {"val", "test"}
+    report = (run / "report.html").read_text()
+    assert "Symmetries of the data" in report and "Test-time views" in report
     # the loaded predictor averages the same views: it reproduces the saved test outputs
     saved = np.load(run / "predictions_test.npz")
     predictor = scinas.load(run)
@@ -187,6 +189,9 @@ def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_
     with torch.no_grad():
         out = predictor(x)
     torch.testing.assert_close(out, torch.as_tensor(saved["outputs"][:50]), rtol=1e-4, atol=1e-4)
+    # scinas evaluate predicts with the same views: the test figure of results.json
+    again = scinas.evaluate(run, str(tmp_path / "mirrored.npz"))
+    assert again["accuracy"] == pytest.approx(res["test"]["accuracy"])
 
 
 def test_no_symmetry_step_when_switched_off(tmp_path, monkeypatch):
@@ -212,3 +217,30 @@ def test_a_small_asymmetry_beyond_noise_is_not_a_symmetry():
     f = _probe(AlsoLeft(), x, y, make_task("classification", 2), ["hflip"])["hflip"]
     assert 0 < f["loss_increase"] + 2 * f["noise"] < TOLERANCE * f["margin"]
     assert f["loss_increase"] > 2 * f["noise"] and not f["symmetry"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "views", "phrase"),
+    [
+        ((40, 12, 20), "[rot90]", "rot90 cannot apply to samples of shape (1, 12, 20)"),
+        ((40, 2, 50), "[hflip]", "hflip cannot apply to samples of shape (2, 50)"),
+        ((40, 12, 12), "[mirror]", "train.tta"),
+    ],
+)
+def test_views_the_data_cannot_take_are_refused_before_anything_runs(
+    tmp_path, shape, views, phrase
+):
+    from typer.testing import CliRunner
+
+    from scinas.cli import app
+
+    rng = np.random.default_rng(0)
+    x = rng.random(shape).astype(np.float32) if shape[1] == 2 else np.zeros(shape, np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(shape[0]) % 2)
+    out = tmp_path / "out"
+    args = ["train", "--genotype", "macro:resnet_tiny", "--data", str(tmp_path / "d.npz")]
+    args += ["--out", str(out), "-q", "--set", "train.epochs=1", "--set", f"train.tta={views}"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.count("error:") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert phrase in res.stderr and not out.exists()

@@ -108,6 +108,24 @@ def _lineage(events: list[dict]) -> list[str]:
             f"<p>The start scored above a constant prediction after {floor['steps']} steps: "
             f"{'yes' if floor['above_chance'] else 'no (no challenger was judged)'}.</p>"
         )
+    symmetry = next((e for e in events if e.get("event") == "lineage_symmetry"), None)
+    if symmetry is not None:
+        parts.append(
+            f"<p>Symmetries of the data, after {symmetry['steps']} more steps (the validation "
+            "loss on transformed images against the images themselves):</p>"
+        )
+        body = [
+            f"<td>{html.escape(v)}</td>"
+            + "".join(
+                f"<td>{html.escape(_fmt(f[k]))}</td>" for k in ("loss_increase", "noise", "margin")
+            )
+            + f"<td>{'symmetry' if f['symmetry'] else 'no'}</td>"
+            for v, f in symmetry["views"].items()
+        ]
+        parts.append(_grid(["view", "loss increase", "noise", "margin", "verdict"], body))
+        before, after = symmetry["augment"]
+        if before != after:
+            parts.append(f"<p>Augmentation {html.escape(before)} → {html.escape(after)}.</p>")
     if rows:
         head = [
             "round",
@@ -143,6 +161,11 @@ def _lineage(events: list[dict]) -> list[str]:
         )
         + "</p>"
     )
+    if changed.get("tta"):
+        parts.append(
+            "<p>Test-time views: predictions are averaged over each image and its "
+            f"{html.escape(', '.join(changed['tta']))}.</p>"
+        )
     return parts
 
 

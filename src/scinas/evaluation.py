@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 from torch import nn
@@ -82,3 +83,13 @@ def evaluate(model: nn.Module, task: Task, batches: Batches) -> dict:
     """Task metrics over the whole split (never a mean of per-batch metrics)."""
     outputs, targets = predict(model, batches)
     return task.metrics(outputs, targets)
+
+
+def paired(challenger: torch.Tensor, incumbent: torch.Tensor) -> tuple[float, float]:
+    """The mean per-sample advantage of ``challenger`` over ``incumbent`` (higher is better) and
+    its standard error over the samples."""
+    d = (challenger - incumbent).double()
+    n = len(d)
+    if n < 2:
+        return float(d.mean()) if n else 0.0, math.inf
+    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n)

@@ -21,13 +21,12 @@ probabilities is at most their mean (Jensen), so the average cannot be worse in 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .evaluation import model_output, predict
+from .evaluation import model_output, paired, predict
 
 # the views tried, on (N, C, H, W) batches; rot90 only for square images
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -76,13 +75,6 @@ def symmetrised(network: nn.Module, views: Sequence[str], task) -> nn.Module:
     return Symmetrised(network, views, task.average_views) if views else network
 
 
-def _mean_se(d: torch.Tensor) -> tuple[float, float]:
-    d = d.double()
-    if len(d) < 2:
-        return float(d.mean()) if len(d) else 0.0, math.inf
-    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(len(d))
-
-
 @torch.no_grad()
 def probe(
     net: nn.Module, batches, task, constant: torch.Tensor, views: Sequence[str], z: float
@@ -98,7 +90,7 @@ def probe(
     for v in views:
         view = VIEWS[v]
         out, _ = predict(net, ((view(xb), yb) for xb, yb in batches))
-        rise, se = _mean_se(task.sample_losses(out, targets) - plain)
+        rise, se = paired(task.sample_losses(out, targets), plain)
         found[v] = {
             "loss_increase": rise,
             "noise": se,

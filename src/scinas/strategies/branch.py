@@ -6,13 +6,13 @@ round."""
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
 
 from ..data.augment_series import SERIES_AUGMENTS
+from ..evaluation import paired  # noqa: F401  (the lineage's noise rule)
 from ..train import make_optimizer
 
 AUGMENTS = ("none", "default", "natural", "rotation")
@@ -104,16 +104,6 @@ class WeightAverage:
 
 def opt_args(r: Recipe) -> dict:
     return {"name": r.optimizer, "lr": r.lr, "momentum": r.momentum, "weight_decay": r.weight_decay}
-
-
-def paired(challenger: torch.Tensor, incumbent: torch.Tensor) -> tuple[float, float]:
-    """The mean per-sample advantage of ``challenger`` over ``incumbent`` (higher is better) and
-    its standard error over the samples."""
-    d = (challenger - incumbent).double()
-    n = len(d)
-    if n < 2:
-        return float(d.mean()) if n else 0.0, math.inf
-    return float(d.mean()), float(d.std(unbiased=True)) / math.sqrt(n)
 
 
 def weakens(r: Recipe, move: Recipe) -> bool:

@@ -223,7 +223,7 @@ class Process:
 def test_sigterm_at_random_points_of_a_worker(tmp_path):
     """`scinas worker` processes stopped at random points (start-up, loading, claiming,
     training, recording) leave no trial running in the storage; the next worker completes
-    exactly the study's budget."""
+    exactly the study's budget, with the architectures and scores of an uninterrupted worker."""
     rng = random.Random(f"{SEED}-worker")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     extra = for_strategy([*TINY_RUN, "search.strategy=random", "search.eval_fraction=0.2"])
@@ -234,10 +234,15 @@ def test_sigterm_at_random_points_of_a_worker(tmp_path):
             *sets([*extra, f"search.budget={budget}"]),
         ]  # fmt: skip
 
-    one = Process(work("one", 1), None)  # how long a worker with one trial takes
+    def done(name: str) -> list:
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+        return [(t.user_attrs["arch"], t.value) for t in trials]
+
+    budget = 3
+    one = Process(work("uninterrupted", budget), None)  # what the workers below must end with
     assert one.code == 0, one.err[-2000:]
     points: list = []
-    budget = 3
     for k in range(3):  # studies until the target number of points
         name = f"s{k}"
         for _ in range(6):
@@ -258,6 +263,7 @@ def test_sigterm_at_random_points_of_a_worker(tmp_path):
         study = optuna.load_study(study_name=name, storage=make_storage(url))
         states = [t.state.name for t in study.get_trials()]
         assert states.count("COMPLETE") == budget, (states, p.code, p.err[-3000:])
+        assert done(name) == done("uninterrupted")
         if len(points) >= 6:
             break
     print(f"\nworker: {len(points)} points: {points}")

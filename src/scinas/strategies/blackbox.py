@@ -40,7 +40,7 @@ from ..workers import (
 )
 from . import fidelity
 from .base import STRATEGIES, SearchResult, StrategySettings, check_derive
-from .samplers import RegularizedEvolutionSampler, ReinforceSampler
+from .samplers import RegularizedEvolutionSampler, ReinforceSampler, UniformSampler
 from .studies import (  # noqa: F401
     SQLITE_HEADER,
     _check_sqlite_file,
@@ -374,8 +374,8 @@ register_black_box(
     "random",
     "uniform random architectures (Li & Talwalkar 2019's baseline)",
     BlackBoxSettings,
-    lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
-    multi_sampler=lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
+    lambda s, seed: UniformSampler(seed=seed),
+    multi_sampler=lambda s, seed: UniformSampler(seed=seed),
 )
 register_black_box(
     "evolution",

@@ -1,11 +1,12 @@
-"""Optuna samplers for the black-box strategies optuna does not ship: regularised evolution and
-REINFORCE.
+"""Optuna samplers for the black-box strategies optuna does not ship: uniform random search,
+regularised evolution and REINFORCE.
 
-Both are pure functions of the study's finished trials (and a seed): the population, the policy
+All are pure functions of the study's finished trials (and a seed): the population, the policy
 and the baseline are rebuilt from the trial history on every ``ask``, and each trial draws from a
-random stream seeded by ``(seed, trial number)``. So a study resumed from its storage continues
-exactly as if it had never stopped, and several workers can share one study (each sees the others'
-results as they land).
+random stream seeded by ``(seed, its place among the trials that did not fail)``. So a study
+resumed from its storage, or after a worker was stopped mid-trial, continues exactly as if it had
+never stopped, and several workers can share one study (each sees the others' results as they
+land; each trial number is one worker's).
 
 Search spaces are categorical (ops, inputs); every parameter must be suggested with
 ``trial.suggest_categorical``.
@@ -30,9 +31,21 @@ class _HistorySampler(BaseSampler):
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
         self._space = IntersectionSearchSpace()
+        self._places: dict[int, int] = {}
 
-    def _rng(self, trial: FrozenTrial, salt: str = "") -> np.random.RandomState:
-        return np.random.RandomState([self.seed, trial.number, zlib.crc32(salt.encode())])
+    def _rng(self, study, trial: FrozenTrial, salt: str = "") -> np.random.RandomState:
+        return np.random.RandomState(
+            [self.seed, self._place(study, trial), zlib.crc32(salt.encode())]
+        )
+
+    def _place(self, study, trial: FrozenTrial) -> int:
+        """The trial's number less the failed trials before it: a trial failed by a stop, a
+        dead worker or the budget's claim rule does not shift the streams of those after it."""
+        if trial.number not in self._places:
+            failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            before = sum(1 for t in failed if t.number < trial.number)
+            self._places[trial.number] = trial.number - before
+        return self._places[trial.number]
 
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
         space = self._space.calculate(study)
@@ -47,7 +60,15 @@ class _HistorySampler(BaseSampler):
         """Uniform over the choices (used before the history is long enough, and for new
         parameters)."""
         choices = param_distribution.choices
-        return choices[self._rng(trial, param_name).randint(len(choices))]
+        return choices[self._rng(study, trial, param_name).randint(len(choices))]
+
+
+class UniformSampler(_HistorySampler):
+    """Uniform random search (Li & Talwalkar 2019's baseline), one seeded stream per trial (unlike
+    optuna's ``RandomSampler``, whose one stream per process restarts with each process)."""
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
 
 
 def _score(study, value: float) -> float:
@@ -75,7 +96,7 @@ class RegularizedEvolutionSampler(_HistorySampler):
         if not search_space or len(history) < self.population_size:
             return {}
         population = history[-self.population_size :]
-        rng = self._rng(trial, "evolution")
+        rng = self._rng(study, trial, "evolution")
         contenders = rng.choice(len(population), self.sample_size, replace=False)
         parent = max((population[i] for i in contenders), key=lambda t: _score(study, t.value))
         child = {k: parent.params[k] for k in search_space if k in parent.params}
@@ -137,7 +158,7 @@ class ReinforceSampler(_HistorySampler):
         if not search_space:
             return {}
         logits = self.policy(study, search_space)
-        rng = self._rng(trial, "reinforce")
+        rng = self._rng(study, trial, "reinforce")
         out = {}
         for k in sorted(search_space):
             choices: Sequence = search_space[k].choices

@@ -7,12 +7,12 @@ best on validation wins. The scoring (shared with every strategy's warm start) i
 
 from __future__ import annotations
 
-import optuna
 from pydantic import Field, model_validator
 
 from ..bounds import MAX_CANDIDATES
 from ..proxies import PROXIES, parse_combo
 from .blackbox import BlackBoxSettings, register_black_box
+from .samplers import UniformSampler
 
 
 class ZeroCostSettings(BlackBoxSettings):
@@ -51,5 +51,5 @@ register_black_box(
     "zero-cost",
     "score many random architectures with zero-cost proxies, train the best few",
     ZeroCostSettings,
-    lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
+    lambda s, seed: UniformSampler(seed=seed),
 )

@@ -59,6 +59,7 @@ def undescribed_fields(root=None) -> list[str]:
 
 def _config_fields(root=None):
     from scinas.config import Config
+    from scinas.spaces import SPACES
     from scinas.strategies import STRATEGIES
 
     def walk(model, prefix):
@@ -75,6 +76,8 @@ def _config_fields(root=None):
     yield from walk(Config, "")
     for name in STRATEGIES:
         yield from walk(STRATEGIES.get(name).Settings, f"search[{name}].")
+    for name in SPACES:
+        yield from walk(SPACES.get(name).Settings, f"search[{name} space].")
 
 
 def _fields_table(model: type[BaseModel], prefix: str, only=None) -> list[str]:
@@ -121,13 +124,17 @@ def config_page() -> str:
     ]
     for name in SPACES:
         space = SPACES.get(name)
+        own = _fields_table(space.Settings, "search.")[2:]
         if space.settings:
+            own = _fields_table(SearchConfig, "search.", only=space.settings)[2:] + own
+        if own:
             out += [
                 f"### `search` settings of the `{name}` space",
                 "",
                 "Refused in every other space.",
                 "",
-                *_fields_table(SearchConfig, "search.", only=space.settings),
+                *_fields_table(space.Settings, "search.")[:2],
+                *own,
                 "",
             ]
     out += [

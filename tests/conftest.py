@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import traceback
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PLUGINS = Path(__file__).resolve().parent / "plugins"  # throwaway entries, one file each
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under pytest-xdist (`pytest -n 2`) each worker gets one core: one thread for torch here
@@ -36,15 +38,17 @@ TINY = [
 def for_strategy(sets: list[str]) -> list[str]:
     """``sets`` without the ``search.KEY`` settings that the strategy they name (darts when
     none) does not have, e.g. TINY's ``search.epochs`` for a black-box strategy (which the
-    config refuses when given explicitly)."""
+    config refuses when given explicitly). Spaces' own settings are kept."""
     from scinas.config import SearchConfig
+    from scinas.spaces import SPACES
     from scinas.strategies import STRATEGIES
 
     strategy = "darts"
     for item in sets:
         if item.startswith("search.strategy="):
             strategy = item.partition("=")[2]
-    own = STRATEGIES.get(strategy).Settings.model_fields
+    own = set(STRATEGIES.get(strategy).Settings.model_fields)
+    own |= {k for name in SPACES for k in SPACES.get(name).Settings.model_fields}
 
     def keep(item: str) -> bool:
         key = item.partition("=")[0]
@@ -131,3 +135,28 @@ def lean_always(monkeypatch):
     import scinas.ops
 
     monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """``plugin(name)`` imports ``tests/plugins/<name>.py`` as a user's module would be, so the
+    entries it registers exist for this test only (every registry is restored after it)."""
+    import importlib.util
+
+    from scinas.compare_methods import COMPARE_METHODS
+    from scinas.data.formats import READERS
+    from scinas.data.named import DATASETS
+    from scinas.ops import OPS
+    from scinas.registry import SPACES, STRATEGIES, TASKS
+
+    for registry in (SPACES, STRATEGIES, TASKS, READERS, DATASETS, OPS, COMPARE_METHODS):
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"plugin_{name}", PLUGINS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # as an import would (dataclasses)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from scinas.data import load_dataset
-from scinas.data.formats import READERS, RawData, Reader, ReadOptions, find_reader, register_reader
+from scinas.data.formats import READERS, find_reader
 from scinas.data.named import (
     DATASETS,
     FILES,
@@ -97,37 +97,20 @@ def test_unrecognised_file_lists_every_format(tmp_path):
         assert READERS.get(name).description in str(err.value)
 
 
-class _ToyReader(Reader):
-    """A format that only exists in this test: text lines of a label and 16 pixel values."""
-
-    description = ".toy text files"
-
-    def recognises(self, path: Path) -> bool:
-        return path.is_file() and path.suffix == ".toy"
-
-    def read(self, path: Path, options: ReadOptions) -> RawData:
-        rows = np.loadtxt(path, dtype=np.int64, ndmin=2)
-        x = rows[:, 1:].reshape(-1, 4, 4).astype(np.uint8)
-        return RawData(name=path.stem, arrays={"x_train": x, "y_train": rows[:, 0]})
-
-    def example(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = [" ".join(str(v) for v in [i % 2, *range(i, i + 16)]) for i in range(20)]
-        path = folder / "digits.toy"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
-
-def test_a_registered_reader_is_used_by_load_dataset(tmp_path, scratch_registries):
-    path = _ToyReader().example(tmp_path)
+def test_a_new_reader_is_one_file(tmp_path, plugin):
+    """tests/plugins/toy_reader.py only: found by its suffix, read into a dataset."""
+    lines = [" ".join(str(v) for v in [i % 2, *range(i, i + 16)]) for i in range(20)]
+    path = tmp_path / "digits.toy"
+    path.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError, match="unsupported data file"):
         load_dataset(path)
-    register_reader("toy")(_ToyReader)
+    plugin("toy_reader")
     assert find_reader(path) == "toy"
     ds = load_dataset(path, image_size="8x8")
     _sane(ds, "digits")
     assert ds.input_shape == (1, 4, 4) and ds.num_outputs == 2
     assert "image_size/fit ignored: they apply to image files only" in ds.notes
+    assert READERS.get("toy").example(tmp_path / "ex").read_text() == path.read_text()
     other = tmp_path / "x.unknown"
     other.write_text("?")
     with pytest.raises(UserError, match=r"\.toy text files"):
@@ -244,3 +227,29 @@ def test_other_tasks_refuse_or_convert_a_tasks_targets(name):
             TASKS.get(other).parse_targets(y, "y_train")
         except UserError as e:
             assert "--task" in str(e)
+
+
+@pytest.mark.slow
+def test_a_new_task_is_one_file(tmp_path, plugin):
+    """tests/plugins/count_task.py only: chosen by name, its targets parsed, searched, trained
+    and reported with its own loss and metric."""
+    import scinas
+    from conftest import TINY, for_strategy
+    from scinas.progress import Reporter
+
+    with np.load(Path(scinas.__file__).parent / "data" / "digits_8x8.npz") as z:
+        x, y = z["x_train"][:160], z["y_train"][:160]
+    path = tmp_path / "counts.npz"
+    np.savez(path, x_train=x, y_train=y)
+    plugin("count_task")
+    assert "count" in TASKS and load_dataset(path, task="count").task == "count"
+    sets = [*TINY, f"data.dataset={path}", "data.task=count", "search.strategy=random"]
+    sets += ["search.space=macro", "search.budget=1", "search.widths=[8]", "search.depths=[1]"]
+    cfg = scinas.build_config("tiny", overrides=for_strategy(sets))
+    res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
+    assert res["task"] == "count" and res["metric"] == "mae"
+    assert np.isfinite(res["test"]["mae"]) and res["test"]["mae"] >= 0
+    assert "mae" in (tmp_path / "r" / "report.html").read_text()
+    np.savez(path, x_train=x, y_train=-y)
+    with pytest.raises(UserError, match="counts are one whole number"):
+        load_dataset(path, task="count")

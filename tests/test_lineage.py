@@ -61,7 +61,7 @@ def _all_morphs():
     s = _search_section()
     for name, arch in START.items():
         for hw in ((28, 28), (64, 64)):
-            for m in morphs(arch, s, hw):
+            for m in morphs(arch, s.space_own, hw):
                 yield pytest.param(arch, hw, m, id=f"{name}-{hw[0]}-{m.name}")
 
 
@@ -83,7 +83,7 @@ def test_a_morphism_keeps_the_function(arch, hw, morph):
 
 def test_the_morphisms_stay_within_the_options_and_cover_each_kind():
     s = _search_section()
-    names = [m.name for m in morphs(START["resnet_tiny"], s, (28, 28))]
+    names = [m.name for m in morphs(START["resnet_tiny"], s.space_own, (28, 28))]
     assert {n.split()[0] for n in names} == {"deepen", "kernel", "widen"}
     # resnet_tiny's first stage reads the stem at its own width: widening it would need a new
     # shortcut, so it is not offered
@@ -101,14 +101,16 @@ def test_the_morphisms_stay_within_the_options_and_cover_each_kind():
         ),
     ).search
     # depths and kernels at their limits, widths up to 64: only the middle stage can double
-    assert [m.name for m in morphs(START["resnet_tiny"], narrow, (28, 28))] == [
+    assert [m.name for m in morphs(START["resnet_tiny"], narrow.space_own, (28, 28))] == [
         "widen stage 2 to 64"
     ]
 
 
 def test_a_widened_network_learns_two_different_features_from_one():
     arch = START["resnet_tiny"]
-    morph = next(m for m in morphs(arch, _search_section(), (28, 28)) if m.name.startswith("widen"))
+    morph = next(
+        m for m in morphs(arch, _search_section().space_own, (28, 28)) if m.name.startswith("widen")
+    )
     new = morph.apply(_randomised(MacroNetwork(arch, 1, 3, (28, 28))), seed=0)
     x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     torch.nn.functional.cross_entropy(new(x)[0], y).backward()

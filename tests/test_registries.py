@@ -2,16 +2,14 @@
 
 Each (space, strategy) pair either runs a tiny search and retraining end to end on the bundled
 digits, or is refused up front with one clear message (exit code 2, nothing written). A new space
-or strategy is tested here without editing a list. A throwaway op and a throwaway space,
-registered inside the tests, run through the whole flow: adding either is one definition.
+or strategy is tested here without editing a list. A throwaway op and a throwaway space
+(tests/plugins/chain_space.py) run through the whole flow: adding either is one definition.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from scinas.config import SearchConfig, check_settings_apply
 from scinas.errors import UserError
 from scinas.ops import OPS, register_op
 from scinas.progress import Reporter
-from scinas.spaces import SPACES, DecisionSpace, SearchSpace, load_genotype, space_of
+from scinas.spaces import SPACES, load_genotype, space_of
 from scinas.strategies import STRATEGIES
 
 
@@ -71,8 +69,9 @@ def test_supported_pair_runs_end_to_end(tmp_path, space, strategy):
     assert (out / "model.pt").is_file() and (out / "report.html").is_file()
     saved = json.loads((out / "config.json").read_text())["search"]
     assert saved["space"] == space and saved["strategy"] == strategy
-    # only the shared keys and the strategy's own settings are recorded
+    # only the shared keys and the strategy's and the space's own settings are recorded
     own = set(STRATEGIES.get(strategy).Settings.model_fields)
+    own |= set(SPACES.get(space).Settings.model_fields)
     assert set(saved) == set(SearchConfig.model_fields) | own
     assert scinas.evaluate(out)["accuracy"] == pytest.approx(res["test"]["accuracy"])
 
@@ -205,89 +204,49 @@ def test_a_new_op_is_one_registration(tmp_path, throwaway_op):
     assert trained["params"] > 0
 
 
-@dataclass(frozen=True)
-class ChainArch:
-    """A chain of convolutions, one kernel size per layer."""
-
-    space: ClassVar[str] = "chain"
-    kernels: tuple[int, ...]
-
-    def to_dict(self) -> dict:
-        return {"space": "chain", "kernels": list(self.kernels)}
-
-    def to_json(self, path) -> None:
-        path.write_text(json.dumps(self.to_dict()))
-
-
-class ChainNet(nn.Module):
-    def __init__(self, arch: ChainArch, C_in: int, C: int, num_outputs: int):
-        super().__init__()
-        layers, c = [], C_in
-        for k in arch.kernels:
-            layers += [nn.Conv2d(c, C, k, padding=k // 2), nn.BatchNorm2d(C), nn.ReLU()]
-            c = C
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(C, num_outputs)
-
-    def forward(self, x):  # (B, C_in, H, W) -> (B, num_outputs), no auxiliary output
-        return self.head(self.body(x).mean((2, 3))), None
-
-
-class ChainSpace(SearchSpace):
-    """The smallest useful space: what a new space has to write, and nothing more."""
-
-    name = "chain"
-    description = "a chain of convolutions with a kernel size per layer"
-    LAYERS = 3
-
-    def from_dict(self, data, source="architecture"):
-        kernels = data.get("kernels") if isinstance(data, dict) else None
-        if not isinstance(kernels, list) or not all(k in (3, 5) for k in kernels):
-            raise UserError(f"{source}: a chain architecture is {{'kernels': [3|5, ...]}}")
-        return ChainArch(tuple(kernels))
-
-    def decisions(self, s) -> DecisionSpace:
-        names = [f"layer{i}" for i in range(self.LAYERS)]
-        return DecisionSpace(
-            "chain",
-            tuple((n, (3, 5)) for n in names),
-            lambda p: ChainArch(tuple(p[n] for n in names)),
-        )
-
-    def build_network(self, arch, t, input_shape, num_outputs):
-        return ChainNet(arch, input_shape[0], t.C, num_outputs)
-
-
 @pytest.fixture
-def chain_space():
-    SPACES.register("chain", ChainSpace())
-    yield "chain"
-    SPACES.unregister("chain")
+def chain_space(plugin):
+    plugin("chain_space")
+    return "chain"
 
 
 @pytest.mark.slow
-def test_a_new_space_is_one_class(tmp_path, chain_space):
-    """Registered in this test file only: config, black-box search, retraining, the report,
-    evaluation and loading an architecture file all go through the protocol."""
+def test_a_new_space_is_one_file(tmp_path, chain_space):
+    """tests/plugins/chain_space.py only: config (its own typed setting included), black-box
+    search, retraining, the report, evaluation and loading an architecture file all go through
+    the protocol."""
     refused = [t for t in STRATEGIES if not _supported(chain_space, t)]
     assert {STRATEGIES.get(t).kind for t in refused} == {"one-shot"}  # no supernet here
-    cfg = _config(chain_space, "evolution", "search.population=2", "search.sample_size=1")
+    cfg = _config(
+        chain_space, "evolution", "search.population=2", "search.sample_size=1", "search.depth=2"
+    )
+    assert cfg.search.space_own.depth == 2
     res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
     arch = load_genotype(tmp_path / "r")
-    assert isinstance(arch, ChainArch) and res["genotype"] == arch.to_dict()
+    assert type(arch).__name__ == "ChainArch" and res["genotype"] == arch.to_dict()
     assert (tmp_path / "r" / "report.html").is_file()
     trials = [
         json.loads(line)
         for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
         if '"search_trial"' in line
     ]
-    assert len(trials) == 2 and all(len(t["arch"]["kernels"]) == 3 for t in trials)
+    assert len(trials) == 2 and all(len(t["arch"]["kernels"]) == 2 for t in trials)
     again = scinas.train(
         cfg, tmp_path / "r" / "genotype.json", tmp_path / "t", reporter=Reporter(quiet=True)
     )
     assert again["genotype"] == arch.to_dict()
     with pytest.raises(UserError, match="strategy darts"):
         _config(chain_space, "darts")
+    with pytest.raises(UserError, match=r"search.depth: Input should be less than or equal to 6"):
+        _config(chain_space, "random", "search.depth=7")
+    # the space's own setting is refused in another space, naming its owner
+    with pytest.raises(UserError, match=r"search.depth=2 is a setting of space chain"):
+        _config("macro", "random", "search.depth=2")
+
+
+def test_a_space_setting_from_an_old_config_of_another_space_is_dropped(chain_space):
+    cfg = SearchConfig.model_validate({"strategy": "random", "space": "macro", "depth": 2})
+    assert "depth" not in (cfg.model_extra or {}) and cfg.space_own.stages == 4
 
 
 def test_decisions_of_every_space_decode_to_its_architectures():
@@ -302,3 +261,25 @@ def test_decisions_of_every_space_decode_to_its_architectures():
         net = space.build_network(arch, scinas.build_config("tiny").train, (1, 8, 8), 3)
         out = net(torch.zeros(2, 1, 8, 8))
         assert (out[0] if isinstance(out, tuple) else out).shape == (2, 3)
+
+
+@pytest.mark.slow
+def test_a_new_strategy_is_one_file(tmp_path, plugin):
+    """tests/plugins/corner_strategy.py only: its typed setting, the listing, the run."""
+    from scinas.cli.listings import strategies_text
+
+    plugin("corner_strategy")
+    assert "corner" in strategies_text(None) and "search.corner" in strategies_text("corner")
+    cfg = _config("macro", "corner", "search.corner=last", "search.widths=[8,16]")
+    assert cfg.search.own.corner == "last"
+    res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
+    s = cfg.search
+    decisions = SPACES.get("macro").decisions(s)
+    last = decisions.decode({n: choices[-1] for n, choices in decisions.decisions})
+    assert res["genotype"] == last.to_dict() and load_genotype(tmp_path / "r") == last
+    assert (tmp_path / "r" / "report.html").is_file()
+    with pytest.raises(UserError, match="search.corner: Input should be 'first' or 'last'"):
+        _config("macro", "corner", "search.corner=middle")
+    with pytest.raises(UserError, match="search.corner is a setting of strategy corner"):
+        sets = ["search.space=macro", "search.strategy=random", "search.corner=last"]
+        check_settings_apply(scinas.build_config("tiny", overrides=sets))

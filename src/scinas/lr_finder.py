@@ -29,7 +29,7 @@ a number, or ``--overwrite``.
 ``search.lr=auto`` unless ``search.arch_lr`` is given as a number): Adam moves each alpha by at most
 about its learning rate per step, so over ``n`` architecture steps an alpha can travel about
 ``arch_lr * n``. DARTS' own 3e-4 over its 50 CIFAR-10 epochs (~19,500 steps) allows ~5.9; a
-3-epoch digits search (~60 steps) allowed 0.02, and its alphas never moved (issue 15). The rule
+3-epoch digits search (~60 steps) allowed 0.02, and its alphas never moved. The rule
 keeps the travel at `ARCH_TRAVEL` (about half of DARTS'): ``arch_lr = ARCH_TRAVEL / n``, never
 below DARTS' 3e-4 (long searches keep the paper's setting) nor above `ARCH_LR_MAX`. With noisy
 gradients Adam's steps are a fraction of the rate, so 3.0 leaves room to separate the strongest op

@@ -15,9 +15,8 @@ from torch import nn
 from .errors import UserError
 
 # Peak memory of a DARTS search step above the process's own, per unit of batch·C·H·W·cells,
-# without cell checkpointing (benchmarks/search_step.py, 2026-11-26): first order 3.5 GiB for
-# 64·16·32·32·8 units, second order (which also keeps the unrolled pass) 2.7 GiB for 32·16·32·32·8.
-# GDAS and rsws need less (one op per edge); the estimate errs on the safe side for them.
+# without cell checkpointing, fitted with benchmarks/search_step.py (second order also keeps the
+# unrolled pass). GDAS and rsws need less (one op per edge): it errs on the safe side for them.
 BYTES_PER_UNIT = {1: 450, 2: 700}
 
 
@@ -74,8 +73,7 @@ PARAM_STATE_BYTES = 12
 # Second-order DARTS also keeps the unrolled copy of the weights and its gradients.
 SECOND_ORDER_EXTRA_BYTES = 8
 # A training step's peak over what autograd saves in forward (activation gradients, backward
-# temporaries, allocator slack): 1.7-2.1x measured on DARTS_V2 networks, C 12-48, 8x8 to 32x32,
-# batch 96-128 (2026-11-27, 2 CPU cores, RSS sampled every ms).
+# temporaries, allocator slack), the top of what DARTS_V2 networks showed (RSS sampled every ms).
 BACKWARD_FACTOR = 2.0
 # When the meta forward is not possible: a discrete DARTS network's peak per batch·C·H·W·cell
 # (the same measurements: 130-170 bytes).

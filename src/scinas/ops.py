@@ -118,10 +118,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 # The lean autograd functions below cost some Python per call and a recomputation in backward;
-# they pay from inputs of about this many elements up. Measured on a 2-core AVX-512 CPU
-# (2026-11-26), first-order DARTS step, lean vs plain: 8×8 digits supernet (B=32, C=8, 16k
-# elements per map) 275 vs 253 ms; 16×16 (B=64, C=16, 262k) 915 vs 1082 ms; 32×32 (1M) 4.2 vs
-# 5.4 s; retraining a digits network 17% slower lean.
+# they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
 LEAN_FROM = 1 << 17
 
 

@@ -64,6 +64,7 @@ def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
             val_metrics=done["val"],
             seconds=done["seconds"],
             recipe=done.get("recipe"),
+            ending=done.get("ending") or ("supernet" if s.cfg.search.keeps_supernet else "retrain"),
         )
     result = create_strategy(s.cfg.search.strategy).search(replace(s, run=run))
     if run is not None:
@@ -77,6 +78,7 @@ def _search(s: SearchContext, run: RunDir | None) -> SearchResult:
                 "val": result.val_metrics,
                 "seconds": result.seconds,
                 "recipe": result.recipe,
+                "ending": result.ending,
                 "logs": {name: _size(run.file(name)) for name in LOGS},
             },
         )
@@ -225,6 +227,32 @@ def _plan_to_deadline(s: SearchContext, genotype, t, n_train: int, deadline: flo
         ) from None
 
 
+def _retrain(s: SearchContext, searched: SearchResult, run: RunDir | None, deadline) -> dict:
+    """The found architecture trained from scratch (or from the supernet's weights, with
+    train.init=supernet) and tested once."""
+    supernet = trained_supernet(s, searched, run) if inherits(s.cfg) else None
+    return _train(s, searched.genotype, run, deadline, supernet=supernet)[1]
+
+
+def _elsewhere(s: SearchContext, searched: SearchResult, run: RunDir | None, deadline) -> dict:
+    """A shared study's worker that did not complete the last trial: another one retrains."""
+    s.reporter.log("no retrain here: the worker that completed the last trial runs it")
+    return {
+        "task": s.task.name,
+        "dataset": s.data.name,
+        "genotype": searched.genotype.to_dict(),
+        "final_model": "retrained by another worker of the study",
+    }
+
+
+#: How a run ends, by `SearchResult.ending` (the strategy's say).
+ENDINGS = {
+    "retrain": _retrain,
+    "supernet": lambda s, searched, run, _deadline: supernet_results(s, searched, run),
+    "elsewhere": _elsewhere,
+}
+
+
 def run(
     cfg: Config,
     out: str | os.PathLike | None = None,
@@ -243,7 +271,6 @@ def run(
     hands in time-budget plans already measured (`scinas.budget`, as `scinas compare` does);
     ``deadline`` (a `time.perf_counter` instant) plans the final training to end then."""
     t0 = time.perf_counter()
-    keep_supernet = cfg.search.keeps_supernet  # search.derive=supernet: no retraining
     # data -> task: loaded, checked and split (context.setup); the space and the strategy check
     # they can run on it, the final network that it fits its budget (preflight); only then is
     # the run directory created
@@ -254,7 +281,7 @@ def run(
         reporter,
         "run",
         search=True,
-        train=not keep_supernet,
+        train=not cfg.search.keeps_supernet,  # search.derive=supernet: no retraining
         resume=resume,
         allow_changes=allow_changes,
         plans=plans,
@@ -268,22 +295,8 @@ def run(
             s.reporter.log(
                 "recipe: " + ", ".join(f"train.{k}={v}" for k, v in searched.recipe.items())
             )
-        # architecture -> network -> results: trained from scratch, tested once
-        if keep_supernet and run_dir is None:  # DDP: process 0 scores the supernet
-            results = {}
-        elif keep_supernet:
-            results = supernet_results(s, searched, run_dir)
-        elif not searched.retrain:  # a shared study's final retrain runs on another worker
-            s.reporter.log("no retrain here: the worker that completed the last trial runs it")
-            results = {
-                "task": s.task.name,
-                "dataset": s.data.name,
-                "genotype": searched.genotype.to_dict(),
-                "final_model": "retrained by another worker of the study",
-            }
-        else:
-            supernet = trained_supernet(s, searched, run_dir) if inherits(cfg) else None
-            _, results = _train(s, searched.genotype, run_dir, deadline, supernet=supernet)
+        # architecture -> network -> results, as the strategy says the run ends
+        results = ENDINGS[searched.ending](s, searched, run_dir, deadline)
         results.update(
             recipe=searched.recipe,
             search_seconds=searched.seconds,

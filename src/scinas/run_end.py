@@ -81,7 +81,10 @@ def trained_supernet(s: SearchContext, searched: SearchResult, run: RunDir | Non
 
 def supernet_results(s: SearchContext, searched: SearchResult, run: RunDir | None) -> dict:
     """search.derive=supernet: the trained supernet itself is the final model (no retraining);
-    genotype.json keeps its top-2 cell for display."""
+    genotype.json keeps its top-2 cell for display. Under DDP only process 0 (the one with the
+    run directory) scores it."""
+    if run is None:
+        return {}
     model = trained_supernet(s, searched, run)
     s.reporter.log("search.derive=supernet: the trained supernet is the final model")
     results = final_results(s, model, searched.genotype, run, searched.val_metrics)

@@ -80,8 +80,8 @@ def spaces_text() -> str:
             lines.append(f"  ops: {', '.join(space.default_ops())}")
         if space.named():
             lines.append(f"  named architectures: {', '.join(space.named())}")
-        for key in space.settings:
-            field = SearchConfig.model_fields[key]
+        fields = [(k, SearchConfig.model_fields[k]) for k in space.settings]
+        for key, field in fields + list(space.Settings.model_fields.items()):
             lines.append(f"  search.{key} = {field.default!r}  {field.description or ''}".rstrip())
     return "\n".join(lines)
 

@@ -42,10 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"max_val": 2000},
         "search": {
             "time_budget": 780,
-            # no weight-only warm-up: it was there for the paper's DARTS (an all-pooling normal
-            # cell from its first epoch on Fashion-MNIST); with the robust default it left the
-            # alphas one epoch of 3, the auxiliary skip a third of its weight for it, and a
-            # normal cell of 5 skip connections and 2 poolings (2026-12-01, README)
+            # no weight-only warm-up: the robust default needs none, and it cost the alphas
+            # a third of their epochs (CHANGELOG)
             "epochs": 6,
             "C": 8,
             "layers": 4,

@@ -29,9 +29,10 @@ from ..bounds import (
 from ..errors import did_you_mean, unknown
 from ..rates import LearningRate
 from ..registry import SPACES, STRATEGIES, TASKS
-from .values import _finite, _in_float32, _listing, _validated
+from .values import _SHORT, _finite, _in_float32, _listing, _validated
 
 if TYPE_CHECKING:
+    from ..spaces.base import SpaceSettings
     from ..strategies.base import StrategySettings
 
 
@@ -162,7 +163,7 @@ class SearchConfig(_Section):
         description="augmentation of the search's weight and architecture batches: default: as "
         "train.augment (its preset, or its crop_padding and hflip) without cutout; natural or "
         "rotation: that preset; none: off (a supernet on a few thousand unaugmented images "
-        "overfits its weight half and drifts to skip connections, README 'Robust one-shot "
+        "overfits its weight half and drifts to skip connections, docs, concepts 'Robust one-shot "
         "search')",
     )
     derive: str = Field(
@@ -181,54 +182,51 @@ class SearchConfig(_Section):
         description="seconds for the search. Black-box: no new candidate after this long; "
         "one-shot: epochs and steps_per_epoch are planned from timed steps to fill it",
     )
-    # macro space: the choices searched per stage (None: the space's defaults, see
-    # scinas.spaces.macro_network.DEFAULTS); checked by the space
-    blocks: list[str] | None = Field(
-        None, description="macro space: block types (basic, bottleneck, inverted)"
-    )
-    kernels: list[int] | None = Field(None, description="macro space: kernel sizes (3, 5, 7)")
-    dilations: list[int] | None = Field(None, description="macro space: dilations (1, 2)")
-    expansions: list[int] | None = Field(
-        None, description="macro space: expansion ratios (1, 2, 4, 6)"
-    )
-    widths: list[int] | None = Field(
-        None, description="macro space: stem and stage widths (16, 32, 64, 128)"
-    )
-    depths: list[int] | None = Field(
-        None, description="macro space: blocks per stage, 0 drops a later stage (0..3)"
-    )
-    se: list[bool] | None = Field(None, description="macro space: squeeze-excitation (off, on)")
-    stages: int = Field(4, ge=1, le=4, description="macro space: most stages")
 
     @model_validator(mode="before")
     @classmethod
     def _strategy_settings(cls, data: Any, info: ValidationInfo) -> Any:
-        """Validate the keys that are not shared against the chosen strategy's own ``Settings``
-        (defaults filled in). A key of another strategy is refused when the user set it
-        (``info.context["explicit_search"]``, from `build_config`), and dropped when it came
-        from a preset or a file written for another strategy (e.g. an older config.json)."""
+        """Validate the keys that are not shared against the chosen strategy's and the chosen
+        space's own ``Settings`` (defaults filled in). A key of another strategy or space is
+        refused when the user set it (``info.context["explicit_search"]``, from
+        `build_config`), and dropped when it came from a preset or a file written for another
+        strategy or space (e.g. an older config.json)."""
         if not isinstance(data, dict):
             return data
         name = data.get("strategy", "darts")
         if not isinstance(name, str) or name not in STRATEGIES:
             return data  # the field's own check names the unknown strategy
+        space = data.get("space", cls.model_fields["space"].default)
+        if not isinstance(space, str) or space not in SPACES:
+            return data  # the field's own check names the unknown space
         own = STRATEGIES.get(name).Settings
+        space_own = SPACES.get(space).Settings
         context = info.context or {}
         explicit = context.get("explicit_search")
         also = tuple(context.get("also_strategies", ()))  # compare runs these too
         shared = {k: v for k, v in data.items() if k in cls.model_fields}
-        mine, kept = {}, {}
+        mine, spaces, kept = {}, {}, {}
         for key, value in data.items():
             if key in cls.model_fields:
                 continue
             if key in own.model_fields:
                 mine[key] = value
                 continue
+            if key in space_own.model_fields:
+                spaces[key] = value
+                continue
             owners = [n for n in STRATEGIES if key in STRATEGIES.get(n).Settings.model_fields]
-            if not owners:
+            space_owners = [n for n in SPACES if key in SPACES.get(n).Settings.model_fields]
+            if not owners and not space_owners:
                 raise ValueError(str(unknown("search setting", key, strategy_keys())))
             if explicit is None or key not in explicit:
                 continue
+            if space_owners:
+                raise ValueError(
+                    f"search.{key}={_SHORT.repr(value)} is a setting of space "
+                    f"{_listing(space_owners)}: it applies to the {' and '.join(space_owners)} "
+                    f"space only, not to {space} (leave it unset, or set search.space)"
+                )
             if also_owner := next((n for n in also if n in owners), None):
                 kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
                 continue
@@ -243,7 +241,12 @@ class SearchConfig(_Section):
             # refused by `check_settings_apply` once the other checks have run: the data,
             # storage and budget errors a user would meet anyway come first, one at a time
             context["refused"].append(message)
-        return {**shared, **_finite(_validated(own, _finite(mine))), **_finite(kept)}
+        return {
+            **shared,
+            **_finite(_validated(own, _finite(mine))),
+            **_finite(_validated(space_own, _finite(spaces))),
+            **_finite(kept),
+        }
 
     # settings of another strategy that the user gave: refused by `check_settings_apply`
     _refused: tuple[str, ...] = PrivateAttr(default=())
@@ -279,6 +282,15 @@ class SearchConfig(_Section):
     def keeps_supernet(self) -> bool:
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
+
+    @property
+    def space_own(self) -> SpaceSettings:
+        """The chosen space's own settings as its typed ``Settings`` (`own`'s counterpart)."""
+        settings = SPACES.get(self.space).Settings
+        extra = self.model_extra or {}
+        return settings.model_construct(
+            **{k: extra[k] for k in settings.model_fields if k in extra}
+        )
 
     @property
     def own(self) -> StrategySettings:
@@ -474,5 +486,9 @@ class Config(_Section):
 
 
 def strategy_keys() -> list[str]:
-    """Every strategy's own setting names (the search keys besides the shared ones)."""
-    return sorted({k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields})
+    """Every strategy's and space's own setting names (the search keys besides the shared
+    ones)."""
+    return sorted(
+        {k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields}
+        | {k for n in SPACES for k in SPACES.get(n).Settings.model_fields}
+    )

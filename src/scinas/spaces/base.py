@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from ..errors import UserError
 from ..registry import SPACES
 
@@ -65,6 +67,14 @@ class Drawing:
     notes: tuple[str, ...] = ()
 
 
+class SpaceSettings(BaseModel):
+    """A space's own settings, set as ``search.KEY`` (read as ``cfg.search.space_own``);
+    subclasses add fields (with descriptions: `scinas spaces` shows them) and their checks. A
+    key of another space is refused when the user set it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class SearchSpace(ABC):
     """One search space. Subclasses override what their space has; the defaults say "not here"
     with a clear message, so an unsupported (space, strategy) pair is refused up front."""
@@ -73,8 +83,9 @@ class SearchSpace(ABC):
     description: ClassVar[str] = ""
     has_supernet: ClassVar[bool] = False  # a weight-sharing supernet (one-shot strategies)
     has_alphas: ClassVar[bool] = False  # its supernet has architecture parameters to learn
-    # Fields of the search section that only this space reads; another space refuses them when
-    # they differ from their defaults (instead of silently ignoring them).
+    Settings: ClassVar[type[SpaceSettings]] = SpaceSettings  # its own ``search.KEY`` settings
+    # Shared fields of the search section that only this space defines but strategies read too
+    # (the DARTS cell's); another space refuses them when they differ from their defaults.
     settings: ClassVar[tuple[str, ...]] = ()
     # The input dimensions its networks build for: 2 (images; feature vectors are 1×1 images).
     # A space whose networks are written with `scinas.spaces.nd`'s layers adds 1 (series).

@@ -23,9 +23,11 @@ except the inverted residual's depthwise one.
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from ..errors import unknown
 from . import nd
-from .base import DecisionSpace, Drawing, SearchSpace, register_space
+from .base import DecisionSpace, Drawing, SearchSpace, SpaceSettings, register_space
 from .macro_morph import morphs
 from .macro_network import (
     BLOCKS,
@@ -33,6 +35,7 @@ from .macro_network import (
     MAX_DEPTH,
     MAX_DILATION,
     MAX_EXPANSION,
+    MAX_STAGES,
     MAX_WIDTH,
     MacroArch,
     MacroNetwork,
@@ -54,7 +57,28 @@ __all__ = [
 ]
 
 
-def check_options(s) -> None:
+class MacroSettings(SpaceSettings):
+    """The choices searched per stage (None: the space's defaults,
+    `scinas.spaces.macro_network.DEFAULTS`)."""
+
+    blocks: list[str] | None = Field(None, description="block types (basic, bottleneck, inverted)")
+    kernels: list[int] | None = Field(None, description="kernel sizes (3, 5, 7)")
+    dilations: list[int] | None = Field(None, description="dilations (1, 2)")
+    expansions: list[int] | None = Field(None, description="expansion ratios (1, 2, 4, 6)")
+    widths: list[int] | None = Field(None, description="stem and stage widths (16, 32, 64, 128)")
+    depths: list[int] | None = Field(
+        None, description="blocks per stage, 0 drops a later stage (0..3)"
+    )
+    se: list[bool] | None = Field(None, description="squeeze-excitation (off, on)")
+    stages: int = Field(MAX_STAGES, ge=1, le=MAX_STAGES, description="most stages")
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        check_options(self)
+        return self
+
+
+def check_options(s: MacroSettings) -> None:
     """Refuse options the space cannot build (ValueError: the config's one message)."""
     opts = options(s)
     for key, values in opts.items():
@@ -87,7 +111,8 @@ def check_options(s) -> None:
 def macro_decisions(s) -> DecisionSpace:
     """Per stage: depth, width, downsampling, block, expansion, kernel, dilation and SE; the first
     stage takes at least one block, a later stage of depth 0 is left out."""
-    opts, n = options(s), s.stages
+    own = s.space_own
+    opts, n = options(own), own.stages
     decisions: list[tuple[str, tuple]] = [("stem", opts["widths"])]
     for i in range(n):
         depths = opts["depths"] if i else tuple(d for d in opts["depths"] if d > 0)
@@ -161,7 +186,7 @@ class MacroSpace(SearchSpace):
         "blocks (depth, width, stride, kernel, dilation, SE); holds the ResNet baselines"
     )
     dims = nd.DIMS
-    settings = ("blocks", "kernels", "dilations", "expansions", "widths", "depths", "se", "stages")
+    Settings = MacroSettings
 
     def from_dict(self, data, source: str = "architecture") -> MacroArch:
         return MacroArch.from_dict(data, source=source)
@@ -171,10 +196,6 @@ class MacroSpace(SearchSpace):
 
     def named(self) -> list[str]:
         return list(baseline_points())
-
-    def check_search(self, s) -> None:
-        super().check_search(s)
-        check_options(s)
 
     def decisions(self, s) -> DecisionSpace:
         return macro_decisions(s)
@@ -194,7 +215,7 @@ class MacroSpace(SearchSpace):
 
     def morphs(self, arch: MacroArch, s, input_hw) -> list:
         """Function-preserving steps from ``arch`` within ``s``'s options (`macro_morph`)."""
-        return morphs(arch, s, input_hw)
+        return morphs(arch, s.space_own, input_hw)
 
     def planning_stand_in(self) -> MacroArch:
         return baseline_points()["macro:resnet_tiny"]

@@ -199,10 +199,10 @@ def _projects(arch: MacroArch, stage: int, input_hw, widths: dict[int, int]) -> 
     return probe[stage] != 1 or before != widths[stage]
 
 
-def morphs(arch: MacroArch, s, input_hw) -> list[Morph]:
-    """The morphisms that take ``arch`` to an architecture within the options of search section
-    ``s`` (`scinas.spaces.macro_network.options`) for inputs of ``input_hw``."""
-    opts = options(s)
+def morphs(arch: MacroArch, own, input_hw) -> list[Morph]:
+    """The morphisms that take ``arch`` to an architecture within the options of the space's
+    settings ``own`` (`scinas.spaces.macro_network.options`) for inputs of ``input_hw``."""
+    opts = options(own)
     out: list[Morph] = []
     widths = {-1: arch.stem, **{i: st.width for i, st in enumerate(arch.stages)}}
     for i, st in enumerate(arch.stages):

@@ -35,7 +35,6 @@ DEFAULTS: dict[str, tuple] = {
     "depths": (0, 1, 2, 3),
     "se": (False, True),
 }
-DEFAULT_STAGES = 4
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -307,8 +306,8 @@ class MacroNetwork(nn.Module):
         return self.classifier(self.global_pooling(features).flatten(1)), None
 
 
-def options(s) -> dict[str, tuple]:
-    """The choices searched under search section ``s``: each setting or its default."""
-    return {
-        k: tuple(getattr(s, k)) if getattr(s, k) is not None else v for k, v in DEFAULTS.items()
-    }
+def options(own) -> dict[str, tuple]:
+    """The choices searched under the space's settings ``own`` (`scinas.spaces.macro`'s
+    ``MacroSettings``): each one given, or its default."""
+    given = own.model_dump()
+    return {k: v if given[k] is None else tuple(given[k]) for k, v in DEFAULTS.items()}

@@ -22,7 +22,10 @@ class SearchResult:
     model: torch.nn.Module | None = None  # the trained supernet, for one-shot strategies
     val_metrics: dict | None = None  # the supernet's final validation metrics
     seconds: float = 0.0
-    retrain: bool = True  # False: another worker of a shared study runs the final retrain
+    # how the run ends (`scinas.pipeline.ENDINGS`): "retrain" the architecture; "supernet": the
+    # trained supernet is the final model (search.derive=supernet); "elsewhere": another worker
+    # of a shared study runs the final retrain
+    ending: str = "retrain"
     recipe: dict | None = None  # train-section fields the search chose (`strategies.lineage`)
 
 

@@ -183,11 +183,12 @@ class BlackBoxStrategy:
             seconds=time.perf_counter() - t_start,
         )
         if shared is not None:  # the final retrain runs once: on the last trial's worker
-            result.retrain = shared.owns_last_trial()
+            here = shared.owns_last_trial()
+            result.ending = "retrain" if here else "elsewhere"
             ctx.reporter.log(
                 f"study {study.study_name}: {len(completed(study))} trials complete, "
                 f"{len(shared.mine)} by this worker; the final retrain runs "
-                + ("here" if result.retrain else "on the worker that completed the last trial")
+                + ("here" if here else "on the worker that completed the last trial")
             )
         return result
 

@@ -198,22 +198,10 @@ def unrolled_arch_grads(model, task, x_train, y_train, x_val, y_val, eta, w_opti
     return val_loss.detach(), [da - eta * hv for da, hv in zip(d_alpha, hessian_v, strict=False)]
 
 
-# The default DARTS in scinas is made robust (issue 15; measured in README, "Robust one-shot
-# search"): plain DARTS with the paper's fixed 3e-4 ended its 3-epoch searches with the alphas
-# where they started (margin 0.0008 on digits) and its cells parameter-free (6-8 of 8 normal ops
-# on Fashion-MNIST). These three together made the searches decide without collapsing on digits
-# and Fashion-MNIST: the architecture rate from the number of architecture steps, DARTS-'
-# auxiliary skip (skip connections need not win on their own) and the entropy term (each edge
-# commits to one op). On NAS-Bench-201's 50-epoch searches those three locked onto pooling and
-# `none` within a few epochs; β-DARTS' Beta-Decay term (weight 1, ramped over the epochs) keeps
-# the alphas comparable until the weights have trained: with it (and the search's crops,
-# `scinas.strategies.oneshot.search_augment`) the default ended decided on convolution cells
-# there (93.00 mean table accuracy over 4 seeds, against 74.92 for plain DARTS) and still decided
-# on digits and Fashion-MNIST. Its NB201 cells were fixed within the first 2-15 of 50 epochs,
-# while the entropy term pushed whichever op led then: ramped like Beta-Decay (weight growing
-# to 3 at the last epoch) the cells kept changing longer and ended all-convolution (93.36 ± 0.13
-# over 4 seeds), still decided on digits (margin 0.129) and Fashion-MNIST (0.137), 0 of 8 normal
-# ops parameter-free on both. `--preset paper` restores the paper's DARTS (all of it off).
+# The default DARTS is made robust against the paper's collapse to parameter-free cells: the
+# architecture rate from its number of steps, DARTS-' auxiliary skip, an entropy term and
+# β-DARTS' Beta-Decay (both ramped over the epochs). Evidence: benchmarks/results/robust_oneshot-*
+# and nb201_oneshot-*; `--preset paper` restores the paper's DARTS (all of it off).
 ROBUST_DEFAULTS = {
     "arch_lr": AUTO,
     "aux_skip": 1.0,

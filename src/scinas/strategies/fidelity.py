@@ -213,7 +213,7 @@ def candidate_cost_ratio(space, cost, *, samples: int = 32, seed: int = 0):
     search's start architectures (`scinas.recommend`: ``resnet_tiny``) are often the small end
     of the space, so their own seconds understate what the candidates after them cost. Time per
     epoch is taken as proportional to FLOPs; small networks' fixed per-layer costs make that
-    an overestimate for the larger candidates (measured in README, "Was NAS worth it?")."""
+    an overestimate for the larger candidates (docs, benchmarks, "Was NAS worth it?")."""
     import numpy as np
 
     from ..spaces import arch_from_dict

@@ -56,7 +56,7 @@ def search_augment(cfg, height: int, width: int, generator: torch.Generator):
     ``crop_padding`` and ``hflip``) without cutout, as the DARTS paper searched CIFAR-10 with
     crops and flips and kept cutout for the final training. It matters: a supernet trained on a
     few thousand unaugmented images overfits its weight half, and its alphas then drift to skip
-    connections (NAS-Bench-201, README "Robust one-shot search")."""
+    connections (NAS-Bench-201: docs, concepts, "Robust one-shot search")."""
     s, t = cfg.search, cfg.train
     name = t.augment if s.augment == "default" else s.augment
     return make_augment(name, height, width, generator, crop_padding=t.crop_padding, hflip=t.hflip)
@@ -392,4 +392,5 @@ class OneShotStrategy(SearchStrategy):
             model=model,
             val_metrics=val_metrics,
             seconds=time.perf_counter() - t_start,
+            ending="supernet" if s.keeps_supernet else "retrain",
         )

@@ -31,7 +31,7 @@ def select_best_val_epoch(history: list[dict], warmup_epochs: int = 0) -> dict |
     drifted to skip connections once their weights overfitted (training loss under ~1), 20-40
     epochs into 50; the cell of the lowest validation loss was far better than the last one
     (beta-DARTS 90.42 against 77.40 over 4 seeds) but missed the best epoch in 1 seed of 4, so
-    this is not the default (README, "Robust one-shot search")."""
+    this is not the default (docs, concepts, "Robust one-shot search")."""
     good = [
         h
         for h in history

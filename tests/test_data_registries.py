@@ -41,10 +41,10 @@ def scratch_registries(monkeypatch):
 
 def _sane(ds, name: str | None = None) -> None:
     """The invariants every loaded dataset must meet."""
-    c, h, w = ds.input_shape
-    assert c >= 1 and h >= 1 and w >= 1
+    c, *sides = ds.input_shape  # (C, H, W) images or (C, L) series
+    assert c >= 1 and len(sides) in (1, 2) and min(sides) >= 1
     for split in (ds.train, ds.val, ds.test):
-        assert len(split) > 0 and tuple(split.x.shape[1:]) == (c, h, w)
+        assert len(split) > 0 and tuple(split.x.shape[1:]) == tuple(ds.input_shape)
         assert len(split.y) == len(split)
     assert len(ds.mean) == len(ds.std) == c
     assert ds.task in TASKS and ds.num_outputs >= 1

@@ -319,3 +319,65 @@ def test_bad_series_input_exits_2_with_one_message_and_writes_nothing(
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert phrase in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def _ucr(folder, name="GunPoint", labels=(1, 2), n_test=60, edit=None):
+    """gun_point written as the UCR archive writes it: NAME_TRAIN.tsv / NAME_TEST.tsv, a label
+    and the values per line, tab-separated, no header; ``edit(split, rows)`` may spoil it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with np.load(shared("series", "gun_point.npz"), allow_pickle=False) as f:
+        splits = {"TRAIN": (f["x_train"], f["y_train"]), "TEST": (f["x_test"], f["y_test"])}
+    for split, (x, y) in splits.items():
+        x, y = (x[:n_test], y[:n_test]) if split == "TEST" else (x, y)
+        rows = [[str(labels[c]), *(f"{v:.6f}" for v in s[0])] for s, c in zip(x, y, strict=True)]
+        if edit is not None:
+            rows = edit(split, rows)
+        (folder / f"{name}_{split}.tsv").write_text("\n".join("\t".join(r) for r in rows) + "\n")
+    return folder / f"{name}_TRAIN.tsv"
+
+
+def test_a_ucr_pair_reads_as_the_archive_s_series(tmp_path):
+    """Either file or the folder: both splits, labels -1/1 as classes 0/1 named by the labels,
+    values equal to the archive's."""
+    train = _ucr(tmp_path / "ucr", labels=(-1, 1))
+    with np.load(shared("series", "gun_point.npz"), allow_pickle=False) as f:
+        x_test, y_test = f["x_test"][:60], f["y_test"][:60]
+    for path in (train, train.parent, train.parent / "GunPoint_TEST.tsv"):
+        ds = load_dataset(path)
+        assert ds.name == "GunPoint" and ds.input_shape == (1, 150) and len(ds.test) == 60
+        assert ds.class_names == ("-1", "1") and ds.num_outputs == 2
+        assert np.array_equal(ds.test.y.numpy(), y_test)
+        assert np.allclose(ds.test.x.numpy(), x_test, atol=1e-5)
+        assert any("as its format stores them" in n for n in ds.notes)
+
+
+@pytest.mark.parametrize(
+    ("edit", "phrase"),
+    [
+        (lambda s, r: [*r[:-1], [*r[-1][:-5], *["nan"] * 5]], "pads variable-length series"),
+        (lambda s, r: [row[:-1] for row in r] if s == "TEST" else r, "must have one length"),
+        (lambda s, r: [["7", *row[1:]] for row in r] if s == "TEST" else r, "never appear"),
+        (lambda s, r: [[row[0], "x", *row[2:]] for row in r], "not a UCR series file"),
+        (lambda s, r: [["1.5", *row[1:]] for row in r], "whole-number class labels"),
+    ],
+    ids=["nan-padded", "lengths", "unseen-label", "text", "fractional-label"],
+)
+def test_a_bad_ucr_pair_exits_2_with_one_message_and_writes_nothing(tmp_path, edit, phrase):
+    train = _ucr(tmp_path / "ucr", edit=edit)
+    out = tmp_path / "run"
+    res = scinas_cli("train", "--data", train, "--genotype", "resnet_tiny", "--out", out, "-q")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert phrase in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()
+
+
+def test_a_ucr_pair_trains_end_to_end(tmp_path):
+    train = _ucr(tmp_path / "ucr")
+    out = tmp_path / "run"
+    res = scinas_cli(
+        "train", "--data", train.parent, "--genotype", "resnet_tiny", "--out", out, "-q",
+        *_sets(TINY_SERIES),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "GunPoint" and results["test"]["accuracy"] > 0.7  # chance 0.5

@@ -74,7 +74,8 @@ def _images(raw: RawData, split: str, layout: str, notes: list[str]) -> tuple[np
             + ("feature column (N×F with F ≥ 1)." if x.ndim == 2 else "pixel in every dimension.")
         )
     if layout in SERIES_LAYOUTS:
-        return _series(x, label, layout, f"--layout {layout}", split, notes)
+        how = f"--layout {layout}" if raw.layout is None else "as its format stores them"
+        return _series(x, label, layout, how, split, notes)
     if layout == "auto" and raw.layout is None and x.ndim == 3:
         read = detect_3d(x.shape)
         if read != "nhw":

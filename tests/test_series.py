@@ -381,3 +381,12 @@ def test_a_ucr_pair_trains_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "GunPoint" and results["test"]["accuracy"] > 0.7  # chance 0.5
+
+
+def test_a_ucr_test_split_alone_says_which_file_is_missing(tmp_path):
+    train = _ucr(tmp_path / "ucr")
+    train.unlink()
+    res = scinas_cli("train", "--data", tmp_path / "ucr" / "GunPoint_TEST.tsv", "--out",
+                     tmp_path / "run", "--genotype", "resnet_tiny", "-q")  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "put GunPoint_TRAIN.tsv next to it" in res.stderr, res.stderr

@@ -283,24 +283,23 @@ class SearchConfig(_Section):
         """search.derive=supernet: the trained supernet is the final model (no retraining)."""
         return self.derive.strip() == "supernet"
 
-    @property
-    def space_own(self) -> SpaceSettings:
-        """The chosen space's own settings as its typed ``Settings`` (`own`'s counterpart)."""
-        settings = SPACES.get(self.space).Settings
+    def _typed(self, settings: type[BaseModel]):
+        """The ``search.KEY`` values that ``settings`` declares, validated by
+        `_strategy_settings`, as an instance of it (its defaults for the rest)."""
         extra = self.model_extra or {}
         return settings.model_construct(
             **{k: extra[k] for k in settings.model_fields if k in extra}
         )
 
     @property
+    def space_own(self) -> SpaceSettings:
+        """The chosen space's own settings as its typed ``Settings``."""
+        return self._typed(SPACES.get(self.space).Settings)
+
+    @property
     def own(self) -> StrategySettings:
-        """The chosen strategy's own settings as its typed ``Settings`` (the ``search.KEY``
-        values, validated by `_strategy_settings`, with its defaults)."""
-        settings = STRATEGIES.get(self.strategy).Settings
-        extra = self.model_extra or {}
-        return settings.model_construct(
-            **{k: extra[k] for k in settings.model_fields if k in extra}
-        )
+        """The chosen strategy's own settings as its typed ``Settings``."""
+        return self._typed(STRATEGIES.get(self.strategy).Settings)
 
 
 class TrainConfig(_Section):

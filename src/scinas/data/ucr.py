@@ -23,23 +23,25 @@ __all__ = ["UCRReader"]
 _SPLIT = re.compile(r"^(?P<name>.+)_(?P<split>TRAIN|TEST)\.tsv$", re.IGNORECASE)
 
 
-def _pair(path: Path) -> dict[str, Path]:
-    """The split files of ``path`` (a ``_TRAIN.tsv``/``_TEST.tsv`` file or a folder holding
-    exactly one such pair), by split; empty when it is not UCR-shaped."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    found = [(m, p) for p in files if (m := _SPLIT.match(p.name))]
-    names = {m["name"] for m, _ in found}
-    if len(names) != 1:
+def _split_files(path: Path) -> dict[str, Path]:
+    """The ``NAME_TRAIN.tsv``/``NAME_TEST.tsv`` files of ``path`` (one of them, or a folder
+    holding one NAME's), by split; empty when it is not UCR-shaped."""
+    if path.is_file():
+        own = _SPLIT.match(path.name)
+        if own is None:
+            return {}
+        folder, name = path.parent, own["name"]
+    else:
+        folder, name = path, None
+    found: dict[str, dict[str, Path]] = {}
+    for p in folder.iterdir():
+        m = _SPLIT.match(p.name)
+        if m and (name is None or m["name"] == name) and p.is_file():
+            found.setdefault(m["name"], {})[m["split"].lower()] = p
+    if len(found) != 1:
         return {}
-    (name,) = names
-    folder = path if path.is_dir() else path.parent
-    pair = {}
-    for split in ("train", "test"):
-        want = f"{name}_{split}.tsv".lower()
-        candidates = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == want]
-        if candidates:
-            pair[split] = candidates[0]
-    return pair if "train" in pair else {}
+    (files,) = found.values()
+    return {split: files[split] for split in ("train", "test") if split in files}
 
 
 def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -72,12 +74,18 @@ class UCRReader(Reader):
 
     def recognises(self, path: Path) -> bool:
         try:
-            return bool(_pair(path))
+            return bool(_split_files(path))
         except OSError:
             return False
 
     def read(self, path: Path, options: ReadOptions) -> RawData:
-        pair = _pair(path)
+        pair = _split_files(path)
+        if "train" not in pair:
+            name = _SPLIT.match(pair["test"].name)["name"]
+            raise UserError(
+                f"{pair['test']} is a UCR test split without its training split: put "
+                f"{name}_TRAIN.tsv next to it, and give either file or their folder."
+            )
         arrays, labels, ys = {}, {}, {}
         for split, file in pair.items():
             x, ys[split] = _read_split(file)

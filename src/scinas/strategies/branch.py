@@ -6,6 +6,7 @@ round."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -21,6 +22,7 @@ SERIES_MOVES = tuple(a for a in SERIES_AUGMENTS if a != "default")
 ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
 # tried before the other moves: at small budgets the rate and the augmentation move results most
 FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
+EARLY_MARGIN = 2.0  # a change favoured early (`favoured_early`) wins by twice the margin
 AVERAGE_OVER = 3.0  # a branch is scored at its weights averaged over about 1/3 of a segment
 
 RECIPE_DIMS = ("lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment")
@@ -117,6 +119,26 @@ def weakens(r: Recipe, move: Recipe) -> bool:
         or (move.optimizer == r.optimizer and move.weight_decay < r.weight_decay)
         or move.label_smoothing < r.label_smoothing
     )
+
+
+def favoured_early(r: Recipe, move) -> bool:
+    """Whether ``move`` switches from SGD to an adaptive optimizer. Adaptive methods gain early
+    and generalise worse over a long training (Wilson et al. 2017): on Fashion-MNIST at 120 s
+    "optimizer sgd -> adamw" won a round by 2.4 standard errors and its run then tested 0.856
+    against 0.880 for `hpo` on the same seed, which kept SGD. Such a change must win by
+    `EARLY_MARGIN` times the usual margin."""
+    return isinstance(move, Recipe) and r.optimizer == "sgd" and move.optimizer != "sgd"
+
+
+def judge(adv: float, se: float, z: float) -> tuple[bool, str]:
+    """A challenger's verdict from its paired advantage ``adv`` and standard error ``se``:
+    accepted above ``z`` standard errors, worse below ``-z`` of them, else within noise (a
+    tie with no noise too)."""
+    if not math.isfinite(adv):
+        return False, "diverged"
+    if adv > z * se and adv > 0:
+        return True, "accepted"
+    return False, "worse" if adv < -z * se else "within noise"
 
 
 def recipe_moves(

@@ -13,7 +13,9 @@ branches off it with one change:
   and the augmentation family (none, default, natural, rotation), as population-based training
   explores (Jaderberg et al. 2017). Changes that regularise less (no augmentation, less weight
   decay or label smoothing) are left out unless ``search.weaken``: they win at a segment's
-  horizon and lose over the long training that follows (`branch.weakens`).
+  horizon and lose over the long training that follows (`branch.weakens`); a switch from SGD
+  to an adaptive optimizer, which gains early too, must win by twice the margin
+  (`branch.favoured_early`).
 
 Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
 the others once those are tried. Both then train for the same compute (the challenger's steps
@@ -53,11 +55,14 @@ from ..train import make_optimizer, model_output, predict
 from . import lineage_state
 from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
+    EARLY_MARGIN,
     Branch,
     Diverged,
     Progress,
     Recipe,
     WeightAverage,
+    favoured_early,
+    judge,
     opt_args,
     paired,
     recipe_moves,
@@ -317,16 +322,11 @@ class Lineage:
                 self.train(inc, seg, seed)
                 inc_scores, inc_metrics = self.score(inc.average.net)
                 inc.average = None
-                if ch_scores is None:
-                    adv, se, win = -math.inf, math.nan, False
-                else:
-                    adv, se = paired(ch_scores, inc_scores)
-                    win = adv > s.noise_z * se and adv > 0
-                verdict = (
-                    "accepted" if win else "within noise" if adv > -s.noise_z * se else "worse"
+                z = s.noise_z * (EARLY_MARGIN if favoured_early(inc.recipe, move) else 1.0)
+                adv, se = (
+                    (-math.inf, math.nan) if ch_scores is None else paired(ch_scores, inc_scores)
                 )
-                if ch_scores is None:
-                    verdict = "diverged"
+                win, verdict = judge(adv, se, z)
                 self.log_event(
                     {
                         "event": "lineage_decision",
@@ -339,6 +339,7 @@ class Lineage:
                         "advantage": adv if math.isfinite(adv) else None,
                         "noise": se if math.isfinite(se) else None,
                         "verdict": verdict,
+                        "margin_z": z,
                         "seconds": time.perf_counter() - round_start,
                     }
                 )
@@ -346,7 +347,9 @@ class Lineage:
                     f"lineage round {k + 1}: {name}: val {self.pm} "
                     + (
                         f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
-                        f"advantage {adv:+.4f}, noise {se:.4f}: {verdict}"
+                        f"advantage {adv:+.4f}, noise {se:.4f}"
+                        + (f" (margin {z:g}: favoured early)" if z != s.noise_z else "")
+                        + f": {verdict}"
                         if ch_metrics is not None
                         else "diverged"
                     )

@@ -62,11 +62,16 @@ def test_compare_end_to_end(tmp_path):
 
 
 def test_compare_with_a_budget_gives_each_method_its_share(tmp_path):
-    # 20 s per method and seed (3 methods' budgets are the test's own time): 10 s buy a tiny
-    # search its 10 steps on a busy core (12 s did not: a step timed at 0.8 s with 3 processes
-    # on the 2 cores)
-    budget, half = 20, 10
-    sets = ["search.max_samples=400", f"compare.budget={budget}", "compare.search_share=0.5"]
+    # 8 s per method and seed (3 methods' budgets are the test's own time): 4 s buy a search
+    # over three cheap ops its 10 steps on a busy core (a step of all eight ops timed at 0.8 s
+    # with 3 processes on the 2 cores)
+    budget, half = 8, 4
+    sets = [
+        "search.max_samples=400",
+        "search.ops=[skip_connect,sep_conv_3x3,max_pool_3x3]",
+        f"compare.budget={budget}",
+        "compare.search_share=0.5",
+    ]
     cfg = scinas.build_config(
         "tiny", overrides=[*TINY, "search.eval_fraction=0.3", *sets], also_strategies=("random",)
     )

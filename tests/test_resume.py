@@ -51,7 +51,12 @@ def finish(*args):
 def resume(out):
     """``scinas run --resume OUT`` in this process: what is tested is the resume of a run
     that a real process left (killed), not the start-up of another one."""
-    res = scinas_cli("run", "--resume", out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the killed processes ran (ENV): the same sums, the same bits
+    try:
+        res = scinas_cli("run", "--resume", out)
+    finally:
+        torch.set_num_threads(threads)
     assert res.returncode == 0, res.stderr
     return res
 
@@ -111,19 +116,22 @@ def wait_for_event(path, name, proc, timeout=300):
     raise AssertionError("timeout")
 
 
-@pytest.mark.parametrize("events_before_kill", [0, 1, 2, 4])
-def test_sigkill_then_resume_is_identical(tmp_path, reference, events_before_kill):
-    """Killed after N logged events (0: as soon as the run directory exists, in the first
-    search epoch; 2: right after the search; 4: in the last training epoch)."""
+def test_sigkill_then_resume_is_identical(tmp_path, reference):
+    """Killed at four points in turn, each time resumed by a new process that is killed at the
+    next: as soon as the run directory exists (in the first search epoch), after 1 logged event,
+    after 2 (right after the search) and after 4 (in the last training epoch); the last resume
+    finishes. One run carries every kill point, so a resumed run is also killed and resumed."""
     out = tmp_path / "run"
     proc = start("run", "--out", str(out), *SETS)
-    if events_before_kill == 0:
-        wait_for_file(out, "run.json", proc)
-    else:
+    wait_for_file(out, "run.json", proc)
+    for events_before_kill in (1, 2, 4, None):
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "results.json").exists()
+        if events_before_kill is None:
+            break
+        proc = start("run", "--resume", str(out))
         wait_for_events(out, events_before_kill, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "results.json").exists()
     resume(out)
     assert outcome(out) == reference
 

@@ -26,7 +26,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # the test setting: a 3-op supernet on digits; 1 and 2 processes agree to ~1e-6 on the alphas
 SETS = [
     "search.epochs=2",
-    "search.steps_per_epoch=4",
+    "search.steps_per_epoch=2",
     "search.C=4",
     "search.layers=3",
     "search.max_samples=256",

@@ -14,8 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 DPI = 80
+# fixed margins for the 3.2-inch-high plots: tight_layout draws each figure once more to
+# measure them, as long again as saving it
+MARGINS = {"left": 0.1, "right": 0.98, "bottom": 0.15, "top": 0.9}
 
 
 class Figures:
@@ -156,11 +160,16 @@ def _arch_weights(figs: Figures, records: list[dict]) -> None:
         # and a 0..1 scale would show one flat colour
         im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
         # the row labels as plain text: a tick per row costs its lines and its label twice over
-        # (PNG and SVG), most of the report's time
+        # (PNG and SVG); the ops are named in the first edge's rows only (every edge lists them
+        # in the same order): a label per row was most of the report's time
         ax.set_yticks([])
         left = ax.get_yaxis_transform()  # x in axes units, y in rows
-        for row, label in enumerate(f"e{e} {op}" for e in range(n_edges) for op in ops):
-            ax.text(-0.01, row, label, transform=left, ha="right", va="center", fontsize=5)
+        for row, op in enumerate(ops):
+            ax.text(-0.01, row, op, transform=left, ha="right", va="center", fontsize=5)
+        beside = offset_copy(left, fig=fig, x=-3.2 * max(map(len, ops)) - 6, units="points")
+        for e in range(n_edges):
+            y = e * n_ops + (n_ops - 1) / 2
+            ax.text(0, y, f"edge {e}", transform=beside, ha="right", va="center", fontsize=6)
         for e in range(1, n_edges):
             ax.axhline(e * n_ops - 0.5, color="white", lw=0.6)
         step = max(1, n_epochs // 10)
@@ -169,7 +178,7 @@ def _arch_weights(figs: Figures, records: list[dict]) -> None:
         ax.set_xlabel("search epoch")
         # y given: where the title goes anyway (the ticks are below), and matplotlib skips
         # measuring every row's label on each save to place it (a tenth of a second each)
-        ax.set_title(f"{title}: softmax op weight of every edge (e = edge)", fontsize=9, y=1.0)
+        ax.set_title(f"{title}: softmax op weights per edge", fontsize=9, y=1.0)
         fig.colorbar(im, ax=ax, fraction=0.04)
         figs.add("Architecture weights", f"weights_{key}", title, fig=fig)
 
@@ -191,7 +200,7 @@ def _curves(figs: Figures, events: list[dict], metric: str) -> None:
         a2.set(xlabel="epoch", ylabel=metric, title=f"{phase}: {metric}")
         a1.legend()
         a2.legend()
-        fig.tight_layout()
+        fig.subplots_adjust(**MARGINS, wspace=0.28)
         figs.add("Training", f"curves_{phase}", f"{phase} curves", fig=fig)
     trials = [e for e in events if e.get("event") == "search_trial"]
     if trials:
@@ -202,7 +211,7 @@ def _curves(figs: Figures, events: list[dict], metric: str) -> None:
         ax.plot(range(1, len(scores) + 1), best, label="best so far")
         ax.set(xlabel="trial", ylabel=f"val {metric}", title="black-box search")
         ax.legend()
-        fig.tight_layout()
+        fig.subplots_adjust(**MARGINS)
         figs.add("Training", "trials", "black-box trials", fig=fig)
 
 
@@ -229,6 +238,6 @@ def _diagnostics(figs: Figures, events: list[dict]) -> list[dict]:
     ax.axhline(0.5, color="#c00", lw=0.8, ls="--")
     ax.set(xlabel="search epoch", ylim=(-0.02, 1.02), title="search diagnostics")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(**MARGINS)
     figs.add("Diagnostics", "diagnostics", "search diagnostics", fig=fig)
     return rows

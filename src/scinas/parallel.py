@@ -30,6 +30,7 @@ hooks do not see.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -168,8 +169,19 @@ def init(device: torch.device) -> torch.device:
     elif "OMP_NUM_THREADS" not in os.environ:  # share the cores: one process per core at least
         torch.set_num_threads(max(1, usable_cores() // local_world))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # left at exit: a group still joined then aborts in its threads' destructors ("terminate
+    # called without an active exception", seen on a resumed 2-process search that had finished)
+    atexit.register(_leave)
     _device = device
     return device
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 @contextlib.contextmanager

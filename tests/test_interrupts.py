@@ -298,3 +298,30 @@ def test_a_real_process_stops_within_seconds(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - t0 <= STOP_SECONDS and proc.returncode == INTERRUPT_EXIT, err
     assert f"scinas run --resume {out}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "files,said",
+    [
+        ({}, "continue with `scinas run --resume"),  # stopped mid-run
+        ({"results.json": "{}"}, "it had finished: `scinas report"),  # after its results
+        ({"compare.json": '{"complete": true}'}, "it had finished: `scinas report"),
+        ({"compare.json": '{"complete": false}'}, "continue with `scinas run --resume"),
+    ],
+)
+def test_a_stop_between_the_runs_own_messages_still_says_what_to_do(tmp_path, files, said):
+    """A stop that lands where no part of the run adds its own hint (just after the run
+    directory is made, or after results.json is written and outside the report) gets the
+    CLI's: resume an unfinished run, report a finished one."""
+    from scinas.cli.common import _resume_hint
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text('{"kind": "run"}')
+    for name, text in files.items():
+        (out / name).write_text(text)
+    hint = _resume_hint("run", {"out": str(out)}, "stopped by SIGTERM")
+    assert said in hint and str(out) in hint
+    # a message that already says what to do gets nothing more
+    assert _resume_hint("run", {"out": str(out)}, "write it with `scinas report x`") == ""
+    assert _resume_hint("run", {"out": str(tmp_path / "nothing")}, "stopped by SIGTERM") == ""

@@ -229,14 +229,14 @@ def _resume_hint(verb: str, kwargs: dict, said: str) -> str:
     from ..rundir import is_run_dir
 
     path = kwargs.get("resume") or kwargs.get("out")
-    if "--resume" in said or path is None or not is_run_dir(path):
+    if "--resume" in said or "scinas report" in said or path is None or not is_run_dir(path):
         return ""
     path = Path(path)
-    if (path / "results.json").is_file():
-        return ""
     done = path / "compare.json"
-    if done.is_file() and json.loads(done.read_text() or "{}").get("complete"):
-        return ""
+    if (path / "results.json").is_file() or (
+        done.is_file() and json.loads(done.read_text() or "{}").get("complete")
+    ):  # stopped after its results, before or after its report
+        return f"; it had finished: `scinas report {path}` writes its report if it is missing"
     return f"; continue with `scinas {verb} --resume {path}`"
 
 

@@ -40,7 +40,15 @@ from pathlib import Path
 
 from .bounds import MAX_REPEATS
 from .budget import describe
-from .compare_methods import COMPARE_METHODS, DEFAULT_METHODS, METHODS, Method, _runs_of, _with  # noqa: F401
+from .compare_methods import (  # noqa: F401
+    COMPARE_METHODS,
+    DEFAULT_METHODS,
+    METHODS,
+    Method,
+    _runs_of,
+    _with,
+    baseline_arch,
+)
 from .compare_summary import FINISH_RESERVE, _State, _tests, table  # noqa: F401
 from .config import Config, check_resumable, check_settings_apply, config_to_dict
 from .errors import TrainingDiverged, UserError, unknown
@@ -186,7 +194,8 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
                 c = _with(c, search__time_budget=max(1.0, darts["search_seconds"]))
             r = run(c, path, reporter=reporter, plans=plans.get(name), deadline=deadline)
         else:
-            r = train(c, name, path, reporter=reporter, plans=plans[name], deadline=deadline)
+            arch = baseline_arch(name, c)
+            r = train(c, arch, path, reporter=reporter, plans=plans[name], deadline=deadline)
     except (UserError, TrainingDiverged) as e:
         reporter.log(f"compare seed {seed}: {name} failed: {e}")
         return {**record, "status": "failed", "reason": str(e)}
@@ -260,7 +269,6 @@ def _preflight(configs: dict[str, Config], reporter):
     on)."""
     from .context import setup
     from .preflight import check_search, check_train
-    from .spaces import load_genotype
 
     plans: dict[str, dict] = {}
     shown = False
@@ -275,7 +283,7 @@ def _preflight(configs: dict[str, Config], reporter):
                 check_search(s)
                 check_train(s)
             else:
-                check_train(s, load_genotype(name))
+                check_train(s, baseline_arch(name, c))
         except UserError as e:
             if c.compare.budget is None:
                 raise

@@ -94,6 +94,7 @@ for _m in (
     Method("resnet10", "ResNet-10, hand-designed", "baseline", _baseline),
     Method("resnet18", "ResNet-18, hand-designed", "baseline", _baseline),
     Method("resnet_tiny", "a 78k-parameter ResNet, hand-designed", "baseline", _baseline),
+    Method("model", "your own network (--model FILE.py:FUNCTION)", "baseline", _baseline),
     Method(
         "resnet1d",
         "Wang et al. 2017's ResNet for series (64/128/128 channels, kernels 8, 5, 3)",
@@ -105,8 +106,25 @@ for _m in (
 
 METHODS = tuple(COMPARE_METHODS.names())
 # resnet1d is a series network: on images its 8×8 kernels at full resolution cost about a
-# hundred times resnet_tiny's steps, so it runs only when named
-DEFAULT_METHODS = tuple(m for m in METHODS if m != "resnet1d")
+# hundred times resnet_tiny's steps, so it runs only when named; model needs --model
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("resnet1d", "model"))
+
+
+def baseline_arch(name: str, cfg: Config):
+    """The architecture a baseline method trains: the named network, or for ``model`` the
+    user's own (``compare.model``; runnable only once the user named it, `user_model.trust`)."""
+    from .errors import UserError
+    from .spaces import load_genotype
+    from .spaces.user_model import arch_of
+
+    if name != "model":
+        return load_genotype(name)
+    if cfg.compare.model is None:
+        raise UserError(
+            "the method model is your own network: give --model FILE.py:FUNCTION (a Python file "
+            "and the function in it that builds the network)."
+        )
+    return arch_of(cfg.compare.model)
 
 
 def _runs_of(methods: tuple[str, ...], budget: float | None) -> list[str]:

@@ -157,6 +157,16 @@ AllowChangesOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="FILE.py:FUNCTION, your own network: FUNCTION(input_shape, num_outputs) returns a "
+        "torch.nn.Module mapping (N, *input_shape) to (N, num_outputs). Loading the file runs "
+        "it: scinas runs it only when named here, so a run of your network needs --model again "
+        "to resume, evaluate or export it (the same file: its SHA-256 is recorded).",
+    ),
+]
 NprocOpt = Annotated[
     int,
     typer.Option(
@@ -330,9 +340,21 @@ def _print_summary(results: dict) -> None:
     typer.echo(json.dumps(summary))
 
 
+def _trusted(model: str | None):
+    """--model: the user's network file, named and so runnable in this process."""
+    from ..spaces.user_model import trust
+
+    return None if model is None else trust(model)
+
+
 def _genotype(text: str):
-    """--genotype: a file, a run directory holding genotype.json, or a short form."""
+    """--genotype: a file, a run directory holding genotype.json, or a short form (FILE.py:
+    FUNCTION: the user's own network, as --model)."""
     from ..spaces import load_genotype
+    from ..spaces.user_model import is_spec
+
+    if is_spec(text):
+        return _trusted(text)
 
     path = Path(text)
     if path.is_dir() and not (path / "genotype.json").is_file():

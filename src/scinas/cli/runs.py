@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import parallel
+from ..errors import UserError
 from ..progress import Reporter
 from ..spaces import named_architectures
 from .common import (
@@ -19,6 +20,7 @@ from .common import (
     DeriveOpt,
     DeviceOpt,
     LayoutOpt,
+    ModelOpt,
     NprocOpt,
     OutOpt,
     OverwriteOpt,
@@ -39,6 +41,7 @@ from .common import (
     _run_options,
     _shared,
     _spawn,
+    _trusted,
     app,
 )
 
@@ -206,9 +209,10 @@ def train_cmd(
             "--genotype",
             help="A genotype JSON file, a run directory holding genotype.json, a NAS-Bench-201 "
             f"string, or a named architecture ({', '.join(named_architectures())}). Required "
-            "unless --resume.",
+            "unless --resume or --model.",
         ),
     ] = None,
+    model: ModelOpt = None,
     data: DataOpt = None,
     data_dir: DataDirOpt = None,
     task: TaskOpt = None,
@@ -230,7 +234,10 @@ def train_cmd(
     cfg = _config(
         preset, config, set_, data, data_dir, task, layout, seed, device, None, resume, kind="train"
     )
-    geno = _genotype(genotype) if genotype else None
+    if genotype and model:
+        raise UserError("give --genotype or --model, not both.")
+    mine = _trusted(model)
+    geno = _genotype(genotype) if genotype else None if resume else mine
     results = train(
         cfg,
         geno,
@@ -256,6 +263,7 @@ def evaluate_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", help="Also write the metrics to this JSON file.")
     ] = None,
+    model: ModelOpt = None,
     quiet: QuietOpt = False,
 ):
     """Rebuild a trained network from its run directory and report its metrics on a split.
@@ -266,6 +274,7 @@ def evaluate_cmd(
     from ..pipeline import evaluate
     from ..rundir import check_output_file, disk_error, write_json
 
+    _trusted(model)
     if output is not None:
         check_output_file(output)  # before the evaluation, not after it
     metrics = evaluate(
@@ -296,6 +305,7 @@ def export_cmd(
         Path | None,
         typer.Option("--output", help="File to write (default DIR/model.onnx etc.)."),
     ] = None,
+    model: ModelOpt = None,
 ):
     """Export a trained network, then check the written file reproduces its predictions.
 
@@ -303,5 +313,6 @@ def export_cmd(
     """
     from ..export import export
 
+    _trusted(model)
     path = export(run_dir, format, output)
     typer.echo(json.dumps({"format": format, "path": str(path)}))

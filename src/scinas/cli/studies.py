@@ -16,6 +16,7 @@ from .common import (
     DataOpt,
     DeviceOpt,
     LayoutOpt,
+    ModelOpt,
     OutOpt,
     OverwriteOpt,
     PresetOpt,
@@ -25,6 +26,7 @@ from .common import (
     _config,
     _errors_to_exit,
     _out,
+    _trusted,
     app,
 )
 
@@ -73,6 +75,7 @@ def compare_cmd(
             "unfinished one starts again. Its data, config, methods and seeds are reused.",
         ),
     ] = None,
+    model: ModelOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -98,7 +101,10 @@ def compare_cmd(
             methods = ",".join(stored.get("methods", []))
     if budget is not None:
         set_ = [*(set_ or []), f"compare.budget={budget}"]
-    chosen = [m.strip() for m in (methods or ",".join(DEFAULT_COMPARE)).split(",") if m.strip()]
+    if model is not None:  # the user's network, as the method model
+        set_ = [*(set_ or []), f"compare.model={_trusted(model).spec}"]
+    default = ",".join([*DEFAULT_COMPARE, *(["model"] if model else [])])
+    chosen = [m.strip() for m in (methods or default).split(",") if m.strip()]
     also = ("random",) if "random" in chosen else ()  # its settings may be given too
     # resuming: the compare's own config, with what is given now on top (checked as resumable)
     base = stored["run"] if stored is not None else None

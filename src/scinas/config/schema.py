@@ -408,6 +408,11 @@ class CompareConfig(_Section):
     search_share: float = Field(
         0.5, gt=0, lt=1, description="share of compare.budget spent searching"
     )
+    model: str | None = Field(
+        None,
+        description="FILE.py:FUNCTION, your own network as the method model (`scinas compare "
+        "--model`); the file runs only when named on the command line, not from a config",
+    )
 
 
 class Config(_Section):

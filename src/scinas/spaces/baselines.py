@@ -31,9 +31,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..registry import Registry
-from . import nd
+from . import nd, user_model
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
 from .common import max_reductions
+from .user_model import UserModelArch
 
 SMALL_INPUT_MAX_SIDE = 64
 """Inputs whose shorter side is at most this get the CIFAR stem (3×3, stride 1, no max-pool)."""
@@ -289,7 +290,9 @@ class BaselineSpace(SearchSpace):
     description = "hand-designed networks (" + ", ".join(BASELINES.names()) + "), fixed"
     dims = nd.DIMS
 
-    def from_dict(self, data, source: str = "architecture") -> BaselineArch:
+    def from_dict(self, data, source: str = "architecture"):
+        if isinstance(data, dict) and data.get("name") == "model" and "file" in data:
+            return UserModelArch.from_dict(data, source=source)  # the user's own network
         return BaselineArch.from_dict(data, source=source)
 
     def parse(self, text: str, source: str = "architecture") -> BaselineArch | None:
@@ -306,11 +309,17 @@ class BaselineSpace(SearchSpace):
         )
 
     def build_network(self, arch: BaselineArch, t, input_shape, num_outputs: int) -> nn.Module:
+        if isinstance(arch, UserModelArch):
+            return user_model.build(arch, tuple(input_shape), num_outputs)
         C_in, *sizes = input_shape
         return build_baseline(arch.name, C_in, num_outputs, tuple(sizes))
 
     def network_summary(self, arch, t) -> str:
+        if isinstance(arch, UserModelArch):
+            return f"your network {Path(arch.file).name}:{arch.function}"
         return arch.name
 
     def drawing(self, data: dict) -> Drawing:
+        if data.get("name") == "model" and "file" in data:
+            return Drawing(notes=(f"your network: {data['file']}:{data.get('function')}",))
         return Drawing(notes=(f"hand-designed network: {data.get('name')}",))

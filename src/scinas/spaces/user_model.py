@@ -1,0 +1,229 @@
+"""Your own network from a Python file: ``--model my_net.py:build``.
+
+``build(input_shape, num_outputs)`` returns a ``torch.nn.Module`` that maps a batch of shape
+``(N, *input_shape)`` to ``(N, num_outputs)`` (class logits or regression targets). scinas trains
+it as it trains its own networks (`scinas train --model`, the method ``model`` of `scinas
+compare`), as a fixed architecture of the baseline space: its genotype names the file, the
+function and the file's SHA-256.
+
+Loading a Python file runs it. scinas therefore runs the file only when the user names it in this
+process (`trust`: the CLI's ``--model``), never because a run directory or a config names it: a
+resumed, evaluated or exported run of a user's network needs ``--model`` again, and the file named
+must be the one the run was trained with (same SHA-256)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+SPEC = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+# (SHA-256, function) -> the file the user named for it in this process
+_TRUSTED: dict[tuple[str, str], Path] = {}
+_MODULES: dict[str, object] = {}  # loaded files, by SHA-256
+_CHECKED: set[tuple] = set()  # (SHA-256, function, input shape, outputs) checked to fit
+
+
+def is_spec(text: str) -> bool:
+    return SPEC.match(str(text)) is not None
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise UserError(f"--model: cannot read {path}: {e.strerror or e}.") from None
+
+
+@dataclass(frozen=True)
+class UserModelArch:
+    """The user's network: JSON ``{"space": "baseline", "name": "model", "file": ...,
+    "function": ..., "sha256": ...}``."""
+
+    space: ClassVar[str] = "baseline"
+    name: ClassVar[str] = "model"
+
+    file: str
+    function: str
+    sha256: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.file}:{self.function}"
+
+    def to_dict(self) -> dict:
+        return {
+            "space": "baseline",
+            "name": "model",
+            "file": self.file,
+            "function": self.function,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "architecture") -> UserModelArch:
+        if not all(isinstance(d.get(k), str) for k in ("file", "function", "sha256")):
+            raise UserError(
+                f"{source}: your own network is "
+                '{"space": "baseline", "name": "model", "file": ..., "function": ..., '
+                '"sha256": ...}.'
+            )
+        return cls(d["file"], d["function"], d["sha256"])
+
+    def to_json(self, path=None) -> str:
+        import json
+
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+
+def trust(spec: str) -> UserModelArch:
+    """``FILE.py:FUNCTION`` named by the user: checked to exist, and from now on runnable in this
+    process (for a run that recorded the same file contents and function)."""
+    arch = arch_of(spec)
+    _TRUSTED[(arch.sha256, arch.function)] = Path(arch.file)
+    return arch
+
+
+def arch_of(spec: str) -> UserModelArch:
+    """The architecture ``FILE.py:FUNCTION`` names (the file checked to exist; not run, nor
+    made runnable: `trust` does that)."""
+    m = SPEC.match(str(spec))
+    if m is None:
+        raise UserError(
+            f"--model {spec}: give FILE.py:FUNCTION, the Python file and the name of the function "
+            "in it that builds the network (e.g. --model my_net.py:build)."
+        )
+    path = Path(m["file"]).expanduser()
+    if not path.is_file():
+        raise UserError(f"--model {spec}: {path} does not exist (or is not a file).")
+    path = path.resolve()
+    return UserModelArch(str(path), m["function"], _digest(path))
+
+
+def _module(arch: UserModelArch, path: Path):
+    if arch.sha256 not in _MODULES:
+        name = f"scinas_user_model_{arch.sha256[:16]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"--model {arch.spec}: {path} cannot be loaded as a Python module.")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))  # the file may import its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # the user's code: any error is theirs to fix
+            raise UserError(
+                f"--model {arch.spec}: running {path.name} raised {type(e).__name__}: {e}"
+            ) from None
+        finally:
+            sys.path.remove(str(path.parent))
+        _MODULES[arch.sha256] = module
+    return _MODULES[arch.sha256]
+
+
+def _path(arch: UserModelArch) -> Path:
+    path = _TRUSTED.get((arch.sha256, arch.function))
+    if path is not None:
+        return path
+    named = [(h, p) for (h, f), p in _TRUSTED.items() if f == arch.function]
+    if named:
+        h, p = named[-1]
+        raise UserError(
+            f"--model {p}:{arch.function} is not the file this network was built from: its "
+            f"SHA-256 is {h[:12]}..., the run's {arch.sha256[:12]}... ({arch.file}). Name the "
+            "file the run was trained with."
+        )
+    raise UserError(
+        f"this network is your own, built by {Path(arch.file).name}:{arch.function}; scinas "
+        "runs a Python file only when you name it: add --model "
+        f"{arch.spec} (in Python: scinas.spaces.user_model.trust('{arch.spec}'))."
+    )
+
+
+class UserNetwork(nn.Module):
+    """The user's module with scinas' network interface: ``(output, None)`` out, and a
+    ``drop_path_prob`` the trainer may set (unused)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.drop_path_prob = 0.0
+
+    def forward(self, x: torch.Tensor):
+        out = self.net(x)
+        return (out[0] if isinstance(out, tuple) else out), None
+
+
+def build(arch: UserModelArch, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """The user's network for inputs of ``input_shape`` (C, *sizes) and ``num_outputs``, checked
+    to take a batch of that shape and return ``(N, num_outputs)``."""
+    path = _path(arch)
+    fn = getattr(_module(arch, path), arch.function, None)
+    if not callable(fn):
+        module = _MODULES[arch.sha256]
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise UserError(
+            f"--model {arch.spec}: {path.name} has no function {arch.function!r}"
+            + (f" (it defines: {', '.join(found)})" if found else "")
+            + "."
+        )
+    shape = tuple(int(s) for s in input_shape)
+    key = (arch.sha256, arch.function, shape, num_outputs)
+    if key not in _CHECKED:
+        # once, on the CPU, even when the checks before a run build on the meta device: a
+        # network that cannot take the data is refused before the run directory exists
+        with torch.device("cpu"):
+            _check_forward(arch, _call(arch, fn, shape, num_outputs), shape, num_outputs)
+        _CHECKED.add(key)
+    return UserNetwork(_call(arch, fn, shape, num_outputs))
+
+
+def _call(arch: UserModelArch, fn, shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    try:
+        net = fn(shape, num_outputs)
+    except Exception as e:
+        raise UserError(
+            f"--model {arch.spec}: {arch.function}({shape}, {num_outputs}) raised "
+            f"{type(e).__name__}: {e}"
+        ) from None
+    if not isinstance(net, nn.Module):
+        raise UserError(
+            f"--model {arch.spec}: {arch.function}({shape}, {num_outputs}) returned "
+            f"{type(net).__name__}, not a torch.nn.Module."
+        )
+    return net
+
+
+def _check_forward(arch, net: nn.Module, shape: tuple[int, ...], num_outputs: int) -> None:
+    x = torch.zeros(2, *shape)
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(x)
+    except Exception as e:
+        raise UserError(
+            f"--model {arch.spec}: the network does not take inputs of shape {tuple(x.shape)} "
+            f"(N, *input shape): {type(e).__name__}: {e}"
+        ) from None
+    finally:
+        net.train(was)
+    out = out[0] if isinstance(out, tuple) else out
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_outputs):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(
+            f"--model {arch.spec}: for inputs of shape {tuple(x.shape)} the network returns "
+            f"{got}; scinas needs (N, {num_outputs}): one value per output "
+            f"({num_outputs} for this data)."
+        )

@@ -1,0 +1,155 @@
+"""The user's own network (`scinas.spaces.user_model`): ``--model FILE.py:FUNCTION`` trains it,
+compares it, and runs the file only when the user names it; each bad file is one message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import scinas_cli
+from scinas.spaces import user_model
+
+# a user-style network for series and images alike: the convolution's dimension follows the
+# input (C, L) or (C, H, W)
+MY_NET = """
+import torch
+from torch import nn
+
+
+def build(input_shape, num_outputs):
+    c, *sizes = input_shape
+    d = len(sizes)
+    conv = {1: nn.Conv1d, 2: nn.Conv2d}[d]
+    norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[d]
+    pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}[d]
+    return nn.Sequential(
+        conv(c, 8, 5, padding=2), norm(8), nn.ReLU(),
+        conv(8, 16, 3, padding=1), nn.ReLU(), pool(1), nn.Flatten(), nn.Linear(16, num_outputs),
+    )
+"""
+
+# one parametrization for both dimensions: (N, C, L) series and (N, H, W) images
+SHAPES = [pytest.param((60, 1, 40), id="series"), pytest.param((60, 8, 8), id="images")]
+SETS = ["--set", "train.epochs=1", "--set", "train.batch_size=16"]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_named():
+    """Each test starts as a fresh process would: no file named, loaded or checked."""
+    for registry in (user_model._TRUSTED, user_model._MODULES, user_model._CHECKED):
+        registry.clear()
+    yield
+    for registry in (user_model._TRUSTED, user_model._MODULES, user_model._CHECKED):
+        registry.clear()
+
+
+def _data(tmp_path, shape) -> str:
+    """Two classes a shift of the mean apart (N×1×L reads as series, N×H×W as images)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(shape[0]) % 2
+    x = rng.normal(size=shape).astype(np.float32) + y.reshape(-1, *[1] * (len(shape) - 1))
+    path = tmp_path / "data.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    return str(path)
+
+
+def _net(tmp_path, text=MY_NET, name="my_net.py") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_my_model_trains_and_only_runs_again_when_named(tmp_path, shape):
+    data = _data(tmp_path, shape)
+    spec = _net(tmp_path) + ":build"
+    out = tmp_path / "run"
+    res = scinas_cli("train", "--model", spec, "--data", data, "--out", out, *SETS)
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    geno = json.loads((out / "genotype.json").read_text())
+    assert geno["name"] == "model" and geno["function"] == "build" and len(geno["sha256"]) == 64
+    assert results["params"] > 0
+    # a fresh process (nothing named) evaluating the run: the file is not run
+    user_model._TRUSTED.clear()
+    user_model._MODULES.clear()
+    res = scinas_cli("evaluate", out)
+    assert res.returncode == 2 and res.stderr.count("error:") == 1, res.stderr
+    assert f"--model {spec}" in res.stderr and "Traceback" not in res.stderr
+    res = scinas_cli("evaluate", out, "--model", spec)
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout.strip().splitlines()[-1])
+    assert metrics["accuracy"] == pytest.approx(results["test"]["accuracy"])
+    # another file under the function's name: refused, naming both checksums
+    user_model._TRUSTED.clear()
+    other = _net(tmp_path, MY_NET + "\n# edited\n", "edited.py")
+    res = scinas_cli("evaluate", out, "--model", other + ":build")
+    assert res.returncode == 2 and "not the file this network was built from" in res.stderr
+    assert geno["sha256"][:12] in res.stderr
+
+
+def test_genotype_names_my_model_as_model_does(tmp_path):
+    data = _data(tmp_path, (60, 8, 8))
+    spec = _net(tmp_path) + ":build"
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert scinas_cli("train", "--model", spec, "--data", data, "--out", a, *SETS).returncode == 0
+    user_model._TRUSTED.clear()
+    res = scinas_cli("train", "--genotype", spec, "--data", data, "--out", b, *SETS)
+    assert res.returncode == 0, res.stderr
+    ra, rb = (json.loads((p / "results.json").read_text()) for p in (a, b))
+    assert ra["test"] == rb["test"]
+    res = scinas_cli("train", "--model", spec, "--genotype", "resnet_tiny", "--out", tmp_path / "c")
+    assert res.returncode == 2 and "not both" in res.stderr
+
+
+BAD = [
+    ("", "missing.py:build", "does not exist"),
+    (MY_NET, "NET:nope", "has no function 'nope' (it defines: build)"),
+    (MY_NET, "NET", "give FILE.py:FUNCTION"),
+    ("raise RuntimeError('boom')", "NET:build", "raised RuntimeError: boom"),
+    ("def build(s, n):\n    raise ValueError('no')", "NET:build", "raised ValueError: no"),
+    ("def build(s, n):\n    return 3", "NET:build", "returned int, not a torch.nn.Module"),
+    (
+        "import torch\ndef build(s, n):\n    return torch.nn.Linear(5, n)",
+        "NET:build",
+        "does not take inputs of shape (2, 1, 8, 8)",
+    ),
+    (
+        "import torch\ndef build(s, n):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, n + 1))",
+        "NET:build",
+        "returns (2, 3); scinas needs (N, 2)",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,spec,phrase", BAD)
+def test_a_bad_model_file_is_one_message_and_nothing_written(tmp_path, text, spec, phrase):
+    data = _data(tmp_path, (60, 8, 8))
+    net = _net(tmp_path, text) if text else ""
+    out = tmp_path / "run"
+    res = scinas_cli("train", "--model", spec.replace("NET", net), "--data", data, "--out", out)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("error:") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert phrase in res.stderr, res.stderr
+    assert not out.exists()
+
+
+def test_compare_reports_my_model_as_a_baseline(tmp_path):
+    data = _data(tmp_path, (60, 8, 8))
+    spec = _net(tmp_path) + ":build"
+    out = tmp_path / "cmp"
+    common = ["--seeds", "1", "--data", data, *SETS, "--set", "compare.budget=null"]
+    res = scinas_cli(
+        "compare", "--model", spec, "--methods", "model,resnet_tiny", "--out", out, *common
+    )
+    assert res.returncode == 0, res.stderr
+    c = json.loads((out / "compare.json").read_text())
+    assert set(c["methods"]) == {"model", "resnet_tiny"} and c["complete"]
+    assert c["methods"]["model"]["params"] != c["methods"]["resnet_tiny"]["params"]
+    # the method model without a file to build it from
+    res = scinas_cli("compare", "--methods", "model", "--out", tmp_path / "none", *common)
+    assert res.returncode == 2 and "--model FILE.py:FUNCTION" in res.stderr, res.stderr
+    assert not (tmp_path / "none").exists()

@@ -52,6 +52,7 @@ def test_supernet_batchnorm_statistics_behind_its_score(tmp_path, strategy, trac
     from scinas.rundir import load_state
 
     sets = [*TINY, "search.max_samples=1000", f"search.strategy={strategy}"]  # 16 steps
+    sets.append("search.ops=[none,skip_connect,sep_conv_3x3,max_pool_3x3]")  # 4 ops: faster
     cfg = scinas.build_config(preset="tiny", overrides=sets, data__dataset="digits")
     scinas.search(cfg, tmp_path / "s", reporter=scinas.progress.Reporter(quiet=True))
     state = load_state(tmp_path / "s" / "supernet.pt")

@@ -45,11 +45,11 @@ def _nothing_named():
         registry.clear()
 
 
-def _data(tmp_path, shape) -> str:
-    """Two classes a shift of the mean apart (N×1×L reads as series, N×H×W as images)."""
+def _data(tmp_path, shape, shift=1.0) -> str:
+    """Two classes ``shift`` apart in mean (N×1×L reads as series, N×H×W as images)."""
     rng = np.random.default_rng(0)
     y = np.arange(shape[0]) % 2
-    x = rng.normal(size=shape).astype(np.float32) + y.reshape(-1, *[1] * (len(shape) - 1))
+    x = rng.normal(size=shape).astype(np.float32) + shift * y.reshape(-1, *[1] * (len(shape) - 1))
     path = tmp_path / "data.npz"
     np.savez(path, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
     return str(path)
@@ -153,3 +153,61 @@ def test_compare_reports_my_model_as_a_baseline(tmp_path):
     res = scinas_cli("compare", "--methods", "model", "--out", tmp_path / "none", *common)
     assert res.returncode == 2 and "--model FILE.py:FUNCTION" in res.stderr, res.stderr
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (2, 8, 8)], ids=["series", "images"])
+def test_a_grown_kernel_computes_what_the_network_computed(tmp_path, shape):
+    import torch
+
+    arch = user_model.trust(_net(tmp_path) + ":build")
+    net = user_model.build(arch, shape, 3)
+    x = torch.randn(5, *shape)
+    steps = user_model.morphs(arch)
+    assert [m.name for m in steps] == ["kernel 0 5 -> 7", "kernel 3 3 -> 5"]
+    for train in (False, True):  # BatchNorm on running and on batch statistics
+        net.train(train)
+        for m in steps:
+            grown = m.apply(net)
+            assert grown.training is train
+            assert torch.allclose(grown(x)[0], net(x)[0], atol=1e-6)
+            conv = grown.net.get_submodule(m.path)
+            assert conv.kernel_size[0] == dict(m.target.kernels)[m.path]
+    # the largest kernel is not grown further (images: 7), and the record reads back
+    seven = user_model.UserModelArch(arch.file, arch.function, arch.sha256, (("0", 7),))
+    user_model.build(seven, shape, 3)
+    names = [m.name for m in user_model.morphs(seven)]
+    assert ("kernel 0 7 -> 9" in names) is (len(shape) == 2)  # series grow to 15
+    again = user_model.UserModelArch.from_dict(json.loads(seven.to_json()))
+    assert again == seven
+
+
+def test_searching_my_model_grows_its_kernels_and_trains_the_result(tmp_path):
+    data = _data(tmp_path, (400, 1, 40), shift=0.4)  # separable, not in a few steps
+    spec = _net(tmp_path) + ":build"
+    out = tmp_path / "run"
+    search = ["search.budget=2", "search.segment_steps=8", "search.patience=null"]
+    sets = [a for s in [*search, "search.recipe=false"] for a in ("--set", s)]
+    res = scinas_cli("run", "--model", spec, "--data", data, "--out", out, *SETS, *sets)
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
+    assert len(moves) == 2 and all(m.startswith("kernel ") for m in moves), moves
+    geno = json.loads((out / "genotype.json").read_text())
+    assert geno["name"] == "model" and geno["sha256"]
+    user_model._TRUSTED.clear()
+    res = scinas_cli("evaluate", out, "--model", spec)
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert json.loads(res.stdout.splitlines()[-1])["accuracy"] == pytest.approx(
+        results["test"]["accuracy"]
+    )
+    res = scinas_cli("run", "--model", spec, "--strategy", "random", "--out", tmp_path / "r")
+    assert res.returncode == 2 and "--strategy random does not apply" in res.stderr
+
+
+def test_model_search_needs_my_model(tmp_path):
+    data = _data(tmp_path, (60, 8, 8))
+    out = tmp_path / "cmp"
+    res = scinas_cli("compare", "--methods", "model_search", "--data", data, "--out", out)
+    assert res.returncode == 2 and "--model FILE.py:FUNCTION" in res.stderr, res.stderr
+    assert not out.exists()

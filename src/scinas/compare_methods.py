@@ -76,6 +76,25 @@ def _hpo(cfg: Config) -> Config:
     return recommended(cfg, architecture=False)
 
 
+def _model_search(cfg: Config) -> Config:
+    """The lineage from your own network (``compare.model``): its kernels grown and its recipe
+    changed, at the search share of the budget."""
+    if cfg.compare.model is None:
+        from .errors import UserError
+
+        raise UserError(
+            "the method model_search searches your own network: give --model FILE.py:FUNCTION."
+        )
+    return _searched(
+        _with(
+            cfg,
+            search__strategy="lineage",
+            search__space="baseline",
+            search__start_from=[cfg.compare.model],
+        )
+    )
+
+
 def _baseline(cfg: Config) -> Config:
     return cfg if cfg.compare.budget is None else _with(cfg, train__time_budget=cfg.compare.budget)
 
@@ -96,6 +115,12 @@ for _m in (
     Method("resnet_tiny", "a 78k-parameter ResNet, hand-designed", "baseline", _baseline),
     Method("model", "your own network (--model FILE.py:FUNCTION)", "baseline", _baseline),
     Method(
+        "model_search",
+        "your own network, its kernel sizes and training recipe searched by the lineage",
+        "search",
+        _model_search,
+    ),
+    Method(
         "resnet1d",
         "Wang et al. 2017's ResNet for series (64/128/128 channels, kernels 8, 5, 3)",
         "baseline",
@@ -107,7 +132,7 @@ for _m in (
 METHODS = tuple(COMPARE_METHODS.names())
 # resnet1d is a series network: on images its 8×8 kernels at full resolution cost about a
 # hundred times resnet_tiny's steps, so it runs only when named; model needs --model
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("resnet1d", "model"))
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("resnet1d", "model", "model_search"))
 
 
 def baseline_arch(name: str, cfg: Config):

@@ -347,6 +347,25 @@ def _trusted(model: str | None):
     return None if model is None else trust(model)
 
 
+def _searching(set_: list[str] | None, model: str | None, strategy: str | None):
+    """--model on run and search: the lineage from your network, growing its convolutions'
+    kernels and changing its recipe (`scinas.spaces.user_model`)."""
+    if model is None:
+        return set_
+    if strategy is not None:
+        raise UserError(
+            f"--model searches your network with the lineage; --strategy {strategy} does not "
+            "apply (leave it out)."
+        )
+    spec = _trusted(model).spec
+    return [
+        *(set_ or []),
+        "search.space=baseline",
+        "search.strategy=lineage",
+        f"search.start_from=[{spec}]",
+    ]
+
+
 def _genotype(text: str):
     """--genotype: a file, a run directory holding genotype.json, or a short form (FILE.py:
     FUNCTION: the user's own network, as --model)."""

@@ -39,6 +39,7 @@ from .common import (
     _out,
     _print_summary,
     _run_options,
+    _searching,
     _shared,
     _spawn,
     _trusted,
@@ -68,15 +69,19 @@ def run_cmd(
     storage: StorageOpt = None,
     study: StudyOpt = None,
     nproc: NprocOpt = 1,
+    model: ModelOpt = None,
 ):
     """Search a cell, derive the genotype, retrain it from scratch and evaluate on the test set.
+
+    With --model FILE.py:FUNCTION: search your own network instead (the lineage grows its
+    convolutions' kernels, function-preserving, and changes its training recipe).
 
     Writes config.json, metrics.jsonl, arch_weights.jsonl, genotype.json, supernet.pt, model.pt,
     predictions_test.npz and results.json into --out.
     """
     from ..pipeline import run
 
-    set_ = _shared(set_, storage, study)
+    set_ = _searching(_shared(set_, storage, study), model, strategy)
     cfg = _config(
         preset, config, set_, data, data_dir, task, layout, seed, device, strategy, resume, derive
     )
@@ -113,8 +118,10 @@ def search_cmd(
     storage: StorageOpt = None,
     study: StudyOpt = None,
     nproc: NprocOpt = 1,
+    model: ModelOpt = None,
 ):
-    """Search only: run the strategy and write genotype.json into --out.
+    """Search only: run the strategy and write genotype.json into --out (with --model
+    FILE.py:FUNCTION: your own network's kernels and recipe, by the lineage).
 
     One-shot strategies train a supernet; black-box ones train each candidate briefly and keep
     their optuna study in study.db (rerun with the same --set search.storage=URL to resume or to
@@ -124,7 +131,7 @@ def search_cmd(
     """
     from ..pipeline import search
 
-    set_ = _shared(set_, storage, study)
+    set_ = _searching(_shared(set_, storage, study), model, strategy)
     cfg = _config(
         preset,
         config,

@@ -295,7 +295,9 @@ class BaselineSpace(SearchSpace):
             return UserModelArch.from_dict(data, source=source)  # the user's own network
         return BaselineArch.from_dict(data, source=source)
 
-    def parse(self, text: str, source: str = "architecture") -> BaselineArch | None:
+    def parse(self, text: str, source: str = "architecture"):
+        if user_model.is_spec(text):  # FILE.py:FUNCTION (runnable once the user named it)
+            return user_model.arch_of(text)
         return BaselineArch(text) if text in BASELINES else None
 
     def named(self) -> list[str]:
@@ -316,8 +318,13 @@ class BaselineSpace(SearchSpace):
 
     def network_summary(self, arch, t) -> str:
         if isinstance(arch, UserModelArch):
-            return f"your network {Path(arch.file).name}:{arch.function}"
+            return f"your network {arch}"
         return arch.name
+
+    def morphs(self, arch, s, input_hw) -> list:
+        """Function-preserving steps: for your own network, one convolution's kernel grown by 2
+        (`user_model.KernelGrowth`); none for the hand-designed ones."""
+        return user_model.morphs(arch) if isinstance(arch, UserModelArch) else []
 
     def drawing(self, data: dict) -> Drawing:
         if data.get("name") == "model" and "file" in data:

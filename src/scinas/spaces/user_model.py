@@ -30,7 +30,8 @@ SPEC = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 # (SHA-256, function) -> the file the user named for it in this process
 _TRUSTED: dict[tuple[str, str], Path] = {}
 _MODULES: dict[str, object] = {}  # loaded files, by SHA-256
-_CHECKED: set[tuple] = set()  # (SHA-256, function, input shape, outputs) checked to fit
+_CHECKED: set[tuple] = set()  # (SHA-256, function, kernels, input shape, outputs) checked
+_SHAPES: dict[tuple[str, str], tuple] = {}  # (SHA-256, function) -> (input shape, outputs) built
 
 
 def is_spec(text: str) -> bool:
@@ -55,29 +56,42 @@ class UserModelArch:
     file: str
     function: str
     sha256: str
+    # kernel sizes the search changed: (module path, kernel size), sorted
+    kernels: tuple[tuple[str, int], ...] = ()
 
     @property
     def spec(self) -> str:
         return f"{self.file}:{self.function}"
 
+    def __str__(self) -> str:
+        grown = ", ".join(f"{p} k{k}" for p, k in self.kernels)
+        return f"{Path(self.file).name}:{self.function}" + (f" ({grown})" if grown else "")
+
     def to_dict(self) -> dict:
-        return {
+        d = {
             "space": "baseline",
             "name": "model",
             "file": self.file,
             "function": self.function,
             "sha256": self.sha256,
         }
+        if self.kernels:
+            d["kernels"] = dict(self.kernels)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "architecture") -> UserModelArch:
-        if not all(isinstance(d.get(k), str) for k in ("file", "function", "sha256")):
+        kernels = d.get("kernels", {})
+        if not all(isinstance(d.get(k), str) for k in ("file", "function", "sha256")) or not (
+            isinstance(kernels, dict)
+            and all(isinstance(k, int) and k > 0 and k % 2 for k in kernels.values())
+        ):
             raise UserError(
                 f"{source}: your own network is "
                 '{"space": "baseline", "name": "model", "file": ..., "function": ..., '
-                '"sha256": ...}.'
+                '"sha256": ..., "kernels": {MODULE: ODD SIZE} (optional)}.'
             )
-        return cls(d["file"], d["function"], d["sha256"])
+        return cls(d["file"], d["function"], d["sha256"], tuple(sorted(kernels.items())))
 
     def to_json(self, path=None) -> str:
         import json
@@ -155,9 +169,10 @@ class UserNetwork(nn.Module):
     """The user's module with scinas' network interface: ``(output, None)`` out, and a
     ``drop_path_prob`` the trainer may set (unused)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, input_shape: tuple[int, ...], num_outputs: int):
         super().__init__()
         self.net = net
+        self.input_shape, self.num_outputs = input_shape, num_outputs
         self.drop_path_prob = 0.0
 
     def forward(self, x: torch.Tensor):
@@ -179,14 +194,16 @@ def build(arch: UserModelArch, input_shape: tuple[int, ...], num_outputs: int) -
             + "."
         )
     shape = tuple(int(s) for s in input_shape)
-    key = (arch.sha256, arch.function, shape, num_outputs)
+    _SHAPES[(arch.sha256, arch.function)] = (shape, num_outputs)
+    key = (arch.sha256, arch.function, arch.kernels, shape, num_outputs)
     if key not in _CHECKED:
         # once, on the CPU, even when the checks before a run build on the meta device: a
         # network that cannot take the data is refused before the run directory exists
         with torch.device("cpu"):
-            _check_forward(arch, _call(arch, fn, shape, num_outputs), shape, num_outputs)
+            net = _grown(arch, _call(arch, fn, shape, num_outputs))
+            _check_forward(arch, net, shape, num_outputs)
         _CHECKED.add(key)
-    return UserNetwork(_call(arch, fn, shape, num_outputs))
+    return UserNetwork(_grown(arch, _call(arch, fn, shape, num_outputs)), shape, num_outputs)
 
 
 def _call(arch: UserModelArch, fn, shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -227,3 +244,100 @@ def _check_forward(arch, net: nn.Module, shape: tuple[int, ...], num_outputs: in
             f"{got}; scinas needs (N, {num_outputs}): one value per output "
             f"({num_outputs} for this data)."
         )
+
+
+# ----------------------------------------------------------------------------- kernel growth
+
+MAX_KERNEL = {1: 15, 2: 7}  # the largest kernel the search grows to, for series and images
+
+
+def convs(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The convolutions a search may grow: 1-D or 2-D, one odd size on every axis, numeric
+    padding (a grown kernel keeps the output's size with padding larger by the dilation)."""
+    out = []
+    for path, m in net.named_modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d) and not isinstance(m.padding, str):
+            k = set(m.kernel_size)
+            if len(k) == 1 and next(iter(k)) % 2 == 1 and len(set(m.dilation)) == 1:
+                out.append((path, m))
+    return out
+
+
+def _with_kernel(conv: nn.Module, k: int) -> nn.Module:
+    """A fresh ``conv`` of kernel ``k``, its padding larger by the dilation per step of 2, so
+    the output keeps its size."""
+    grow = (k - conv.kernel_size[0]) // 2
+    padding = tuple(p + grow * d for p, d in zip(conv.padding, conv.dilation, strict=True))
+    return type(conv)(
+        conv.in_channels,
+        conv.out_channels,
+        k,
+        stride=conv.stride,
+        padding=padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+
+
+def _grown(arch: UserModelArch, net: nn.Module) -> nn.Module:
+    """``net`` with the kernel sizes ``arch`` changed (the rest as the user's file builds it)."""
+    for path, k in arch.kernels:
+        try:
+            conv = net.get_submodule(path)
+        except AttributeError:
+            raise UserError(
+                f"--model {arch.spec}: the network has no module {path!r} to give a kernel of "
+                f"{k}: the file builds another network than the one searched."
+            ) from None
+        parent, _, name = path.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, name, _with_kernel(conv, k))
+    return net
+
+
+@dataclass(frozen=True)
+class KernelGrowth:
+    """One convolution's kernel grown by 2 (zeros around the trained one, padding larger by
+    the dilation): the network computes exactly what it did (`scinas.strategies.lineage`)."""
+
+    name: str
+    source: UserModelArch
+    target: UserModelArch
+    path: str  # the convolution, under the user's module
+
+    def apply(self, net: UserNetwork, seed: int = 0) -> UserNetwork:
+        first = next(net.parameters())
+        new = build(self.target, net.input_shape, net.num_outputs).to(first.device)
+        target = new.state_dict()
+        key = f"net.{self.path}.weight"
+        with torch.no_grad():
+            for name, value in net.state_dict().items():
+                if name != key:
+                    target[name].copy_(value)
+            grown, old = target[key], net.state_dict()[key]
+            grown.zero_()
+            m = (grown.shape[-1] - old.shape[-1]) // 2
+            centre = (...,) + tuple(slice(m, m + n) for n in old.shape[2:])
+            grown[centre] = old
+        new.train(net.training)
+        return new
+
+
+def morphs(arch: UserModelArch) -> list[KernelGrowth]:
+    """Every one-kernel growth of ``arch`` (as last built: its input shape and outputs) up to
+    `MAX_KERNEL`."""
+    shape, n = _SHAPES[(arch.sha256, arch.function)]
+    with torch.device("meta"):
+        net = build(arch, shape, n)
+    out = []
+    size = dict(arch.kernels)
+    for path, conv in convs(net.net):
+        k = conv.kernel_size[0]
+        if k + 2 > MAX_KERNEL[len(conv.kernel_size)]:
+            continue
+        target = UserModelArch(
+            arch.file, arch.function, arch.sha256, tuple(sorted({**size, path: k + 2}.items()))
+        )
+        out.append(KernelGrowth(f"kernel {path} {k} -> {k + 2}", arch, target, path))
+    return out

@@ -109,6 +109,7 @@ BAD = [
     (MY_NET, "NET:nope", "has no function 'nope' (it defines: build)"),
     (MY_NET, "NET", "give FILE.py:FUNCTION"),
     ("raise RuntimeError('boom')", "NET:build", "raised RuntimeError: boom"),
+    ("import sys\nsys.exit(3)", "NET:build", "raised SystemExit: 3"),
     ("def build(s, n):\n    raise ValueError('no')", "NET:build", "raised ValueError: no"),
     ("def build(s, n):\n    return 3", "NET:build", "returned int, not a torch.nn.Module"),
     (

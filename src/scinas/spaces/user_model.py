@@ -136,7 +136,7 @@ def _module(arch: UserModelArch, path: Path):
         sys.path.insert(0, str(path.parent))  # the file may import its neighbours
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # the user's code: any error is theirs to fix
+        except (Exception, SystemExit) as e:  # the user's code: any error is theirs to fix
             raise UserError(
                 f"--model {arch.spec}: running {path.name} raised {type(e).__name__}: {e}"
             ) from None
@@ -209,7 +209,7 @@ def build(arch: UserModelArch, input_shape: tuple[int, ...], num_outputs: int) -
 def _call(arch: UserModelArch, fn, shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     try:
         net = fn(shape, num_outputs)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise UserError(
             f"--model {arch.spec}: {arch.function}({shape}, {num_outputs}) raised "
             f"{type(e).__name__}: {e}"

@@ -50,6 +50,29 @@ def test_loss_guard_flags_nan_absurd_and_exploded_losses_only():
     assert late.problem(5.0) is not None
 
 
+def test_a_network_that_starts_trained_is_guarded_from_a_constant_outputs_loss():
+    # a search's winner going on: first loss 0.0003, then a noisy batch at 0.32 (10 classes: a
+    # constant output's loss is log 10 = 2.3)
+    guard = LossGuard()
+    guard.floor = math.log(10)
+    for v in [0.0003, 0.0002, 0.0002]:
+        assert guard.problem(v) is None
+    assert guard.start == pytest.approx(math.log(10))
+    assert guard.problem(0.32) is None  # before the floor, this counted as diverging
+    assert guard.problem(30.0) is not None
+    bare = LossGuard()  # without the floor (as before): the same batch trips it
+    for v in [0.0003, 0.0002, 0.0002]:
+        bare.problem(v)
+    assert bare.problem(0.32) is not None
+
+
+def test_the_trainer_sets_the_floor_from_a_constant_output():
+    trainer = network_trainer_for_test(epochs=1)
+    trainer.run()
+    assert trainer.guard.floor == pytest.approx(math.log(3), rel=1e-5)  # 3 classes: log 3
+    assert trainer.guard.start >= trainer.guard.floor
+
+
 def test_a_small_last_batch_is_only_checked_for_nan_and_absurd_losses():
     # an overfitted supernet (median 0.04) scoring 2.8 on an epoch's last 4 images of 2,500
     guard = LossGuard({"recent": [0.04] * 50, "start": 2.32})

@@ -64,6 +64,10 @@ class LossGuard:
         self.recent = collections.deque(state.get("recent", []), maxlen=GUARD_WINDOW)
         self.start: float | None = state.get("start")
         self.largest: float = state.get("largest", 0.0)
+        # a constant output's loss on the first batch: the start is at least that, so that a
+        # network that starts trained (a search's winner going on, loss 0.0003) is not taken
+        # to diverge at a noisy batch of 0.3 (set by the trainer before the first step)
+        self.floor: float | None = None
 
     def problem(self, value: float, size: float | None = None) -> str | None:
         """Why ``value``, a step's loss over ``size`` samples (None: a full batch), counts as
@@ -85,7 +89,7 @@ class LossGuard:
                 )
         self.recent.append(value)
         if self.start is None and len(self.recent) >= GUARD_START:
-            self.start = statistics.median(self.recent)
+            self.start = max(statistics.median(self.recent), self.floor or 0.0)
         return None
 
     def state_dict(self) -> dict:

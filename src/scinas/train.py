@@ -227,9 +227,17 @@ class Trainer(DivergenceGuard, DeadlinePlanning):
         (detached) and the targets. The schedule is not stepped (`run` does)."""
         with self.mixed.autocast():  # the forward passes (precision=bf16/fp16)
             loss, out, target = self.hooks.loss(batch, self.optimizer, where)
-        # the global batch's loss and size under DDP
+        # the global batch's loss and size under DDP (and before the first step, a constant
+        # output's loss: the divergence guard's floor)
         n = torch.full_like(loss.detach().float(), float(len(target)))
-        value, size = parallel.total(torch.stack([loss.detach().float(), n])).tolist()
+        parts = [loss.detach().float(), n]
+        if self.guard.start is None:
+            with torch.no_grad():
+                zero = torch.zeros_like(out, dtype=torch.float32)
+                parts.append(self.task.loss(zero, self.task.encode_targets(target)).float() * n)
+        value, size, *floor = parallel.total(torch.stack(parts)).tolist()
+        if floor:
+            self.guard.floor = floor[0] / size
         self.last_loss = value
         if (why := self.guard.problem(value, size)) is not None:
             e = diverged(value, where, self.lr_key, self.optimizer.param_groups[0]["lr"])

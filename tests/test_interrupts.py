@@ -325,3 +325,47 @@ def test_a_stop_between_the_runs_own_messages_still_says_what_to_do(tmp_path, fi
     # a message that already says what to do gets nothing more
     assert _resume_hint("run", {"out": str(out)}, "write it with `scinas report x`") == ""
     assert _resume_hint("run", {"out": str(tmp_path / "nothing")}, "stopped by SIGTERM") == ""
+
+
+def test_a_stop_inside_a_file_write_is_the_error_not_what_the_writer_says(tmp_path):
+    """torch.save's zip writer, cut short by a stop, raised "unexpected pos 64 vs 0" from its
+    exit, and a compare ended with a traceback: the stop is what atomic_write raises."""
+    from scinas.files import atomic_write
+    from scinas.signals import Interrupted
+
+    class Writer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64 vs 0")
+
+    def write(f):
+        f.write(b"half")
+        with Writer():
+            raise Interrupted("stopped by SIGTERM")
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"whole")
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        atomic_write(target, write)
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_signal_inside_a_critical_block_of_a_listening_loop_stops_at_its_next_step():
+    """A checkpoint written while a training loop listens: the signal that came during the write
+    asks the loop to stop at its next step (as outside the block), it does not force a stop."""
+    STOP.reset()
+    STOP.forced = False
+    try:  # (reset cancels the timer that would send the signal again)
+        with STOP.listening():
+            with STOP.critical():
+                STOP.handle(signal.SIGTERM, None)
+                assert not STOP.requested  # waits for the block
+            assert STOP.requested and not STOP.forced
+        STOP.reset()
+        # no loop listening: at the block's end, at once
+        with pytest.raises(KeyboardInterrupt), STOP.critical():
+            STOP.handle(signal.SIGTERM, None)
+    finally:
+        STOP.reset()

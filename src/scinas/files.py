@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .signals import STOP
 
 # errno values that say the disk, not scinas, refused a write
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
@@ -33,16 +34,34 @@ def file_mode() -> int:
 
 def atomic_write(path: Path, write) -> None:
     """Write ``path`` through a temporary file and a rename: a crash or a full disk never
-    leaves half a file, and the file it replaces stays whole until the rename."""
+    leaves half a file, and the file it replaces stays whole until the rename. A stop signal
+    waits for the file (`StopFlag.critical`); one that comes inside anyway (after the grace)
+    is the error raised, not what a writer cut short says about it (torch.save's zip writer:
+    "unexpected pos 64 vs 0")."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
+        with STOP.critical():
+            os.fchmod(fd, file_mode())
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            os.replace(tmp, path)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        stop = _stop_behind(e)
+        if stop is not None:
+            raise stop from None
         raise
+
+
+def _stop_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The stop (`Interrupted`, a KeyboardInterrupt) that ``e`` was raised while handling."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__context__
+    return None
 
 
 def json_bytes(obj, what: str = "the data") -> bytes:

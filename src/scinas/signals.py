@@ -75,8 +75,7 @@ class StopFlag:
             if not self._critical and self._pending:
                 self._pending = False
                 self._cancel_timer()
-                self.forced = self.requested = True
-                raise Interrupted(self._stopped())
+                self._arrived()  # as if the signal came now
 
     def _stopped(self) -> str:
         return f"stopped by {self.signal_name or 'a signal'}"
@@ -86,11 +85,16 @@ class StopFlag:
         self.signal_name = signal.Signals(signum).name
         self.signum = signum
         if self._critical and not self._pending:
-            # the block's end raises it; a block still running GRACE seconds on (a database
+            # the block's end acts on it; a block still running GRACE seconds on (a database
             # waiting on a lock) is cut short by the same signal again
             self._pending = True
             self._again(GRACE, signum)
             return
+        self._arrived()
+
+    def _arrived(self) -> None:
+        """A signal outside a critical block (or at its end): a listening loop stops at its next
+        step, anything else at once."""
         if _distributed() and not self.requested:
             # data-parallel processes stop together at a training step (a collective would
             # break under one that stopped alone); a second signal stops at once
@@ -102,7 +106,7 @@ class StopFlag:
             raise Interrupted(self._stopped())
         self.requested = True
         # no step within GRACE seconds: the same signal again, which then interrupts at once
-        self._again(GRACE, signum)
+        self._again(GRACE, self.signum)
 
     def _again(self, seconds: float, signum: int) -> None:
         self._cancel_timer()

@@ -298,6 +298,7 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
                 "search.segment_steps=4",
                 "search.patience=null",  # every round decides; the patience has its own tests
                 "search.symmetries=false",  # its own tests: tests/test_symmetry.py
+                "search.wait_for_plateau=false",  # a challenger each round; its own tests below
                 *extra,
             ]
         ),
@@ -427,6 +428,68 @@ def test_without_patience_every_round_decides(tmp_path, monkeypatch):
     assert not [e for e in events if e["event"] == "lineage_stop"]
 
 
+def _score_sequence(monkeypatch, values: list[float]):
+    """The n-th score (the floor's first) is ``values[n]`` on every sample; a constant
+    prediction scores -1, so the start is above chance at once."""
+    import scinas.strategies.lineage as lineage
+
+    real_score = lineage.Lineage.score
+    calls = iter(values)
+
+    def score(self, net):
+        scores, metrics = real_score(self, net)
+        v = next(calls)
+        return torch.full_like(scores, v), {**metrics, "accuracy": v}
+
+    monkeypatch.setattr(lineage.Lineage, "score", score)
+    monkeypatch.setattr(
+        lineage.Lineage, "chance_scores", lambda self: -torch.ones(len(self.ctx.data.val))
+    )
+
+
+def _lineage_rounds(run) -> list[str]:
+    events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    return [
+        ("alone, gaining" if e["gaining"] else "alone, plateau")
+        if e["event"] == "lineage_segment"
+        else e["verdict"]
+        for e in events
+        if e["event"] in ("lineage_segment", "lineage_decision")
+    ]
+
+
+def test_challengers_wait_until_the_incumbent_stops_gaining(tmp_path, monkeypatch):
+    # floor 0; alone: 0.2 (gains), 0.4 (gains), 0.4 (plateau); then a challenger round
+    # (challenger 0.0, incumbent 0.5: worse, and the incumbent gained: it trains alone again),
+    # alone 0.5 (plateau), a challenger round (1.0 against 0.5: accepted)
+    _score_sequence(monkeypatch, [0.0, 0.2, 0.4, 0.4, 0.0, 0.5, 0.5, 1.0, 0.5])
+    _lineage_run(tmp_path, "search.budget=2", "search.wait_for_plateau=true")
+    assert _lineage_rounds(tmp_path / "run") == [
+        "alone, gaining",
+        "alone, gaining",
+        "alone, plateau",
+        "worse",
+        "alone, plateau",
+        "accepted",
+    ]
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    rounds = [e["round"] for e in events if e["event"] in ("lineage_segment", "lineage_decision")]
+    assert rounds == [1, 2, 3, 4, 5, 6]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert result["accepted"] == 1 and result["rejected"] == 1
+
+
+def test_without_a_time_budget_the_wait_for_a_plateau_is_bounded(tmp_path, monkeypatch):
+    import scinas.strategies.lineage as lineage
+
+    # the incumbent gains beyond noise in every segment alone
+    _score_sequence(monkeypatch, [0.0, 0.1, 0.2, 0.3, 0.4, 0.0, 0.45])
+    _lineage_run(tmp_path, "search.budget=1", "search.wait_for_plateau=true")
+    assert _lineage_rounds(tmp_path / "run") == ["alone, gaining"] * lineage.PLATEAU_WAIT + [
+        "worse"
+    ]
+
+
 def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
     _lineage_run(tmp_path, "search.budget=4")
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
@@ -448,13 +511,18 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
             if e["event"].startswith("lineage")
         ]
 
-    # with the symmetry step, whose outcome the checkpoint keeps as well
-    both = ("search.budget=3", "search.patience=2", "search.symmetries=true")
+    # with the symmetry step and the wait for a plateau, which the checkpoint keeps as well
+    both = (
+        "search.budget=3",
+        "search.patience=2",
+        "search.symmetries=true",
+        "search.wait_for_plateau=true",
+    )
     reference = _lineage_run(tmp_path / "ref", *both)
     real_train = lineage.Lineage.train
 
     def train(self, b, steps, seed):
-        if any(e["event"] == "lineage_decision" for e in self.events):  # in round 2
+        if any(e["event"] in ("lineage_decision", "lineage_segment") for e in self.events):
             raise Interrupted("stopped by the test")
         return real_train(self, b, steps, seed)
 

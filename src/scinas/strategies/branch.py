@@ -208,6 +208,8 @@ class Progress:
     above: bool = True
     streak: int = 0  # challengers in a row not accepted
     views: list | None = None  # the data's symmetries found (`scinas.symmetry`); None: not probed
+    gaining: bool = True  # the incumbent's last segment gained beyond noise (or none was judged)
+    waited: int = 0  # segments in a row the incumbent trained alone, waiting for its plateau
 
 
 class Diverged(Exception):

@@ -17,6 +17,11 @@ branches off it with one change:
   to an adaptive optimizer, which gains early too, must win by twice the margin
   (`branch.favoured_early`).
 
+A challenger is tried only once the incumbent's own gain over its last segment is within noise
+(``search.wait_for_plateau``): while it still gains beyond noise, a segment of its training buys
+more than a challenger's, whose compute is lost unless it wins, and a challenger judged then is
+judged at a horizon where what leads early need not lead at the end.
+
 Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
 the others once those are tried. Both then train for the same compute (the challenger's steps
 scaled by its FLOPs and batch size against the incumbent's) and are scored, at their weights
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -74,6 +79,7 @@ from .symmetry_step import find_symmetries
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
+PLATEAU_WAIT = 4  # without a time budget, the most segments in a row waiting for a plateau
 
 
 class LineageStrategy(SearchStrategy):
@@ -287,94 +293,102 @@ class Lineage:
         self.probed = p.views is not None  # the symmetries decided the augmentation
         accepted, rejected, tried, seg, streak = p.accepted, p.rejected, p.tried, p.seg, p.streak
         inc_scores, inc_metrics, step_seconds = p.scores, p.metrics, p.step_seconds
-        if p.above:
-            for k in range(p.round, s.budget):
-                if STOP:
-                    raise Interrupted("stopped in the lineage search")
-                if s.patience is not None and streak >= s.patience:
-                    self._give_up(streak)
-                    break
-                round_start = time.perf_counter()
-                if deadline is not None and round_start + 2.2 * seg * step_seconds > deadline:
-                    break
-                options = [(name, m) for name, m in self.moves(inc) if name not in tried]
-                if not options:
-                    tried.clear()
-                    options = self.moves(inc)
-                if not options:
-                    break
-                first = min(tier(inc, m) for _, m in options)
-                options = [(n, m) for n, m in options if tier(inc, m) == first]
-                name, move = options[int(self.rng.integers(len(options)))]
-                tried.add(name)
-                ch = self.challenger(inc, move, seed=self.cfg.seed + k)
-                ratio = self.cost(inc.arch, inc.recipe) / self.cost(ch.arch, ch.recipe)
-                ch_steps = max(1, round(seg * ratio))
-                seed = self.cfg.seed * 7919 + 104729 * (k + 1)
-                ch.average = WeightAverage(ch.net, ch_steps)
-                try:
-                    self.train(ch, ch_steps, seed)
-                    ch_scores, ch_metrics = self.score(ch.average.net)
-                except Diverged:
-                    ch_scores, ch_metrics = None, None
-                ch.average = None
-                inc.average = WeightAverage(inc.net, seg)
-                self.train(inc, seg, seed)
-                inc_scores, inc_metrics = self.score(inc.average.net)
-                inc.average = None
-                z = s.noise_z * (EARLY_MARGIN if favoured_early(inc.recipe, move) else 1.0)
-                adv, se = (
-                    (-math.inf, math.nan) if ch_scores is None else paired(ch_scores, inc_scores)
-                )
-                win, verdict = judge(adv, se, z)
-                self.log_event(
-                    {
-                        "event": "lineage_decision",
-                        "round": k + 1,
-                        "move": name,
-                        "steps": seg,
-                        "challenger_steps": ch_steps,
-                        "incumbent": inc_metrics[self.pm],
-                        "challenger": None if ch_metrics is None else ch_metrics[self.pm],
-                        "advantage": adv if math.isfinite(adv) else None,
-                        "noise": se if math.isfinite(se) else None,
-                        "verdict": verdict,
-                        "margin_z": z,
-                        "seconds": time.perf_counter() - round_start,
-                    }
-                )
-                ctx.reporter.log(
-                    f"lineage round {k + 1}: {name}: val {self.pm} "
-                    + (
-                        f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
-                        f"advantage {adv:+.4f}, noise {se:.4f}"
-                        + (f" (margin {z:g}: favoured early)" if z != s.noise_z else "")
-                        + f": {verdict}"
-                        if ch_metrics is not None
-                        else "diverged"
-                    )
-                )
-                if win:
-                    inc, inc_scores, inc_metrics = ch, ch_scores, ch_metrics
-                    accepted += 1
-                    tried.clear()
-                    streak = 0
-                else:
-                    rejected += 1
-                    streak += 1
-                p = Progress(
-                    k + 1,
-                    accepted,
-                    rejected,
-                    tried,
-                    seg,
-                    step_seconds,
-                    inc_scores,
-                    inc_metrics,
-                    streak=streak,
-                    views=p.views,
-                )
+        k = p.round
+        while p.above:
+            if STOP:
+                raise Interrupted("stopped in the lineage search")
+            if accepted + rejected >= s.budget:
+                break
+            if s.patience is not None and streak >= s.patience:
+                self._give_up(streak)
+                break
+            round_start = time.perf_counter()
+            explore = not self._waiting(p, deadline)
+            need = (2.2 if explore else 1.1) * seg * step_seconds
+            if deadline is not None and round_start + need > deadline:
+                break
+            seed = self.cfg.seed * 7919 + 104729 * (k + 1)
+            before = inc_scores
+            if not explore:  # the incumbent alone: its segment is worth more than a challenger's
+                inc_scores, inc_metrics = self._segment(inc, seg, seed)
+                gaining = self._gain(k + 1, seg, inc_scores, before, inc_metrics, round_start)
+                k += 1
+                p = replace(p, round=k, scores=inc_scores, metrics=inc_metrics)
+                p.gaining, p.waited = gaining, p.waited + 1
                 lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
+                continue
+            options = [(name, m) for name, m in self.moves(inc) if name not in tried]
+            if not options:
+                tried.clear()
+                options = self.moves(inc)
+            if not options:
+                break
+            first = min(tier(inc, m) for _, m in options)
+            options = [(n, m) for n, m in options if tier(inc, m) == first]
+            name, move = options[int(self.rng.integers(len(options)))]
+            tried.add(name)
+            ch = self.challenger(inc, move, seed=self.cfg.seed + k)
+            ratio = self.cost(inc.arch, inc.recipe) / self.cost(ch.arch, ch.recipe)
+            ch_steps = max(1, round(seg * ratio))
+            try:
+                ch_scores, ch_metrics = self._segment(ch, ch_steps, seed)
+            except Diverged:
+                ch_scores, ch_metrics = None, None
+            inc_scores, inc_metrics = self._segment(inc, seg, seed)
+            z = s.noise_z * (EARLY_MARGIN if favoured_early(inc.recipe, move) else 1.0)
+            adv, se = (-math.inf, math.nan) if ch_scores is None else paired(ch_scores, inc_scores)
+            win, verdict = judge(adv, se, z)
+            k += 1
+            self.log_event(
+                {
+                    "event": "lineage_decision",
+                    "round": k,
+                    "move": name,
+                    "steps": seg,
+                    "challenger_steps": ch_steps,
+                    "incumbent": inc_metrics[self.pm],
+                    "challenger": None if ch_metrics is None else ch_metrics[self.pm],
+                    "advantage": adv if math.isfinite(adv) else None,
+                    "noise": se if math.isfinite(se) else None,
+                    "verdict": verdict,
+                    "margin_z": z,
+                    "seconds": time.perf_counter() - round_start,
+                }
+            )
+            ctx.reporter.log(
+                f"lineage round {k}: {name}: val {self.pm} "
+                + (
+                    f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
+                    f"advantage {adv:+.4f}, noise {se:.4f}"
+                    + (f" (margin {z:g}: favoured early)" if z != s.noise_z else "")
+                    + f": {verdict}"
+                    if ch_metrics is not None
+                    else "diverged"
+                )
+            )
+            if win:
+                inc, inc_scores, inc_metrics = ch, ch_scores, ch_metrics
+                accepted += 1
+                tried.clear()
+                streak = 0
+            else:
+                rejected += 1
+                streak += 1
+            gain, gain_se = paired(inc_scores, before)
+            p = Progress(
+                k,
+                accepted,
+                rejected,
+                tried,
+                seg,
+                step_seconds,
+                inc_scores,
+                inc_metrics,
+                streak=streak,
+                views=p.views,
+                gaining=judge(gain, gain_se, s.noise_z)[0],
+            )
+            lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
         if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
             changes["tta"] = list(p.views)
@@ -449,6 +463,46 @@ class Lineage:
                 left = deadline - time.perf_counter()
                 seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
         return inc, Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
+
+    def _segment(self, b: Branch, steps: int, seed: int) -> tuple[torch.Tensor, dict]:
+        """``steps`` steps of ``b``, scored at its weights averaged over the segment."""
+        b.average = WeightAverage(b.net, steps)
+        try:
+            self.train(b, steps, seed)
+            return self.score(b.average.net)
+        finally:
+            b.average = None
+
+    def _waiting(self, p: Progress, deadline: float | None) -> bool:
+        """Whether the incumbent trains alone this round: its last segment still gained beyond
+        noise (``search.wait_for_plateau``). Without a time budget, whose end bounds the search,
+        at most PLATEAU_WAIT segments in a row."""
+        if not self.s.wait_for_plateau or not p.gaining:
+            return False
+        return deadline is not None or p.waited < PLATEAU_WAIT
+
+    def _gain(self, k: int, seg: int, scores, before, metrics: dict, started: float) -> bool:
+        """Log the incumbent's gain over its segment alone; whether it was beyond noise."""
+        gain, se = paired(scores, before)
+        gaining = judge(gain, se, self.s.noise_z)[0]
+        self.log_event(
+            {
+                "event": "lineage_segment",
+                "round": k,
+                "steps": seg,
+                "incumbent": metrics[self.pm],
+                "gain": gain,
+                "noise": se,
+                "gaining": gaining,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        self.ctx.reporter.log(
+            f"lineage round {k}: the incumbent trains alone: val {self.pm} "
+            f"{metrics[self.pm]:.4f}, gain {gain:+.4f}, noise {se:.4f}: "
+            + ("still gaining beyond noise" if gaining else "within noise, a challenger next")
+        )
+        return gaining
 
     def _give_up(self, streak: int) -> None:
         """The patience is spent: the search ends (a run with one deadline, as in compare, gives

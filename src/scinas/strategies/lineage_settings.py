@@ -26,6 +26,12 @@ class LineageSettings(StrategySettings):
         "scinas compare, whose one budget covers everything, its time left goes to the final "
         "training); None: challengers until the budget ends",
     )
+    wait_for_plateau: bool = Field(
+        True,
+        description="a challenger is tried only after a segment in which the incumbent's own "
+        "validation gain was within noise; while it still gains beyond noise, its segments buy "
+        "more than a challenger's, and the search trains it on",
+    )
     noise_z: float = Field(
         2.0,
         gt=0,

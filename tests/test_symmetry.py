@@ -174,8 +174,8 @@ def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_
     assert sym["augment"] == ["default", "natural"]
     recipe = json.loads((run / "recipe.json").read_text())
     assert recipe["augment"] == "natural" and recipe["tta"] == ["hflip"]
-    # results: the figures with the views and without them
-    assert res["tta"]["views"] == ["hflip"]
+    # results: the figures with the views and without them; the trained network kept the view
+    assert res["tta"]["views"] == ["hflip"] and res["tta_checks"]["hflip"]["kept"]
     assert set(res["tta"]["without"]) == {"val", "test"}
     report = (run / "report.html").read_text()
     assert "Symmetries of the data" in report and "Test-time views" in report
@@ -192,6 +192,41 @@ def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_
     # scinas evaluate predicts with the same views: the test figure of results.json
     again = scinas.evaluate(run, str(tmp_path / "mirrored.npz"))
     assert again["accuracy"] == pytest.approx(res["test"]["accuracy"])
+
+
+class TopOrBottomAndMore(nn.Module):
+    """`TopOrBottom`, less sure, plus a fixed random linear term: not invariant to any view."""
+
+    def __init__(self, side=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.extra = nn.Linear(side * side, 2)
+
+    def forward(self, x):
+        return 0.1 * TopOrBottom()(x) + self.extra(x.flatten(1))
+
+
+def test_the_trained_network_drops_the_views_that_raise_its_validation_loss():
+    from types import SimpleNamespace
+
+    from scinas.run_end import confirmed_views
+
+    x, y = _top_or_bottom()
+    task = make_task("classification", 2)
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)]
+    kept, checks = confirmed_views(
+        SimpleNamespace(task=task), TopOrBottomAndMore(), ["hflip", "vflip"], batches
+    )
+    # the mirror keeps the class (the random term's change is noise); upside down swaps the
+    # classes: the loss rises far beyond its noise
+    assert kept == ["hflip"] and checks["hflip"]["kept"] and not checks["vflip"]["kept"]
+    assert abs(checks["hflip"]["loss_decrease"]) < 2 * checks["hflip"]["noise"]
+    assert checks["vflip"]["loss_decrease"] < -10 * checks["vflip"]["noise"] < 0
+    # a view kept only when it does not raise the loss beyond z standard errors
+    kept, _ = confirmed_views(
+        SimpleNamespace(task=task), TopOrBottomAndMore(), ["vflip"], batches, z=1e6
+    )
+    assert kept == ["vflip"]
 
 
 def test_no_symmetry_step_when_switched_off(tmp_path, monkeypatch):

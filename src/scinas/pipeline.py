@@ -100,6 +100,7 @@ def _train(
     deadline: float | None = None,
     timed: bool = False,
     supernet: torch.nn.Module | None = None,
+    confirm_views: bool = False,
 ) -> tuple[torch.nn.Module, dict]:
     """Train the discrete network from scratch (or, ``train.init=supernet``, from ``supernet``'s
     weights: `scinas.inherit`), then evaluate it once on the test split. ``train.lr=auto``: a
@@ -108,7 +109,9 @@ def _train(
     ``deadline`` (a `time.perf_counter` instant): training is planned to end then, whatever the
     steps before it cost (`scinas compare` gives each method one budget for everything it
     does); the plan takes the network's timings from the checks before the run when ``timed``
-    (they timed this very architecture), else times it now."""
+    (they timed this very architecture), else times it now. ``confirm_views``: train.tta came
+    from the search, and each view is kept only if it helps the trained network
+    (`run_end.confirmed_views`)."""
     cfg, t, data, task = s.cfg, train_section(s.cfg), s.data, s.task
     t_start = time.perf_counter()
     # a run's deadline (compare) covers the testing after training too: the trainer keeps the
@@ -199,7 +202,7 @@ def _train(
         finish_passes=finish_passes,
     )
     train_seconds = time.perf_counter() - t_start
-    results = final_results(s, net, genotype, run, history[-1].val)
+    results = final_results(s, net, genotype, run, history[-1].val, confirm_views=confirm_views)
     results["train_seconds"] = train_seconds
     results["test_seconds"] = time.perf_counter() - t_start - train_seconds
     results["init"] = t.init
@@ -231,7 +234,8 @@ def _retrain(s: SearchContext, searched: SearchResult, run: RunDir | None, deadl
     """The found architecture trained from scratch (or from the supernet's weights, with
     train.init=supernet) and tested once."""
     supernet = trained_supernet(s, searched, run) if inherits(s.cfg) else None
-    return _train(s, searched.genotype, run, deadline, supernet=supernet)[1]
+    confirm = "tta" in (searched.recipe or {})  # views the search found, not the user's
+    return _train(s, searched.genotype, run, deadline, supernet=supernet, confirm_views=confirm)[1]
 
 
 def _elsewhere(s: SearchContext, searched: SearchResult, run: RunDir | None, deadline) -> dict:
@@ -297,8 +301,13 @@ def run(
             )
         # architecture -> network -> results, as the strategy says the run ends
         results = ENDINGS[searched.ending](s, searched, run_dir, deadline)
+        recipe = searched.recipe
+        if recipe and "tta_checks" in results:  # the views the trained network kept
+            kept = results.get("tta", {}).get("views", [])
+            recipe = {k: v for k, v in recipe.items() if k != "tta"}
+            recipe |= {"tta": kept} if kept else {}
         results.update(
-            recipe=searched.recipe,
+            recipe=recipe,
             search_seconds=searched.seconds,
             supernet={"val": searched.val_metrics},
             device=str(s.device),

@@ -94,9 +94,10 @@ def _search_progress(events: list[dict]) -> list[str]:
     return parts
 
 
-def _lineage(events: list[dict]) -> list[str]:
+def _lineage(events: list[dict], results: dict) -> list[str]:
     """A lineage search's decisions (`scinas.strategies.lineage`): each challenger's advantage
-    over the incumbent, the noise it was judged against, the verdict; then the recipe chosen."""
+    over the incumbent, the noise it was judged against, the verdict; then the recipe chosen
+    and the test-time views the trained network kept."""
     rows = [e for e in events if e.get("event") == "lineage_decision"]
     result = next((e for e in events if e.get("event") == "lineage_result"), None)
     floor = next((e for e in events if e.get("event") == "lineage_floor"), None)
@@ -126,6 +127,12 @@ def _lineage(events: list[dict]) -> list[str]:
         before, after = symmetry["augment"]
         if before != after:
             parts.append(f"<p>Augmentation {html.escape(before)} → {html.escape(after)}.</p>")
+    alone = [e for e in events if e.get("event") == "lineage_segment"]
+    if alone:
+        parts.append(
+            f"<p>The incumbent trained alone for {len(alone)} segments, while its validation "
+            "gain over a segment was beyond noise (challengers wait for its plateau).</p>"
+        )
     if rows:
         head = [
             "round",
@@ -161,7 +168,20 @@ def _lineage(events: list[dict]) -> list[str]:
         )
         + "</p>"
     )
-    if changed.get("tta"):
+    checks = results.get("tta_checks")
+    if checks:
+        parts.append(
+            "<p>Test-time views the search found, on the trained network's validation split: "
+            + html.escape(
+                ", ".join(
+                    f"{v} {'kept' if c['kept'] else 'dropped'} (loss change "
+                    f"{-c['loss_decrease']:+.4f} ± {c['noise']:.4f})"
+                    for v, c in checks.items()
+                )
+            )
+            + ".</p>"
+        )
+    elif changed.get("tta"):
         parts.append(
             "<p>Test-time views: predictions are averaged over each image and its "
             f"{html.escape(', '.join(changed['tta']))}.</p>"
@@ -366,7 +386,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
                 "the search may have collapsed (see the diagnostics plot).</p>"
             )
         parts += _search_progress(events)
-    parts += _lineage(events)
+    parts += _lineage(events, results)
     parts += _gap(results, metric) + _range_tests(figs, events) + _divergences(events)
     section = None
     for sec, title, uri in figs.items:

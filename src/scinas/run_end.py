@@ -9,6 +9,8 @@ import time
 import numpy as np
 
 from .checkpoint import Checkpointer
+from .evaluation import paired
+from .files import read_json
 from .flops import count_flops, count_parameters
 from .run_context import SearchContext
 from .rundir import (
@@ -22,10 +24,52 @@ from .symmetry import symmetrised
 from .train import predict
 
 
-def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict) -> dict:
-    """Evaluate the final network once on the test split; save it and its predictions."""
+def confirmed_views(
+    s: SearchContext, net, views, batches, z: float = 2.0
+) -> tuple[list[str], dict]:
+    """The ``views`` that do not raise the trained ``net``'s mean validation loss beyond ``z``
+    standard errors when its outputs are averaged with them, and each view's paired loss
+    decrease and its noise. Over a symmetry of the data the average cannot raise the expected
+    loss (Jensen); the search found the views with a network trained for a segment, where a
+    view the data does not have can pass (a network that has not yet learnt what the view
+    changes), and this network has trained for the whole budget."""
+    outputs, targets = predict(net, batches)
+    base = s.task.sample_losses(outputs.cpu(), targets.cpu())
+    kept, checks = [], {}
+    for v in views:
+        out, _ = predict(symmetrised(net, [v], s.task), batches)
+        decrease, noise = paired(base, s.task.sample_losses(out.cpu(), targets.cpu()))
+        keep = not decrease < -z * noise
+        checks[v] = {"loss_decrease": decrease, "noise": noise, "kept": keep}
+        if keep:
+            kept.append(v)
+    return kept, checks
+
+
+def final_results(
+    s: SearchContext, net, genotype, run: RunDir | None, val: dict, confirm_views: bool = False
+) -> dict:
+    """Evaluate the final network once on the test split; save it and its predictions. With
+    ``confirm_views`` the test-time views (train.tta, found by the search) are those of them
+    that do not raise the validation loss beyond noise (`confirmed_views`); recipe.json keeps
+    those."""
     data, task = s.data, s.task
-    views = s.cfg.train.tta
+    views, checks = list(s.cfg.train.tta), None
+    if views and confirm_views:
+        val_batches = s.place.batches(data.val.x, data.val.y, 256)
+        z = getattr(s.cfg.search, "noise_z", 2.0)  # the lineage's margin, where it ran
+        views, checks = confirmed_views(s, net, views, val_batches, z)
+        s.reporter.log(
+            "test-time views on the trained network's validation split: "
+            + ", ".join(
+                f"{v} {'kept' if c['kept'] else 'dropped'} (loss {-c['loss_decrease']:+.4f} "
+                f"± {c['noise']:.4f})"
+                for v, c in checks.items()
+            )
+        )
+        if run is not None and run.file("recipe.json").is_file():
+            recipe = {k: v for k, v in read_json(run.file("recipe.json")).items() if k != "tta"}
+            run.write_json("recipe.json", {**recipe, **({"tta": views} if views else {})})
     model = symmetrised(net, views, task)
     test_batches = s.place.batches(data.test.x, data.test.y, 256)
     outputs, targets = predict(model, test_batches)
@@ -47,6 +91,8 @@ def final_results(s: SearchContext, net, genotype, run: RunDir | None, val: dict
     }
     if without is not None:
         results["tta"] = {"views": list(views), "without": without}
+    if checks is not None:
+        results["tta_checks"] = checks
     if run is not None:
         run.save_state("model.pt", net)
         run.log_event({"event": "test", **test})

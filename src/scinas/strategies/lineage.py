@@ -17,10 +17,10 @@ branches off it with one change:
   to an adaptive optimizer, which gains early too, must win by twice the margin
   (`branch.favoured_early`).
 
-A challenger is tried only once the incumbent's own gain over its last segment is within noise
-(``search.wait_for_plateau``): while it still gains beyond noise, a segment of its training buys
-more than a challenger's, whose compute is lost unless it wins, and a challenger judged then is
-judged at a horizon where what leads early need not lead at the end.
+A challenger is tried only once the incumbent's own gain over its last segment is within one
+standard error of none (``search.wait_for_plateau``): while it still gains, a segment of its
+training buys more than a challenger's, whose compute is lost unless it wins, and a challenger
+judged then is judged at a horizon where what leads early need not lead at the end.
 
 Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
 the others once those are tried. Both then train for the same compute (the challenger's steps
@@ -80,6 +80,7 @@ SEGMENTS = 12  # a search's time is planned as about this many segments (half of
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
 PLATEAU_WAIT = 4  # without a time budget, the most segments in a row waiting for a plateau
+PLATEAU_Z = 1.0  # a plateau needs evidence: a segment's gain within one standard error of none
 
 
 class LineageStrategy(SearchStrategy):
@@ -386,7 +387,7 @@ class Lineage:
                 inc_metrics,
                 streak=streak,
                 views=p.views,
-                gaining=judge(gain, gain_se, s.noise_z)[0],
+                gaining=judge(gain, gain_se, PLATEAU_Z)[0],
             )
             lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
@@ -484,7 +485,7 @@ class Lineage:
     def _gain(self, k: int, seg: int, scores, before, metrics: dict, started: float) -> bool:
         """Log the incumbent's gain over its segment alone; whether it was beyond noise."""
         gain, se = paired(scores, before)
-        gaining = judge(gain, se, self.s.noise_z)[0]
+        gaining = judge(gain, se, PLATEAU_Z)[0]
         self.log_event(
             {
                 "event": "lineage_segment",
@@ -500,7 +501,7 @@ class Lineage:
         self.ctx.reporter.log(
             f"lineage round {k}: the incumbent trains alone: val {self.pm} "
             f"{metrics[self.pm]:.4f}, gain {gain:+.4f}, noise {se:.4f}: "
-            + ("still gaining beyond noise" if gaining else "within noise, a challenger next")
+            + ("still gaining" if gaining else "a plateau, a challenger next")
         )
         return gaining
 

@@ -29,8 +29,8 @@ class LineageSettings(StrategySettings):
     wait_for_plateau: bool = Field(
         True,
         description="a challenger is tried only after a segment in which the incumbent's own "
-        "validation gain was within noise; while it still gains beyond noise, its segments buy "
-        "more than a challenger's, and the search trains it on",
+        "paired validation gain was within one standard error of none; while it still gains, "
+        "its segments buy more than a challenger's, and the search trains it on",
     )
     noise_z: float = Field(
         2.0,

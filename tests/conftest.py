@@ -32,7 +32,9 @@ TINY = [
     "train.layers=3",
     "train.max_samples=120",
     "train.batch_size=32",
+    "report=false",  # report.html and its figures cost about a second; REPORT asks for them
 ]
+REPORT = "report=true"  # after TINY: the run writes its report
 
 
 def for_strategy(sets: list[str]) -> list[str]:
@@ -160,3 +162,20 @@ def plugin(monkeypatch):
         return module
 
     return load
+
+
+# The modules whose tests take longest (`pytest --durations=0`), run first: pytest-xdist hands
+# out tests in collection order, and a long test started last leaves the other worker idle.
+LONG_FIRST = (
+    "test_interrupts.py",
+    "test_compare.py",
+    "test_resume.py",
+    "test_ddp.py",
+    "test_registries.py",
+    "test_workers.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))

@@ -25,9 +25,7 @@ def test_api_search_then_train_a_searched_genotype(tmp_path):
     assert again["accuracy"] == pytest.approx(results["test"]["accuracy"])
 
 
-def test_same_seed_same_result(tmp_path, monkeypatch):
-    # the report is drawn after the results (seconds of matplotlib each, nothing compared here)
-    monkeypatch.setattr("scinas.report.write_report", lambda *a, **k: None)
+def test_same_seed_same_result(tmp_path):
     cfg = scinas.build_config(overrides=TINY)
     quiet = scinas.progress.Reporter(quiet=True)
     a = scinas.run(cfg, tmp_path / "a", reporter=quiet)

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import scinas
-from conftest import TINY, tiny_sets
+from conftest import REPORT, TINY, tiny_sets
 from scinas.cli import app
 from scinas.config import build_config
 from scinas.errors import TrainingDiverged
@@ -267,7 +267,7 @@ def _events(out, kind=None):
 
 def test_a_diverging_learning_rate_is_rolled_back_and_the_training_completes(tmp_path):
     out = tmp_path / "t"
-    cfg = build_config("tiny", overrides=[*TINY, "train.lr=20"])
+    cfg = build_config("tiny", overrides=[*TINY, REPORT, "train.lr=20"])
     res = scinas.train(cfg, "DARTS_V2", out, reporter=Reporter(quiet=True))
     div = _events(out, "divergence")
     assert div and all(e["lr_after"] == pytest.approx(e["lr_before"] / 2) for e in div)
@@ -281,7 +281,7 @@ def test_a_diverging_learning_rate_is_rolled_back_and_the_training_completes(tmp
 def test_search_lr_auto_chooses_the_weight_and_architecture_rates(tmp_path, monkeypatch):
     monkeypatch.setattr("scinas.lr_finder.RANGE_STEPS", 12)
     out = tmp_path / "search"
-    cfg = build_config("tiny", overrides=[*TINY, "search.lr=auto"])
+    cfg = build_config("tiny", overrides=[*TINY, REPORT, "search.lr=auto"])
     assert (cfg.search.lr, cfg.search.arch_lr, cfg.search.lr_min) == ("auto", "auto", None)
     scinas.search(cfg, out, reporter=Reporter(quiet=True))
     search = json.loads((out / "lr_range.json").read_text())["search"]

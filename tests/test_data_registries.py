@@ -234,7 +234,7 @@ def test_a_new_task_is_one_file(tmp_path, plugin):
     """tests/plugins/count_task.py only: chosen by name, its targets parsed, searched, trained
     and reported with its own loss and metric."""
     import scinas
-    from conftest import TINY, for_strategy
+    from conftest import REPORT, TINY, for_strategy
     from scinas.progress import Reporter
 
     with np.load(Path(scinas.__file__).parent / "data" / "digits_8x8.npz") as z:
@@ -243,7 +243,7 @@ def test_a_new_task_is_one_file(tmp_path, plugin):
     np.savez(path, x_train=x, y_train=y)
     plugin("count_task")
     assert "count" in TASKS and load_dataset(path, task="count").task == "count"
-    sets = [*TINY, f"data.dataset={path}", "data.task=count", "search.strategy=random"]
+    sets = [*TINY, REPORT, f"data.dataset={path}", "data.task=count", "search.strategy=random"]
     sets += ["search.space=macro", "search.budget=1", "search.widths=[8]", "search.depths=[1]"]
     cfg = scinas.build_config("tiny", overrides=for_strategy(sets))
     res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import scinas
 import scinas.fit
-from conftest import TINY, for_strategy
+from conftest import REPORT, TINY, for_strategy
 from scinas.cli import app
 from scinas.strategies import fidelity
 
@@ -50,7 +50,7 @@ def test_asha_prunes_trials_logs_rungs_and_continues_the_winner(tmp_path, monkey
     monkeypatch.setattr(fidelity, "_newest_checkpoint", spy_newest)
     monkeypatch.setattr(scinas.fit, "load_winner", spy_load)
     out = tmp_path / "asha"
-    scinas.run(cfg(*PRUNED, "search.budget=6", "search.pruner=asha"), out)
+    scinas.run(cfg(*PRUNED, REPORT, "search.budget=6", "search.pruner=asha"), out)
     rungs = events(out, "search_rung")
     pruned = {e["trial"] for e in rungs if e["pruned"]}
     complete = events(out, "search_trial")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import scinas
-from conftest import TINY, for_strategy, scinas_cli
+from conftest import REPORT, TINY, for_strategy, scinas_cli
 from scinas import hardware
 from scinas.config import SearchConfig
 from scinas.errors import UserError
@@ -175,6 +175,7 @@ def test_multi_objective_run_logs_and_draws_the_pareto_front(tmp_path):
         "search.objectives=accuracy,latency",
         "search.population=2",
         "search.sample_size=1",
+        REPORT,
     )
     res = scinas.run(cfg, tmp_path / "r", reporter=Reporter(quiet=True))
     (front,) = _events(tmp_path / "r", "pareto_front")

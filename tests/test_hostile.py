@@ -83,9 +83,7 @@ def finished(tmp_path_factory) -> Path:
     from scinas.pipeline import run
 
     out = tmp_path_factory.mktemp("finished") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("scinas.report.write_report", lambda *a, **k: None)
-        run(build_config(overrides=TINY), out, reporter=Reporter(quiet=True))
+    run(build_config(overrides=TINY), out, reporter=Reporter(quiet=True))
     return out
 
 
@@ -394,7 +392,6 @@ def test_enospc_while_writing_a_checkpoint_keeps_the_previous_one(monkeypatch, t
     monkeypatch.setattr(checkpoint, "atomic_write", full_disk)
     out = tmp_path / "run"
     cfg = build_config(overrides=[*TINY, "train.epochs=3"])
-    monkeypatch.setattr("scinas.report.write_report", lambda *a, **k: None)
     with pytest.raises(UserError) as e:
         run(cfg, out, reporter=Reporter(quiet=True))
     message = str(e.value)

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import scinas
-from conftest import TINY
+from conftest import REPORT, TINY
 from scinas.cli import app
 from scinas.config import build_config
 from scinas.errors import UserError
@@ -100,7 +100,7 @@ def test_refusals_where_nothing_can_be_inherited(tmp_path):
 
 def test_a_tiny_run_with_init_supernet_fine_tunes_the_inherited_network(tmp_path):
     out = tmp_path / "run"
-    cfg = build_config("tiny", overrides=[*TINY, "train.init=supernet", "train.C=6"])
+    cfg = build_config("tiny", overrides=[*TINY, REPORT, "train.init=supernet", "train.C=6"])
     res = scinas.run(cfg, out, reporter=Reporter(quiet=True))
     assert res["init"] == "supernet"
     start = res["inherited"]["val_at_start"]

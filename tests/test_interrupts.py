@@ -30,7 +30,7 @@ import torch
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from conftest import TINY, for_strategy
+from conftest import REPORT, TINY, for_strategy
 from scinas.cli import app
 from scinas.signals import INTERRUPT_EXIT, STOP
 from scinas.workers import make_storage
@@ -39,6 +39,7 @@ STOP_SECONDS = 5.0
 SEED = 34
 TINY_RUN = [
     *TINY,
+    REPORT,  # a stop may land in the report too
     "search.max_samples=96",
     "train.max_samples=96",
     "search.epochs=2",

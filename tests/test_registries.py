@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import scinas
-from conftest import TINY, for_strategy, scinas_cli
+from conftest import REPORT, TINY, for_strategy, scinas_cli
 from scinas.config import SearchConfig, check_settings_apply
 from scinas.errors import UserError
 from scinas.ops import OPS, register_op
@@ -46,6 +46,7 @@ def _config(space: str, strategy: str, *extra: str):
         f"search.space={space}",
         f"search.strategy={strategy}",
         "search.budget=2",
+        REPORT,  # the report of every pair
         *extra,
     ]
     return scinas.build_config("tiny", overrides=for_strategy(sets))

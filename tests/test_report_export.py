@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import scinas
-from conftest import TINY, scinas_cli
+from conftest import REPORT, TINY, scinas_cli
 from scinas.context import setup
 from scinas.export import FORMATS, Predictor, _pt2, export, load
 from scinas.report import write_report
@@ -30,7 +30,9 @@ def finished(tmp_path_factory):
     data = folder / "<b>bold&co.npz"
     np.savez(data, x_train=x, y_train=y)
     out = tmp_path_factory.mktemp("run") / "run"
-    cfg = scinas.build_config("tiny", overrides=[*TINY, "search.epochs=2"], data__dataset=str(data))
+    cfg = scinas.build_config(
+        "tiny", overrides=[*TINY, REPORT, "search.epochs=2"], data__dataset=str(data)
+    )
     scinas.run(cfg, out)
     return out, cfg
 
@@ -120,6 +122,18 @@ def test_a_network_torch_export_cannot_take_gets_a_user_error(tmp_path, network,
     with pytest.raises(scinas.UserError, match=f"{why}.*--format onnx"):
         _pt2(predictor, torch.rand(2, 1, 6, 6), path)
     assert not path.exists()
+
+
+def test_a_run_with_report_false_writes_none_and_scinas_report_writes_it_later(tmp_path):
+    out = tmp_path / "run"
+    cfg = scinas.build_config("tiny", overrides=[*TINY, "report=false"])
+    scinas.run(cfg, out, reporter=scinas.progress.Reporter(quiet=True))
+    assert (out / "results.json").is_file()
+    assert not (out / "report.html").exists() and not (out / "figures").exists()
+    res = scinas_cli("report", out)
+    assert res.returncode == 0, res.stderr
+    assert (out / "report.html").stat().st_size > 10_000  # the figures, embedded
+    assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.svg"))
 
 
 def test_report_is_self_contained_escaped_and_small(finished):

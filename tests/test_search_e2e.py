@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scinas
-from conftest import TINY, for_strategy
+from conftest import REPORT, TINY, for_strategy
 from scinas.spaces import load_genotype
 from scinas.spaces.darts.genotype import Genotype
 from scinas.spaces.nb201 import NB201Arch
@@ -42,7 +42,9 @@ def test_gdas_anneals_and_returns_a_valid_architecture(tmp_path, space):
 @pytest.mark.parametrize("space", ["darts", "nb201"])
 def test_rsws_ranks_budget_architectures_and_returns_the_best(tmp_path, space):
     out = tmp_path / "rsws"
-    scinas.search(cfg("search.strategy=rsws", f"search.space={space}", "search.budget=4"), out)
+    scinas.search(
+        cfg(REPORT, "search.strategy=rsws", f"search.space={space}", "search.budget=4"), out
+    )
     ranked = events(out, "rsws_rank")
     assert len(ranked) == 4
     assert len({json.dumps(r["arch"]) for r in ranked}) == 4

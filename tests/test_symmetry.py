@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import scinas
-from conftest import TINY, for_strategy
+from conftest import REPORT, TINY, for_strategy
 from scinas.config import build_config
 from scinas.symmetry import VIEWS, Symmetrised, augment_for, check_views, possible, probe
 from scinas.tasks import TASKS, make_task
@@ -161,7 +161,7 @@ def _run(tmp_path, monkeypatch, *extra, data=None):
 def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_it(
     tmp_path, monkeypatch
 ):
-    res = _run(tmp_path, monkeypatch, data=_mirrored_digits(tmp_path))
+    res = _run(tmp_path, monkeypatch, REPORT, data=_mirrored_digits(tmp_path))
     run = tmp_path / "run"
     events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     (sym,) = [e for e in events if e["event"] == "lineage_symmetry"]

@@ -228,7 +228,11 @@ def _lineage(run_path: Path) -> dict | None:
         return None
     for line in metrics.read_text().splitlines():
         if '"lineage_result"' in line and (e := json.loads(line))["event"] == "lineage_result":
-            return {k: e[k] for k in ("recipe_changes", "accepted", "rejected", "arch")}
+            out = {k: e[k] for k in ("recipe_changes", "accepted", "rejected", "arch")}
+            recipe = run_path / "recipe.json"  # the test-time views the trained network kept
+            if recipe.is_file():
+                out["recipe_changes"] = json.loads(recipe.read_text())
+            return out
     return None
 
 

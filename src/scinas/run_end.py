@@ -143,8 +143,12 @@ def format_metrics(metrics: dict) -> str:
 
 
 def write_run_report(run: RunDir) -> None:
-    """The run's report.html; a failure here never fails the run (it can be redone)."""
+    """The run's report.html (unless the config's report is false); a failure here never
+    fails the run (it can be redone)."""
     from .report import write_report
+
+    if not run.report:
+        return
 
     try:
         write_report(run.path)

@@ -87,6 +87,7 @@ def begin(
         s.reporter.log(f"run directory: {run.path}")
     if cfg.tensorboard:
         run.enable_tensorboard()
+    run.report = cfg.report
     return s, run
 
 

@@ -291,6 +291,7 @@ class RunDir:
         self.kind = kind  # the verb that made it, for "continue with `scinas KIND --resume`"
         self.lock = None
         self.tensorboard = None  # a SummaryWriter when enabled
+        self.report = True  # write report.html when the run ends (the config's report)
         self.checkpoint_seconds = 0.0  # time this process spent writing checkpoints
 
     @classmethod

@@ -236,6 +236,7 @@ HARMLESS_CHANGES = (
     "device",
     "deterministic",
     "search.storage",
+    "report",
     "compare.budget",
     "compare.search_share",
 )

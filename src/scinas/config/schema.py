@@ -427,12 +427,7 @@ class Config(_Section):
         description="bit-identical reruns and resumes on CUDA (deterministic cuDNN/cuBLAS "
         "kernels, somewhat slower); CPU runs are bit-identical without it",
     )
-    report: bool = Field(
-        True,
-        description="write report.html and its figures (PNG and SVG) when a run ends; false for "
-        "scripted sweeps, where each report costs about a second: write one later with "
-        "`scinas report DIR`",
-    )
+    report: bool = Field(True, description="write report.html when a run ends (`scinas report`)")
     tensorboard: bool = Field(
         False,
         description="also write TensorBoard scalars to DIR/tensorboard (pip install tensorboard)",

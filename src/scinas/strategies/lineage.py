@@ -51,7 +51,6 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
-from ..errors import UserError
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
 from ..run_context import SearchContext
@@ -74,6 +73,7 @@ from .branch import (
     tier,
 )
 from .lineage_settings import LineageSettings
+from .lineage_state import start as _start
 from .symmetry_step import find_symmetries
 
 SEGMENTS = 12  # a search's time is planned as about this many segments (half of them challengers)
@@ -108,30 +108,6 @@ class LineageStrategy(SearchStrategy):
 
 
 STRATEGIES.register("lineage", LineageStrategy)
-
-
-def _start(ctx: SearchContext):
-    from ..spaces import SPACES, load_genotype
-
-    s = ctx.cfg.search
-    space = SPACES.get(s.space)
-    if not s.start_from:
-        stand_in = space.planning_stand_in()
-        if stand_in is None:  # a space without one: a seeded draw of its own
-            stand_in = space.decisions(s).sample(np.random.RandomState(ctx.cfg.seed))
-        return stand_in
-    if len(s.start_from) != 1:
-        raise UserError(
-            f"search.start_from names {len(s.start_from)} architectures; the lineage starts "
-            "from one."
-        )
-    arch = load_genotype(s.start_from[0])
-    if arch.space != s.space:
-        raise UserError(
-            f"search.start_from: {s.start_from[0]} is an architecture of the {arch.space} space, "
-            f"but the search runs on the {s.space} space."
-        )
-    return arch
 
 
 class Lineage:

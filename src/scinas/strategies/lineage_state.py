@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from .. import parallel
 from ..checkpoint import Checkpointer
+from ..errors import UserError
 from ..rundir import atomic_write
 from ..train import make_optimizer
 from .branch import Branch, Progress, Recipe, opt_args
@@ -61,3 +63,28 @@ def keep(lineage, inc: Branch) -> None:
         return
     weights = _weights(inc.net)
     atomic_write(run.path / WINNER, lambda f: torch.save(weights, f))
+
+
+def start(ctx):
+    """The lineage's start architecture: search.start_from, or the space's stand-in."""
+    from ..spaces import SPACES, load_genotype
+
+    s = ctx.cfg.search
+    space = SPACES.get(s.space)
+    if not s.start_from:
+        stand_in = space.planning_stand_in()
+        if stand_in is None:  # a space without one: a seeded draw of its own
+            stand_in = space.decisions(s).sample(np.random.RandomState(ctx.cfg.seed))
+        return stand_in
+    if len(s.start_from) != 1:
+        raise UserError(
+            f"search.start_from names {len(s.start_from)} architectures; the lineage starts "
+            "from one."
+        )
+    arch = load_genotype(s.start_from[0])
+    if arch.space != s.space:
+        raise UserError(
+            f"search.start_from: {s.start_from[0]} is an architecture of the {arch.space} space, "
+            f"but the search runs on the {s.space} space."
+        )
+    return arch

@@ -162,20 +162,3 @@ def plugin(monkeypatch):
         return module
 
     return load
-
-
-# The modules whose tests take longest (`pytest --durations=0`), run first: pytest-xdist hands
-# out tests in collection order, and a long test started last leaves the other worker idle.
-LONG_FIRST = (
-    "test_interrupts.py",
-    "test_compare.py",
-    "test_resume.py",
-    "test_ddp.py",
-    "test_registries.py",
-    "test_workers.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))

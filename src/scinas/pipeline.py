@@ -306,6 +306,8 @@ def run(
             kept = results.get("tta", {}).get("views", [])
             recipe = {k: v for k, v in recipe.items() if k != "tta"}
             recipe |= {"tta": kept} if kept else {}
+            if run_dir is not None:  # what export, evaluate and scinas.load apply
+                run_dir.write_json("recipe.json", recipe)
         results.update(
             recipe=recipe,
             search_seconds=searched.seconds,

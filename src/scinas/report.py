@@ -131,7 +131,8 @@ def _lineage(events: list[dict], results: dict) -> list[str]:
     if alone:
         parts.append(
             f"<p>The incumbent trained alone for {len(alone)} segments, while its validation "
-            "gain over a segment was beyond noise (challengers wait for its plateau).</p>"
+            "gain over a segment was more than one standard error (challengers wait for its "
+            "plateau).</p>"
         )
     if rows:
         head = [

@@ -10,7 +10,6 @@ import numpy as np
 
 from .checkpoint import Checkpointer
 from .evaluation import paired
-from .files import read_json
 from .flops import count_flops, count_parameters
 from .run_context import SearchContext
 from .rundir import (
@@ -51,8 +50,7 @@ def final_results(
 ) -> dict:
     """Evaluate the final network once on the test split; save it and its predictions. With
     ``confirm_views`` the test-time views (train.tta, found by the search) are those of them
-    that do not raise the validation loss beyond noise (`confirmed_views`); recipe.json keeps
-    those."""
+    that do not raise the validation loss beyond noise (`confirmed_views`)."""
     data, task = s.data, s.task
     views, checks = list(s.cfg.train.tta), None
     if views and confirm_views:
@@ -67,9 +65,6 @@ def final_results(
                 for v, c in checks.items()
             )
         )
-        if run is not None and run.file("recipe.json").is_file():
-            recipe = {k: v for k, v in read_json(run.file("recipe.json")).items() if k != "tta"}
-            run.write_json("recipe.json", {**recipe, **({"tta": views} if views else {})})
     model = symmetrised(net, views, task)
     test_batches = s.place.batches(data.test.x, data.test.y, 256)
     outputs, targets = predict(model, test_batches)

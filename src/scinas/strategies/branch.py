@@ -208,7 +208,7 @@ class Progress:
     above: bool = True
     streak: int = 0  # challengers in a row not accepted
     views: list | None = None  # the data's symmetries found (`scinas.symmetry`); None: not probed
-    gaining: bool = True  # the incumbent's last segment gained beyond noise (or none was judged)
+    gaining: bool = True  # the incumbent's last segment still gained (or none was judged)
     waited: int = 0  # segments in a row the incumbent trained alone, waiting for its plateau
 
 

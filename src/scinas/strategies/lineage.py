@@ -451,15 +451,15 @@ class Lineage:
             b.average = None
 
     def _waiting(self, p: Progress, deadline: float | None) -> bool:
-        """Whether the incumbent trains alone this round: its last segment still gained beyond
-        noise (``search.wait_for_plateau``). Without a time budget, whose end bounds the search,
-        at most PLATEAU_WAIT segments in a row."""
+        """Whether the incumbent trains alone this round: its last segment still gained more
+        than PLATEAU_Z standard errors (``search.wait_for_plateau``). Without a time budget,
+        whose end bounds the search, at most PLATEAU_WAIT segments in a row."""
         if not self.s.wait_for_plateau or not p.gaining:
             return False
         return deadline is not None or p.waited < PLATEAU_WAIT
 
     def _gain(self, k: int, seg: int, scores, before, metrics: dict, started: float) -> bool:
-        """Log the incumbent's gain over its segment alone; whether it was beyond noise."""
+        """Log the incumbent's gain over its segment alone; whether it was beyond PLATEAU_Z."""
         gain, se = paired(scores, before)
         gaining = judge(gain, se, PLATEAU_Z)[0]
         self.log_event(

@@ -57,6 +57,13 @@ BENCHMARKS: dict[str, dict] = {
         "title": "Learning-rate range test against the fixed rates (`benchmarks/auto_lr.py`)",
         "about": "Fixed rates against `lr=auto` for the search and the retraining.",
     },
+    "receptive_cost": {
+        "title": "The receptive-field search against its backbone (`benchmarks/receptive_cost.py`)",
+        "about": "resnet1d trained once, against the receptive-field search over its "
+        "convolutions' kernel sizes and dilations followed by the same training of the network "
+        "it chose: seconds of each phase, the total against the backbone's training, and the "
+        "test accuracy.",
+    },
     "inherit": {
         "title": "Weight inheritance (`benchmarks/inherit.py`)",
         "about": "The derived network started from the supernet's weights against from scratch "

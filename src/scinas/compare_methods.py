@@ -95,6 +95,24 @@ def _model_search(cfg: Config) -> Config:
     )
 
 
+def _receptive(cfg: Config) -> Config:
+    """The receptive-field search over the data's backbone (resnet1d for series, resnet_tiny
+    for images; `scinas.strategies.receptive`) at the search share of the budget."""
+    from pydantic import ValidationError
+
+    from .strategies import STRATEGIES
+
+    tree = cfg.model_dump()
+    own = STRATEGIES.get("receptive").Settings
+    for key in [k for k in tree["search"] if k in own.model_fields]:
+        try:  # a shared setting (epochs, lr) carries over unless it cannot (arch_lr=auto)
+            own.model_validate({key: tree["search"][key]})
+        except ValidationError:
+            del tree["search"][key]
+    tree["search"].update(strategy="receptive", space="baseline")
+    return _searched(Config.model_validate(tree))
+
+
 def _baseline(cfg: Config) -> Config:
     return cfg if cfg.compare.budget is None else _with(cfg, train__time_budget=cfg.compare.budget)
 
@@ -121,6 +139,13 @@ for _m in (
         _model_search,
     ),
     Method(
+        "receptive",
+        "resnet1d's (series) or resnet_tiny's (images) kernel sizes and dilations searched in "
+        "one training, the network chosen retrained",
+        "search",
+        _receptive,
+    ),
+    Method(
         "resnet1d",
         "Wang et al. 2017's ResNet for series (64/128/128 channels, kernels 8, 5, 3)",
         "baseline",
@@ -131,8 +156,11 @@ for _m in (
 
 METHODS = tuple(COMPARE_METHODS.names())
 # resnet1d is a series network: on images its 8×8 kernels at full resolution cost about a
-# hundred times resnet_tiny's steps, so it runs only when named; model needs --model
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("resnet1d", "model", "model_search"))
+# hundred times resnet_tiny's steps, so it and the search over its receptive fields run only
+# when named; model needs --model
+DEFAULT_METHODS = tuple(
+    m for m in METHODS if m not in ("resnet1d", "model", "model_search", "receptive")
+)
 
 
 def baseline_arch(name: str, cfg: Config):

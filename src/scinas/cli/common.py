@@ -120,7 +120,7 @@ StrategyOpt = Annotated[
         help="Search strategy: "
         + "; ".join(
             f"{kind}: " + ", ".join(n for n in STRATEGIES if STRATEGIES.get(n).kind == kind)
-            for kind in ("one-shot", "black-box")
+            for kind in dict.fromkeys(STRATEGIES.get(n).kind for n in STRATEGIES)
         )
         + " (default darts). `scinas strategies` lists each one's own settings (--set "
         "search.KEY=VALUE). Choose the space with --set search.space="
@@ -347,21 +347,25 @@ def _trusted(model: str | None):
     return None if model is None else trust(model)
 
 
+MODEL_SEARCHES = ("lineage", "receptive")  # the strategies that search your own network
+
+
 def _searching(set_: list[str] | None, model: str | None, strategy: str | None):
     """--model on run and search: the lineage from your network, growing its convolutions'
-    kernels and changing its recipe (`scinas.spaces.user_model`)."""
+    kernels and changing its recipe (`scinas.spaces.user_model`), or with --strategy receptive
+    its convolutions' kernel sizes and dilations searched in one training."""
     if model is None:
         return set_
-    if strategy is not None:
+    if strategy not in (None, *MODEL_SEARCHES):
         raise UserError(
-            f"--model searches your network with the lineage; --strategy {strategy} does not "
-            "apply (leave it out)."
+            f"--model searches your network with the lineage (the default) or --strategy "
+            f"receptive; --strategy {strategy} does not apply."
         )
     spec = _trusted(model).spec
     return [
         *(set_ or []),
         "search.space=baseline",
-        "search.strategy=lineage",
+        f"search.strategy={strategy or 'lineage'}",
         f"search.start_from=[{spec}]",
     ]
 

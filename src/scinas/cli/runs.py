@@ -74,7 +74,9 @@ def run_cmd(
     """Search a cell, derive the genotype, retrain it from scratch and evaluate on the test set.
 
     With --model FILE.py:FUNCTION: search your own network instead (the lineage grows its
-    convolutions' kernels, function-preserving, and changes its training recipe).
+    convolutions' kernels, function-preserving, and changes its training recipe; with
+    --strategy receptive, its convolutions' kernel sizes and dilations are searched in one
+    training).
 
     Writes config.json, metrics.jsonl, arch_weights.jsonl, genotype.json, supernet.pt, model.pt,
     predictions_test.npz and results.json into --out.
@@ -121,7 +123,8 @@ def search_cmd(
     model: ModelOpt = None,
 ):
     """Search only: run the strategy and write genotype.json into --out (with --model
-    FILE.py:FUNCTION: your own network's kernels and recipe, by the lineage).
+    FILE.py:FUNCTION: your own network's kernels and recipe, by the lineage, or with
+    --strategy receptive its convolutions' kernel sizes and dilations).
 
     One-shot strategies train a supernet; black-box ones train each candidate briefly and keep
     their optuna study in study.db (rerun with the same --set search.storage=URL to resume or to

@@ -186,17 +186,18 @@ class SearchConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _strategy_settings(cls, data: Any, info: ValidationInfo) -> Any:
-        """Validate the keys that are not shared against the chosen strategy's and the chosen
-        space's own ``Settings`` (defaults filled in). A key of another strategy or space is
-        refused when the user set it (``info.context["explicit_search"]``, from
-        `build_config`), and dropped when it came from a preset or a file written for another
-        strategy or space (e.g. an older config.json)."""
+        """Validate the keys that are not shared against the chosen strategy's and space's own
+        ``Settings`` (defaults filled in). A key of another strategy or space is refused when the
+        user set it (``info.context["explicit_search"]``, from `build_config`), and dropped when
+        it came from a preset or a file written for another strategy or space."""
         if not isinstance(data, dict):
             return data
         name = data.get("strategy", "darts")
         if not isinstance(name, str) or name not in STRATEGIES:
             return data  # the field's own check names the unknown strategy
-        space = data.get("space", cls.model_fields["space"].default)
+        own_default = getattr(STRATEGIES.get(name), "default_space", None)  # receptive: baseline
+        data = {"space": own_default or cls.model_fields["space"].default, **data}
+        space = data["space"]
         if not isinstance(space, str) or space not in SPACES:
             return data  # the field's own check names the unknown space
         own = STRATEGIES.get(name).Settings

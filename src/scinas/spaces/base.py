@@ -83,6 +83,9 @@ class SearchSpace(ABC):
     description: ClassVar[str] = ""
     has_supernet: ClassVar[bool] = False  # a weight-sharing supernet (one-shot strategies)
     has_alphas: ClassVar[bool] = False  # its supernet has architecture parameters to learn
+    # its architectures are one network whose convolutions' kernel sizes and dilations can be
+    # chosen (``convs``), what the receptive-field search needs
+    has_receptive_fields: ClassVar[bool] = False
     Settings: ClassVar[type[SpaceSettings]] = SpaceSettings  # its own ``search.KEY`` settings
     # Shared fields of the search section that only this space defines but strategies read too
     # (the DARTS cell's); another space refuses them when they differ from their defaults.

@@ -31,10 +31,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..registry import Registry
-from . import nd, user_model
+from . import nd, receptive, user_model
 from .base import DecisionSpace, Drawing, SearchSpace, register_space
 from .common import max_reductions
-from .user_model import UserModelArch
+from .user_model import UserModelArch, convs_dict, parse_convs, receptive_summary
 
 SMALL_INPUT_MAX_SIDE = 64
 """Inputs whose shorter side is at most this get the CIFAR stem (3×3, stride 1, no max-pool)."""
@@ -256,23 +256,28 @@ def build_baseline(
 @dataclass(frozen=True)
 class BaselineArch:
     """A hand-designed network named in place of a genotype (``scinas train --genotype
-    resnet18``); JSON form ``{"space": "baseline", "name": "resnet18"}``."""
+    resnet18``); JSON form ``{"space": "baseline", "name": "resnet18"}``, with ``"convs":
+    {MODULE: [KERNEL, DILATION]}`` when a receptive-field search chose its convolutions'."""
 
     space: ClassVar[str] = "baseline"
 
     name: str
+    convs: tuple[tuple[str, int, int], ...] = ()  # (module path, kernel, dilation), sorted
 
     def __post_init__(self) -> None:
         BASELINES.get(self.name)  # unknown -> UserError with a suggestion
 
+    def __str__(self) -> str:
+        return self.name + receptive_summary(self.convs)
+
     def to_dict(self) -> dict:
-        return {"space": "baseline", "name": self.name}
+        return {"space": "baseline", "name": self.name, **convs_dict(self.convs)}
 
     @classmethod
     def from_dict(cls, d, source: str = "architecture") -> BaselineArch:
         if not isinstance(d, dict) or not isinstance(d.get("name"), str):
             raise UserError(f'{source}: a baseline is {{"space": "baseline", "name": NAME}}.')
-        return cls(d["name"])
+        return cls(d["name"], parse_convs(d, source))
 
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=2) + "\n"
@@ -289,6 +294,7 @@ class BaselineSpace(SearchSpace):
     name = "baseline"
     description = "hand-designed networks (" + ", ".join(BASELINES.names()) + "), fixed"
     dims = nd.DIMS
+    has_receptive_fields = True
 
     def from_dict(self, data, source: str = "architecture"):
         if isinstance(data, dict) and data.get("name") == "model" and "file" in data:
@@ -312,14 +318,19 @@ class BaselineSpace(SearchSpace):
 
     def build_network(self, arch: BaselineArch, t, input_shape, num_outputs: int) -> nn.Module:
         if isinstance(arch, UserModelArch):
-            return user_model.build(arch, tuple(input_shape), num_outputs)
-        C_in, *sizes = input_shape
-        return build_baseline(arch.name, C_in, num_outputs, tuple(sizes))
+            net = user_model.build(arch, tuple(input_shape), num_outputs)
+        else:
+            C_in, *sizes = input_shape
+            net = build_baseline(arch.name, C_in, num_outputs, tuple(sizes))
+        try:
+            return receptive.apply(net, arch.convs)
+        except ValueError as e:
+            raise UserError(f"{arch}: {e}: the architecture names another network.") from None
 
     def network_summary(self, arch, t) -> str:
         if isinstance(arch, UserModelArch):
             return f"your network {arch}"
-        return arch.name
+        return str(arch)
 
     def morphs(self, arch, s, input_hw) -> list:
         """Function-preserving steps: for your own network, one convolution's kernel grown by 2

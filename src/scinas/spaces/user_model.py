@@ -58,6 +58,8 @@ class UserModelArch:
     sha256: str
     # kernel sizes the search changed: (module path, kernel size), sorted
     kernels: tuple[tuple[str, int], ...] = ()
+    # receptive fields a receptive-field search chose: (module path, kernel, dilation), sorted
+    convs: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def spec(self) -> str:
@@ -65,7 +67,8 @@ class UserModelArch:
 
     def __str__(self) -> str:
         grown = ", ".join(f"{p} k{k}" for p, k in self.kernels)
-        return f"{Path(self.file).name}:{self.function}" + (f" ({grown})" if grown else "")
+        name = f"{Path(self.file).name}:{self.function}" + (f" ({grown})" if grown else "")
+        return name + receptive_summary(self.convs)
 
     def to_dict(self) -> dict:
         d = {
@@ -77,7 +80,7 @@ class UserModelArch:
         }
         if self.kernels:
             d["kernels"] = dict(self.kernels)
-        return d
+        return {**d, **convs_dict(self.convs)}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "architecture") -> UserModelArch:
@@ -91,7 +94,8 @@ class UserModelArch:
                 '{"space": "baseline", "name": "model", "file": ..., "function": ..., '
                 '"sha256": ..., "kernels": {MODULE: ODD SIZE} (optional)}.'
             )
-        return cls(d["file"], d["function"], d["sha256"], tuple(sorted(kernels.items())))
+        convs = parse_convs(d, source)
+        return cls(d["file"], d["function"], d["sha256"], tuple(sorted(kernels.items())), convs)
 
     def to_json(self, path=None) -> str:
         import json
@@ -100,6 +104,41 @@ class UserModelArch:
         if path is not None:
             Path(path).write_text(text)
         return text
+
+
+def convs_dict(convs) -> dict:
+    """The JSON of receptive fields chosen: ``{"convs": {MODULE: [KERNEL, DILATION]}}``."""
+    return {"convs": {p: [k, d] for p, k, d in convs}} if convs else {}
+
+
+def parse_convs(d: dict, source: str) -> tuple[tuple[str, int, int], ...]:
+    """An architecture's ``"convs"`` read back (UserError naming ``source`` when malformed)."""
+    from .receptive import MAX_DILATION, MAX_KERNEL
+
+    convs = d.get("convs", {})
+    ok = isinstance(convs, dict) and all(
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        and 1 <= v[0] <= MAX_KERNEL
+        and v[0] % 2
+        and 1 <= v[1] <= MAX_DILATION
+        for v in convs.values()
+    )
+    if not ok:
+        raise UserError(
+            f'{source}: "convs" is {{MODULE: [ODD KERNEL SIZE up to {MAX_KERNEL}, DILATION up '
+            f"to {MAX_DILATION}]}}."
+        )
+    return tuple(sorted((p, v[0], v[1]) for p, v in convs.items()))
+
+
+def receptive_summary(convs) -> str:
+    return (
+        (" (receptive fields: " + ", ".join(f"{p} k{k} d{d}" for p, k, d in convs) + ")")
+        if convs
+        else ""
+    )
 
 
 def trust(spec: str) -> UserModelArch:

@@ -7,7 +7,7 @@ directory through ``ctx.run`` as it goes.
 
 from __future__ import annotations
 
-from . import blackbox, darts, drnas, gdas, lineage, rsws, zerocost  # noqa: F401  (register the strategies)
+from . import blackbox, darts, drnas, gdas, lineage, receptive, rsws, zerocost  # noqa: F401  (register the strategies)
 from .base import STRATEGIES, SearchResult, Strategy, create_strategy
 
 __all__ = ["STRATEGIES", "SearchResult", "Strategy", "create_strategy"]

@@ -70,7 +70,9 @@ class SearchStrategy:
     space."""
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = ""  # "one-shot" | "black-box", for listings
+    kind: ClassVar[str] = ""  # "one-shot" | "black-box" | ..., for listings
+    # the space searched when the user names none (None: the config's default, darts)
+    default_space: ClassVar[str | None] = None
     description: ClassVar[str] = ""  # one line for `scinas strategies`
     Settings: ClassVar[type[StrategySettings]] = StrategySettings
     # derivation rules (`scinas.spaces.darts.genotype.DeriveRule` kinds) this strategy can apply

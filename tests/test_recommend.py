@@ -101,3 +101,26 @@ def test_compare_runs_the_recommended_search(tmp_path):
     assert conf["search"]["strategy"] == "lineage" and conf["search"]["space"] == "macro"
     assert res["methods"]["scinas"]["seeds_done"] == [0]
     assert set(res["vs_scinas"]) == {"resnet_tiny"}
+
+
+def test_on_series_the_recommended_search_starts_from_resnet1d(tmp_path):
+    from scinas.compare_methods import COMPARE_METHODS
+    from scinas.recommend import SERIES_START, recommended
+
+    cfg = recommended(build_config("tiny"), series=True)
+    s = cfg.search
+    assert (s.strategy, s.space, s.start_from, s.recipe) == (
+        "lineage",
+        "baseline",
+        SERIES_START,
+        True,
+    )
+    assert s.time_budget is not None  # the same share of the budget as on images
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 1, 32)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x_train=x, y_train=np.arange(60) % 2)
+    series = build_config("tiny", overrides=[f"data.dataset={tmp_path / 's.npz'}"])
+    for name in ("scinas", "hpo"):
+        ran = COMPARE_METHODS.get(name).configure(series).search
+        assert (ran.space, ran.start_from) == ("baseline", SERIES_START), name
+    assert COMPARE_METHODS.get("scinas").configure(build_config("tiny")).search.space == "macro"

@@ -62,18 +62,25 @@ def _random(cfg: Config) -> Config:
     return _searched(_with(cfg, search__strategy="random", search__budget=10_000))
 
 
+def _is_series(cfg: Config) -> bool:
+    """Whether the config's data are series (samples C×L): read once per config."""
+    from .context import load_data
+
+    return len(load_data(cfg).input_shape) == 2
+
+
 def _recommended(cfg: Config) -> Config:
     """`scinas.recommend`'s recipe, with its own share of the budget for searching."""
     from .recommend import recommended
 
-    return recommended(cfg)
+    return recommended(cfg, series=_is_series(cfg))
 
 
 def _hpo(cfg: Config) -> Config:
     """The recommended search's start network with only its training recipe searched."""
     from .recommend import recommended
 
-    return recommended(cfg, architecture=False)
+    return recommended(cfg, architecture=False, series=_is_series(cfg))
 
 
 def _model_search(cfg: Config) -> Config:

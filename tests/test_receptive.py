@@ -16,7 +16,7 @@ import scinas
 from conftest import TINY, for_strategy, scinas_cli
 from scinas.spaces import SPACES, load_genotype
 from scinas.spaces.baselines import BaselineArch, build_baseline
-from scinas.spaces.receptive import AggregatedConv, aggregate, apply, sites
+from scinas.spaces.receptive import AggregatedConv, aggregate, apply, input_lengths, sites, span
 from scinas.spaces.user_model import _TRUSTED
 
 KERNELS, DILATIONS = (3, 5, 7), (1, 2, 4)
@@ -120,6 +120,45 @@ def test_aggregating_a_network_keeps_its_output_shape():
     assert len(found) == 9 and not sites(net)  # every one replaced
     out, _ = net(torch.randn(2, 1, 30))
     assert out.shape == (2, 2)
+
+
+def test_choices_wider_than_the_input_a_layer_sees_are_left_out():
+    net = build_baseline("resnet_tiny", 3, 10, (8, 8))
+    lengths = input_lengths(net, (3, 8, 8))
+    assert max(lengths.values()) == 8 and min(lengths.values()) == 2  # after two stride-2 stages
+    found = aggregate(net, KERNELS, DILATIONS, (3, 8, 8))
+    for site in found:
+        m = net.get_submodule(site.path)
+        p = m.probabilities()
+        for i, k in enumerate(KERNELS):
+            for j, d in enumerate(DILATIONS):
+                fits = span(k, d) <= lengths[site.path] or (i, j) == (0, 0)
+                assert bool(m.allowed[i, j]) == fits and (p[i, j] > 0) == fits
+        assert m.choice()[:2] == (3, 1) or span(*m.choice()[:2]) <= m.length
+    out, _ = net(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_a_narrowed_mixture_is_the_weighted_sum_of_its_allowed_choices():
+    torch.manual_seed(0)
+    m = AggregatedConv(_conv(1), KERNELS, DILATIONS, length=9)  # spans over 9 left out
+    with torch.no_grad():
+        m.alpha.copy_(torch.randn_like(m.alpha))
+    x = torch.randn(3, 4, 9)
+    p = m.probabilities().detach()
+    assert torch.allclose(p.sum(), torch.tensor(1.0))
+    alpha = m.alpha.detach().clone()
+    expected = 0
+    for i, k in enumerate(KERNELS):
+        for j, d in enumerate(DILATIONS):
+            if span(k, d) > 9:
+                assert p[i, j] == 0
+                continue
+            _one_hot(m, i, j)
+            expected = expected + p[i, j] * (m(x) - m.bias.view(1, -1, 1))
+    with torch.no_grad():
+        m.alpha.copy_(alpha)
+    torch.testing.assert_close(m(x), expected + m.bias.view(1, -1, 1), rtol=1e-5, atol=1e-5)
 
 
 def _series(tmp_path, n=120, length=48):
@@ -239,6 +278,16 @@ def test_bad_receptive_settings_exit_2_and_write_nothing(tmp_path, setting, phra
     sets = ["search.strategy=receptive", "search.space=baseline", setting]
     res = scinas_cli("run", "--data", data, "--out", out, *[a for s in sets for a in ("--set", s)])
     assert res.returncode == 2 and phrase in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_series_shorter_than_the_smallest_kernel_are_refused(tmp_path):
+    data = _series(tmp_path, length=8)
+    out = tmp_path / "run"
+    sets = ["search.strategy=receptive", "search.receptive_kernels=[9]"]
+    res = scinas_cli("run", "--data", data, "--out", out, *[a for s in sets for a in ("--set", s)])
+    assert res.returncode == 2 and "8 steps long" in res.stderr, res.stderr
+    assert "smallest kernel searched (9)" in res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
 
 

@@ -50,6 +50,7 @@ def _config(space: str, strategy: str, *extra: str, report: bool = False):
         f"search.space={space}",
         f"search.strategy={strategy}",
         "search.budget=2",
+        "search.wait_for_plateau=false",  # the lineage's plateau wait is tested in its module
         *([REPORT] if report or (space, strategy) in REPORTED else []),
         *extra,
     ]

@@ -12,6 +12,7 @@ convolution is a projection and is left alone."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,11 @@ class Site:
     kernel: int
     dilation: int
     dim: int
+
+
+def span(kernel: int, dilation: int) -> int:
+    """The steps (pixels along an axis) one output of a kernel at this dilation sees."""
+    return dilation * (kernel - 1) + 1
 
 
 def _uniform(values: Sequence[int]) -> int | None:
@@ -132,9 +138,18 @@ class AggregatedConv(nn.Module):
     sharing). The mixture ``sum_ij p_ij conv(x, W * M_i, dilation d_j)`` of the choices'
     outputs, ``p = softmax(alpha)``, is by linearity ``sum_j conv(x, W * (sum_i p_ij M_i), d_j)``:
     one convolution of kernel K per dilation, however many kernel sizes are searched (DASH's
-    aggregated kernel). With ``alpha`` one-hot it computes exactly the chosen convolution."""
+    aggregated kernel). With ``alpha`` one-hot it computes exactly the chosen convolution.
 
-    def __init__(self, conv: nn.Module, kernels: Sequence[int], dilations: Sequence[int]):
+    ``length``: the smallest size along an axis of the input this layer sees; the choices that
+    span more than that are left out (the narrowest one always stays)."""
+
+    def __init__(
+        self,
+        conv: nn.Module,
+        kernels: Sequence[int],
+        dilations: Sequence[int],
+        length: int | None = None,
+    ):
         super().__init__()
         check_choices(kernels, dilations)
         self.kernels, self.dilations = tuple(kernels), tuple(dilations)
@@ -151,9 +166,20 @@ class AggregatedConv(nn.Module):
         self.register_buffer("masks", masks, persistent=False)
         self.alpha = nn.Parameter(torch.zeros(len(self.kernels), len(self.dilations)))
         self._conv = (F.conv1d, F.conv2d)[self.dim - 1]
+        # a choice wider than the input it sees would mostly convolve its zero padding: left
+        # out, except the narrowest, so that every layer keeps a choice
+        allowed = torch.tensor(
+            [[length is None or span(k, d) <= length for d in self.dilations] for k in kernels]
+        )
+        allowed[self.kernels.index(min(kernels)), self.dilations.index(min(dilations))] = True
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.length = length
+        self._used = [bool(allowed[:, j].any()) for j in range(len(self.dilations))]
 
     def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.alpha.flatten(), 0).view_as(self.alpha)
+        """The softmax of the logits over the allowed choices (the others' probability 0)."""
+        alpha = self.alpha.masked_fill(~self.allowed, float("-inf"))
+        return torch.softmax(alpha.flatten(), 0).view_as(self.alpha)
 
     def choice(self) -> tuple[int, int, float]:
         """The most likely (kernel, dilation) and its probability."""
@@ -166,6 +192,8 @@ class AggregatedConv(nn.Module):
         K = self.weight.shape[-1]
         out = None
         for j, d in enumerate(self.dilations):
+            if not self._used[j]:
+                continue
             mask = torch.tensordot(p[:, j], self.masks, dims=1)
             y = self._conv(
                 x, self.weight * mask, None, self.stride, d * (K - 1) // 2, d, self.groups
@@ -176,13 +204,47 @@ class AggregatedConv(nn.Module):
         return out
 
 
-def aggregate(net: nn.Module, kernels: Sequence[int], dilations: Sequence[int]) -> list[Site]:
+def input_lengths(net: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """The smallest axis of the input each searchable convolution of ``net`` sees, for inputs
+    of ``input_shape`` (channels first), from a pass on the meta device (no compute)."""
+    meta = copy.deepcopy(net).to("meta")
+    seen: dict[str, int] = {}
+
+    def see(path: str):
+        def hook(_module, args) -> None:  # returns None: the input goes on unchanged
+            seen.setdefault(path, min(args[0].shape[2:]))
+
+        return hook
+
+    hooks = [
+        meta.get_submodule(site.path).register_forward_pre_hook(see(site.path))
+        for site in sites(meta)
+    ]
+    try:
+        with torch.no_grad():
+            meta.eval()(torch.empty(2, *input_shape, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def aggregate(
+    net: nn.Module,
+    kernels: Sequence[int],
+    dilations: Sequence[int],
+    input_shape: Sequence[int] | None = None,
+) -> list[Site]:
     """Replace every searchable convolution of ``net`` (in place) by an `AggregatedConv` over
-    ``kernels`` and ``dilations``; an even kernel's padding layer becomes an identity. Returns
+    ``kernels`` and ``dilations``; an even kernel's padding layer becomes an identity. With
+    ``input_shape``, each layer leaves out the choices wider than the input it sees. Returns
     the sites replaced."""
     found = sites(net)
+    lengths = input_lengths(net, input_shape) if input_shape is not None else {}
     for site in found:
         if site.pad is not None:
             _set(net, site.pad, nn.Identity())
-        _set(net, site.path, AggregatedConv(net.get_submodule(site.path), kernels, dilations))
+        conv = net.get_submodule(site.path)
+        mixed = AggregatedConv(conv, kernels, dilations, lengths.get(site.path))
+        _set(net, site.path, mixed)
     return found

@@ -118,6 +118,17 @@ class ReceptiveStrategy(SearchStrategy):
                 f"{arch} has no convolution whose receptive field can be searched (1-D or 2-D, "
                 "one kernel size of 2 or more, 'same' padding); give another search.start_from."
             )
+        dim = len(d.input_shape) - 1
+        kernels = ctx.cfg.search.receptive_kernels or DEFAULT_KERNELS[dim]
+        length = min(d.input_shape[1:])
+        if min(kernels) > length:
+            what = "series are" if dim == 1 else "images are"
+            unit = "steps long" if dim == 1 else "pixels wide"
+            raise UserError(
+                f"the {what} {length} {unit}, shorter than the smallest kernel searched "
+                f"({min(kernels)}): give search.receptive_kernels with a kernel of at most "
+                f"{length}, or longer inputs."
+            )
 
     def search(self, ctx: SearchContext) -> SearchResult:
         return ReceptiveSearch(ctx).run()
@@ -179,8 +190,15 @@ class ReceptiveSearch:
         d = ctx.data
         torch.manual_seed(cfg.seed)
         net = build_network(arch, cfg.train, d.input_shape, d.num_outputs)
-        found = aggregate(net, self.kernels, self.dilations)
+        found = aggregate(net, self.kernels, self.dilations, d.input_shape)
         mixed: list[AggregatedConv] = [net.get_submodule(site.path) for site in found]
+        narrowed = [m for m in mixed if not bool(m.allowed.all())]
+        if narrowed:
+            ctx.reporter.log(
+                f"search: {len(narrowed)} of {len(mixed)} convolutions see inputs of "
+                f"{min(m.length for m in narrowed)} to {max(m.length for m in narrowed)} steps "
+                "and leave out the choices wider than that"
+            )
         core = net  # its state, whatever place.module wraps it in
         net = ctx.place.module(net)
         logits = [m.alpha for m in mixed]

@@ -38,7 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "plugins": ("ops", "data", "tasks", "spaces", "proxies"),
     "engine": (
         "train", "divergence", "deadline", "evaluation", "symmetry", "optim", "lr_finder",
-        "budget", "fit", "hardware", "inherit", "context",
+        "budget", "fit", "hardware", "inherit", "context", "minirocket",
     ),
     "strategies": ("strategies",),
     "verbs": (

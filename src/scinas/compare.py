@@ -9,7 +9,9 @@ Per seed, on the same data, config and trainer, each method in `COMPARE_METHODS`
 * ``darts_supernet``: that search's continuous supernet itself as the final model;
 * ``random``: random search, each candidate trained at low fidelity as the black-box strategies
   do, its best retrained;
-* ``resnet10``, ``resnet18``, ``resnet_tiny``: hand-designed baselines, trained like the rest.
+* ``resnet10``, ``resnet18``, ``resnet_tiny``: hand-designed baselines, trained like the rest;
+* ``resnet1d`` and ``minirocket`` (series, named explicitly): the deep and the non-deep standard
+  for series classification (`scinas.minirocket`: fixed features and a ridge model).
 
 One compute budget per method and seed (``compare.budget`` seconds, set by the ``tiny`` preset)
 covers everything the method does: loading the data, the checks, searching
@@ -183,6 +185,11 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
             metrics, params, flops = _supernet_test(root / "darts" / f"seed{seed}", c)
             r = {"test": metrics, "params": params, "flops": flops}
             r["wall_seconds"] = r["search_seconds"] = darts["search_seconds"]
+        elif method.kind == "features":
+            from .context import setup
+            from .minirocket import fit_and_test
+
+            r = fit_and_test(setup(c, Reporter(quiet=True)), path, reporter)
         elif method.kind == "search":
             if budget is None and name == "random":  # the seed's DARTS search time
                 darts = state.find("darts", seed)
@@ -280,6 +287,12 @@ def _preflight(configs: dict[str, Config], reporter):
         method = COMPARE_METHODS.get(name)
         s = setup(c, reporter if not shown else Reporter(quiet=True))
         shown = True
+        if method.kind == "features":  # no network, nothing planned: what it cannot take
+            from .minirocket import check
+
+            check(s)
+            plans[name] = {}
+            continue
         try:
             if method.kind == "supernet":
                 continue

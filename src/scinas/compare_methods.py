@@ -29,9 +29,10 @@ class Method:
     """A method of `scinas compare`.
 
     ``kind``: "search" (a `scinas run` of ``configure(cfg)``), "baseline" (a `scinas train` of the
-    named architecture) or "supernet" (the supernet of this seed's ``darts`` run, tested as
-    it is). ``configure(cfg) -> Config`` gives the config the method runs with (its seed is set
-    per run); with a budget, a search's config carries its search share in
+    named architecture), "supernet" (the supernet of this seed's ``darts`` run, tested as it
+    is) or "features" (no network: fixed features and a linear model, `scinas.minirocket`).
+    ``configure(cfg) -> Config`` gives the config the method runs with (its seed is set per
+    run); with a budget, a search's config carries its search share in
     ``search.time_budget``."""
 
     name: str
@@ -158,15 +159,21 @@ for _m in (
         "baseline",
         _baseline,
     ),
+    Method(
+        "minirocket",
+        "MiniRocket features and a ridge model (series; no network; needs scinas[series])",
+        "features",
+        lambda cfg: cfg,
+    ),
 ):
     COMPARE_METHODS.register(_m.name, _m)
 
 METHODS = tuple(COMPARE_METHODS.names())
 # resnet1d is a series network: on images its 8×8 kernels at full resolution cost about a
 # hundred times resnet_tiny's steps, so it and the search over its receptive fields run only
-# when named; model needs --model
+# when named; model needs --model, minirocket series and an optional extra
 DEFAULT_METHODS = tuple(
-    m for m in METHODS if m not in ("resnet1d", "model", "model_search", "receptive")
+    m for m in METHODS if m not in ("resnet1d", "model", "model_search", "receptive", "minirocket")
 )
 
 

@@ -142,6 +142,18 @@ def test_paired_advantage_and_noise():
     assert adv == 0 and se > 0
 
 
+def test_no_challenger_is_judged_where_even_a_perfect_one_could_not_win():
+    from scinas.strategies.branch import out_of_reach
+
+    assert out_of_reach(torch.ones(50), 1.0, 2.0) == (0.0, 0.0)  # every sample right already
+    six_of_seven = torch.tensor([1.0] * 6 + [0.0])
+    adv, se = out_of_reach(six_of_seven, 1.0, 2.0)  # +1/7 at one standard error: no proof
+    assert adv == pytest.approx(1 / 7) and se == pytest.approx(1 / 7)
+    assert out_of_reach(six_of_seven, 1.0, 0.5) is None  # a looser rule could accept one
+    assert out_of_reach(torch.tensor([1.0, 0.0] * 50), 1.0, 2.0) is None  # room to win
+    assert out_of_reach(-torch.rand(50), None, 2.0) is None  # unbounded scores (regression)
+
+
 @pytest.mark.parametrize("dim", RECIPE_DIMS)
 def test_each_recipe_move_changes_one_setting_and_only_along_the_dims_given(dim):
     t = build_config("tiny").train
@@ -358,6 +370,8 @@ def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
 def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkeypatch):
     import scinas.strategies.lineage as lineage
 
+    monkeypatch.setattr(lineage, "out_of_reach", lambda *a: None)  # winners score 1 everywhere
+
     calls = {"n": 0}
     real_score = lineage.Lineage.score
 
@@ -405,6 +419,9 @@ def _scripted_scores(monkeypatch, verdicts: dict[int, float]):
     monkeypatch.setattr(
         lineage.Lineage, "chance_scores", lambda self: torch.zeros(len(self.ctx.data.val))
     )
+    # a challenger scripted right on every sample leaves its successor at the ceiling, where
+    # the search would stop (its own test below)
+    monkeypatch.setattr(lineage, "out_of_reach", lambda *a: None)
 
 
 def test_the_search_stops_after_patience_challengers_in_a_row_fail(tmp_path, monkeypatch):
@@ -426,6 +443,27 @@ def test_without_patience_every_round_decides(tmp_path, monkeypatch):
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [e["verdict"] for e in events if e["event"] == "lineage_decision"] == ["worse"] * 4
     assert not [e for e in events if e["event"] == "lineage_stop"]
+
+
+def test_a_lineage_at_the_ceiling_of_its_validation_split_stops_without_a_challenger(
+    tmp_path, monkeypatch
+):
+    import scinas.strategies.lineage as lineage
+
+    real_score = lineage.Lineage.score
+
+    def perfect(self, net):  # every validation sample right, whatever the network
+        scores, metrics = real_score(self, net)
+        return torch.ones_like(scores), {**metrics, "accuracy": 1.0}
+
+    monkeypatch.setattr(lineage.Lineage, "score", perfect)
+    _lineage_run(tmp_path, "search.budget=4")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert not [e for e in events if e["event"] == "lineage_decision"]
+    (stop,) = [e for e in events if e["event"] == "lineage_stop"]
+    assert stop["reason"] == "ceiling" and stop["best_advantage"] == 0.0
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert result["accepted"] == 0 and result["rejected"] == 0
 
 
 def _score_sequence(monkeypatch, values: list[float]):
@@ -643,6 +681,7 @@ def test_recipe_dims_left_out_stay_fixed(tmp_path, monkeypatch):
         return (torch.ones_like(scores) if better else torch.zeros_like(scores)), metrics
 
     monkeypatch.setattr(lineage.Lineage, "score", score)
+    monkeypatch.setattr(lineage, "out_of_reach", lambda *a: None)  # winners score 1 everywhere
     monkeypatch.setattr(
         lineage.Lineage, "chance_scores", lambda self: -torch.ones(len(self.ctx.data.val))
     )

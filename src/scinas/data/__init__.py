@@ -23,7 +23,7 @@ import numpy as np
 # feature tables before image tables, which take every other table.  Imported before any other
 # scinas.data module, which may import some of them.
 # isort: off
-from scinas.data import npz, cifar, idx, class_folders, ucr, feature_table, image_csv  # noqa: E402, F401
+from scinas.data import npz, cifar, idx, class_folders, ucr, ts, feature_table, image_csv  # noqa: E402, F401
 # isort: on
 
 from scinas.data.assemble import assemble

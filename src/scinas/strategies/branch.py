@@ -141,6 +141,17 @@ def judge(adv: float, se: float, z: float) -> tuple[bool, str]:
     return False, "worse" if adv < -z * se else "within noise"
 
 
+def out_of_reach(scores: torch.Tensor, best: float | None, z: float) -> tuple[float, float] | None:
+    """The paired advantage and noise of a challenger scoring ``best`` on every sample over
+    ``scores``, when even that would not be accepted at ``z`` (the incumbent is at or near the
+    split's ceiling: no challenger can be judged); None when one could, or scores are
+    unbounded (``best`` None)."""
+    if best is None:
+        return None
+    adv, se = paired(torch.full_like(scores, best), scores)
+    return None if judge(adv, se, z)[0] else (adv, se)
+
+
 def recipe_moves(
     r: Recipe, dims, t, n: int, task, hw: tuple, weaken: bool = True
 ) -> list[tuple[str, Recipe]]:

@@ -68,6 +68,7 @@ from .branch import (
     favoured_early,
     judge,
     opt_args,
+    out_of_reach,
     paired,
     recipe_moves,
     tier,
@@ -277,7 +278,8 @@ class Lineage:
             if accepted + rejected >= s.budget:
                 break
             if s.patience is not None and streak >= s.patience:
-                self._give_up(streak)
+                self._stop("patience", f"{streak} challengers in a row not better beyond noise "
+                           "(search.patience)", rejected_in_a_row=streak)  # fmt: skip
                 break
             round_start = time.perf_counter()
             explore = not self._waiting(p, deadline)
@@ -294,6 +296,12 @@ class Lineage:
                 p.gaining, p.waited = gaining, p.waited + 1
                 lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
                 continue
+            if reach := out_of_reach(inc_scores, self.task.best_sample_score, s.noise_z):
+                adv, se = reach  # even a challenger right on every sample could not win
+                self._stop("ceiling", f"a challenger right on all {len(inc_scores)} validation "
+                           f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged",
+                           best_advantage=adv, noise=se)  # fmt: skip
+                break
             options = [(name, m) for name, m in self.moves(inc) if name not in tried]
             if not options:
                 tried.clear()
@@ -481,11 +489,8 @@ class Lineage:
         )
         return gaining
 
-    def _give_up(self, streak: int) -> None:
-        """The patience is spent: the search ends (a run with one deadline, as in compare, gives
+    def _stop(self, reason: str, message: str, **fields) -> None:
+        """The search ends here (`lineage_stop`; a run with one deadline, as in compare, gives
         its time left to the final training)."""
-        self.log_event({"event": "lineage_stop", "reason": "patience", "rejected_in_a_row": streak})
-        self.ctx.reporter.log(
-            f"lineage: {streak} challengers in a row not better beyond noise; the search stops "
-            "(search.patience)"
-        )
+        self.log_event({"event": "lineage_stop", "reason": reason, **fields})
+        self.ctx.reporter.log(f"lineage: {message}; the search stops")

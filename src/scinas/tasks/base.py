@@ -29,6 +29,8 @@ class Task(ABC):
 
     primary_metric: str = ""
     higher_is_better: bool = True
+    #: the highest `sample_scores` value a sample can have, where there is one (None: unbounded)
+    best_sample_score: float | None = None
     smooths_labels: ClassVar[bool] = False  # its loss takes ``smoothing`` (train.label_smoothing)
 
     #: Auto-detection asks the tasks in increasing order, so a more specific task goes first.

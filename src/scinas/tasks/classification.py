@@ -23,6 +23,7 @@ class Classification(Task):
     name: str = "classification"
     num_outputs: int = 2
     primary_metric: str = "accuracy"
+    best_sample_score: float | None = 1.0  # a sample's score: right (1) or wrong (0)
     smooths_labels: ClassVar[bool] = True
 
     detect_order: ClassVar[int] = 20

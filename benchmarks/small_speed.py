@@ -1,0 +1,201 @@
+"""Where the time of small networks goes on a CPU, and what the candidate speed-ups buy.
+
+Three workloads of issue 31, each one training step (forward, backward, SGD update) on random
+data, median of ``--repeats`` steps after warm-up:
+
+- ``tiny train``: DARTS_V2 at the tiny preset's training size (C=12, 4 cells) on 1×28×28
+  images, batch 128 (the tiny preset's MNIST retraining; DARTS_V2 stands in for the genotype a
+  search finds);
+- ``macro 64``: a macro-space network of about 200k parameters (basic blocks, width matched as
+  in ``benchmarks/macro_speed.py``) on 3×64×64 images, batch 128, 2 classes;
+- ``tiny search``: one first-order DARTS search step (an architecture step, then a weight step)
+  of the tiny preset's supernet (C=8, 4 cells, the 8 DARTS ops) on 1×28×28, batch 32.
+
+Variants: ``eager`` (scinas' default on a CPU: channels-last), ``nchw`` (contiguous),
+``compile`` (``torch.compile``, inductor; its compile seconds reported apart: the first steps
+after compiling) and ``1 thread``. Each row: images per second, the achieved GFLOP/s (the
+step's FLOPs counted by torch's FlopCounterMode, backward included) and its fraction of this
+machine's large 3×3 convolution (`search_step.conv_throughput`), and the ratio to ``eager`` in
+the same run. ``--profile`` prints the 8 ops of most self time of each eager step.
+
+    python benchmarks/small_speed.py                     # every workload and variant
+    python benchmarks/small_speed.py --no-compile --profile --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import scinas
+from scinas.budget import timings
+from scinas.flops import count_parameters
+from scinas.spaces import SPACES, load_genotype
+
+from macro_speed import matched  # beside this script
+from search_step import conv_throughput
+
+
+def _flops(step) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def tiny_train(layout):
+    cfg = scinas.build_config("tiny")
+    net = SPACES.get("darts").build_network(load_genotype("DARTS_V2"), cfg.train, (1, 28, 28), 10)
+    return _train_step(net, (1, 28, 28), 10, 128, layout)
+
+
+def macro_64(layout):
+    train = scinas.build_config("tiny").train
+    arch = matched(200_000, "basic", 1, train)
+    net = SPACES.get("macro").build_network(arch, train, (3, 64, 64), 2)
+    return _train_step(net, (3, 64, 64), 2, 128, layout)
+
+
+def _train_step(net, shape, classes, batch, layout):
+    x, y = torch.randn(batch, *shape), torch.randint(0, classes, (batch,))
+    if layout != "nchw":
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    fwd = torch.compile(net) if layout == "compile" else net
+    net.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = fwd(x)
+        out = out[0] if isinstance(out, tuple) else out
+        F.cross_entropy(out, y).backward()
+        opt.step()
+
+    return step, batch, count_parameters(net)
+
+
+def tiny_search(layout):
+    from scinas.spaces.darts.supernet import Supernet
+    from scinas.strategies.darts import Architect
+    from scinas.tasks import Classification
+
+    s = scinas.build_config("tiny").search
+    model = Supernet(1, 10, (28, 28), C=s.C, layers=s.layers)
+    batch = s.batch_size
+    xs = [torch.randn(batch, 1, 28, 28) for _ in range(2)]
+    ys = [torch.randint(0, 10, (batch,)) for _ in range(2)]
+    if layout != "nchw":
+        model = model.to(memory_format=torch.channels_last)
+        xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    task = Classification(num_outputs=10)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9)
+    architect = Architect(model, task, lr=3e-4, weight_decay=1e-3, order=1)
+
+    def step():
+        for a in model.arch_parameters():
+            a.requires_grad_(True)
+        architect.step(xs[0], ys[0], xs[1], ys[1], 0.025, w_opt)
+        for a in model.arch_parameters():
+            a.requires_grad_(False)
+        loss = task.loss(model(xs[0]), ys[0])
+        w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), 5.0)
+        w_opt.step()
+
+    return step, 2 * batch, count_parameters(model)  # a search step sees two batches
+
+
+WORKLOADS = {"tiny train": tiny_train, "macro 64": macro_64, "tiny search": tiny_search}
+
+
+def measure(make, layout: str, repeats: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    step, images, params = make(layout)
+    compile_seconds = None
+    if layout == "compile":
+        t0 = time.perf_counter()
+        step()
+        step()  # inductor may compile a second graph for the backward's first reuse
+        compile_seconds = time.perf_counter() - t0
+    seconds = statistics.median(timings(step, repeats, 2))
+    return {
+        "layout": layout,
+        "threads": threads,
+        "params": params,
+        "seconds_per_step": seconds,
+        "images_per_s": images / seconds,
+        "compile_seconds": compile_seconds,
+        "flops_per_step": _flops(step) if layout == "eager" else None,
+    }
+
+
+def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    step, _, _ = make("eager")
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(repeats):
+            step()
+    events = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
+    ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    reference = conv_throughput("cpu")
+    print(f"large 3x3 convolution: {reference / 1e9:.1f} GFLOP/s on {args.threads} threads")
+    layouts = ["eager", "nchw"] + ([] if args.no_compile else ["compile"])
+    rows, profiles = [], {}
+    for name, make in WORKLOADS.items():
+        base = None
+        variants = [(lay, args.threads) for lay in layouts]
+        variants += [("eager", 1)] if args.threads > 1 else []
+        for layout, threads in variants:
+            if layout == "compile" and name == "tiny search":
+                continue  # the supernet's graph breaks (its custom autograd functions)
+            r = {"workload": name, **measure(make, layout, args.repeats, threads)}
+            if base is None:
+                base = r
+            r["speedup"] = base["seconds_per_step"] / r["seconds_per_step"]
+            flops = base["flops_per_step"]
+            r["gflops_per_s"] = flops / r["seconds_per_step"] / 1e9
+            r["fraction_of_large_conv"] = r["gflops_per_s"] * 1e9 / reference
+            rows.append(r)
+            extra = f", compiled in {r['compile_seconds']:.0f}s" if r["compile_seconds"] else ""
+            print(
+                f"{name:12s} {layout:8s} {threads}t {r['images_per_s']:8.0f} img/s "
+                f"{r['gflops_per_s']:6.1f} GFLOP/s ({r['fraction_of_large_conv']:.0%} of the "
+                f"large conv) x{r['speedup']:.2f}{extra}"
+            )
+        torch.set_num_threads(args.threads)
+        if args.profile:
+            profiles[name] = profile(make)
+            print("   " + "; ".join(f"{k} {v:.0%}" for k, v in profiles[name]))
+    if args.json:
+        with open(args.json, "w") as f:
+            out = {"large_conv_gflops": reference / 1e9, "rows": rows, "profiles": profiles}
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

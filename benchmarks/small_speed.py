@@ -31,14 +31,13 @@ import time
 
 import torch
 import torch.nn.functional as F
+from macro_speed import matched  # beside this script
+from search_step import conv_throughput
 
 import scinas
 from scinas.budget import timings
 from scinas.flops import count_parameters
 from scinas.spaces import SPACES, load_genotype
-
-from macro_speed import matched  # beside this script
-from search_step import conv_throughput
 
 
 def _flops(step) -> int:

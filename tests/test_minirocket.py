@@ -46,6 +46,18 @@ def test_minirocket_separates_slow_from_fast_waves_and_records_what_it_used(tmp_
     assert m["used_seconds"] > 0 and m["flops"] is None
 
 
+def test_minirocket_leaves_torch_s_thread_count_as_it_was(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _compare(_waves(tmp_path), tmp_path / "cmp")
+        assert torch.get_num_threads() == 1  # sktime's numba sets it to every core
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_minirocket_regresses_a_series_period(tmp_path):
     res = _compare(_waves(tmp_path, n=120, regression=True), tmp_path / "cmp")
     assert res["metric"] == "r2" and res["methods"]["minirocket"]["mean"] > 0.8

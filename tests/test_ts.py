@@ -157,11 +157,11 @@ TWISTS = ["unequal", "missing", "bad_token", "no_data_line", "no_label_line", "e
 
 @st.composite
 def ts_texts(draw):
-    n = draw(st.integers(0, 12))
+    n = draw(st.integers(0, 40))
     channels, length = draw(st.integers(1, 3)), draw(st.integers(1, 12))
-    twists = draw(st.sets(st.sampled_from(TWISTS), max_size=2))
-    labels = draw(st.lists(st.sampled_from(["a", "b", "1", "2", "10", "x y"]), min_size=n,
-                           max_size=n))  # fmt: skip
+    twists = draw(st.sets(st.sampled_from(TWISTS), max_size=1))
+    pool = draw(st.sampled_from([["a", "b"], ["1", "2", "10"], ["a", "x y"]]))
+    labels = [pool[i % len(pool)] for i in range(n)]
     values = st.floats(-1e6, 1e6, allow_nan=False, width=32)
     lines = []
     for i in range(n):

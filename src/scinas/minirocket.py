@@ -66,6 +66,14 @@ def _features(transform, x: torch.Tensor) -> np.ndarray:
 
 
 def fit_and_test(ctx, out: Path, reporter) -> dict:
+    """`_fit_and_test`, torch's thread count kept (sktime's numba sets it to every core)."""
+    from .parallel import torch_threads_kept
+
+    with torch_threads_kept():
+        return _fit_and_test(ctx, out, reporter)
+
+
+def _fit_and_test(ctx, out: Path, reporter) -> dict:
     """Fit MiniRocket and a ridge model on ``ctx``'s training split (``train.max_samples`` of
     it, as the networks train on) and test it; writes ``out/results.json`` and returns the
     record's test metrics, parameter count (the ridge's coefficients; MiniRocket's kernels are
@@ -126,9 +134,12 @@ def compile_kernels() -> float:
     """Fit MiniRocket once on random series, so that numba compiles its kernels into its cache
     (next to sktime's code: about 20 s on 2 cores, once per installation, instead of in the
     first compare); returns the seconds it took."""
+    from .parallel import torch_threads_kept
+
     t0 = time.perf_counter()
     x = np.random.default_rng(0).normal(size=(4, 2, 32))
-    _transform_class()(random_state=0).fit_transform(x)
+    with torch_threads_kept():
+        _transform_class()(random_state=0).fit_transform(x)
     return time.perf_counter() - t0
 
 

@@ -462,3 +462,15 @@ def check_strategy(name: str, strategies, nproc: int | None = None) -> None:
             f"--nproc/torchrun runs one-shot strategies ({oneshot}) data-parallel; {name} is a "
             f"{kind} strategy: {instead}"
         )
+
+
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Give torch back its thread count after the block: sktime and numba set it to every core
+    when they run, which would oversubscribe the cores of a run that chose fewer threads."""
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)

@@ -22,6 +22,7 @@ import numpy as np
 from scinas.data.formats import RawData, Reader, ReadOptions, register_reader, shown
 from scinas.data.limits import check_decoded_size
 from scinas.errors import UserError
+from scinas.parallel import torch_threads_kept
 
 __all__ = ["TsReader"]
 
@@ -94,7 +95,8 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
             "needs each series' class or target (the last field of a data line)."
         )
     try:
-        x, y = load_from_tsfile(str(path), return_data_type="numpy3d")
+        with torch_threads_kept():  # sktime sets torch's threads to every core
+            x, y = load_from_tsfile(str(path), return_data_type="numpy3d")
     except Exception as e:  # sktime's parser raises ValueError, TypeError, IOError...
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
         hint = (

@@ -5,6 +5,7 @@ low-fidelity evaluation, and the timing that plans a time budget all go through 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,6 +19,7 @@ from .lr_finder import auto_train, log_event
 from .precision import maybe_compile
 from .rates import is_auto
 from .spaces import space_of
+from .symmetry import AutoAugment, possible
 from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ def subset(x, y, n: int | None, seed: int):
 
 def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
     """The freshly initialised network of ``genotype`` (seeded, placed) and its training
-    augmentation."""
+    augmentation (``auto``'s start: the default one)."""
     data = s.data
     torch.manual_seed(s.cfg.seed)
     net = s.place.module(build_network(genotype, t, data.input_shape, data.num_outputs))
@@ -50,12 +52,14 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
 
 def train_augment(t, input_hw, generator: torch.Generator):
     """The training augmentation of the train section ``t`` for inputs of ``input_hw``: ``(H,
-    W)`` images, or ``(L,)`` series (`scinas.data.augment_series`: none unless asked for)."""
+    W)`` images, or ``(L,)`` series (`scinas.data.augment_series`: none unless asked for).
+    ``auto`` (`scinas.symmetry.AutoAugment`) starts as ``default``."""
+    name = "default" if t.augment == "auto" else t.augment
     if len(input_hw) == 1:
-        return series_augment(t.augment, generator)
+        return series_augment(name, generator)
     H, W = input_hw
     return make_augment(
-        t.augment,
+        name,
         H,
         W,
         generator,
@@ -78,15 +82,24 @@ def trainer_for(
     checkpointer=None,
     init=None,
     on_event=None,
+    auto_augment=None,
 ) -> Trainer:
     """The trainer of ``genotype``'s fresh network on (x, y) with the settings of ``t`` (a
     TrainConfig), validating on the val split each epoch: what `fit` runs and
     `plan_training` times. ``init(net)``: what the network starts from instead of its fresh
     weights (`scinas.inherit`); ``on_event``: the divergence guard's and the deadline re-plan's
-    records."""
+    records; ``auto_augment``: a `scinas.symmetry.AutoAugment` that chooses the augmentation
+    as the network trains (train.augment=auto)."""
     net, augment, aug_generator = network_and_augment(s, genotype, t, aug_seed)
     if init is not None:
         init(net)
+    if auto_augment is not None:  # an augmentation name's hook, on the same generator
+
+        def make(name):
+            return train_augment(t.model_copy(update={"augment": name}), hw, aug_generator)
+
+        hw, auto_augment.make = s.data.input_shape[1:], make
+
     trainer = network_trainer(
         net,
         s.task,
@@ -109,6 +122,7 @@ def trainer_for(
         precision=s.cfg.precision,
         optimizer=t.optimizer,
         label_smoothing=t.label_smoothing,
+        auto_augment=auto_augment,
     )
     trainer.on_event = on_event
     return trainer
@@ -129,6 +143,7 @@ def fit(
     on_event=None,
     deadline: float | None = None,
     finish_passes: float = 0.0,
+    auto_augment=None,
 ) -> tuple[torch.nn.Module, list[EpochStats]]:
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
     scratch on (x, y), validating on the val split each epoch. Returns (net, history). With a
@@ -136,7 +151,8 @@ def fit(
     ``init_state``: weights to start from instead of the fresh initialisation (a multi-fidelity
     search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s;
     ``deadline``: no step starts after it (`scinas.train.Trainer.deadline`), less the time of
-    ``finish_passes`` validation passes as the epochs measure them (the testing after it)."""
+    ``finish_passes`` validation passes as the epochs measure them (the testing after it);
+    ``auto_augment``: `trainer_for`'s."""
     trainer = trainer_for(
         s,
         genotype,
@@ -149,6 +165,7 @@ def fit(
         checkpointer=checkpointer,
         init=init,
         on_event=on_event,
+        auto_augment=auto_augment,
     )
     if init_state is not None:
         load_winner(trainer.model, init_state)
@@ -156,6 +173,47 @@ def fit(
         trainer.resume()
     trainer.deadline, trainer.finish_passes = deadline, finish_passes
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
+
+
+def auto_augment(s: SearchContext, t, run) -> AutoAugment | None:
+    """train.augment=auto's probe of the data's symmetries for the training of ``t`` (None for
+    another augmentation, or data with no view to probe: series, vectors)."""
+    views = possible(s.data.input_shape)
+    if t.augment != "auto" or not views:
+        return None
+    ctx = replace(s, run=run)
+
+    def log(e):
+        rises = ", ".join(
+            f"{v} {f['loss_increase']:+.4f} ± {f['noise']:.4f}" for v, f in e["views"].items()
+        )
+        margin = next(iter(e["views"].values()))["margin"]
+        verdict = (
+            f"symmetries {', '.join(e['symmetries']) or 'none'}: augment {e['augment']}"
+            if e["decided"]
+            else "undecided"
+        )
+        message = (
+            f"train.augment=auto after epoch {e['epoch']}: the validation loss rises by {rises} "
+            f"on the views, against a margin of {margin:.4f} over a constant output: {verdict}"
+        )
+        log_event(ctx, e | {"message": message})
+
+    val = s.place.batches(s.data.val.x, s.data.val.y, 256)
+    return AutoAugment(s.task, val, views, z=getattr(s.cfg.search, "noise_z", 2.0), log=log)
+
+
+def auto_recipe(auto: AutoAugment, results: dict, run) -> dict:
+    """What train.augment=auto chose, for results.json: the recipe (``recipe.json`` in the run
+    directory, which `scinas.export.load_trained` applies) and when it decided."""
+    kept = results.get("tta", {}).get("views", []) if "tta_checks" in results else []
+    recipe = {"augment": auto.augment} | ({"tta": kept} if kept else {})
+    if run is not None:
+        run.write_json("recipe.json", recipe)
+    return {
+        "recipe": recipe,
+        "auto_augment": {"decided_at_epoch": auto.decided_at, "symmetries": auto.symmetries},
+    }
 
 
 def load_winner(net: torch.nn.Module, state: dict) -> None:
@@ -201,6 +259,8 @@ def low_fidelity_objective(s: SearchContext, *, on_epoch=None, checkpointer=None
             "batch_size": sc.batch_size,
             "auxiliary": False,
             "drop_path_prob": 0.0,
+            # a candidate's few epochs train with the default augmentation: no symmetry probe
+            "augment": "default" if t.augment == "auto" else t.augment,
             **(sizes or {}),
         }
     )

@@ -21,7 +21,7 @@ from .config import Config, check_settings_apply
 from .context import load_data, setup
 from .errors import UserError
 from .export import load_trained
-from .fit import Inheritance, fit, plan_training, subset, trainer_for
+from .fit import Inheritance, auto_augment, auto_recipe, fit, plan_training, subset, trainer_for
 from .inherit import inherits, refuse_without_search, train_section
 from .lr_finder import auto_train, log_event
 from .placement import Placement
@@ -186,6 +186,7 @@ def _train(
         )
     from .strategies.fidelity import winner_state  # a multi-fidelity search's winner
 
+    auto = auto_augment(s, t, run)
     net, history = fit(
         s,
         genotype,
@@ -200,9 +201,17 @@ def _train(
         on_event=lambda event: log_event(replace(s, run=run), event),
         deadline=deadline,
         finish_passes=finish_passes,
+        auto_augment=auto,
     )
     train_seconds = time.perf_counter() - t_start
+    if auto is not None and auto.symmetries and not t.tta:  # test-time views, if they help
+        s = replace(
+            s, cfg=s.cfg.model_copy(update={"train": t.model_copy(update={"tta": auto.symmetries})})
+        )
+        confirm_views = True
     results = final_results(s, net, genotype, run, history[-1].val, confirm_views=confirm_views)
+    if auto is not None:
+        results.update(auto_recipe(auto, results, run))
     results["train_seconds"] = train_seconds
     results["test_seconds"] = time.perf_counter() - t_start - train_seconds
     results["init"] = t.init
@@ -301,8 +310,9 @@ def run(
             )
         # architecture -> network -> results, as the strategy says the run ends
         results = ENDINGS[searched.ending](s, searched, run_dir, deadline)
-        recipe = searched.recipe
-        if recipe and "tta_checks" in results:  # the views the trained network kept
+        # the lineage's recipe, or train.augment=auto's
+        recipe = results.get("recipe") if searched.recipe is None else searched.recipe
+        if searched.recipe and "tta_checks" in results:  # the views the trained network kept
             kept = results.get("tta", {}).get("views", [])
             recipe = {k: v for k, v in recipe.items() if k != "tta"}
             recipe |= {"tta": kept} if kept else {}

@@ -111,3 +111,70 @@ def augment_for(symmetries: Sequence[str], current: str) -> str:
     if "hflip" in found and current in ("default", "none"):
         return "natural"
     return current
+
+
+class AutoAugment:
+    """``train.augment=auto``: the training starts with the default augmentation, and after each
+    epoch the network being trained probes the data's symmetries (`probe`) until it has decided
+    every view (a symmetry, or an asymmetry beyond ``z`` errors) or half the epochs are done;
+    then the augmentation becomes `augment_for` the symmetries found, for the rest of the
+    training, and those views are the test-time views (confirmed on the trained network at the
+    end, `scinas.run_end.confirmed_views`). A network at or below a constant output's loss
+    decides nothing. ``log(record)`` receives each probe's record; ``make(name)`` (set by the
+    trainer's builder) is the augmentation hook of an augmentation name."""
+
+    def __init__(self, task, val_batches, views: Sequence[str], z: float = 2.0, log=None):
+        self.task, self.val_batches, self.views, self.z = task, val_batches, list(views), z
+        self.log, self.make = log, None
+        self.augment, self.symmetries, self.decided_at = "default", [], None
+
+    def hook(self):
+        """The augmentation hook of the augmentation chosen so far."""
+        return self.make(self.augment)
+
+    @property
+    def decided(self) -> bool:
+        return self.decided_at is not None or not self.views
+
+    def end_epoch(self, model: nn.Module, epoch: int, epochs: int) -> bool:
+        """Probe after epoch ``epoch`` (1-based) of ``epochs``; True when the augmentation
+        changes now."""
+        if self.decided:
+            return False
+        targets = torch.cat([yb.cpu() for _, yb in self.val_batches])
+        outputs, _ = predict(model, self.val_batches)
+        constant = self.task.sample_losses(torch.zeros_like(outputs), targets)
+        found = probe(model, self.val_batches, self.task, constant, self.views, self.z)
+        margin = next(iter(found.values()))["margin"]
+        settled = all(
+            f["symmetry"] or f["loss_increase"] > self.z * f["noise"] for f in found.values()
+        )
+        last = 2 * epoch >= epochs
+        if margin <= 0 or not (settled or last):
+            self._log(epoch, found, None)
+            return False
+        self.decided_at = epoch
+        self.symmetries = [v for v in self.views if found[v]["symmetry"]]
+        before, self.augment = self.augment, augment_for(self.symmetries, self.augment)
+        self._log(epoch, found, self.augment)
+        return self.augment != before
+
+    def _log(self, epoch: int, found: dict, augment: str | None) -> None:
+        if self.log is not None:
+            self.log(
+                {
+                    "event": "augment_probe",
+                    "epoch": epoch,
+                    "views": found,
+                    "decided": augment is not None,
+                    "symmetries": self.symmetries if augment is not None else None,
+                    "augment": augment,
+                }
+            )
+
+    def state_dict(self) -> dict:
+        return {"augment": self.augment, "symmetries": self.symmetries, "at": self.decided_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.augment, self.symmetries = state["augment"], list(state["symmetries"])
+        self.decided_at = state["at"]

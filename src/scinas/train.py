@@ -371,8 +371,10 @@ class NetworkHooks:
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         label_smoothing: float = 0.0,
+        auto_augment=None,
     ):
         self.model, self.task, self.val_batches = model, task, val_batches
+        self.auto_augment = auto_augment  # train.augment=auto (`scinas.symmetry.AutoAugment`)
         self.label_smoothing = label_smoothing
         self.epochs, self.auxiliary_weight = epochs, auxiliary_weight
         self.drop_path_prob, self.augment, self.on_epoch = drop_path_prob, augment, on_epoch
@@ -400,16 +402,21 @@ class NetworkHooks:
 
     def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
         val = evaluate(self.model, self.task, self.val_batches)
+        if self.auto_augment and self.auto_augment.end_epoch(self.model, epoch + 1, self.epochs):
+            self.augment = self.auto_augment.hook()
         stats = EpochStats(epoch + 1, train, val, lr, time.perf_counter() - started, self.epochs)
         if self.on_epoch is not None:
             self.on_epoch(stats)
         return vars(stats)
 
     def state_dict(self) -> dict:
-        return {}
+        return {"auto_augment": self.auto_augment.state_dict()} if self.auto_augment else {}
 
     def load_state_dict(self, state: dict) -> None:
-        """Nothing to restore: the drop-path ramp follows the epoch, augmentation its generator."""
+        """The drop-path ramp follows the epoch, augmentation its generator and auto's choice."""
+        if self.auto_augment and "auto_augment" in state:
+            self.auto_augment.load_state_dict(state["auto_augment"])
+            self.augment = self.auto_augment.hook()
 
 
 def network_trainer(
@@ -435,6 +442,7 @@ def network_trainer(
     precision: str = "fp32",
     optimizer: str = "sgd",
     label_smoothing: float = 0.0,
+    auto_augment=None,
 ) -> Trainer:
     """The `Trainer` of a discrete network (see `train_network`)."""
     hooks = NetworkHooks(
@@ -447,6 +455,7 @@ def network_trainer(
         augment=augment,
         on_epoch=on_epoch,
         label_smoothing=label_smoothing,
+        auto_augment=auto_augment,
     )
     return Trainer(
         model,

@@ -355,19 +355,19 @@ class TrainConfig(_Section):
         None, ge=0, le=MAX_PIXELS, description="random-crop padding (None: H/8)"
     )
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
-    augment: Literal["default", "none", "natural", "rotation", "series"] = Field(
+    augment: Literal["default", "none", "natural", "rotation", "series", "auto"] = Field(
         "default",
         description="default: crop_padding/hflip/cutout as set; natural: crop H/8 + flips; "
-        "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none. Series: "
-        "default and none are no augmentation (a shift or gain can change what a series "
-        "means); series: random shift up to 10% of the length, scaling ±10%, jitter 0.03 std",
+        "rotation: any angle, both flips, shift 5%, zoom 1.1 (sky, microscopy); none; auto: "
+        "default until the network finds the data's symmetries, then natural or rotation as they "
+        "call for (`scinas.symmetry`). Series: default, none and auto are none (a shift can "
+        "change what a series means); series: shift ≤ 10% of the length, scale ±10%, jitter 0.03",
     )
     tta: list[Literal["hflip", "vflip", "rot90"]] = Field(
         [],
         max_length=3,
-        description="test-time views: predictions are averaged over the image and these "
-        "(mirrors, a quarter turn of square images), each one more forward pass; the lineage "
-        "search sets the symmetries it finds in the data (`scinas.symmetry`)",
+        description="test-time views: predictions averaged over the image and these (mirrors, a "
+        "quarter turn of square images), a pass each; set by the lineage and augment=auto",
     )
     max_samples: int | None = Field(
         None, ge=4, le=MAX_SAMPLES, description="subsample the training set"

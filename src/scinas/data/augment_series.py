@@ -20,7 +20,7 @@ import torch.nn.functional as F
 __all__ = ["SERIES_AUGMENTS", "SeriesAugment", "augment_series", "series_augment"]
 
 #: ``train.augment`` choices that make sense for series; the others are image augmentations.
-SERIES_AUGMENTS = ("default", "none", "series")
+SERIES_AUGMENTS = ("default", "none", "series", "auto")  # auto: nothing to probe, none
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ class Recipe:
             t.weight_decay,
             t.batch_size,
             t.label_smoothing,
-            t.augment,
+            "default" if t.augment == "auto" else t.augment,  # the lineage probes itself
         )
 
     def changes(self, t) -> dict:

@@ -2,13 +2,17 @@
 
     python benchmarks/record.py compare runs/cmp --setting "Fashion-MNIST, 600 s per method" \
         --command "scinas compare --data fashion-mnist --budget 600 --seeds 2"
+    python benchmarks/record.py compare default=runs/a auto=runs/b --setting ... --command ...
     python benchmarks/record.py nb201 runs/bench-evo runs/bench-rs \
         --setting "100 queries, 50 seeds" \
         --command "scinas bench nb201 --table T --strategy S --budget 100 --seeds 50"
 
-`scinas compare` writes compare.json and `scinas bench nb201` results.json; this turns them
-into ``benchmarks/results/<benchmark>-<setting>-<date>.json`` (scripts/render_tables.py then
-renders the tables). The command is given because the verbs do not keep their command line.
+Several compares (``LABEL=FOLDER``, e.g. the same method under two settings) become one table
+whose rows are named ``method (LABEL)``, with Welch's p of each row against the first folder's
+row of the same method. `scinas compare` writes compare.json and `scinas bench nb201`
+results.json; this turns them into ``benchmarks/results/<benchmark>-<setting>-<date>.json``
+(scripts/render_tables.py then renders the tables). The command is given because the verbs do
+not keep their command line.
 """
 
 from __future__ import annotations
@@ -26,6 +30,45 @@ def _read(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ResultError(f"{path}: cannot be read as JSON ({e})") from None
+
+
+def _compare(folder: Path) -> dict:
+    data = _read(folder / "compare.json")
+    if not data.get("complete", True):
+        raise ResultError(f"{folder / 'compare.json'}: the compare is unfinished (--resume it)")
+    return data
+
+
+def labelled_rows(folders: list[str]) -> tuple[list[str], list[list]]:
+    """``LABEL=FOLDER`` compares in one table: each method's rows by label, p against the
+    first label's row of the same method (Welch's t-test, `scinas.stats.welch`)."""
+    from scinas.stats import welch
+
+    pairs = []
+    for item in folders:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder:
+            raise ResultError(f"{item}: give several compares as LABEL=FOLDER")
+        pairs.append((label, _compare(Path(folder))))
+    first_label, first = pairs[0]
+    rows = []
+    for label, data in pairs:
+        for name, m in data["methods"].items():
+            base = first["methods"].get(name, {}).get("values", [])
+            p = None
+            if label != first_label and len(base) > 1 and len(m["values"]) > 1:
+                p = welch(m["values"], base)[1]
+            used = ", ".join(f"{s:.0f}" for s in m.get("used_seconds_per_seed", []))
+            rows.append(
+                [
+                    f"{name} ({label})",
+                    f"{m['mean']:.3f} ± {m['std']:.3f}",
+                    "–" if p is None else f"{p:.2g}",
+                    used,
+                ]
+            )
+    metric = first["metric"]
+    return ["method", f"test {metric}", f"p vs {first_label}", "used s per seed"], rows
 
 
 def compare_rows(folder: Path) -> tuple[list[str], list[list]]:
@@ -67,7 +110,7 @@ def nb201_rows(folders: list[Path]) -> tuple[list[str], list[list]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kind", choices=["compare", "nb201"])
-    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("folders", nargs="+", help="FOLDER, or LABEL=FOLDER for several compares")
     ap.add_argument("--setting", required=True, help="what was measured, e.g. data and budget")
     ap.add_argument("--command", required=True, help="the command that measured it")
     ap.add_argument("--notes")
@@ -76,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.kind == "compare":
-            if len(args.folders) != 1:
-                raise ResultError("compare: give one compare folder")
-            columns, rows = compare_rows(args.folders[0])
+            if len(args.folders) == 1 and "=" not in args.folders[0]:
+                columns, rows = compare_rows(Path(args.folders[0]))
+            else:
+                columns, rows = labelled_rows(args.folders)
             benchmark = "compare"
         else:
-            columns, rows = nb201_rows(args.folders)
+            columns, rows = nb201_rows([Path(f) for f in args.folders])
             benchmark = "nb201_blackbox"
         write_result(
             benchmark,

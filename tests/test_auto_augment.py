@@ -183,3 +183,19 @@ def test_auto_on_series_is_no_augmentation_and_probes_nothing(tmp_path):
     assert runs["auto"]["test"] == runs["default"]["test"]  # the same training, bit for bit
     events = (tmp_path / "auto" / "metrics.jsonl").read_text()
     assert "augment_probe" not in events and not (tmp_path / "auto" / "recipe.json").exists()
+
+
+def test_compare_says_what_auto_chose_for_a_baseline(tmp_path):
+    from scinas.compare import compare
+    from scinas.compare_summary import table
+
+    data = _mirrored_digits(tmp_path)
+    sets = [*TINY, f"data.dataset={data}", "train.augment=auto", "train.epochs=4"]
+    sets += ["train.max_samples=null", "train.steps_per_epoch=25", "compare.budget=null"]
+    res = compare(
+        build_config("tiny", overrides=sets), tmp_path / "cmp", seeds=1, methods=["resnet_tiny"]
+    )
+    (recipe,) = res["methods"]["resnet_tiny"]["recipe"].values()
+    saved = json.loads((tmp_path / "cmp" / "resnet_tiny" / "seed0" / "recipe.json").read_text())
+    assert recipe == saved and recipe["augment"] == "natural"
+    assert "resnet_tiny seed 0: recipe augment=natural" in table(res)

@@ -334,6 +334,8 @@ def test_tutorial_commands_run(tutorial, tmp_path):
 def test_a_compare_and_a_printed_table_become_result_files(tmp_path):
     import record
 
+    from scinas.stats import welch
+
     folder = tmp_path / "cmp"
     folder.mkdir()
     compare = {
@@ -362,6 +364,35 @@ def test_a_compare_and_a_printed_table_become_result_files(tmp_path):
     (folder / "compare.json").write_text(json.dumps(compare))
     assert record.main([*args, "--results", str(tmp_path / "other")]) == 2
     assert not (tmp_path / "other").exists()
+
+    # the same method under two settings, one table: rows by label, p against the first label
+    compare["complete"] = True
+    (folder / "compare.json").write_text(json.dumps(compare))
+    other = tmp_path / "cmp2"
+    other.mkdir()
+    compare["methods"]["resnet_tiny"]["values"] = [0.913, 0.916]
+    compare["methods"]["resnet_tiny"]["mean"], compare["methods"]["resnet_tiny"]["std"] = (
+        0.9145,
+        0.0021,
+    )
+    (other / "compare.json").write_text(json.dumps(compare))
+    two = [
+        "compare",
+        f"default={folder}",
+        f"auto={other}",
+        *args[2:],
+        "--results",
+        str(tmp_path / "two"),
+    ]
+    assert record.main(two) == 0
+    (path,) = (tmp_path / "two").glob("compare-*.json")
+    rows = json.loads(path.read_text())["figures"]["rows"]
+    assert [r[0] for r in rows] == [
+        "scinas (default)", "resnet_tiny (default)", "scinas (auto)", "resnet_tiny (auto)"
+    ]  # fmt: skip
+    p = welch([0.913, 0.916], [0.903, 0.905])[1]
+    assert rows[3][2] == f"{p:.2g}" and rows[2][2] == "1" and rows[0][2] == "–"
+    assert record.main(["compare", str(folder), f"auto={other}", *args[2:]]) == 2  # no label
 
     table = "| variant | test |\n|---|---|\n| default | 0.981 |\n| darts | 0.994 |\n"
     path = bench_results.write_table("robust_oneshot", "digits", table, out_dir=out)

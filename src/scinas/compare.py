@@ -224,6 +224,8 @@ def _run_one(name, seed, c, plans, root: Path, state, reporter) -> dict:
         "search_seconds": r.get("search_seconds"),
         **({"search_stopped": stopped} if (stopped := _search_stopped(path)) else {}),
         **({"lineage": lin} if (lin := _lineage(path)) else {}),
+        # train.augment=auto's choice (a lineage's recipe is in its record)
+        **({"recipe": r["recipe"]} if r.get("recipe") and not lin else {}),
     }
 
 

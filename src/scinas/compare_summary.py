@@ -43,6 +43,9 @@ class _State:
             lineages = {str(r["seed"]): r["lineage"] for r in ok if "lineage" in r}
             if lineages:
                 entry["lineage"] = lineages
+            recipes = {str(r["seed"]): r["recipe"] for r in ok if "recipe" in r}
+            if recipes:
+                entry["recipe"] = recipes
             stopped = {str(r["seed"]): r["search_stopped"] for r in ok if "search_stopped" in r}
             if stopped:
                 entry["search_stopped"] = stopped
@@ -139,6 +142,10 @@ def table(result: dict) -> str:
             )
         for seed, reason in failed.items():
             lines.append(f"  {name} seed {seed} failed: {reason}")
+        for seed, recipe in m.get("recipe", {}).items():  # train.augment=auto's choice
+            lines.append(
+                f"  {name} seed {seed}: recipe " + ", ".join(f"{k}={v}" for k, v in recipe.items())
+            )
         for seed, why in m.get("search_stopped", {}).items():
             lines.append(f"  {name} seed {seed}: {why}")
         for seed, lin in m.get("lineage", {}).items():

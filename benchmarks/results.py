@@ -69,6 +69,12 @@ BENCHMARKS: dict[str, dict] = {
         "about": "The derived network started from the supernet's weights against from scratch "
         "at the same compute.",
     },
+    "small_speed": {
+        "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
+        "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "
+        "warm-up: images per second, achieved GFLOP/s and its share of this machine's large 3×3 "
+        "convolution, and the ratio to scinas' default (eager, channels-last) in the same run.",
+    },
 }
 
 REQUIRED = ("benchmark", "setting", "date", "command", "commit", "machine", "figures")

@@ -14,12 +14,17 @@ from torch import nn
 import scinas
 from conftest import TINY
 from scinas.config import build_config
-from scinas.placement import Placement
 from scinas.symmetry import AutoAugment
 from scinas.tasks import Classification, make_task
-from scinas.train import network_trainer
 from test_symmetry import TopOrBottom, _mirrored_digits, _top_or_bottom
-from test_trainer import MemoryCheckpointer, interrupted, same, stop_at, without_seconds
+from test_trainer import (
+    MemoryCheckpointer,
+    interrupted,
+    network_trainer_for_test,
+    same,
+    stop_at,
+    without_seconds,
+)
 
 
 def _batches(x, y):
@@ -80,21 +85,9 @@ class DecidesAfterTheFirstEpoch(AutoAugment):
 
 
 def _trainer(checkpointer=None, track=None):
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (40, 1, 6, 6), dtype=torch.uint8, generator=g)
-    y = torch.arange(40) % 3
-    place = Placement(torch.device("cpu"), True, (100.0,), (60.0,))
-    model = place.module(
-        nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(4, 3),
-        )
-    )
-    aug = torch.Generator().manual_seed(2)
+    """test_trainer's network trainer, its augmentation chosen by a scripted auto."""
+    trainer = network_trainer_for_test(checkpointer, track)
+    aug = trainer.generators["augment"]
     scale = {"default": 0.1, "natural": 1.0}
 
     def make(name):  # each name its own augmentation, on the one generator
@@ -102,24 +95,8 @@ def _trainer(checkpointer=None, track=None):
 
     auto = DecidesAfterTheFirstEpoch(Classification(num_outputs=3), [], ["hflip"])
     auto.make = make
-    return network_trainer(
-        model,
-        Classification(num_outputs=3),
-        place.batches(x, y, 8, shuffle=True, seed=3),
-        place.batches(x, y, 16),
-        epochs=3,
-        lr=0.05,
-        lr_min=0.0,
-        momentum=0.9,
-        weight_decay=3e-4,
-        grad_clip=5.0,
-        augment=make("default"),
-        generators={"augment": aug},
-        checkpointer=checkpointer,
-        track=track,
-        steps_per_epoch=4,
-        auto_augment=auto,
-    )
+    trainer.hooks.auto_augment, trainer.hooks.augment = auto, make("default")
+    return trainer
 
 
 @pytest.mark.parametrize(

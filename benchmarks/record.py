@@ -39,6 +39,14 @@ def _compare(folder: Path) -> dict:
     return data
 
 
+def _row(name: str, m: dict, p: float | None) -> list:
+    """A method's row: mean ± std over the seeds, p, the seconds each seed used."""
+    if not m["values"]:
+        return [name, "failed on every seed", "–", "–"]
+    used = ", ".join(f"{s:.0f}" for s in m.get("used_seconds_per_seed", []))
+    return [name, f"{m['mean']:.3f} ± {m['std']:.3f}", "–" if p is None else f"{p:.2g}", used]
+
+
 def labelled_rows(folders: list[str]) -> tuple[list[str], list[list]]:
     """``LABEL=FOLDER`` compares in one table: each method's rows by label, p against the
     first label's row of the same method (Welch's t-test, `scinas.stats.welch`)."""
@@ -58,37 +66,17 @@ def labelled_rows(folders: list[str]) -> tuple[list[str], list[list]]:
             p = None
             if label != first_label and len(base) > 1 and len(m["values"]) > 1:
                 p = welch(m["values"], base)[1]
-            used = ", ".join(f"{s:.0f}" for s in m.get("used_seconds_per_seed", []))
-            rows.append(
-                [
-                    f"{name} ({label})",
-                    f"{m['mean']:.3f} ± {m['std']:.3f}",
-                    "–" if p is None else f"{p:.2g}",
-                    used,
-                ]
-            )
-    metric = first["metric"]
-    return ["method", f"test {metric}", f"p vs {first_label}", "used s per seed"], rows
+            rows.append(_row(f"{name} ({label})", m, p))
+    return ["method", f"test {first['metric']}", f"p vs {first_label}", "used s per seed"], rows
 
 
 def compare_rows(folder: Path) -> tuple[list[str], list[list]]:
     """The methods of a finished `scinas compare`: mean ± std, p against the reference, the
     seconds each seed used."""
-    data = _read(folder / "compare.json")
-    if not data.get("complete", True):
-        raise ResultError(f"{folder / 'compare.json'}: the compare is unfinished (--resume it)")
+    data = _compare(folder)
     reference = "scinas" if data.get("vs_scinas") else "darts"
     tests = data.get(f"vs_{reference}", {})
-    rows = []
-    for name, m in data["methods"].items():
-        if not m["values"]:
-            rows.append([name, "failed on every seed", "–", "–"])
-            continue
-        p = tests.get(name, {}).get("p")
-        used = ", ".join(f"{s:.0f}" for s in m.get("used_seconds_per_seed", []))
-        rows.append(
-            [name, f"{m['mean']:.3f} ± {m['std']:.3f}", "–" if p is None else f"{p:.2g}", used]
-        )
+    rows = [_row(name, m, tests.get(name, {}).get("p")) for name, m in data["methods"].items()]
     columns = ["method", f"test {data['metric']}", f"p vs {reference}", "used s per seed"]
     return columns, rows
 

@@ -20,6 +20,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
 
     python benchmarks/small_speed.py                     # every workload and variant
     python benchmarks/small_speed.py --no-compile --profile --json out.json
+    python benchmarks/small_speed.py --batchnorm         # BatchNorm, contiguous or channels-last
 """
 
 from __future__ import annotations
@@ -152,6 +153,32 @@ def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]
 
 
+def batchnorm_layouts(repeats: int = 20) -> list[dict]:
+    """BatchNorm2d forward + backward on a batch of 128, contiguous against channels-last, at
+    a narrow, a middle and a deep layer's shape: where the layout's cost depends on the width."""
+    rows = []
+    for channels, side in ((12, 28), (32, 32), (48, 7)):
+        times = {}
+        for layout in ("nchw", "channels-last"):
+            x = torch.randn(128, channels, side, side)
+            if layout == "channels-last":
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(True)
+            bn, grad = torch.nn.BatchNorm2d(channels), torch.randn_like(x)
+            for _ in range(3):
+                bn(x).backward(grad)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                bn(x).backward(grad)
+            times[layout] = (time.perf_counter() - started) / repeats
+        rows.append({"channels": channels, "side": side, **{k: v * 1e3 for k, v in times.items()}})
+        print(
+            f"BatchNorm2d {channels:3d}x{side}x{side}: {rows[-1]['nchw']:.2f} ms contiguous, "
+            f"{rows[-1]['channels-last']:.2f} ms channels-last (forward + backward)"
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -159,7 +186,12 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's two layouts")
     args = ap.parse_args()
+    if args.batchnorm:
+        torch.set_num_threads(args.threads)
+        batchnorm_layouts()
+        return
     torch.set_num_threads(args.threads)
     reference = conv_throughput("cpu")
     print(f"large 3x3 convolution: {reference / 1e9:.1f} GFLOP/s on {args.threads} threads")

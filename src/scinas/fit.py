@@ -53,13 +53,12 @@ def network_and_augment(s: SearchContext, genotype, t, aug_seed: int):
 def train_augment(t, input_hw, generator: torch.Generator):
     """The training augmentation of the train section ``t`` for inputs of ``input_hw``: ``(H,
     W)`` images, or ``(L,)`` series (`scinas.data.augment_series`: none unless asked for).
-    ``auto`` (`scinas.symmetry.AutoAugment`) starts as ``default``."""
-    name = "default" if t.augment == "auto" else t.augment
+    ``auto`` starts as ``default`` (`scinas.symmetry.AutoAugment` changes it as it trains)."""
     if len(input_hw) == 1:
-        return series_augment(name, generator)
+        return series_augment(t.augment, generator)
     H, W = input_hw
     return make_augment(
-        name,
+        t.augment,
         H,
         W,
         generator,
@@ -259,8 +258,6 @@ def low_fidelity_objective(s: SearchContext, *, on_epoch=None, checkpointer=None
             "batch_size": sc.batch_size,
             "auxiliary": False,
             "drop_path_prob": 0.0,
-            # a candidate's few epochs train with the default augmentation: no symmetry probe
-            "augment": "default" if t.augment == "auto" else t.augment,
             **(sizes or {}),
         }
     )

@@ -372,7 +372,7 @@ def make_augment(
     if name == "none" or height == width == 1:
         return None
     crop = crop_padding if crop_padding is not None else min(height, width) // 8
-    if name == "default":
+    if name in ("default", "auto"):  # auto starts as default (`scinas.symmetry.AutoAugment`)
         return partial(
             augment_batch,
             generator=generator,

@@ -59,7 +59,6 @@ def search_augment(cfg, height: int, width: int, generator: torch.Generator):
     connections (NAS-Bench-201: docs, concepts, "Robust one-shot search")."""
     s, t = cfg.search, cfg.train
     name = t.augment if s.augment == "default" else s.augment
-    name = "default" if name == "auto" else name  # train.augment=auto starts as default
     return make_augment(name, height, width, generator, crop_padding=t.crop_padding, hflip=t.hflip)
 
 

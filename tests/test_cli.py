@@ -67,6 +67,7 @@ def test_run_on_digits_writes_a_complete_run_directory(tmp_path):
     events = events[1:]
     assert [e["event"] for e in events] == ["search_epoch"] * 2 + [
         "undecided",
+        "augment_probe",  # train.augment=auto, after the one epoch
         "train_epoch",
         "test",
     ]

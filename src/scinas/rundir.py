@@ -67,6 +67,7 @@ RUN_FILES = frozenset(
         "model.pt",
         "predictions_test.npz",
         "results.json",
+        "recipe.json",
         "search_result.json",
         "budget.json",
         "lr_range.json",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import scinas_cli
+from scinas.errors import UserError
 from scinas.spaces import user_model
 
 # a user-style network for series and images alike: the convolution's dimension follows the
@@ -163,7 +164,7 @@ def test_a_grown_kernel_computes_what_the_network_computed(tmp_path, shape):
     arch = user_model.trust(_net(tmp_path) + ":build")
     net = user_model.build(arch, shape, 3)
     x = torch.randn(5, *shape)
-    steps = user_model.morphs(arch)
+    steps = [m for m in user_model.morphs(arch) if isinstance(m, user_model.KernelGrowth)]
     assert [m.name for m in steps] == ["kernel 0 5 -> 7", "kernel 3 3 -> 5"]
     for train in (False, True):  # BatchNorm on running and on batch statistics
         net.train(train)
@@ -182,6 +183,87 @@ def test_a_grown_kernel_computes_what_the_network_computed(tmp_path, shape):
     assert again == seven
 
 
+@pytest.mark.parametrize("shape", [(1, 40), (2, 8, 8)], ids=["series", "images"])
+def test_a_widened_convolution_computes_what_the_network_computed(tmp_path, shape):
+    import torch
+
+    arch = user_model.trust(_net(tmp_path) + ":build")
+    net = user_model.build(arch, shape, 3)
+    x = torch.randn(5, *shape)
+    widen = [m for m in user_model.morphs(arch) if isinstance(m, user_model.Widening)]
+    assert [m.name for m in widen] == ["widen 0 8 -> 16", "widen 3 16 -> 32"]
+    # the readers found in the graph: 0 -> BatchNorm 1 -> conv 3; 3 -> pool, flatten -> linear 7
+    assert [(m.readers.norms, m.readers.reader) for m in widen] == [(("1",), "3"), ((), "7")]
+    for train in (False, True):  # BatchNorm on running and on batch statistics
+        net.train(train)
+        for m in widen:
+            wide = m.apply(net, seed=1)
+            assert wide.training is train
+            assert torch.allclose(wide(x)[0], net(x)[0], atol=1e-5)
+            assert wide.net.get_submodule(m.path).out_channels == dict(m.target.widths)[m.path]
+    # a widened network widens again (its BatchNorm and reader follow), and its record reads back
+    first = widen[0]
+    again = [m for m in user_model.morphs(first.target) if m.name.startswith("widen 0")]
+    assert [m.name for m in again] == ["widen 0 16 -> 32"]
+    assert torch.allclose(again[0].apply(first.apply(net))(x)[0], net(x)[0], atol=1e-5)
+    assert user_model.UserModelArch.from_dict(json.loads(first.target.to_json())) == first.target
+    with pytest.raises(UserError, match="widths"):
+        user_model.UserModelArch.from_dict({**first.target.to_dict(), "widths": {"0": 0}})
+
+
+RESIDUAL_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, c, n):
+        super().__init__()
+        self.a = nn.Conv1d(c, 8, 3, padding=1)
+        self.b = nn.Conv1d(8, 8, 3, padding=1)
+        self.c = nn.Conv1d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, n)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = y + self.b(y)  # a's channels go to b and to the sum, b's to the sum
+        y = torch.relu(self.c(y))
+        return self.head(y.mean(-1))  # c's reach the head alone, through the mean
+
+
+class Branching(Net):
+    def forward(self, x):
+        return super().forward(x if x.sum() > 0 else -x)  # fx cannot trace a branch on values
+
+
+def build(input_shape, num_outputs):
+    return Net(input_shape[0], num_outputs)
+
+
+def branching(input_shape, num_outputs):
+    return Branching(input_shape[0], num_outputs)
+"""
+
+
+def test_only_a_convolution_read_by_one_layer_is_widened(tmp_path):
+    """A convolution whose channels join a residual sum keeps its width (the sum's other side
+    would not match); one that reaches the head through a mean over the positions widens. A
+    network fx cannot trace grows kernels only."""
+    import torch
+
+    spec = _net(tmp_path, RESIDUAL_NET)
+    arch = user_model.trust(spec + ":build")
+    net = user_model.build(arch, (1, 20), 2)
+    widen = [m for m in user_model.morphs(arch) if isinstance(m, user_model.Widening)]
+    assert [m.name for m in widen] == ["widen c 8 -> 16"]
+    x = torch.randn(4, 1, 20)
+    assert torch.allclose(widen[0].apply(net)(x)[0], net(x)[0], atol=1e-5)
+    branching = user_model.trust(spec + ":branching")
+    user_model.build(branching, (1, 20), 2)
+    names = [m.name for m in user_model.morphs(branching)]
+    assert names == ["kernel a 3 -> 5", "kernel b 3 -> 5", "kernel c 3 -> 5"]
+
+
 def test_searching_my_model_grows_its_kernels_and_trains_the_result(tmp_path, monkeypatch):
     # every challenger is judged, even once the validation split is all right (the ceiling stop
     # has its own test in test_lineage.py)
@@ -195,7 +277,7 @@ def test_searching_my_model_grows_its_kernels_and_trains_the_result(tmp_path, mo
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
-    assert len(moves) == 2 and all(m.startswith("kernel ") for m in moves), moves
+    assert len(moves) == 2 and all(m.startswith(("kernel ", "widen ")) for m in moves), moves
     geno = json.loads((out / "genotype.json").read_text())
     assert geno["name"] == "model" and geno["sha256"]
     user_model._TRUSTED.clear()

@@ -85,8 +85,8 @@ def _hpo(cfg: Config) -> Config:
 
 
 def _model_search(cfg: Config) -> Config:
-    """The lineage from your own network (``compare.model``): its kernels grown and its recipe
-    changed, at the search share of the budget."""
+    """The lineage from your own network (``compare.model``): its kernels grown, its
+    convolutions widened and its recipe changed, at the search share of the budget."""
     if cfg.compare.model is None:
         from .errors import UserError
 

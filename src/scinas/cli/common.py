@@ -352,8 +352,9 @@ MODEL_SEARCHES = ("lineage", "receptive")  # the strategies that search your own
 
 def _searching(set_: list[str] | None, model: str | None, strategy: str | None):
     """--model on run and search: the lineage from your network, growing its convolutions'
-    kernels and changing its recipe (`scinas.spaces.user_model`), or with --strategy receptive
-    its convolutions' kernel sizes and dilations searched in one training."""
+    kernels and widths and changing its recipe (`scinas.spaces.user_model`), or with
+    --strategy receptive its convolutions' kernel sizes and dilations searched in one
+    training."""
     if model is None:
         return set_
     if strategy not in (None, *MODEL_SEARCHES):

@@ -74,7 +74,8 @@ def run_cmd(
     """Search a cell, derive the genotype, retrain it from scratch and evaluate on the test set.
 
     With --model FILE.py:FUNCTION: search your own network instead (the lineage grows its
-    convolutions' kernels, function-preserving, and changes its training recipe; with
+    convolutions' kernels and doubles their channels, function-preserving, and changes its
+    training recipe; with
     --strategy receptive, its convolutions' kernel sizes and dilations are searched in one
     training).
 

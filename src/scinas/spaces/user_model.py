@@ -17,7 +17,7 @@ import hashlib
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from . import user_widths
 
 SPEC = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 # (SHA-256, function) -> the file the user named for it in this process
@@ -32,6 +33,7 @@ _TRUSTED: dict[tuple[str, str], Path] = {}
 _MODULES: dict[str, object] = {}  # loaded files, by SHA-256
 _CHECKED: set[tuple] = set()  # (SHA-256, function, kernels, input shape, outputs) checked
 _SHAPES: dict[tuple[str, str], tuple] = {}  # (SHA-256, function) -> (input shape, outputs) built
+_PLANS: dict[tuple, dict] = {}  # (SHA-256, function, input shape, outputs) -> widenable convs
 
 
 def is_spec(text: str) -> bool:
@@ -60,13 +62,17 @@ class UserModelArch:
     kernels: tuple[tuple[str, int], ...] = ()
     # receptive fields a receptive-field search chose: (module path, kernel, dilation), sorted
     convs: tuple[tuple[str, int, int], ...] = ()
+    # output channels the search gave convolutions: (module path, channels), sorted
+    widths: tuple[tuple[str, int], ...] = ()
 
     @property
     def spec(self) -> str:
         return f"{self.file}:{self.function}"
 
     def __str__(self) -> str:
-        grown = ", ".join(f"{p} k{k}" for p, k in self.kernels)
+        grown = ", ".join(
+            [f"{p} k{k}" for p, k in self.kernels] + [f"{p} w{w}" for p, w in self.widths]
+        )
         name = f"{Path(self.file).name}:{self.function}" + (f" ({grown})" if grown else "")
         return name + receptive_summary(self.convs)
 
@@ -80,22 +86,38 @@ class UserModelArch:
         }
         if self.kernels:
             d["kernels"] = dict(self.kernels)
+        if self.widths:
+            d["widths"] = dict(self.widths)
         return {**d, **convs_dict(self.convs)}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "architecture") -> UserModelArch:
-        kernels = d.get("kernels", {})
+        kernels, widths = d.get("kernels", {}), d.get("widths", {})
+
+        def counts(m, ok) -> bool:
+            return isinstance(m, dict) and all(
+                isinstance(v, int) and not isinstance(v, bool) and ok(v) for v in m.values()
+            )
+
         if not all(isinstance(d.get(k), str) for k in ("file", "function", "sha256")) or not (
-            isinstance(kernels, dict)
-            and all(isinstance(k, int) and k > 0 and k % 2 for k in kernels.values())
+            counts(kernels, lambda k: k > 0 and k % 2)
+            and counts(widths, lambda w: 1 <= w <= user_widths.MAX_WIDTH)
         ):
             raise UserError(
                 f"{source}: your own network is "
                 '{"space": "baseline", "name": "model", "file": ..., "function": ..., '
-                '"sha256": ..., "kernels": {MODULE: ODD SIZE} (optional)}.'
+                '"sha256": ..., "kernels": {MODULE: ODD SIZE} (optional), "widths": {MODULE: '
+                f"CHANNELS up to {user_widths.MAX_WIDTH}}} (optional)}}."
             )
         convs = parse_convs(d, source)
-        return cls(d["file"], d["function"], d["sha256"], tuple(sorted(kernels.items())), convs)
+        return cls(
+            d["file"],
+            d["function"],
+            d["sha256"],
+            tuple(sorted(kernels.items())),
+            convs,
+            tuple(sorted(widths.items())),
+        )
 
     def to_json(self, path=None) -> str:
         import json
@@ -222,6 +244,23 @@ class UserNetwork(nn.Module):
 def build(arch: UserModelArch, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """The user's network for inputs of ``input_shape`` (C, *sizes) and ``num_outputs``, checked
     to take a batch of that shape and return ``(N, num_outputs)``."""
+    fn = _function(arch)
+    shape = tuple(int(s) for s in input_shape)
+    _SHAPES[(arch.sha256, arch.function)] = (shape, num_outputs)
+    key = (arch.sha256, arch.function, arch.kernels, arch.widths, shape, num_outputs)
+    if key not in _CHECKED:
+        # once, on the CPU, even when the checks before a run build on the meta device: a
+        # network that cannot take the data is refused before the run directory exists
+        with torch.device("cpu"):
+            net = _grown(arch, _call(arch, fn, shape, num_outputs), shape, num_outputs)
+            _check_forward(arch, net, shape, num_outputs)
+        _CHECKED.add(key)
+    net = _grown(arch, _call(arch, fn, shape, num_outputs), shape, num_outputs)
+    return UserNetwork(net, shape, num_outputs)
+
+
+def _function(arch: UserModelArch):
+    """The function of the user's file that builds the network."""
     path = _path(arch)
     fn = getattr(_module(arch, path), arch.function, None)
     if not callable(fn):
@@ -232,17 +271,7 @@ def build(arch: UserModelArch, input_shape: tuple[int, ...], num_outputs: int) -
             + (f" (it defines: {', '.join(found)})" if found else "")
             + "."
         )
-    shape = tuple(int(s) for s in input_shape)
-    _SHAPES[(arch.sha256, arch.function)] = (shape, num_outputs)
-    key = (arch.sha256, arch.function, arch.kernels, shape, num_outputs)
-    if key not in _CHECKED:
-        # once, on the CPU, even when the checks before a run build on the meta device: a
-        # network that cannot take the data is refused before the run directory exists
-        with torch.device("cpu"):
-            net = _grown(arch, _call(arch, fn, shape, num_outputs))
-            _check_forward(arch, net, shape, num_outputs)
-        _CHECKED.add(key)
-    return UserNetwork(_grown(arch, _call(arch, fn, shape, num_outputs)), shape, num_outputs)
+    return fn
 
 
 def _call(arch: UserModelArch, fn, shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -307,21 +336,12 @@ def _with_kernel(conv: nn.Module, k: int) -> nn.Module:
     the output keeps its size."""
     grow = (k - conv.kernel_size[0]) // 2
     padding = tuple(p + grow * d for p, d in zip(conv.padding, conv.dilation, strict=True))
-    return type(conv)(
-        conv.in_channels,
-        conv.out_channels,
-        k,
-        stride=conv.stride,
-        padding=padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-    )
+    return user_widths.conv_like(conv, kernel=k, padding=padding)
 
 
-def _grown(arch: UserModelArch, net: nn.Module) -> nn.Module:
-    """``net`` with the kernel sizes ``arch`` changed (the rest as the user's file builds it)."""
+def _grown(arch: UserModelArch, net: nn.Module, shape: tuple, num_outputs: int) -> nn.Module:
+    """``net`` with the kernel sizes and widths ``arch`` changed (the rest as the user's file
+    builds it)."""
     for path, k in arch.kernels:
         try:
             conv = net.get_submodule(path)
@@ -330,9 +350,28 @@ def _grown(arch: UserModelArch, net: nn.Module) -> nn.Module:
                 f"--model {arch.spec}: the network has no module {path!r} to give a kernel of "
                 f"{k}: the file builds another network than the one searched."
             ) from None
-        parent, _, name = path.rpartition(".")
-        setattr(net.get_submodule(parent) if parent else net, name, _with_kernel(conv, k))
+        user_widths.set_module(net, path, _with_kernel(conv, k))
+    if arch.widths:
+        found = widenable(arch, shape, num_outputs)
+        missing = [p for p, _ in arch.widths if p not in found]
+        if missing:
+            raise UserError(
+                f"--model {arch.spec}: the network has no convolution {missing[0]!r} that can be "
+                "widened: the file builds another network than the one searched."
+            )
+        net = user_widths.resize(net, dict(arch.widths), found)
     return net
+
+
+def widenable(arch: UserModelArch, shape: tuple, num_outputs: int) -> dict:
+    """The convolutions of the file's network that can be widened (`user_widths.plan`), traced
+    once on the CPU."""
+    key = (arch.sha256, arch.function, shape, num_outputs)
+    if key not in _PLANS:
+        with torch.device("cpu"):
+            base = _call(arch, _function(arch), shape, num_outputs)
+            _PLANS[key] = user_widths.plan(base, shape)
+    return _PLANS[key]
 
 
 @dataclass(frozen=True)
@@ -363,20 +402,45 @@ class KernelGrowth:
         return new
 
 
-def morphs(arch: UserModelArch) -> list[KernelGrowth]:
+@dataclass(frozen=True)
+class Widening:
+    """One convolution's output channels doubled (`user_widths`): the network computes exactly
+    what it did."""
+
+    name: str
+    source: UserModelArch
+    target: UserModelArch
+    path: str
+    readers: user_widths.Readers
+
+    def apply(self, net: UserNetwork, seed: int = 0) -> UserNetwork:
+        first = next(net.parameters())
+        new = build(self.target, net.input_shape, net.num_outputs).to(first.device)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(seed)
+            user_widths.fill(net.net, new.net, self.path, self.readers, gen)
+        new.train(net.training)
+        return new
+
+
+def morphs(arch: UserModelArch) -> list[KernelGrowth | Widening]:
     """Every one-kernel growth of ``arch`` (as last built: its input shape and outputs) up to
-    `MAX_KERNEL`."""
+    `MAX_KERNEL`, and every convolution's widening to twice its channels up to
+    `user_widths.MAX_WIDTH`."""
     shape, n = _SHAPES[(arch.sha256, arch.function)]
     with torch.device("meta"):
         net = build(arch, shape, n)
-    out = []
-    size = dict(arch.kernels)
+    out: list[KernelGrowth | Widening] = []
+    size, width = dict(arch.kernels), dict(arch.widths)
     for path, conv in convs(net.net):
         k = conv.kernel_size[0]
         if k + 2 > MAX_KERNEL[len(conv.kernel_size)]:
             continue
-        target = UserModelArch(
-            arch.file, arch.function, arch.sha256, tuple(sorted({**size, path: k + 2}.items()))
-        )
+        target = replace(arch, kernels=tuple(sorted({**size, path: k + 2}.items())))
         out.append(KernelGrowth(f"kernel {path} {k} -> {k + 2}", arch, target, path))
+    for path, readers in widenable(arch, shape, n).items():
+        c = net.net.get_submodule(path).out_channels
+        if 2 * c <= user_widths.MAX_WIDTH:
+            target = replace(arch, widths=tuple(sorted({**width, path: 2 * c}.items())))
+            out.append(Widening(f"widen {path} {c} -> {2 * c}", arch, target, path, readers))
     return out

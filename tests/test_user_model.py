@@ -157,23 +157,31 @@ def test_compare_reports_my_model_as_a_baseline(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-@pytest.mark.parametrize("shape", [(1, 40), (2, 8, 8)], ids=["series", "images"])
-def test_a_grown_kernel_computes_what_the_network_computed(tmp_path, shape):
+def _morphs_keep_the_function(arch, shape, kind, atol: float):
+    """The network of ``arch``, an input batch and its morphs of ``kind``, each checked to
+    compute what the network computes, with BatchNorm on running and on batch statistics."""
     import torch
 
-    arch = user_model.trust(_net(tmp_path) + ":build")
     net = user_model.build(arch, shape, 3)
     x = torch.randn(5, *shape)
-    steps = [m for m in user_model.morphs(arch) if isinstance(m, user_model.KernelGrowth)]
-    assert [m.name for m in steps] == ["kernel 0 5 -> 7", "kernel 3 3 -> 5"]
-    for train in (False, True):  # BatchNorm on running and on batch statistics
+    steps = [m for m in user_model.morphs(arch) if isinstance(m, kind)]
+    for train in (False, True):
         net.train(train)
         for m in steps:
-            grown = m.apply(net)
-            assert grown.training is train
-            assert torch.allclose(grown(x)[0], net(x)[0], atol=1e-6)
-            conv = grown.net.get_submodule(m.path)
-            assert conv.kernel_size[0] == dict(m.target.kernels)[m.path]
+            new = m.apply(net, seed=1)
+            assert new.training is train
+            assert torch.allclose(new(x)[0], net(x)[0], atol=atol), m.name
+    return net, x, steps
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (2, 8, 8)], ids=["series", "images"])
+def test_a_grown_kernel_computes_what_the_network_computed(tmp_path, shape):
+    arch = user_model.trust(_net(tmp_path) + ":build")
+    net, _, steps = _morphs_keep_the_function(arch, shape, user_model.KernelGrowth, atol=1e-6)
+    assert [m.name for m in steps] == ["kernel 0 5 -> 7", "kernel 3 3 -> 5"]
+    for m in steps:
+        conv = m.apply(net).net.get_submodule(m.path)
+        assert conv.kernel_size[0] == dict(m.target.kernels)[m.path]
     # the largest kernel is not grown further (images: 7), and the record reads back
     seven = user_model.UserModelArch(arch.file, arch.function, arch.sha256, (("0", 7),))
     user_model.build(seven, shape, 3)
@@ -188,19 +196,13 @@ def test_a_widened_convolution_computes_what_the_network_computed(tmp_path, shap
     import torch
 
     arch = user_model.trust(_net(tmp_path) + ":build")
-    net = user_model.build(arch, shape, 3)
-    x = torch.randn(5, *shape)
-    widen = [m for m in user_model.morphs(arch) if isinstance(m, user_model.Widening)]
+    net, x, widen = _morphs_keep_the_function(arch, shape, user_model.Widening, atol=1e-5)
     assert [m.name for m in widen] == ["widen 0 8 -> 16", "widen 3 16 -> 32"]
     # the readers found in the graph: 0 -> BatchNorm 1 -> conv 3; 3 -> pool, flatten -> linear 7
     assert [(m.readers.norms, m.readers.reader) for m in widen] == [(("1",), "3"), ((), "7")]
-    for train in (False, True):  # BatchNorm on running and on batch statistics
-        net.train(train)
-        for m in widen:
-            wide = m.apply(net, seed=1)
-            assert wide.training is train
-            assert torch.allclose(wide(x)[0], net(x)[0], atol=1e-5)
-            assert wide.net.get_submodule(m.path).out_channels == dict(m.target.widths)[m.path]
+    for m in widen:
+        wide = m.apply(net).net.get_submodule(m.path)
+        assert wide.out_channels == dict(m.target.widths)[m.path]
     # a widened network widens again (its BatchNorm and reader follow), and its record reads back
     first = widen[0]
     again = [m for m in user_model.morphs(first.target) if m.name.startswith("widen 0")]
@@ -209,6 +211,10 @@ def test_a_widened_convolution_computes_what_the_network_computed(tmp_path, shap
     assert user_model.UserModelArch.from_dict(json.loads(first.target.to_json())) == first.target
     with pytest.raises(UserError, match="widths"):
         user_model.UserModelArch.from_dict({**first.target.to_dict(), "widths": {"0": 0}})
+    # a record that widens what the file does not build (a ReLU) names it
+    relu = user_model.UserModelArch.from_dict({**arch.to_dict(), "widths": {"2": 16}})
+    with pytest.raises(UserError, match="no convolution '2' that can be widened"):
+        user_model.build(relu, shape, 3)
 
 
 RESIDUAL_NET = """

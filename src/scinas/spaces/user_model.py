@@ -31,7 +31,7 @@ SPEC = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 # (SHA-256, function) -> the file the user named for it in this process
 _TRUSTED: dict[tuple[str, str], Path] = {}
 _MODULES: dict[str, object] = {}  # loaded files, by SHA-256
-_CHECKED: set[tuple] = set()  # (SHA-256, function, kernels, input shape, outputs) checked
+_CHECKED: set[tuple] = set()  # (SHA-256, function, kernels, widths, input shape, outputs)
 _SHAPES: dict[tuple[str, str], tuple] = {}  # (SHA-256, function) -> (input shape, outputs) built
 _PLANS: dict[tuple, dict] = {}  # (SHA-256, function, input shape, outputs) -> widenable convs
 

@@ -76,18 +76,14 @@ def symmetrised(network: nn.Module, views: Sequence[str], task) -> nn.Module:
 
 
 @torch.no_grad()
-def probe(
-    net: nn.Module, batches, task, constant: torch.Tensor | None, views: Sequence[str], z: float
-) -> dict[str, dict]:
+def probe(net: nn.Module, batches, task, views: Sequence[str], z: float) -> dict[str, dict]:
     """For each view: the mean per-sample loss increase on the transformed split, its standard
-    error, the network's margin over a constant output (``constant``: its per-sample losses;
-    None: those of zero outputs), and whether the view is a symmetry: an increase within z
-    errors of none (a weak network sees a real asymmetry as a small one), and below
-    TOLERANCE·margin with them."""
+    error, the network's margin over a constant (zero) output, and whether the view is a
+    symmetry: an increase within z errors of none (a weak network sees a real asymmetry as a
+    small one), and below TOLERANCE·margin with them."""
     plain_out, targets = predict(net, batches)
     plain = task.sample_losses(plain_out, targets)
-    if constant is None:
-        constant = task.sample_losses(torch.zeros_like(plain_out), targets)
+    constant = task.sample_losses(torch.zeros_like(plain_out), targets)
     margin = float(constant.double().mean() - plain.double().mean())
     found = {}
     for v in views:
@@ -144,7 +140,7 @@ class AutoAugment:
         changes now."""
         if self.decided:
             return False
-        found = probe(model, self.val_batches, self.task, None, self.views, self.z)
+        found = probe(model, self.val_batches, self.task, self.views, self.z)
         margin = next(iter(found.values()))["margin"]
         settled = all(
             f["symmetry"] or f["loss_increase"] > self.z * f["noise"] for f in found.values()

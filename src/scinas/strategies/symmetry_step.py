@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-import torch
-
 from ..symmetry import augment_for, possible, probe
 from .branch import Branch, Progress
 
@@ -28,11 +26,7 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
     started = time.perf_counter()
     lineage.train(inc, p.seg, seed=lineage.cfg.seed * 7919 + 7)
     p.scores, p.metrics = lineage.score(inc.net)
-    val_y = lineage.ctx.data.val.y.cpu()  # a constant output's losses: the margin's zero
-    constant = lineage.task.sample_losses(
-        torch.zeros(len(val_y), lineage.ctx.data.num_outputs), val_y
-    )
-    found = probe(inc.net, lineage.val, lineage.task, constant, views, lineage.s.noise_z)
+    found = probe(inc.net, lineage.val, lineage.task, views, lineage.s.noise_z)
     p.views = [v for v in views if found[v]["symmetry"]]
     before = inc.recipe.augment
     if "augment" in lineage.s.recipe_dims:

@@ -171,6 +171,9 @@ def test_on_data_mirrored_by_construction_the_lineage_finds_the_mirror_and_uses_
     # copies are under the left-right mirror
     assert sym["symmetries"] == ["hflip"], sym
     assert sym["augment"] == ["default", "natural"]
+    # an epoch (4 steps) is shorter than the floor: the step looks when the floor ends
+    (floor,) = [e for e in events if e["event"] == "lineage_floor"]
+    assert sym["looks"] == 1 and sym["steps"] == 0 and sym["at_step"] == floor["steps"]
     recipe = json.loads((run / "recipe.json").read_text())
     assert recipe["augment"] == "natural" and recipe["tta"] == ["hflip"]
     # results: the figures with the views and without them; the trained network kept the view
@@ -226,6 +229,22 @@ def test_the_trained_network_drops_the_views_that_raise_its_validation_loss():
         SimpleNamespace(task=task), TopOrBottomAndMore(), ["vflip"], batches, z=1e6
     )
     assert kept == ["vflip"]
+
+
+def test_the_lineage_looks_for_symmetries_when_auto_would_after_the_first_epoch(
+    tmp_path, monkeypatch
+):
+    # the start's first epoch (60 steps) ends after its floor (40 steps on these digits): the
+    # first look is there, as `train.augment=auto`'s in the start's own training; a view left
+    # undecided is looked at once more, a segment (150 steps) later
+    _run(tmp_path, monkeypatch, "train.steps_per_epoch=60", data=_mirrored_digits(tmp_path))
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    (floor,) = [e for e in events if e["event"] == "lineage_floor"]
+    (sym,) = [e for e in events if e["event"] == "lineage_symmetry"]
+    assert floor["steps"] < 60
+    assert sym["at_step"] == {1: 60, 2: 60 + 150}[sym["looks"]]
+    assert sym["steps"] == sym["at_step"] - floor["steps"]
+    assert sym["symmetries"] == ["hflip"]
 
 
 def test_no_symmetry_step_when_switched_off(tmp_path, monkeypatch):

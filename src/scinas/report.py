@@ -112,8 +112,9 @@ def _lineage(events: list[dict], results: dict) -> list[str]:
     symmetry = next((e for e in events if e.get("event") == "lineage_symmetry"), None)
     if symmetry is not None:
         parts.append(
-            f"<p>Symmetries of the data, after {symmetry['steps']} more steps (the validation "
-            "loss on transformed images against the images themselves):</p>"
+            f"<p>Symmetries of the data, after {symmetry.get('at_step', symmetry['steps'])} "
+            "steps (the validation loss on transformed images against the images "
+            "themselves):</p>"
         )
         body = [
             f"<td>{html.escape(v)}</td>"

@@ -100,6 +100,15 @@ def probe(net: nn.Module, batches, task, views: Sequence[str], z: float) -> dict
     return found
 
 
+def decided(found: dict[str, dict], z: float) -> bool:
+    """Whether a `probe` decided every view: the network beats a constant output, and each view
+    is a symmetry or raises the loss beyond ``z`` errors."""
+    margin = next(iter(found.values()))["margin"]
+    return margin > 0 and all(
+        f["symmetry"] or f["loss_increase"] > z * f["noise"] for f in found.values()
+    )
+
+
 def augment_for(symmetries: Sequence[str], current: str) -> str:
     """The augmentation family for the found symmetries: any orientation (``rotation``) when
     both mirrors and the quarter turn are, ``natural`` (crop + mirror) when the left-right
@@ -142,11 +151,8 @@ class AutoAugment:
             return False
         found = probe(model, self.val_batches, self.task, self.views, self.z)
         margin = next(iter(found.values()))["margin"]
-        settled = all(
-            f["symmetry"] or f["loss_increase"] > self.z * f["noise"] for f in found.values()
-        )
         last = 2 * epoch >= epochs
-        if margin <= 0 or not (settled or last):
+        if margin <= 0 or not (decided(found, self.z) or last):
             self._log(epoch, found, None)
             return False
         self.decided_at = epoch

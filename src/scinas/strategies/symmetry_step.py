@@ -1,32 +1,47 @@
 """The lineage's symmetry step (`scinas.strategies.lineage`, `scinas.symmetry`).
 
-Once the start scores above chance it trains one more segment, then its validation loss on
-mirrored and turned images says which of them are symmetries of the data. Those choose the
-augmentation (`symmetry.augment_for`) without a challenger: an augmentation judged at a
-segment's horizon loses to none, because it slows the fit of the training data and pays only
-over the long training that follows (short-horizon bias). They also become the final
-network's test-time views."""
+Once the start scores above chance, its validation loss on mirrored and turned images says
+which of them are symmetries of the data. It looks when `train.augment=auto` does in the
+start's own training, after the first epoch of steps (a segment, if an epoch is longer), so
+the lineage starts from the recipe its start trains with alone; views the look leaves
+undecided are looked at again after one more segment. The symmetries choose the augmentation
+(`symmetry.augment_for`) without a challenger: an augmentation judged at a segment's horizon
+loses to none, because it slows the fit of the training data and pays only over the long
+training that follows (short-horizon bias). They also become the final network's test-time
+views."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 
-from ..symmetry import augment_for, possible, probe
+from ..symmetry import augment_for, decided, possible, probe
 from .branch import Branch, Progress
+
+LOOKS = 2  # the first epoch's look, and one more segment's for views it left undecided
 
 
 def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
-    """Train ``inc`` for one segment, probe the data's symmetries with it, and record them in
-    ``p`` (``p.views``: the views found; its scores and metrics: the incumbent's after the
-    segment); ``inc``'s augmentation changes where they call for it."""
+    """Train ``inc`` to the end of its first epoch, probe the data's symmetries with it, and
+    record them in ``p`` (``p.views``: the views found; its scores and metrics: the
+    incumbent's after the step); ``inc``'s augmentation changes where they call for it."""
     views = possible(lineage.ctx.data.input_shape)
     if not views:
         return
-    started = time.perf_counter()
-    lineage.train(inc, p.seg, seed=lineage.cfg.seed * 7919 + 7)
-    p.scores, p.metrics = lineage.score(inc.net)
-    found = probe(inc.net, lineage.val, lineage.task, views, lineage.s.noise_z)
+    started, trained = time.perf_counter(), 0
+    full = math.ceil(len(lineage.x) / min(inc.recipe.batch_size, len(lineage.x)))
+    epoch = min(full, lineage.cfg.train.steps_per_epoch or full)  # the trainer's epoch
+    for look in range(LOOKS):
+        steps = min(p.seg, max(0, epoch - inc.steps)) if look == 0 else p.seg
+        if steps:
+            lineage.train(inc, steps, seed=lineage.cfg.seed * 7919 + 7 + look)
+            trained += steps
+        found = probe(inc.net, lineage.val, lineage.task, views, lineage.s.noise_z)
+        if decided(found, lineage.s.noise_z):
+            break
+    if trained:
+        p.scores, p.metrics = lineage.score(inc.net)
     p.views = [v for v in views if found[v]["symmetry"]]
     before = inc.recipe.augment
     if "augment" in lineage.s.recipe_dims:
@@ -34,7 +49,9 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
     lineage.log_event(
         {
             "event": "lineage_symmetry",
-            "steps": p.seg,
+            "steps": trained,
+            "at_step": inc.steps,
+            "looks": look + 1,
             "views": found,
             "symmetries": p.views,
             "augment": [before, inc.recipe.augment],

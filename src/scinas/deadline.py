@@ -61,10 +61,11 @@ class DeadlinePlanning:
         # ResNet-10 doubled it); the steps stop that much earlier (the one-batch timing before
         # the run was 1.9x off for it)
         self.finish_seconds = self.finish_passes * validating
-        # train.augment=auto's test-time views: a test pass each, and their check on validation
-        auto = getattr(self.hooks, "auto_augment", None)
-        if auto is not None and auto.symmetries and self.finish_passes:
-            self.finish_seconds = (self.finish_passes + 1) * (1 + len(auto.symmetries)) * validating
+        # test-time views (train.tta, or those train.augment=auto finds): a test pass each,
+        # and their check on validation
+        views = self.finish_views()
+        if views and self.finish_passes:
+            self.finish_seconds = (self.finish_passes + 1) * (1 + views) * validating
         left -= self.finish_seconds
 
         def seconds_for(epoch: int) -> float:

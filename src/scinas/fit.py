@@ -142,6 +142,7 @@ def fit(
     on_event=None,
     deadline: float | None = None,
     finish_passes: float = 0.0,
+    finish_views=None,
     auto_augment=None,
 ) -> tuple[torch.nn.Module, list[EpochStats]]:
     """Build the network of ``genotype`` at the sizes of ``t`` (a TrainConfig) and train it from
@@ -150,7 +151,8 @@ def fit(
     ``init_state``: weights to start from instead of the fresh initialisation (a multi-fidelity
     search's winner, `scinas.strategies.fidelity`); ``init``, ``on_event``: `trainer_for`'s;
     ``deadline``: no step starts after it (`scinas.train.Trainer.deadline`), less the time of
-    ``finish_passes`` validation passes as the epochs measure them (the testing after it);
+    ``finish_passes`` validation passes as the epochs measure them (the testing after it),
+    each times the test-time views ``finish_views()`` says the testing will average;
     ``auto_augment``: `trainer_for`'s."""
     trainer = trainer_for(
         s,
@@ -171,6 +173,8 @@ def fit(
     if s.resume:
         trainer.resume()
     trainer.deadline, trainer.finish_passes = deadline, finish_passes
+    if finish_views is not None:
+        trainer.finish_views = finish_views
     return trainer.model, [EpochStats(**h) for h in trainer.run()]
 
 

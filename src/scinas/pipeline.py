@@ -201,6 +201,8 @@ def _train(
         on_event=lambda event: log_event(replace(s, run=run), event),
         deadline=deadline,
         finish_passes=finish_passes,
+        # the views testing averages: train.tta (set, or found by the search), else auto's
+        finish_views=lambda: len(t.tta) if t.tta else len(auto.symmetries) if auto else 0,
         auto_augment=auto,
     )
     train_seconds = time.perf_counter() - t_start

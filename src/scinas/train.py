@@ -154,6 +154,7 @@ class Trainer(DivergenceGuard, DeadlinePlanning):
         # the work after training that a deadline keeps time for, in validation passes (the
         # test split's, `scinas compare`), and its seconds as measured from the epochs so far
         self.finish_passes, self.finish_seconds = 0.0, 0.0
+        self.finish_views = lambda: 0  # the test-time views that testing will average, so far
         self.epoch_ends: list[float] = []  # perf_counter instants, for `fit_to_deadline`
         # (seconds in the step loop, steps, seconds validating) of each epoch since then, for
         # `fit_to_deadline`

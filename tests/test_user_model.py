@@ -199,10 +199,12 @@ def test_a_widened_convolution_computes_what_the_network_computed(tmp_path, shap
     net, x, widen = _morphs_keep_the_function(arch, shape, user_model.Widening, atol=1e-5)
     assert [m.name for m in widen] == ["widen 0 8 -> 16", "widen 3 16 -> 32"]
     # the readers found in the graph: 0 -> BatchNorm 1 -> conv 3; 3 -> pool, flatten -> linear 7
-    assert [(m.readers.norms, m.readers.reader) for m in widen] == [(("1",), "3"), ((), "7")]
+    groups = [(m.group.writers, m.group.norms, m.group.readers) for m in widen]
+    assert groups == [(("0",), ("1",), ("3",)), (("3",), (), ("7",))]
     for m in widen:
-        wide = m.apply(net).net.get_submodule(m.path)
-        assert wide.out_channels == dict(m.target.widths)[m.path]
+        (path,) = m.group.writers
+        wide = m.apply(net).net.get_submodule(path)
+        assert wide.out_channels == dict(m.target.widths)[path]
     # a widened network widens again (its BatchNorm and reader follow), and its record reads back
     first = widen[0]
     again = [m for m in user_model.morphs(first.target) if m.name.startswith("widen 0")]
@@ -237,6 +239,12 @@ class Net(nn.Module):
         return self.head(y.mean(-1))  # c's reach the head alone, through the mean
 
 
+class Gated(Net):
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        return self.head(torch.cat([y, self.b(y)], 1).mean(-1)[:, :8])  # a concatenation
+
+
 class Branching(Net):
     def forward(self, x):
         return super().forward(x if x.sum() > 0 else -x)  # fx cannot trace a branch on values
@@ -248,22 +256,39 @@ def build(input_shape, num_outputs):
 
 def branching(input_shape, num_outputs):
     return Branching(input_shape[0], num_outputs)
+
+
+def gated(input_shape, num_outputs):
+    return Gated(input_shape[0], num_outputs)
 """
 
 
-def test_only_a_convolution_read_by_one_layer_is_widened(tmp_path):
-    """A convolution whose channels join a residual sum keeps its width (the sum's other side
-    would not match); one that reaches the head through a mean over the positions widens. A
-    network fx cannot trace grows kernels only."""
+def test_convolutions_whose_outputs_add_up_widen_together(tmp_path):
+    """The two sides of a residual sum (a, and b, which reads the sum's stream and writes into
+    it) widen as one group, b's outputs copied and its inputs split; c, read by the head through
+    a mean over the positions, alone. The widened networks compute what the network did, and
+    a record that gives a and b different widths is refused. Channels that reach a
+    concatenation keep their width; a network fx cannot trace grows kernels only."""
     import torch
 
     spec = _net(tmp_path, RESIDUAL_NET)
     arch = user_model.trust(spec + ":build")
     net = user_model.build(arch, (1, 20), 2)
     widen = [m for m in user_model.morphs(arch) if isinstance(m, user_model.Widening)]
-    assert [m.name for m in widen] == ["widen c 8 -> 16"]
+    assert [m.name for m in widen] == ["widen a,b 8 -> 16", "widen c 8 -> 16"]
+    assert widen[0].group.readers == ("b", "c")
     x = torch.randn(4, 1, 20)
-    assert torch.allclose(widen[0].apply(net)(x)[0], net(x)[0], atol=1e-5)
+    for train in (False, True):
+        net.train(train)
+        for m in widen:
+            assert torch.allclose(m.apply(net, seed=3)(x)[0], net(x)[0], atol=1e-5), m.name
+    assert dict(widen[0].target.widths) == {"a": 16, "b": 16}
+    odd = user_model.UserModelArch.from_dict({**arch.to_dict(), "widths": {"a": 16}})
+    with pytest.raises(UserError, match="a, b add up their outputs.*16, 8"):
+        user_model.build(odd, (1, 20), 2)
+    gated = user_model.trust(spec + ":gated")
+    user_model.build(gated, (1, 20), 2)
+    assert [m.name for m in user_model.morphs(gated) if m.name.startswith("widen")] == []
     branching = user_model.trust(spec + ":branching")
     user_model.build(branching, (1, 20), 2)
     names = [m.name for m in user_model.morphs(branching)]

@@ -359,7 +359,16 @@ def _grown(arch: UserModelArch, net: nn.Module, shape: tuple, num_outputs: int) 
                 f"--model {arch.spec}: the network has no convolution {missing[0]!r} that can be "
                 "widened: the file builds another network than the one searched."
             )
-        net = user_widths.resize(net, dict(arch.widths), found)
+        widths = dict(arch.widths)
+        now = {p: widths.get(p, net.get_submodule(p).out_channels) for p in found}
+        odd = user_widths.unequal(widths, found, lambda p: now[p])
+        if odd is not None:
+            given = ", ".join(str(now[w]) for w in odd.writers)
+            raise UserError(
+                f"--model {arch.spec}: the convolutions {', '.join(odd.writers)} add up their "
+                f"outputs, so they need one width; the record gives them {given}."
+            )
+        net = user_widths.resize(net, widths, found)
     return net
 
 
@@ -404,29 +413,28 @@ class KernelGrowth:
 
 @dataclass(frozen=True)
 class Widening:
-    """One convolution's output channels doubled (`user_widths`): the network computes exactly
-    what it did."""
+    """The output channels of a convolution, or of the convolutions whose outputs add up (a
+    residual stream), doubled (`user_widths`): the network computes exactly what it did."""
 
     name: str
     source: UserModelArch
     target: UserModelArch
-    path: str
-    readers: user_widths.Readers
+    group: user_widths.Group
 
     def apply(self, net: UserNetwork, seed: int = 0) -> UserNetwork:
         first = next(net.parameters())
         new = build(self.target, net.input_shape, net.num_outputs).to(first.device)
         with torch.no_grad():
             gen = torch.Generator().manual_seed(seed)
-            user_widths.fill(net.net, new.net, self.path, self.readers, gen)
+            user_widths.fill(net.net, new.net, self.group, gen)
         new.train(net.training)
         return new
 
 
 def morphs(arch: UserModelArch) -> list[KernelGrowth | Widening]:
     """Every one-kernel growth of ``arch`` (as last built: its input shape and outputs) up to
-    `MAX_KERNEL`, and every convolution's widening to twice its channels up to
-    `user_widths.MAX_WIDTH`."""
+    `MAX_KERNEL`, and every convolution's (or residual stream's: `user_widths.Group`) widening
+    to twice its channels up to `user_widths.MAX_WIDTH`."""
     shape, n = _SHAPES[(arch.sha256, arch.function)]
     with torch.device("meta"):
         net = build(arch, shape, n)
@@ -438,9 +446,12 @@ def morphs(arch: UserModelArch) -> list[KernelGrowth | Widening]:
             continue
         target = replace(arch, kernels=tuple(sorted({**size, path: k + 2}.items())))
         out.append(KernelGrowth(f"kernel {path} {k} -> {k + 2}", arch, target, path))
-    for path, readers in widenable(arch, shape, n).items():
-        c = net.net.get_submodule(path).out_channels
+    groups = {g.writers: g for g in widenable(arch, shape, n).values()}
+    for writers, group in groups.items():
+        c = net.net.get_submodule(writers[0]).out_channels
         if 2 * c <= user_widths.MAX_WIDTH:
-            target = replace(arch, widths=tuple(sorted({**width, path: 2 * c}.items())))
-            out.append(Widening(f"widen {path} {c} -> {2 * c}", arch, target, path, readers))
+            wider = {**width, **dict.fromkeys(writers, 2 * c)}
+            target = replace(arch, widths=tuple(sorted(wider.items())))
+            name = f"widen {','.join(writers)} {c} -> {2 * c}"
+            out.append(Widening(name, arch, target, group))
     return out

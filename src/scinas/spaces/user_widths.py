@@ -1,19 +1,22 @@
-"""Widening a convolution of your own network (``--model``) without changing what it computes
-(Net2WiderNet, Chen et al. 2016): the convolution's output channels doubled, each copied once,
-with the BatchNorms on their way; the one layer that reads them (the next convolution, or a
-linear layer after a global pooling) splits each input's weight between the channel and its copy
-as 1/2 + d and 1/2 - d with a small random d, as `scinas.spaces.macro_morph` widens its stages:
-the sum is the old weight, so the function is kept, and the copies learn apart.
+"""Widening convolutions of your own network (``--model``) without changing what it computes
+(Net2WiderNet, Chen et al. 2016): a convolution's output channels doubled, each copied once,
+with the BatchNorms on their way; each layer that reads them (a convolution, or a linear layer
+after a global pooling) splits each input's weight between the channel and its copy as 1/2 + d
+and 1/2 - d with a small random d, as `scinas.spaces.macro_morph` widens its stages: the sum is
+the old weight, so the function is kept, and the copies learn apart.
 
 Where a convolution's channels go is read from the network's graph (`torch.fx`), with the shapes
 of a forward pass: through layers that act on each channel alone (BatchNorm, activations,
-dropout, pooling, a reduction over the positions) to exactly one convolution, or to one linear
-layer once nothing but the channels is left. A convolution whose channels go anywhere else (a
-residual sum, a concatenation, two readers, a flattened map) is not widened; a network that fx
-cannot trace (its forward branches on values) offers no widening."""
+dropout, pooling, a reduction over the positions) and element-wise sums and products, to the
+layers that read them. Convolutions whose outputs meet in a sum (a residual stream: the stem,
+each block's last convolution, a projection shortcut) share their channels and widen together,
+as one `Group`. Channels that reach anything else (a concatenation, a flattened map, the
+network's output, a parameter of their size, a module called twice) keep their width; a network
+that fx cannot trace (its forward branches on values) offers no widening."""
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,17 +48,26 @@ RESHAPES = {"flatten", "view", "reshape", "squeeze", torch.flatten, torch.squeez
 
 
 @dataclass(frozen=True)
-class Readers:
-    """Where a convolution's channels go: the BatchNorms on their way, and the one layer (a
-    convolution or a linear layer) that reads them."""
+class Group:
+    """Convolutions whose outputs meet (a residual sum, or one convolution alone): they widen
+    together. Their channels pass the BatchNorms ``norms`` on their way and are read by
+    ``readers`` (convolutions, or linear layers once only the channels are left)."""
 
+    writers: tuple[str, ...]
     norms: tuple[str, ...]
-    reader: str
+    readers: tuple[str, ...]
 
 
-def plan(net: nn.Module, shape: tuple[int, ...]) -> dict[str, Readers]:
-    """The convolutions of ``net`` (inputs of ``shape``) that can be widened, with their readers;
-    empty when fx cannot trace the network."""
+ELEMENTWISE = {
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
+    operator.truediv, torch.add, torch.sub, torch.mul, torch.div,
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_",
+}  # fmt: skip
+
+
+def plan(net: nn.Module, shape: tuple[int, ...]) -> dict[str, Group]:
+    """The convolutions of ``net`` (inputs of ``shape``) that can be widened, each with its
+    `Group`; empty when fx cannot trace the network."""
     from torch.fx.passes.shape_prop import ShapeProp
 
     was = net.training
@@ -68,16 +80,160 @@ def plan(net: nn.Module, shape: tuple[int, ...]) -> dict[str, Readers]:
         return {}
     finally:
         net.train(was)
-    modules = dict(gm.named_modules())
-    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    spaces = _Spaces(gm)
     out = {}
-    for node in gm.graph.nodes:
-        m = modules.get(node.target) if node.op == "call_module" else None
-        if isinstance(m, CONVS) and m.groups == 1 and calls[node.target] == 1:
-            found = _readers(node, m.out_channels, modules, calls)
-            if found is not None:
-                out[node.target] = found
+    for group in spaces.groups():
+        for w in group.writers:
+            out[w] = group
     return out
+
+
+class _Spaces:
+    """The channel spaces of a traced network: tensors whose channels are the same channels
+    (through channel-wise layers and element-wise sums), found with a union-find. A space widens
+    when every tensor in it comes from its convolutions and goes to known layers."""
+
+    def __init__(self, gm: torch.fx.GraphModule):
+        self.modules = dict(gm.named_modules())
+        self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+        self.parent: dict[int, int] = {}
+        self.of: dict[torch.fx.Node, int] = {}
+        self.width: dict[int, int] = {}
+        self.members: dict[int, dict[str, list[str]]] = {}
+        self.blocked: set[int] = set()
+        for node in gm.graph.nodes:
+            self._visit(node)
+
+    # the union-find
+    def _new(self, width: int | None, blocked: bool = False) -> int:
+        k = len(self.parent)
+        self.parent[k], self.width[k] = k, width
+        self.members[k] = {"writers": [], "norms": [], "readers": []}
+        if blocked or width is None:
+            self.blocked.add(k)
+        return k
+
+    def _find(self, k: int) -> int:
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def _union(self, a: int, b: int) -> int:
+        a, b = self._find(a), self._find(b)
+        if a == b:
+            return a
+        self.parent[b] = a
+        for key in ("writers", "norms", "readers"):
+            self.members[a][key] += self.members[b][key]
+        if b in self.blocked or self.width[a] != self.width[b]:
+            self.blocked.add(a)
+        return a
+
+    def _block(self, node) -> None:
+        if isinstance(node, torch.fx.Node) and node in self.of:
+            self.blocked.add(self._find(self.of[node]))
+
+    def _space(self, node) -> int | None:
+        return self._find(self.of[node]) if node in self.of else None
+
+    def _visit(self, node) -> None:
+        tensors = [a for a in node.all_input_nodes if a in self.of]
+        # a parameter or buffer of the network taking part (a learnt scale of the channels)
+        foreign = [a for a in node.all_input_nodes if a not in self.of and not _size_query(a)]
+        shape = _shape(node)
+        width = shape[1] if shape is not None and len(shape) >= 2 else None
+        if _size_query(node) or node.op == "get_attr":
+            return
+        if foreign and node.op != "output":
+            for a in tensors:
+                self._block(a)
+            self.of[node] = self._new(width, blocked=True)
+            return
+        if node.op in ("placeholder", "output"):
+            for a in tensors:
+                self._block(a)
+            if node.op == "placeholder":
+                self.of[node] = self._new(width, blocked=True)
+            return
+        first = node.args[0] if node.args else None
+        inp = first if isinstance(first, torch.fx.Node) and first in self.of else None
+        before = _shape(inp) if inp is not None else None
+        kind = _kind(node, self.modules)
+        if node.op == "call_module" and self.calls[node.target] != 1:
+            kind = None  # a module called twice would be widened for both calls
+        others = [a for a in tensors if a is not inp]
+        if kind == "conv" and inp is not None and not others:
+            m = self.modules[node.target]
+            if m.groups == 1 and before is not None and len(before) == m.weight.dim():
+                self.members[self._space(inp)]["readers"].append(node.target)
+                k = self._new(width)
+                self.members[k]["writers"].append(node.target)
+                self.of[node] = k
+                return
+        elif kind == "linear" and inp is not None and not others:
+            if (
+                before is not None
+                and len(before) == 2
+                and before[1] == self.width[self._space(inp)]
+            ):
+                self.members[self._space(inp)]["readers"].append(node.target)
+                self.of[node] = self._new(width, blocked=True)  # no convolution writes it
+                return
+        elif kind in ("norm", "channelwise", "reduce", "reshape") and inp is not None:
+            if (
+                not others
+                and width == self.width[self._space(inp)]
+                and _keeps(kind, node, before, shape, self.modules)
+            ):
+                if kind == "norm":
+                    self.members[self._space(inp)]["norms"].append(node.target)
+                self.of[node] = self._space(inp)
+                return
+        elif _elementwise(node) and width is not None and tensors:  # scalars pass
+            ok = all(_aligned(_shape(a), shape) for a in tensors)
+            if ok and all(self.width[self._space(a)] == width for a in tensors):
+                k = self._space(tensors[0])
+                for a in tensors[1:]:
+                    k = self._union(k, self._space(a))
+                self.of[node] = k
+                return
+        for a in tensors:  # anything else: the channels it takes and gives stay as they are
+            self._block(a)
+        self.of[node] = self._new(width, blocked=True)
+
+    def groups(self) -> list[Group]:
+        out = []
+        for k in {self._find(k) for k in self.parent}:
+            m = self.members[k]
+            if k in self.blocked or not m["writers"] or not m["readers"]:
+                continue
+            out.append(Group(*(tuple(dict.fromkeys(m[key])) for key in m)))
+        return sorted(out, key=lambda g: g.writers)
+
+
+def _keeps(kind: str, node, before, after, modules) -> bool:
+    """Whether a per-channel layer ``node`` keeps each channel apart (same channel count)."""
+    if before is None or after is None or len(after) < 2:
+        return False
+    if kind == "reshape":  # only a map of single positions flattened to its channels
+        return all(s == 1 for s in before[2:]) and after == (before[0], before[1])
+    if kind == "reduce":
+        dims = _reduced_dims(node, len(before))
+        return dims is not None and not dims & {0, 1}
+    if kind == "norm":
+        return modules[node.target].num_features == before[1]
+    return True
+
+
+def _elementwise(node) -> bool:
+    return node.op in ("call_function", "call_method") and node.target in ELEMENTWISE
+
+
+def _aligned(a, out) -> bool:
+    """Whether an element-wise operand of shape ``a`` meets the others channel by channel: the
+    output's batch and channels, any positions (broadcast)."""
+    return a is not None and out is not None and len(a) == len(out) and a[:2] == out[:2]
 
 
 def _shape(node) -> tuple[int, ...] | None:
@@ -90,12 +246,6 @@ def _size_query(node) -> bool:
     if node.op == "call_method" and node.target in ("size", "dim"):
         return True
     return node.op == "call_function" and node.target is getattr
-
-
-def _others(node, cur) -> bool:
-    """Whether ``node`` takes a node other than ``cur`` among its arguments."""
-    args = [*node.args, *node.kwargs.values()]
-    return any(isinstance(a, torch.fx.Node) and a is not cur for a in args)
 
 
 def _kind(node, modules) -> str | None:
@@ -129,43 +279,6 @@ def _reduced_dims(node, ndim: int) -> set[int] | None:
     return {d % ndim for d in dims}
 
 
-def _readers(node, C: int, modules, calls) -> Readers | None:
-    """Follow the ``C`` channels of convolution ``node`` to their one reader (None: they go
-    elsewhere too, or through a layer that mixes them)."""
-    norms, cur = [], node
-    while True:
-        users = [u for u in cur.users if not _size_query(u)]
-        if len(users) != 1 or not users[0].args or users[0].args[0] is not cur:
-            return None
-        u, before, after = users[0], _shape(cur), _shape(users[0])
-        kind = _kind(u, modules)
-        if before is None or kind is None or (u.op == "call_module" and calls[u.target] != 1):
-            return None
-        if kind == "conv":
-            m = modules[u.target]
-            ok = m.groups == 1 and m.in_channels == C and len(before) == m.weight.dim()
-            return Readers(tuple(norms), u.target) if ok and not _others(u, cur) else None
-        if kind == "linear":
-            ok = modules[u.target].in_features == C and before == (before[0], C)
-            return Readers(tuple(norms), u.target) if ok and not _others(u, cur) else None
-        if after is None or len(after) < 2 or after[1] != C:
-            return None
-        if kind == "reshape":  # only a map of single positions flattened to its channels
-            if any(s != 1 for s in before[2:]) or after != (before[0], C):
-                return None
-        elif _others(u, cur):
-            return None
-        elif kind == "reduce":
-            dims = _reduced_dims(u, len(before))
-            if dims is None or dims & {0, 1}:
-                return None
-        elif kind == "norm":
-            if modules[u.target].num_features != C:
-                return None
-            norms.append(u.target)
-        cur = u
-
-
 def set_module(net: nn.Module, path: str, module: nn.Module) -> None:
     """Put ``module`` at ``path`` (dotted) in ``net``."""
     parent, _, name = path.rpartition(".")
@@ -190,34 +303,44 @@ def conv_like(m: nn.Module, c_in=None, c_out=None, kernel=None, padding=None) ->
     )
 
 
-def resize(net: nn.Module, widths: dict[str, int], found: dict[str, Readers]) -> nn.Module:
+def resize(net: nn.Module, widths: dict[str, int], found: dict[str, Group]) -> nn.Module:
     """``net`` with the convolutions of ``widths`` given those many output channels, their
     BatchNorms and readers resized to match (fresh weights); ``found`` is `plan`'s answer."""
-    ins = {found[p].reader: w for p, w in widths.items()}
+    ins = {r: w for p, w in widths.items() for r in found[p].readers}
     for path in sorted(set(widths) | set(ins)):
         set_module(net, path, conv_like(net.get_submodule(path), ins.get(path), widths.get(path)))
-    for p, w in widths.items():
-        for path in found[p].norms:
-            b = net.get_submodule(path)
-            set_module(net, path, type(b)(w, b.eps, b.momentum, b.affine, b.track_running_stats))
+    norms = {n: w for p, w in widths.items() for n in found[p].norms}
+    for path, w in norms.items():
+        b = net.get_submodule(path)
+        set_module(net, path, type(b)(w, b.eps, b.momentum, b.affine, b.track_running_stats))
     return net
 
 
-def fill(old: nn.Module, new: nn.Module, path: str, readers: Readers, gen) -> None:
-    """``new`` (``old`` with convolution ``path`` doubled) given ``old``'s function: every
-    channel of the convolution and of its BatchNorms copied once, the reader's weight split."""
+def unequal(widths: dict[str, int], found: dict[str, Group], width_of) -> Group | None:
+    """A group whose convolutions ``widths`` (with ``width_of(path)`` for the others) does not
+    give one width: their outputs meet, so their channels must match."""
+    for group in {g.writers: g for g in found.values()}.values():
+        if len({widths.get(w, width_of(w)) for w in group.writers}) > 1:
+            return group
+    return None
+
+
+def fill(old: nn.Module, new: nn.Module, group: Group, gen) -> None:
+    """``new`` (``old`` with the convolutions of ``group`` doubled) given ``old``'s function:
+    every channel of the convolutions and of their BatchNorms copied once, each reader's weight
+    split between a channel and its copy (a convolution that reads and writes the group, as in
+    ``y = y + conv(y)``, has its outputs copied and its inputs split)."""
     src, dst = old.state_dict(), new.state_dict()
-    doubled = {f"{path}.{k}" for k in ("weight", "bias")}
-    doubled |= {f"{n}.{k}" for n in readers.norms for k in ("weight", "bias", "running_mean")}
-    doubled |= {f"{n}.running_var" for n in readers.norms}
-    split = f"{readers.reader}.weight"
+    doubled = {f"{p}.{k}" for p in group.writers for k in ("weight", "bias")}
+    doubled |= {f"{n}.{k}" for n in group.norms for k in ("weight", "bias", "running_mean")}
+    doubled |= {f"{n}.running_var" for n in group.norms}
+    split = {f"{r}.weight" for r in group.readers}
     for name, value in src.items():
-        if name == split:
+        if name in doubled:
+            value = torch.cat([value, value], 0)
+        if name in split:
             n = value.shape[1]
             d = (torch.rand(n, generator=gen) * 2 - 1) * SPLIT
             half = (0.5 + d).view([1, n] + [1] * (value.dim() - 2)).to(value)
-            dst[name].copy_(torch.cat([value * half, value * (1 - half)], 1))
-        elif name in doubled:
-            dst[name].copy_(torch.cat([value, value], 0))
-        else:
-            dst[name].copy_(value)
+            value = torch.cat([value * half, value * (1 - half)], 1)
+        dst[name].copy_(value)

@@ -35,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "progress", "stats", "memory", "config", "files", "runlock", "rundir", "checkpoint",
         "run_context", "parallel", "placement", "precision", "flops", "weights", "workers",
     ),
-    "plugins": ("ops", "data", "tasks", "spaces", "proxies"),
+    "plugins": ("lean_ops", "ops", "data", "tasks", "spaces", "proxies"),
     "engine": (
         "train", "divergence", "deadline", "evaluation", "symmetry", "optim", "lr_finder",
         "budget", "fit", "hardware", "inherit", "context", "minirocket",

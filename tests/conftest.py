@@ -132,11 +132,11 @@ def rotated_mnist_npz(tmp_path) -> Path:
 
 @pytest.fixture
 def lean_always(monkeypatch):
-    """scinas.ops' lean autograd functions for any input size (by default they switch on from
+    """scinas.lean_ops' lean autograd functions for any input size (by default they switch on from
     LEAN_FROM elements, and test tensors are small)."""
-    import scinas.ops
+    import scinas.lean_ops
 
-    monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)
+    monkeypatch.setattr(scinas.lean_ops, "LEAN_FROM", 0)
 
 
 @pytest.fixture

@@ -132,24 +132,27 @@ def test_nproc_with_a_black_box_strategy_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- unit level
 
 
-def _build():
+SHAPES = ((1, 8, 8), (2, 37))  # images and series (BatchNorm2d and BatchNorm1d)
+
+
+def _build(shape):
     from scinas.spaces.darts.supernet import Supernet
 
     torch.manual_seed(0)
-    return Supernet(1, 10, (8, 8), C=4, layers=3)
+    return Supernet(shape[0], 10, shape[1:], C=4, layers=3)
 
 
-def _data():
+def _data(shape):
     g = torch.Generator().manual_seed(1)
-    return torch.randn(7, 1, 8, 8, generator=g), torch.randint(0, 10, (7,), generator=g)
+    return torch.randn(7, *shape, generator=g), torch.randint(0, 10, (7,), generator=g)
 
 
-def _grads(model):
+def _grads(model, shape):
     """Weight and alpha gradients of the global batch's loss (7 samples: shards of 4 and 3)."""
     from scinas import parallel
     from scinas.tasks import Classification
 
-    x, y = _data()
+    x, y = _data(shape)
     xs, ys = parallel.shard(x, y)
     task = Classification(num_outputs=10)
     parallel.scale_loss(task.loss(model(xs), ys), len(xs)).backward()
@@ -168,8 +171,7 @@ def _worker(rank, port, queue):
     from scinas import parallel
 
     parallel.init(torch.device("cpu"))
-    model = parallel.sync_batchnorms(_build())
-    queue.put((rank, _grads(model)))
+    queue.put((rank, [_grads(parallel.sync_batchnorms(_build(sh)), sh) for sh in SHAPES]))
     import torch.distributed as dist
 
     dist.barrier()
@@ -178,9 +180,10 @@ def _worker(rank, port, queue):
 
 def test_sharded_gradients_and_batchnorm_statistics_are_the_global_batchs():
     """Uneven shards (4 + 3 samples) with BatchNorm synchronised: the summed gradients and the
-    running statistics are the one-process ones on the whole batch, to float32 rounding."""
+    running statistics are the one-process ones on the whole batch, to float32 rounding, for
+    images and series."""
     torch.set_num_threads(1)
-    ref_grads, ref_buffers = _grads(_build())
+    refs = [_grads(_build(shape), shape) for shape in SHAPES]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -192,10 +195,11 @@ def test_sharded_gradients_and_batchnorm_statistics_are_the_global_batchs():
     got = dict(queue.get(timeout=300) for _ in procs)
     for p in procs:
         p.join(timeout=60)
-    for rank in (0, 1):
-        grads, buffers = got[rank]
-        for a, b in zip(ref_grads, grads, strict=True):
-            assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max())
-        for a, b in zip(ref_buffers, buffers, strict=True):
-            assert np.allclose(a, b, atol=1e-5)
-    assert any(np.abs(g).max() > 0 for g in ref_grads)
+    for (ref_grads, ref_buffers), k in zip(refs, range(len(SHAPES)), strict=True):
+        for rank in (0, 1):
+            grads, buffers = got[rank][k]
+            for a, b in zip(ref_grads, grads, strict=True):
+                assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max())
+            for a, b in zip(ref_buffers, buffers, strict=True):
+                assert np.allclose(a, b, atol=1e-5)
+        assert any(np.abs(g).max() > 0 for g in ref_grads)

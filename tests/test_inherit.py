@@ -24,7 +24,11 @@ SUPERNET_SPACES = [n for n in SPACES if SPACES.get(n).has_supernet and SPACES.ge
 NO_POOL = {"darts": "[skip_connect,sep_conv_3x3,dil_conv_3x3]", "nb201": None}
 
 
-def _pair(space_name: str):
+# images and series: the same inheritance in both dimensions
+SHAPES = [pytest.param((1, 8, 8), id="image"), pytest.param((2, 37), id="series")]
+
+
+def _pair(space_name: str, shape=(1, 8, 8)):
     """A supernet with random (not initial) weights and alphas, its derived architecture and that
     architecture's network at the inherited sizes, weights inherited."""
     sets = [f"search.space={space_name}", "search.C=4", "search.layers=3", "train.C=6"]
@@ -33,7 +37,7 @@ def _pair(space_name: str):
     cfg = build_config("tiny", overrides=sets)
     space = SPACES.get(space_name)
     torch.manual_seed(0)
-    supernet = space.build_supernet(cfg.search, (1, 8, 8), 3)
+    supernet = space.build_supernet(cfg.search, shape, 3)
     with torch.no_grad():
         for p in supernet.parameters():
             p.add_(torch.randn_like(p))
@@ -45,14 +49,15 @@ def _pair(space_name: str):
     t = space.inherit_sizes(cfg.search, cfg.train)
     assert (t.C, t.layers) == (cfg.search.C, cfg.search.layers) != (cfg.train.C, cfg.train.layers)
     torch.manual_seed(1)
-    net = space.build_network(arch, t, (1, 8, 8), 3)
+    net = space.build_network(arch, t, shape, 3)
     pairs = space.inherit_weights(supernet, net, arch)
     return supernet, arch, net, pairs
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("space_name", SUPERNET_SPACES)
-def test_inherited_tensors_equal_the_supernets_exactly(space_name):
-    supernet, arch, net, pairs = _pair(space_name)
+def test_inherited_tensors_equal_the_supernets_exactly(space_name, shape):
+    supernet, arch, net, pairs = _pair(space_name, shape)
     ours, theirs = net.state_dict(), supernet.state_dict()
     assert pairs
     for dst, src in pairs:
@@ -70,14 +75,15 @@ def test_inherited_tensors_equal_the_supernets_exactly(space_name):
     assert held >= len({dst.rsplit(".", 1)[0] for dst in inherited})
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("space_name", SUPERNET_SPACES)
-def test_the_inherited_network_computes_the_supernets_path(space_name):
+def test_the_inherited_network_computes_the_supernets_path(space_name, shape):
     """In eval mode the network equals the supernet restricted to its architecture's path."""
-    supernet, arch, net, _ = _pair(space_name)
+    supernet, arch, net, _ = _pair(space_name, shape)
     supernet.set_arch(arch)
     supernet.eval()
     net.eval()
-    x = torch.randn(5, 1, 8, 8)
+    x = torch.randn(5, *shape)
     with torch.no_grad():
         expected = supernet(x)
         got = net(x)[0]

@@ -256,12 +256,12 @@ def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_la
 
 
 def test_lean_functions_switch_on_from_lean_from_elements(monkeypatch):
-    import scinas.ops
+    import scinas.lean_ops
 
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     alpha = torch.tensor(0.3, requires_grad=True)
     op = create_op("sep_conv_3x3", 8, 1, affine=False, relu_in=False)
-    assert x.numel() < scinas.ops.LEAN_FROM
+    assert x.numel() < scinas.lean_ops.LEAN_FROM
     assert _saved_maps(op, x, alpha) == 1 + 6  # plain autograd below the threshold
-    monkeypatch.setattr(scinas.ops, "LEAN_FROM", x.numel())
+    monkeypatch.setattr(scinas.lean_ops, "LEAN_FROM", x.numel())
     assert _saved_maps(op, x, alpha) == 1 + 2

@@ -108,11 +108,86 @@ def test_resnet1d_is_wang_et_al():
     assert "resnet1d" not in dict(SPACES.get("baseline").decisions(None).decisions)["network"]
 
 
-def test_image_spaces_refuse_series_naming_the_spaces_that_build_them():
-    with pytest.raises(UserError, match="--space baseline or --space macro"):
-        SPACES.get("darts").check_dims((1, 150))
-    SPACES.get("macro").check_dims((1, 150))
-    SPACES.get("darts").check_dims((3, 8, 8))
+def test_a_space_for_images_only_refuses_series_naming_the_spaces_that_build_them(plugin):
+    plugin("chain_space")  # a plugin space of the default dims: images only
+    with pytest.raises(UserError, match="builds networks for images only") as refused:
+        SPACES.get("chain").check_dims((1, 150))
+    for name in SPACES.names():
+        assert (f"--space {name}" in str(refused.value)) == (1 in SPACES.get(name).dims), name
+    SPACES.get("chain").check_dims((3, 8, 8))
+
+
+SUPERNET_SPACES = [n for n in SPACES.names() if SPACES.get(n).has_supernet]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", SUPERNET_SPACES)
+def test_every_supernet_and_its_derived_network_build_for_both_dimensions(name, shape):
+    """The cell spaces' supernets and networks: one definition, kernels of the input's
+    dimension, a gradient for every weight and architecture parameter."""
+    space = SPACES.get(name)
+    assert set(space.dims) == {1, 2}
+    s = SearchConfig.model_validate({"strategy": "darts", "space": name, "C": 4, "layers": 3})
+    torch.manual_seed(0)
+    supernet = space.build_supernet(s, shape, 3)
+    x = _batch(shape, 4)
+    out = supernet(x)
+    assert out.shape == (4, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in supernet.arch_parameters())
+    net = space.build_network(supernet.genotype(), TRAIN.model_copy(update={"C": 6}), shape, 3)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert convs and all(c.weight.dim() == len(shape) + 1 for c in convs)
+    out, _ = net(x)
+    assert out.shape == (4, 3) and torch.isfinite(out).all()
+
+
+def test_every_darts_op_maps_a_series_to_its_strided_length():
+    from scinas.ops import OPS, create_op
+
+    x = torch.randn(2, 6, 37)
+    for name in OPS.names():
+        for stride in (1, 2):
+            y = create_op(name, 6, stride, d=1)(x)
+            assert y.shape == (2, 6, -(-37 // stride)), (name, stride)
+            assert all(m.weight.dim() == 3 for m in create_op(name, 6, stride, d=1).modules()
+                       if isinstance(m, torch.nn.modules.conv._ConvNd))  # fmt: skip
+
+
+def test_an_op_for_images_only_is_refused_on_series_with_one_message(plugin, tmp_path):
+    from scinas.ops import register_op
+
+    @register_op("plain_conv_3x3_2d", takes_relu=True)
+    def _plain(C, stride, affine, relu_in):
+        return torch.nn.Conv2d(C, C, 3, stride, 1, bias=False)
+
+    data = _slice(tmp_path, n_train=40, n_test=40)
+    out = tmp_path / "run"
+    res = scinas_cli(
+        "run", "--data", data, "--out", out, "-q",
+        *_sets([*TINY_SERIES, "search.strategy=darts", "search.space=darts",
+                "search.ops=[skip_connect,plain_conv_3x3_2d]"]),
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert "plain_conv_3x3_2d builds for images only" in res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.count("error:") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", SUPERNET_SPACES)
+def test_a_cell_search_runs_on_a_real_series_set(tmp_path, name):
+    data = _slice(tmp_path, n_train=40, n_test=40)
+    out = tmp_path / "run"
+    res = scinas_cli(
+        "run", "--data", data, "--out", out, "-q",
+        *_sets([*TINY_SERIES, "search.strategy=darts", f"search.space={name}", "search.C=4",
+                "search.layers=3", "search.epochs=1", "search.batch_size=16", "train.C=4",
+                "train.layers=3", "train.epochs=2"]),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["test"]["accuracy"] <= 1
+    assert load_genotype(str(out / "genotype.json")).space == name
 
 
 # ----------------------------------------------------------------------------- reading
@@ -302,10 +377,9 @@ def test_a_search_in_the_macro_space_runs_on_series(tmp_path):
         (lambda x: x[:, :, :3], (), "3 step(s) long"),
         (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), (), "1 NaN"),
         (lambda x: np.repeat(x, 6, axis=1), (), "--layout ncl"),
-        (lambda x: x, ("--set", "search.space=darts"), "--space baseline or --space macro"),
         (lambda x: x, ("--set", "train.augment=natural"), "train.augment=natural is an image"),
     ],
-    ids=["too-short", "nan", "ambiguous", "image-space", "image-augment"],
+    ids=["too-short", "nan", "ambiguous", "image-augment"],
 )
 def test_bad_series_input_exits_2_with_one_message_and_writes_nothing(
     tmp_path, monkeypatch, make, args, phrase
@@ -314,8 +388,7 @@ def test_bad_series_input_exits_2_with_one_message_and_writes_nothing(
     x = np.random.default_rng(0).normal(size=(40, 1, 30)).astype(np.float32)
     data = _npz(tmp_path, make(x))
     out = tmp_path / "run"
-    verb = ["run"] if "search.space=darts" in args else ["train", "--genotype", "resnet_tiny"]
-    res = scinas_cli(*verb, "--data", data, "--out", out, *args)
+    res = scinas_cli("train", "--genotype", "resnet_tiny", "--data", data, "--out", out, *args)
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert phrase in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()

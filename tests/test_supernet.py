@@ -188,10 +188,10 @@ def test_naive_benchmark_reference_computes_the_same_supernet(lean, monkeypatch)
     import sys
     from pathlib import Path
 
-    import scinas.ops
+    import scinas.lean_ops
 
     if lean:
-        monkeypatch.setattr(scinas.ops, "LEAN_FROM", 0)
+        monkeypatch.setattr(scinas.lean_ops, "LEAN_FROM", 0)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:

@@ -2,7 +2,10 @@
 
 Every factory has the signature ``(C, stride, affine, relu_in) -> nn.Module`` and maps a C-channel
 feature map of size (H, W) to a C-channel one of size (ceil(H/stride), ceil(W/stride)), for odd and
-even sizes alike, so cells work on non-square and odd-sized inputs.
+even sizes alike, so cells work on non-square and odd-sized inputs. An op registered with
+``dims=(1, 2)`` also takes ``d=1`` and then maps series (C, L) to (C, ceil(L/stride)) with the same
+kernels along the one axis: one definition for series and images (``d=2``, the default, builds
+exactly the layers it always did).
 
 ``relu_in``: DARTS' convolutional ops all begin with a ReLU of their input. In the supernet, every
 node state feeds many such ops (up to 4 conv ops on each of up to 5 outgoing edges), so the supernet
@@ -18,8 +21,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
+from .errors import UserError
+from .lean_ops import (  # noqa: F401  (the lean layers stay importable from here)
+    Conv1x1,
+    DepthwisePointwise,
+    SearchBatchNorm,
+    depthwise_backward,
+    pointwise,
+    wants_autograd,
+)
 from .registry import Registry
 
 OpFactory = Callable[[int, int, bool, bool], nn.Module]
@@ -33,6 +44,7 @@ class OpSpec:
     factory: OpFactory
     takes_relu: bool  # conv ops start with ReLU; pooling, identity and none do not
     parameter_free: bool
+    dims: tuple[int, ...] = (2,)  # the input dimensions it builds for (1: series)
 
 
 OPS: Registry[OpSpec] = Registry("operation")
@@ -50,248 +62,51 @@ DARTS_OPS: tuple[str, ...] = (
 )
 
 
-def register_op(name: str, *, takes_relu: bool, parameter_free: bool = False):
+def register_op(
+    name: str, *, takes_relu: bool, parameter_free: bool = False, dims: tuple[int, ...] = (2,)
+):
+    """Register an op factory; with ``dims=(1, 2)`` it takes a keyword ``d`` (1: series)."""
+
     def wrap(factory: OpFactory) -> OpFactory:
-        OPS.register(name, OpSpec(name, factory, takes_relu, parameter_free))
+        OPS.register(name, OpSpec(name, factory, takes_relu, parameter_free, tuple(dims)))
         return factory
 
     return wrap
 
 
-def create_op(name: str, C: int, stride: int, affine: bool = True, relu_in: bool = True):
-    """Build operation ``name`` for C channels (the single front door to the registry)."""
-    return OPS.get(name).factory(C, stride, affine, relu_in)
+def create_op(
+    name: str, C: int, stride: int, affine: bool = True, relu_in: bool = True, d: int = 2
+):
+    """Build operation ``name`` for C channels of ``d``-dimensional maps (the single front door
+    to the registry)."""
+    spec = OPS.get(name)
+    if d == 2:
+        return spec.factory(C, stride, affine, relu_in)
+    if d not in spec.dims:
+        with_d = [n for n in OPS.names() if d in OPS.get(n).dims]
+        raise UserError(
+            f"the op {name} builds for images only, and the data are series. Leave it out of "
+            f"search.ops (ops for series: {', '.join(with_d)})."
+        )
+    return spec.factory(C, stride, affine, relu_in, d=d)
+
+
+CONV_OF = {1: nn.Conv1d, 2: nn.Conv2d}
 
 
 def _relu(relu_in: bool) -> list[nn.Module]:
     return [nn.ReLU(inplace=False)] if relu_in else []
 
 
-class Conv1x1(nn.Conv2d):
-    """A bias-free 1×1 convolution (any stride) that runs as a matmul on channels-last input.
-
-    On CPU, oneDNN's 1×1 convolution carries a large fixed cost per call that dominates the small
-    feature maps of a supernet; on a channels-last tensor the same product is one GEMM over
-    (B·H·W, C) with no copies (the permutes are views). A stride s keeps every s-th row and column
-    first (the same outputs as the strided convolution, which has no padding), then multiplies.
-    That also steers clear of a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
-    convolution on channels-last input corrupts the heap for some shapes on AVX-512 CPUs (e.g.
-    batch 31, 4 -> 2 channels, 12×20: "double free or corruption"; NCHW, stride 1, or oneDNN
-    limited to AVX2 do not). Weights and state_dict keys are those of nn.Conv2d, so checkpoints
-    and FLOP counts are unchanged.
-    """
-
-    def __init__(self, C_in: int, C_out: int, stride: int = 1):
-        super().__init__(C_in, C_out, 1, stride=stride, bias=False)
-
-    def forward(self, x):
-        s = self.stride[0]
-        # channels-last, or (strided) a channels-innermost view such as FactorizedReduce's shifted
-        # slice, which the subsampling copies into channels-last anyway
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) or (
-            s > 1 and x.stride(1) == 1
-        )
-        if x.dim() == 4 and channels_last and x.size(1) > 1:
-            if s > 1:
-                x = x[:, :, ::s, ::s].contiguous(memory_format=torch.channels_last)
-            return pointwise(x, self.weight.flatten(1))
-        return super().forward(x)
+def search_batch_norm(C: int, affine: bool, d: int = 2) -> nn.Module:
+    """The ops' BatchNorm: `SearchBatchNorm` for images, plain BatchNorm for series."""
+    return SearchBatchNorm(C, affine=affine) if d == 2 else nn.BatchNorm1d(C, affine=affine)
 
 
-def pointwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """1×1 convolution of x (B, C_in, H, W) with w (C_out, C_in): one GEMM on channels-last."""
-    if x.is_contiguous(memory_format=torch.channels_last):
-        y = F.linear(x.permute(0, 2, 3, 1), w)  # (B, H, W, C_out)
-        return y.permute(0, 3, 1, 2)  # channels-last (B, C_out, H, W) view
-    return F.conv2d(x, w[:, :, None, None])
-
-
-def _format(x: torch.Tensor) -> torch.memory_format:
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B·H·W, C); a view for channels-last tensors."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.size(1))
-
-
-# The lean autograd functions below cost some Python per call and a recomputation in backward;
-# they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
-LEAN_FROM = 1 << 17
-
-
-def _wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
-    """Whether a forward should go through the memory-lean autograd functions below: gradients
-    are being recorded, the graph is not being traced for export (they have no symbolic), and
-    the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
-    backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
-    takes torch's own ops)."""
-    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False
-    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
-        return False
-    if x.numel() < LEAN_FROM:
-        return False
-    return x.requires_grad or any(w.requires_grad for w in weights)
-
-
-def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w: bool):
-    """Gradients of a depthwise convolution (groups = channels) w.r.t. its input and weight.
-
-    oneDNN (torch 2.13, AVX-512) has a depthwise-specific kernel for the forward pass at any kernel
-    size and dilation, but for the backward only at 3×3 without dilation: other shapes run a
-    generic grouped kernel that computes 16×16 blocks per one-channel group, 6–20× slower than the
-    forward. At stride 1 the input gradient is the forward convolution of ``g`` with the flipped
-    kernel (padding ``d·(k-1) - p``), which takes the fast kernel; the weight gradient stays
-    oneDNN's. Strided convolutions go through their stride-1 counterpart (below). The results are
-    those of ``torch.ops.aten.convolution_backward`` up to float rounding, on any device.
-    """
-    C = x.size(1)
-    kernel = w.shape[-2:]
-    fits = all(p <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel, strict=True))
-    if tuple(stride) != (1, 1) and fits:
-        # A strided output is the stride-1 output subsampled, so its gradient is the stride-1
-        # gradient spread onto every s-th position (zeros between). oneDNN's strided backward
-        # takes the generic kernel (10–17 ms for a 5×5 or dilated 64×32×32×32 input gradient,
-        # against ~0.4 ms this way); the weight gradient goes the stride-1 way only where that
-        # reaches the fast 3×3 kernel.
-        size = [
-            n + 2 * p - d * (k - 1)
-            for n, p, d, k in zip(x.shape[2:], padding, dilation, kernel, strict=True)
-        ]
-        g1 = torch.empty(
-            (g.size(0), C, *size), dtype=g.dtype, device=g.device, memory_format=_format(x)
-        ).zero_()
-        g1[:, :, :: stride[0], :: stride[1]] = g
-        fast_w = tuple(kernel) == (3, 3) and tuple(dilation) == (1, 1)
-        gx, gw = depthwise_backward(g1, x, w, (1, 1), padding, dilation, need_x, need_w and fast_w)
-        if need_w and not fast_w:
-            gw = torch.ops.aten.convolution_backward(
-                g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0], C,
-                [False, True, False],
-            )[1]  # fmt: skip
-        return gx, gw
-    gx = gw = None
-    native_x = need_x
-    if need_x and tuple(stride) == (1, 1) and fits:
-        pad = [d * (k - 1) - p for p, d, k in zip(padding, dilation, kernel, strict=True)]
-        gx = F.conv2d(g, w.flip(2, 3), None, 1, pad, dilation, C)
-        native_x = False
-    if native_x or need_w:
-        gx_native, gw, _ = torch.ops.aten.convolution_backward(
-            g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0], C,
-            [native_x, need_w, False],
-        )  # fmt: skip
-        if native_x:
-            gx = gx_native
-    return gx, gw
-
-
-class _DepthwisePointwise(torch.autograd.Function):
-    """[ReLU ->] depthwise conv -> 1×1 conv, keeping only the input for backward.
-
-    Autograd would keep the depthwise output (the 1×1 convolution's input) and, with the ReLU, the
-    ReLU's output: two full feature maps per op. Both are recomputed in backward from the input,
-    which is kept anyway (it is a node state or a BatchNorm output that other ops keep). The
-    recomputation costs one depthwise convolution, the cheapest op of the chain.
-    """
-
-    @staticmethod
-    def forward(ctx, x, w_dw, w_pw, stride, padding, dilation, relu_in: bool):
-        r = F.relu(x) if relu_in else x
-        y = pointwise(
-            F.conv2d(r, w_dw, None, stride, padding, dilation, x.size(1)), w_pw.flatten(1)
-        )
-        ctx.conv = (stride, padding, dilation)
-        ctx.relu_in = relu_in
-        ctx.save_for_backward(x, w_dw, w_pw)
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, gy):
-        x, w_dw, w_pw = ctx.saved_tensors
-        stride, padding, dilation = ctx.conv
-        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
-        if x.is_contiguous(memory_format=torch.channels_last):
-            gy = gy.contiguous(memory_format=torch.channels_last)
-        # the ReLU's output is needed for the weight gradients only; the input gradient of a
-        # convolution reads nothing but the shape of its input
-        r = F.relu(x) if ctx.relu_in and (need_dw or need_pw) else x
-        g_pw = g_x = g_dw = None
-        if need_pw:
-            t = F.conv2d(r, w_dw, None, stride, padding, dilation, x.size(1))
-            g_pw = (_rows(gy).t() @ _rows(t)).view_as(w_pw)
-        if need_x or need_dw:
-            g_t = pointwise(gy, w_pw.flatten(1).t())
-            g_x, g_dw = depthwise_backward(g_t, r, w_dw, stride, padding, dilation, need_x, need_dw)
-            if g_x is not None and ctx.relu_in:
-                g_x = torch.ops.aten.threshold_backward(g_x, x, 0)
-        return g_x, g_dw, g_pw, None, None, None, None
-
-
-class _BatchNormKeepingOutput(torch.autograd.Function):
-    """Train-mode BatchNorm without affine parameters whose backward works from its output.
-
-    Without ``weight`` and ``bias`` the output is x-hat itself, which is all the backward needs
-    besides the per-channel inverse std. Autograd's BatchNorm keeps its input instead; in the
-    supernet the output is kept anyway (by the weighted sum, for the alpha gradient, and by the
-    pooling ops and cells that read a node state), so keeping the output saves one feature map
-    per op.
-    """
-
-    @staticmethod
-    def forward(ctx, x, running_mean, running_var, momentum: float, eps: float):
-        y, _, invstd = torch.native_batch_norm(
-            x, None, None, running_mean, running_var, True, momentum, eps
-        )
-        ctx.eps = eps
-        ctx.save_for_backward(y, invstd)
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, gy):
-        y, invstd = ctx.saved_tensors
-        if y.is_contiguous(memory_format=torch.channels_last):
-            gy = gy.contiguous(memory_format=torch.channels_last)
-        # native backward with input y, mean 0, inverse std 1 (so its x-hat is y) and weight
-        # `invstd` gives invstd·(g − mean(g) − y·mean(g·y)): the gradient w.r.t. the input.
-        gx = torch.ops.aten.native_batch_norm_backward(
-            gy, y, invstd, None, None, torch.zeros_like(invstd), torch.ones_like(invstd),
-            True, ctx.eps, [True, False, False],
-        )[0]  # fmt: skip
-        return gx, None, None, None, None
-
-
-class SearchBatchNorm(nn.BatchNorm2d):
-    """``nn.BatchNorm2d(C, affine=False)`` (same state_dict, statistics and outputs) whose
-    training-mode backward keeps its output rather than its input (see
-    `_BatchNormKeepingOutput`). The supernet's ops use it; with ``affine=True`` it is plain
-    BatchNorm."""
-
-    def forward(self, x):
-        if not (
-            self.training
-            and not self.affine
-            and self.track_running_stats
-            and x.dim() == 4
-            and _wants_autograd(x)
-        ):
-            return super().forward(x)
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        return _BatchNormKeepingOutput.apply(
-            x, self.running_mean, self.running_var, momentum, self.eps
-        )
-
-
-def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1):
-    if kernel == 1 and padding == 0 and groups == 1:
+def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, d=2):
+    if kernel == 1 and padding == 0 and groups == 1 and d == 2:
         return Conv1x1(C_in, C_out, stride)
-    return nn.Conv2d(
+    return CONV_OF[d](
         C_in,
         C_out,
         kernel,
@@ -306,37 +121,39 @@ def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1):
 class ReLUConvBN(nn.Sequential):
     """ReLU -> Conv(k×k) -> BN, the DARTS preprocessing and plain-conv block."""
 
-    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True):
+    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True, d=2):
         super().__init__(
             *_relu(relu_in),
-            _conv(C_in, C_out, kernel, stride, padding),
-            SearchBatchNorm(C_out, affine=affine),
+            _conv(C_in, C_out, kernel, stride, padding, d=d),
+            search_batch_norm(C_out, affine, d),
         )
 
 
 class DilConv(nn.Sequential):
     """ReLU -> depthwise dilated conv -> 1×1 conv -> BN.
 
-    When gradients are recorded, the ReLU, depthwise and 1×1 convolutions run as one autograd
-    function that keeps only its input (`_DepthwisePointwise`); the modules and state_dict keys
-    are those of the plain sequence, which runs otherwise (inference, export, inputs under
-    `LEAN_FROM` elements).
+    When gradients are recorded on images, the ReLU, depthwise and 1×1 convolutions run as one
+    autograd function that keeps only its input (`scinas.lean_ops.DepthwisePointwise`); the
+    modules and state_dict keys are those of the plain sequence, which runs otherwise (series,
+    inference, export, inputs under `LEAN_FROM` elements).
     """
 
-    def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True, relu_in=True):
+    def __init__(
+        self, C_in, C_out, kernel, stride, padding, dilation, affine=True, relu_in=True, d=2
+    ):
         super().__init__(
             *_relu(relu_in),
-            _conv(C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in),
-            _conv(C_in, C_out, 1, 1, 0),
-            SearchBatchNorm(C_out, affine=affine),
+            _conv(C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in, d=d),
+            _conv(C_in, C_out, 1, 1, 0, d=d),
+            search_batch_norm(C_out, affine, d),
         )
         self.relu_in = relu_in
 
     def forward(self, x):
         dw, pw, bn = self[-3], self[-2], self[-1]
-        if not _wants_autograd(x, dw.weight, pw.weight):
+        if x.dim() != 4 or not wants_autograd(x, dw.weight, pw.weight):
             return super().forward(x)
-        y = _DepthwisePointwise.apply(
+        y = DepthwisePointwise.apply(
             x, dw.weight, pw.weight, dw.stride, dw.padding, dw.dilation, self.relu_in
         )
         return bn(y)
@@ -345,27 +162,28 @@ class DilConv(nn.Sequential):
 class SepConv(nn.Sequential):
     """Two stacked (ReLU -> depthwise conv -> 1×1 conv -> BN) blocks, the first one strided."""
 
-    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True):
+    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True, relu_in=True, d=2):
         super().__init__(
-            DilConv(C_in, C_in, kernel, stride, padding, 1, affine, relu_in),
-            DilConv(C_in, C_out, kernel, 1, padding, 1, affine, True),
+            DilConv(C_in, C_in, kernel, stride, padding, 1, affine, relu_in, d=d),
+            DilConv(C_in, C_out, kernel, 1, padding, 1, affine, True, d=d),
         )
 
 
 class FactorizedReduce(nn.Module):
-    """Halve H and W with two offset strided 1×1 convs (the DARTS skip connection in reductions).
+    """Halve H and W (series: L) with two offset strided 1×1 convs (the DARTS skip connection in
+    reductions).
 
     The offset branch pads one row and column at the far end so odd sizes give ceil(H/2) in both
     branches; for even sizes this is exactly the DARTS operation.
     """
 
-    def __init__(self, C_in, C_out, affine=True, relu_in=True):
+    def __init__(self, C_in, C_out, affine=True, relu_in=True, d=2):
         super().__init__()
         assert C_out % 2 == 0, "FactorizedReduce needs an even channel count"
         self.relu = nn.ReLU(inplace=False) if relu_in else nn.Identity()
-        self.conv_1 = Conv1x1(C_in, C_out // 2, stride=2)
-        self.conv_2 = Conv1x1(C_in, C_out - C_out // 2, stride=2)
-        self.bn = SearchBatchNorm(C_out, affine=affine)
+        self.conv_1 = _conv(C_in, C_out // 2, 1, 2, 0, d=d)
+        self.conv_2 = _conv(C_in, C_out - C_out // 2, 1, 2, 0, d=d)
+        self.bn = search_batch_norm(C_out, affine, d)
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))
         x = self.relu(x)
@@ -373,9 +191,9 @@ class FactorizedReduce(nn.Module):
         # The offset branch reads rows/columns 1, 3, 5, ...; for odd sizes the last one is the
         # zero padding, added after the (bias-free, so zero-preserving) 1×1 convolution on the
         # small output instead of as a padded copy of the whole input.
-        b = self.conv_2(x[:, :, 1:, 1:])
+        b = self.conv_2(x[(slice(None), slice(None)) + (slice(1, None),) * (x.dim() - 2)])
         if b.shape[2:] != a.shape[2:]:
-            b = F.pad(b, (0, a.size(3) - b.size(3), 0, a.size(2) - b.size(2)))
+            b = F.pad(b, [n for i in range(x.dim() - 1, 1, -1) for n in (0, a.size(i) - b.size(i))])
         return self.bn(torch.cat([a, b], dim=1))
 
 
@@ -390,88 +208,94 @@ class Zero(nn.Module):
     def forward(self, x):
         if self.stride == 1:
             return x.mul(0.0)
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+        every = (slice(None, None, self.stride),) * (x.dim() - 2)
+        return x[(slice(None), slice(None), *every)].mul(0.0)
 
 
 class Pool2x2(nn.Module):
-    """2×2 max/average pooling: same size at stride 1, ceil(H/2) at stride 2."""
+    """2×2 max/average pooling (series: 2): same size at stride 1, ceil(H/2) at stride 2."""
 
     def __init__(self, kind: str, stride: int):
         super().__init__()
         self.kind, self.stride = kind, stride
 
     def forward(self, x):
+        d = x.dim() - 2
         if self.stride == 1:
-            x = F.pad(x, (0, 1, 0, 1), mode="replicate")
-        pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
-        return pool(x, 2, stride=self.stride, ceil_mode=True)
+            x = F.pad(x, (0, 1) * d, mode="replicate")
+        pool = {1: (F.max_pool1d, F.avg_pool1d), 2: (F.max_pool2d, F.avg_pool2d)}[d]
+        return pool[self.kind != "max"](x, 2, stride=self.stride, ceil_mode=True)
 
 
-@register_op("none", takes_relu=False, parameter_free=True)
-def _none(C, stride, affine, relu_in):
+BOTH = (1, 2)  # the built-in ops build for series and images
+
+
+@register_op("none", takes_relu=False, parameter_free=True, dims=BOTH)
+def _none(C, stride, affine, relu_in, d=2):
     return Zero(stride)
 
 
-@register_op("avg_pool_3x3", takes_relu=False, parameter_free=True)
-def _avg3(C, stride, affine, relu_in):
-    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+@register_op("avg_pool_3x3", takes_relu=False, parameter_free=True, dims=BOTH)
+def _avg3(C, stride, affine, relu_in, d=2):
+    pool = (nn.AvgPool1d, nn.AvgPool2d)[d - 1]
+    return pool(3, stride=stride, padding=1, count_include_pad=False)
 
 
-@register_op("max_pool_3x3", takes_relu=False, parameter_free=True)
-def _max3(C, stride, affine, relu_in):
-    return nn.MaxPool2d(3, stride=stride, padding=1)
+@register_op("max_pool_3x3", takes_relu=False, parameter_free=True, dims=BOTH)
+def _max3(C, stride, affine, relu_in, d=2):
+    return (nn.MaxPool1d, nn.MaxPool2d)[d - 1](3, stride=stride, padding=1)
 
 
-@register_op("max_pool_2x2", takes_relu=False, parameter_free=True)
-def _max2(C, stride, affine, relu_in):
+@register_op("max_pool_2x2", takes_relu=False, parameter_free=True, dims=BOTH)
+def _max2(C, stride, affine, relu_in, d=2):
     return Pool2x2("max", stride)
 
 
-@register_op("avg_pool_2x2", takes_relu=False, parameter_free=True)
-def _avg2(C, stride, affine, relu_in):
+@register_op("avg_pool_2x2", takes_relu=False, parameter_free=True, dims=BOTH)
+def _avg2(C, stride, affine, relu_in, d=2):
     return Pool2x2("avg", stride)
 
 
 # skip_connect is an identity at stride 1 (no ReLU) but a FactorizedReduce (with ReLU) at stride 2;
 # the supernet asks `op_takes_relu(name, stride)` rather than the spec alone for this reason.
-@register_op("skip_connect", takes_relu=False, parameter_free=True)
-def _skip(C, stride, affine, relu_in):
-    return nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine, relu_in)
+@register_op("skip_connect", takes_relu=False, parameter_free=True, dims=BOTH)
+def _skip(C, stride, affine, relu_in, d=2):
+    return nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine, relu_in, d=d)
 
 
-@register_op("sep_conv_3x3", takes_relu=True)
-def _sep3(C, stride, affine, relu_in):
-    return SepConv(C, C, 3, stride, 1, affine, relu_in)
+@register_op("sep_conv_3x3", takes_relu=True, dims=BOTH)
+def _sep3(C, stride, affine, relu_in, d=2):
+    return SepConv(C, C, 3, stride, 1, affine, relu_in, d=d)
 
 
-@register_op("sep_conv_5x5", takes_relu=True)
-def _sep5(C, stride, affine, relu_in):
-    return SepConv(C, C, 5, stride, 2, affine, relu_in)
+@register_op("sep_conv_5x5", takes_relu=True, dims=BOTH)
+def _sep5(C, stride, affine, relu_in, d=2):
+    return SepConv(C, C, 5, stride, 2, affine, relu_in, d=d)
 
 
-@register_op("sep_conv_7x7", takes_relu=True)
-def _sep7(C, stride, affine, relu_in):
-    return SepConv(C, C, 7, stride, 3, affine, relu_in)
+@register_op("sep_conv_7x7", takes_relu=True, dims=BOTH)
+def _sep7(C, stride, affine, relu_in, d=2):
+    return SepConv(C, C, 7, stride, 3, affine, relu_in, d=d)
 
 
-@register_op("dil_conv_3x3", takes_relu=True)
-def _dil3(C, stride, affine, relu_in):
-    return DilConv(C, C, 3, stride, 2, 2, affine, relu_in)
+@register_op("dil_conv_3x3", takes_relu=True, dims=BOTH)
+def _dil3(C, stride, affine, relu_in, d=2):
+    return DilConv(C, C, 3, stride, 2, 2, affine, relu_in, d=d)
 
 
-@register_op("dil_conv_5x5", takes_relu=True)
-def _dil5(C, stride, affine, relu_in):
-    return DilConv(C, C, 5, stride, 4, 2, affine, relu_in)
+@register_op("dil_conv_5x5", takes_relu=True, dims=BOTH)
+def _dil5(C, stride, affine, relu_in, d=2):
+    return DilConv(C, C, 5, stride, 4, 2, affine, relu_in, d=d)
 
 
-@register_op("conv_1x1", takes_relu=True)
-def _conv1(C, stride, affine, relu_in):
-    return ReLUConvBN(C, C, 1, stride, 0, affine, relu_in)
+@register_op("conv_1x1", takes_relu=True, dims=BOTH)
+def _conv1(C, stride, affine, relu_in, d=2):
+    return ReLUConvBN(C, C, 1, stride, 0, affine, relu_in, d=d)
 
 
-@register_op("conv_3x3", takes_relu=True)
-def _conv3(C, stride, affine, relu_in):
-    return ReLUConvBN(C, C, 3, stride, 1, affine, relu_in)
+@register_op("conv_3x3", takes_relu=True, dims=BOTH)
+def _conv3(C, stride, affine, relu_in, d=2):
+    return ReLUConvBN(C, C, 3, stride, 1, affine, relu_in, d=d)
 
 
 def op_takes_relu(name: str, stride: int) -> bool:

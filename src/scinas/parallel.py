@@ -312,7 +312,7 @@ def agreeing():
 
 
 class SyncedBatchNorm:
-    """Mixed into a BatchNorm2d class (`sync_batchnorms`): in a grad-enabled training pass under
+    """Mixed into a BatchNorm class (`sync_batchnorms`): in a grad-enabled training pass under
     DDP it normalises with the mean and (biased) variance of the global batch and keeps running
     statistics of it (unbiased by the global count), as the BatchNorm does on one process with the
     whole batch. The per-channel sums travel in one all-reduce, which is differentiable, so the
@@ -329,8 +329,9 @@ class SyncedBatchNorm:
 
         C = x.size(1)
         xf = x.float()
+        dims = (0, *range(2, x.dim()))  # all but the channels: (N, C, H, W), (N, C, L), (N, C)
         count = torch.full((1,), x.numel() / C, device=x.device, dtype=torch.float32)
-        local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
+        local = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
         with warnings.catch_warnings():  # deprecated for a functional API without autograd
             warnings.simplefilter("ignore", FutureWarning)
             sums = all_reduce(local)
@@ -344,7 +345,7 @@ class SyncedBatchNorm:
                 unbiased = var * (n / (n - 1).clamp_min(1.0))
                 self.running_mean.mul_(1 - f).add_(mean.detach(), alpha=f)
                 self.running_var.mul_(1 - f).add_(unbiased.detach(), alpha=f)
-        shape = (1, C, 1, 1)
+        shape = (1, C) + (1,) * (x.dim() - 2)
         out = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
@@ -355,11 +356,11 @@ _synced: dict[type, type] = {}
 
 
 def sync_batchnorms(model: nn.Module) -> nn.Module:
-    """Give every BatchNorm2d of ``model`` (subclasses included) `SyncedBatchNorm` behaviour, in
-    place: the same parameters, buffers and state_dict keys."""
+    """Give every BatchNorm1d and BatchNorm2d of ``model`` (subclasses included) `SyncedBatchNorm`
+    behaviour, in place: the same parameters, buffers and state_dict keys."""
     for m in model.modules():
         cls = type(m)
-        if isinstance(m, nn.BatchNorm2d) and not isinstance(m, SyncedBatchNorm):
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not isinstance(m, SyncedBatchNorm):
             if cls not in _synced:
                 _synced[cls] = type(f"Synced{cls.__name__}", (SyncedBatchNorm, cls), {})
             m.__class__ = _synced[cls]

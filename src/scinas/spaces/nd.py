@@ -16,7 +16,7 @@ from torch import nn
 
 from ..bounds import MIN_SIDE
 from ..errors import UserError
-from ..ops import Conv1x1
+from ..lean_ops import Conv1x1
 
 DIMS = (1, 2)
 """The input dimensions the generic networks build for: series and images."""

@@ -15,6 +15,7 @@ from ...errors import UserError
 from ...memory import available_memory, search_step_bytes, use_checkpointing
 from ...ops import DARTS_OPS, OPS
 from ...weights import copy_weights
+from .. import nd
 from ..base import DecisionSpace, Drawing, SearchSpace, register_space
 from .genotype import (
     FIXED_REDUCE,
@@ -41,6 +42,7 @@ class DartsSpace(SearchSpace):
     has_supernet = True
     has_alphas = True
     settings = ("nodes", "reductions", "fixed_reduce", "derive", "checkpoint_cells")
+    dims = nd.DIMS  # series: the same cells with 1-D ops
 
     # ---- architectures
     def from_dict(self, data, source: str = "genotype") -> Genotype:
@@ -89,11 +91,11 @@ class DartsSpace(SearchSpace):
     def build_supernet(self, s, input_shape, num_outputs: int, device=None) -> Supernet:
         """The supernet of a search section for inputs of ``input_shape``; cell checkpointing as
         `scinas.memory.use_checkpointing` decides for ``device`` (the host when None)."""
-        C_in, H, W = input_shape
+        C_in, *sizes = input_shape
         return Supernet(
             C_in,
             num_outputs,
-            (H, W),
+            tuple(sizes),
             C=s.C,
             layers=s.layers,
             op_names=self.op_names(s),
@@ -171,12 +173,12 @@ class DartsSpace(SearchSpace):
         plan_reductions(t.layers, tuple(input_shape[1:]), t.reductions)
 
     def build_network(self, arch: Genotype, t, input_shape, num_outputs: int) -> Network:
-        C_in, H, W = input_shape
+        C_in, *sizes = input_shape
         return Network(
             arch,
             C_in,
             num_outputs,
-            (H, W),
+            tuple(sizes),
             C=t.C,
             layers=t.layers,
             auxiliary=t.auxiliary,

@@ -25,7 +25,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...errors import UserError
-from ...ops import OPS, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op, op_takes_relu
+from ...ops import (
+    OPS,
+    FactorizedReduce,
+    ReLUConvBN,
+    create_op,
+    op_takes_relu,
+    search_batch_norm,
+)
+from .. import nd
 from ..common import active_columns, expected_weights, mixing_weights
 from .genotype import (
     FIXED_REDUCE,
@@ -42,7 +50,7 @@ from .network import FixedReductionCell, build_cells, make_stem, plan_reductions
 class MixedOp(nn.Module):
     """All non-`none` candidate ops of one edge."""
 
-    def __init__(self, C: int, stride: int, op_names: tuple[str, ...]):
+    def __init__(self, C: int, stride: int, op_names: tuple[str, ...], d: int = 2):
         super().__init__()
         self.columns: list[int] = []  # column of each computed op in the alpha row
         self.takes_relu: list[bool] = []
@@ -50,9 +58,9 @@ class MixedOp(nn.Module):
         for k, name in enumerate(op_names):
             if name == "none":
                 continue
-            op = create_op(name, C, stride, affine=False, relu_in=False)
+            op = create_op(name, C, stride, affine=False, relu_in=False, d=d)
             if "pool" in name:  # as in DARTS: normalise pooled outputs in the search
-                op = nn.Sequential(op, SearchBatchNorm(C, affine=False))
+                op = nn.Sequential(op, search_batch_norm(C, False, d))
             self.ops.append(op)
             self.columns.append(k)
             self.takes_relu.append(op_takes_relu(name, stride))
@@ -83,22 +91,24 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    def __init__(self, steps, multiplier, C_pp, C_p, C, reduction, reduction_prev, op_names):
+    def __init__(
+        self, steps, multiplier, C_pp, C_p, C, reduction, reduction_prev, op_names, d: int = 2
+    ):
         super().__init__()
         self.reduction = reduction
         self.steps, self.multiplier = steps, multiplier
         self.preprocess0 = (
-            FactorizedReduce(C_pp, C, affine=False)
+            FactorizedReduce(C_pp, C, affine=False, d=d)
             if reduction_prev
-            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False, d=d)
         )
-        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False, d=d)
         self.edges = nn.ModuleList()
         self.strides: list[int] = []
         for node in range(steps):
             for j in range(node + 2):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(C, stride, op_names))
+                self.edges.append(MixedOp(C, stride, op_names, d))
                 self.strides.append(stride)
         self.active: list[list[int]] | None = None  # per edge, the unpruned alpha columns
         self.aux_skip = 0.0  # DARTS-: weight of an extra identity on each stride-1 edge
@@ -135,8 +145,7 @@ class SearchCell(nn.Module):
             return torch.zeros_like(states[2])
         if not self.reduction:
             return torch.zeros_like(s)
-        B, C, H, W = s.shape
-        return s.new_zeros(B, C, -(-H // 2), -(-W // 2))
+        return s.new_zeros(*s.shape[:2], *(-(-n // 2) for n in s.shape[2:]))
 
 
 def genotype_paths(genotype: Genotype, op_names) -> tuple[list[int], list[int]]:
@@ -157,13 +166,14 @@ def genotype_paths(genotype: Genotype, op_names) -> tuple[list[int], list[int]]:
 
 
 class Supernet(nn.Module):
-    """DARTS search network over ``op_names`` for any C×H×W input and any number of outputs."""
+    """DARTS search network over ``op_names`` for any C×H×W input (series: C×L, ``input_hw``
+    (L,)) and any number of outputs."""
 
     def __init__(
         self,
         in_channels: int,
         num_outputs: int,
-        input_hw: tuple[int, int],
+        input_hw: tuple[int, ...],
         C: int = 16,
         layers: int = 8,
         op_names: tuple[str, ...] | list[str] = (),
@@ -196,7 +206,8 @@ class Supernet(nn.Module):
         self.op_names = op_names
         self.steps, self.multiplier = steps, multiplier
         positions = plan_reductions(layers, input_hw, reductions)
-        self.stem = make_stem(in_channels, stem_multiplier * C)
+        d = len(tuple(input_hw))
+        self.stem = make_stem(in_channels, stem_multiplier * C, d)
         self.cells, channels = build_cells(
             layers,
             C,
@@ -204,13 +215,13 @@ class Supernet(nn.Module):
             positions,
             multiplier,
             lambda C_pp, C_p, C_curr, red, red_prev: (
-                FixedReductionCell(C_pp, C_p, C_curr, red_prev, affine=False)
+                FixedReductionCell(C_pp, C_p, C_curr, red_prev, affine=False, d=d)
                 if red and fixed_reduce
-                else SearchCell(steps, multiplier, C_pp, C_p, C_curr, red, red_prev, op_names)
+                else SearchCell(steps, multiplier, C_pp, C_p, C_curr, red, red_prev, op_names, d)
             ),
         )
         C_p = channels[-1]
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = nd.global_pool(d)
         self.classifier = nn.Linear(C_p, num_outputs)
         E, K = num_edges(steps), len(op_names)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(E, K))

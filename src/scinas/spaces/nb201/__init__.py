@@ -18,6 +18,7 @@ Its pieces, as in the DARTS space's package: `arch` (the architecture and its st
 
 from __future__ import annotations
 
+from .. import nd
 from ..base import DecisionSpace, Drawing, SearchSpace, register_space
 from .arch import NB201_EDGES, NB201_OPS, NB201Arch
 from .network import NB201Cell, NB201Network, ResidualReduction, make_op
@@ -45,6 +46,7 @@ class NB201Space(SearchSpace):
     description = "the NAS-Bench-201 cell space: one cell of 4 nodes, 6 edges, 5 ops (15,625)"
     has_supernet = True
     has_alphas = True
+    dims = nd.DIMS  # series: the same cells with 1-D layers
 
     def from_dict(self, data, source: str = "architecture") -> NB201Arch:
         return NB201Arch.from_dict(data, source=source)
@@ -59,11 +61,11 @@ class NB201Space(SearchSpace):
         return nb201_decisions(self.op_names(s))
 
     def build_supernet(self, s, input_shape, num_outputs: int, device=None) -> NB201Supernet:
-        C_in, H, W = input_shape
+        C_in, *sizes = input_shape
         return NB201Supernet(
             C_in,
             num_outputs,
-            (H, W),
+            tuple(sizes),
             C=s.C,
             cells_per_stage=max(1, s.layers // 3),
             op_names=self.op_names(s),
@@ -83,9 +85,9 @@ class NB201Space(SearchSpace):
 
     def build_network(self, arch: NB201Arch, t, input_shape, num_outputs: int) -> NB201Network:
         """The benchmark's macro skeleton: ``train.layers`` cells in 3 stages."""
-        C_in, H, W = input_shape
+        C_in, *sizes = input_shape
         return NB201Network(
-            arch, C_in, num_outputs, (H, W), C=t.C, cells_per_stage=max(1, t.layers // 3)
+            arch, C_in, num_outputs, tuple(sizes), C=t.C, cells_per_stage=max(1, t.layers // 3)
         )
 
     def network_summary(self, arch, t) -> str:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError, unknown
+from .. import nd
 from ..common import SAMPLING_MODES, active_columns, expected_weights, mixing_weights
 from .arch import (
     _INCOMING,
@@ -26,13 +27,13 @@ from .network import (
 class NB201MixedEdge(nn.Module):
     """All non-`none` candidate ops of one supernet edge, addressed by their alpha column."""
 
-    def __init__(self, C: int, op_names: tuple[str, ...]):
+    def __init__(self, C: int, op_names: tuple[str, ...], d: int = 2):
         super().__init__()
         self.ops = nn.ModuleList()
         self.columns: list[int] = []  # alpha column of each op in self.ops
         self.slot: dict[int, int] = {}  # alpha column -> position in self.ops
         for k, name in enumerate(op_names):
-            op = make_op(name, C, affine=False, track_running_stats=True)
+            op = make_op(name, C, affine=False, track_running_stats=True, d=d)
             if op is not None:
                 self.slot[k] = len(self.ops)
                 self.columns.append(k)
@@ -62,9 +63,9 @@ class NB201MixedEdge(nn.Module):
 class NB201SearchCell(nn.Module):
     """The supernet cell: each of the 6 edges mixes (or samples) the candidate ops."""
 
-    def __init__(self, C: int, op_names: tuple[str, ...]):
+    def __init__(self, C: int, op_names: tuple[str, ...], d: int = 2):
         super().__init__()
-        self.edges = nn.ModuleList(NB201MixedEdge(C, op_names) for _ in NB201_EDGES)
+        self.edges = nn.ModuleList(NB201MixedEdge(C, op_names, d) for _ in NB201_EDGES)
         self.active: list[list[int]] | None = None  # per edge, the unpruned alpha columns
         self.aux_skip = 0.0  # DARTS-: weight of an extra identity on each edge
 
@@ -105,7 +106,7 @@ class NB201Supernet(nn.Module):
         self,
         in_channels: int,
         num_outputs: int,
-        input_hw: tuple[int, int],
+        input_hw: tuple[int, ...],
         C: int = 16,
         cells_per_stage: int = 5,
         op_names: Sequence[str] = NB201_OPS,
@@ -125,10 +126,11 @@ class NB201Supernet(nn.Module):
         self.tau = 10.0
         self._path: list[int] | None = None
         self.stem, self.cells, C_out = _build_backbone(
-            in_channels, hw, C, cells_per_stage, lambda c: NB201SearchCell(c, op_names)
+            in_channels, hw, C, cells_per_stage, lambda c, d: NB201SearchCell(c, op_names, d)
         )
-        self.lastact = nn.Sequential(nn.BatchNorm2d(C_out), nn.ReLU(inplace=True))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        d = len(hw)
+        self.lastact = nn.Sequential(nd.batch_norm(d, C_out), nn.ReLU(inplace=True))
+        self.global_pooling = nd.global_pool(d)
         self.classifier = nn.Linear(C_out, num_outputs)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(op_names)))
         # progressive pruning: False where an op was removed from its edge (a buffer: it

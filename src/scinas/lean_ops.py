@@ -1,0 +1,236 @@
+"""Memory-lean and GEMM-backed forms of the DARTS ops' image layers (`scinas.ops`).
+
+A 1×1 convolution as one matrix product on channels-last maps (`Conv1x1`), and autograd
+functions that keep less for backward than torch's own: the ReLU -> depthwise -> 1×1 chain of
+the separable and dilated convolutions keeps only its input (`DepthwisePointwise`), and the
+supernet's affine-free BatchNorm keeps its output (`SearchBatchNorm`). They act on images (4-D
+maps) at and above `LEAN_FROM` elements; everything else runs torch's own layers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+
+class Conv1x1(nn.Conv2d):
+    """A bias-free 1×1 convolution (any stride) that runs as a matmul on channels-last input.
+
+    On CPU, oneDNN's 1×1 convolution carries a large fixed cost per call that dominates the small
+    feature maps of a supernet; on a channels-last tensor the same product is one GEMM over
+    (B·H·W, C) with no copies (the permutes are views). A stride s keeps every s-th row and column
+    first (the same outputs as the strided convolution, which has no padding), then multiplies.
+    That also steers clear of a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
+    convolution on channels-last input corrupts the heap for some shapes on AVX-512 CPUs (e.g.
+    batch 31, 4 -> 2 channels, 12×20: "double free or corruption"; NCHW, stride 1, or oneDNN
+    limited to AVX2 do not). Weights and state_dict keys are those of nn.Conv2d, so checkpoints
+    and FLOP counts are unchanged.
+    """
+
+    def __init__(self, C_in: int, C_out: int, stride: int = 1):
+        super().__init__(C_in, C_out, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        s = self.stride[0]
+        # channels-last, or (strided) a channels-innermost view such as FactorizedReduce's shifted
+        # slice, which the subsampling copies into channels-last anyway
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) or (
+            s > 1 and x.stride(1) == 1
+        )
+        if x.dim() == 4 and channels_last and x.size(1) > 1:
+            if s > 1:
+                x = x[:, :, ::s, ::s].contiguous(memory_format=torch.channels_last)
+            return pointwise(x, self.weight.flatten(1))
+        return super().forward(x)
+
+
+def pointwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """1×1 convolution of x (B, C_in, H, W) with w (C_out, C_in): one GEMM on channels-last."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        y = F.linear(x.permute(0, 2, 3, 1), w)  # (B, H, W, C_out)
+        return y.permute(0, 3, 1, 2)  # channels-last (B, C_out, H, W) view
+    return F.conv2d(x, w[:, :, None, None])
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B·H·W, C); a view for channels-last tensors."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.size(1))
+
+
+# The lean autograd functions below cost some Python per call and a recomputation in backward;
+# they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
+LEAN_FROM = 1 << 17
+
+
+def wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
+    """Whether a forward should go through the memory-lean autograd functions below: gradients
+    are being recorded, the graph is not being traced for export (they have no symbolic), and
+    the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
+    backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
+    takes torch's own ops)."""
+    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        return False
+    if x.numel() < LEAN_FROM:
+        return False
+    return x.requires_grad or any(w.requires_grad for w in weights)
+
+
+def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w: bool):
+    """Gradients of a depthwise convolution (groups = channels) w.r.t. its input and weight.
+
+    oneDNN (torch 2.13, AVX-512) has a depthwise-specific kernel for the forward pass at any kernel
+    size and dilation, but for the backward only at 3×3 without dilation: other shapes run a
+    generic grouped kernel that computes 16×16 blocks per one-channel group, 6–20× slower than the
+    forward. At stride 1 the input gradient is the forward convolution of ``g`` with the flipped
+    kernel (padding ``d·(k-1) - p``), which takes the fast kernel; the weight gradient stays
+    oneDNN's. Strided convolutions go through their stride-1 counterpart (below). The results are
+    those of ``torch.ops.aten.convolution_backward`` up to float rounding, on any device.
+    """
+    C = x.size(1)
+    kernel = w.shape[-2:]
+    fits = all(p <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel, strict=True))
+    if tuple(stride) != (1, 1) and fits:
+        # A strided output is the stride-1 output subsampled, so its gradient is the stride-1
+        # gradient spread onto every s-th position (zeros between). oneDNN's strided backward
+        # takes the generic kernel (10–17 ms for a 5×5 or dilated 64×32×32×32 input gradient,
+        # against ~0.4 ms this way); the weight gradient goes the stride-1 way only where that
+        # reaches the fast 3×3 kernel.
+        size = [
+            n + 2 * p - d * (k - 1)
+            for n, p, d, k in zip(x.shape[2:], padding, dilation, kernel, strict=True)
+        ]
+        g1 = torch.empty(
+            (g.size(0), C, *size), dtype=g.dtype, device=g.device, memory_format=_format(x)
+        ).zero_()
+        g1[:, :, :: stride[0], :: stride[1]] = g
+        fast_w = tuple(kernel) == (3, 3) and tuple(dilation) == (1, 1)
+        gx, gw = depthwise_backward(g1, x, w, (1, 1), padding, dilation, need_x, need_w and fast_w)
+        if need_w and not fast_w:
+            gw = torch.ops.aten.convolution_backward(
+                g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0], C,
+                [False, True, False],
+            )[1]  # fmt: skip
+        return gx, gw
+    gx = gw = None
+    native_x = need_x
+    if need_x and tuple(stride) == (1, 1) and fits:
+        pad = [d * (k - 1) - p for p, d, k in zip(padding, dilation, kernel, strict=True)]
+        gx = F.conv2d(g, w.flip(2, 3), None, 1, pad, dilation, C)
+        native_x = False
+    if native_x or need_w:
+        gx_native, gw, _ = torch.ops.aten.convolution_backward(
+            g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0], C,
+            [native_x, need_w, False],
+        )  # fmt: skip
+        if native_x:
+            gx = gx_native
+    return gx, gw
+
+
+class DepthwisePointwise(torch.autograd.Function):
+    """[ReLU ->] depthwise conv -> 1×1 conv, keeping only the input for backward.
+
+    Autograd would keep the depthwise output (the 1×1 convolution's input) and, with the ReLU, the
+    ReLU's output: two full feature maps per op. Both are recomputed in backward from the input,
+    which is kept anyway (it is a node state or a BatchNorm output that other ops keep). The
+    recomputation costs one depthwise convolution, the cheapest op of the chain.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_dw, w_pw, stride, padding, dilation, relu_in: bool):
+        r = F.relu(x) if relu_in else x
+        y = pointwise(
+            F.conv2d(r, w_dw, None, stride, padding, dilation, x.size(1)), w_pw.flatten(1)
+        )
+        ctx.conv = (stride, padding, dilation)
+        ctx.relu_in = relu_in
+        ctx.save_for_backward(x, w_dw, w_pw)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        x, w_dw, w_pw = ctx.saved_tensors
+        stride, padding, dilation = ctx.conv
+        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
+        if x.is_contiguous(memory_format=torch.channels_last):
+            gy = gy.contiguous(memory_format=torch.channels_last)
+        # the ReLU's output is needed for the weight gradients only; the input gradient of a
+        # convolution reads nothing but the shape of its input
+        r = F.relu(x) if ctx.relu_in and (need_dw or need_pw) else x
+        g_pw = g_x = g_dw = None
+        if need_pw:
+            t = F.conv2d(r, w_dw, None, stride, padding, dilation, x.size(1))
+            g_pw = (_rows(gy).t() @ _rows(t)).view_as(w_pw)
+        if need_x or need_dw:
+            g_t = pointwise(gy, w_pw.flatten(1).t())
+            g_x, g_dw = depthwise_backward(g_t, r, w_dw, stride, padding, dilation, need_x, need_dw)
+            if g_x is not None and ctx.relu_in:
+                g_x = torch.ops.aten.threshold_backward(g_x, x, 0)
+        return g_x, g_dw, g_pw, None, None, None, None
+
+
+class BatchNormKeepingOutput(torch.autograd.Function):
+    """Train-mode BatchNorm without affine parameters whose backward works from its output.
+
+    Without ``weight`` and ``bias`` the output is x-hat itself, which is all the backward needs
+    besides the per-channel inverse std. Autograd's BatchNorm keeps its input instead; in the
+    supernet the output is kept anyway (by the weighted sum, for the alpha gradient, and by the
+    pooling ops and cells that read a node state), so keeping the output saves one feature map
+    per op.
+    """
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, momentum: float, eps: float):
+        y, _, invstd = torch.native_batch_norm(
+            x, None, None, running_mean, running_var, True, momentum, eps
+        )
+        ctx.eps = eps
+        ctx.save_for_backward(y, invstd)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        y, invstd = ctx.saved_tensors
+        if y.is_contiguous(memory_format=torch.channels_last):
+            gy = gy.contiguous(memory_format=torch.channels_last)
+        # native backward with input y, mean 0, inverse std 1 (so its x-hat is y) and weight
+        # `invstd` gives invstd·(g − mean(g) − y·mean(g·y)): the gradient w.r.t. the input.
+        gx = torch.ops.aten.native_batch_norm_backward(
+            gy, y, invstd, None, None, torch.zeros_like(invstd), torch.ones_like(invstd),
+            True, ctx.eps, [True, False, False],
+        )[0]  # fmt: skip
+        return gx, None, None, None, None
+
+
+class SearchBatchNorm(nn.BatchNorm2d):
+    """``nn.BatchNorm2d(C, affine=False)`` (same state_dict, statistics and outputs) whose
+    training-mode backward keeps its output rather than its input (see
+    `BatchNormKeepingOutput`). The supernet's ops use it; with ``affine=True`` it is plain
+    BatchNorm."""
+
+    def forward(self, x):
+        if not (
+            self.training
+            and not self.affine
+            and self.track_running_stats
+            and x.dim() == 4
+            and wants_autograd(x)
+        ):
+            return super().forward(x)
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        return BatchNormKeepingOutput.apply(
+            x, self.running_mean, self.running_var, momentum, self.eps
+        )

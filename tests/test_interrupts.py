@@ -133,6 +133,9 @@ def chain(
         points.append((args[0], round(delay, 2), round(p.stop, 2)))
         if (out / "results.json").is_file():  # stopped while writing its report
             return
+        cmp = out / "compare.json"  # a compare stopped once all its runs were done
+        if cmp.is_file() and json.loads(cmp.read_text())["complete"]:
+            return
         if (out / "run.json").is_file():
             args = resume
     raise AssertionError("the chain never finished")

@@ -263,39 +263,29 @@ def _skip(C, stride, affine, relu_in, d=2):
     return nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine, relu_in, d=d)
 
 
-@register_op("sep_conv_3x3", takes_relu=True, dims=BOTH)
-def _sep3(C, stride, affine, relu_in, d=2):
-    return SepConv(C, C, 3, stride, 1, affine, relu_in, d=d)
+def _conv_op(block: type[nn.Module], kernel: int, padding: int, dilation: int | None = None):
+    """The factory of a convolutional op: ``block`` (SepConv, DilConv or ReLUConvBN) from C to
+    C channels with the kernel, padding and (DilConv) dilation given."""
+    extra = () if dilation is None else (dilation,)
+
+    def factory(C, stride, affine, relu_in, d=2):
+        return block(C, C, kernel, stride, padding, *extra, affine, relu_in, d=d)
+
+    return factory
 
 
-@register_op("sep_conv_5x5", takes_relu=True, dims=BOTH)
-def _sep5(C, stride, affine, relu_in, d=2):
-    return SepConv(C, C, 5, stride, 2, affine, relu_in, d=d)
-
-
-@register_op("sep_conv_7x7", takes_relu=True, dims=BOTH)
-def _sep7(C, stride, affine, relu_in, d=2):
-    return SepConv(C, C, 7, stride, 3, affine, relu_in, d=d)
-
-
-@register_op("dil_conv_3x3", takes_relu=True, dims=BOTH)
-def _dil3(C, stride, affine, relu_in, d=2):
-    return DilConv(C, C, 3, stride, 2, 2, affine, relu_in, d=d)
-
-
-@register_op("dil_conv_5x5", takes_relu=True, dims=BOTH)
-def _dil5(C, stride, affine, relu_in, d=2):
-    return DilConv(C, C, 5, stride, 4, 2, affine, relu_in, d=d)
-
-
-@register_op("conv_1x1", takes_relu=True, dims=BOTH)
-def _conv1(C, stride, affine, relu_in, d=2):
-    return ReLUConvBN(C, C, 1, stride, 0, affine, relu_in, d=d)
-
-
-@register_op("conv_3x3", takes_relu=True, dims=BOTH)
-def _conv3(C, stride, affine, relu_in, d=2):
-    return ReLUConvBN(C, C, 3, stride, 1, affine, relu_in, d=d)
+# name: (block, kernel, padding[, dilation]); padding keeps the size at stride 1
+CONV_OPS = {
+    "sep_conv_3x3": (SepConv, 3, 1),
+    "sep_conv_5x5": (SepConv, 5, 2),
+    "sep_conv_7x7": (SepConv, 7, 3),
+    "dil_conv_3x3": (DilConv, 3, 2, 2),
+    "dil_conv_5x5": (DilConv, 5, 4, 2),
+    "conv_1x1": (ReLUConvBN, 1, 0),
+    "conv_3x3": (ReLUConvBN, 3, 1),
+}
+for _name, _args in CONV_OPS.items():
+    register_op(_name, takes_relu=True, dims=BOTH)(_conv_op(*_args))
 
 
 def op_takes_relu(name: str, stride: int) -> bool:

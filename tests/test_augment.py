@@ -304,20 +304,20 @@ def test_the_search_augments_as_the_training_does_without_cutout():
 
     ones = torch.ones(64, 3, 32, 32)
     cfg = _search_cfg(train={"cutout": 16, "hflip": True})
-    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(ones)
+    out = search_augment(cfg, (32, 32), torch.Generator().manual_seed(0))(ones)
     # a crop of H/8 = 4 only zeroes a border at most 4 wide; a 16-pixel cutout would reach in
     assert torch.equal(out[:, :, 4:28, 4:28], ones[:, :, 4:28, 4:28])
     assert (out == 0).any()  # it did crop
     # flips follow train.hflip: an image with a bright left column ends up with it on the right
     marked = torch.zeros(256, 1, 32, 32)
     marked[:, :, :, 0] = 1.0
-    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(marked)
+    out = search_augment(cfg, (32, 32), torch.Generator().manual_seed(0))(marked)
     assert out[:, :, :, 24:].sum() > 0
     cfg = _search_cfg(train={"hflip": False})
-    out = search_augment(cfg, 32, 32, torch.Generator().manual_seed(0))(marked)
+    out = search_augment(cfg, (32, 32), torch.Generator().manual_seed(0))(marked)
     assert out[:, :, :, 24:].sum() == 0
     # a preset in train.augment is followed, and search.augment can still say otherwise
     cfg = _search_cfg(train={"augment": "rotation"})
-    assert search_augment(cfg, 32, 32, torch.Generator()).keywords["spec"].rotate_degrees == 180
+    assert search_augment(cfg, (32, 32), torch.Generator()).keywords["spec"].rotate_degrees == 180
     cfg = _search_cfg(train={"augment": "rotation"}, search={"augment": "none"})
-    assert search_augment(cfg, 32, 32, torch.Generator()) is None
+    assert search_augment(cfg, (32, 32), torch.Generator()) is None

@@ -361,7 +361,7 @@ def _grown(arch: UserModelArch, net: nn.Module, shape: tuple, num_outputs: int) 
             )
         widths = dict(arch.widths)
         now = {p: widths.get(p, net.get_submodule(p).out_channels) for p in found}
-        odd = user_widths.unequal(widths, found, lambda p: now[p])
+        odd = user_widths.unequal(found, now)
         if odd is not None:
             given = ", ".join(str(now[w]) for w in odd.writers)
             raise UserError(

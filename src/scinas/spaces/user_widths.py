@@ -316,11 +316,11 @@ def resize(net: nn.Module, widths: dict[str, int], found: dict[str, Group]) -> n
     return net
 
 
-def unequal(widths: dict[str, int], found: dict[str, Group], width_of) -> Group | None:
-    """A group whose convolutions ``widths`` (with ``width_of(path)`` for the others) does not
-    give one width: their outputs meet, so their channels must match."""
+def unequal(found: dict[str, Group], widths: dict[str, int]) -> Group | None:
+    """A group whose convolutions ``widths`` (every widenable convolution's output channels)
+    does not give one width: their outputs meet, so their channels must match."""
     for group in {g.writers: g for g in found.values()}.values():
-        if len({widths.get(w, width_of(w)) for w in group.writers}) > 1:
+        if len({widths[w] for w in group.writers}) > 1:
             return group
     return None
 

@@ -23,9 +23,8 @@ from torch import nn
 
 from ..budget import Plan, budget_plan, describe, plan_phase
 from ..checkpoint import LOGS, Checkpointer
-from ..data.augment import make_augment
-from ..data.augment_series import series_augment
 from ..data.split import stratified_split
+from ..fit import train_augment
 from ..lr_finder import log_event, relog
 from ..precision import maybe_compile, new_scaler
 from ..run_context import SearchContext
@@ -50,9 +49,9 @@ def build_supernet(ctx: SearchContext) -> nn.Module:
     )
 
 
-def search_augment(cfg, height: int, width: int | None, generator: torch.Generator):
-    """The search batches' augmentation hook (`scinas.data.augment.make_augment`; series, whose
-    ``width`` is None: `scinas.data.augment_series.series_augment`).
+def search_augment(cfg, input_hw, generator: torch.Generator):
+    """The search batches' augmentation hook for inputs of ``input_hw`` ((H, W) images, (L,)
+    series): the training's (`scinas.fit.train_augment`) under ``search.augment``.
 
     ``search.augment=default`` is the retraining's choice (``train.augment``, with its
     ``crop_padding`` and ``hflip``) without cutout, as the DARTS paper searched CIFAR-10 with
@@ -61,9 +60,7 @@ def search_augment(cfg, height: int, width: int | None, generator: torch.Generat
     connections (NAS-Bench-201: docs, concepts, "Robust one-shot search")."""
     s, t = cfg.search, cfg.train
     name = t.augment if s.augment == "default" else s.augment
-    if width is None:
-        return series_augment(name, generator)
-    return make_augment(name, height, width, generator, crop_padding=t.crop_padding, hflip=t.hflip)
+    return train_augment(t.model_copy(update={"augment": name, "cutout": 0}), input_hw, generator)
 
 
 def search_halves(ctx: SearchContext, seed: int):
@@ -291,8 +288,7 @@ class OneShotStrategy(SearchStrategy):
         torch.manual_seed(cfg.seed)
         model = maybe_compile(ctx.place.module(build_supernet(ctx)), cfg.compile)
         probe.configure(model, ctx)
-        H, W = (*ctx.data.input_shape[1:], None)[:2]  # series: W None
-        augment = search_augment(cfg, H, W, torch.Generator().manual_seed(0))
+        augment = search_augment(cfg, ctx.data.input_shape[1:], torch.Generator().manual_seed(0))
         trainer = probe.trainer(ctx, model, search_halves(ctx, cfg.seed), augment)
         trainer.hooks.begin_epoch(0, None)
         trainer.hooks.update_arch = self.updates_arch  # warm-up epochs are the cheaper ones
@@ -358,8 +354,7 @@ class OneShotStrategy(SearchStrategy):
         self.robust_setup(model, ctx)
         ckpt = Checkpointer(ctx.run, "search", ctx.reporter)
         aug_generator = torch.Generator().manual_seed(cfg.seed + 13)
-        H, W = (*ctx.data.input_shape[1:], None)[:2]  # series: W None
-        augment = search_augment(cfg, H, W, aug_generator)
+        augment = search_augment(cfg, ctx.data.input_shape[1:], aug_generator)
         trainer = self.trainer(
             ctx, model, halves, augment, generators={"augment": aug_generator}, checkpointer=ckpt
         )

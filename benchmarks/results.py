@@ -69,6 +69,12 @@ BENCHMARKS: dict[str, dict] = {
         "about": "The derived network started from the supernet's weights against from scratch "
         "at the same compute.",
     },
+    "augment_probe": {
+        "title": "How consistently the augmentation probe decides (`benchmarks/augment_probe.py`)",
+        "about": "resnet_tiny's deciding `train.augment=auto` probe (mostly after epoch 1) per "
+        "seed: each view's validation loss rise as a share of the network's margin over a constant "
+        "output, and on how many seeds each rule takes the view as keeping the labels.",
+    },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
         "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "

@@ -77,7 +77,7 @@ def test_its_state_round_trips():
 class DecidesAfterTheFirstEpoch(AutoAugment):
     """The real hooks around a scripted decision: ``natural`` after epoch 1."""
 
-    def end_epoch(self, model, epoch, epochs):
+    def end_epoch(self, model, epoch, epochs, plain=None):
         if self.decided_at is None and epoch == 1:
             self.augment, self.symmetries, self.decided_at = "natural", ["hflip"], 1
             return True

@@ -76,11 +76,14 @@ def symmetrised(network: nn.Module, views: Sequence[str], task) -> nn.Module:
 
 
 @torch.no_grad()
-def probe(net: nn.Module, batches, task, views: Sequence[str], z: float) -> dict[str, dict]:
+def probe(
+    net: nn.Module, batches, task, views: Sequence[str], z: float, plain=None
+) -> dict[str, dict]:
     """For each view: the mean per-sample loss increase on the transformed split, its standard
     error, the network's margin over a constant (zero) output, and whether the view keeps the
-    labels (``symmetry``): the increase plus z errors is below TOLERANCE·margin."""
-    plain_out, targets = predict(net, batches)
+    labels (``symmetry``): the increase plus z errors is below TOLERANCE·margin. ``plain``:
+    ``net``'s (outputs, targets) on ``batches`` where the caller has them."""
+    plain_out, targets = plain if plain is not None else predict(net, batches)
     plain = task.sample_losses(plain_out, targets)
     constant = task.sample_losses(torch.zeros_like(plain_out), targets)
     margin = float(constant.double().mean() - plain.double().mean())
@@ -98,14 +101,19 @@ def probe(net: nn.Module, batches, task, views: Sequence[str], z: float) -> dict
     return found
 
 
-def decided(found: dict[str, dict], z: float) -> bool:
-    """Whether a `probe` decided every view: the network beats a constant output, and each view
-    keeps the labels or costs more than the tolerance beyond ``z`` errors."""
+def decided(found: dict[str, dict], z: float, current: str = "default") -> bool:
+    """Whether a `probe` decided the augmentation: the network beats a constant output, and the
+    views it left undecided (their cost within noise of the tolerance) cannot change what
+    `augment_for` chooses from ``current``: an upside-down view in doubt does not hold up a
+    mirror found, while the network, training on, comes to use what the mirror changes."""
     margin = next(iter(found.values()))["margin"]
-    return margin > 0 and all(
-        f["symmetry"] or f["loss_increase"] - z * f["noise"] > TOLERANCE * margin
-        for f in found.values()
-    )
+    kept = [v for v, f in found.items() if f["symmetry"]]
+    doubt = [
+        v
+        for v, f in found.items()
+        if not f["symmetry"] and f["loss_increase"] - z * f["noise"] <= TOLERANCE * margin
+    ]
+    return margin > 0 and augment_for(kept, current) == augment_for(kept + doubt, current)
 
 
 def augment_for(symmetries: Sequence[str], current: str) -> str:
@@ -143,15 +151,16 @@ class AutoAugment:
     def decided(self) -> bool:
         return self.decided_at is not None or not self.views
 
-    def end_epoch(self, model: nn.Module, epoch: int, epochs: int) -> bool:
-        """Probe after epoch ``epoch`` (1-based) of ``epochs``; True when the augmentation
-        changes now."""
+    def end_epoch(self, model: nn.Module, epoch: int, epochs: int, plain=None) -> bool:
+        """Probe after epoch ``epoch`` (1-based) of ``epochs`` (``plain``: the model's outputs
+        and targets on the validation split, if the trainer has them); True when the
+        augmentation changes now."""
         if self.decided:
             return False
-        found = probe(model, self.val_batches, self.task, self.views, self.z)
+        found = probe(model, self.val_batches, self.task, self.views, self.z, plain)
         margin = next(iter(found.values()))["margin"]
         last = 2 * epoch >= epochs
-        if margin <= 0 or not (decided(found, self.z) or last):
+        if margin <= 0 or not (decided(found, self.z, self.augment) or last):
             self._log(epoch, found, None)
             return False
         self.decided_at = epoch

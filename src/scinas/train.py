@@ -376,9 +376,8 @@ class NetworkHooks:
     ):
         self.model, self.task, self.val_batches = model, task, val_batches
         self.auto_augment = auto_augment  # train.augment=auto (`scinas.symmetry.AutoAugment`)
-        self.label_smoothing = label_smoothing
-        self.epochs, self.auxiliary_weight = epochs, auxiliary_weight
-        self.drop_path_prob, self.augment, self.on_epoch = drop_path_prob, augment, on_epoch
+        self.epochs, self.auxiliary_weight, self.on_epoch = epochs, auxiliary_weight, on_epoch
+        self.drop_path_prob, self.augment, self.smoothing = drop_path_prob, augment, label_smoothing
 
     def begin_epoch(self, epoch: int, partial: dict | None) -> None:
         if hasattr(self.model, "drop_path_prob"):
@@ -392,7 +391,7 @@ class NetworkHooks:
         out = self.model(xb)
         out, aux = out if isinstance(out, tuple) else (out, None)
         target = self.task.encode_targets(yb)
-        smooth = {"smoothing": self.label_smoothing} if self.label_smoothing else {}
+        smooth = {"smoothing": self.smoothing} if self.smoothing else {}
         loss = self.task.loss(out, target, **smooth)
         if aux is not None and self.auxiliary_weight > 0:
             loss = loss + self.auxiliary_weight * self.task.loss(aux, target, **smooth)
@@ -402,9 +401,10 @@ class NetworkHooks:
         return {}
 
     def end_epoch(self, epoch: int, train: dict, lr: float, started: float) -> dict:
-        val = evaluate(self.model, self.task, self.val_batches)
-        if self.auto_augment and self.auto_augment.end_epoch(self.model, epoch + 1, self.epochs):
-            self.augment = self.auto_augment.hook()
+        out = predict(self.model, self.val_batches)  # once, for the metrics and auto's probe
+        val, auto = self.task.metrics(*out), self.auto_augment
+        if auto and auto.end_epoch(self.model, epoch + 1, self.epochs, out):
+            self.augment = auto.hook()
         stats = EpochStats(epoch + 1, train, val, lr, time.perf_counter() - started, self.epochs)
         if self.on_epoch is not None:
             self.on_epoch(stats)

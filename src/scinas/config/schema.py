@@ -357,8 +357,8 @@ class TrainConfig(_Section):
     hflip: bool = Field(False, description="random horizontal flips (natural images only)")
     augment: Literal["auto", "default", "none", "natural", "rotation", "series"] = Field(
         "auto",
-        description="auto: default until the network finds the data's symmetries, then natural "
-        "or rotation as they call for (`scinas.symmetry`); default: crop_padding/hflip/cutout as "
+        description="auto: default until the network finds which views keep the labels, then "
+        "natural or rotation (`scinas.symmetry`); default: crop_padding/hflip/cutout as "
         "set; natural: crop H/8 + flips; rotation: any angle, both flips, shift 5%, zoom 1.1 "
         "(sky, microscopy); none. Series: auto, default and none are none (a shift can "
         "change what a series means); series: shift ≤ 10% of the length, scale ±10%, jitter 0.03",

@@ -1,10 +1,11 @@
 """The lineage's symmetry step (`scinas.strategies.lineage`, `scinas.symmetry`).
 
 Once the start scores above chance, its validation loss on mirrored and turned images says
-which of them are symmetries of the data. It looks when `train.augment=auto` does in the
-start's own training, after the first epoch of steps (a segment, if an epoch is longer), so
-the lineage starts from the recipe its start trains with alone; views the look leaves
-undecided are looked at again after one more segment. The symmetries choose the augmentation
+which of them keep the labels. It looks when `train.augment=auto` does in the start's own
+training, after the first epoch of steps (a segment, if an epoch is longer), so the lineage
+starts from the recipe its start trains with alone; where views in doubt leave the
+augmentation open (`symmetry.decided`), it looks again after one more epoch, as auto does. The
+views found choose the augmentation
 (`symmetry.augment_for`) without a challenger: an augmentation judged at a segment's horizon
 loses to none, because it slows the fit of the training data and pays only over the long
 training that follows (short-horizon bias). They also become the final network's test-time
@@ -19,7 +20,7 @@ from dataclasses import replace
 from ..symmetry import augment_for, decided, possible, probe
 from .branch import Branch, Progress
 
-LOOKS = 2  # the first epoch's look, and one more segment's for views it left undecided
+LOOKS = 2  # the first epoch's look, and one more epoch's where it left the augmentation open
 
 
 def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
@@ -29,16 +30,17 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
     views = possible(lineage.ctx.data.input_shape)
     if not views:
         return
-    started, trained = time.perf_counter(), 0
+    started, trained, looked = time.perf_counter(), 0, []
     full = math.ceil(len(lineage.x) / min(inc.recipe.batch_size, len(lineage.x)))
     epoch = min(full, lineage.cfg.train.steps_per_epoch or full)  # the trainer's epoch
     for look in range(LOOKS):
-        steps = min(p.seg, max(0, epoch - inc.steps)) if look == 0 else p.seg
+        steps = min(p.seg, max(0, epoch - inc.steps) if look == 0 else epoch)
         if steps:
             lineage.train(inc, steps, seed=lineage.cfg.seed * 7919 + 7 + look)
             trained += steps
         found = probe(inc.net, lineage.val, lineage.task, views, lineage.s.noise_z)
-        if decided(found, lineage.s.noise_z):
+        looked.append({"at_step": inc.steps, "views": found})
+        if decided(found, lineage.s.noise_z, inc.recipe.augment):
             break
     if trained:
         p.scores, p.metrics = lineage.score(inc.net)
@@ -52,6 +54,7 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
             "steps": trained,
             "at_step": inc.steps,
             "looks": look + 1,
+            "each_look": looked,
             "views": found,
             "symmetries": p.views,
             "augment": [before, inc.recipe.augment],

@@ -20,25 +20,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-# The modules of the suite's longest tests (10-26 s each, most of them scinas processes) run
-# first: left for the end, one of them keeps one xdist worker busy while the other idles.
-FIRST = (
-    "test_interrupts",
-    "test_ddp",
-    "test_workers",
-    "test_compare",
-    "test_fuzz_npz",
-    "test_resume",
-    "test_docs",
-    "test_registries",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(FIRST)))  # stable: else as found
-
-
 # Settings small enough that an end-to-end run takes seconds on 2 CPU cores.
 TINY = [
     "search.epochs=1",

@@ -3,13 +3,12 @@
 Once the start scores above chance, its validation loss on mirrored and turned images says
 which of them keep the labels. It looks when `train.augment=auto` does in the start's own
 training, after the first epoch of steps (a segment, if an epoch is longer), so the lineage
-starts from the recipe its start trains with alone; where views in doubt leave the
-augmentation open (`symmetry.decided`), it looks again after one more epoch, as auto does. The
-views found choose the augmentation
-(`symmetry.augment_for`) without a challenger: an augmentation judged at a segment's horizon
-loses to none, because it slows the fit of the training data and pays only over the long
-training that follows (short-horizon bias). They also become the final network's test-time
-views."""
+starts from the recipe its start trains with alone; where views in doubt leave the augmentation
+open (`symmetry.decided`), it looks again after one more epoch, as auto does. The views found
+choose the augmentation (`symmetry.augment_for`) without a challenger: an augmentation judged
+at a segment's horizon loses to none, because it slows the fit of the training data and pays
+only over the long training that follows (short-horizon bias). They also become the final
+network's test-time views."""
 
 from __future__ import annotations
 

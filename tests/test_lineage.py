@@ -264,7 +264,7 @@ def test_decisions_score_the_averaged_weights_not_the_last_step(tmp_path, monkey
         real_init(self, net, steps)
         averaged.append(self.net)
 
-    def score(self, net):
+    def score(self, net, proper=None):
         scored.append(net)
         return real_score(self, net)
 
@@ -275,8 +275,35 @@ def test_decisions_score_the_averaged_weights_not_the_last_step(tmp_path, monkey
     assert all(any(n is a for a in averaged) for n in scored[-4:])
 
 
+def test_the_brier_score_of_classes_against_a_hand_computed_one():
+    task = TASKS.get("classification")(num_outputs=2)
+    logits = torch.tensor([[0.0, float(torch.tensor(3.0).log())]] * 2)  # p = (0.25, 0.75)
+    scores = task.sample_scores(logits, torch.tensor([1, 0]), proper=True)
+    assert scores.tolist() == pytest.approx([-(0.25**2) * 2, -(0.75**2) * 2])
+    assert task.sample_scores(logits, torch.tensor([1, 0])).tolist() == [1.0, 0.0]
+    sure = task.sample_scores(torch.tensor([[-50.0, 50.0]]), torch.tensor([1]), proper=True)
+    assert float(sure) == pytest.approx(task.best_proper_score)
+
+
+@pytest.mark.parametrize("n, m", [(200, 2), (1000, 10)])
+def test_auto_scores_are_proper_where_right_or_wrong_cannot_accept_a_point(n, m):
+    from scinas.strategies.branch import RESOLUTION, proper_scoring
+
+    inc = torch.tensor([1.0, 0.0] * (n // 2))
+    ch = inc.clone()
+    ch[1 : 2 * m : 2] = 1  # m samples (a point) turned right, none wrong
+    assert float(ch.mean() - inc.mean()) == pytest.approx(RESOLUTION)
+    accepted = judge(*paired(ch, inc), 2.0)[0]
+    classes, values = TASKS.get("classification")(3), TASKS.get("regression")(1)
+    assert proper_scoring("auto", classes, n, 2.0) is (not accepted)
+    assert proper_scoring("auto", values, n, 2.0) is False  # minus the loss: continuous already
+    assert proper_scoring("metric", classes, 10, 2.0) is False
+    assert proper_scoring("proper", classes, 10**6, 2.0) is True
+
+
+@pytest.mark.parametrize("proper", [False, True], ids=["metric", "proper"])
 @pytest.mark.parametrize("task_name", list(TASKS.names()))
-def test_sample_scores_average_with_the_primary_metric_and_a_constant_is_worse(task_name):
+def test_sample_scores_average_with_the_primary_metric_and_a_constant_is_worse(task_name, proper):
     cls = TASKS.get(task_name)
     raw = torch.as_tensor(cls.example_targets(60))
     targets = raw.float() if raw.is_floating_point() else raw
@@ -292,9 +319,13 @@ def test_sample_scores_average_with_the_primary_metric_and_a_constant_is_worse(t
     else:
         good = (2 * enc.float() - 1) * 4
     noisy = good + 0.1 * torch.randn(good.shape, generator=torch.Generator().manual_seed(0))
-    scores = task.sample_scores(noisy, targets)
+    scores = task.sample_scores(noisy, targets, proper)
     assert scores.shape == (60,)
-    assert scores.mean() > task.constant_scores(targets, targets).mean()
+    if proper:  # even odds: a constant output
+        constant = task.sample_scores(torch.zeros_like(noisy), targets, proper=True)
+    else:
+        constant = task.constant_scores(targets, targets)
+    assert scores.mean() > constant.mean()
 
 
 def _lineage_run(tmp_path, *extra, data=None, resume=False):
@@ -311,6 +342,7 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
                 "search.patience=null",  # every round decides; the patience has its own tests
                 "search.symmetries=false",  # its own tests: tests/test_symmetry.py
                 "search.wait_for_plateau=false",  # a challenger each round; its own tests below
+                "search.scores=metric",  # the scripted scores are right (1) or wrong (0)
                 *extra,
             ]
         ),
@@ -355,7 +387,7 @@ def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(
         lineage.Lineage,
         "score",
-        lambda self, net: (self.chance_scores(), {"accuracy": 0.1, "loss": 2.3}),
+        lambda self, net, proper=None: (self.chance_scores(), {"accuracy": 0.1, "loss": 2.3}),
     )
     _lineage_run(tmp_path)
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
@@ -375,7 +407,7 @@ def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkey
     calls = {"n": 0}
     real_score = lineage.Lineage.score
 
-    def score(self, net):
+    def score(self, net, proper=None):
         scores, metrics = real_score(self, net)
         calls["n"] += 1
         # after the floor, each round scores the challenger first: make round 1's far better
@@ -406,7 +438,7 @@ def _scripted_scores(monkeypatch, verdicts: dict[int, float]):
     real_score = lineage.Lineage.score
     calls = {"n": 0}
 
-    def score(self, net):
+    def score(self, net, proper=None):
         scores, metrics = real_score(self, net)
         calls["n"] += 1
         k = calls["n"] // 2  # the floor scores once, then each round: challenger, incumbent
@@ -445,20 +477,23 @@ def test_without_patience_every_round_decides(tmp_path, monkeypatch):
     assert not [e for e in events if e["event"] == "lineage_stop"]
 
 
+@pytest.mark.parametrize("kind", ["metric", "proper"])
 def test_a_lineage_at_the_ceiling_of_its_validation_split_stops_without_a_challenger(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, kind
 ):
     import scinas.strategies.lineage as lineage
 
     real_score = lineage.Lineage.score
 
-    def perfect(self, net):  # every validation sample right, whatever the network
-        scores, metrics = real_score(self, net)
-        return torch.ones_like(scores), {**metrics, "accuracy": 1.0}
+    def perfect(self, net, proper=None):  # every validation sample sure and right
+        scores, metrics = real_score(self, net, proper)
+        best = self.task.best_sample_score if proper is False else self.best
+        return torch.full_like(scores, best), {**metrics, "accuracy": 1.0}
 
     monkeypatch.setattr(lineage.Lineage, "score", perfect)
-    _lineage_run(tmp_path, "search.budget=4")
+    _lineage_run(tmp_path, "search.budget=4", f"search.scores={kind}")
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [e["scores"] for e in events if e["event"] == "lineage_floor"] == [kind]
     assert not [e for e in events if e["event"] == "lineage_decision"]
     (stop,) = [e for e in events if e["event"] == "lineage_stop"]
     assert stop["reason"] == "ceiling" and stop["best_advantage"] == 0.0
@@ -474,7 +509,7 @@ def _score_sequence(monkeypatch, values: list[float]):
     real_score = lineage.Lineage.score
     calls = iter(values)
 
-    def score(self, net):
+    def score(self, net, proper=None):
         scores, metrics = real_score(self, net)
         v = next(calls)
         return torch.full_like(scores, v), {**metrics, "accuracy": v}
@@ -674,7 +709,7 @@ def test_recipe_dims_left_out_stay_fixed(tmp_path, monkeypatch):
     real_score = lineage.Lineage.score
     calls = {"n": 0}
 
-    def score(self, net):
+    def score(self, net, proper=None):
         scores, metrics = real_score(self, net)
         calls["n"] += 1
         better = calls["n"] % 2 == 0  # the floor's score is call 1, then challenger, incumbent

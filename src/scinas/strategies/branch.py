@@ -23,6 +23,7 @@ ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for s
 # tried before the other moves: at small budgets the rate and the augmentation move results most
 FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
 EARLY_MARGIN = 2.0  # a change favoured early (`favoured_early`) wins by twice the margin
+RESOLUTION = 0.01  # the smallest advantage a decision should be able to accept: one point
 AVERAGE_OVER = 3.0  # a branch is scored at its weights averaged over about 1/3 of a segment
 
 RECIPE_DIMS = ("lr", "optimizer", "weight_decay", "batch_size", "label_smoothing", "augment")
@@ -139,6 +140,16 @@ def judge(adv: float, se: float, z: float) -> tuple[bool, str]:
     if adv > z * se and adv > 0:
         return True, "accepted"
     return False, "worse" if adv < -z * se else "within noise"
+
+
+def proper_scoring(kind: str, task, n_val: int, z: float) -> bool:
+    """Whether decisions pair a proper scoring rule rather than the metric's own per-sample
+    scores (``search.scores``). ``auto``: where those are right or wrong (bounded), m samples
+    turned right and none wrong give an advantage m/n against a noise of about sqrt(m)/n, so
+    the smallest they can accept is z^2/n; proper where that is above RESOLUTION."""
+    if kind != "auto":
+        return kind == "proper"
+    return task.best_sample_score is not None and z * z / max(n_val, 1) > RESOLUTION
 
 
 def out_of_reach(scores: torch.Tensor, best: float | None, z: float) -> tuple[float, float] | None:

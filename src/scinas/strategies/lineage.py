@@ -28,10 +28,11 @@ scaled by its FLOPs and batch size against the incumbent's) and are scored, at t
 averaged over the segment's last steps (a snapshot at a constant rate swings too much), on every
 validation sample. The challenger replaces the incumbent only when its advantage, paired over the
 validation samples, exceeds ``search.noise_z`` times its standard error; the log records the
-advantage, the noise and the verdict of every decision. Scores at chance decide nothing: the
-incumbent first trains until its validation score is above that of a constant prediction (the
-same paired test), and that many steps, at least, are each segment's length (fidelity in steps,
-not epochs).
+advantage, the noise and the verdict of every decision. Where the split is too small for right or
+wrong to resolve a point, decisions pair a proper score instead (``search.scores``). Scores at
+chance decide nothing: the incumbent first trains until its validation score is above that of a
+constant prediction (the same paired test), and that many steps, at least, are each segment's
+length (fidelity in steps, not epochs).
 
 Challengers that are not accepted cost compute the incumbent does not get: after
 ``search.patience`` of them in a row the search stops, so that where nothing at this budget is
@@ -70,6 +71,7 @@ from .branch import (
     opt_args,
     out_of_reach,
     paired,
+    proper_scoring,
     recipe_moves,
     tier,
 )
@@ -129,6 +131,9 @@ class Lineage:
         self.rng = np.random.default_rng(self.cfg.seed + 977)
         self.task = ctx.task
         self.pm = ctx.task.primary_metric
+        self.proper = proper_scoring(self.s.scores, self.task, len(data.val), self.s.noise_z)
+        self.best = self.task.best_proper_score if self.proper else self.task.best_sample_score
+        self.units = " (proper score)" if self.proper else ""
         self._costs: dict = {}  # (architecture, batch size) -> compute of one step
         self.probed = False
 
@@ -192,14 +197,18 @@ class Lineage:
                 if done >= steps:
                     break
 
-    def score(self, net: torch.nn.Module) -> tuple[torch.Tensor, dict]:
-        """Per-sample validation scores (higher is better) and the split's metrics."""
+    def score(self, net: torch.nn.Module, proper: bool | None = None) -> tuple[torch.Tensor, dict]:
+        """Per-sample validation scores (higher is better; ``proper``: those decisions pair,
+        by default) and the split's metrics."""
         outputs, targets = predict(net, self.val)
         outputs, targets = outputs.cpu(), targets.cpu()
-        return self.task.sample_scores(outputs, targets), self.task.metrics(outputs, targets)
+        scores = self.task.sample_scores(
+            outputs, targets, self.proper if proper is None else proper
+        )
+        return scores, self.task.metrics(outputs, targets)
 
     def chance_scores(self) -> torch.Tensor:
-        """Per-sample scores of a constant prediction (`Task.constant_scores`)."""
+        """The metric's per-sample scores of a constant prediction (`Task.constant_scores`)."""
         return self.task.constant_scores(self.y.cpu(), self.ctx.data.val.y.cpu())
 
     # ------------------------------------------------------------------ moves
@@ -257,7 +266,9 @@ class Lineage:
         what = {(True, True): "architecture and recipe", (False, True): "recipe"}
         ctx.reporter.log(
             f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
-            f"challengers accepted above {s.noise_z:g} standard errors"
+            f"challengers accepted above {s.noise_z:g} standard errors of "
+            + ("a proper score (the Brier score, for classes)" if self.proper else self.pm)
+            + f" paired over {len(ctx.data.val)} validation samples"
         )
         if state is not None:
             inc, p = lineage_state.restore(self, state)
@@ -296,7 +307,7 @@ class Lineage:
                 p.gaining, p.waited = gaining, p.waited + 1
                 lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
                 continue
-            if reach := out_of_reach(inc_scores, self.task.best_sample_score, s.noise_z):
+            if reach := out_of_reach(inc_scores, self.best, s.noise_z):
                 adv, se = reach  # even a challenger right on every sample could not win
                 self._stop("ceiling", f"a challenger right on all {len(inc_scores)} validation "
                            f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged",
@@ -337,6 +348,7 @@ class Lineage:
                     "noise": se if math.isfinite(se) else None,
                     "verdict": verdict,
                     "margin_z": z,
+                    "scores": "proper" if self.proper else "metric",
                     "seconds": time.perf_counter() - round_start,
                 }
             )
@@ -344,7 +356,7 @@ class Lineage:
                 f"lineage round {k}: {name}: val {self.pm} "
                 + (
                     f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
-                    f"advantage {adv:+.4f}, noise {se:.4f}"
+                    f"advantage {adv:+.4f}{self.units}, noise {se:.4f}"
                     + (f" (margin {z:g}: favoured early)" if z != s.noise_z else "")
                     + f": {verdict}"
                     if ch_metrics is not None
@@ -359,20 +371,9 @@ class Lineage:
             else:
                 rejected += 1
                 streak += 1
-            gain, gain_se = paired(inc_scores, before)
-            p = Progress(
-                k,
-                accepted,
-                rejected,
-                tried,
-                seg,
-                step_seconds,
-                inc_scores,
-                inc_metrics,
-                streak=streak,
-                views=p.views,
-                gaining=judge(gain, gain_se, PLATEAU_Z)[0],
-            )
+            views, gaining = p.views, judge(*paired(inc_scores, before), PLATEAU_Z)[0]
+            p = Progress(k, accepted, rejected, tried, seg, step_seconds, inc_scores, inc_metrics)
+            p.streak, p.views, p.gaining = streak, views, gaining
             lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
         if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
@@ -414,7 +415,7 @@ class Lineage:
         while True:
             self.train(inc, chunk, seed=self.cfg.seed * 7919 + floor_steps)
             floor_steps += chunk
-            scores, metrics = self.score(inc.net)
+            scores, metrics = self.score(inc.net, proper=False)  # above chance on the metric
             adv, se = paired(scores, chance)
             above = adv > s.noise_z * se and adv > 0
             if above or (deadline is not None and time.perf_counter() > t0 + 0.5 * s.time_budget):
@@ -423,11 +424,14 @@ class Lineage:
                 break
             chunk = floor_steps
         step_seconds = (time.perf_counter() - started) / floor_steps
+        if self.proper:  # the scores decisions pair, from here on
+            scores, metrics = self.score(inc.net)
         self.log_event(
             {
                 "event": "lineage_floor",
                 "steps": floor_steps,
                 "above_chance": bool(above),
+                "scores": "proper" if self.proper else "metric",
                 "advantage": adv,
                 "noise": se,
                 "val": metrics,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..bounds import MAX_CANDIDATES, MAX_STEPS
@@ -39,6 +41,15 @@ class LineageSettings(StrategySettings):
         description="a challenger replaces the incumbent when its paired validation advantage "
         "exceeds this many standard errors",
     )
+    scores: Literal["auto", "metric", "proper"] = Field(
+        "auto",
+        description="what a decision pairs on each validation sample: metric, the primary "
+        "metric's own score (for classification right or wrong); proper, a proper scoring rule "
+        "of the same predictions (for classification minus the Brier score, which separates "
+        "networks whose predicted classes agree; elsewhere minus the loss, as metric); auto, "
+        "proper where right-or-wrong scores could not accept an advantage under one point "
+        "(fewer than 100 x noise_z^2 validation samples: 400 at the default), else metric",
+    )
     morph: bool = Field(
         True,
         description="challengers may change the architecture, in spaces with function-preserving "
@@ -60,9 +71,10 @@ class LineageSettings(StrategySettings):
     symmetries: bool = Field(
         True,
         description="after the start's first segment, test which mirrors and quarter turns "
-        "leave the data's distribution unchanged (the network's validation loss on the "
-        "transformed images; `scinas.symmetry`); those found choose the augmentation (when "
-        "augment is in recipe_dims) and become test-time views (train.tta)",
+        "keep the labels (the network's validation loss on the transformed images rises by "
+        "less than a fifth of its margin over a constant output; `scinas.symmetry`); those "
+        "found choose the augmentation (when augment is in recipe_dims) and, where the trained "
+        "network confirms them, become test-time views (train.tta)",
     )
     max_cost: float = Field(
         3.0,

@@ -31,6 +31,8 @@ class Task(ABC):
     higher_is_better: bool = True
     #: the highest `sample_scores` value a sample can have, where there is one (None: unbounded)
     best_sample_score: float | None = None
+    #: the same for ``sample_scores(..., proper=True)``
+    best_proper_score: float | None = None
     smooths_labels: ClassVar[bool] = False  # its loss takes ``smoothing`` (train.label_smoothing)
 
     #: Auto-detection asks the tasks in increasing order, so a more specific task goes first.
@@ -132,9 +134,13 @@ class Task(ABC):
         enc = self.encode_targets(targets)
         return torch.stack([self.loss(o[None], t[None]) for o, t in zip(outputs, enc, strict=True)])
 
-    def sample_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def sample_scores(
+        self, outputs: torch.Tensor, targets: torch.Tensor, proper: bool = False
+    ) -> torch.Tensor:
         """Per-sample scores, higher is better, whose differences pair two networks on the same
-        samples (`scinas.strategies.lineage`): minus each sample's loss, by default."""
+        samples (`scinas.strategies.lineage`): minus each sample's loss, by default. ``proper``:
+        a proper scoring rule of the predicted distribution where the metric's own per-sample
+        scores are coarse (right or wrong); minus the loss is one already."""
         return -self.sample_losses(outputs, targets)
 
     def average_views(self, outputs: list[torch.Tensor]) -> torch.Tensor:

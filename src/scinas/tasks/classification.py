@@ -24,6 +24,7 @@ class Classification(Task):
     num_outputs: int = 2
     primary_metric: str = "accuracy"
     best_sample_score: float | None = 1.0  # a sample's score: right (1) or wrong (0)
+    best_proper_score: float | None = 0.0  # minus the Brier score of a sure right answer
     smooths_labels: ClassVar[bool] = True
 
     detect_order: ClassVar[int] = 20
@@ -121,8 +122,12 @@ class Classification(Task):
     def loss(self, output, target, smoothing: float = 0.0):
         return F.cross_entropy(output, target, label_smoothing=smoothing)
 
-    def sample_scores(self, outputs, targets):
-        return (outputs.argmax(dim=1) == targets).float()
+    def sample_scores(self, outputs, targets, proper=False):
+        if not proper:
+            return (outputs.argmax(dim=1) == targets).float()
+        # minus the Brier score (Brier 1950): proper and bounded, unlike the log loss
+        p = outputs.float().softmax(dim=1)
+        return -(p - F.one_hot(targets.long(), p.shape[1]).float()).pow(2).sum(dim=1)
 
     def average_views(self, outputs):
         # the log of the mean of the views' probabilities: logits again

@@ -563,13 +563,39 @@ def test_without_a_time_budget_the_wait_for_a_plateau_is_bounded(tmp_path, monke
     ]
 
 
-def test_rate_optimizer_and_augmentation_changes_come_first(tmp_path):
+def test_challengers_change_the_recipe_and_the_architecture_in_turn(tmp_path, monkeypatch):
+    _scripted_scores(monkeypatch, {k: 0.0 for k in range(1, 5)})  # every challenger worse
     _lineage_run(tmp_path, "search.budget=4")
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     moves = [e["move"] for e in events if e["event"] == "lineage_decision"]
     assert len(moves) == 4
-    assert all(m.split()[0] in ("lr", "optimizer", "augment") for m in moves), moves
+    morph = ("deepen", "kernel", "widen")
+    assert [m.split()[0] in morph for m in moves] == [False, True, False, True], moves
+    # the recipe's changes of the rate, optimizer or augmentation come first
+    assert all(m.split()[0] in ("lr", "optimizer", "augment") for m in moves[::2]), moves
     assert not any(m.endswith("-> none") for m in moves), moves  # search.weaken is off
+    assert len(set(moves)) == 4
+
+
+def test_the_next_moves_alternate_kinds_and_fall_back_to_the_kind_left():
+    from scinas.strategies.branch import Branch, next_moves
+
+    r = Recipe.of(build_config("tiny").train)
+    b = Branch(START["resnet_tiny"], None, r, None)
+    every = [("deepen", object()), ("widen", object())] + recipe_moves(
+        r, RECIPE_DIMS, build_config("tiny").train, 1000, TASKS.get("classification")(3), (8, 8)
+    )
+    names = lambda opts: {n for n, _ in opts}  # noqa: E731
+    first = names(next_moves(b, every, set()))
+    assert first and all(n.split()[0] in ("lr", "optimizer", "augment") for n in first)
+    one = next(iter(first))
+    assert names(next_moves(b, every, {one})) == {"deepen", "widen"}
+    assert one not in names(next_moves(b, every, {one, "deepen"}))
+    assert not names(next_moves(b, every, {one, "deepen"})) & {"deepen", "widen"}
+    # the architecture's moves all tried: the recipe's go on
+    assert names(next_moves(b, every, {"deepen", "widen"})) <= first
+    recipe_only = [o for o in every if isinstance(o[1], Recipe)]
+    assert names(next_moves(b, recipe_only, {one})) == first - {one}
 
 
 def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path, monkeypatch):

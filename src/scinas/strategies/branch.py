@@ -207,6 +207,19 @@ def _recipe_moves(r: Recipe, dims: set, t, n: int, task, hw: tuple) -> list[tupl
     return out
 
 
+def next_moves(b: Branch, every: list, tried: set) -> list:
+    """The moves of ``every`` (name, move) the next challenger is drawn from: those not in
+    ``tried``, of the kind (architecture or recipe) tried less often since the last acceptance
+    (the recipe on a tie), so that a small ``search.patience`` still tries both; then those of
+    the lowest `tier`."""
+    options = [(n, m) for n, m in every if n not in tried]
+    recipe = {n for n, m in every if isinstance(m, Recipe)}
+    want = len(tried & recipe) <= len(tried - recipe)
+    options = [o for o in options if isinstance(o[1], Recipe) == want] or options
+    first = min((tier(b, m) for _, m in options), default=0)
+    return [(n, m) for n, m in options if tier(b, m) == first]
+
+
 def tier(b: Branch, move) -> int:
     """0 for a change of the rate, optimizer or augmentation (tried first), else 1."""
     if isinstance(move, Recipe):

@@ -22,17 +22,18 @@ standard error of none (``search.wait_for_plateau``): while it still gains, a se
 training buys more than a challenger's, whose compute is lost unless it wins, and a challenger
 judged then is judged at a horizon where what leads early need not lead at the end.
 
-Changes of the rate, the optimizer and the augmentation come first (in a seeded random order),
-the others once those are tried. Both then train for the same compute (the challenger's steps
-scaled by its FLOPs and batch size against the incumbent's) and are scored, at their weights
-averaged over the segment's last steps (a snapshot at a constant rate swings too much), on every
-validation sample. The challenger replaces the incumbent only when its advantage, paired over the
-validation samples, exceeds ``search.noise_z`` times its standard error; the log records the
-advantage, the noise and the verdict of every decision. Where the split is too small for right or
-wrong to resolve a point, decisions pair a proper score instead (``search.scores``). Scores at
-chance decide nothing: the incumbent first trains until its validation score is above that of a
-constant prediction (the same paired test), and that many steps, at least, are each segment's
-length (fidelity in steps, not epochs).
+Challengers change the recipe and the architecture in turn (the recipe first), so that a small
+patience still tries both; changes of the rate, the optimizer and the augmentation come before
+the recipe's others (in a seeded random order). Both then train for the same compute (the
+challenger's steps scaled by its FLOPs and batch size against the incumbent's) and are scored,
+at their weights averaged over the segment's last steps (a snapshot at a constant rate swings too
+much), on every validation sample. The challenger replaces the incumbent only when its advantage,
+paired over the validation samples, exceeds ``search.noise_z`` times its standard error; the log
+records the advantage, the noise and the verdict of every decision. Where the split is too small
+for right or wrong to resolve a point, decisions pair a proper score instead (``search.scores``).
+Scores at chance decide nothing: the incumbent first trains until its validation score is above
+that of a constant prediction (the same paired test), and that many steps, at least, are each
+segment's length (fidelity in steps, not epochs).
 
 Challengers that are not accepted cost compute the incumbent does not get: after
 ``search.patience`` of them in a row the search stops, so that where nothing at this budget is
@@ -68,12 +69,12 @@ from .branch import (
     WeightAverage,
     favoured_early,
     judge,
+    next_moves,
     opt_args,
     out_of_reach,
     paired,
     proper_scoring,
     recipe_moves,
-    tier,
 )
 from .lineage_settings import LineageSettings
 from .lineage_state import start as _start
@@ -310,17 +311,15 @@ class Lineage:
             if reach := out_of_reach(inc_scores, self.best, s.noise_z):
                 adv, se = reach  # even a challenger right on every sample could not win
                 self._stop("ceiling", f"a challenger right on all {len(inc_scores)} validation "
-                           f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged",
+                           f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged "
+                           "(a larger split, data.val_fraction or data.max_val, would let one be)",
                            best_advantage=adv, noise=se)  # fmt: skip
                 break
-            options = [(name, m) for name, m in self.moves(inc) if name not in tried]
-            if not options:
+            every = self.moves(inc)
+            if every and all(name in tried for name, _ in every):
                 tried.clear()
-                options = self.moves(inc)
-            if not options:
+            if not (options := next_moves(inc, every, tried)):
                 break
-            first = min(tier(inc, m) for _, m in options)
-            options = [(n, m) for n, m in options if tier(inc, m) == first]
             name, move = options[int(self.rng.integers(len(options)))]
             tried.add(name)
             ch = self.challenger(inc, move, seed=self.cfg.seed + k)

@@ -66,6 +66,25 @@ def test_compare_end_to_end(tmp_path):
 SEARCH_METHODS = [m for m in COMPARE_METHODS.names() if COMPARE_METHODS.get(m).kind == "search"]
 
 
+@pytest.mark.parametrize(
+    "name", [m for m in SEARCH_METHODS if COMPARE_METHODS.get(m).strategy == "lineage"]
+)
+def test_settings_given_for_the_lineage_reach_the_methods_that_run_it(name):
+    sets = [*TINY, "compare.model=my_net.py:build", "search.patience=5", "search.scores=metric"]
+    cfg = scinas.build_config("tiny", overrides=sets, also_strategies=("lineage",))
+    # and as a resumed compare reads them back from its config.json
+    stored = scinas.build_config(base=cfg.model_dump(mode="json"), also_strategies=("lineage",))
+    for c in (cfg, stored):
+        ran = COMPARE_METHODS.get(name).configure(c).search
+        assert ran.strategy == "lineage" and ran.own.patience == 5 and ran.own.scores == "metric"
+        assert not hasattr(COMPARE_METHODS.get("darts").configure(c).search, "patience")
+
+
+def test_every_search_method_names_a_registered_strategy():
+    for name in SEARCH_METHODS:
+        assert COMPARE_METHODS.get(name).strategy in STRATEGIES, name
+
+
 @pytest.mark.parametrize("name", SEARCH_METHODS)
 def test_every_search_method_plans_its_search_and_training_within_the_budget(name):
     cfg = scinas.build_config(
@@ -203,6 +222,11 @@ def test_compare_json_after_every_run_and_resume_keeps_finished_runs(tmp_path, m
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--set", "search.time_budget=0"], "search.time_budget"),
         (["--resume", "nowhere"], "not a scinas run directory"),
+        (  # no method named runs the lineage: the setting would be ignored
+            ["--methods", "resnet_tiny", "--set", "search.scores=metric"],
+            "search.scores is a setting of strategy lineage",
+        ),
+        (["--methods", "resnet_tiny,scinas", "--set", "search.scores=loss"], "search.scores"),
     ],
 )
 def test_compare_bad_input(tmp_path, args, phrase):

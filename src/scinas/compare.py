@@ -95,8 +95,7 @@ def compare(
     configs = {m: COMPARE_METHODS.get(m).configure(cfg) for m in runs}
     # validate the data and every method's config (and time the budgeted phases) up front
     plans, task = _preflight(configs, reporter)
-    for c in configs.values():
-        check_settings_apply(c)
+    check_settings_apply(cfg)  # the methods' configs are rebuilt: the user's is the one to ask
     if budget is not None:
         reporter.log(
             f"compare: {budget:.0f}s per method and seed, for everything it does (searches: "

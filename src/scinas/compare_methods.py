@@ -39,6 +39,7 @@ class Method:
     description: str
     kind: str
     configure: Callable[[Config], Config]
+    strategy: str | None = None  # the search strategy it runs: its settings may be given
 
 
 COMPARE_METHODS: Registry[Method] = Registry("compare method")
@@ -126,16 +127,27 @@ def _baseline(cfg: Config) -> Config:
 
 
 for _m in (
-    Method("scinas", "the recommended search for this data and budget", "search", _recommended),
+    Method(
+        "scinas",
+        "the recommended search for this data and budget",
+        "search",
+        _recommended,
+        "lineage",
+    ),
     Method(
         "hpo",
         "the recommended search's start network, its training recipe searched the same way",
         "search",
         _hpo,
+        "lineage",
     ),
-    Method("darts", "DARTS, its derived cell retrained from scratch", "search", _darts),
-    Method("darts_supernet", "the DARTS run's trained supernet, as it is", "supernet", _darts),
-    Method("random", "random search at low fidelity, its best retrained", "search", _random),
+    Method("darts", "DARTS, its derived cell retrained from scratch", "search", _darts, "darts"),
+    Method(
+        "darts_supernet", "the DARTS run's trained supernet, as it is", "supernet", _darts, "darts"
+    ),
+    Method(
+        "random", "random search at low fidelity, its best retrained", "search", _random, "random"
+    ),
     Method("resnet10", "ResNet-10, hand-designed", "baseline", _baseline),
     Method("resnet18", "ResNet-18, hand-designed", "baseline", _baseline),
     Method("resnet_tiny", "a 78k-parameter ResNet, hand-designed", "baseline", _baseline),
@@ -145,6 +157,7 @@ for _m in (
         "your own network, its kernel sizes and training recipe searched by the lineage",
         "search",
         _model_search,
+        "lineage",
     ),
     Method(
         "receptive",
@@ -152,6 +165,7 @@ for _m in (
         "one training, the network chosen retrained",
         "search",
         _receptive,
+        "receptive",
     ),
     Method(
         "resnet1d",

@@ -105,7 +105,12 @@ def compare_cmd(
         set_ = [*(set_ or []), f"compare.model={_trusted(model).spec}"]
     default = ",".join([*DEFAULT_COMPARE, *(["model"] if model else [])])
     chosen = [m.strip() for m in (methods or default).split(",") if m.strip()]
-    also = ("random",) if "random" in chosen else ()  # its settings may be given too
+    # the settings of the strategies the chosen methods run may be given too
+    also = tuple(
+        dict.fromkeys(
+            s for m in chosen if m in COMPARE_METHODS and (s := COMPARE_METHODS.get(m).strategy)
+        )
+    )
     # resuming: the compare's own config, with what is given now on top (checked as resumable)
     base = stored["run"] if stored is not None else None
     cfg = _config(

@@ -220,6 +220,9 @@ class SearchConfig(_Section):
             space_owners = [n for n in SPACES if key in SPACES.get(n).Settings.model_fields]
             if not owners and not space_owners:
                 raise ValueError(str(unknown("search setting", key, strategy_keys())))
+            if also_owner := next((n for n in also if n in owners), None):
+                kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
+                continue  # given or stored (a resumed compare's): the methods that run it use it
             if explicit is None or key not in explicit:
                 continue
             if space_owners:
@@ -228,9 +231,6 @@ class SearchConfig(_Section):
                     f"{_listing(space_owners)}: it applies to the {' and '.join(space_owners)} "
                     f"space only, not to {space} (leave it unset, or set search.space)"
                 )
-            if also_owner := next((n for n in also if n in owners), None):
-                kept[key] = _validated(STRATEGIES.get(also_owner).Settings, {key: value})[key]
-                continue
             message = (
                 f"search.{key} is a setting of strategy {_listing(owners)}, not of {name}."
                 f"{did_you_mean(key, own.model_fields)} {name} has: "

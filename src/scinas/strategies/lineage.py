@@ -268,7 +268,7 @@ class Lineage:
         ctx.reporter.log(
             f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
             f"challengers accepted above {s.noise_z:g} standard errors of "
-            + ("a proper score (the Brier score, for classes)" if self.proper else self.pm)
+            + (self.task.proper_name if self.proper else self.pm)
             + f" paired over {len(ctx.data.val)} validation samples"
         )
         if state is not None:
@@ -310,7 +310,7 @@ class Lineage:
                 continue
             if reach := out_of_reach(inc_scores, self.best, s.noise_z):
                 adv, se = reach  # even a challenger right on every sample could not win
-                self._stop("ceiling", f"a challenger right on all {len(inc_scores)} validation "
+                self._stop("ceiling", f"a challenger best on all {len(inc_scores)} validation "
                            f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged "
                            "(a larger split, data.val_fraction or data.max_val, would let one be)",
                            best_advantage=adv, noise=se)  # fmt: skip

@@ -31,8 +31,9 @@ class Task(ABC):
     higher_is_better: bool = True
     #: the highest `sample_scores` value a sample can have, where there is one (None: unbounded)
     best_sample_score: float | None = None
-    #: the same for ``sample_scores(..., proper=True)``
+    #: the same for ``sample_scores(..., proper=True)``, and what that score is
     best_proper_score: float | None = None
+    proper_name: ClassVar[str] = "minus the loss"
     smooths_labels: ClassVar[bool] = False  # its loss takes ``smoothing`` (train.label_smoothing)
 
     #: Auto-detection asks the tasks in increasing order, so a more specific task goes first.

@@ -25,6 +25,7 @@ class Classification(Task):
     primary_metric: str = "accuracy"
     best_sample_score: float | None = 1.0  # a sample's score: right (1) or wrong (0)
     best_proper_score: float | None = 0.0  # minus the Brier score of a sure right answer
+    proper_name: ClassVar[str] = "minus the Brier score"
     smooths_labels: ClassVar[bool] = True
 
     detect_order: ClassVar[int] = 20

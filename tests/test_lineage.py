@@ -362,6 +362,7 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
         assert len(decisions) == 3
         for d in decisions:
             assert d["verdict"] in {"accepted", "within noise", "worse", "diverged"}
+            assert d["priced"] == "flops"  # no time budget: the same FLOPs, a replayable run
             # the margin: 2 standard errors, twice that for a switch to an adaptive optimizer
             assert d["margin_z"] == (4.0 if d["move"] == "optimizer sgd -> adamw" else 2.0)
             if d["verdict"] == "accepted":
@@ -377,6 +378,48 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
     if result["recipe_changes"]:
         assert json.loads((run / "recipe.json").read_text()) == result["recipe_changes"]
     assert res["test"]["accuracy"] > 0.3  # 10 digit classes, 120 training images
+
+
+def test_under_a_time_budget_a_challenger_trains_for_the_incumbents_seconds(tmp_path, monkeypatch):
+    """Priced in the budget's currency: on a clock where a step costs seconds in proportion to
+    the network's parameters, each challenger trains until the incumbent's segment time (its
+    steps times its last measured pace) has passed, and its decision logs the steps it took."""
+    import math
+    import types
+
+    import scinas.strategies.lineage as lineage
+
+    clock = [0.0]
+    monkeypatch.setattr(lineage, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    real_output, real_train = lineage.model_output, lineage.Lineage.train
+
+    def output(net, xb):  # one step: a second per 1,000 parameters (whole: exact sums)
+        clock[0] += sum(p.numel() for p in net.parameters()) // 1000
+        return real_output(net, xb)
+
+    calls = []
+
+    def train(self, b, steps, seed, seconds=None):
+        before = b.steps
+        real_train(self, b, steps, seed, seconds)
+        calls.append((b, seconds, b.steps - before, b.pace))
+
+    monkeypatch.setattr(lineage, "model_output", output)
+    monkeypatch.setattr(lineage.Lineage, "train", train)
+    _lineage_run(tmp_path, "search.time_budget=100000")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    decisions = [e for e in events if e["event"] == "lineage_decision"]
+    assert decisions and all(e["priced"] == "seconds" for e in decisions)
+    priced = [i for i, c in enumerate(calls) if c[1] is not None]
+    assert [calls[i][2] for i in priced] == [e["challenger_steps"] for e in decisions]
+    for i, e in zip(priced, decisions, strict=True):
+        _, seconds, done, pace = calls[i]
+        incumbent_pace = calls[i + 1][3]  # its segment follows, at its unchanged pace
+        assert seconds == pytest.approx(e["steps"] * incumbent_pace)
+        assert done == math.ceil(seconds / pace)  # stopped once the seconds had passed
+    moves = [e["move"] for e in decisions]
+    grown = [e for e in decisions if "stage" in e["move"]]
+    assert grown and all(e["challenger_steps"] < e["steps"] for e in grown), moves
 
 
 def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):

@@ -24,7 +24,9 @@ judged then is judged at a horizon where what leads early need not lead at the e
 
 Challengers change the recipe and the architecture in turn (the recipe first), so that a small
 patience still tries both; changes of the rate, the optimizer and the augmentation come before
-the recipe's others (in a seeded random order). Both then train for the same compute (the
+the recipe's others (in a seeded random order). Both then train for the same compute (under a
+time budget the same seconds, the challenger's steps ending when the incumbent's segment time
+has passed, since a small network's step time does not scale with its FLOPs; otherwise the
 challenger's steps scaled by its FLOPs and batch size against the incumbent's) and are scored,
 at their weights averaged over the segment's last steps (a snapshot at a constant rate swings too
 much), on every validation sample. The challenger replaces the incumbent only when its advantage,
@@ -58,6 +60,7 @@ from ..flops import count_flops
 from ..run_context import SearchContext
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
+from . import lineage_log as log
 from . import lineage_state
 from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
@@ -84,6 +87,7 @@ SEGMENTS = 12  # a search's time is planned as about this many segments (half of
 FLOOR_FIRST = 10  # steps before the start's first look at chance
 FLOOR_MAX = 640  # without a time budget, the most steps the start takes to rise above chance
 PLATEAU_WAIT = 4  # without a time budget, the most segments in a row waiting for a plateau
+PRICED_MAX = 4  # a challenger priced in seconds takes at most this many times its FLOPs' steps
 PLATEAU_Z = 1.0  # a plateau needs evidence: a segment's gain within one standard error of none
 
 
@@ -165,9 +169,11 @@ class Lineage:
             )
         return self._costs[key]
 
-    def train(self, b: Branch, steps: int, seed: int) -> None:
-        """``steps`` optimiser steps of branch ``b`` at its recipe's constant rate; the batches
-        and augmentation are seeded by ``seed`` (a resumed lineage replays them exactly)."""
+    def train(self, b: Branch, steps: int, seed: int, seconds: float | None = None) -> None:
+        """``steps`` optimiser steps of branch ``b`` at its recipe's constant rate, or as many
+        as ``seconds`` allow (at least one, at most PRICED_MAX times ``steps``); the batches and
+        augmentation are seeded by ``seed`` (a resumed lineage replays them exactly). Sets the
+        branch's measured seconds per step."""
         r = b.recipe
         gen = torch.Generator().manual_seed(seed)
         t = self.cfg.train
@@ -176,7 +182,9 @@ class Lineage:
         batches = self.ctx.place.batches(self.x, self.y, bs, shuffle=True, seed=seed)
         smooth = {"smoothing": r.label_smoothing} if r.label_smoothing else {}
         b.net.train()
-        done = 0
+        done, began = 0, time.perf_counter()
+        if seconds is not None:
+            steps = PRICED_MAX * steps
         while done < steps:
             for xb, yb in batches:
                 if STOP:
@@ -195,8 +203,11 @@ class Lineage:
                     b.average.update()
                 done += 1
                 b.steps += 1
-                if done >= steps:
+                spent = time.perf_counter() - began
+                if done >= steps or (seconds is not None and spent >= seconds):
+                    steps = done
                     break
+        b.pace = (time.perf_counter() - began) / done
 
     def score(self, net: torch.nn.Module, proper: bool | None = None) -> tuple[torch.Tensor, dict]:
         """Per-sample validation scores (higher is better; ``proper``: those decisions pair,
@@ -290,7 +301,7 @@ class Lineage:
             if accepted + rejected >= s.budget:
                 break
             if s.patience is not None and streak >= s.patience:
-                self._stop("patience", f"{streak} challengers in a row not better beyond noise "
+                log.stop(self, "patience", f"{streak} challengers in a row not better beyond noise "
                            "(search.patience)", rejected_in_a_row=streak)  # fmt: skip
                 break
             round_start = time.perf_counter()
@@ -302,7 +313,8 @@ class Lineage:
             before = inc_scores
             if not explore:  # the incumbent alone: its segment is worth more than a challenger's
                 inc_scores, inc_metrics = self._segment(inc, seg, seed)
-                gaining = self._gain(k + 1, seg, inc_scores, before, inc_metrics, round_start)
+                gaining = log.gain(self, k + 1, seg, inc_scores, before, inc_metrics,
+                                   round_start, PLATEAU_Z)  # fmt: skip
                 k += 1
                 p = replace(p, round=k, scores=inc_scores, metrics=inc_metrics)
                 p.gaining, p.waited = gaining, p.waited + 1
@@ -310,7 +322,7 @@ class Lineage:
                 continue
             if reach := out_of_reach(inc_scores, self.best, s.noise_z):
                 adv, se = reach  # even a challenger right on every sample could not win
-                self._stop("ceiling", f"a challenger best on all {len(inc_scores)} validation "
+                log.stop(self, "ceiling", f"a challenger best on all {len(inc_scores)} validation "
                            f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged "
                            "(a larger split, data.val_fraction or data.max_val, would let one be)",
                            best_advantage=adv, noise=se)  # fmt: skip
@@ -325,43 +337,22 @@ class Lineage:
             ch = self.challenger(inc, move, seed=self.cfg.seed + k)
             ratio = self.cost(inc.arch, inc.recipe) / self.cost(ch.arch, ch.recipe)
             ch_steps = max(1, round(seg * ratio))
+            # under a time budget the challenger gets the incumbent's seconds, not its FLOPs:
+            # small networks' step times do not scale with their FLOPs
+            seconds = None if deadline is None else seg * (inc.pace or step_seconds)
             try:
-                ch_scores, ch_metrics = self._segment(ch, ch_steps, seed)
+                ch_scores, ch_metrics = self._segment(ch, ch_steps, seed, seconds)
             except Diverged:
                 ch_scores, ch_metrics = None, None
+            ch_steps = ch.steps - inc.steps
             inc_scores, inc_metrics = self._segment(inc, seg, seed)
             z = s.noise_z * (EARLY_MARGIN if favoured_early(inc.recipe, move) else 1.0)
             adv, se = (-math.inf, math.nan) if ch_scores is None else paired(ch_scores, inc_scores)
             win, verdict = judge(adv, se, z)
             k += 1
-            self.log_event(
-                {
-                    "event": "lineage_decision",
-                    "round": k,
-                    "move": name,
-                    "steps": seg,
-                    "challenger_steps": ch_steps,
-                    "incumbent": inc_metrics[self.pm],
-                    "challenger": None if ch_metrics is None else ch_metrics[self.pm],
-                    "advantage": adv if math.isfinite(adv) else None,
-                    "noise": se if math.isfinite(se) else None,
-                    "verdict": verdict,
-                    "margin_z": z,
-                    "scores": "proper" if self.proper else "metric",
-                    "seconds": time.perf_counter() - round_start,
-                }
-            )
-            ctx.reporter.log(
-                f"lineage round {k}: {name}: val {self.pm} "
-                + (
-                    f"{ch_metrics[self.pm]:.4f} against {inc_metrics[self.pm]:.4f}, "
-                    f"advantage {adv:+.4f}{self.units}, noise {se:.4f}"
-                    + (f" (margin {z:g}: favoured early)" if z != s.noise_z else "")
-                    + f": {verdict}"
-                    if ch_metrics is not None
-                    else "diverged"
-                )
-            )
+            priced = "flops" if seconds is None else "seconds"
+            log.decision(self, k, name, seg, ch_steps, inc_metrics, ch_metrics, adv, se,
+                         verdict, z, round_start, priced)  # fmt: skip
             if win:
                 inc, inc_scores, inc_metrics = ch, ch_scores, ch_metrics
                 accepted += 1
@@ -452,11 +443,17 @@ class Lineage:
                 seg = max(floor_steps, int(left / SEGMENTS / step_seconds))
         return inc, Progress(0, 0, 0, set(), seg, step_seconds, scores, metrics, above)
 
-    def _segment(self, b: Branch, steps: int, seed: int) -> tuple[torch.Tensor, dict]:
-        """``steps`` steps of ``b``, scored at its weights averaged over the segment."""
+    def _segment(
+        self, b: Branch, steps: int, seed: int, seconds: float | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """``steps`` steps of ``b`` (or those of ``seconds``: `train`), scored at its weights
+        averaged over the segment."""
         b.average = WeightAverage(b.net, steps)
         try:
-            self.train(b, steps, seed)
+            if seconds is None:
+                self.train(b, steps, seed)
+            else:
+                self.train(b, steps, seed, seconds)
             return self.score(b.average.net)
         finally:
             b.average = None
@@ -468,32 +465,3 @@ class Lineage:
         if not self.s.wait_for_plateau or not p.gaining:
             return False
         return deadline is not None or p.waited < PLATEAU_WAIT
-
-    def _gain(self, k: int, seg: int, scores, before, metrics: dict, started: float) -> bool:
-        """Log the incumbent's gain over its segment alone; whether it was beyond PLATEAU_Z."""
-        gain, se = paired(scores, before)
-        gaining = judge(gain, se, PLATEAU_Z)[0]
-        self.log_event(
-            {
-                "event": "lineage_segment",
-                "round": k,
-                "steps": seg,
-                "incumbent": metrics[self.pm],
-                "gain": gain,
-                "noise": se,
-                "gaining": gaining,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        self.ctx.reporter.log(
-            f"lineage round {k}: the incumbent trains alone: val {self.pm} "
-            f"{metrics[self.pm]:.4f}, gain {gain:+.4f}, noise {se:.4f}: "
-            + ("still gaining" if gaining else "a plateau, a challenger next")
-        )
-        return gaining
-
-    def _stop(self, reason: str, message: str, **fields) -> None:
-        """The search ends here (`lineage_stop`; a run with one deadline, as in compare, gives
-        its time left to the final training)."""
-        self.log_event({"event": "lineage_stop", "reason": reason, **fields})
-        self.ctx.reporter.log(f"lineage: {message}; the search stops")

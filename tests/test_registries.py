@@ -54,8 +54,10 @@ def _config(space: str, strategy: str, *extra: str, report: bool = False):
         f"search.strategy={strategy}",
         "search.budget=2",
         "search.wait_for_plateau=false",  # the lineage's plateau wait is tested in its module
-        # the hand-designed space's draw is an 11M-parameter network: the lineage starts smaller
+        # the hand-designed space's draws include 11M-parameter networks: the lineage starts
+        # smaller, and no augmentation probe or test-time views (their own tests) run on them
         *(["search.start_from=[resnet_tiny]"] if (space, strategy) == BASELINE_LINEAGE else []),
+        *(["train.augment=default"] if space == "baseline" else []),
         *([REPORT] if report or (space, strategy) in REPORTED else []),
         *extra,
     ]

@@ -11,6 +11,9 @@ TORCH_SPEC=${SCINAS_TORCH:-torch==2.13.0}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# bytecode for the editable source, as pip writes for installed packages: where
+# PYTHONDONTWRITEBYTECODE is set, every scinas process would otherwise compile it again
+.venv/bin/python -m compileall -q src
 # compare's minirocket method: numba compiles MiniRocket's kernels once, into its cache
 .venv/bin/python -m scinas.minirocket
 .venv/bin/python -c "import torch, scinas; print('scinas', scinas.__version__, 'with torch', torch.__version__)"

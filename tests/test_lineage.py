@@ -663,10 +663,10 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
     reference = _lineage_run(tmp_path / "ref", *both)
     real_train = lineage.Lineage.train
 
-    def train(self, b, steps, seed):
+    def train(self, b, steps, seed, seconds=None):
         if any(e["event"] in ("lineage_decision", "lineage_segment") for e in self.events):
             raise Interrupted("stopped by the test")
-        return real_train(self, b, steps, seed)
+        return real_train(self, b, steps, seed, seconds)
 
     monkeypatch.setattr(lineage.Lineage, "train", train)
     with pytest.raises(Interrupted):

@@ -450,10 +450,7 @@ class Lineage:
         averaged over the segment."""
         b.average = WeightAverage(b.net, steps)
         try:
-            if seconds is None:
-                self.train(b, steps, seed)
-            else:
-                self.train(b, steps, seed, seconds)
+            self.train(b, steps, seed, seconds)
             return self.score(b.average.net)
         finally:
             b.average = None

@@ -75,6 +75,13 @@ BENCHMARKS: dict[str, dict] = {
         "seed: each view's validation loss rise as a share of the network's margin over a constant "
         "output, and on how many seeds each rule takes the view as keeping the labels.",
     },
+    "morph_cost": {
+        "title": "A lineage challenger's step time against its FLOPs (`benchmarks/morph_cost.py`)",
+        "about": "One training step of a start network and of each macro morph the lineage "
+        "search may train as a challenger, median of 7: step time and FLOPs as multiples of the "
+        "start network's, and their ratio (below 1: priced by FLOPs, the challenger got fewer "
+        "steps than the start network's seconds buy).",
+    },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
         "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "

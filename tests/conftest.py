@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from scinas.spaces.darts import DartsSpace
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PLUGINS = Path(__file__).resolve().parent / "plugins"  # throwaway entries, one file each
 
@@ -35,6 +37,13 @@ TINY = [
     "report=false",  # report.html and its figures cost about a second; REPORT asks for them
 ]
 REPORT = "report=true"  # after TINY: the run writes its report
+
+# The DARTS space's default op set in the tests' own process: 4 of its 8 ops, one of each kind
+# (the zero op, a parameter-free op, a separable convolution, a pooling), so every kind of edge
+# the default has is searched at under half its compute. Tests of the 8-op default itself are
+# marked `all_ops`; the scinas processes a test starts search the real default.
+FEW_OPS = ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3")
+DARTS_DEFAULT_OPS = DartsSpace.default_ops
 
 
 def for_strategy(sets: list[str]) -> list[str]:
@@ -92,6 +101,25 @@ def tiny_sets(*extra: str) -> list[str]:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _few_ops(request):
+    """FEW_OPS as the DARTS space's default for a module's tests and its module-scoped fixtures
+    (a run they share is searched as the tests resume it), unless the module is `all_ops`."""
+    if request.node.get_closest_marker("all_ops") is not None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DartsSpace, "default_ops", lambda self: FEW_OPS)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _all_ops(request, monkeypatch):
+    """The DARTS space's real default for a test marked `all_ops` in a module that is not."""
+    if request.node.get_closest_marker("all_ops") is not None:
+        monkeypatch.setattr(DartsSpace, "default_ops", DARTS_DEFAULT_OPS)
 
 
 def shared(*parts: str) -> Path:

@@ -18,6 +18,9 @@ import torch
 
 from conftest import scinas_cli, tiny_sets
 
+# runs are started by a process and resumed in this one: both search the real DARTS default
+pytestmark = pytest.mark.all_ops
+
 SETS = tiny_sets(
     "search.epochs=2",
     "train.epochs=3",

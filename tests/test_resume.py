@@ -16,12 +16,11 @@ import time
 import pytest
 import torch
 
-from conftest import scinas_cli, tiny_sets
-
-# runs are started by a process and resumed in this one: both search the real DARTS default
-pytestmark = pytest.mark.all_ops
+from conftest import FEW_OPS, scinas_cli, tiny_sets
 
 SETS = tiny_sets(
+    # named: a run started by a process (the real default) is resumed in this one (FEW_OPS)
+    f"search.ops=[{','.join(FEW_OPS)}]",
     "search.epochs=2",
     "train.epochs=3",
     "search.max_samples=300",

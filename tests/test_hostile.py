@@ -734,3 +734,39 @@ def test_a_last_batch_of_one_at_1x1_maps_is_refused_before_the_run(tmp_path):
     s = setup(build_config(overrides=TINY, data__dataset=str(two)), Reporter(quiet=True))
     with pytest.raises(UserError, match="splits its training samples in two"):
         check_search(s)
+
+
+def test_a_checkpoint_the_network_no_longer_fits_is_one_message(tmp_path, monkeypatch):
+    """A run resumed when its settings build another network than the one checkpointed (here
+    the DARTS space's default ops changed between the run and its resume, as a new version's
+    defaults could) is refused with one message naming the checkpoint and the mismatch, not
+    torch's traceback; its checkpoint is kept, and the run resumes where the network fits."""
+    from conftest import FEW_OPS, scinas_cli
+    from scinas.ops import DARTS_OPS
+    from scinas.signals import STOP
+    from scinas.spaces.darts import DartsSpace
+
+    save = Checkpointer.save
+
+    def save_then_stop(self, state):
+        save(self, state)
+        STOP.requested = True  # stopped right after the first epoch's checkpoint
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_stop)
+    out = tmp_path / "run"
+    res = scinas_cli("search", "--out", out, *tiny_sets("search.epochs=2"))
+    assert res.returncode == 130 and "--resume" in res.stderr, res.stderr
+    monkeypatch.setattr(Checkpointer, "save", save)
+    checkpoints = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    assert checkpoints
+
+    monkeypatch.setattr(DartsSpace, "default_ops", lambda self: DARTS_OPS)
+    code, err = cli("search", "--resume", str(out))
+    refused(code, err, "checkpoints does not fit the network", "14×4 in the checkpoint, 14×8 built")
+    assert "not in it, e.g." in err and "not in the network, e.g." in err and "--overwrite" in err
+    assert not (out / "genotype.json").exists()
+    assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == checkpoints
+
+    monkeypatch.setattr(DartsSpace, "default_ops", lambda self: FEW_OPS)
+    code, err = cli("search", "--resume", str(out))
+    assert code == 0 and (out / "genotype.json").is_file(), err

@@ -28,6 +28,7 @@ class MemoryCheckpointer:
     """A `scinas.checkpoint.Checkpointer` in memory, loading as it does (weights_only)."""
 
     enabled = True
+    folder = "memory"  # where its checkpoints are, as messages name it
 
     def __init__(self):
         self.saved: list[bytes] = []

@@ -30,6 +30,48 @@ KEEP = 2
 FOREIGN = "not a scinas checkpoint of this phase"
 
 
+def load_fitting(module: torch.nn.Module, state: dict, folder: Path) -> None:
+    """``module.load_state_dict(state)`` of a checkpoint in ``folder``, or one UserError when its
+    tensors do not fit ``module``: the run's config builds another network now than when the
+    checkpoint was written (other settings, or another version of scinas and its defaults)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError:  # names or shapes: say how many and the first of each, not all
+        raise UserError(
+            f"the newest checkpoint in {folder} does not fit the network this run's settings "
+            f"build ({_misfit(module.state_dict(), state)}): it was written with other settings "
+            "or by another version of scinas. Resume with the version that started the run, "
+            "or start it again with --overwrite."
+        ) from None
+
+
+def _misfit(have: dict, saved: dict) -> str:
+    """How the tensors ``saved`` differ from those a module ``have``s, in a line."""
+    missing = [k for k in have if k not in saved]
+    extra = [k for k in saved if k not in have]
+    shapes = [
+        k
+        for k in have
+        if k in saved and hasattr(saved[k], "shape") and saved[k].shape != have[k].shape
+    ]
+
+    def dims(t) -> str:
+        return "×".join(map(str, t.shape)) or "a scalar"
+
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} tensor(s) of another shape, e.g. {k}: {dims(saved[k])} in the "
+            f"checkpoint, {dims(have[k])} built"
+        )
+    if missing:
+        parts.append(f"{len(missing)} the network has are not in it, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} in it are not in the network, e.g. {extra[0]}")
+    return "; ".join(parts) or "its tensors are refused"
+
+
 # ----------------------------------------------------------------------------- RNG states
 
 

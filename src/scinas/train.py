@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import parallel
-from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .checkpoint import Checkpointer, load_fitting, rng_state, set_rng_state
 from .deadline import DeadlinePlanning
 
 # the trainer's parts stay importable from here, as before they were split off
@@ -175,7 +175,7 @@ class Trainer(DivergenceGuard, DeadlinePlanning):
         state = parallel.from_rank0(state)  # DDP: process 0 reads it for all
         if state is None:
             return False
-        self.model.load_state_dict(state["model"])
+        load_fitting(self.model, state["model"], self.checkpointer.folder)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.mixed.load_state_dict(state.get("scaler"))

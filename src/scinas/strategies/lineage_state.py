@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import parallel
-from ..checkpoint import Checkpointer
+from ..checkpoint import Checkpointer, load_fitting
 from ..errors import UserError
 from ..rundir import atomic_write
 from ..train import make_optimizer
@@ -48,7 +48,7 @@ def restore(lineage, state: dict) -> tuple[Branch, Progress]:
     arch = lineage.space.from_dict(state["arch"], "the lineage's checkpoint")
     recipe = Recipe(**state["recipe"])
     net = lineage.build(arch)
-    getattr(net, "_orig_mod", net).load_state_dict(state["net"])
+    load_fitting(getattr(net, "_orig_mod", net), state["net"], lineage.ctx.run.path / "checkpoints")
     opt = make_optimizer(net.parameters(), **opt_args(recipe))
     opt.load_state_dict(state["optimizer"])
     p = Progress(**state["progress"])

@@ -26,7 +26,7 @@ import torch
 from pydantic import Field, field_validator
 
 from ..bounds import MAX_EPOCHS
-from ..checkpoint import Checkpointer
+from ..checkpoint import Checkpointer, load_fitting
 from ..data.split import stratified_split
 from ..errors import UserError
 from ..evaluation import predict
@@ -217,7 +217,7 @@ class ReceptiveSearch:
             ckpt.truncate_logs({"metrics.jsonl": 0})
         first, spent = 0, 0.0
         if state is not None:
-            core.load_state_dict(state["net"])
+            load_fitting(core, state["net"], ckpt.folder)
             w_opt.load_state_dict(state["w_opt"])
             a_opt.load_state_dict(state["a_opt"])
             self.events = list(state["events"])

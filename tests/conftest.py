@@ -104,12 +104,9 @@ def _seed():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _few_ops(request):
+def _few_ops():
     """FEW_OPS as the DARTS space's default for a module's tests and its module-scoped fixtures
-    (a run they share is searched as the tests resume it), unless the module is `all_ops`."""
-    if request.node.get_closest_marker("all_ops") is not None:
-        yield
-        return
+    (a run they share is searched as the tests resume it)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(DartsSpace, "default_ops", lambda self: FEW_OPS)
         yield
@@ -117,7 +114,7 @@ def _few_ops(request):
 
 @pytest.fixture(autouse=True)
 def _all_ops(request, monkeypatch):
-    """The DARTS space's real default for a test marked `all_ops` in a module that is not."""
+    """The DARTS space's real default for a test marked `all_ops`."""
     if request.node.get_closest_marker("all_ops") is not None:
         monkeypatch.setattr(DartsSpace, "default_ops", DARTS_DEFAULT_OPS)
 

@@ -38,7 +38,7 @@ def load_fitting(module: torch.nn.Module, state: dict, folder: Path) -> None:
         module.load_state_dict(state)
     except RuntimeError:  # names or shapes: say how many and the first of each, not all
         raise UserError(
-            f"the newest checkpoint in {folder} does not fit the network this run's settings "
+            f"the checkpoint resumed from in {folder} does not fit the network this run's settings "
             f"build ({_misfit(module.state_dict(), state)}): it was written with other settings "
             "or by another version of scinas. Resume with the version that started the run, "
             "or start it again with --overwrite."

@@ -283,7 +283,7 @@ class Lineage:
             + f" paired over {len(ctx.data.val)} validation samples"
         )
         if state is not None:
-            inc, p = lineage_state.restore(self, state)
+            inc, p = lineage_state.restore(self, state, ckpt.folder)
             ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
         else:
             inc, p = self._floor(arch, recipe, t0, deadline)

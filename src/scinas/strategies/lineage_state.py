@@ -42,13 +42,14 @@ def save(lineage, ckpt: Checkpointer, inc: Branch, p: Progress, seconds: float) 
     )
 
 
-def restore(lineage, state: dict) -> tuple[Branch, Progress]:
+def restore(lineage, state: dict, folder) -> tuple[Branch, Progress]:
+    """The incumbent and progress of a checkpoint ``state`` read from ``folder``."""
     lineage.rng.bit_generator.state = state["rng"]
     lineage.events = list(state["events"])
     arch = lineage.space.from_dict(state["arch"], "the lineage's checkpoint")
     recipe = Recipe(**state["recipe"])
     net = lineage.build(arch)
-    load_fitting(getattr(net, "_orig_mod", net), state["net"], lineage.ctx.run.path / "checkpoints")
+    load_fitting(getattr(net, "_orig_mod", net), state["net"], folder)
     opt = make_optimizer(net.parameters(), **opt_args(recipe))
     opt.load_state_dict(state["optimizer"])
     p = Progress(**state["progress"])

@@ -82,6 +82,12 @@ BENCHMARKS: dict[str, dict] = {
         "start network's, and their ratio (below 1: priced by FLOPs, the challenger got fewer "
         "steps than the start network's seconds buy).",
     },
+    "suite": {
+        "title": "The test suite (`benchmarks/suite_time.py`)",
+        "about": "Wall time of README's test command in a set-up checkout, and of CI (`bash "
+        ".ci/run`: installs, docs, lint, then the same command) on a clean clone beside "
+        "`../shared`, one run each, nothing else computing.",
+    },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
         "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "

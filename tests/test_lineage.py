@@ -374,9 +374,12 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
         assert decisions == []
     assert json.loads((run / "genotype.json").read_text()) == result["arch"]
     assert (run / "winner.pt").is_file()  # the final training goes on from the incumbent
-    assert res["recipe"] == result["recipe_changes"]
-    if result["recipe_changes"]:
-        assert json.loads((run / "recipe.json").read_text()) == result["recipe_changes"]
+    # the lineage's changes, and train.augment=auto's choice: the lineage did not look at the
+    # data's symmetries (search.symmetries=false), so the final training did
+    assert result["recipe_changes"].get("augment") != "default"
+    assert res["recipe"] == result["recipe_changes"] | {"augment": res["recipe"]["augment"]}
+    assert "auto_augment" in res
+    assert json.loads((run / "recipe.json").read_text()) == res["recipe"]
     assert res["test"]["accuracy"] > 0.3  # 10 digit classes, 120 training images
 
 
@@ -422,6 +425,37 @@ def test_under_a_time_budget_a_challenger_trains_for_the_incumbents_seconds(tmp_
     assert grown and all(e["challenger_steps"] < e["steps"] for e in grown), moves
 
 
+def test_decisions_pair_over_more_of_the_validation_split_than_max_val_keeps():
+    from types import SimpleNamespace
+
+    from scinas.data import Split
+    from scinas.strategies.lineage import decision_split
+
+    y = torch.arange(1000) % 10
+    whole = Split(torch.arange(1000).float()[:, None], y)
+    capped = Split(whole.x[:100], whole.y[:100])
+    data = SimpleNamespace(val=capped, val_whole=whole)
+    got = decision_split(data, 400, seed=0)
+    assert len(got) == 400 and torch.bincount(got.y).tolist() == [40] * 10  # stratified
+    assert set(got.x[:, 0].tolist()) <= set(whole.x[:, 0].tolist())
+    again = decision_split(data, 400, seed=0)
+    assert torch.equal(again.x, got.x)  # seeded: a resumed lineage pairs the same samples
+    assert decision_split(data, 5000, seed=0) is whole  # all of it where it has no more
+    assert decision_split(data, None, seed=0) is capped  # None: what data.max_val left
+    uncapped = SimpleNamespace(val=whole, val_whole=None)
+    assert len(decision_split(uncapped, 400, seed=0)) == 400  # a cap of its own, for its cost
+    assert decision_split(uncapped, 4000, seed=0) is whole
+
+
+def test_a_lineage_decides_on_search_decision_val_samples_not_max_val(tmp_path):
+    _lineage_run(tmp_path, "data.max_val=40", "search.decision_val=120", "search.budget=1")
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    (floor,) = [e for e in events if e["event"] == "lineage_floor"]
+    assert floor["val_samples"] == 120
+    # the trainer's epochs still score the 40 data.max_val keeps
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["sizes"]["val"] == 40
+
+
 def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
     import scinas.strategies.lineage as lineage
 
@@ -440,6 +474,9 @@ def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
     assert (
         result["accepted"] == 0 and result["arch"] == load_genotype("macro:resnet_tiny").to_dict()
     )
+    # it never looked at the data's symmetries: train.augment=auto's choice is the final
+    # training's, not a change to 'default' the lineage did not decide
+    assert result["recipe_changes"] == {}
 
 
 def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkeypatch):

@@ -371,6 +371,29 @@ def test_a_search_in_the_macro_space_runs_on_series(tmp_path):
     assert (out / "results.json").is_file() and (out / "genotype.json").is_file()
 
 
+def test_a_lineage_on_series_names_no_augmentation_it_did_not_choose(tmp_path, monkeypatch):
+    """train.augment=auto on series is no augmentation and has no view to probe: the lineage's
+    recipe and its log name no augmentation change (it once said {'augment': 'default'})."""
+    import scinas.strategies.lineage as lineage
+
+    monkeypatch.setattr(lineage, "FLOOR_MAX", 20)  # the start's looks at chance end sooner
+    data = _slice(tmp_path, n_train=40, n_test=40)
+    out = tmp_path / "run"
+    res = scinas_cli(
+        "run", "--data", data, "--out", out,
+        *_sets(["search.strategy=lineage", "search.space=baseline", "search.start_from=[resnet1d]",
+                "search.budget=1", "search.segment_steps=2", "search.patience=null",
+                "search.wait_for_plateau=false", "search.recipe_dims=[lr]",
+                "train.epochs=1", "train.batch_size=16"]),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert "augment" not in result["recipe_changes"]
+    said = [line for line in res.stderr.splitlines() if "recipe changes:" in line]
+    assert said and "augment" not in said[0], said
+
+
 @pytest.mark.parametrize(
     ("make", "args", "phrase"),
     [

@@ -81,7 +81,7 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     if d.max_val is not None and len(data.val) > d.max_val:
         val = Split(*subset(data.val.x, data.val.y, d.max_val, cfg.seed + 3))
         note = f"data.max_val: scoring {len(val)} of the {len(data.val)} validation samples"
-        data = replace(data, val=val, notes=(*data.notes, note))
+        data = replace(data, val=val, val_whole=data.val, notes=(*data.notes, note))
     reporter.log(data.summary())
     for note in data.notes:
         reporter.log(f"  note: {note}")

@@ -32,6 +32,7 @@ from .run_end import (
     final_results,
     finish,
     format_metrics,
+    run_recipe,
     supernet_results,
     trained_supernet,
     write_run_report,
@@ -312,14 +313,7 @@ def run(
             )
         # architecture -> network -> results, as the strategy says the run ends
         results = ENDINGS[searched.ending](s, searched, run_dir, deadline)
-        # the lineage's recipe, or train.augment=auto's
-        recipe = results.get("recipe") if searched.recipe is None else searched.recipe
-        if searched.recipe and "tta_checks" in results:  # the views the trained network kept
-            kept = results.get("tta", {}).get("views", [])
-            recipe = {k: v for k, v in recipe.items() if k != "tta"}
-            recipe |= {"tta": kept} if kept else {}
-            if run_dir is not None:  # what export, evaluate and scinas.load apply
-                run_dir.write_json("recipe.json", recipe)
+        recipe = run_recipe(searched.recipe, results, run_dir)
         results.update(
             recipe=recipe,
             search_seconds=searched.seconds,

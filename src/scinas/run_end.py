@@ -171,3 +171,20 @@ def finish(run: RunDir | None, results: dict, t0: float) -> dict:
         Checkpointer(run, "train").clear()
         write_run_report(run)
     return results
+
+
+def run_recipe(searched: dict | None, results: dict, run_dir) -> dict | None:
+    """The run's recipe: the search's (a lineage's changes), with train.augment=auto's choice
+    where the search left the final training that choice, and the test-time views the trained
+    network kept; rewritten to ``recipe.json``, which export, evaluate and scinas.load apply."""
+    if searched is None:
+        return results.get("recipe")  # train.augment=auto's, or none
+    if not (results.get("recipe") or "tta_checks" in results):
+        return searched
+    recipe = {**searched, **results.get("recipe", {})}
+    if "tta_checks" in results:  # the views the trained network kept
+        kept = results.get("tta", {}).get("views", [])
+        recipe = {k: v for k, v in recipe.items() if k != "tta"} | ({"tta": kept} if kept else {})
+    if run_dir is not None:
+        run_dir.write_json("recipe.json", recipe)
+    return recipe

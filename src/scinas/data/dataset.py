@@ -54,6 +54,8 @@ class Dataset:
         target_std: Regression only: per-target std of ``train.y`` (a constant target gets 1.0).
         class_names: Names of the classes (multi-label: of the labels), when known.
         notes: Facts about how the data was read: layout, splits made, downloads.
+        val_whole: The validation split before ``data.max_val`` subsampled it (None where it
+            did not): what the lineage search's decisions may score on.
     """
 
     name: str
@@ -69,6 +71,7 @@ class Dataset:
     target_std: tuple[float, ...] | None
     class_names: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
+    val_whole: Split | None = None  # the validation split before data.max_val's cap, if it capped
 
     @property
     def is_series(self) -> bool:

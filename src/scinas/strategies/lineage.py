@@ -29,10 +29,13 @@ time budget the same seconds, the challenger's steps ending when the incumbent's
 has passed, since a small network's step time does not scale with its FLOPs; otherwise the
 challenger's steps scaled by its FLOPs and batch size against the incumbent's) and are scored,
 at their weights averaged over the segment's last steps (a snapshot at a constant rate swings too
-much), on every validation sample. The challenger replaces the incumbent only when its advantage,
-paired over the validation samples, exceeds ``search.noise_z`` times its standard error; the log
-records the advantage, the noise and the verdict of every decision. Where the split is too small
-for right or wrong to resolve a point, decisions pair a proper score instead (``search.scores``).
+much), on the validation split (with ``search.decision_val``, on that many of its samples,
+more than the per-epoch scoring's ``data.max_val`` keeps where the data has them: a decision
+scores twice a segment, a trainer every epoch). The challenger replaces the incumbent only when
+its advantage, paired over those samples, exceeds ``search.noise_z`` times its standard error;
+the log records the advantage, the noise and the verdict of every decision. Where the split is
+too small for right or wrong to resolve a point, decisions pair a proper score instead
+(``search.scores``).
 Scores at chance decide nothing: the incumbent first trains until its validation score is above
 that of a constant prediction (the same paired test), and that many steps, at least, are each
 segment's length (fidelity in steps, not epochs).
@@ -55,6 +58,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
+from ..data import Split
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
 from ..run_context import SearchContext
@@ -118,6 +122,17 @@ class LineageStrategy(SearchStrategy):
 STRATEGIES.register("lineage", LineageStrategy)
 
 
+def decision_split(data, n: int | None, seed: int) -> Split:
+    """The validation samples decisions pair over: a stratified ``n`` of the whole split (all of
+    it where it has no more), before data.max_val's cap; ``n`` None: the capped split."""
+    whole = data.val_whole if data.val_whole is not None else data.val
+    if n is None:
+        return data.val
+    if len(whole) <= n:
+        return whole
+    return Split(*subset(whole.x, whole.y, n, seed + 3))  # data.max_val's seed: equal n, equal
+
+
 class Lineage:
     """One lineage search (`LineageStrategy`)."""
 
@@ -130,13 +145,15 @@ class Lineage:
         self.x, self.y = subset(
             data.train.x, data.train.y, self.cfg.train.max_samples, self.cfg.seed
         )
-        self.val = ctx.place.batches(data.val.x, data.val.y, 256)
+        self.val_split = decision_split(data, self.s.decision_val, self.cfg.seed)
+        self.val = ctx.place.batches(self.val_split.x, self.val_split.y, 256)
         self.hw = tuple(data.input_shape[1:])
         self.events: list[dict] = []
         self.rng = np.random.default_rng(self.cfg.seed + 977)
         self.task = ctx.task
         self.pm = ctx.task.primary_metric
-        self.proper = proper_scoring(self.s.scores, self.task, len(data.val), self.s.noise_z)
+        n = len(self.val_split)
+        self.proper = proper_scoring(self.s.scores, self.task, n, self.s.noise_z)
         self.best = self.task.best_proper_score if self.proper else self.task.best_sample_score
         self.units = " (proper score)" if self.proper else ""
         self._costs: dict = {}  # (architecture, batch size) -> compute of one step
@@ -221,7 +238,7 @@ class Lineage:
 
     def chance_scores(self) -> torch.Tensor:
         """The metric's per-sample scores of a constant prediction (`Task.constant_scores`)."""
-        return self.task.constant_scores(self.y.cpu(), self.ctx.data.val.y.cpu())
+        return self.task.constant_scores(self.y.cpu(), self.val_split.y.cpu())
 
     # ------------------------------------------------------------------ moves
 
@@ -280,7 +297,7 @@ class Lineage:
             f"search: lineage from {arch} ({what.get((s.morph, s.recipe), 'architecture')}), "
             f"challengers accepted above {s.noise_z:g} standard errors of "
             + (self.task.proper_name if self.proper else self.pm)
-            + f" paired over {len(ctx.data.val)} validation samples"
+            + f" paired over {len(self.val_split)} validation samples"
         )
         if state is not None:
             inc, p = lineage_state.restore(self, state, ckpt.folder)
@@ -324,7 +341,8 @@ class Lineage:
                 adv, se = reach  # even a challenger right on every sample could not win
                 log.stop(self, "ceiling", f"a challenger best on all {len(inc_scores)} validation "
                            f"samples would gain {adv:+.4f} (noise {se:.4f}): none can be judged "
-                           "(a larger split, data.val_fraction or data.max_val, would let one be)",
+                           "(a larger split, data.val_fraction or search.decision_val, would "
+                           "let one be)",
                            best_advantage=adv, noise=se)  # fmt: skip
                 break
             every = self.moves(inc)
@@ -366,6 +384,8 @@ class Lineage:
             p.streak, p.views, p.gaining = streak, views, gaining
             lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
+        if not self.probed and self.cfg.train.augment == "auto" and inc.recipe.augment == "default":
+            del changes["augment"]  # never looked: the final training's auto looks as it trains
         if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
             changes["tta"] = list(p.views)
         self.log_event(
@@ -422,6 +442,7 @@ class Lineage:
                 "steps": floor_steps,
                 "above_chance": bool(above),
                 "scores": "proper" if self.proper else "metric",
+                "val_samples": len(self.val_split),
                 "advantage": adv,
                 "noise": se,
                 "val": metrics,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..bounds import MAX_CANDIDATES, MAX_STEPS
+from ..bounds import MAX_CANDIDATES, MAX_SAMPLES, MAX_STEPS
 from .base import StrategySettings
 from .branch import RECIPE_DIMS, RecipeDim
 
@@ -49,6 +49,16 @@ class LineageSettings(StrategySettings):
         "networks whose predicted classes agree; elsewhere minus the loss, as metric); auto, "
         "proper where right-or-wrong scores could not accept an advantage under one point "
         "(fewer than 100 x noise_z^2 validation samples: 400 at the default), else metric",
+    )
+    decision_val: int | None = Field(
+        None,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="validation samples the decisions pair over: a stratified subsample of the "
+        "whole validation split, which data.max_val caps only for the per-epoch scoring (a "
+        "decision scores twice a segment, so more samples cost little and halve the noise "
+        "per four times as many; not yet measured at the compare budgets, so off by default); "
+        "None: the split data.max_val leaves",
     )
     morph: bool = Field(
         True,

@@ -83,8 +83,7 @@ class DataConfig(_Section):
         ge=2,
         le=MAX_SAMPLES,
         description="cap on the validation split (a stratified subsample; None: all of it); "
-        "it is scored after every epoch (the lineage search's decisions may pair over more of "
-        "the whole split: search.decision_val)",
+        "it is scored after every epoch (lineage decisions: search.decision_val)",
     )
     target_columns: list[str] | None = Field(
         None, description="CSV data: the target columns (None: all but the file and split columns)"

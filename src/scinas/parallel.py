@@ -176,10 +176,18 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+LEAVE_SECONDS = 10  # the most a process waits at exit for its peers to leave with it
+
+
 def _leave() -> None:
+    import datetime
+
     import torch.distributed as dist
 
     if dist.is_initialized():
+        if dist.get_backend() == "gloo":  # leave together: a peer torn down mid-exchange aborts
+            with contextlib.suppress(Exception):  # gloo's threads (the same message), bounded
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=LEAVE_SECONDS))
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 

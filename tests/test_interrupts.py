@@ -373,3 +373,21 @@ def test_a_signal_inside_a_critical_block_of_a_listening_loop_stops_at_its_next_
             STOP.handle(signal.SIGTERM, None)
     finally:
         STOP.reset()
+
+
+def test_a_stopped_process_ends_though_a_library_left_a_thread_running():
+    """optuna's trial heartbeat, started just as a stop came, outlived it as a non-daemon thread
+    and the stopped `scinas worker` waited for it forever at exit: the CLI's exit does not."""
+    code = (
+        "import threading\n"
+        "from scinas.cli import leave_now\n"
+        "threading.Thread(target=threading.Event().wait).start()  # never ends\n"
+        "print('stopped', flush=True)\n"
+        "leave_now(130)\n"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )  # fmt: skip
+    assert proc.returncode == 130 and proc.stdout == "stopped\n", proc.stderr
+    assert time.monotonic() - t0 < 2 + STOP_SECONDS

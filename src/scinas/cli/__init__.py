@@ -34,14 +34,10 @@ def leave_now(code: int) -> None:
     import time
 
     end = time.monotonic() + LINGER_SECONDS
-    for t in threading.enumerate():
-        if t is not threading.main_thread() and not t.daemon:
-            t.join(max(0.0, end - time.monotonic()))
-    if any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for t in others:
+        t.join(max(0.0, end - time.monotonic()))
+    if any(t.is_alive() for t in others):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -125,9 +125,9 @@ STRATEGIES.register("lineage", LineageStrategy)
 def decision_split(data, n: int | None, seed: int) -> Split:
     """The validation samples decisions pair over: a stratified ``n`` of the whole split (all of
     it where it has no more), before data.max_val's cap; ``n`` None: the capped split."""
-    whole = data.val_whole if data.val_whole is not None else data.val
     if n is None:
         return data.val
+    whole = data.val_whole if data.val_whole is not None else data.val
     if len(whole) <= n:
         return whole
     return Split(*subset(whole.x, whole.y, n, seed + 3))  # data.max_val's seed: equal n, equal

@@ -37,6 +37,9 @@ from scinas.workers import make_storage
 
 STOP_SECONDS = 5.0
 SEED = 34
+# chains are drawn until a test's target number of points; how many links a chain has depends
+# on its reference's measured duration and on when its signals land (so on the load beside it)
+CHAINS = 10
 TINY_RUN = [
     *TINY,
     REPORT,  # a stop may land in the report too
@@ -159,7 +162,7 @@ def test_sigterm_at_random_points_of_a_run_and_a_search(tmp_path, verb):
     assert ref.code == 0, ref.err[-2000:]
     points: list = []
     target = 10 if verb == "run" else 6
-    for k in range(4):  # chains until the target number of points (how many fit varies)
+    for k in range(CHAINS):
         out = tmp_path / f"chain{k}"
         start = [verb, "--out", str(out), *sets(TINY_RUN)]
         chain(start, [verb, "--resume", str(out)], out, ref.seconds, rng, points)
@@ -185,7 +188,7 @@ def test_sigterm_at_random_points_of_a_compare(tmp_path):
     ref = Point(["compare", "--out", str(tmp_path / "ref"), *base], None)
     assert ref.code == 0, ref.err[-2000:]
     points: list = []
-    for k in range(4):  # chains until the target number of points (how many fit varies)
+    for k in range(CHAINS):
         out = tmp_path / f"cmp{k}"
         start = ["compare", "--out", str(out), *base]
         chain(start, ["compare", "--resume", str(out)], out, ref.seconds, rng, points, ramp=8)

@@ -88,6 +88,12 @@ BENCHMARKS: dict[str, dict] = {
         ".ci/run`: installs, docs, lint, then the same command) on a clean clone beside "
         "`../shared`, one run each, nothing else computing.",
     },
+    "speed_vs_commit": {
+        "title": "Small networks against an older commit (`benchmarks/speed_vs_commit.py`)",
+        "about": "The same `scinas` commands run from each commit's source in one run, "
+        "alternating: training images per second in each command's last epoch (the tiny "
+        "preset's MNIST network and supernet, resnet_tiny on 64×64×3), and the ratio.",
+    },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
         "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "

@@ -20,7 +20,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
 
     python benchmarks/small_speed.py                     # every workload and variant
     python benchmarks/small_speed.py --no-compile --profile --json out.json
-    python benchmarks/small_speed.py --batchnorm         # BatchNorm, contiguous or channels-last
+    python benchmarks/small_speed.py --batchnorm         # BatchNorm: torch's layouts and scinas'
 """
 
 from __future__ import annotations
@@ -154,17 +154,21 @@ def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
 
 
 def batchnorm_layouts(repeats: int = 20) -> list[dict]:
-    """BatchNorm2d forward + backward on a batch of 128, contiguous against channels-last, at
-    a narrow, a middle and a deep layer's shape: where the layout's cost depends on the width."""
+    """BatchNorm2d forward + backward on a batch of 128: torch's, contiguous and channels-last,
+    and scinas' (`SearchBatchNorm`, channels-last) at narrow, middle and deep layers' shapes:
+    where the layout's cost depends on the width, and where scinas' `NARROW_BN` path pays."""
+    from scinas.lean_ops import SearchBatchNorm
+
     rows = []
-    for channels, side in ((12, 28), (32, 32), (48, 7)):
+    for channels, side in ((8, 28), (12, 28), (16, 32), (32, 32), (48, 7)):
         times = {}
-        for layout in ("nchw", "channels-last"):
+        for layout in ("nchw", "channels-last", "scinas"):
             x = torch.randn(128, channels, side, side)
-            if layout == "channels-last":
+            if layout != "nchw":
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
-            bn, grad = torch.nn.BatchNorm2d(channels), torch.randn_like(x)
+            bn = (SearchBatchNorm if layout == "scinas" else torch.nn.BatchNorm2d)(channels)
+            grad = torch.randn_like(x)
             for _ in range(3):
                 bn(x).backward(grad)
             started = time.perf_counter()
@@ -174,7 +178,8 @@ def batchnorm_layouts(repeats: int = 20) -> list[dict]:
         rows.append({"channels": channels, "side": side, **{k: v * 1e3 for k, v in times.items()}})
         print(
             f"BatchNorm2d {channels:3d}x{side}x{side}: {rows[-1]['nchw']:.2f} ms contiguous, "
-            f"{rows[-1]['channels-last']:.2f} ms channels-last (forward + backward)"
+            f"{rows[-1]['channels-last']:.2f} ms channels-last, {rows[-1]['scinas']:.2f} ms "
+            "scinas' (channels-last; forward + backward)"
         )
     return rows
 
@@ -186,7 +191,7 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
-    ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's two layouts")
+    ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
     args = ap.parse_args()
     if args.batchnorm:
         torch.set_num_threads(args.threads)

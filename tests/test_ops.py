@@ -161,28 +161,52 @@ def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride
 
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_search_batchnorm_equals_batchnorm(momentum, channels_last, lean_always):
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("C", [5, 20])  # below NARROW_BN (channels-last: its own path), above
+def test_search_batchnorm_equals_batchnorm(momentum, channels_last, affine, C, lean_always):
     from scinas.ops import SearchBatchNorm
 
     torch.manual_seed(0)
-    ours = SearchBatchNorm(5, affine=False, momentum=momentum).double()
-    ref = nn.BatchNorm2d(5, affine=False, momentum=momentum).double()
+    ours = SearchBatchNorm(C, affine=affine, momentum=momentum).double()
+    ref = nn.BatchNorm2d(C, affine=affine, momentum=momentum).double()
+    if affine:
+        with torch.no_grad():
+            for p in (*ours.parameters(), *ref.parameters()):
+                p.copy_(torch.linspace(-1.5, 2.0, C, dtype=torch.double))
     assert list(ours.state_dict()) == list(ref.state_dict())
     for step in range(3):
-        x = torch.randn(4, 5, 6, 3, dtype=torch.double) * (step + 1) + step
+        x = torch.randn(4, C, 6, 3, dtype=torch.double) * (step + 1) + step
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
         y, y_ref = ours(x), ref(x)
         g = torch.randn_like(y)
         torch.testing.assert_close(y, y_ref)
-        torch.testing.assert_close(
-            torch.autograd.grad(y, x, g)[0], torch.autograd.grad(y_ref, x, g)[0]
-        )
+        got = torch.autograd.grad(y, [x, *ours.parameters()], g)
+        want = torch.autograd.grad(y_ref, [x, *ref.parameters()], g)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b)
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[k], v)
     ours.eval(), ref.eval()
     torch.testing.assert_close(ours(x), ref(x))
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_narrow_batchnorm_gradients_match_finite_differences(affine):
+    from scinas.lean_ops import NarrowBatchNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 2, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(4, dtype=torch.double, requires_grad=True) if affine else None
+    b = torch.randn(4, dtype=torch.double, requires_grad=True) if affine else None
+    inputs = (x, w, b, 1e-5)
+    assert torch.autograd.gradcheck(lambda *a: NarrowBatchNorm.apply(*a)[0], inputs)
+    y, mean, var = NarrowBatchNorm.apply(*inputs)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(var, x.var((0, 2, 3), unbiased=False))
 
 
 def _saved_maps(module, x, weight=None) -> int:

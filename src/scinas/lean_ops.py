@@ -3,7 +3,8 @@
 A 1×1 convolution as one matrix product on channels-last maps (`Conv1x1`), and autograd
 functions that keep less for backward than torch's own: the ReLU -> depthwise -> 1×1 chain of
 the separable and dilated convolutions keeps only its input (`DepthwisePointwise`), and the
-supernet's affine-free BatchNorm keeps its output (`SearchBatchNorm`). They act on images (4-D
+supernet's affine-free BatchNorm keeps its output (`SearchBatchNorm`), which also normalises
+narrow channels-last maps by matrix products (`NarrowBatchNorm`). They act on images (4-D
 maps) at and above `LEAN_FROM` elements; everything else runs torch's own layers.
 """
 
@@ -214,23 +215,80 @@ class BatchNormKeepingOutput(torch.autograd.Function):
         return gx, None, None, None, None
 
 
+# Channels-last BatchNorm on a CPU below this many channels runs `NarrowBatchNorm` (against
+# torch's kernel: `benchmarks/small_speed.py --batchnorm`).
+NARROW_BN = 16
+
+
+class NarrowBatchNorm(torch.autograd.Function):
+    """Train-mode BatchNorm of a channels-last map with few channels, its sums as matrix products.
+
+    torch's channels-last CPU kernel vectorises over the channels, which a narrow layer leaves
+    mostly idle; seen as a (B·H·W, C) matrix (a view), each per-channel sum is one matrix-vector
+    product. Keeps x-hat and the inverse std (with ``weight`` None x-hat is the output, as
+    `BatchNormKeepingOutput` keeps). Returns the output, the batch mean and the biased variance.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float):
+        rows = _rows(x)
+        ones = rows.new_ones(1, rows.size(0))
+        mean = (ones @ rows).squeeze(0) / rows.size(0)
+        xhat = rows - mean
+        var = (ones @ (xhat * xhat)).squeeze(0) / rows.size(0)
+        invstd = torch.rsqrt(var + eps)
+        xhat.mul_(invstd)
+        y = xhat if weight is None else torch.addcmul(bias, xhat, weight)
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.mark_non_differentiable(mean, var)
+        B, C, H, W = x.shape
+        return y.view(B, H, W, C).permute(0, 3, 1, 2), mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, _mean, _var):
+        xhat, invstd, weight = ctx.saved_tensors
+        g = _rows(gy.contiguous(memory_format=torch.channels_last))
+        n = g.size(0)
+        ones = g.new_ones(1, n)
+        g_bias = (ones @ g).squeeze(0)
+        g_weight = (ones @ (g * xhat)).squeeze(0)
+        scale = invstd if weight is None else invstd * weight
+        # scale·(g − mean(g) − x-hat·mean(g·x-hat)), the input gradient of a BatchNorm
+        gx = torch.addcmul(g * scale - g_bias * (scale / n), xhat, g_weight * (scale / n), value=-1)
+        B, C, H, W = gy.shape
+        gx = gx.view(B, H, W, C).permute(0, 3, 1, 2)
+        if weight is None:
+            return gx, None, None, None
+        return gx, g_weight, g_bias, None
+
+
 class SearchBatchNorm(nn.BatchNorm2d):
-    """``nn.BatchNorm2d(C, affine=False)`` (same state_dict, statistics and outputs) whose
-    training-mode backward keeps its output rather than its input (see
-    `BatchNormKeepingOutput`). The supernet's ops use it; with ``affine=True`` it is plain
-    BatchNorm."""
+    """``nn.BatchNorm2d`` (same state_dict, statistics and outputs up to float rounding) with
+    two training-mode paths of its own: on channels-last maps of fewer than `NARROW_BN` channels,
+    `NarrowBatchNorm`; otherwise, without affine parameters (the supernet's ops), a backward that
+    keeps its output rather than its input (`BatchNormKeepingOutput`). The DARTS ops and the
+    generic networks' image layers (`scinas.spaces.nd`) use it."""
 
     def forward(self, x):
-        if not (
-            self.training
-            and not self.affine
-            and self.track_running_stats
-            and x.dim() == 4
-            and wants_autograd(x)
-        ):
+        if not (self.training and self.track_running_stats and x.dim() == 4):
+            return super().forward(x)
+        narrow = (  # measured on CPUs only
+            x.device.type == "cpu"
+            and x.size(1) < NARROW_BN
+            and x.is_contiguous(memory_format=torch.channels_last)
+        )
+        if (self.affine and not narrow) or not wants_autograd(x, *self.parameters()):
             return super().forward(x)
         self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        return BatchNormKeepingOutput.apply(
-            x, self.running_mean, self.running_var, momentum, self.eps
-        )
+        if not narrow:
+            return BatchNormKeepingOutput.apply(
+                x, self.running_mean, self.running_var, momentum, self.eps
+            )
+        y, mean, var = NarrowBatchNorm.apply(x, self.weight, self.bias, self.eps)
+        n = x.numel() // x.size(1)
+        with torch.no_grad():  # as torch's kernel: the running variance unbiased
+            self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            self.running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)), alpha=momentum)
+        return y

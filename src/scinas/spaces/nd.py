@@ -4,8 +4,9 @@ A network reads its dimension from the input it is built for: ``input_shape`` is
 series (N×C×L batches, d = 1) and ``(C, H, W)`` for images (N×C×H×W, d = 2). Each factory here
 returns the torch layer of that dimension with the same arguments, so a block is written once
 (``conv(d, C_in, C_out, 3, padding=1)``) rather than once per dimension. For d = 2 the layers are
-exactly those the networks used before (same classes, same initialisation order), so images build
-the same networks with the same numbers.
+those the networks used before (same initialisation order, same state_dict keys), so images build
+the same networks with the same numbers; the 2-D BatchNorm is `SearchBatchNorm`, a
+``nn.BatchNorm2d`` whose training pass on narrow channels-last maps is faster on a CPU.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from torch import nn
 
 from ..bounds import MIN_SIDE
 from ..errors import UserError
-from ..lean_ops import Conv1x1
+from ..lean_ops import Conv1x1, SearchBatchNorm
 
 DIMS = (1, 2)
 """The input dimensions the generic networks build for: series and images."""
 
 CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
-NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, SearchBatchNorm)
 
 
 def dim_of(sizes: Sequence[int]) -> int:

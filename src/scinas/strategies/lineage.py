@@ -29,9 +29,9 @@ time budget the same seconds, the challenger's steps ending when the incumbent's
 has passed, since a small network's step time does not scale with its FLOPs; otherwise the
 challenger's steps scaled by its FLOPs and batch size against the incumbent's) and are scored,
 at their weights averaged over the segment's last steps (a snapshot at a constant rate swings too
-much), on the validation split (with ``search.decision_val``, on that many of its samples,
-more than the per-epoch scoring's ``data.max_val`` keeps where the data has them: a decision
-scores twice a segment, a trainer every epoch). The challenger replaces the incumbent only when
+much), on up to ``search.decision_val`` samples of the validation split, more than the per-epoch
+scoring's ``data.max_val`` keeps where the data has them (a decision scores twice a segment, a
+trainer every epoch). The challenger replaces the incumbent only when
 its advantage, paired over those samples, exceeds ``search.noise_z`` times its standard error;
 the log records the advantage, the noise and the verdict of every decision. Where the split is
 too small for right or wrong to resolve a point, decisions pair a proper score instead

@@ -51,14 +51,14 @@ class LineageSettings(StrategySettings):
         "(fewer than 100 x noise_z^2 validation samples: 400 at the default), else metric",
     )
     decision_val: int | None = Field(
-        None,
+        2000,
         ge=2,
         le=MAX_SAMPLES,
         description="validation samples the decisions pair over: a stratified subsample of the "
-        "whole validation split, which data.max_val caps only for the per-epoch scoring (a "
-        "decision scores twice a segment, so more samples cost little and halve the noise "
-        "per four times as many; not yet measured at the compare budgets, so off by default); "
-        "None: the split data.max_val leaves",
+        "whole validation split (all of it where it holds fewer), which data.max_val caps only "
+        "for the per-epoch scoring (a decision scores twice a segment, so more samples cost "
+        "little, and the noise halves per four times as many); None: the split data.max_val "
+        "leaves",
     )
     morph: bool = Field(
         True,

@@ -31,8 +31,8 @@ challenger's steps scaled by its FLOPs and batch size against the incumbent's) a
 at their weights averaged over the segment's last steps (a snapshot at a constant rate swings too
 much), on up to ``search.decision_val`` samples of the validation split, more than the per-epoch
 scoring's ``data.max_val`` keeps where the data has them (a decision scores twice a segment, a
-trainer every epoch). The challenger replaces the incumbent only when
-its advantage, paired over those samples, exceeds ``search.noise_z`` times its standard error;
+trainer every epoch). The challenger replaces the incumbent only when its advantage, paired over
+those samples, exceeds ``search.noise_z`` times its standard error;
 the log records the advantage, the noise and the verdict of every decision. Where the split is
 too small for right or wrong to resolve a point, decisions pair a proper score instead
 (``search.scores``).

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scinas.ops import DARTS_OPS, DilConv, FactorizedReduce, ReLUConvBN, SearchBatchNorm, create_op
+from scinas.ops import DARTS_OPS, DilConv, FactorizedReduce, LeanBatchNorm2d, ReLUConvBN, create_op
 
 STEPS, MULTIPLIER = 4, 4
 
@@ -34,7 +34,7 @@ STEPS, MULTIPLIER = 4, 4
 def plain_autograd(module: nn.Module) -> nn.Module:
     """Run scinas' ops as the plain torch modules they are made of (see the module docstring)."""
     for m in module.modules():
-        if isinstance(m, SearchBatchNorm):
+        if isinstance(m, LeanBatchNorm2d):
             m.__class__ = nn.BatchNorm2d
         elif isinstance(m, DilConv):
             m.forward = nn.Sequential.forward.__get__(m)

@@ -155,9 +155,9 @@ def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
 
 def batchnorm_layouts(repeats: int = 20) -> list[dict]:
     """BatchNorm2d forward + backward on a batch of 128: torch's, contiguous and channels-last,
-    and scinas' (`SearchBatchNorm`, channels-last) at narrow, middle and deep layers' shapes:
+    and scinas' (`LeanBatchNorm2d`, channels-last) at narrow, middle and deep layers' shapes:
     where the layout's cost depends on the width, and where scinas' `NARROW_BN` path pays."""
-    from scinas.lean_ops import SearchBatchNorm
+    from scinas.lean_ops import LeanBatchNorm2d
 
     rows = []
     for channels, side in ((8, 28), (12, 28), (16, 32), (32, 32), (48, 7)):
@@ -167,7 +167,7 @@ def batchnorm_layouts(repeats: int = 20) -> list[dict]:
             if layout != "nchw":
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
-            bn = (SearchBatchNorm if layout == "scinas" else torch.nn.BatchNorm2d)(channels)
+            bn = (LeanBatchNorm2d if layout == "scinas" else torch.nn.BatchNorm2d)(channels)
             grad = torch.randn_like(x)
             for _ in range(3):
                 bn(x).backward(grad)

@@ -164,10 +164,10 @@ def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride
 @pytest.mark.parametrize("affine", [False, True])
 @pytest.mark.parametrize("C", [5, 20])  # below NARROW_BN (channels-last: its own path), above
 def test_search_batchnorm_equals_batchnorm(momentum, channels_last, affine, C, lean_always):
-    from scinas.ops import SearchBatchNorm
+    from scinas.ops import LeanBatchNorm2d
 
     torch.manual_seed(0)
-    ours = SearchBatchNorm(C, affine=affine, momentum=momentum).double()
+    ours = LeanBatchNorm2d(C, affine=affine, momentum=momentum).double()
     ref = nn.BatchNorm2d(C, affine=affine, momentum=momentum).double()
     if affine:
         with torch.no_grad():

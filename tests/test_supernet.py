@@ -223,9 +223,9 @@ def test_naive_benchmark_reference_computes_the_same_supernet(lean, monkeypatch)
     w_naive = torch.autograd.grad(F.cross_entropy(naive(x), y), theirs)
     for a, b in zip(w_ours, w_naive, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-3)
-    from scinas.ops import DilConv, SearchBatchNorm
+    from scinas.ops import DilConv, LeanBatchNorm2d
 
-    assert not any(isinstance(m, SearchBatchNorm) for m in naive.modules())
+    assert not any(isinstance(m, LeanBatchNorm2d) for m in naive.modules())
     assert all("forward" in vars(m) for m in naive.modules() if isinstance(m, DilConv))
 
 

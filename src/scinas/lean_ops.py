@@ -3,7 +3,7 @@
 A 1×1 convolution as one matrix product on channels-last maps (`Conv1x1`), and autograd
 functions that keep less for backward than torch's own: the ReLU -> depthwise -> 1×1 chain of
 the separable and dilated convolutions keeps only its input (`DepthwisePointwise`), and the
-supernet's affine-free BatchNorm keeps its output (`SearchBatchNorm`), which also normalises
+supernet's affine-free BatchNorm keeps its output (`LeanBatchNorm2d`), which also normalises
 narrow channels-last maps by matrix products (`NarrowBatchNorm`). They act on images (4-D
 maps) at and above `LEAN_FROM` elements; everything else runs torch's own layers.
 """
@@ -263,7 +263,7 @@ class NarrowBatchNorm(torch.autograd.Function):
         return gx, g_weight, g_bias, None
 
 
-class SearchBatchNorm(nn.BatchNorm2d):
+class LeanBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same state_dict, statistics and outputs up to float rounding) with
     two training-mode paths of its own: on channels-last maps of fewer than `NARROW_BN` channels,
     `NarrowBatchNorm`; otherwise, without affine parameters (the supernet's ops), a backward that

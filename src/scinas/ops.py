@@ -26,7 +26,7 @@ from .errors import UserError
 from .lean_ops import (  # noqa: F401  (the lean layers stay importable from here)
     Conv1x1,
     DepthwisePointwise,
-    SearchBatchNorm,
+    LeanBatchNorm2d,
     depthwise_backward,
     pointwise,
     wants_autograd,
@@ -99,8 +99,8 @@ def _relu(relu_in: bool) -> list[nn.Module]:
 
 
 def search_batch_norm(C: int, affine: bool, d: int = 2) -> nn.Module:
-    """The ops' BatchNorm: `SearchBatchNorm` for images, plain BatchNorm for series."""
-    return SearchBatchNorm(C, affine=affine) if d == 2 else nn.BatchNorm1d(C, affine=affine)
+    """The ops' BatchNorm: `LeanBatchNorm2d` for images, plain BatchNorm for series."""
+    return LeanBatchNorm2d(C, affine=affine) if d == 2 else nn.BatchNorm1d(C, affine=affine)
 
 
 def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, d=2):

@@ -5,7 +5,7 @@ series (N×C×L batches, d = 1) and ``(C, H, W)`` for images (N×C×H×W, d = 2)
 returns the torch layer of that dimension with the same arguments, so a block is written once
 (``conv(d, C_in, C_out, 3, padding=1)``) rather than once per dimension. For d = 2 the layers are
 those the networks used before (same initialisation order, same state_dict keys), so images build
-the same networks with the same numbers; the 2-D BatchNorm is `SearchBatchNorm`, a
+the same networks with the same numbers; the 2-D BatchNorm is `LeanBatchNorm2d`, a
 ``nn.BatchNorm2d`` whose training pass on narrow channels-last maps is faster on a CPU.
 """
 
@@ -17,13 +17,13 @@ from torch import nn
 
 from ..bounds import MIN_SIDE
 from ..errors import UserError
-from ..lean_ops import Conv1x1, SearchBatchNorm
+from ..lean_ops import Conv1x1, LeanBatchNorm2d
 
 DIMS = (1, 2)
 """The input dimensions the generic networks build for: series and images."""
 
 CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
-NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, SearchBatchNorm)
+NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, LeanBatchNorm2d)
 
 
 def dim_of(sizes: Sequence[int]) -> int:

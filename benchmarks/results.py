@@ -92,7 +92,17 @@ BENCHMARKS: dict[str, dict] = {
         "title": "Small networks against an older commit (`benchmarks/speed_vs_commit.py`)",
         "about": "The same `scinas` commands run from each commit's source in one run, "
         "alternating: training images per second in each command's last epoch (the tiny "
-        "preset's MNIST network and supernet, resnet_tiny on 64×64×3), and the ratio.",
+        "preset's MNIST network and supernet, resnet_tiny and a 200k-parameter macro network "
+        "on 64×64×3), the ratio, and each training's share of a large 3×3 convolution's "
+        "GFLOP/s.",
+    },
+    "search_step": {
+        "title": "A DARTS search step against the original code's structure "
+        "(`benchmarks/search_step.py`)",
+        "about": "One architecture step and one weight step of the paper-size supernet (8 cells, "
+        "C=16, 3×32×32, batch 64 first order), each configuration in its own process, median "
+        "after a warm-up: seconds, peak memory, and both as ratios to the original code's "
+        "structure (`naive`) measured in the same run.",
     },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",

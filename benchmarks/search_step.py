@@ -244,6 +244,7 @@ def main() -> None:
     p.add_argument(
         "--feed", action="store_true", help="batches through scinas' data path (see above)"
     )
+    p.add_argument("--record", action="store_true", help="write a result file (CPU fp32 only)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.device == "auto":
@@ -300,6 +301,7 @@ def main() -> None:
         f"{'vs issue':>8} {'cuda GiB':>8}"
     )
     naive = {}  # (order, batch) -> result of the naive reference in this run
+    rows = []
     for strategy, order, batch, ckpt in configs:
         cmd = [
             sys.executable,
@@ -334,6 +336,25 @@ def main() -> None:
             f"{r['peak_cuda_gib'] or 0:>8.2f}",
             flush=True,
         )
+        rows.append([strategy, order or "-", batch, "on" if ckpt else "off",
+                     f"{r['median_s']:.2f}", f"{r['peak_rss_gib']:.2f}",
+                     f"{r['median_s'] / ideal:.1f}", vs, mem])  # fmt: skip
+    if args.record:
+        if options != ["--precision", "fp32", "--device", "cpu"]:
+            raise SystemExit("--record keeps CPU fp32 results only (the same-run reference)")
+        from results import write_result  # beside this script
+
+        write_result(
+            "search_step",
+            "paper-size supernet, " + ", ".join(sorted({c[0] for c in configs})),
+            ["strategy", "order", "batch", "cell ckpt", "s/step", "peak GiB", "x ideal",
+             "vs naive", "memory vs naive"],
+            rows,
+            notes=f"One run, alone, {torch.get_num_threads()} threads; median of "
+            f"{args.repeats} steps after a warm-up, each configuration in its own process "
+            f"(peak memory: its peak RSS). Large 3x3 convolution {tput / 1e9:.0f} GFLOP/s in "
+            "this run; x ideal: the step's seconds over its FLOPs at that rate.",
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -72,6 +72,42 @@ def test_a_network_at_chance_finds_no_symmetry():
     assert not any(f["symmetry"] for f in found.values())  # no margin: nothing is proven
 
 
+class Brightness(nn.Module):
+    """Class 0 for brighter images, with a confidence of ``weight``: a cue no mirror or quarter
+    turn changes, the kind a network learns first."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x):
+        d = self.weight * (x.mean(dim=(1, 2, 3)) - 1.05)  # the classes: 1.1 and 1.0
+        return torch.stack([d, -d], dim=1)
+
+
+@pytest.mark.parametrize("weight", [0.5, 40.0])
+def test_a_network_that_has_learnt_next_to_nothing_judges_no_view(weight):
+    # the labels follow which half is brighter (so up-down views change them) and, a little,
+    # the overall brightness; a network using only the brightness loses nothing to any view, so
+    # a share of its margin is met by every view: only its margin tells it cannot judge them
+    from scinas.symmetry import MIN_LEARNT, decided
+
+    x, y = _top_or_bottom()
+    x[y == 0] += 0.1
+    task = make_task("classification", 2)
+    found = _probe(Brightness(weight), x, y, task)
+    margin, constant = found["hflip"]["margin"], math.log(2)
+    assert all(f["loss_increase"] == pytest.approx(0, abs=1e-5) for f in found.values())
+    if weight < 1:
+        assert 0 < margin < MIN_LEARNT * constant  # above chance, next to nothing learnt
+        assert not any(f["learnt"] or f["symmetry"] for f in found.values())
+        assert not decided(found, 2.0)
+    else:
+        assert margin >= MIN_LEARNT * constant  # learnt enough: invariant views are kept
+        assert all(f["learnt"] and f["symmetry"] for f in found.values())
+        assert decided(found, 2.0)
+
+
 @pytest.mark.parametrize(
     ("found", "current", "chosen"),
     [
@@ -298,7 +334,7 @@ def test_a_view_in_doubt_leaves_the_augmentation_open_only_where_it_could_change
 
     def view(share, noise=0.02):  # a loss rise of ``share`` of the margin
         rise = share * margin
-        return {"loss_increase": rise, "noise": noise, "margin": margin,
+        return {"loss_increase": rise, "noise": noise, "margin": margin, "learnt": True,
                 "symmetry": rise + z * noise <= TOLERANCE * margin}  # fmt: skip
 
     keeps, doubt, changes = view(-0.05), view(0.2), view(5.0)

@@ -19,7 +19,7 @@ from .lr_finder import auto_train, log_event
 from .precision import maybe_compile
 from .rates import is_auto
 from .spaces import space_of
-from .symmetry import AutoAugment, possible
+from .symmetry import TOO_LITTLE, AutoAugment, possible
 from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
@@ -190,11 +190,12 @@ def auto_augment(s: SearchContext, t, run) -> AutoAugment | None:
         rises = ", ".join(
             f"{v} {f['loss_increase']:+.4f} ± {f['noise']:.4f}" for v, f in e["views"].items()
         )
-        margin = next(iter(e["views"].values()))["margin"]
+        first = next(iter(e["views"].values()))
+        margin = first["margin"]
         verdict = (
             f"symmetries {', '.join(e['symmetries']) or 'none'}: augment {e['augment']}"
             if e["decided"]
-            else "undecided"
+            else "undecided" + ("" if first["learnt"] else TOO_LITTLE)
         )
         message = (
             f"train.augment=auto after epoch {e['epoch']}: the validation loss rises by {rises} "

@@ -35,6 +35,11 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "rot90": lambda x: torch.rot90(x, 1, (-2, -1)),
 }
 TOLERANCE = 0.2  # a view that keeps the labels costs at most this fraction of the margin
+# A view is judged only by a network whose loss is this fraction below a constant output's: a
+# network that has learnt next to nothing loses next to nothing on any view, so the tolerance,
+# a share of its tiny margin, would be met by views that change the labels.
+MIN_LEARNT = 0.1
+TOO_LITTLE = f" (the network's loss is not {MIN_LEARNT:.0%} below a constant output's yet)"
 
 
 def possible(shape: Sequence[int]) -> list[str]:
@@ -80,13 +85,16 @@ def probe(
     net: nn.Module, batches, task, views: Sequence[str], z: float, plain=None
 ) -> dict[str, dict]:
     """For each view: the mean per-sample loss increase on the transformed split, its standard
-    error, the network's margin over a constant (zero) output, and whether the view keeps the
-    labels (``symmetry``): the increase plus z errors is below TOLERANCE·margin. ``plain``:
-    ``net``'s (outputs, targets) on ``batches`` where the caller has them."""
+    error, the network's margin over a constant (zero) output, whether the network has learnt
+    enough to judge views (``learnt``: the margin is at least MIN_LEARNT of the constant
+    output's loss), and whether the view keeps the labels (``symmetry``): learnt, and the
+    increase plus z errors is below TOLERANCE·margin. ``plain``: ``net``'s (outputs, targets)
+    on ``batches`` where the caller has them."""
     plain_out, targets = plain if plain is not None else predict(net, batches)
     plain = task.sample_losses(plain_out, targets)
-    constant = task.sample_losses(torch.zeros_like(plain_out), targets)
-    margin = float(constant.double().mean() - plain.double().mean())
+    constant = float(task.sample_losses(torch.zeros_like(plain_out), targets).double().mean())
+    margin = constant - float(plain.double().mean())
+    learnt = margin > 0 and margin >= MIN_LEARNT * constant
     found = {}
     for v in views:
         view = VIEWS[v]
@@ -96,13 +104,15 @@ def probe(
             "loss_increase": rise,
             "noise": se,
             "margin": margin,
-            "symmetry": bool(margin > 0 and rise + z * se <= TOLERANCE * margin),
+            "learnt": bool(learnt),
+            "symmetry": bool(learnt and rise + z * se <= TOLERANCE * margin),
         }
     return found
 
 
 def decided(found: dict[str, dict], z: float, current: str = "default") -> bool:
-    """Whether a `probe` decided the augmentation: the network beats a constant output, and the
+    """Whether a `probe` decided the augmentation: the network has learnt enough to judge views
+    (``learnt``: it beats a constant output by MIN_LEARNT of that output's loss), and the
     views it left undecided (their cost within noise of the tolerance) cannot change what
     `augment_for` chooses from ``current``: an upside-down view in doubt does not hold up a
     mirror found, while the network, training on, comes to use what the mirror changes."""
@@ -113,7 +123,8 @@ def decided(found: dict[str, dict], z: float, current: str = "default") -> bool:
         for v, f in found.items()
         if not f["symmetry"] and f["loss_increase"] - z * f["noise"] <= TOLERANCE * margin
     ]
-    return margin > 0 and augment_for(kept, current) == augment_for(kept + doubt, current)
+    learnt = next(iter(found.values()))["learnt"]
+    return learnt and augment_for(kept, current) == augment_for(kept + doubt, current)
 
 
 def augment_for(symmetries: Sequence[str], current: str) -> str:
@@ -134,9 +145,10 @@ class AutoAugment:
     decided every view (`decided`) or half the epochs are done; then the augmentation becomes
     `augment_for` the views found, for the rest of the
     training, and those views are the test-time views (confirmed on the trained network at the
-    end, `scinas.run_end.confirmed_views`). A network at or below a constant output's loss
-    decides nothing. ``log(record)`` receives each probe's record; ``make(name)`` (set by the
-    trainer's builder) is the augmentation hook of an augmentation name."""
+    end, `scinas.run_end.confirmed_views`). A network that has not learnt enough to judge views
+    (`probe`'s ``learnt``) decides nothing. ``log(record)`` receives each probe's record;
+    ``make(name)`` (set by the trainer's builder) is the augmentation hook of an augmentation
+    name."""
 
     def __init__(self, task, val_batches, views: Sequence[str], z: float = 2.0, log=None):
         self.task, self.val_batches, self.views, self.z = task, val_batches, list(views), z
@@ -158,9 +170,9 @@ class AutoAugment:
         if self.decided:
             return False
         found = probe(model, self.val_batches, self.task, self.views, self.z, plain)
-        margin = next(iter(found.values()))["margin"]
+        learnt = next(iter(found.values()))["learnt"]
         last = 2 * epoch >= epochs
-        if margin <= 0 or not (decided(found, self.z, self.augment) or last):
+        if not learnt or not (decided(found, self.z, self.augment) or last):
             self._log(epoch, found, None)
             return False
         self.decided_at = epoch

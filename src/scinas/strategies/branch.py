@@ -244,6 +244,7 @@ class Progress:
     above: bool = True
     streak: int = 0  # challengers in a row not accepted
     views: list | None = None  # the data's symmetries found (`scinas.symmetry`); None: not probed
+    learnt: bool = True  # the probe's network had learnt enough to judge the views
     gaining: bool = True  # the incumbent's last segment still gained (or none was judged)
     waited: int = 0  # segments in a row the incumbent trained alone, waiting for its plateau
 

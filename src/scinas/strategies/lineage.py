@@ -379,13 +379,18 @@ class Lineage:
             else:
                 rejected += 1
                 streak += 1
-            views, gaining = p.views, judge(*paired(inc_scores, before), PLATEAU_Z)[0]
+            views, learnt, gaining = (
+                p.views,
+                p.learnt,
+                judge(*paired(inc_scores, before), PLATEAU_Z)[0],
+            )
             p = Progress(k, accepted, rejected, tried, seg, step_seconds, inc_scores, inc_metrics)
-            p.streak, p.views, p.gaining = streak, views, gaining
+            p.streak, p.views, p.gaining, p.learnt = streak, views, gaining, learnt
             lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
-        if not self.probed and self.cfg.train.augment == "auto" and inc.recipe.augment == "default":
-            del changes["augment"]  # never looked: the final training's auto looks as it trains
+        undecided = not self.probed or not p.learnt
+        if undecided and self.cfg.train.augment == "auto" and inc.recipe.augment == "default":
+            del changes["augment"]  # never judged: the final training's auto looks as it trains
         if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
             changes["tta"] = list(p.views)
         self.log_event(

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import replace
 
-from ..symmetry import augment_for, decided, possible, probe
+from ..symmetry import TOO_LITTLE, augment_for, decided, possible, probe
 from .branch import Branch, Progress
 
 LOOKS = 2  # the first epoch's look, and one more epoch's where it left the augmentation open
@@ -43,7 +43,8 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
             break
     if trained:
         p.scores, p.metrics = lineage.score(inc.net)
-    p.views = [v for v in views if found[v]["symmetry"]]
+    learnt = next(iter(found.values()))["learnt"]
+    p.views, p.learnt = [v for v in views if found[v]["symmetry"]], learnt
     before = inc.recipe.augment
     if "augment" in lineage.s.recipe_dims:
         inc.recipe = replace(inc.recipe, augment=augment_for(p.views, before))
@@ -56,6 +57,7 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
             "each_look": looked,
             "views": found,
             "symmetries": p.views,
+            "learnt": learnt,
             "augment": [before, inc.recipe.augment],
             "seconds": time.perf_counter() - started,
         }
@@ -67,5 +69,6 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
         + ", ".join(f"{f['loss_increase']:+.4f} ± {f['noise']:.4f} ({v})" for v, f in found.items())
         + f" against a margin of {next(iter(found.values()))['margin']:.4f} over a constant "
         f"output: symmetries {', '.join(p.views) or 'none'}"
+        + ("" if learnt else TOO_LITTLE + ": the final training looks again")
         + (f"; augment {before} -> {inc.recipe.augment}" if inc.recipe.augment != before else "")
     )

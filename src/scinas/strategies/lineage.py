@@ -379,13 +379,10 @@ class Lineage:
             else:
                 rejected += 1
                 streak += 1
-            views, learnt, gaining = (
-                p.views,
-                p.learnt,
-                judge(*paired(inc_scores, before), PLATEAU_Z)[0],
-            )
-            p = Progress(k, accepted, rejected, tried, seg, step_seconds, inc_scores, inc_metrics)
-            p.streak, p.views, p.gaining, p.learnt = streak, views, gaining, learnt
+            gaining = judge(*paired(inc_scores, before), PLATEAU_Z)[0]
+            p = replace(p, round=k, accepted=accepted, rejected=rejected, tried=tried,
+                        scores=inc_scores, metrics=inc_metrics, streak=streak, gaining=gaining,
+                        waited=0)  # fmt: skip
             lineage_state.save(self, ckpt, inc, p, spent + time.perf_counter() - t0)
         changes = inc.recipe.changes(self.cfg.train)
         undecided = not self.probed or not p.learnt

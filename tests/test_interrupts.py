@@ -378,6 +378,35 @@ def test_a_signal_inside_a_critical_block_of_a_listening_loop_stops_at_its_next_
         STOP.reset()
 
 
+@pytest.mark.parametrize("opening", ["create", "reopen"])
+def test_a_stop_while_a_run_directory_opens_leaves_it_unlocked(tmp_path, monkeypatch, opening):
+    """A signal acted on at the end of the block that creates (or reopens) a run directory left
+    this process holding its lock, so a resume in the same process (a library user, the chains
+    above) was refused as "in use by another scinas process"."""
+    from scinas.rundir import RunDir
+    from scinas.runlock import RunLock, is_locked
+    from scinas.signals import Interrupted
+
+    out = tmp_path / "run"
+    if opening == "reopen":
+        RunDir.create(out, kind="run", config={}).close()
+    locked = RunLock.acquire
+
+    def acquire(self):
+        lock = locked(self)
+        STOP.handle(signal.SIGTERM, None)  # the signal comes just as the lock is taken
+        return lock
+
+    monkeypatch.setattr(RunLock, "acquire", acquire)
+    STOP.reset()
+    try:
+        with pytest.raises(Interrupted):
+            RunDir.reopen(out) if opening == "reopen" else RunDir.create(out, kind="run", config={})
+    finally:
+        STOP.reset()
+    assert (out / "run.json").is_file() and not is_locked(out)
+
+
 def test_a_stopped_process_ends_though_a_library_left_a_thread_running():
     """optuna's trial heartbeat, started just as a stop came, outlived it as a non-daemon thread
     and the stopped `scinas worker` waited for it forever at exit: the CLI's exit does not."""

@@ -56,7 +56,7 @@ from .config import Config, check_resumable, check_settings_apply, config_to_dic
 from .errors import TrainingDiverged, UserError, unknown
 from .progress import Reporter
 from .rundir import RunDir, check_out_dir, check_resume, read_json
-from .signals import Interrupted
+from .signals import STOP, Interrupted
 
 RESULT = "compare.json"
 
@@ -101,23 +101,22 @@ def compare(
             f"compare: {budget:.0f}s per method and seed, for everything it does (searches: "
             f"{cfg.compare.search_share:.0%} of it planned for searching, the rest retraining)"
         )
-    from .config import config_to_dict
 
-    if resume:
-        root = RunDir.reopen(out)
-        done, seconds = stored
-        reporter.log(f"resuming {root.path}: {len(done)} runs already finished")
-    else:
-        root = RunDir.create(
-            out,
-            kind="compare",
-            config={"seeds": seeds, "methods": list(methods), "run": config_to_dict(cfg)},
-            overwrite=overwrite,
-        )
-        done, seconds = [], 0.0
-    state = _State(task, methods, seeds, budget, cfg.compare.search_share, plans, done, seconds)
-    t0 = time.perf_counter() - state.seconds
+    root = None
     try:
+        with STOP.critical():  # a stop waits until the directory is locked and in hand
+            if resume:
+                root = RunDir.reopen(out)
+            else:
+                config = {"seeds": seeds, "methods": list(methods), "run": config_to_dict(cfg)}
+                root = RunDir.create(out, kind="compare", config=config, overwrite=overwrite)
+        if resume:
+            done, seconds = stored
+            reporter.log(f"resuming {root.path}: {len(done)} runs already finished")
+        else:
+            done, seconds = [], 0.0
+        state = _State(task, methods, seeds, budget, cfg.compare.search_share, plans, done, seconds)
+        t0 = time.perf_counter() - state.seconds
         for seed in range(seeds):
             for name in runs:
                 if state.find(name, seed) is not None:
@@ -129,13 +128,16 @@ def compare(
         result = state.summary(complete=True)
         root.write_json(RESULT, result)
     except Interrupted as e:
+        if root is None:
+            raise
         cause = str(e).split(";")[0] or "stopped"  # what stopped it, without the run's own hint
         raise Interrupted(
             f"{cause}; compare interrupted; continue it with `scinas compare --resume "
             f"{root.path}` (the finished runs are kept, the interrupted one starts again)"
         ) from None
     finally:
-        root.close()
+        if root is not None:
+            root.close()
     return result
 
 

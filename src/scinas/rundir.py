@@ -323,9 +323,14 @@ class RunDir:
             replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
         created = _first_missing(path)
         run = cls(path, kind)
-        # a stop request waits for the directory to be whole (or put back)
-        with STOP.critical():
-            return cls._make(run, path, replaced, created, conf, marker)
+        # a stop request waits for the directory to be whole (or put back); one acted on at
+        # the block's end must not leave this process holding the lock of a run it never got
+        try:
+            with STOP.critical():
+                return cls._make(run, path, replaced, created, conf, marker)
+        except Interrupted:
+            run.close()
+            raise
 
     @staticmethod
     def _make(run, path, replaced, created, conf, marker) -> RunDir:
@@ -355,9 +360,13 @@ class RunDir:
         """An existing run directory, locked for this process (resume)."""
         run = cls(Path(path), run_kind(path))
         try:
-            run.lock = RunLock(run.path).acquire()
+            with STOP.critical():  # as in create: locked and returned, or neither
+                run.lock = RunLock(run.path).acquire()
         except OSError as e:
             raise disk_error(e, f"the lock of {run.path}", "") from None
+        except Interrupted:
+            run.close()
+            raise
         return run
 
     @contextmanager

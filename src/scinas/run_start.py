@@ -62,16 +62,16 @@ def begin(
             require_tensorboard()
     if not leader:
         return replace(s, resume=resume), None
-    if resume:
-        run = RunDir.reopen(out)
-        if old != config_to_dict(cfg):
-            run.write_json("config.json", config_to_dict(cfg))
-        s = replace(s, resume=True)
-        s.reporter.log(f"resuming {run.path}")
-    else:
-        run = None
-        try:
-            with STOP.critical():  # a stop waits for the directory and its data facts
+    run = None
+    try:
+        # a stop waits until the directory is whole and in hand; then it is released
+        with STOP.critical():
+            if resume:
+                run = RunDir.reopen(out)
+                if old != config_to_dict(cfg):
+                    run.write_json("config.json", config_to_dict(cfg))
+                s = replace(s, resume=True)
+            else:
                 run = RunDir.create(  # the config as the space fitted it to the data
                     out or default_out(kind),
                     kind=kind,
@@ -79,14 +79,16 @@ def begin(
                     overwrite=overwrite,
                 )
                 run.write_json("data.json", data_facts(s.data))
-        except Interrupted as e:
-            if run is None:
-                raise
-            run.close()
-            raise Interrupted(f"{e}; continue with `scinas {kind} --resume {run.path}`") from None
-        s.reporter.log(f"run directory: {run.path}")
-    if cfg.tensorboard:
-        run.enable_tensorboard()
+            if cfg.tensorboard:
+                run.enable_tensorboard()
+    except BaseException as e:  # the lock is released whatever cut the opening short
+        if run is None:
+            raise
+        run.close()
+        if not isinstance(e, Interrupted):
+            raise
+        raise Interrupted(f"{e}; continue with `scinas {kind} --resume {run.path}`") from None
+    s.reporter.log(f"resuming {run.path}" if resume else f"run directory: {run.path}")
     run.report = cfg.report
     return s, run
 

@@ -291,6 +291,32 @@ def test_no_symmetry_step_when_switched_off(tmp_path, monkeypatch):
     assert "tta" not in json.loads((tmp_path / "run" / "results.json").read_text())
 
 
+def test_a_start_that_learnt_too_little_leaves_the_views_to_the_final_training(
+    tmp_path, monkeypatch
+):
+    """Where the start has not learnt enough to judge views (`probe`'s ``learnt``), the lineage
+    chooses no augmentation and no test-time view: `train.augment=auto` looks again as the
+    final network trains, and decides nothing while that network has not learnt enough either."""
+    import scinas.symmetry as symmetry
+
+    monkeypatch.setattr(symmetry, "MIN_LEARNT", 1.0)  # no network beats a constant output so far
+    res = _run(tmp_path, monkeypatch, "train.augment=auto", data=_mirrored_digits(tmp_path))
+    run = tmp_path / "run"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    (sym,) = [e for e in events if e["event"] == "lineage_symmetry"]
+    assert sym["learnt"] is False and sym["symmetries"] == []
+    assert sym["augment"] == ["default", "default"] and sym["looks"] == 2  # looked again first
+    assert not any(f["symmetry"] for f in sym["views"].values())
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert "augment" not in result["recipe_changes"] and "tta" not in result["recipe_changes"]
+    # the final training's auto probed every epoch up to half of them, and decided nothing
+    probes = [e for e in events if e["event"] == "augment_probe"]
+    assert probes and not any(e["decided"] for e in probes)
+    assert all(not f["learnt"] for e in probes for f in e["views"].values())
+    recipe = json.loads((run / "recipe.json").read_text())
+    assert "tta" not in res and recipe["augment"] == "default"
+
+
 def _also_left(extra: float, weight: float):
     """Top-or-bottom data where class 0 is also ``extra`` brighter on the left, and a network
     that uses that cue with ``weight``: the mirror keeps every label but costs it a little."""

@@ -1,13 +1,17 @@
-"""How consistently `train.augment=auto`'s deciding probe decides each view, over seeds and data.
+"""How `train.augment=auto`'s probe decides each view, over seeds and data, with the control view
+and without it.
 
-Each seed trains resnet_tiny (`scinas train`, the tiny preset, a short time budget) and its deciding
-``augment_probe`` record (mostly after epoch 1, where both `auto` and the lineage's symmetry step
-look; later where the network was still at chance) gives each view's loss increase, noise and
-margin. Two rules are applied to the same records: ``labels`` (scinas' verdict in the record: the
-increase plus z errors within TOLERANCE of the margin) and ``symmetry`` (the rule it replaced, which
-also asked the increase to be within z errors of none). A rule that decides a view differently on
-different seeds of one data set decides it by chance. The runs' data: the bundled digits, MNIST,
-Fashion-MNIST and the CIFAR-10 subset.
+Each seed trains resnet_tiny (`scinas train`, the tiny preset, a short time budget) and records
+every ``augment_probe`` of its training. Two rules read the same records: ``control`` (scinas'
+verdict: the network must lose more than the tolerance to the control view, its pixels shuffled,
+before it judges any view; `scinas.symmetry.probe`) and ``margin only`` (the rule it replaced: a
+margin of MIN_LEARNT of a constant output's loss was enough). Each rule's deciding probe is the
+first it decides at (`scinas.symmetry.decided`); until the control rule decides, the training
+is the same for both, and the margin-only rule never decides later. A rule that decides a view
+differently on different seeds of one data set decides it by chance; one that takes a quarter
+turn for a symmetry of digits or photographs is wrong. The runs' data: the bundled digits,
+MNIST, Fashion-MNIST, the CIFAR-10 subset, and 40 images per class of it (`small_data.py`),
+where a network learns colours long before shapes.
 
     python benchmarks/augment_probe.py --seeds 3 --budget 30 --data-dir ../shared/data --record
 """
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,30 +27,48 @@ from pathlib import Path
 
 from results import write_result
 
+from scinas.symmetry import MIN_LEARNT, TOLERANCE, decided
+
 DATA = {
     "digits": [],
     "MNIST": ["--data", "mnist"],
     "Fashion-MNIST": ["--data", "fashion-mnist"],
     "CIFAR-10 subset": ["--data", "{dir}/cifar10_jpeg_subset/cifar10_jpeg_subset.npz"],
+    "CIFAR-10, 40 per class": ["--data", "{small}"],
 }
+VIEWS = ("hflip", "vflip", "rot90")
 
 
-def deciding_probe(args: list[str], out: Path) -> dict | None:
-    """The deciding ``augment_probe`` record of one `scinas train` run (else its last; None
-    if it made none)."""
+def probes_of(args: list[str], out: Path) -> list[dict]:
+    """Every ``augment_probe`` record of one `scinas train` run, with its training's epochs."""
     cmd = [sys.executable, "-m", "scinas", "train", "--genotype", "resnet_tiny", *args]
     subprocess.run(cmd + ["--out", str(out)], check=True, capture_output=True)
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = {e["epoch"]: e["epochs"] for e in events if e.get("event") == "train_epoch"}
     probes = [e for e in events if e.get("event") == "augment_probe"]
-    return next((p for p in probes if p["decided"]), probes[-1] if probes else None)
+    return [dict(p, epochs=epochs[p["epoch"]]) for p in probes]
 
 
-def rules(f: dict, z: float) -> dict[str, bool]:
-    """scinas' verdict as the run recorded it, and the old rule's on the same figures."""
-    return {
-        "labels": f["symmetry"],
-        "symmetry": f["symmetry"] and f["loss_increase"] <= z * f["noise"],
-    }
+def margin_only(found: dict, z: float) -> dict:
+    """The records as the margin-only rule reads them."""
+    out = {}
+    for v, f in found.items():
+        learnt = f["margin"] > 0 and f["margin"] >= MIN_LEARNT * f["constant"]
+        ok = learnt and f["loss_increase"] + z * f["noise"] <= TOLERANCE * f["margin"]
+        out[v] = dict(f, learnt=learnt, symmetry=ok)
+    return out
+
+
+def deciding(probes: list[dict], rule, z: float) -> tuple[int | None, dict]:
+    """The epoch a rule decides at (None: never within the probes) and its verdicts there, as
+    `scinas.symmetry.AutoAugment.end_epoch` decides: a network that can judge views, and every
+    view decided or half the epochs done."""
+    for p in probes:
+        found = rule(p["views"])
+        learnt = next(iter(found.values()))["learnt"]
+        if learnt and (decided(found, z) or 2 * p["epoch"] >= p["epochs"]):
+            return p["epoch"], {v: f["symmetry"] for v, f in found.items()}
+    return None, {}
 
 
 def main() -> None:
@@ -59,39 +80,51 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="write a result file")
     ap.add_argument("--json", help="also write every probe record here")
     args = ap.parse_args()
+    rules = {
+        "control": lambda found: found,
+        "margin only": lambda found: margin_only(found, args.z),
+    }
     rows, raw = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        small = Path(tmp) / "small.npz"
+        make = [sys.executable, str(Path(__file__).with_name("small_data.py")), "--out", str(small)]
+        subprocess.run(make, check=True, capture_output=True)
         for name, data in DATA.items():
-            data = [a.format(dir=args.data_dir) for a in data]
-            probes = []
+            data = [a.format(dir=args.data_dir, small=small) for a in data]
+            runs = []
             for seed in range(args.seeds):
                 out = Path(tmp) / f"{len(raw)}-{seed}"
                 extra = ["--data-dir", args.data_dir] if data else []
                 run = [*data, *extra, "--preset", "tiny", "--seed", str(seed)]
                 run += ["--set", f"train.time_budget={args.budget}"]
-                probe = deciding_probe(run, out)
-                if probe is not None:
-                    probes.append(probe)
-            raw[name] = probes
-            for view in ("hflip", "vflip", "rot90"):
-                found = [p["views"][view] for p in probes if view in p["views"]]
-                if not found:
+                runs.append(probes_of(run, out))
+            raw[name] = runs
+            verdicts = {
+                r: [deciding(probes, rule, args.z) for probes in runs] for r, rule in rules.items()
+            }
+            for view in VIEWS:
+                if not any(view in p["views"] for probes in runs for p in probes):
                     continue
-                share = [f["loss_increase"] / f["margin"] for f in found if f["margin"] > 0]
-                kept = {r: sum(rules(f, args.z)[r] for f in found) for r in ("labels", "symmetry")}
-                rows.append(
-                    [
-                        name,
-                        view,
-                        len(found),
-                        f"{statistics.mean(share):+.2f} ± {statistics.pstdev(share):.2f}"
-                        if share
-                        else "no margin",
-                        f"{kept['labels']}/{len(found)}",
-                        f"{kept['symmetry']}/{len(found)}",
-                    ]
-                )
-    columns = ["data", "view", "probes", "loss rise / margin", "keeps labels", "symmetry (old)"]
+                row = [name, view]
+                for r in rules:
+                    kept = sum(bool(v.get(view)) for _, v in verdicts[r])
+                    row.append(f"{kept}/{len(runs)}")
+                for r in rules:
+                    at = [e for e, _ in verdicts[r] if e is not None]
+                    never = len(runs) - len(at)
+                    row.append(
+                        ", ".join(str(e) for e in sorted(at))
+                        + (f" ({never} never)" if never else "")
+                    )
+                rows.append(row)
+    columns = [
+        "data",
+        "view",
+        "keeps labels (control)",
+        "keeps labels (margin only)",
+        "decided at epoch (control)",
+        "decided at epoch (margin only)",
+    ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
@@ -101,7 +134,8 @@ def main() -> None:
     if args.record:
         write_result(
             "augment_probe",
-            f"resnet_tiny's deciding probe, {args.seeds} seeds, {args.budget:g} s trainings",
+            f"resnet_tiny's probes with the control view and without, {args.seeds} seeds, "
+            f"{args.budget:g} s trainings",
             columns,
             rows,
         )

@@ -71,9 +71,10 @@ BENCHMARKS: dict[str, dict] = {
     },
     "augment_probe": {
         "title": "How consistently the augmentation probe decides (`benchmarks/augment_probe.py`)",
-        "about": "resnet_tiny's deciding `train.augment=auto` probe (mostly after epoch 1) per "
-        "seed: each view's validation loss rise as a share of the network's margin over a constant "
-        "output, and on how many seeds each rule takes the view as keeping the labels.",
+        "about": "resnet_tiny's `train.augment=auto` probes, per seed: on how many seeds each "
+        "rule takes each view as keeping the labels, and (from the control view on) the epoch "
+        "each rule decides at; the first file gives each view's validation loss rise as a share "
+        "of the network's margin over a constant output at the deciding probe instead.",
     },
     "morph_cost": {
         "title": "A lineage challenger's step time against its FLOPs (`benchmarks/morph_cost.py`)",

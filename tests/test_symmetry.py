@@ -86,10 +86,12 @@ class Brightness(nn.Module):
 
 
 @pytest.mark.parametrize("weight", [0.5, 40.0])
-def test_a_network_that_has_learnt_next_to_nothing_judges_no_view(weight):
+def test_a_network_that_uses_only_what_every_view_keeps_judges_no_view(weight):
     # the labels follow which half is brighter (so up-down views change them) and, a little,
     # the overall brightness; a network using only the brightness loses nothing to any view, so
-    # a share of its margin is met by every view: only its margin tells it cannot judge them
+    # a share of its margin is met by every view: with next to no margin (0.5) that margin says
+    # it cannot judge them, with a large one (40) the control view does: shuffling its pixels
+    # costs it nothing either
     from scinas.symmetry import MIN_LEARNT, decided
 
     x, y = _top_or_bottom()
@@ -98,14 +100,38 @@ def test_a_network_that_has_learnt_next_to_nothing_judges_no_view(weight):
     found = _probe(Brightness(weight), x, y, task)
     margin, constant = found["hflip"]["margin"], math.log(2)
     assert all(f["loss_increase"] == pytest.approx(0, abs=1e-5) for f in found.values())
-    if weight < 1:
-        assert 0 < margin < MIN_LEARNT * constant  # above chance, next to nothing learnt
-        assert not any(f["learnt"] or f["symmetry"] for f in found.values())
-        assert not decided(found, 2.0)
-    else:
-        assert margin >= MIN_LEARNT * constant  # learnt enough: invariant views are kept
-        assert all(f["learnt"] and f["symmetry"] for f in found.values())
-        assert decided(found, 2.0)
+    assert found["hflip"]["control_increase"] == pytest.approx(0, abs=1e-5)
+    assert (margin >= MIN_LEARNT * constant) == (weight > 1) and margin > 0
+    assert not any(f["learnt"] or f["symmetry"] for f in found.values())
+    assert not decided(found, 2.0)
+
+
+def test_the_control_view_moves_every_pixel_and_keeps_the_colours():
+    from scinas.symmetry import shuffled
+
+    x = torch.rand(5, 3, 6, 7)
+    out = shuffled(x)
+    assert out.shape == x.shape and torch.equal(shuffled(x), out)  # one fixed permutation
+    # the same permutation for every image and channel: each pixel's colour moves whole
+    pixels = x.flatten(2).transpose(1, 2)  # (N, H*W, C)
+    moved = out.flatten(2).transpose(1, 2)
+    perm = [int((pixels[0] == p).all(1).nonzero()) for p in moved[0]]
+    assert sorted(perm) == list(range(42)) and perm != list(range(42))
+    torch.testing.assert_close(moved, pixels[:, perm])
+
+
+def test_a_network_that_uses_the_arrangement_judges_views():
+    # top-or-bottom: the control view, which scrambles which half is brighter, costs it most of
+    # its margin, far beyond the tolerance; the views themselves are judged as before
+    from scinas.symmetry import TOLERANCE
+
+    x, y = _top_or_bottom()
+    found = _probe(TopOrBottom(), x, y, make_task("classification", 2))
+    f = found["hflip"]
+    assert f["control_increase"] - 2 * f["control_noise"] > 0.5 * f["margin"] > 0
+    assert TOLERANCE < 0.5
+    assert all(g["learnt"] for g in found.values())
+    assert [v for v, g in found.items() if g["symmetry"]] == ["hflip"]
 
 
 @pytest.mark.parametrize(
@@ -386,4 +412,5 @@ def test_the_probe_reuses_the_plain_predictions_it_is_given(monkeypatch):
     calls = []
     monkeypatch.setattr(sym, "predict", lambda *a: calls.append(1) or predict(*a))
     given = sym.probe(net, batches, task, ["hflip", "vflip"], z=2.0, plain=predict(net, batches))
-    assert given == fresh and len(calls) == 2  # one pass per view, none for the plain images
+    # one pass per view and one for the control view, none for the plain images
+    assert given == fresh and len(calls) == 3

@@ -19,7 +19,7 @@ from .lr_finder import auto_train, log_event
 from .precision import maybe_compile
 from .rates import is_auto
 from .spaces import space_of
-from .symmetry import TOO_LITTLE, AutoAugment, possible
+from .symmetry import AutoAugment, possible, too_little
 from .train import EpochStats, Trainer, evaluate, network_trainer, recalibrate_bn
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def auto_augment(s: SearchContext, t, run) -> AutoAugment | None:
         verdict = (
             f"symmetries {', '.join(e['symmetries']) or 'none'}: augment {e['augment']}"
             if e["decided"]
-            else "undecided" + ("" if first["learnt"] else TOO_LITTLE)
+            else "undecided" + too_little(first)
         )
         message = (
             f"train.augment=auto after epoch {e['epoch']}: the validation loss rises by {rises} "

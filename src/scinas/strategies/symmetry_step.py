@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import replace
 
-from ..symmetry import TOO_LITTLE, augment_for, decided, possible, probe
+from ..symmetry import augment_for, decided, possible, probe, too_little
 from .branch import Branch, Progress
 
 LOOKS = 2  # the first epoch's look, and one more epoch's where it left the augmentation open
@@ -43,7 +43,8 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
             break
     if trained:
         p.scores, p.metrics = lineage.score(inc.net)
-    learnt = next(iter(found.values()))["learnt"]
+    first = next(iter(found.values()))  # margin, control and learnt are the network's
+    learnt = first["learnt"]
     p.views, p.learnt = [v for v in views if found[v]["symmetry"]], learnt
     before = inc.recipe.augment
     if "augment" in lineage.s.recipe_dims:
@@ -67,8 +68,8 @@ def find_symmetries(lineage, inc: Branch, p: Progress) -> None:
         f"lineage: after {inc.steps} steps (val {pm} {p.metrics[pm]:.4f}) the validation loss "
         "rises by "
         + ", ".join(f"{f['loss_increase']:+.4f} ± {f['noise']:.4f} ({v})" for v, f in found.items())
-        + f" against a margin of {next(iter(found.values()))['margin']:.4f} over a constant "
+        + f" against a margin of {first['margin']:.4f} over a constant "
         f"output: symmetries {', '.join(p.views) or 'none'}"
-        + ("" if learnt else TOO_LITTLE + ": the final training looks again")
+        + (too_little(first) + ": the final training looks again" if not learnt else "")
         + (f"; augment {before} -> {inc.recipe.augment}" if inc.recipe.augment != before else "")
     )

@@ -45,7 +45,7 @@ CONTROL_SEED = 0  # the pixel permutation of the control view (`shuffled`)
 def shuffled(x: torch.Tensor) -> torch.Tensor:
     """The control view: the pixels of (N, C, H, W) images moved by one fixed random permutation
     of their positions, each pixel's channels kept together. It keeps the colours and destroys
-    every arrangement, so no image's label survives it that any mirror could change."""
+    every arrangement: a network that loses nothing to it uses nothing a mirror or turn changes."""
     n, c, h, w = x.shape
     perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(CONTROL_SEED))
     return x.flatten(2)[:, :, perm.to(x.device)].reshape(n, c, h, w)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from results import write_result
 
-from scinas.symmetry import MIN_LEARNT, TOLERANCE, decided
+from scinas.symmetry import MIN_LEARNT, TOLERANCE, decides
 
 DATA = {
     "digits": [],
@@ -61,12 +61,10 @@ def margin_only(found: dict, z: float) -> dict:
 
 def deciding(probes: list[dict], rule, z: float) -> tuple[int | None, dict]:
     """The epoch a rule decides at (None: never within the probes) and its verdicts there, as
-    `scinas.symmetry.AutoAugment.end_epoch` decides: a network that can judge views, and every
-    view decided or half the epochs done."""
+    `scinas.symmetry.AutoAugment` does (`scinas.symmetry.decides`)."""
     for p in probes:
         found = rule(p["views"])
-        learnt = next(iter(found.values()))["learnt"]
-        if learnt and (decided(found, z) or 2 * p["epoch"] >= p["epochs"]):
+        if decides(found, z, "default", last=2 * p["epoch"] >= p["epochs"]):
             return p["epoch"], {v: f["symmetry"] for v, f in found.items()}
     return None, {}
 

@@ -100,8 +100,11 @@ def test_a_network_that_uses_only_what_every_view_keeps_judges_no_view(weight):
     found = _probe(Brightness(weight), x, y, task)
     margin, constant = found["hflip"]["margin"], math.log(2)
     assert all(f["loss_increase"] == pytest.approx(0, abs=1e-5) for f in found.values())
-    assert found["hflip"]["control_increase"] == pytest.approx(0, abs=1e-5)
     assert (margin >= MIN_LEARNT * constant) == (weight > 1) and margin > 0
+    if weight > 1:  # the control is scored once the margin suffices, and costs it nothing
+        assert found["hflip"]["control_increase"] == pytest.approx(0, abs=1e-5)
+    else:
+        assert found["hflip"]["control_increase"] is None
     assert not any(f["learnt"] or f["symmetry"] for f in found.values())
     assert not decided(found, 2.0)
 
@@ -414,3 +417,8 @@ def test_the_probe_reuses_the_plain_predictions_it_is_given(monkeypatch):
     given = sym.probe(net, batches, task, ["hflip", "vflip"], z=2.0, plain=predict(net, batches))
     # one pass per view and one for the control view, none for the plain images
     assert given == fresh and len(calls) == 3
+    # a network without the margin to judge views: no control pass either
+    calls.clear()
+    weak = Brightness(0.5)
+    sym.probe(weak, batches, task, ["hflip", "vflip"], z=2.0, plain=predict(weak, batches))
+    assert len(calls) == 2

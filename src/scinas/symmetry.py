@@ -115,9 +115,8 @@ def probe(
     network fails the same test on the control view (`shuffled`), its loss rising beyond
     TOLERANCE·margin by more than z errors. A network that uses only what the views keep
     anyway (colour, brightness: what networks learn first) loses nothing to any view, so it
-    would pass every one: on the 360-image CIFAR subset a resnet_tiny 15 steps in, its margin
-    a tenth of a constant output's loss, took both mirrors and the quarter turn for symmetries
-    and trained with any rotation (test accuracy 0.28 against 0.40 for one that waited)."""
+    would pass every one (`benchmarks/augment_probe.py`). The control is scored only where the
+    margin suffices (``control_increase`` None otherwise: one validation pass saved)."""
     plain_out, targets = plain if plain is not None else predict(net, batches)
     plain = task.sample_losses(plain_out, targets)
     constant = float(task.sample_losses(torch.zeros_like(plain_out), targets).double().mean())
@@ -127,12 +126,11 @@ def probe(
         out, _ = predict(net, ((view(xb), yb) for xb, yb in batches))
         return paired(task.sample_losses(out, targets), plain)
 
-    control, control_se = rise(shuffled)
-    learnt = (
-        margin > 0
-        and margin >= MIN_LEARNT * constant
-        and control - z * control_se > TOLERANCE * margin
-    )
+    control = control_se = None
+    learnt = margin > 0 and margin >= MIN_LEARNT * constant
+    if learnt:
+        control, control_se = rise(shuffled)
+        learnt = control - z * control_se > TOLERANCE * margin
     found = {}
     for v in views:
         increase, se = rise(VIEWS[v])
@@ -164,6 +162,13 @@ def decided(found: dict[str, dict], z: float, current: str = "default") -> bool:
     ]
     learnt = next(iter(found.values()))["learnt"]
     return learnt and augment_for(kept, current) == augment_for(kept + doubt, current)
+
+
+def decides(found: dict[str, dict], z: float, current: str, last: bool) -> bool:
+    """Whether `AutoAugment` chooses the augmentation at a `probe`: a network that can judge
+    views, and every view `decided` or (``last``) half the epochs done."""
+    learnt = next(iter(found.values()))["learnt"]
+    return learnt and (last or decided(found, z, current))
 
 
 def augment_for(symmetries: Sequence[str], current: str) -> str:
@@ -209,9 +214,7 @@ class AutoAugment:
         if self.decided:
             return False
         found = probe(model, self.val_batches, self.task, self.views, self.z, plain)
-        learnt = next(iter(found.values()))["learnt"]
-        last = 2 * epoch >= epochs
-        if not learnt or not (decided(found, self.z, self.augment) or last):
+        if not decides(found, self.z, self.augment, last=2 * epoch >= epochs):
             self._log(epoch, found, None)
             return False
         self.decided_at = epoch

@@ -74,8 +74,9 @@ def compare_rows(folder: Path) -> tuple[list[str], list[list]]:
     """The methods of a finished `scinas compare`: mean ± std, p against the reference, the
     seconds each seed used."""
     data = _compare(folder)
-    reference = "scinas" if data.get("vs_scinas") else "darts"
-    tests = data.get(f"vs_{reference}", {})
+    from scinas.compare_summary import reference_tests
+
+    reference, tests = reference_tests(data)
     rows = [_row(name, m, tests.get(name, {}).get("p")) for name, m in data["methods"].items()]
     columns = ["method", f"test {data['metric']}", f"p vs {reference}", "used s per seed"]
     return columns, rows

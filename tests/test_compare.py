@@ -61,6 +61,46 @@ def test_compare_end_to_end(tmp_path):
         assert rr["search_seconds"] <= 3 * r["search_seconds"] + 5  # same wall-clock budget
     assert set(saved["vs_darts"]) == {"darts_supernet", "random", "resnet_tiny"}
     assert saved["vs_scinas"] == {}  # scinas was not compared
+    assert saved["reference"] == "darts" and saved["vs_reference"] == saved["vs_darts"]
+
+
+def _done(*values):
+    """A compare.json method entry with these seeds' values."""
+    mean = float(np.mean(values))
+    return {"values": list(values), "mean": mean, "std": float(np.std(values, ddof=1)),
+            "ci95": [mean - 0.1, mean + 0.1], "params": 10, "used_seconds": 1.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "methods, expected",
+    [
+        ({"resnet_tiny": _done(0.7, 0.8), "scinas": _done(0.8, 0.8)}, "scinas"),
+        ({"resnet_tiny": _done(0.7, 0.8), "darts": _done(0.8, 0.8)}, "darts"),
+        ({"model": _done(0.7, 0.8), "model_search": _done(0.8, 0.9)}, "model_search"),
+        ({"resnet10": _done(0.6, 0.7), "resnet_tiny": _done(0.7, 0.8)}, "resnet10"),
+        ({"scinas": {"values": []}, "hpo": _done(0.7, 0.8)}, "hpo"),  # failed on every seed
+        ({"resnet10": {"values": []}}, None),
+    ],
+)
+def test_the_others_are_tested_against_the_search_or_the_first_method(methods, expected):
+    from scinas.compare_summary import reference
+
+    assert reference(methods) == expected
+
+
+def test_a_compare_without_scinas_or_darts_still_tests_against_its_search():
+    from scinas.compare_summary import _tests, reference_tests, table
+
+    methods = {"model": _done(0.70, 0.72), "model_search": _done(0.80, 0.82)}
+    result = {"metric": "accuracy", "methods": methods, "reference": "model_search",
+              "vs_reference": _tests(methods, "model_search")}  # fmt: skip
+    name, tests = reference_tests(result)
+    assert name == "model_search" and tests["model"]["difference"] == pytest.approx(-0.1)
+    text = table(result)
+    assert "vs model_search" in text and "-0.1000 (p=" in text
+    # a compare.json written before the reference was recorded: scinas, else darts
+    old = {"vs_scinas": {}, "vs_darts": {"random": {"p": 0.5}}}
+    assert reference_tests(old) == ("darts", {"random": {"p": 0.5}})
 
 
 SEARCH_METHODS = [m for m in COMPARE_METHODS.names() if COMPARE_METHODS.get(m).kind == "search"]

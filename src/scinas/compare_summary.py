@@ -72,6 +72,8 @@ class _State:
             "seeds": self.seeds,
             "complete": complete,
             "methods": methods,
+            "reference": (ref := reference(methods)),
+            "vs_reference": _tests(methods, ref) if ref else {},
             "vs_darts": _tests(methods, "darts"),
             "vs_scinas": _tests(methods, "scinas"),
             "seconds": self.seconds,
@@ -86,6 +88,27 @@ class _State:
             "runs": self.runs,
             "helper_runs": self.helper_runs,
         }
+
+
+def reference(methods: dict) -> str | None:
+    """The method the others are tested against: ``scinas``, else ``darts``, else the first
+    search among the methods (``model_search`` beside ``model``), else the first method; one
+    with values."""
+    done = [name for name, m in methods.items() if m.get("values")]
+    searches = [n for n in done if COMPARE_METHODS.get(n).kind == "search"]
+    for name in ["scinas", "darts", *searches, *done]:
+        if name in done:
+            return name
+    return None
+
+
+def reference_tests(result: dict) -> tuple[str, dict]:
+    """A compare.json's reference method and its tests (files written before ``reference``
+    existed: scinas, else darts)."""
+    if "reference" in result:
+        return result["reference"] or "-", result.get("vs_reference", {})
+    name = "scinas" if result.get("vs_scinas") else "darts"
+    return name, result.get(f"vs_{name}", {})
 
 
 def _tests(methods: dict, reference: str) -> dict:
@@ -109,8 +132,7 @@ def _tests(methods: dict, reference: str) -> dict:
 def table(result: dict) -> str:
     """The compare as a text table (the CLI prints it)."""
     metric = result["metric"]
-    reference = "scinas" if result.get("vs_scinas") else "darts"
-    tests = result.get(f"vs_{reference}", {})
+    reference, tests = reference_tests(result)
     lines = [
         f"{'method':<15} {metric + ' mean':>12} {'std':>8} {'95% CI':>19} {'params':>10} "
         f"{'used s':>8}  vs {reference}"

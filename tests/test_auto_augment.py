@@ -58,10 +58,14 @@ def test_a_network_at_chance_decides_nothing_until_half_the_epochs_then_keeps_th
     auto = AutoAugment(
         make_task("classification", 2), _batches(x, y), ["hflip", "vflip"], log=records.append
     )
-    for epoch in range(1, 7):
+    for epoch in range(1, 5):
         assert not auto.end_epoch(Constant(), epoch, epochs=10)
-    assert auto.augment == "default" and auto.decided_at is None
-    assert [r["decided"] for r in records] == [False] * 6  # no margin over a constant output
+    assert auto.decided_at is None
+    for epoch in range(5, 11):  # half the epochs: it stops probing and keeps the default
+        assert not auto.end_epoch(Constant(), epoch, epochs=10)
+    assert (auto.augment, auto.symmetries, auto.decided_at) == ("default", [], 5)
+    assert [r["decided"] for r in records] == [False] * 5  # no margin over a constant output
+    assert [r["stops"] for r in records] == [False] * 4 + [True]
 
 
 def test_its_state_round_trips():

@@ -195,7 +195,9 @@ def auto_augment(s: SearchContext, t, run) -> AutoAugment | None:
         verdict = (
             f"symmetries {', '.join(e['symmetries']) or 'none'}: augment {e['augment']}"
             if e["decided"]
-            else "undecided" + too_little(first)
+            else "undecided"
+            + too_little(first)
+            + ("; half the epochs are done: the augmentation stays, no more probes" * e["stops"])
         )
         message = (
             f"train.augment=auto after epoch {e['epoch']}: the validation loss rises by {rises} "

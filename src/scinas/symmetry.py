@@ -190,7 +190,9 @@ class AutoAugment:
     `augment_for` the views found, for the rest of the
     training, and those views are the test-time views (confirmed on the trained network at the
     end, `scinas.run_end.confirmed_views`). A network that has not learnt enough to judge views
-    (`probe`'s ``learnt``) decides nothing. ``log(record)`` receives each probe's record;
+    (`probe`'s ``learnt``) decides nothing, and at half the epochs stops probing and keeps the
+    augmentation it has (``decided_at`` set, no symmetries). ``log(record)`` receives each
+    probe's record;
     ``make(name)`` (set by the trainer's builder) is the augmentation hook of an augmentation
     name."""
 
@@ -214,7 +216,10 @@ class AutoAugment:
         if self.decided:
             return False
         found = probe(model, self.val_batches, self.task, self.views, self.z, plain)
-        if not decides(found, self.z, self.augment, last=2 * epoch >= epochs):
+        last = 2 * epoch >= epochs
+        if not decides(found, self.z, self.augment, last):
+            if last:  # still unable to judge: a choice from here on comes too late to pay
+                self.decided_at = epoch
             self._log(epoch, found, None)
             return False
         self.decided_at = epoch
@@ -233,6 +238,7 @@ class AutoAugment:
                     "decided": augment is not None,
                     "symmetries": self.symmetries if augment is not None else None,
                     "augment": augment,
+                    "stops": self.decided_at == epoch and augment is None,  # gave up at half
                 }
             )
 

@@ -30,8 +30,8 @@ BENCHMARKS: dict[str, dict] = {
     "compare": {
         "title": "Was NAS worth it? (`scinas compare`)",
         "about": "Test accuracy per method at one wall-clock budget per method and seed, on the "
-        "same data, trainer and augmentation; p is Welch's t-test against `scinas`; used s is "
-        "the seconds each seed's run used of its budget.",
+        "same data, trainer and augmentation; p is Welch's t-test against the method the column "
+        "names (`scinas` where it ran); used s is the seconds each seed's run used of its budget.",
     },
     "nb201_oneshot": {
         "title": "The default one-shot search on NAS-Bench-201",

@@ -84,7 +84,8 @@ def compare_cmd(
 
     Writes DIR/compare.json after every finished run (per method: test metric per seed, mean,
     std, 95% CI, parameters, FLOPs, the seconds each run used, the seeds that failed and why;
-    Welch's t-tests against darts and against scinas) and a run directory per method and seed;
+    Welch's t-tests of every method against scinas, else darts, else the first search or
+    method given) and a run directory per method and seed;
     prints the table. A method that cannot use its budget on a seed is reported as failed there
     and the others go on.
     """

@@ -73,9 +73,9 @@ def labelled_rows(folders: list[str]) -> tuple[list[str], list[list]]:
 def compare_rows(folder: Path) -> tuple[list[str], list[list]]:
     """The methods of a finished `scinas compare`: mean ± std, p against the reference, the
     seconds each seed used."""
-    data = _compare(folder)
     from scinas.compare_summary import reference_tests
 
+    data = _compare(folder)
     reference, tests = reference_tests(data)
     rows = [_row(name, m, tests.get(name, {}).get("p")) for name, m in data["methods"].items()]
     columns = ["method", f"test {data['metric']}", f"p vs {reference}", "used s per seed"]

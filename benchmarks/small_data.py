@@ -4,38 +4,96 @@ issue's "data set none of the above" for `scinas compare` (the search must not l
     python benchmarks/small_data.py --out runs/small_cifar.npz        # 40 per class, 10 classes
     scinas compare --data runs/small_cifar.npz --preset tiny --seeds 2 \
         --methods scinas,hpo,resnet_tiny --out runs/cmp_small
+    # digits at 64×64 at any angle (rotated MNIST, Larochelle et al. 2007): a turn keeps the
+    # label, a mirror need not
+    python benchmarks/small_data.py --source mnist --per-class 60 --size 64 --rotate \
+        --test 2000 --out runs/mnist_rot64.npz
 
 A seeded, class-balanced draw of ``--per-class`` training images per class from the CIFAR-10
-subset in ``../shared/data`` (its test images are kept whole), written as an npz of NHWC uint8
-images and int64 labels.
+subset or MNIST in ``../shared/data`` (the test images kept whole, or a seeded ``--test`` of
+them), optionally resized to ``--size`` pixels a side (bilinear) and turned by a uniform random
+angle each (``--rotate``, corners filled with zeros; the test images too, so that no
+orientation is preferred anywhere), written as an npz of NHWC uint8 images and int64 labels.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_jpeg_subset"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def load(source: str) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_test, y_test) of ``source``, images NHWC uint8."""
+    if source == "cifar":
+        with np.load(DATA / "cifar10_jpeg_subset" / "cifar10_jpeg_subset.npz") as z:
+            return z["x_train"], z["y_train"], z["x_test"], z["y_test"]
+    sys.path.insert(0, str(ROOT / "src"))
+    from scinas.data.idx import read_idx
+
+    folder = DATA / "mnist"
+    x, y, xt, yt = (
+        read_idx(folder / f"{part}-idx{dim}-ubyte.gz")
+        for part, dim in (
+            ("train-images", 3),
+            ("train-labels", 1),
+            ("t10k-images", 3),
+            ("t10k-labels", 1),
+        )
+    )
+    return x[..., None], y, xt[..., None], yt
+
+
+def transform(x: np.ndarray, size: int | None, rotate: bool, rng) -> np.ndarray:
+    """``x`` (NHWC uint8) resized to ``size`` and, with ``rotate``, each image turned by a
+    uniform angle in [0, 360)."""
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    if size is not None:
+        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    if rotate:
+        a = torch.from_numpy(rng.uniform(0, 2 * np.pi, len(t))).float()
+        cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
+        rows = [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)]
+        theta = torch.stack(rows, 1)
+        grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+        t = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--source", choices=("cifar", "mnist"), default="cifar")
     p.add_argument("--per-class", type=int, default=40)
+    p.add_argument("--test", type=int, default=None, help="a seeded draw of this many test images")
+    p.add_argument("--size", type=int, default=None, help="resize to this many pixels a side")
+    p.add_argument("--rotate", action="store_true", help="turn each image by a random angle")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    with np.load(SOURCE / "cifar10_jpeg_subset.npz", allow_pickle=False) as z:
-        x, y, xt, yt = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
+    x, y, xt, yt = load(a.source)
     rng = np.random.default_rng(a.seed)
     keep = np.concatenate(
         [rng.choice(np.flatnonzero(y == c), a.per_class, replace=False) for c in np.unique(y)]
     )
     keep.sort()
+    x, y = x[keep], y[keep].astype(np.int64)
+    if a.test is not None and a.test < len(xt):
+        pick = np.sort(rng.choice(len(xt), a.test, replace=False))
+        xt, yt = xt[pick], yt[pick]
+    x, xt = (transform(v, a.size, a.rotate, rng) for v in (x, xt))
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(a.out, x_train=x[keep], y_train=y[keep], x_test=xt, y_test=yt)
-    print(f"{a.out}: {len(keep)} training images ({a.per_class} per class), {len(xt)} test")
+    np.savez(a.out, x_train=x, y_train=y, x_test=xt, y_test=yt.astype(np.int64))
+    print(
+        f"{a.out}: {len(keep)} training images ({a.per_class} per class), {len(xt)} test, "
+        f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]}" + (", turned" if a.rotate else "")
+    )
 
 
 if __name__ == "__main__":

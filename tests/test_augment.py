@@ -184,7 +184,7 @@ def test_warp_grid_matches_torch_affine_grid():
     torch.testing.assert_close(warp(x, theta), ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("preset", ["natural", "rotation"])
+@pytest.mark.parametrize("preset", [p for p in AUGMENT_PRESETS if p != "none"])
 def test_presets_are_seeded_and_keep_shape_dtype_device(preset):
     x = torch.randn(32, 3, 16, 16)
     y1 = augment(x, preset, _gen(11))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -130,3 +131,45 @@ def test_deterministic_flag_sets_torch_determinism_and_off_touches_nothing(monke
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "steps", "expected"),
+    [
+        (540, 128, 16, 33),  # 4 steps an epoch become 17
+        (60, 128, 16, 16),  # a batch above the training set: cut to the floor, not to 3
+        (10_000, 128, 16, 128),  # enough steps already
+        (540, 128, 0, 128),  # 0: as given
+        (540, 8, 16, 8),  # never larger than asked
+        (545, 128, 16, 35),  # 545 // 16 = 34 leaves a last batch of one sample
+        (17, 128, 16, 17),  # 17 % 16 = 1: the next batch that leaves none
+    ],
+)
+def test_the_training_batch_gives_a_small_set_its_steps_an_epoch(n, batch, steps, expected):
+    from scinas.context import epoch_batch
+
+    t = build_config(overrides=[f"train.batch_size={batch}", f"train.min_epoch_steps={steps}"])
+    b, note = epoch_batch(t.train, n)
+    assert b == expected and n % b != 1
+    assert (note is None) is (b == batch)
+    if note is not None:
+        assert f"{batch} -> {b}" in note and "train.min_epoch_steps" in note
+
+
+def test_setup_fits_the_presets_batch_and_says_so_and_keeps_a_batch_the_user_gives():
+    """The context's config, which every phase trains with and config.json records, holds the
+    preset's batch fitted to the training set; the data's notes, which the log prints, say why.
+    A batch given with --set is trained at as given."""
+    from scinas.context import epoch_batch, setup
+    from scinas.progress import Reporter
+
+    cfg = build_config(data__dataset="digits", device="cpu")  # the tiny preset: 128
+    ctx = setup(cfg, Reporter(quiet=True))
+    n, b = len(ctx.data.train), ctx.cfg.train.batch_size
+    assert 16 <= b < 128 and math.ceil(n / b) >= 16 and b == epoch_batch(cfg.train, n)[0]
+    assert any(f"train.batch_size 128 -> {b}" in note for note in ctx.data.notes)
+    given = build_config(data__dataset="digits", device="cpu", overrides=["train.batch_size=128"])
+    assert given.train.min_epoch_steps == 0
+    assert setup(given, Reporter(quiet=True)).cfg.train.batch_size == 128
+    both = ["train.batch_size=128", "train.min_epoch_steps=4"]
+    assert build_config(overrides=both).train.min_epoch_steps == 4

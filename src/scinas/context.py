@@ -1,8 +1,10 @@
 """From a config to a `SearchContext`: the data loaded and checked, its task, the search section
-fitted to the input shape by the space, and the device."""
+fitted to the input shape by the space, the training batch to the training set's size, and the
+device."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import replace
@@ -68,6 +70,28 @@ def load_data(cfg: Config, *, dataset: str | None = None, data_dir: str | None =
     )
 
 
+SMALL_BATCH = 16  # train.min_epoch_steps cuts no batch below this (Wang et al. 2017's for series)
+
+
+def epoch_batch(t, n: int) -> tuple[int, str | None]:
+    """The training batch for ``n`` training samples under the train section ``t``: at most
+    ``t.batch_size``, and small enough for ``t.min_epoch_steps`` steps an epoch, but not below
+    SMALL_BATCH; never one that leaves a last batch of one sample (BatchNorm cannot train on
+    it). With a note for the log when it differs from ``t.batch_size`` (else None)."""
+    if not t.min_epoch_steps or n <= 0:
+        return t.batch_size, None
+    b = min(t.batch_size, max(SMALL_BATCH, n // t.min_epoch_steps))
+    while b < t.batch_size and n % b == 1:
+        b += 1
+    if b == t.batch_size:
+        return b, None
+    return b, (
+        f"train.batch_size {t.batch_size} -> {b}: {n} training samples make "
+        f"{math.ceil(n / b)} steps an epoch (train.min_epoch_steps={t.min_epoch_steps}; 0 keeps "
+        "the batch as given)"
+    )
+
+
 def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     """Load and check the data, pick the device; raises UserError on any bad input."""
     reporter = reporter or Reporter()
@@ -77,6 +101,11 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     sc, note = SPACES.get(cfg.search.space).adapt_to_input(cfg.search, data.input_shape)
     if note is not None:
         cfg = cfg.model_copy(update={"search": sc})
+        data = replace(data, notes=(*data.notes, note))
+    n_train = min(len(data.train), cfg.train.max_samples or len(data.train))
+    batch, note = epoch_batch(cfg.train, n_train)
+    if note is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": batch})})
         data = replace(data, notes=(*data.notes, note))
     if d.max_val is not None and len(data.val) > d.max_val:
         val = Split(*subset(data.val.x, data.val.y, d.max_val, cfg.seed + 3))

@@ -190,6 +190,14 @@ def build_config(
             "bad config: a value nests lists or mappings deeper than any setting needs "
             "(hundreds of levels). Flatten it."
         ) from None
+    given = {
+        key
+        for layer in (file_tree, set_tree, explicit_tree)
+        if isinstance(layer.get("train"), dict)
+        for key in layer["train"]
+    }
+    if base is None and "batch_size" in given and "min_epoch_steps" not in given:
+        tree["train"]["min_epoch_steps"] = 0  # a batch the user gives is the batch to train at
     explicit_search = {
         key
         for layer in (file_tree, set_tree, explicit_tree)

@@ -318,6 +318,15 @@ class TrainConfig(_Section):
         description="reduction cells of the final network (None: 2 if size allows)",
     )
     batch_size: int = Field(96, ge=1, le=MAX_BATCH, description="training batch size")
+    min_epoch_steps: int = Field(
+        16,
+        ge=0,
+        le=MAX_BATCH,
+        description="a small training set's batch is made smaller (not below 16, never larger) "
+        "until an epoch has this many steps: 128-image batches of 540 images gave a network 4 "
+        "steps an epoch (benchmarks/results); 0: train.batch_size as given, which a batch given "
+        "with --set or a config file implies",
+    )
     lr: LearningRate = Field(
         0.025,
         description="peak learning rate (SGD, cosine schedule), or auto: found by a range test "

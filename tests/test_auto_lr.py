@@ -40,14 +40,29 @@ def test_loss_guard_flags_nan_absurd_and_exploded_losses_only():
     assert "not finite" in guard.problem(math.nan)
     assert "not finite" in guard.problem(math.inf)
     assert guard.problem(1e5) is not None
-    assert "running median" in guard.problem(30.0)  # > 10x median and above the start
+    assert guard.problem(30.0) is None  # > 10x median and above the start: a suspect
+    assert "running median" in guard.problem(30.0)  # and the next full batch too: exploded
     assert guard.problem(2.0) is None  # a bad batch, but below where the phase started
     early = LossGuard()
     assert early.problem(2.9) is None
-    assert early.problem(1504.0) is not None  # 30x the digits rate: the second step explodes
+    assert early.problem(1504.0) is None  # 30x the digits rate: the second step explodes...
+    assert early.problem(9e3) is not None  # ...and the third climbs on
     late = LossGuard({"recent": [0.02] * 20, "start": 2.3})
     assert late.problem(0.3) is None  # 15x the median of a well-trained net: noise, not divergence
-    assert late.problem(5.0) is not None
+    assert late.problem(5.0) is None and late.problem(5.0) is not None
+
+
+def test_one_exploded_batch_of_a_network_that_fits_its_data_is_an_outlier():
+    """60 training series fitted to a median loss of 0.0002; one batch of 16 at 1.06 (above the
+    starting 0.69) each epoch, and the next batch back at the median: no divergence, and the
+    outlier stays out of the median's window. A suspect survives a checkpoint."""
+    guard = LossGuard({"recent": [0.0002] * 50, "start": 0.69})
+    for _ in range(20):
+        assert guard.problem(1.06, 16) is None
+        assert guard.suspect == 1.06 and max(guard.recent) == 0.0002
+        assert guard.problem(0.0002, 16) is None and guard.suspect is None
+    guard.problem(1.06, 16)
+    assert LossGuard(guard.state_dict()).problem(1.2, 16) is not None
 
 
 def test_a_network_that_starts_trained_is_guarded_from_a_constant_outputs_loss():
@@ -59,11 +74,11 @@ def test_a_network_that_starts_trained_is_guarded_from_a_constant_outputs_loss()
         assert guard.problem(v) is None
     assert guard.start == pytest.approx(math.log(10))
     assert guard.problem(0.32) is None  # before the floor, this counted as diverging
-    assert guard.problem(30.0) is not None
-    bare = LossGuard()  # without the floor (as before): the same batch trips it
+    assert guard.problem(30.0) is None and guard.problem(30.0) is not None
+    bare = LossGuard()  # without the floor (as before): the same batches trip it
     for v in [0.0003, 0.0002, 0.0002]:
         bare.problem(v)
-    assert bare.problem(0.32) is not None
+    assert bare.problem(0.32) is None and bare.problem(0.32) is not None
 
 
 def test_the_trainer_sets_the_floor_from_a_constant_output():
@@ -79,12 +94,14 @@ def test_a_small_last_batch_is_only_checked_for_nan_and_absurd_losses():
     assert guard.problem(0.05, 32) is None
     assert guard.problem(2.8, 4) is None  # noise of a ragged batch: not a divergence
     assert list(guard.recent)[-1] == 0.05  # nor does it join the median's window
-    assert guard.problem(2.8, 32) is not None  # a full batch that high has exploded
+    assert guard.problem(2.8, 32) is None  # a full batch that high: a suspect...
+    assert guard.problem(2.8, 32) is not None  # ...and with the next one, exploded
     assert "not finite" in guard.problem(math.nan, 4)
     assert guard.problem(1e5, 4) is not None
     resumed = LossGuard(guard.state_dict())  # the largest batch seen survives a checkpoint
     assert resumed.largest == 32 and resumed.problem(2.8, 4) is None
-    assert LossGuard({"recent": [0.04] * 50, "start": 2.32}).problem(2.8, 4) is not None
+    first = LossGuard({"recent": [0.04] * 50, "start": 2.32})  # nothing seen: a full batch
+    assert first.problem(2.8, 4) is None and first.problem(2.8, 4) is not None
 
 
 def _inject(trainer, when, times: int = 1):

@@ -23,8 +23,8 @@ from .schema import (
     DataConfig,
     SearchConfig,
     TrainConfig,
-    strategy_keys,
 )
+from .values import strategy_keys
 
 __all__ = [
     "HARMLESS_CHANGES",

@@ -21,8 +21,8 @@ from ..errors import UserError, did_you_mean, unknown
 from ..nested import differences
 from ..userpaths import read_user_text, stat_user_path
 from .presets import PRESETS
-from .schema import Config, SearchConfig, strategy_keys
-from .values import _SHORT, _bound
+from .schema import Config, SearchConfig
+from .values import _SHORT, _bound, strategy_keys
 
 
 def _deep_update(base: dict, update: dict) -> dict:

@@ -29,7 +29,7 @@ from ..bounds import (
 from ..errors import did_you_mean, unknown
 from ..rates import LearningRate
 from ..registry import SPACES, STRATEGIES, TASKS
-from .values import _SHORT, _finite, _in_float32, _listing, _validated
+from .values import _SHORT, _finite, _in_float32, _listing, _validated, strategy_keys
 
 if TYPE_CHECKING:
     from ..spaces.base import SpaceSettings
@@ -322,10 +322,8 @@ class TrainConfig(_Section):
         16,
         ge=0,
         le=MAX_BATCH,
-        description="a small training set's batch is made smaller (not below 16, never larger) "
-        "until an epoch has this many steps: 128-image batches of 540 images gave a network 4 "
-        "steps an epoch (benchmarks/results); 0: train.batch_size as given, which a batch given "
-        "with --set or a config file implies",
+        description="a preset's batch is cut (not below 16) until an epoch of the training set "
+        "has this many steps; 0, or a train.batch_size you give, keeps the batch",
     )
     lr: LearningRate = Field(
         0.025,
@@ -498,12 +496,3 @@ class Config(_Section):
                 "model: choose one"
             )
         return self
-
-
-def strategy_keys() -> list[str]:
-    """Every strategy's and space's own setting names (the search keys besides the shared
-    ones)."""
-    return sorted(
-        {k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields}
-        | {k for n in SPACES for k in SPACES.get(n).Settings.model_fields}
-    )

@@ -62,3 +62,14 @@ def _validated(settings: type[BaseModel], values: dict) -> dict:
 #: Values in messages: a few levels and items of a nested or aliased value, never all of it.
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 6, 80
+
+
+def strategy_keys() -> list[str]:
+    """Every strategy's and space's own setting names (the search keys besides the shared
+    ones)."""
+    from ..registry import SPACES, STRATEGIES
+
+    return sorted(
+        {k for n in STRATEGIES for k in STRATEGIES.get(n).Settings.model_fields}
+        | {k for n in SPACES for k in SPACES.get(n).Settings.model_fields}
+    )

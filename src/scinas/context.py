@@ -70,17 +70,17 @@ def load_data(cfg: Config, *, dataset: str | None = None, data_dir: str | None =
     )
 
 
-SMALL_BATCH = 16  # train.min_epoch_steps cuts no batch below this (Wang et al. 2017's for series)
+BATCH_FLOOR = 16  # the smallest batch train.min_epoch_steps cuts a preset's batch to
 
 
 def epoch_batch(t, n: int) -> tuple[int, str | None]:
     """The training batch for ``n`` training samples under the train section ``t``: at most
     ``t.batch_size``, and small enough for ``t.min_epoch_steps`` steps an epoch, but not below
-    SMALL_BATCH; never one that leaves a last batch of one sample (BatchNorm cannot train on
+    BATCH_FLOOR; never one that leaves a last batch of one sample (BatchNorm cannot train on
     it). With a note for the log when it differs from ``t.batch_size`` (else None)."""
     if not t.min_epoch_steps or n <= 0:
         return t.batch_size, None
-    b = min(t.batch_size, max(SMALL_BATCH, n // t.min_epoch_steps))
+    b = min(t.batch_size, max(BATCH_FLOOR, n // t.min_epoch_steps))
     while b < t.batch_size and n % b == 1:
         b += 1
     if b == t.batch_size:

@@ -46,11 +46,11 @@ class LossGuard:
     NaN or inf, above `ABSURD_LOSS`, or exploded on two full batches in a row: above
     `EXPLODE_FACTOR` times the median of the last `GUARD_WINDOW` steps' losses *and* above the
     loss the phase started at (its first step's, taken before any update: an untrained
-    network's, about chance level). The second condition
-    keeps a late noisy batch of a well-trained network (median 0.02, one batch at 0.3) from
-    counting: a diverging SGD run climbs far above where it started, which a healthy one never
-    does. The first condition catches it early: at 30x the digits learning rate the second
-    step's loss was 1504 against 2.9 at the first.
+    network's, about chance level). The second condition keeps a late noisy batch of a
+    well-trained network (median 0.02, one batch at 0.3) from counting: a diverging SGD run
+    climbs far above where it started, which a healthy one never does. The first condition
+    catches it early: at 30x the digits learning rate the second step's loss was 1504 against
+    2.9 at the first.
 
     A small batch (under `SMALL_BATCH` of the largest seen: an epoch's ragged last one) is only
     tested for NaN/inf and `ABSURD_LOSS`, and stays out of the window: the mean over a few

@@ -19,15 +19,16 @@ orientation is preferred anywhere), written as an npz of NHWC uint8 images and i
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from scinas.data.augment import rotate
+from scinas.data.idx import read_idx
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def load(source: str) -> tuple[np.ndarray, ...]:
@@ -35,9 +36,6 @@ def load(source: str) -> tuple[np.ndarray, ...]:
     if source == "cifar":
         with np.load(DATA / "cifar10_jpeg_subset" / "cifar10_jpeg_subset.npz") as z:
             return z["x_train"], z["y_train"], z["x_test"], z["y_test"]
-    sys.path.insert(0, str(ROOT / "src"))
-    from scinas.data.idx import read_idx
-
     folder = DATA / "mnist"
     x, y, xt, yt = (
         read_idx(folder / f"{part}-idx{dim}-ubyte.gz")
@@ -51,19 +49,14 @@ def load(source: str) -> tuple[np.ndarray, ...]:
     return x[..., None], y, xt[..., None], yt
 
 
-def transform(x: np.ndarray, size: int | None, rotate: bool, rng) -> np.ndarray:
-    """``x`` (NHWC uint8) resized to ``size`` and, with ``rotate``, each image turned by a
-    uniform angle in [0, 360)."""
+def transform(x: np.ndarray, size: int | None, turn: bool, rng) -> np.ndarray:
+    """``x`` (NHWC uint8) resized to ``size`` and, with ``turn``, each image turned by a
+    uniform angle in [0, 360) (`scinas.data.augment.rotate`, corners zero)."""
     t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
     if size is not None:
         t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    if rotate:
-        a = torch.from_numpy(rng.uniform(0, 2 * np.pi, len(t))).float()
-        cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
-        rows = [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)]
-        theta = torch.stack(rows, 1)
-        grid = F.affine_grid(theta, list(t.shape), align_corners=False)
-        t = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if turn:
+        t = rotate(t, torch.from_numpy(rng.uniform(0, 360, len(t))).float())
     return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 

@@ -173,3 +173,32 @@ def test_setup_fits_the_presets_batch_and_says_so_and_keeps_a_batch_the_user_giv
     assert setup(given, Reporter(quiet=True)).cfg.train.batch_size == 128
     both = ["train.batch_size=128", "train.min_epoch_steps=4"]
     assert build_config(overrides=both).train.min_epoch_steps == 4
+
+
+@pytest.mark.parametrize("strategy", ["lineage", "darts"])
+def test_a_run_stored_before_a_setting_existed_resumes_as_it_ran(strategy):
+    """A config.json written before `ADDED_SETTINGS` existed: resumed, each lacking setting takes
+    the value the run had (not the new default), and the check finds nothing changed; a setting
+    of another strategy is not added."""
+    from scinas.config import check_resumable, config_to_dict
+    from scinas.config.load import ADDED_SETTINGS, with_added_settings
+
+    stored = config_to_dict(build_config(search__strategy=strategy))
+    assert stored["train"]["min_epoch_steps"] == 16  # the default now
+    for key in ADDED_SETTINGS:
+        section, field = key.split(".")
+        stored[section].pop(field, None)
+    upgraded = with_added_settings(stored)
+    assert upgraded["train"]["min_epoch_steps"] == 0
+    if strategy == "lineage":
+        assert upgraded["search"]["scores"] == "metric"
+        assert upgraded["search"]["decision_val"] is None
+    else:
+        assert "scores" not in upgraded["search"] and "decision_val" not in upgraded["search"]
+    assert "min_epoch_steps" not in stored["train"]  # the stored dict is left as it was
+    resumed = config_to_dict(build_config(base=stored))
+    assert resumed == upgraded
+    check_resumable(stored, resumed, allow_changes=False)
+    changed = config_to_dict(build_config(base=stored, overrides=["train.min_epoch_steps=16"]))
+    with pytest.raises(UserError, match=r"train.min_epoch_steps: 0 -> 16"):
+        check_resumable(stored, changed, allow_changes=False)

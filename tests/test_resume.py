@@ -223,6 +223,20 @@ def test_crafted_checkpoint_that_runs_code_is_refused(tmp_path, killed):
     assert not marker.exists()
 
 
+def test_a_run_written_before_a_setting_existed_resumes_to_the_same_result(
+    tmp_path, killed, reference
+):
+    """config.json as an earlier scinas wrote it, without train.min_epoch_steps: the run resumes
+    as it was started (the batch as given, not cut) and ends as the uninterrupted run."""
+    out = copy_of(killed, tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    del config["train"]["min_epoch_steps"]
+    (out / "config.json").write_text(json.dumps(config))
+    resume(out)
+    assert json.loads((out / "config.json").read_text())["train"]["min_epoch_steps"] == 0
+    assert outcome(out) == reference
+
+
 @pytest.mark.parametrize(
     "args,phrase",
     [

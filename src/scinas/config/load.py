@@ -176,7 +176,7 @@ def build_config(
     )
     if preset_name not in PRESETS:
         raise unknown("preset", str(preset_name), PRESETS)
-    bottom = base if base is not None and not preset else PRESETS[preset_name]
+    bottom = with_added_settings(base) if base is not None and not preset else PRESETS[preset_name]
     layers = [copy.deepcopy(bottom), file_tree, set_tree, explicit_tree]
     tree: dict = {"preset": preset_name}
     try:
@@ -250,11 +250,41 @@ HARMLESS_CHANGES = (
 )
 
 
+# Settings added after runs were written without them, each with the value that reproduces
+# such a run: a run resumed by a later scinas goes on as it started (the new default is for new
+# runs). A strategy's or space's setting applies where the run's strategy or space has it.
+ADDED_SETTINGS: dict[str, Any] = {
+    "train.min_epoch_steps": 0,  # the preset's batch, not cut for small training sets
+    "search.scores": "metric",  # lineage decisions on right-or-wrong scores
+    "search.decision_val": None,  # lineage decisions on the split data.max_val leaves
+}
+
+
+def with_added_settings(config: dict) -> dict:
+    """A copy of a stored config (a run's config.json) with each `ADDED_SETTINGS` entry it
+    lacks."""
+    from ..registry import SPACES, STRATEGIES
+
+    out = copy.deepcopy(config)
+    search = out.get("search") if isinstance(out.get("search"), dict) else {}
+    own: set[str] = set()
+    for registry, name in ((STRATEGIES, search.get("strategy")), (SPACES, search.get("space"))):
+        if isinstance(name, str) and name in registry:
+            own |= set(registry.get(name).Settings.model_fields)
+    for key, value in ADDED_SETTINGS.items():
+        section, field = key.split(".")
+        node = out.get(section)
+        applies = section != "search" or field in SearchConfig.model_fields or field in own
+        if isinstance(node, dict) and field not in node and applies:
+            node[field] = value
+    return out
+
+
 def check_resumable(old: dict, new: dict, allow_changes: bool) -> None:
     """A resumed run's config (``new``) may differ from the one it started with (``old``) only in
     `HARMLESS_CHANGES`, and only with ``allow_changes``; otherwise one UserError lists the
-    differences."""
-    diff = differences(old, new)
+    differences. Settings ``old`` predates are read as `ADDED_SETTINGS` says it ran."""
+    diff = differences(with_added_settings(old), new)
     harmful = [d for d in diff if d[0] not in HARMLESS_CHANGES]
     if harmful or (diff and not allow_changes):
         listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)

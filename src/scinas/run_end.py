@@ -19,24 +19,33 @@ from .rundir import (
 from .signals import Interrupted
 from .spaces import SPACES
 from .strategies import SearchResult
-from .symmetry import symmetrised
+from .symmetry import VIEWS
 from .train import predict
 
 
+def view_outputs(net, views, batches) -> tuple:
+    """``net``'s raw outputs on a split, plain and under each of ``views`` (a dict), and the
+    targets: one pass each, from which `Symmetrised`'s average of any of the views follows."""
+    plain, targets = predict(net, batches)
+    viewed = {v: predict(net, ((VIEWS[v](xb), yb) for xb, yb in batches))[0] for v in views}
+    return plain, viewed, targets
+
+
 def confirmed_views(
-    s: SearchContext, net, views, batches, z: float = 2.0
+    s: SearchContext, net, views, batches, z: float = 2.0, outputs=None
 ) -> tuple[list[str], dict]:
     """The ``views`` that do not raise the trained ``net``'s mean validation loss beyond ``z``
     standard errors when its outputs are averaged with them, and each view's paired loss
-    decrease and its noise. Over a symmetry of the data the average cannot raise the expected
-    loss (Jensen); the search found the views with a network trained for a segment, where a
-    view the data does not have can pass (a network that has not yet learnt what the view
-    changes), and this network has trained for the whole budget."""
-    outputs, targets = predict(net, batches)
-    base = s.task.sample_losses(outputs.cpu(), targets.cpu())
+    decrease and its noise (``outputs``: `view_outputs` on ``batches``, where the caller has
+    them). Over a symmetry of the data the average cannot raise the expected loss (Jensen);
+    the search found the views with a network trained for a segment, where a view the data does
+    not have can pass (a network that has not yet learnt what the view changes), and this
+    network has trained for the whole budget."""
+    plain, viewed, targets = outputs or view_outputs(net, views, batches)
+    base = s.task.sample_losses(plain.cpu(), targets.cpu())
     kept, checks = [], {}
     for v in views:
-        out, _ = predict(symmetrised(net, [v], s.task), batches)
+        out = s.task.average_views([plain, viewed[v]])
         decrease, noise = paired(base, s.task.sample_losses(out.cpu(), targets.cpu()))
         keep = not decrease < -z * noise
         checks[v] = {"loss_decrease": decrease, "noise": noise, "kept": keep}
@@ -50,13 +59,16 @@ def final_results(
 ) -> dict:
     """Evaluate the final network once on the test split; save it and its predictions. With
     ``confirm_views`` the test-time views (train.tta, found by the search) are those of them
-    that do not raise the validation loss beyond noise (`confirmed_views`)."""
+    that do not raise the validation loss beyond noise (`confirmed_views`). Each split passes
+    through the network once plain and once per view (what a deadline keeps for testing)."""
     data, task = s.data, s.task
     views, checks = list(s.cfg.train.tta), None
+    test_batches = s.place.batches(data.test.x, data.test.y, 256)
+    if views:
+        val_out = view_outputs(net, views, s.place.batches(data.val.x, data.val.y, 256))
     if views and confirm_views:
-        val_batches = s.place.batches(data.val.x, data.val.y, 256)
         z = getattr(s.cfg.search, "noise_z", 2.0)  # the lineage's margin, where it ran
-        views, checks = confirmed_views(s, net, views, val_batches, z)
+        views, checks = confirmed_views(s, net, views, None, z, outputs=val_out)
         s.reporter.log(
             "test-time views on the trained network's validation split: "
             + ", ".join(
@@ -65,14 +77,18 @@ def final_results(
                 for v, c in checks.items()
             )
         )
-    model = symmetrised(net, views, task)
-    test_batches = s.place.batches(data.test.x, data.test.y, 256)
-    outputs, targets = predict(model, test_batches)
-    test = task.metrics(outputs, targets)
     without = None
     if views:  # the test-time views' figures next to the network's alone
-        without = {"val": val, "test": task.metrics(*predict(net, test_batches))}
-        val = task.metrics(*predict(model, s.place.batches(data.val.x, data.val.y, 256)))
+        plain, viewed, targets = view_outputs(net, views, test_batches)
+        outputs = task.average_views([plain, *(viewed[v] for v in views)])
+        without = {"val": val, "test": task.metrics(plain, targets)}
+        val_plain, val_viewed, val_targets = val_out
+        val = task.metrics(
+            task.average_views([val_plain, *(val_viewed[v] for v in views)]), val_targets
+        )
+    else:
+        outputs, targets = predict(net, test_batches)
+    test = task.metrics(outputs, targets)
     params = count_parameters(net)
     results = {
         "task": task.name,

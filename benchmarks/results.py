@@ -105,6 +105,13 @@ BENCHMARKS: dict[str, dict] = {
         "after a warm-up: seconds, peak memory, and both as ratios to the original code's "
         "structure (`naive`) measured in the same run.",
     },
+    "allocator": {
+        "title": "Large blocks kept for reuse (`benchmarks/allocator.py`)",
+        "about": "Images per second of one training step (`small_speed.py`, scinas' default "
+        "layout) and of a test pass (`eval_batch.py`) with glibc's allocator as it comes "
+        "(`SCINAS_MALLOC=system`) and as scinas sets it (`scinas.allocator`), each in its own "
+        "process, in one run.",
+    },
     "small_speed": {
         "title": "Small networks on a CPU (`benchmarks/small_speed.py`)",
         "about": "One training step (forward, backward, SGD) of each workload, median of 5 after "

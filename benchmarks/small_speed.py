@@ -36,6 +36,7 @@ from macro_speed import matched  # beside this script
 from search_step import conv_throughput
 
 import scinas
+from scinas import allocator
 from scinas.budget import timings
 from scinas.flops import count_parameters
 from scinas.spaces import SPACES, load_genotype
@@ -193,6 +194,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
     args = ap.parse_args()
+    allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
     if args.batchnorm:
         torch.set_num_threads(args.threads)
         batchnorm_layouts()

@@ -33,7 +33,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "errors", "registry", "bounds", "nested", "rates", "userpaths", "signals", "version",
         "progress", "stats", "memory", "config", "files", "runlock", "rundir", "checkpoint",
-        "run_context", "parallel", "placement", "precision", "flops", "weights", "workers",
+        "run_context", "parallel", "allocator", "placement", "precision", "flops", "weights",
+        "workers",
     ),
     "plugins": ("lean_ops", "ops", "data", "tasks", "spaces", "proxies"),
     "engine": (

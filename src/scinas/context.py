@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from . import parallel
+from . import allocator, parallel
 from .config import Config
 from .data import Split, load_dataset
 from .errors import UserError
@@ -96,6 +96,7 @@ def setup(cfg: Config, reporter: Reporter | None = None) -> SearchContext:
     """Load and check the data, pick the device; raises UserError on any bad input."""
     reporter = reporter or Reporter()
     threads = parallel.fit_threads()  # a bad count is refused before any data is read
+    allocator.tune()  # large blocks reused from step to step (a bad SCINAS_MALLOC is refused)
     d = cfg.data
     data = load_data(cfg)
     sc, note = SPACES.get(cfg.search.space).adapt_to_input(cfg.search, data.input_shape)

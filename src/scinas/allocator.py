@@ -4,9 +4,9 @@ glibc serves each allocation above its mmap threshold (at most 32 MiB on 64-bit)
 mapping and unmaps it when freed, so a network whose activations are that large pays for fresh
 pages, zeroed by the kernel, on every forward and backward pass. `tune` makes such blocks come
 from the heap and stay there once freed (``M_MMAP_MAX`` 0, a trim threshold of 2 GiB), so the
-next step reuses them: `benchmarks/eval_batch.py` and `benchmarks/small_speed.py` measure what it
-buys, with ``SCINAS_MALLOC=system`` for the allocator as it was. What it costs: freed memory
-stays with the process (up to the trim threshold above what is in use) until it ends.
+next step reuses them: `benchmarks/allocator.py` measures what it buys against
+``SCINAS_MALLOC=system``, the allocator as it comes. What it costs: freed memory stays with the
+process (up to the trim threshold above what is in use) until it ends.
 
 `scinas.context.setup` calls it, so every verb and API call that runs work has it; elsewhere (musl,
 macOS, Windows) and with ``SCINAS_MALLOC=system`` it does nothing.

@@ -52,9 +52,17 @@ def test_a_large_block_comes_from_the_heap_unless_the_user_keeps_the_system_allo
 
 
 def test_a_bad_allocator_choice_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    trained = tmp_path / "trained"
+    res = scinas_cli("train", "--genotype", "resnet_tiny", "--out", trained, *tiny_sets())
+    assert res.returncode == 0, res.stderr
     monkeypatch.setenv("SCINAS_MALLOC", "jemalloc")
-    out = tmp_path / "run"
-    res = scinas_cli("train", "--genotype", "resnet_tiny", "--out", out, *tiny_sets())
-    assert res.returncode == 2, res.stderr
-    assert "SCINAS_MALLOC='jemalloc' is not a choice" in res.stderr
-    assert "Traceback" not in res.stderr and not out.exists()
+    out, metrics = tmp_path / "run", tmp_path / "metrics.json"
+    for args in (
+        ("train", "--genotype", "resnet_tiny", "--out", out, *tiny_sets()),
+        ("evaluate", trained, "--output", metrics),
+    ):
+        res = scinas_cli(*args)
+        assert res.returncode == 2, res.stderr
+        assert "SCINAS_MALLOC='jemalloc' is not a choice" in res.stderr
+        assert "Traceback" not in res.stderr
+    assert not out.exists() and not metrics.exists()

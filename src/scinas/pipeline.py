@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import parallel
+from . import allocator, parallel
 from .budget import TIMINGS_ONLY, budget_plan, describe, plan, save_plan
 from .checkpoint import LOGS, Checkpointer
 from .config import Config, check_settings_apply
@@ -467,6 +467,7 @@ def evaluate(
     """Evaluate a trained run on a split of its own dataset, or of another dataset of the same
     shape (normalised with the training statistics of the run)."""
     reporter = reporter or Reporter()
+    allocator.tune()  # a split's batches reuse their blocks, as a run's testing does
     net, info, cfg = load_trained(run_dir)
     dataset = load_data(cfg, dataset=data, data_dir=data_dir, task=info["task"])
     if tuple(dataset.input_shape) != tuple(info["input_shape"]):

@@ -26,7 +26,11 @@ app = typer.Typer(
         "Neural architecture search on your own image-like data.\n\n"
         "`scinas run` searches a DARTS cell on your data, retrains the derived network from "
         "scratch and reports test metrics; with no arguments it runs on the bundled 8×8 digits "
-        "(offline, a few minutes on a laptop CPU)."
+        "(offline, a few minutes on a laptop CPU).\n\n"
+        "Environment: SCINAS_DATA_DIR, where named datasets are read from; OMP_NUM_THREADS, "
+        "threads per process (at most the cores it may use); SCINAS_MALLOC=system keeps glibc's "
+        "allocator as it comes (by default large freed blocks are kept for the next step, and "
+        "the process holds its peak memory until it ends)."
     ),
     no_args_is_help=False,
     add_completion=False,

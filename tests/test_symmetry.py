@@ -274,25 +274,20 @@ class TopOrBottomAndMore(nn.Module):
 
 
 def test_the_trained_network_drops_the_views_that_raise_its_validation_loss():
-    from types import SimpleNamespace
-
-    from scinas.run_end import confirmed_views
+    from scinas.run_end import confirmed_views, view_outputs
 
     x, y = _top_or_bottom()
     task = make_task("classification", 2)
     batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, len(x), 64)]
-    kept, checks = confirmed_views(
-        SimpleNamespace(task=task), TopOrBottomAndMore(), ["hflip", "vflip"], batches
-    )
+    outputs = view_outputs(TopOrBottomAndMore(), ["hflip", "vflip"], batches)
+    kept, checks = confirmed_views(task, outputs, ["hflip", "vflip"])
     # the mirror keeps the class (the random term's change is noise); upside down swaps the
     # classes: the loss rises far beyond its noise
     assert kept == ["hflip"] and checks["hflip"]["kept"] and not checks["vflip"]["kept"]
     assert abs(checks["hflip"]["loss_decrease"]) < 2 * checks["hflip"]["noise"]
     assert checks["vflip"]["loss_decrease"] < -10 * checks["vflip"]["noise"] < 0
     # a view kept only when it does not raise the loss beyond z standard errors
-    kept, _ = confirmed_views(
-        SimpleNamespace(task=task), TopOrBottomAndMore(), ["vflip"], batches, z=1e6
-    )
+    kept, _ = confirmed_views(task, outputs, ["vflip"], z=1e6)
     assert kept == ["vflip"]
 
 

@@ -31,22 +31,20 @@ def view_outputs(net, views, batches) -> tuple:
     return plain, viewed, targets
 
 
-def confirmed_views(
-    s: SearchContext, net, views, batches, z: float = 2.0, outputs=None
-) -> tuple[list[str], dict]:
-    """The ``views`` that do not raise the trained ``net``'s mean validation loss beyond ``z``
+def confirmed_views(task, outputs, views, z: float = 2.0) -> tuple[list[str], dict]:
+    """The ``views`` that do not raise the trained network's mean validation loss beyond ``z``
     standard errors when its outputs are averaged with them, and each view's paired loss
-    decrease and its noise (``outputs``: `view_outputs` on ``batches``, where the caller has
-    them). Over a symmetry of the data the average cannot raise the expected loss (Jensen);
-    the search found the views with a network trained for a segment, where a view the data does
-    not have can pass (a network that has not yet learnt what the view changes), and this
-    network has trained for the whole budget."""
-    plain, viewed, targets = outputs or view_outputs(net, views, batches)
-    base = s.task.sample_losses(plain.cpu(), targets.cpu())
+    decrease and its noise; ``outputs``: `view_outputs` on the validation split. Over a symmetry
+    of the data the average cannot raise the expected loss (Jensen); the search found the views
+    with a network trained for a segment, where a view the data does not have can pass (a
+    network that has not yet learnt what the view changes), and this network has trained for
+    the whole budget."""
+    plain, viewed, targets = outputs
+    base = task.sample_losses(plain.cpu(), targets.cpu())
     kept, checks = [], {}
     for v in views:
-        out = s.task.average_views([plain, viewed[v]])
-        decrease, noise = paired(base, s.task.sample_losses(out.cpu(), targets.cpu()))
+        out = task.average_views([plain, viewed[v]])
+        decrease, noise = paired(base, task.sample_losses(out.cpu(), targets.cpu()))
         keep = not decrease < -z * noise
         checks[v] = {"loss_decrease": decrease, "noise": noise, "kept": keep}
         if keep:
@@ -68,7 +66,7 @@ def final_results(
         val_out = view_outputs(net, views, s.place.batches(data.val.x, data.val.y, 256))
     if views and confirm_views:
         z = getattr(s.cfg.search, "noise_z", 2.0)  # the lineage's margin, where it ran
-        views, checks = confirmed_views(s, net, views, None, z, outputs=val_out)
+        views, checks = confirmed_views(task, val_out, views, z)
         s.reporter.log(
             "test-time views on the trained network's validation split: "
             + ", ".join(

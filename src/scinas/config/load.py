@@ -19,6 +19,7 @@ from pydantic import (
 
 from ..errors import UserError, did_you_mean, unknown
 from ..nested import differences
+from ..registry import SPACES, STRATEGIES
 from ..userpaths import read_user_text, stat_user_path
 from .presets import PRESETS
 from .schema import Config, SearchConfig
@@ -263,8 +264,6 @@ ADDED_SETTINGS: dict[str, Any] = {
 def with_added_settings(config: dict) -> dict:
     """A copy of a stored config (a run's config.json) with each `ADDED_SETTINGS` entry it
     lacks."""
-    from ..registry import SPACES, STRATEGIES
-
     out = copy.deepcopy(config)
     search = out.get("search") if isinstance(out.get("search"), dict) else {}
     own: set[str] = set()

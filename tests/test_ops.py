@@ -273,10 +273,23 @@ def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_la
     torch.testing.assert_close(y, ref)
     g = torch.randn_like(y)
     params = [x, op.conv_1.weight, op.conv_2.weight, op.bn.weight]
-    for a, b in zip(
-        torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g), strict=True
-    ):
+    grads = torch.autograd.grad(y, params, g)
+    for a, b in zip(grads, torch.autograd.grad(ref, params, g), strict=True):
         torch.testing.assert_close(a, b)
+    if channels_last:  # one layout through backward (a mixed one runs torch's slow kernels)
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("hw", [(6, 6), (5, 7), (1, 1)])
+def test_checkerboard_gradients_match_finite_differences(hw):
+    from scinas.lean_ops import Checkerboard
+
+    x = torch.randn(2, 3, *hw, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    even, odd = Checkerboard.apply(x)
+    assert torch.equal(even, x[:, :, ::2, ::2]) and torch.equal(odd, x[:, :, 1::2, 1::2])
+    assert even.is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(lambda t: [m.sum((0, 1)) for m in Checkerboard.apply(t)], (x,))
 
 
 def test_lean_functions_switch_on_from_lean_from_elements(monkeypatch):

@@ -66,6 +66,52 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.size(1))
 
 
+class Checkerboard(torch.autograd.Function):
+    """The even and the odd rows and columns of a channels-last map, each as a channels-last copy:
+    ``x[:, :, ::2, ::2]`` and ``x[:, :, 1::2, 1::2]`` (`FactorizedReduce`'s two branches).
+
+    Autograd's slicing returns its gradient in a zero-filled contiguous (NCHW) map per slice, so
+    the gradient reaching a channels-last ReLU came in the other layout, and torch's kernels for
+    mixed layouts are far slower than for one; this backward fills one channels-last map."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        cl = torch.channels_last
+        return (
+            x[:, :, ::2, ::2].contiguous(memory_format=cl),
+            x[:, :, 1::2, 1::2].contiguous(memory_format=cl),
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_even, g_odd):
+        g = g_even if g_even is not None else g_odd
+        cl = torch.channels_last
+        gx = torch.empty(ctx.shape, dtype=g.dtype, device=g.device, memory_format=cl).zero_()
+        if g_even is not None:
+            gx[:, :, ::2, ::2] = g_even
+        if g_odd is not None:
+            gx[:, :, 1::2, 1::2] = g_odd
+        return gx
+
+
+def checkerboard(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`Checkerboard`'s two maps; plain slices where no gradient is recorded or a graph is
+    traced for export."""
+    if torch.is_grad_enabled() and x.requires_grad and not _tracing():
+        return Checkerboard.apply(x)
+    cl = torch.channels_last
+    return (
+        x[:, :, ::2, ::2].contiguous(memory_format=cl),
+        x[:, :, 1::2, 1::2].contiguous(memory_format=cl),
+    )
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
 # The lean autograd functions below cost some Python per call and a recomputation in backward;
 # they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
 LEAN_FROM = 1 << 17

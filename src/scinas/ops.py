@@ -27,6 +27,7 @@ from .lean_ops import (  # noqa: F401  (the lean layers stay importable from her
     Conv1x1,
     DepthwisePointwise,
     LeanBatchNorm2d,
+    checkerboard,
     depthwise_backward,
     pointwise,
     wants_autograd,
@@ -186,6 +187,19 @@ class FactorizedReduce(nn.Module):
         self.bn = search_batch_norm(C_out, affine, d)
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))
+        if (
+            isinstance(self.conv_1, Conv1x1)
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and min(x.shape[2:]) > 1  # an odd map of at least one row and column
+        ):
+            # subsampled first, so the ReLU sees a half of the map and no slice's gradient
+            # comes back in the other layout (`lean_ops.Checkerboard`)
+            even, odd = checkerboard(x)
+            a = pointwise(self.relu(even), self.conv_1.weight.flatten(1))
+            b = pointwise(self.relu(odd), self.conv_2.weight.flatten(1))
+            if b.shape[2:] != a.shape[2:]:
+                b = F.pad(b, [0, a.size(3) - b.size(3), 0, a.size(2) - b.size(2)])
+            return self.bn(torch.cat([a, b], dim=1))
         x = self.relu(x)
         a = self.conv_1(x)
         # The offset branch reads rows/columns 1, 3, 5, ...; for odd sizes the last one is the

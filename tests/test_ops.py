@@ -77,6 +77,8 @@ def test_strided_conv1x1_equals_strided_convolution(channels_last, shifted):
     assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
     assert torch.allclose(ours.weight.grad, ref.weight.grad, atol=1e-4)
     assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
+    if channels_last and not shifted:  # its gradient in the input's layout (`Subsample`)
+        assert xa.grad.is_contiguous(memory_format=torch.channels_last)
 
 
 def _plain_dilconv(m, x):
@@ -280,16 +282,37 @@ def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_la
         assert grads[0].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("stride, offsets", [(2, (0, 1)), (2, (0,)), (3, (0, 2))])
 @pytest.mark.parametrize("hw", [(6, 6), (5, 7), (1, 1)])
-def test_checkerboard_gradients_match_finite_differences(hw):
-    from scinas.lean_ops import Checkerboard
+def test_subsample_gradients_match_finite_differences(hw, stride, offsets):
+    from scinas.lean_ops import Subsample
 
     x = torch.randn(2, 3, *hw, dtype=torch.double).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    even, odd = Checkerboard.apply(x)
-    assert torch.equal(even, x[:, :, ::2, ::2]) and torch.equal(odd, x[:, :, 1::2, 1::2])
-    assert even.is_contiguous(memory_format=torch.channels_last)
-    assert torch.autograd.gradcheck(lambda t: [m.sum((0, 1)) for m in Checkerboard.apply(t)], (x,))
+    maps = Subsample.apply(x, stride, offsets)
+    for m, o in zip(maps, offsets, strict=True):
+        assert torch.equal(m, x[:, :, o::stride, o::stride])
+        assert m.is_contiguous(memory_format=torch.channels_last)
+
+    def sums(t):
+        return [m.sum((0, 1)) for m in Subsample.apply(t, stride, offsets)]
+
+    assert torch.autograd.gradcheck(sums, (x,))
+
+
+def test_global_pool_equals_adaptive_pool_and_keeps_the_gradients_layout():
+    from scinas.lean_ops import GlobalAvgPool2d
+
+    x = torch.randn(3, 5, 6, 7, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    pool = GlobalAvgPool2d()
+    y, ref = pool(x), nn.AdaptiveAvgPool2d(1)(x)
+    torch.testing.assert_close(y, ref)
+    w = torch.randn_like(y)
+    (g,) = torch.autograd.grad((y * w).sum(), x)
+    torch.testing.assert_close(g, torch.autograd.grad((ref * w).sum(), x)[0])
+    assert g.is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(pool, (x,))
 
 
 def test_lean_functions_switch_on_from_lean_from_elements(monkeypatch):

@@ -41,8 +41,9 @@ class Conv1x1(nn.Conv2d):
             s > 1 and x.stride(1) == 1
         )
         if x.dim() == 4 and channels_last and x.size(1) > 1:
-            if s > 1:
-                x = x[:, :, ::s, ::s].contiguous(memory_format=torch.channels_last)
+            if s > 1:  # a view's slices as before; a map's through `Subsample`, one layout
+                dense = x.is_contiguous(memory_format=torch.channels_last)
+                x = subsample(x, s, (0,))[0] if dense else _strided(x, s, 0)
             return pointwise(x, self.weight.flatten(1))
         return super().forward(x)
 
@@ -66,46 +67,78 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.size(1))
 
 
-class Checkerboard(torch.autograd.Function):
-    """The even and the odd rows and columns of a channels-last map, each as a channels-last copy:
-    ``x[:, :, ::2, ::2]`` and ``x[:, :, 1::2, 1::2]`` (`FactorizedReduce`'s two branches).
+class Subsample(torch.autograd.Function):
+    """Every ``stride``-th row and column of a channels-last map from each offset in ``offsets``,
+    each as a channels-last copy: ``x[:, :, o::s, o::s]`` (a strided 1×1 convolution's input,
+    `FactorizedReduce`'s two branches).
 
     Autograd's slicing returns its gradient in a zero-filled contiguous (NCHW) map per slice, so
-    the gradient reaching a channels-last ReLU came in the other layout, and torch's kernels for
-    mixed layouts are far slower than for one; this backward fills one channels-last map."""
+    the gradient reaching a channels-last ReLU or sum came in the other layout, and torch's
+    kernels for mixed layouts are far slower than for one; this backward fills one channels-last
+    map."""
+
+    @staticmethod
+    def forward(ctx, x, stride: int, offsets: tuple[int, ...]):
+        ctx.shape, ctx.stride, ctx.offsets = x.shape, stride, offsets
+        return tuple(_strided(x, stride, o) for o in offsets)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        g = next(g for g in grads if g is not None)
+        cl, s = torch.channels_last, ctx.stride
+        gx = torch.empty(ctx.shape, dtype=g.dtype, device=g.device, memory_format=cl).zero_()
+        for o, g in zip(ctx.offsets, grads, strict=True):
+            if g is not None:
+                gx[:, :, o::s, o::s] = g
+        return gx, None, None
+
+
+def _strided(x: torch.Tensor, stride: int, offset: int) -> torch.Tensor:
+    return x[:, :, offset::stride, offset::stride].contiguous(memory_format=torch.channels_last)
+
+
+def subsample(x: torch.Tensor, stride: int, offsets: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """`Subsample`'s maps; plain slices where no gradient is recorded or a graph is traced for
+    export."""
+    if torch.is_grad_enabled() and x.requires_grad and not _tracing():
+        return Subsample.apply(x, stride, offsets)
+    return tuple(_strided(x, stride, o) for o in offsets)
+
+
+class _MeanKeepingLayout(torch.autograd.Function):
+    """The mean over H and W whose gradient keeps a channels-last input's layout (autograd's
+    is an expanded NCHW map: the backward of the ReLU before the pooling then mixes layouts)."""
 
     @staticmethod
     def forward(ctx, x):
         ctx.shape = x.shape
-        cl = torch.channels_last
-        return (
-            x[:, :, ::2, ::2].contiguous(memory_format=cl),
-            x[:, :, 1::2, 1::2].contiguous(memory_format=cl),
-        )
+        return x.mean((2, 3), keepdim=True)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_even, g_odd):
-        g = g_even if g_even is not None else g_odd
-        cl = torch.channels_last
-        gx = torch.empty(ctx.shape, dtype=g.dtype, device=g.device, memory_format=cl).zero_()
-        if g_even is not None:
-            gx[:, :, ::2, ::2] = g_even
-        if g_odd is not None:
-            gx[:, :, 1::2, 1::2] = g_odd
-        return gx
+    def backward(ctx, g):
+        B, C, H, W = ctx.shape
+        return (g / (H * W)).expand(B, C, H, W).contiguous(memory_format=torch.channels_last)
 
 
-def checkerboard(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`Checkerboard`'s two maps; plain slices where no gradient is recorded or a graph is
-    traced for export."""
-    if torch.is_grad_enabled() and x.requires_grad and not _tracing():
-        return Checkerboard.apply(x)
-    cl = torch.channels_last
-    return (
-        x[:, :, ::2, ::2].contiguous(memory_format=cl),
-        x[:, :, 1::2, 1::2].contiguous(memory_format=cl),
-    )
+class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d(1)`` whose input gradient keeps a channels-last input's layout."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def forward(self, x):
+        if (
+            x.dim() == 4
+            and torch.is_grad_enabled()
+            and x.requires_grad
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()
+            and not _tracing()
+        ):
+            return _MeanKeepingLayout.apply(x)
+        return super().forward(x)
 
 
 def _tracing() -> bool:

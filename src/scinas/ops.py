@@ -27,9 +27,9 @@ from .lean_ops import (  # noqa: F401  (the lean layers stay importable from her
     Conv1x1,
     DepthwisePointwise,
     LeanBatchNorm2d,
-    checkerboard,
     depthwise_backward,
     pointwise,
+    subsample,
     wants_autograd,
 )
 from .registry import Registry
@@ -193,8 +193,8 @@ class FactorizedReduce(nn.Module):
             and min(x.shape[2:]) > 1  # an odd map of at least one row and column
         ):
             # subsampled first, so the ReLU sees a half of the map and no slice's gradient
-            # comes back in the other layout (`lean_ops.Checkerboard`)
-            even, odd = checkerboard(x)
+            # comes back in the other layout (`lean_ops.Subsample`)
+            even, odd = subsample(x, 2, (0, 1))
             a = pointwise(self.relu(even), self.conv_1.weight.flatten(1))
             b = pointwise(self.relu(odd), self.conv_2.weight.flatten(1))
             if b.shape[2:] != a.shape[2:]:

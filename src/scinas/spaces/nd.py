@@ -17,7 +17,7 @@ from torch import nn
 
 from ..bounds import MIN_SIDE
 from ..errors import UserError
-from ..lean_ops import Conv1x1, LeanBatchNorm2d
+from ..lean_ops import Conv1x1, GlobalAvgPool2d, LeanBatchNorm2d
 
 DIMS = (1, 2)
 """The input dimensions the generic networks build for: series and images."""
@@ -78,7 +78,7 @@ def max_pool(d: int, kernel: int, stride: int, padding: int) -> nn.Module:
 
 def global_pool(d: int) -> nn.Module:
     """Average over every position: (B, C, *sizes) -> (B, C, 1[, 1])."""
-    return (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)[d - 1](1)
+    return nn.AdaptiveAvgPool1d(1) if d == 1 else GlobalAvgPool2d()
 
 
 def same_conv(d: int, C_in: int, C_out: int, k: int) -> list[nn.Module]:

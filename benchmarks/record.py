@@ -54,8 +54,8 @@ def labelled_rows(folders: list[str]) -> tuple[list[str], list[list]]:
 
     pairs = []
     for item in folders:
-        label, sep, folder = item.partition("=")
-        if not sep or not label or not folder:
+        label, sep, folder = item.partition("=")  # a folder's name may hold "=" too
+        if not sep or not label or not folder or Path(item).is_dir():
             raise ResultError(f"{item}: give several compares as LABEL=FOLDER")
         pairs.append((label, _compare(Path(folder))))
     first_label, first = pairs[0]
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.kind == "compare":
-            if len(args.folders) == 1 and "=" not in args.folders[0]:
+            one = args.folders[0]
+            if len(args.folders) == 1 and ("=" not in one or Path(one).is_dir()):
                 columns, rows = compare_rows(Path(args.folders[0]))
             else:
                 columns, rows = labelled_rows(args.folders)

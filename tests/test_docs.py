@@ -343,7 +343,7 @@ def test_a_compare_and_a_printed_table_become_result_files(tmp_path):
 
     from scinas.stats import welch
 
-    folder = tmp_path / "cmp"
+    folder = tmp_path / "cmp lr=0.1"  # one folder, though its name holds "="
     folder.mkdir()
     compare = {
         "metric": "accuracy",

@@ -114,8 +114,8 @@ class Placement:
         return Batches(
             x,
             y,
-            torch.tensor(self.mean, dtype=torch.float32),
-            torch.tensor(self.std, dtype=torch.float32),
+            torch.as_tensor(self.mean, dtype=torch.float32),  # a list, or a tensor as it is
+            torch.as_tensor(self.std, dtype=torch.float32),
             batch_size,
             self.device,
             self.channels_last,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from scinas.errors import UserError
 from scinas.spaces.darts.genotype import num_edges
@@ -215,6 +216,15 @@ def test_naive_benchmark_reference_computes_the_same_supernet(lean, monkeypatch)
     y = torch.randint(0, 10, (6,))
     out_ours, out_naive = ours(x), naive(x)
     assert torch.allclose(out_ours, out_naive, atol=1e-5, rtol=1e-4)
+
+    # every edge's BatchNorm statistics, the pooling ops' (computed once per state) included
+    def stats(net):
+        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return [t for m in bns for t in (m.running_mean, m.running_var)]
+
+    assert len(stats(ours)) == len(stats(naive)) > 0
+    for a, b in zip(stats(ours), stats(naive), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     g_ours = torch.autograd.grad(F.cross_entropy(out_ours, y), ours.arch_parameters())
     g_naive = torch.autograd.grad(F.cross_entropy(out_naive, y), naive.arch_parameters())
     for a, b in zip(g_ours, g_naive, strict=True):

@@ -8,6 +8,9 @@ Where the time goes in the original DARTS code, and what this one does instead:
   to 5 edges, so the ReLU is computed once per state and the ops are built without it.
 * The weighted sum accumulates into one tensor with fused multiply-adds (``addcmul``) instead of
   a full-size temporary per op, and the sum over a node's edges goes into the same accumulator.
+* A pooling op (pool, then an affine-free BatchNorm) has no weights: on every edge leaving one
+  state it computes the same map, so a cell computes it once per state and op and shares it
+  (each edge's BatchNorm statistics are still kept, as copies of the one computed).
 * Architecture weights are ``nn.Parameter``s of the module (so they travel in ``state_dict``), but
   optimisers see them apart: `weight_parameters()` and `arch_parameters()`.
 * What autograd keeps for backward is cut to what cannot be cheaply recomputed (`scinas.ops`):
@@ -54,6 +57,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.columns: list[int] = []  # column of each computed op in the alpha row
         self.takes_relu: list[bool] = []
+        self.pooling: list[bool] = []  # no weights: the same output on every edge of a state
         self.ops = nn.ModuleList()
         for k, name in enumerate(op_names):
             if name == "none":
@@ -64,14 +68,22 @@ class MixedOp(nn.Module):
             self.ops.append(op)
             self.columns.append(k)
             self.takes_relu.append(op_takes_relu(name, stride))
+            self.pooling.append("pool" in name)
 
-    def forward(self, x, x_relu, weights, acc, active=None):
+    def forward(self, x, x_relu, weights, acc, active=None, shared=None):
         """Add ``sum_k weights[k] * op_k(x)`` into ``acc`` (None starts a new sum); ``active``: the
-        alpha columns not pruned (None: all). Pruned ops are not computed at all."""
-        for k, op, relu in zip(self.columns, self.ops, self.takes_relu, strict=False):
+        alpha columns not pruned (None: all). Pruned ops are not computed at all. ``shared``: a
+        dict of the pooling ops' outputs on ``x`` (alpha column: (output, BatchNorm)) that the
+        edges leaving ``x`` fill and reuse."""
+        for k, op, relu, pooling in zip(
+            self.columns, self.ops, self.takes_relu, self.pooling, strict=False
+        ):
             if active is not None and k not in active:
                 continue
-            y = op(x_relu if relu else x)
+            if shared is not None and pooling:
+                y = _pooled(op, x, k, shared)
+            else:
+                y = op(x_relu if relu else x)
             acc = y * weights[k] if acc is None else torch.addcmul(acc, weights[k], y)
         return acc
 
@@ -88,6 +100,20 @@ class MixedOp(nn.Module):
         if weight is not None:
             y = y * weight
         return y if acc is None else acc + y
+
+
+def _pooled(op: nn.Sequential, x, k: int, shared: dict):
+    """``op(x)`` (pool, then BatchNorm) as another edge leaving ``x`` computed it, its
+    BatchNorm's statistics copied into ``op``'s; computed and kept in ``shared`` if none did."""
+    if k not in shared:
+        shared[k] = (op(x), op[-1])
+        return shared[k][0]
+    y, bn = shared[k]
+    if op.training and op[-1].track_running_stats:
+        with torch.no_grad():
+            for mine, theirs in zip(op[-1].buffers(), bn.buffers(), strict=True):
+                mine.copy_(theirs)
+    return y
 
 
 class SearchCell(nn.Module):
@@ -120,6 +146,7 @@ class SearchCell(nn.Module):
         auxiliary skip connection) unless the path is fixed (``weights`` None)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus = [F.relu(s) for s in states]
+        pooled: list[dict] = [{}, {}]  # per state, the pooling ops' outputs its edges share
         aux = self.aux_skip if weights is not None else 0.0
         for node in range(self.steps):
             acc = None
@@ -127,7 +154,7 @@ class SearchCell(nn.Module):
                 e = edge_index(node, j)
                 if index is None:
                     active = None if self.active is None else self.active[e]
-                    acc = self.edges[e](states[j], relus[j], weights[e], acc, active)
+                    acc = self.edges[e](states[j], relus[j], weights[e], acc, active, pooled[j])
                 elif index[e] >= 0:
                     w = None if weights is None else weights[e, index[e]]
                     acc = self.edges[e].single(states[j], relus[j], index[e], w, acc)
@@ -137,6 +164,7 @@ class SearchCell(nn.Module):
                 acc = self._zeros_like_node(states)
             states.append(acc)
             relus.append(F.relu(acc))
+            pooled.append({})
         return torch.cat(states[-self.multiplier :], dim=1)
 
     def _zeros_like_node(self, states):

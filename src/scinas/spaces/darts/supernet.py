@@ -17,7 +17,7 @@ Where the time goes in the original DARTS code, and what this one does instead:
   the depthwise->1×1 pairs of the conv ops keep only their input and recompute the rest, and the
   ops' BatchNorms keep their output (which the weighted sum keeps anyway) instead of their input.
   In a weight step an edge keeps 10 feature maps' worth (the max pool's int64 indices count
-  two) instead of 18.
+  two) instead of 18, of which the pooling ops' are kept once per state (above).
 """
 
 from __future__ import annotations

@@ -487,3 +487,34 @@ def test_unknown_sampling_mode():
     net.sampling = "gdas"
     with pytest.raises(UserError, match="softmax, gumbel"):
         net(torch.randn(2, 1, 8, 8))
+
+
+def test_supernet_shares_a_nodes_relu_and_pool_without_changing_the_function(monkeypatch):
+    """The edges leaving a node share its ReLU and average pool (`NB201MixedEdge.mixed`): the
+    same outputs and gradients as each edge computing its own."""
+    import copy
+
+    import scinas.spaces.nb201.supernet as sn
+    from scinas import build_config
+    from scinas.spaces import SPACES
+
+    cfg = build_config("tiny", overrides=["search.space=nb201", "search.C=4", "search.layers=3"])
+    model = SPACES.get("nb201").build_supernet(cfg.search, (3, 16, 16), 3)
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.copy_(torch.randn_like(a))
+    alone = copy.deepcopy(model)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4,))
+    out = model(x)
+    grads = torch.autograd.grad(F.cross_entropy(out, y), list(model.parameters()))
+    mixed = sn.NB201MixedEdge.mixed
+    monkeypatch.setattr(
+        sn.NB201MixedEdge,
+        "mixed",
+        lambda self, x, w, acc, active=None, shared=None: mixed(self, x, w, acc, active, None),
+    )
+    ref = alone(x)
+    torch.testing.assert_close(out, ref)
+    ref_grads = torch.autograd.grad(F.cross_entropy(ref, y), list(alone.parameters()))
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -50,7 +50,8 @@ def supernet(space: str, sampling: str = "softmax"):
 
 def op_calls(model) -> dict:
     """Forward calls per (reduction cell?, edge, alpha column), counted with hooks on every
-    edge's ops."""
+    edge's ops (on an op's last layer where it has layers: a supernet may run the first, a
+    ReLU, once for all the edges of a state)."""
     calls: dict[tuple, int] = {}
     for cell in model.cells:
         if not hasattr(cell, "edges"):
@@ -61,7 +62,8 @@ def op_calls(model) -> dict:
                 def hook(*_, key=(getattr(cell, "reduction", False), e, k)):
                     calls[key] = calls.get(key, 0) + 1
 
-                op.register_forward_hook(hook)
+                layers = list(op.children())
+                (layers[-1] if layers else op).register_forward_hook(hook)
     return calls
 
 

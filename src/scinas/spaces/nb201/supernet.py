@@ -39,13 +39,26 @@ class NB201MixedEdge(nn.Module):
                 self.columns.append(k)
                 self.ops.append(op)
 
-    def mixed(self, x: torch.Tensor, w: Sequence[torch.Tensor], acc, active=None):
+    def mixed(self, x: torch.Tensor, w: Sequence[torch.Tensor], acc, active=None, shared=None):
         """Add ``sum_k w[k] * op_k(x)`` into ``acc`` (None starts a new sum); ``active``: the
-        unpruned alpha columns (None: all). Pruned ops are not computed at all."""
+        unpruned alpha columns (None: all). Pruned ops are not computed at all. ``shared``: a dict
+        that the edges leaving ``x`` fill and reuse with what does not depend on an edge's
+        weights: the ReLU that starts each conv op, and the average pool."""
         for k, op in zip(self.columns, self.ops, strict=True):
             if active is not None and k not in active:
                 continue
-            y = op(x)
+            if shared is None:
+                y = op(x)
+            elif isinstance(op, nn.Sequential):  # ReLU -> conv -> BatchNorm
+                if "relu" not in shared:
+                    shared["relu"] = op[0](x)
+                y = op[2](op[1](shared["relu"]))
+            elif isinstance(op, nn.Identity):
+                y = op(x)
+            else:  # the average pool
+                if k not in shared:
+                    shared[k] = op(x)
+                y = shared[k]
             acc = y * w[k] if acc is None else torch.addcmul(acc, w[k], y)
         return acc
 
@@ -74,6 +87,7 @@ class NB201SearchCell(nn.Module):
         runs only op ``index[e]``, scaled by ``weights[e]`` (a scalar, GDAS) or unscaled (weights
         None: a fixed path, which also drops DARTS-' auxiliary skip)."""
         nodes = [x]
+        shared: list[dict] = [{} for _ in range(NUM_NODES)]  # per node, for its edges (`mixed`)
         aux = self.aux_skip if weights is not None else 0.0
         for node in range(1, NUM_NODES):
             acc = None
@@ -81,7 +95,7 @@ class NB201SearchCell(nn.Module):
                 edge = self.edges[e]
                 if index is None:
                     active = None if self.active is None else self.active[e]
-                    acc = edge.mixed(nodes[src], weights[e], acc, active)
+                    acc = edge.mixed(nodes[src], weights[e], acc, active, shared[src])
                 else:
                     w = None if weights is None else weights[e]
                     acc = edge.single(nodes[src], index[e], w, acc)

@@ -101,7 +101,7 @@ def _strided(x: torch.Tensor, stride: int, offset: int) -> torch.Tensor:
 def subsample(x: torch.Tensor, stride: int, offsets: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     """`Subsample`'s maps; plain slices where no gradient is recorded or a graph is traced for
     export."""
-    if torch.is_grad_enabled() and x.requires_grad and not _tracing():
+    if _records(x):
         return Subsample.apply(x, stride, offsets)
     return tuple(_strided(x, stride, o) for o in offsets)
 
@@ -129,19 +129,20 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         super().__init__(1)
 
     def forward(self, x):
-        if (
-            x.dim() == 4
-            and torch.is_grad_enabled()
-            and x.requires_grad
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()
-            and not _tracing()
-        ):
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        if x.dim() == 4 and channels_last and not x.is_contiguous() and _records(x):
             return _MeanKeepingLayout.apply(x)
         return super().forward(x)
 
 
+def _records(x: torch.Tensor) -> bool:
+    """Whether autograd records ``x``'s use, outside a trace for export."""
+    return torch.is_grad_enabled() and x.requires_grad and not _tracing()
+
+
 def _tracing() -> bool:
+    """Whether a graph is being traced for export (the autograd functions here have no
+    symbolic form)."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
@@ -156,7 +157,7 @@ def wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
     backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
     takes torch's own ops)."""
-    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if not torch.is_grad_enabled() or _tracing():
         return False
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         return False

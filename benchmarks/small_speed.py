@@ -20,7 +20,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
 
     python benchmarks/small_speed.py                     # every workload and variant
     python benchmarks/small_speed.py --no-compile --profile --json out.json
-    python benchmarks/small_speed.py --batchnorm         # BatchNorm: torch's layouts and scinas'
+    python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
 """
 
 from __future__ import annotations
@@ -154,35 +154,74 @@ def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]
 
 
+# (batch, channels, side, affine): the tiny preset's supernet (C=8) and training network (C=12
+# cells), the macro 64 network's widths (17, 34, 68), and widths of whole blocks of 16
+BATCHNORM_SHAPES = (
+    (32, 8, 28, False),
+    (128, 12, 28, True),
+    (128, 24, 14, True),
+    (128, 48, 7, True),
+    (128, 17, 32, True),
+    (128, 34, 16, True),
+    (128, 68, 8, True),
+    (128, 16, 32, True),
+    (128, 32, 16, True),
+)
+
+
 def batchnorm_layouts(repeats: int = 20) -> list[dict]:
-    """BatchNorm2d forward + backward on a batch of 128: torch's, contiguous and channels-last,
-    and scinas' (`LeanBatchNorm2d`, channels-last) at narrow, middle and deep layers' shapes:
-    where the layout's cost depends on the width, and where scinas' `NARROW_BN` path pays."""
+    """BatchNorm2d forward + backward: torch's, contiguous and channels-last, and scinas'
+    (`LeanBatchNorm2d`, channels-last) at the workloads' shapes (`BATCHNORM_SHAPES`): where the
+    layout's cost depends on the width, and where scinas' `WideBatchNorm` path pays."""
     from scinas.lean_ops import LeanBatchNorm2d
 
     rows = []
-    for channels, side in ((8, 28), (12, 28), (16, 32), (32, 32), (48, 7)):
+    for batch, channels, side, affine in BATCHNORM_SHAPES:
         times = {}
         for layout in ("nchw", "channels-last", "scinas"):
-            x = torch.randn(128, channels, side, side)
+            torch.manual_seed(0)
+            x = torch.randn(batch, channels, side, side)
             if layout != "nchw":
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
-            bn = (LeanBatchNorm2d if layout == "scinas" else torch.nn.BatchNorm2d)(channels)
+            kind = LeanBatchNorm2d if layout == "scinas" else torch.nn.BatchNorm2d
+            bn = kind(channels, affine=affine)
             grad = torch.randn_like(x)
             for _ in range(3):
                 bn(x).backward(grad)
             started = time.perf_counter()
             for _ in range(repeats):
                 bn(x).backward(grad)
-            times[layout] = (time.perf_counter() - started) / repeats
-        rows.append({"channels": channels, "side": side, **{k: v * 1e3 for k, v in times.items()}})
+            times[layout] = (time.perf_counter() - started) / repeats * 1e3
+        rows.append({"batch": batch, "channels": channels, "side": side, "affine": affine, **times})
         print(
-            f"BatchNorm2d {channels:3d}x{side}x{side}: {rows[-1]['nchw']:.2f} ms contiguous, "
-            f"{rows[-1]['channels-last']:.2f} ms channels-last, {rows[-1]['scinas']:.2f} ms "
-            "scinas' (channels-last; forward + backward)"
+            f"BatchNorm2d {batch}x{channels}x{side}x{side}{'' if affine else ' (no affine)'}: "
+            f"{times['nchw']:.2f} ms contiguous, {times['channels-last']:.2f} ms channels-last, "
+            f"{times['scinas']:.2f} ms scinas' (channels-last; forward + backward), "
+            f"x{times['channels-last'] / times['scinas']:.2f}"
         )
     return rows
+
+
+def record_batchnorm(rows: list[dict], threads: int) -> None:
+    from results import write_result  # beside this script
+
+    write_result(
+        "small_speed",
+        "BatchNorm layouts",
+        ["shape (B×C×S×S)", "affine", "contiguous ms", "channels-last ms", "scinas ms",
+         "x channels-last"],
+        [
+            [f"{r['batch']}×{r['channels']}×{r['side']}×{r['side']}", "yes" if r["affine"] else
+             "no", round(r["nchw"], 3), round(r["channels-last"], 3), round(r["scinas"], 3),
+             round(r["channels-last"] / r["scinas"], 2)]
+            for r in rows
+        ],
+        notes=f"Training-mode forward + backward, mean of 20 after 3 warm-up, {threads} threads, "
+        "one run, alone. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
+        "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise (above "
+        "LEAN_FROM elements).",
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -193,11 +232,14 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
+    ap.add_argument("--record", action="store_true", help="with --batchnorm: a result file")
     args = ap.parse_args()
     allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
     if args.batchnorm:
         torch.set_num_threads(args.threads)
-        batchnorm_layouts()
+        rows = batchnorm_layouts()
+        if args.record:
+            record_batchnorm(rows, args.threads)
         return
     torch.set_num_threads(args.threads)
     reference = conv_throughput("cpu")

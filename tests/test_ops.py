@@ -164,7 +164,7 @@ def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("affine", [False, True])
-@pytest.mark.parametrize("C", [5, 20])  # below NARROW_BN (channels-last: its own path), above
+@pytest.mark.parametrize("C", [5, 20, 32])  # channels-last: WideBatchNorm for 5 and 20
 def test_search_batchnorm_equals_batchnorm(momentum, channels_last, affine, C, lean_always):
     from scinas.ops import LeanBatchNorm2d
 
@@ -195,20 +195,26 @@ def test_search_batchnorm_equals_batchnorm(momentum, channels_last, affine, C, l
 
 
 @pytest.mark.parametrize("affine", [False, True])
-def test_narrow_batchnorm_gradients_match_finite_differences(affine):
-    from scinas.lean_ops import NarrowBatchNorm
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (4, 3, 4, 4), (3, 5, 3, 1)])  # k = 2, 32, 1
+def test_wide_batchnorm_gradients_match_finite_differences(affine, shape):
+    from scinas.lean_ops import WideBatchNorm, _wide_rows
 
     torch.manual_seed(0)
-    x = torch.randn(3, 4, 5, 2, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(*shape, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    assert _wide_rows(x)[1] == {(3, 4, 5, 2): 2, (4, 3, 4, 4): 32, (3, 5, 3, 1): 1}[shape]
     x.requires_grad_(True)
-    w = torch.randn(4, dtype=torch.double, requires_grad=True) if affine else None
-    b = torch.randn(4, dtype=torch.double, requires_grad=True) if affine else None
+    C = shape[1]
+    w = torch.randn(C, dtype=torch.double, requires_grad=True) if affine else None
+    b = torch.randn(C, dtype=torch.double, requires_grad=True) if affine else None
     inputs = (x, w, b, 1e-5)
-    assert torch.autograd.gradcheck(lambda *a: NarrowBatchNorm.apply(*a)[0], inputs)
-    y, mean, var = NarrowBatchNorm.apply(*inputs)
+    assert torch.autograd.gradcheck(lambda *a: WideBatchNorm.apply(*a)[0], inputs)
+    y, mean, var = WideBatchNorm.apply(*inputs)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(mean, x.mean((0, 2, 3)))
     torch.testing.assert_close(var, x.var((0, 2, 3), unbiased=False))
+    assert not y._is_view()
+    if affine:  # an in-place ReLU may follow (without affine, the output is kept for backward)
+        F.relu(y, inplace=True).sum().backward()
 
 
 def _saved_maps(module, x, weight=None) -> int:

@@ -4,8 +4,9 @@ A 1×1 convolution as one matrix product on channels-last maps (`Conv1x1`), and 
 functions that keep less for backward than torch's own: the ReLU -> depthwise -> 1×1 chain of
 the separable and dilated convolutions keeps only its input (`DepthwisePointwise`), and the
 supernet's affine-free BatchNorm keeps its output (`LeanBatchNorm2d`), which also normalises
-narrow channels-last maps by matrix products (`NarrowBatchNorm`). They act on images (4-D
-maps) at and above `LEAN_FROM` elements; everything else runs torch's own layers.
+channels-last maps whose width torch's kernel vectorises badly on wide views (`WideBatchNorm`).
+They act on images (4-D maps) at and above `LEAN_FROM` elements; everything else runs torch's
+own layers.
 """
 
 from __future__ import annotations
@@ -295,47 +296,56 @@ class BatchNormKeepingOutput(torch.autograd.Function):
         return gx, None, None, None, None
 
 
-# Channels-last BatchNorm on a CPU below this many channels runs `NarrowBatchNorm` (against
-# torch's kernel: `benchmarks/small_speed.py --batchnorm`).
-NARROW_BN = 16
+# torch's channels-last BatchNorm on a CPU vectorises over the channels in blocks of this many
+# floats: other widths run `WideBatchNorm` (`benchmarks/small_speed.py --batchnorm`)
+BN_BLOCK = 16
+WIDE_BN = 128  # `WideBatchNorm`'s elementwise work runs on rows of up to this many floats
 
 
-class NarrowBatchNorm(torch.autograd.Function):
-    """Train-mode BatchNorm of a channels-last map with few channels, its sums as matrix products.
+class WideBatchNorm(torch.autograd.Function):
+    """Train-mode BatchNorm of a channels-last map whose width torch's CPU kernel vectorises
+    badly (channels not a multiple of `BN_BLOCK`: 8, 12, 17, 24, ...).
 
-    torch's channels-last CPU kernel vectorises over the channels, which a narrow layer leaves
-    mostly idle; seen as a (B·H·W, C) matrix (a view), each per-channel sum is one matrix-vector
-    product. Keeps x-hat and the inverse std (with ``weight`` None x-hat is the output, as
-    `BatchNormKeepingOutput` keeps). Returns the output, the batch mean and the biased variance.
+    Seen as a (B·H·W, C) matrix (a view), the per-channel sums are column sums, and the
+    per-channel scaling runs on a (B·H·W/k, k·C) view of the same memory with the per-channel
+    vectors tiled k times, so every elementwise op works on wide rows. Keeps x-hat and the
+    inverse std (with ``weight`` None x-hat is the output, as `BatchNormKeepingOutput` keeps).
+    Returns the output, the batch mean and the biased variance.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float):
-        rows = _rows(x)
-        ones = rows.new_ones(1, rows.size(0))
-        mean = (ones @ rows).squeeze(0) / rows.size(0)
-        xhat = rows - mean
-        var = (ones @ (xhat * xhat)).squeeze(0) / rows.size(0)
+        wide, k = _wide_rows(x)
+        n = wide.numel() // x.size(1)
+        mean = _column_sums(wide, k) / n
+        # outputs are whole tensors, not views of the rows (an in-place op may follow)
+        xhat = torch.empty_like(x, memory_format=torch.channels_last)
+        xhat_rows = _wide_rows(xhat)[0]
+        torch.sub(wide, mean.repeat(k), out=xhat_rows)
+        var = _column_sums(xhat_rows * xhat_rows, k) / n  # two passes: no cancellation
         invstd = torch.rsqrt(var + eps)
-        xhat.mul_(invstd)
-        y = xhat if weight is None else torch.addcmul(bias, xhat, weight)
+        xhat_rows.mul_(invstd.repeat(k))
+        y = xhat
+        if weight is not None:
+            y = torch.empty_like(xhat)
+            torch.addcmul(bias.repeat(k), xhat_rows, weight.repeat(k), out=_wide_rows(y)[0])
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.mark_non_differentiable(mean, var)
-        B, C, H, W = x.shape
-        return y.view(B, H, W, C).permute(0, 3, 1, 2), mean, var
+        return y, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, _mean, _var):
         xhat, invstd, weight = ctx.saved_tensors
-        g = _rows(gy.contiguous(memory_format=torch.channels_last))
-        n = g.size(0)
-        ones = g.new_ones(1, n)
-        g_bias = (ones @ g).squeeze(0)
-        g_weight = (ones @ (g * xhat)).squeeze(0)
+        xhat, k = _wide_rows(xhat)
+        g = _rows(gy.contiguous(memory_format=torch.channels_last)).view(xhat.shape)
+        n = xhat.numel() // gy.size(1)
+        g_bias = _column_sums(g, k)
+        g_weight = _column_sums(g * xhat, k)
         scale = invstd if weight is None else invstd * weight
         # scale·(g − mean(g) − x-hat·mean(g·x-hat)), the input gradient of a BatchNorm
-        gx = torch.addcmul(g * scale - g_bias * (scale / n), xhat, g_weight * (scale / n), value=-1)
+        gx = torch.addcmul((g_bias * (-scale / n)).repeat(k), g, scale.repeat(k))
+        gx.addcmul_(xhat, (g_weight * (scale / n)).repeat(k), value=-1)
         B, C, H, W = gy.shape
         gx = gx.view(B, H, W, C).permute(0, 3, 1, 2)
         if weight is None:
@@ -343,30 +353,45 @@ class NarrowBatchNorm(torch.autograd.Function):
         return gx, g_weight, g_bias, None
 
 
+def _wide_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A channels-last map as a (B·H·W/k, k·C) view, k the largest power of two that divides
+    B·H·W with k·C at most `WIDE_BN`."""
+    rows = _rows(x)
+    k = 1
+    while 2 * k * rows.size(1) <= WIDE_BN and rows.size(0) % (2 * k) == 0:
+        k *= 2
+    return rows.view(rows.size(0) // k, k * rows.size(1)), k
+
+
+def _column_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-channel sums of a `_wide_rows` view."""
+    return wide.sum(0).view(k, -1).sum(0)
+
+
 class LeanBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same state_dict, statistics and outputs up to float rounding) with
-    two training-mode paths of its own: on channels-last maps of fewer than `NARROW_BN` channels,
-    `NarrowBatchNorm`; otherwise, without affine parameters (the supernet's ops), a backward that
+    two training-mode paths of its own: on a CPU's channels-last maps of a width not a multiple
+    of `BN_BLOCK`, `WideBatchNorm`; otherwise, without affine parameters (the supernet's ops), a backward that
     keeps its output rather than its input (`BatchNormKeepingOutput`). The DARTS ops and the
     generic networks' image layers (`scinas.spaces.nd`) use it."""
 
     def forward(self, x):
         if not (self.training and self.track_running_stats and x.dim() == 4):
             return super().forward(x)
-        narrow = (  # measured on CPUs only
+        wide = (  # measured on CPUs only
             x.device.type == "cpu"
-            and x.size(1) < NARROW_BN
+            and x.size(1) % BN_BLOCK != 0
             and x.is_contiguous(memory_format=torch.channels_last)
         )
-        if (self.affine and not narrow) or not wants_autograd(x, *self.parameters()):
+        if (self.affine and not wide) or not wants_autograd(x, *self.parameters()):
             return super().forward(x)
         self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        if not narrow:
+        if not wide:
             return BatchNormKeepingOutput.apply(
                 x, self.running_mean, self.running_var, momentum, self.eps
             )
-        y, mean, var = NarrowBatchNorm.apply(x, self.weight, self.bias, self.eps)
+        y, mean, var = WideBatchNorm.apply(x, self.weight, self.bias, self.eps)
         n = x.numel() // x.size(1)
         with torch.no_grad():  # as torch's kernel: the running variance unbiased
             self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)

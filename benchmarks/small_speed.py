@@ -21,6 +21,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
     python benchmarks/small_speed.py                     # every workload and variant
     python benchmarks/small_speed.py --no-compile --profile --json out.json
     python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
+    python benchmarks/small_speed.py --pointwise --record  # 1x1 convolutions: GEMM or oneDNN
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import scinas
 from scinas import allocator
 from scinas.budget import timings
 from scinas.flops import count_parameters
+from scinas.lean_ops import GEMM_BELOW as DEFAULT_GEMM_BELOW
 from scinas.spaces import SPACES, load_genotype
 
 
@@ -193,7 +195,15 @@ def batchnorm_layouts(repeats: int = 20) -> list[dict]:
             for _ in range(repeats):
                 bn(x).backward(grad)
             times[layout] = (time.perf_counter() - started) / repeats * 1e3
-        rows.append({"batch": batch, "channels": channels, "side": side, "affine": affine, **times})
+        rows.append(
+            {
+                "batch": batch,
+                "channels": channels,
+                "side": side,
+                "affine": affine,
+                **times,
+            }
+        )
         print(
             f"BatchNorm2d {batch}x{channels}x{side}x{side}{'' if affine else ' (no affine)'}: "
             f"{times['nchw']:.2f} ms contiguous, {times['channels-last']:.2f} ms channels-last, "
@@ -203,25 +213,126 @@ def batchnorm_layouts(repeats: int = 20) -> list[dict]:
     return rows
 
 
-def record_batchnorm(rows: list[dict], threads: int) -> None:
+# (batch, in, out channels, side): the tiny supernet's and training network's 1×1 convolutions,
+# the macro 64 network's, and an expansion
+POINTWISE_SHAPES = (
+    (32, 8, 8, 28),
+    (32, 16, 16, 14),
+    (32, 32, 32, 7),
+    (128, 12, 12, 28),
+    (128, 24, 24, 14),
+    (128, 48, 48, 7),
+    (128, 17, 17, 32),
+    (128, 68, 68, 8),
+    (128, 16, 64, 32),
+)
+
+
+def pointwise_paths(repeats: int = 50) -> list[dict]:
+    """A 1×1 convolution of a channels-last map, forward and both gradients, as one GEMM over
+    (B·H·W, C) and as oneDNN's convolution: the two ways `scinas.lean_ops.pointwise` takes,
+    and which one its size rule (`GEMM_BELOW`) picks."""
+    from scinas import lean_ops
+
+    rows = []
+    for batch, c_in, c_out, side in POINTWISE_SHAPES:
+        torch.manual_seed(0)
+        x = torch.randn(batch, c_in, side, side).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c_out, c_in)
+        g = torch.randn(batch, c_out, side, side).contiguous(memory_format=torch.channels_last)
+        times = {}
+        for path, below in (("gemm", 1 << 62), ("convolution", 0)):
+            lean_ops.GEMM_BELOW = below
+
+            def step(x=x, w=w, g=g):
+                lean_ops.pointwise(x, w)
+                lean_ops.pointwise(g, w.t())  # the input's gradient
+                lean_ops.pointwise_weight_grad(g, x)
+
+            for _ in range(3):
+                step()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            times[path] = (time.perf_counter() - started) / repeats * 1e3
+        lean_ops.GEMM_BELOW = DEFAULT_GEMM_BELOW
+        chosen = "gemm" if lean_ops._gemm(x, c_out) else "convolution"
+        rows.append(
+            {
+                "batch": batch,
+                "in": c_in,
+                "out": c_out,
+                "side": side,
+                **times,
+                "chosen": chosen,
+            }
+        )
+        print(
+            f"1x1 {batch}x{c_in}x{side}x{side} -> {c_out}: {times['gemm']:.3f} ms GEMM, "
+            f"{times['convolution']:.3f} ms convolution (forward + both gradients); "
+            f"scinas takes the {chosen}"
+        )
+    return rows
+
+
+def record(kind: str, rows: list[dict], threads: int) -> None:
     from results import write_result  # beside this script
 
-    write_result(
-        "small_speed",
-        "BatchNorm layouts",
-        ["shape (B×C×S×S)", "affine", "contiguous ms", "channels-last ms", "scinas ms",
-         "x channels-last"],
-        [
-            [f"{r['batch']}×{r['channels']}×{r['side']}×{r['side']}", "yes" if r["affine"] else
-             "no", round(r["nchw"], 3), round(r["channels-last"], 3), round(r["scinas"], 3),
-             round(r["channels-last"] / r["scinas"], 2)]
+    if kind == "batchnorm":
+        columns = [
+            "shape (B×C×S×S)",
+            "affine",
+            "contiguous ms",
+            "channels-last ms",
+            "scinas ms",
+            "x channels-last",
+        ]
+        table = [
+            [
+                f"{r['batch']}×{r['channels']}×{r['side']}×{r['side']}",
+                "yes" if r["affine"] else "no",
+                round(r["nchw"], 3),
+                round(r["channels-last"], 3),
+                round(r["scinas"], 3),
+                round(r["channels-last"] / r["scinas"], 2),
+            ]
             for r in rows
-        ],
-        notes=f"Training-mode forward + backward, mean of 20 after 3 warm-up, {threads} threads, "
-        "one run, alone. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
-        "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise (above "
-        "LEAN_FROM elements).",
-    )  # fmt: skip
+        ]
+        setting = "BatchNorm layouts"
+        notes = (
+            "Training-mode forward + backward, mean of 20 after 3 warm-up, channels-last unless "
+            "contiguous. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
+            "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise "
+            "(above LEAN_FROM elements)."
+        )
+    else:
+        columns = [
+            "shape (B×C×S×S)",
+            "out",
+            "GEMM ms",
+            "convolution ms",
+            "x GEMM",
+            "scinas takes",
+        ]
+        table = [
+            [
+                f"{r['batch']}×{r['in']}×{r['side']}×{r['side']}",
+                r["out"],
+                round(r["gemm"], 3),
+                round(r["convolution"], 3),
+                round(r["gemm"] / r["convolution"], 2),
+                r["chosen"],
+            ]
+            for r in rows
+        ]
+        setting = "1x1 convolution paths"
+        notes = (
+            "A channels-last 1×1 convolution's forward, input gradient and weight gradient, mean "
+            "of 50 after 3 warm-up, as one GEMM over (B·H·W, C) and as oneDNN's convolution; "
+            "scinas' pointwise takes the GEMM below lean_ops.GEMM_BELOW input and output elements."
+        )
+    write_result("small_speed", setting, columns, table, notes=notes + f" {threads} threads, "
+                 "one run, alone.")  # fmt: skip
 
 
 def main() -> None:
@@ -232,14 +343,16 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
-    ap.add_argument("--record", action="store_true", help="with --batchnorm: a result file")
+    ap.add_argument("--pointwise", action="store_true", help="only 1x1 convolutions' paths")
+    ap.add_argument("--record", action="store_true", help="with --batchnorm/--pointwise: a result")
     args = ap.parse_args()
     allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
-    if args.batchnorm:
+    if args.batchnorm or args.pointwise:
         torch.set_num_threads(args.threads)
-        rows = batchnorm_layouts()
+        kind = "batchnorm" if args.batchnorm else "pointwise"
+        rows = batchnorm_layouts() if args.batchnorm else pointwise_paths()
         if args.record:
-            record_batchnorm(rows, args.threads)
+            record(kind, rows, args.threads)
         return
     torch.set_num_threads(args.threads)
     reference = conv_throughput("cpu")
@@ -273,7 +386,11 @@ def main() -> None:
             print("   " + "; ".join(f"{k} {v:.0%}" for k, v in profiles[name]))
     if args.json:
         with open(args.json, "w") as f:
-            out = {"large_conv_gflops": reference / 1e9, "rows": rows, "profiles": profiles}
+            out = {
+                "large_conv_gflops": reference / 1e9,
+                "rows": rows,
+                "profiles": profiles,
+            }
             json.dump(out, f, indent=1)
 
 

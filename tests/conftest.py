@@ -164,6 +164,17 @@ def lean_always(monkeypatch):
     monkeypatch.setattr(scinas.lean_ops, "LEAN_FROM", 0)
 
 
+@pytest.fixture(params=["gemm", "convolution"])
+def pointwise_path(request, monkeypatch):
+    """Each way `scinas.lean_ops.pointwise` computes a 1×1 convolution of a channels-last map
+    (by its size, `GEMM_BELOW`: test maps are small)."""
+    import scinas.lean_ops
+
+    below = 1 << 62 if request.param == "gemm" else 0
+    monkeypatch.setattr(scinas.lean_ops, "GEMM_BELOW", below)
+    return request.param
+
+
 @pytest.fixture
 def plugin(monkeypatch):
     """``plugin(name)`` imports ``tests/plugins/<name>.py`` as a user's module would be, so the

@@ -37,13 +37,19 @@ def test_none_is_zero_and_skip_is_identity():
     assert torch.equal(create_op("skip_connect", 3, 1)(x), x)
 
 
-def test_conv1x1_matmul_path_equals_conv2d():
+def test_conv1x1_equals_conv2d(pointwise_path):
     conv = Conv1x1(5, 7)
     x = torch.randn(4, 5, 6, 3)
     ref = F.conv2d(x, conv.weight)
-    out = conv(x.contiguous(memory_format=torch.channels_last))
+    xc = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = conv(xc)
     torch.testing.assert_close(out, ref)
     assert out.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [xc, conv.weight], g)
+    want = torch.autograd.grad(F.conv2d(xc, conv.weight), [xc, conv.weight], g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_unknown_op_suggests_closest():
@@ -53,7 +59,7 @@ def test_unknown_op_suggests_closest():
 
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("shifted", [False, True])
-def test_strided_conv1x1_equals_strided_convolution(channels_last, shifted):
+def test_strided_conv1x1_equals_strided_convolution(channels_last, shifted, pointwise_path):
     """Conv1x1 with stride 2 (subsample, then matmul) gives nn.Conv2d's outputs and gradients.
     The shape is one where torch 2.13's oneDNN weight gradient of the strided 1×1 convolution
     corrupted the heap on an AVX-512 CPU (batch 31, 4 -> 2 channels, 12×20, channels-last)."""
@@ -96,7 +102,7 @@ def _plain_dilconv(m, x):
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("relu_in", [True, False])
 def test_lean_conv_ops_give_autograds_outputs_and_gradients(
-    name, stride, channels_last, relu_in, lean_always
+    name, stride, channels_last, relu_in, lean_always, pointwise_path
 ):
     """The recomputing depthwise->1×1 function and the output-keeping BatchNorm give the same
     outputs and gradients (input and every weight) as torch's autograd on the plain ops, in
@@ -256,7 +262,9 @@ def test_lean_sepconv_keeps_two_feature_maps_besides_its_input(lean_always):
 
 @pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 1), (2, 5)])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_factorized_reduce_is_dartss_padded_two_branch_reduction(hw, channels_last, lean_always):
+def test_factorized_reduce_is_dartss_padded_two_branch_reduction(
+    hw, channels_last, lean_always, pointwise_path
+):
     """FactorizedReduce equals DARTS' definition, with the offset branch on the input padded by one
     zero row and column at the far end (which gives ceil(H/2) for odd sizes): outputs and
     gradients."""

@@ -18,13 +18,14 @@ from torch.autograd.function import once_differentiable
 
 
 class Conv1x1(nn.Conv2d):
-    """A bias-free 1×1 convolution (any stride) that runs as a matmul on channels-last input.
+    """A bias-free 1×1 convolution (any stride) through `pointwise` on channels-last input.
 
     On CPU, oneDNN's 1×1 convolution carries a large fixed cost per call that dominates the small
     feature maps of a supernet; on a channels-last tensor the same product is one GEMM over
-    (B·H·W, C) with no copies (the permutes are views). A stride s keeps every s-th row and column
-    first (the same outputs as the strided convolution, which has no padding), then multiplies.
-    That also steers clear of a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
+    (B·H·W, C) with no copies (the permutes are views), which `pointwise` takes on small maps.
+    A stride s keeps every s-th row and column first (the same outputs as the strided
+    convolution, which has no padding), then multiplies at stride 1. That also steers clear of
+    a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
     convolution on channels-last input corrupts the heap for some shapes on AVX-512 CPUs (e.g.
     batch 31, 4 -> 2 channels, 12×20: "double free or corruption"; NCHW, stride 1, or oneDNN
     limited to AVX2 do not). Weights and state_dict keys are those of nn.Conv2d, so checkpoints
@@ -49,12 +50,38 @@ class Conv1x1(nn.Conv2d):
         return super().forward(x)
 
 
+# A CPU's 1×1 convolution of at least this many input and output elements runs oneDNN's kernel,
+# smaller ones one GEMM: oneDNN's fixed cost per call dominates small maps, and the GEMM of few
+# channels (K and N of 8-64) reaches half oneDNN's speed on large ones (`benchmarks/small_speed.py
+# --pointwise`)
+GEMM_BELOW = 1 << 18
+
+
 def pointwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """1×1 convolution of x (B, C_in, H, W) with w (C_out, C_in): one GEMM on channels-last."""
-    if x.is_contiguous(memory_format=torch.channels_last):
+    """1×1 convolution of x (B, C_in, H, W) with w (C_out, C_in): one GEMM on small
+    channels-last maps (`GEMM_BELOW`), a convolution otherwise."""
+    if x.is_contiguous(memory_format=torch.channels_last) and _gemm(x, w.size(0)):
         y = F.linear(x.permute(0, 2, 3, 1), w)  # (B, H, W, C_out)
         return y.permute(0, 3, 1, 2)  # channels-last (B, C_out, H, W) view
     return F.conv2d(x, w[:, :, None, None])
+
+
+def _gemm(x: torch.Tensor, out_channels: int) -> bool:
+    """Whether a 1×1 convolution of ``x`` to ``out_channels`` runs as a GEMM (`GEMM_BELOW`)."""
+    if x.device.type != "cpu" or x.numel() == 0:  # an empty map: torch's convolution refuses it
+        return True
+    return x.numel() // x.size(1) * (x.size(1) + out_channels) < GEMM_BELOW
+
+
+def pointwise_weight_grad(gy: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The (C_out, C_in) weight gradient of a 1×1 convolution of channels-last ``x`` given its
+    output's gradient ``gy`` (channels-last), by the same rule as `pointwise`."""
+    if _gemm(x, gy.size(1)):
+        return _rows(gy).t() @ _rows(x)
+    w = x.new_empty(gy.size(1), x.size(1), 1, 1)
+    return torch.ops.aten.convolution_backward(
+        gy, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1].flatten(1)
 
 
 def _format(x: torch.Tensor) -> torch.memory_format:
@@ -253,7 +280,7 @@ class DepthwisePointwise(torch.autograd.Function):
         g_pw = g_x = g_dw = None
         if need_pw:
             t = F.conv2d(r, w_dw, None, stride, padding, dilation, x.size(1))
-            g_pw = (_rows(gy).t() @ _rows(t)).view_as(w_pw)
+            g_pw = pointwise_weight_grad(gy, t).view_as(w_pw)
         if need_x or need_dw:
             g_t = pointwise(gy, w_pw.flatten(1).t())
             g_x, g_dw = depthwise_backward(g_t, r, w_dw, stride, padding, dilation, need_x, need_dw)
@@ -371,9 +398,9 @@ def _column_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
 class LeanBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same state_dict, statistics and outputs up to float rounding) with
     two training-mode paths of its own: on a CPU's channels-last maps of a width not a multiple
-    of `BN_BLOCK`, `WideBatchNorm`; otherwise, without affine parameters (the supernet's ops), a backward that
-    keeps its output rather than its input (`BatchNormKeepingOutput`). The DARTS ops and the
-    generic networks' image layers (`scinas.spaces.nd`) use it."""
+    of `BN_BLOCK`, `WideBatchNorm`; otherwise, without affine parameters (the supernet's ops), a
+    backward that keeps its output rather than its input (`BatchNormKeepingOutput`). The DARTS
+    ops and the generic networks' image layers (`scinas.spaces.nd`) use it."""
 
     def forward(self, x):
         if not (self.training and self.track_running_stats and x.dim() == 4):

@@ -1,7 +1,7 @@
 """Where the time of small networks goes on a CPU, and what the candidate speed-ups buy.
 
-Three workloads of issue 31, each one training step (forward, backward, SGD update) on random
-data, median of ``--repeats`` steps after warm-up:
+Four workloads, each one training step (forward, backward, SGD update) on random data, median
+of ``--repeats`` steps after warm-up (the first three are issue 31's):
 
 - ``tiny train``: DARTS_V2 at the tiny preset's training size (C=12, 4 cells) on 1×28×28
   images, batch 128 (the tiny preset's MNIST retraining; DARTS_V2 stands in for the genotype a
@@ -9,7 +9,9 @@ data, median of ``--repeats`` steps after warm-up:
 - ``macro 64``: a macro-space network of about 200k parameters (basic blocks, width matched as
   in ``benchmarks/macro_speed.py``) on 3×64×64 images, batch 128, 2 classes;
 - ``tiny search``: one first-order DARTS search step (an architecture step, then a weight step)
-  of the tiny preset's supernet (C=8, 4 cells, the 8 DARTS ops) on 1×28×28, batch 32.
+  of the tiny preset's supernet (C=8, 4 cells, the 8 DARTS ops) on 1×28×28, batch 32;
+- ``nb201 search``: the same step of a NAS-Bench-201 supernet (C=16, 5 cells a stage, as the
+  NB201 benchmarks search it) on 3×32×32, batch 64.
 
 Variants: ``eager`` (scinas' default on a CPU: channels-last), ``nchw`` (contiguous),
 ``compile`` (``torch.compile``, inductor; its compile seconds reported apart: the first steps
@@ -20,6 +22,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
 
     python benchmarks/small_speed.py                     # every workload and variant
     python benchmarks/small_speed.py --no-compile --profile --json out.json
+    python benchmarks/small_speed.py --only 'nb201 search' --no-compile
     python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
     python benchmarks/small_speed.py --pointwise --record  # 1x1 convolutions: GEMM or oneDNN
 """
@@ -86,13 +89,26 @@ def _train_step(net, shape, classes, batch, layout):
 
 def tiny_search(layout):
     from scinas.spaces.darts.supernet import Supernet
-    from scinas.strategies.darts import Architect
-    from scinas.tasks import Classification
 
     s = scinas.build_config("tiny").search
     model = Supernet(1, 10, (28, 28), C=s.C, layers=s.layers)
-    batch = s.batch_size
-    xs = [torch.randn(batch, 1, 28, 28) for _ in range(2)]
+    return _search_step(model, (1, 28, 28), s.batch_size, layout)
+
+
+def nb201_search(layout):
+    s = scinas.build_config(
+        "small", overrides=["search.space=nb201", "search.layers=5", "search.C=16"]
+    ).search
+    model = SPACES.get("nb201").build_supernet(s, (3, 32, 32), 10)
+    return _search_step(model, (3, 32, 32), 64, layout)
+
+
+def _search_step(model, shape, batch, layout):
+    """One first-order step of ``model`` (a supernet): an architecture step, then a weight step."""
+    from scinas.strategies.darts import Architect
+    from scinas.tasks import Classification
+
+    xs = [torch.randn(batch, *shape) for _ in range(2)]
     ys = [torch.randint(0, 10, (batch,)) for _ in range(2)]
     if layout != "nchw":
         model = model.to(memory_format=torch.channels_last)
@@ -116,7 +132,12 @@ def tiny_search(layout):
     return step, 2 * batch, count_parameters(model)  # a search step sees two batches
 
 
-WORKLOADS = {"tiny train": tiny_train, "macro 64": macro_64, "tiny search": tiny_search}
+WORKLOADS = {
+    "tiny train": tiny_train,
+    "macro 64": macro_64,
+    "tiny search": tiny_search,
+    "nb201 search": nb201_search,
+}
 
 
 def measure(make, layout: str, repeats: int, threads: int) -> dict:
@@ -341,6 +362,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     ap.add_argument("--profile", action="store_true", help="the 8 ops of most self time")
+    ap.add_argument("--only", choices=list(WORKLOADS), default=None, help="one workload")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
     ap.add_argument("--pointwise", action="store_true", help="only 1x1 convolutions' paths")
@@ -360,12 +382,14 @@ def main() -> None:
     layouts = ["eager", "nchw"] + ([] if args.no_compile else ["compile"])
     rows, profiles = [], {}
     for name, make in WORKLOADS.items():
+        if args.only not in (None, name):
+            continue
         base = None
         variants = [(lay, args.threads) for lay in layouts]
         variants += [("eager", 1)] if args.threads > 1 else []
         for layout, threads in variants:
-            if layout == "compile" and name == "tiny search":
-                continue  # the supernet's graph breaks (its custom autograd functions)
+            if layout == "compile" and name.endswith("search"):
+                continue  # the supernets' graphs break (their custom autograd functions)
             r = {"workload": name, **measure(make, layout, args.repeats, threads)}
             if base is None:
                 base = r

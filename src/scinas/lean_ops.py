@@ -1,6 +1,6 @@
 """Memory-lean and GEMM-backed forms of the DARTS ops' image layers (`scinas.ops`).
 
-A 1×1 convolution as one matrix product on channels-last maps (`Conv1x1`), and autograd
+A 1×1 convolution as one matrix product on small channels-last maps (`Conv1x1`), and autograd
 functions that keep less for backward than torch's own: the ReLU -> depthwise -> 1×1 chain of
 the separable and dilated convolutions keeps only its input (`DepthwisePointwise`), and the
 supernet's affine-free BatchNorm keeps its output (`LeanBatchNorm2d`), which also normalises
@@ -25,11 +25,11 @@ class Conv1x1(nn.Conv2d):
     (B·H·W, C) with no copies (the permutes are views), which `pointwise` takes on small maps.
     A stride s keeps every s-th row and column first (the same outputs as the strided
     convolution, which has no padding), then multiplies at stride 1. That also steers clear of
-    a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1
-    convolution on channels-last input corrupts the heap for some shapes on AVX-512 CPUs (e.g.
-    batch 31, 4 -> 2 channels, 12×20: "double free or corruption"; NCHW, stride 1, or oneDNN
-    limited to AVX2 do not). Weights and state_dict keys are those of nn.Conv2d, so checkpoints
-    and FLOP counts are unchanged.
+    a oneDNN bug: torch 2.13's CPU weight gradient of a strided 1×1 convolution on channels-last
+    input corrupts the heap for some shapes on AVX-512 CPUs (e.g. batch 31, 4 -> 2 channels,
+    12×20: "double free or corruption"; NCHW, stride 1, or oneDNN limited to AVX2 do not).
+    Weights and state_dict keys are those of nn.Conv2d, so checkpoints and FLOP counts are
+    unchanged.
     """
 
     def __init__(self, C_in: int, C_out: int, stride: int = 1):

@@ -25,6 +25,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
     python benchmarks/small_speed.py --only 'nb201 search' --no-compile
     python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
     python benchmarks/small_speed.py --pointwise --record  # 1x1 convolutions: GEMM or oneDNN
+    python benchmarks/small_speed.py --depthwise --record  # depthwise weight gradients
 """
 
 from __future__ import annotations
@@ -296,6 +297,60 @@ def pointwise_paths(repeats: int = 50) -> list[dict]:
     return rows
 
 
+# (batch, channels, side, kernel, dilation): a searched tiny network's separable and dilated
+# convolutions (C=12 cells at 28×28, 24 at 14, 48 at 7) and the tiny supernet's (C=8, batch 32)
+DEPTHWISE_SHAPES = (
+    (128, 12, 28, 5, 1),
+    (128, 12, 28, 3, 2),
+    (128, 12, 28, 5, 2),
+    (128, 24, 14, 5, 1),
+    (128, 48, 7, 5, 1),
+    (32, 8, 28, 5, 1),
+    (32, 8, 28, 3, 2),
+)
+
+
+def depthwise_weight_grads(repeats: int = 20) -> list[dict]:
+    """The weight gradient of a stride-1 depthwise convolution on a channels-last map: oneDNN's
+    (`convolution_backward`) against scinas' (`lean_ops.depthwise_backward`, which splits 5×5,
+    7×7 and dilated 3×3 kernels into calls of oneDNN's fast 3×3 kernel where that pays)."""
+    from functools import partial
+
+    from scinas import lean_ops
+
+    rows = []
+    for batch, channels, side, k, d in DEPTHWISE_SHAPES:
+        torch.manual_seed(0)
+        cl = torch.channels_last
+        x = torch.randn(batch, channels, side, side).contiguous(memory_format=cl)
+        w = torch.randn(channels, 1, k, k)
+        p = d * (k - 1) // 2
+        g = torch.randn(batch, channels, side, side).contiguous(memory_format=cl)
+        conv = ([1, 1], [p, p], [d, d])
+        ways = {
+            "onednn": partial(torch.ops.aten.convolution_backward, g, x, w, None, *conv, False,
+                              [0, 0], channels, [False, True, False]),
+            "scinas": partial(lean_ops.depthwise_backward, g, x, w, *conv, False, True),
+        }  # fmt: skip
+        times = {}
+        for name, way in ways.items():
+            for _ in range(3):
+                way()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                way()
+            times[name] = (time.perf_counter() - started) / repeats * 1e3
+        split = lean_ops._split_weight_grad(g, x, (k, k), conv[1], conv[2]) is not None
+        rows.append({"batch": batch, "channels": channels, "side": side, "kernel": k,
+                     "dilation": d, **times, "split": split})  # fmt: skip
+        print(
+            f"depthwise {k}x{k} d{d} {batch}x{channels}x{side}x{side}: {times['onednn']:.3f} ms "
+            f"oneDNN, {times['scinas']:.3f} ms scinas ({'split' if split else 'oneDNN'}), "
+            f"x{times['onednn'] / times['scinas']:.2f}"
+        )
+    return rows
+
+
 def record(kind: str, rows: list[dict], threads: int) -> None:
     from results import write_result  # beside this script
 
@@ -325,6 +380,23 @@ def record(kind: str, rows: list[dict], threads: int) -> None:
             "contiguous. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
             "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise "
             "(above LEAN_FROM elements)."
+        )
+    elif kind == "depthwise":
+        columns = ["shape (B×C×S×S)", "kernel", "oneDNN ms", "scinas ms", "x oneDNN", "split"]
+        table = [
+            [f"{r['batch']}×{r['channels']}×{r['side']}×{r['side']}",
+             f"{r['kernel']}×{r['kernel']}, dilation {r['dilation']}", round(r["onednn"], 3),
+             round(r["scinas"], 3), round(r["onednn"] / r["scinas"], 2),
+             "yes" if r["split"] else "no"]
+            for r in rows
+        ]  # fmt: skip
+        setting = "depthwise weight gradients"
+        notes = (
+            "A stride-1 depthwise convolution's weight gradient on a channels-last map, mean of "
+            "20 after 3 warm-up: oneDNN's convolution_backward against lean_ops."
+            "depthwise_backward, which splits 5×5 and 7×7 kernels into 3×3 windows (from "
+            "lean_ops.WINDOWS_FROM input elements) and dilated 3×3 ones into phases (from "
+            "PHASES_FROM), each a call of oneDNN's fast 3×3 kernel."
         )
     else:
         columns = [
@@ -366,13 +438,15 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
     ap.add_argument("--pointwise", action="store_true", help="only 1x1 convolutions' paths")
-    ap.add_argument("--record", action="store_true", help="with --batchnorm/--pointwise: a result")
+    ap.add_argument("--depthwise", action="store_true", help="only depthwise weight gradients")
+    ap.add_argument("--record", action="store_true", help="with one of the three above: a result")
     args = ap.parse_args()
     allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
-    if args.batchnorm or args.pointwise:
+    micro = {"batchnorm": batchnorm_layouts, "pointwise": pointwise_paths,
+             "depthwise": depthwise_weight_grads}  # fmt: skip
+    if kind := next((k for k in micro if getattr(args, k)), None):
         torch.set_num_threads(args.threads)
-        kind = "batchnorm" if args.batchnorm else "pointwise"
-        rows = batchnorm_layouts() if args.batchnorm else pointwise_paths()
+        rows = micro[kind]()
         if args.record:
             record(kind, rows, args.threads)
         return

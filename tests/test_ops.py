@@ -145,12 +145,21 @@ def test_lean_conv_ops_give_autograds_outputs_and_gradients(
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (3, 2), (5, 2), (7, 1)])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride, channels_last):
+@pytest.mark.parametrize("hw", [(11, 8), (6, 9)])
+def test_depthwise_backward_equals_convolution_backward(
+    kernel, dilation, stride, channels_last, hw, monkeypatch
+):
+    """Every way `depthwise_backward` computes (the stride-1 input gradient as a convolution,
+    strided ones through stride 1, weight gradients split into 3×3 windows or phases, here at
+    any size) equals torch's convolution backward."""
+    import scinas.lean_ops
     from scinas.ops import depthwise_backward
 
+    monkeypatch.setattr(scinas.lean_ops, "WINDOWS_FROM", 0)
+    monkeypatch.setattr(scinas.lean_ops, "PHASES_FROM", 0)
     torch.manual_seed(0)
     C, pad = 5, dilation * (kernel - 1) // 2
-    x = torch.randn(2, C, 11, 8, dtype=torch.double)
+    x = torch.randn(2, C, *hw, dtype=torch.double)
     w = torch.randn(C, 1, kernel, kernel, dtype=torch.double)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -165,6 +174,8 @@ def test_depthwise_backward_equals_convolution_backward(kernel, dilation, stride
     torch.testing.assert_close(gw, ref_w, rtol=1e-10, atol=1e-10)
     assert depthwise_backward(g, x, w, *args, False, True)[0] is None
     assert depthwise_backward(g, x, w, *args, True, False)[1] is None
+    split = scinas.lean_ops._split_weight_grad(g, x, w.shape[-2:], *args[1:])
+    assert (split is not None) == (channels_last and (kernel, dilation) in {(5, 1), (7, 1), (3, 2)})
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])

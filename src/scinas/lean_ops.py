@@ -201,9 +201,11 @@ def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w:
     size and dilation, but for the backward only at 3×3 without dilation: other shapes run a
     generic grouped kernel that computes 16×16 blocks per one-channel group, 6–20× slower than the
     forward. At stride 1 the input gradient is the forward convolution of ``g`` with the flipped
-    kernel (padding ``d·(k-1) - p``), which takes the fast kernel; the weight gradient stays
-    oneDNN's. Strided convolutions go through their stride-1 counterpart (below). The results are
-    those of ``torch.ops.aten.convolution_backward`` up to float rounding, on any device.
+    kernel (padding ``d·(k-1) - p``), which takes the fast kernel, and on large channels-last
+    maps the weight gradient of a 5×5, 7×7 or dilated 3×3 kernel is a sum of fast 3×3 ones
+    (`_split_weight_grad`). Strided convolutions go through their stride-1 counterpart (below).
+    The results are those of ``torch.ops.aten.convolution_backward`` up to float rounding, on
+    any device.
     """
     C = x.size(1)
     kernel = w.shape[-2:]
@@ -236,6 +238,8 @@ def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w:
         pad = [d * (k - 1) - p for p, d, k in zip(padding, dilation, kernel, strict=True)]
         gx = F.conv2d(g, w.flip(2, 3), None, 1, pad, dilation, C)
         native_x = False
+    if need_w and not native_x and (split := _split_weight_grad(g, x, kernel, padding, dilation)):
+        return gx, split()
     if native_x or need_w:
         gx_native, gw, _ = torch.ops.aten.convolution_backward(
             g, x, w, None, list(stride), list(padding), list(dilation), False, [0, 0], C,
@@ -244,6 +248,73 @@ def depthwise_backward(g, x, w, stride, padding, dilation, need_x: bool, need_w:
         if native_x:
             gx = gx_native
     return gx, gw
+
+
+# Weight gradients split into 3×3 windows (5×5, 7×7) or phases (dilated 3×3) from this many
+# input elements: below, the copies cost about what they save (`small_speed.py --depthwise`)
+WINDOWS_FROM = 1 << 18
+PHASES_FROM = 1 << 20
+
+
+def _split_weight_grad(g, x, kernel, padding, dilation):
+    """The weight gradient of a stride-1 depthwise convolution of "same" padding as calls of
+    oneDNN's fast 3×3 kernel, where that pays (None where not): a 5×5 or 7×7 kernel as its 3×3
+    windows, each on the padded input shifted to the window; a 3×3 kernel of dilation 2 as four
+    undilated 3×3 gradients, one per phase (every other row and column from each offset), whose
+    sum it is. Each window or phase costs a copy of a feature map."""
+    k, d, p = kernel[0], dilation[0], padding[0]
+    if not (
+        x.device.type == "cpu"
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and tuple(kernel) == (k, k)
+        and tuple(dilation) == (d, d)
+        and tuple(padding) == (p, p)
+        and k % 2 == 1
+        and p == d * (k - 1) // 2
+    ):
+        return None
+    if d == 1 and k in (5, 7) and x.numel() >= WINDOWS_FROM:
+        return lambda: _windows_weight_grad(g, x, k)
+    if d == 2 and k == 3 and x.numel() >= PHASES_FROM:
+        return lambda: _phases_weight_grad(g, x)
+    return None
+
+
+def _fast_weight_grad(g, x, padding: int) -> torch.Tensor:
+    """oneDNN's 3×3 depthwise weight gradient, stride 1, no dilation."""
+    w = x.new_empty(x.size(1), 1, 3, 3)
+    return torch.ops.aten.convolution_backward(
+        g.contiguous(memory_format=torch.channels_last), x, w, None, [1, 1], [padding] * 2,
+        [1, 1], False, [0, 0], x.size(1), [False, True, False],
+    )[1]  # fmt: skip
+
+
+def _windows_weight_grad(g, x, k: int) -> torch.Tensor:
+    """A k×k ("same" padding) weight gradient from the 3×3 windows at rows and columns
+    0, 2, ..., k-3 of the kernel: the window at (a, b) is the 3×3 gradient, without padding, of
+    the input padded by (k-1)/2 and cut to start at (a, b)."""
+    p, (H, W) = (k - 1) // 2, x.shape[2:]
+    xp = F.pad(x, (p, p, p, p))
+    gw = x.new_empty(x.size(1), 1, k, k)
+    for a in range(0, k - 2, 2):
+        for b in range(0, k - 2, 2):
+            window = xp[:, :, a : a + H + 2, b : b + W + 2]
+            gw[:, :, a : a + 3, b : b + 3] = _fast_weight_grad(
+                g, window.contiguous(memory_format=torch.channels_last), 0
+            )
+    return gw
+
+
+def _phases_weight_grad(g, x) -> torch.Tensor:
+    """A 3×3 weight gradient of dilation 2 and padding 2: output row 2u+r reads input rows
+    2(u+i-1)+r, so each phase (r, c) of the output pairs with the same phase of the input
+    through an undilated 3×3 kernel of padding 1."""
+    cl = torch.channels_last
+    return sum(
+        _fast_weight_grad(g[:, :, r::2, c::2], x[:, :, r::2, c::2].contiguous(memory_format=cl), 1)
+        for r in (0, 1)
+        for c in (0, 1)
+    )
 
 
 class DepthwisePointwise(torch.autograd.Function):

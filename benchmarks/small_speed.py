@@ -178,6 +178,11 @@ def profile(make, repeats: int = 3) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in events[:8]]
 
 
+def _mean_ms(fn, repeats: int) -> float:
+    """Mean milliseconds of ``repeats`` calls of ``fn()`` after 3 untimed ones."""
+    return statistics.mean(timings(fn, repeats, 3)) * 1e3
+
+
 # (batch, channels, side, affine): the tiny preset's supernet (C=8) and training network (C=12
 # cells), the macro 64 network's widths (17, 34, 68), and widths of whole blocks of 16
 BATCHNORM_SHAPES = (
@@ -211,12 +216,7 @@ def batchnorm_layouts(repeats: int = 20) -> list[dict]:
             kind = LeanBatchNorm2d if layout == "scinas" else torch.nn.BatchNorm2d
             bn = kind(channels, affine=affine)
             grad = torch.randn_like(x)
-            for _ in range(3):
-                bn(x).backward(grad)
-            started = time.perf_counter()
-            for _ in range(repeats):
-                bn(x).backward(grad)
-            times[layout] = (time.perf_counter() - started) / repeats * 1e3
+            times[layout] = _mean_ms(lambda bn=bn, x=x, grad=grad: bn(x).backward(grad), repeats)
         rows.append(
             {
                 "batch": batch,
@@ -271,12 +271,7 @@ def pointwise_paths(repeats: int = 50) -> list[dict]:
                 lean_ops.pointwise(g, w.t())  # the input's gradient
                 lean_ops.pointwise_weight_grad(g, x)
 
-            for _ in range(3):
-                step()
-            started = time.perf_counter()
-            for _ in range(repeats):
-                step()
-            times[path] = (time.perf_counter() - started) / repeats * 1e3
+            times[path] = _mean_ms(step, repeats)
         lean_ops.GEMM_BELOW = DEFAULT_GEMM_BELOW
         chosen = "gemm" if lean_ops._gemm(x, c_out) else "convolution"
         rows.append(
@@ -332,14 +327,7 @@ def depthwise_weight_grads(repeats: int = 20) -> list[dict]:
                               [0, 0], channels, [False, True, False]),
             "scinas": partial(lean_ops.depthwise_backward, g, x, w, *conv, False, True),
         }  # fmt: skip
-        times = {}
-        for name, way in ways.items():
-            for _ in range(3):
-                way()
-            started = time.perf_counter()
-            for _ in range(repeats):
-                way()
-            times[name] = (time.perf_counter() - started) / repeats * 1e3
+        times = {name: _mean_ms(way, repeats) for name, way in ways.items()}
         split = lean_ops._split_weight_grad(g, x, (k, k), conv[1], conv[2]) is not None
         rows.append({"batch": batch, "channels": channels, "side": side, "kernel": k,
                      "dilation": d, **times, "split": split})  # fmt: skip

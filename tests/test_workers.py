@@ -133,22 +133,24 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(url_of, tmp_p
     )  # trials of about a second: the kill lands in the middle of one
     victim, other = worker(url, study, *opts), None
     deadline, killed = time.time() + 120, None
+    while time.time() < deadline and victim.poll() is None and not running(url, study, victim.pid):
+        time.sleep(0.05)
+    # From its first trial on, the victim runs in steps of 0.05 s, frozen between them while the
+    # test reads the study (reads take longer than a step under load: a free-running victim,
+    # polled, once ended all three of its trials unkilled). A write it had sent lands
+    # while it is frozen; it is killed at the first look that finds it training a trial whose
+    # architecture is drawn.
     while killed is None and time.time() < deadline and victim.poll() is None:
+        victim.send_signal(signal.SIGSTOP)
         time.sleep(0.2)
-        for t in running(url, study, victim.pid):
-            other = other or worker(url, study, *opts)  # joins while the victim works
-            if len(t.params) == decisions(url, study):  # training, its architecture drawn
-                # The trial may end between that read and a kill (CI once saw it COMPLETE):
-                # freeze the victim, let a write already sent land, and kill it only if the
-                # trial is still its running one; else let it go on and look again.
-                victim.send_signal(signal.SIGSTOP)
-                time.sleep(0.5)
-                if any(r.number == t.number for r in running(url, study, victim.pid)):
-                    victim.send_signal(signal.SIGKILL)
-                    killed = t.number
-                else:
-                    victim.send_signal(signal.SIGCONT)
-                break
+        other = other or worker(url, study, *opts)  # joins while the victim works
+        mine = running(url, study, victim.pid)
+        if mine and len(mine[0].params) == decisions(url, study):
+            victim.send_signal(signal.SIGKILL)
+            killed = mine[0].number
+        else:
+            victim.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
     victim.wait()
     assert killed is not None, "the victim never started a trial"
     summary = finish(other)

@@ -44,7 +44,6 @@ import scinas
 from scinas import allocator
 from scinas.budget import timings
 from scinas.flops import count_parameters
-from scinas.lean_ops import GEMM_BELOW as DEFAULT_GEMM_BELOW
 from scinas.spaces import SPACES, load_genotype
 
 
@@ -256,7 +255,7 @@ def pointwise_paths(repeats: int = 50) -> list[dict]:
     and which one its size rule (`GEMM_BELOW`) picks."""
     from scinas import lean_ops
 
-    rows = []
+    rows, default = [], lean_ops.GEMM_BELOW
     for batch, c_in, c_out, side in POINTWISE_SHAPES:
         torch.manual_seed(0)
         x = torch.randn(batch, c_in, side, side).contiguous(memory_format=torch.channels_last)
@@ -272,7 +271,7 @@ def pointwise_paths(repeats: int = 50) -> list[dict]:
                 lean_ops.pointwise_weight_grad(g, x)
 
             times[path] = _mean_ms(step, repeats)
-        lean_ops.GEMM_BELOW = DEFAULT_GEMM_BELOW
+        lean_ops.GEMM_BELOW = default
         chosen = "gemm" if lean_ops._gemm(x, c_out) else "convolution"
         rows.append(
             {

@@ -185,11 +185,13 @@ def test_a_run_stored_before_a_setting_existed_resumes_as_it_ran(strategy):
 
     stored = config_to_dict(build_config(search__strategy=strategy))
     assert stored["train"]["min_epoch_steps"] == 16  # the default now
+    assert stored["precision"] == "auto"
     for key in ADDED_SETTINGS:
-        section, field = key.split(".")
-        stored[section].pop(field, None)
+        section, _, field = key.rpartition(".")
+        (stored[section] if section else stored).pop(field, None)
     upgraded = with_added_settings(stored)
     assert upgraded["train"]["min_epoch_steps"] == 0
+    assert upgraded["precision"] == "fp32"
     if strategy == "lineage":
         assert upgraded["search"]["scores"] == "metric"
         assert upgraded["search"]["decision_val"] is None

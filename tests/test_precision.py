@@ -253,3 +253,102 @@ def test_batches_live_on_the_gpu_and_match_the_cpu_ones():
     assert b_gpu.x.is_cuda
     for (xc, yc), (xg, yg) in zip(b_cpu, b_gpu, strict=True):
         assert xg.is_cuda and torch.allclose(xc, xg.cpu()) and torch.equal(yc, yg.cpu())
+
+
+# ----------------------------------------------------------------------------- precision=auto
+
+
+def test_dense_share_counts_dense_kernels_against_the_rest():
+    """On 1×8×8: a dense 3×3 (4,608 FLOPs), a depthwise 3×3 (4,608), a 1×1 (4,096) and a linear
+    layer (10,240): the dense share is 4,608 / 23,552, and the counts add up to torch's."""
+    from scinas.flops import count_flops
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False),
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+        torch.nn.Conv2d(4, 8, 1, bias=False),
+        torch.nn.Flatten(),
+        torch.nn.Linear(512, 10),
+    )
+    assert count_flops(net, (1, 8, 8)) == 23_552
+    assert precision.dense_share(net, (1, 8, 8)) == pytest.approx(4_608 / 23_552)
+    assert precision.dense_share(torch.nn.Sequential(torch.nn.Flatten()), (1, 2, 2)) == 0.0
+
+
+def _baselines():
+    from scinas.spaces.baselines import BASELINES, SERIES_ONLY
+
+    return [(n, (1, 64) if n in SERIES_ONLY else (3, 16, 16)) for n in BASELINES.names()]
+
+
+def _build(name, shape):
+    import scinas
+    from scinas.spaces import load_genotype, space_of
+
+    arch = load_genotype(name)
+    return space_of(arch).build_network(arch, scinas.build_config("tiny").train, shape, 10)
+
+
+@pytest.mark.parametrize("name, shape", _baselines())
+def test_auto_takes_bf16_for_every_baseline_on_amx_only(monkeypatch, name, shape):
+    """Every hand-designed baseline is dense convolutions (its share at least DENSE_SHARE): bf16
+    where the CPU has AMX-BF16, fp32 where it has not and on a GPU (not measured there)."""
+    net = _build(name, shape)
+    assert precision.dense_share(net, shape) >= precision.DENSE_SHARE
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "has_amx_bf16", lambda: True)
+    assert precision.resolve("auto", net, shape, cpu)[0] == "bf16"
+    assert precision.resolve("auto", net, shape, torch.device("cuda"))[0] == "fp32"
+    assert precision.resolve("fp32", net, shape, cpu) == ("fp32", None)
+    monkeypatch.setattr(precision, "has_amx_bf16", lambda: False)
+    chosen, why = precision.resolve("auto", net, shape, cpu)
+    assert chosen == "fp32" and "AMX" in why
+
+
+def test_auto_keeps_fp32_for_depthwise_cells_and_supernets(monkeypatch):
+    """DARTS cells (depthwise-separable) and a supernet, where bf16 measured slower: fp32."""
+    monkeypatch.setattr(precision, "has_amx_bf16", lambda: True)
+    cell = _build("DARTS_V2", (1, 16, 16))
+    supernet = Supernet(1, 10, (8, 8), C=4, layers=2)
+    for net, shape in ((cell, (1, 16, 16)), (supernet, (1, 8, 8))):
+        chosen, why = precision.resolve("auto", net, shape, torch.device("cpu"))
+        assert chosen == "fp32" and "dense convolutions do" in why
+
+
+def test_dense_share_leaves_the_network_and_the_rng_alone():
+    """Its forward pass changes no BatchNorm statistic, no mode and no random state, so a run's
+    numbers depend on auto only through the precision it picks."""
+
+    class Draws(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.rand(1)
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), Draws())
+    net.train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    precision.dense_share(net, (1, 6, 6))
+    assert net.training
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32")])
+def test_auto_trains_a_resnet_in_its_choice_and_says_so(tmp_path, monkeypatch, amx, chosen):
+    """`scinas train --genotype resnet_tiny` with the default precision: the log names auto's
+    choice, the convolutions' outputs are in that dtype, config.json keeps "auto"."""
+    monkeypatch.setattr(precision, "has_amx_bf16", lambda: amx)
+    seen = []
+    original = precision.Mixed.autocast
+
+    def autocast(self):
+        seen.append(self.precision)
+        return original(self)
+
+    monkeypatch.setattr(precision.Mixed, "autocast", autocast)
+    out = tmp_path / "run"
+    code, err, stdout = cli("train", "--genotype", "resnet_tiny", "--out", out, *tiny_sets())
+    assert code == 0, err
+    assert f"precision auto -> {chosen}" in stdout + err
+    assert seen and set(seen) == {chosen}
+    assert json.loads((out / "config.json").read_text())["precision"] == "auto"

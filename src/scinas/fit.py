@@ -118,7 +118,7 @@ def trainer_for(
         checkpointer=checkpointer,
         generators={"augment": aug_generator},
         steps_per_epoch=t.steps_per_epoch,
-        precision=s.cfg.precision,
+        precision=s.network_precision(net),
         optimizer=t.optimizer,
         label_smoothing=t.label_smoothing,
         auto_augment=auto_augment,

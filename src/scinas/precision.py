@@ -1,16 +1,25 @@
 """Mixed precision and compilation of a run (the top-level ``precision`` and ``compile`` settings).
 
-``precision``: ``fp32`` (default), ``bf16`` or ``fp16``. The forward passes of every training step
-(the one-shot search's weight and first-order architecture steps, the final network's steps) run
-under `torch.autocast` on the run's device with that dtype; the weights, the optimisers and the
-gradients stay float32. fp16 adds a gradient scaler (`torch.amp.GradScaler`): the loss is scaled
-before the backward pass, the gradients unscaled before clipping, and a step whose gradients
+``precision``: ``auto`` (default), ``fp32``, ``bf16`` or ``fp16``. The forward passes of every
+training step (the one-shot search's weight and first-order architecture steps, the final network's
+steps) run under `torch.autocast` on the run's device with that dtype; the weights, the optimisers
+and the gradients stay float32. fp16 adds a gradient scaler (`torch.amp.GradScaler`): the loss is
+scaled before the backward pass, the gradients unscaled before clipping, and a step whose gradients
 overflowed is skipped while the scale shrinks. What stays in float32 whatever the setting: the
 second-order DARTS architecture step (its Hessian-vector product is a finite difference of two
 gradients, which bf16's 8-bit mantissa would drown), every evaluation and the metrics.
 
 fp16 is refused on a CPU (torch's CPU autocast is bf16; fp16 kernels there are slow or missing),
 and bf16 on a CUDA GPU without bf16 support.
+
+``auto`` resolves per network (`resolve`): bf16 on a CPU with AMX-BF16 matrix units (Intel Xeon
+from Sapphire Rapids on) for a network whose forward FLOPs are mostly dense convolutions of kernels
+larger than 1×1 (at least ``DENSE_SHARE``: ResNets, the macro space's basic blocks), where oneDNN's
+AMX kernels train it 1.3-2.4x faster; fp32 for everything else, where bf16 measured little faster
+or slower (depthwise-separable cells, bottlenecks, one-shot supernets; CPUs without AMX, where bf16
+is emulated) and on GPUs, where it has not been measured yet (`benchmarks/small_speed.py
+--precision`). The rule reads the network's structure, not a timing, so a rerun or a resume on the
+same machine makes the same choice.
 
 ``compile``: `torch.nn.Module.compile` on the network or supernet (in place: the module, its
 methods and its state_dict keys stay as they are). Where torch.compile cannot work (no C++ compiler
@@ -33,6 +42,7 @@ import torch
 from .errors import UserError
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DENSE_SHARE = 0.75  # from it auto takes bf16: ResNets (0.98) 1.75-2.4x, bottlenecks (0.46) 1.0-1.2x
 BACKEND = "inductor"  # torch.compile's backend (tests use "eager": no C++ compilation)
 
 
@@ -51,11 +61,77 @@ def check_precision(precision: str, device: torch.device) -> None:
         )
 
 
+def has_amx_bf16() -> bool:
+    """Whether this CPU has AMX-BF16 tiles that torch may use (the kernel grants them on Linux)."""
+    try:
+        return bool(torch._C._cpu._get_cpu_capability().get("amx_bf16")) and bool(
+            torch._C._cpu._init_amx()
+        )
+    except (AttributeError, RuntimeError):  # private API: another build may lack it
+        return False
+
+
+@torch.no_grad()
+def dense_share(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    """The share of a forward pass's convolution and linear FLOPs (one ``input_shape`` sample, eval
+    mode) in dense convolutions (one group) of kernels larger than 1×1; 0 when it has none."""
+    flops = {True: 0, False: 0}
+
+    def conv(m, _inputs, out):
+        k = m.weight[0, 0].numel()
+        flops[m.groups == 1 and k > 1] += 2 * out.numel() * m.in_channels // m.groups * k
+
+    def linear(m, _inputs, out):
+        flops[False] += 2 * out.numel() * m.in_features
+
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    handles = [
+        m.register_forward_hook(conv if isinstance(m, convs) else linear)
+        for m in model.modules()
+        if isinstance(m, (*convs, torch.nn.Linear))
+    ]
+    was_training = model.training
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    try:
+        with torch.random.fork_rng(devices=[]):  # a sampling supernet draws: the run's RNG stays
+            model.eval()
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    total = flops[True] + flops[False]
+    return flops[True] / total if total else 0.0
+
+
+def resolve(
+    precision: str, model: torch.nn.Module, input_shape: tuple[int, ...], device: torch.device
+) -> tuple[str, str | None]:
+    """The precision ``model`` trains in, and for ``auto`` a line saying why (else None)."""
+    if precision != "auto":
+        return precision, None
+    if device.type != "cpu":
+        return "fp32", f"precision auto -> fp32 on {device.type} (bf16 not measured there yet)"
+    if not has_amx_bf16():
+        return "fp32", "precision auto -> fp32: this CPU has no AMX-BF16 (bf16 runs slower)"
+    share = dense_share(model, input_shape)
+    if share >= DENSE_SHARE:
+        return "bf16", (
+            f"precision auto -> bf16: this CPU has AMX-BF16 and dense convolutions do {share:.0%} "
+            "of the work"
+        )
+    return "fp32", (
+        f"precision auto -> fp32: dense convolutions do {share:.0%} of the work, under "
+        f"{DENSE_SHARE:.0%} bf16 does not pay"
+    )
+
+
 class Mixed:
     """Autocast and the gradient scaler of one training loop (`scinas.train.Trainer`)."""
 
     def __init__(self, precision: str = "fp32", device_type: str = "cpu"):
-        if precision not in DTYPES:
+        if precision not in DTYPES:  # auto is resolved per network before (`resolve`)
             raise ValueError(f"unknown precision {precision!r} (fp32, bf16 or fp16)")
         self.precision, self.device_type = precision, device_type
         self.dtype = DTYPES[precision]

@@ -27,7 +27,19 @@ class SearchContext:
     run: RunDir | None = None
     resume: bool = False  # continue from the run directory's checkpoints
     plans: dict = field(default_factory=dict)  # time-budget plans made by the checks (budget.py)
+    said: set = field(default_factory=set)  # lines logged once a run (`network_precision`)
 
     @property
     def device(self) -> torch.device:
         return self.place.device
+
+    def network_precision(self, model: torch.nn.Module) -> str:
+        """The precision ``model`` trains in under the run's setting (`scinas.precision.resolve`),
+        the reason for ``auto``'s choice logged the first time it is made."""
+        from .precision import resolve
+
+        chosen, why = resolve(self.cfg.precision, model, self.data.input_shape, self.device)
+        if why is not None and ("precision", chosen) not in self.said:
+            self.said.add(("precision", chosen))
+            self.reporter.log(f"note: {why}")
+        return chosen

@@ -101,7 +101,8 @@ SetOpt = Annotated[
         "--set",
         help="Override any config field, e.g. --set search.epochs=20 --set train.C=24 "
         "--set 'search.ops=[none,sep_conv_3x3,max_pool_2x2]'. Repeatable. "
-        "--set precision=bf16|fp16 trains under autocast (fp16: CUDA only, refused on CPU); "
+        "--set precision=fp32|bf16|fp16 trains in that precision (fp16: CUDA only, refused on "
+        "CPU; the default auto takes bf16 for ResNet-like networks on CPUs with AMX-BF16); "
         "--set compile=true uses torch.compile and is refused where it cannot work (no C++ "
         "compiler / Triton), never silently eager.",
     ),

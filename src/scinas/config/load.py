@@ -258,6 +258,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "train.min_epoch_steps": 0,  # the preset's batch, not cut for small training sets
     "search.scores": "metric",  # lineage decisions on right-or-wrong scores
     "search.decision_val": None,  # lineage decisions on the split data.max_val leaves
+    "precision": "fp32",  # float32 throughout, as before auto
 }
 
 
@@ -271,8 +272,8 @@ def with_added_settings(config: dict) -> dict:
         if isinstance(name, str) and name in registry:
             own |= set(registry.get(name).Settings.model_fields)
     for key, value in ADDED_SETTINGS.items():
-        section, field = key.split(".")
-        node = out.get(section)
+        section, _, field = key.rpartition(".")  # "" for a top-level setting
+        node = out.get(section) if section else out
         applies = section != "search" or field in SearchConfig.model_fields or field in own
         if isinstance(node, dict) and field not in node and applies:
             node[field] = value

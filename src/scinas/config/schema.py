@@ -440,10 +440,12 @@ class Config(_Section):
         False,
         description="also write TensorBoard scalars to DIR/tensorboard (pip install tensorboard)",
     )
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32",
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
         description="training steps under autocast: bf16 (CPU or GPU) or fp16 (CUDA only, with a "
-        "gradient scaler); second-order DARTS steps, evaluation and metrics stay float32",
+        "gradient scaler); second-order DARTS steps, evaluation and metrics stay float32. auto: "
+        "bf16 on a CPU with AMX-BF16 for networks mostly of dense convolutions (ResNets), where "
+        "it trains them about 2x faster; fp32 otherwise",
     )
     compile: bool = Field(
         False,

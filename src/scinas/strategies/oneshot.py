@@ -252,7 +252,7 @@ class OneShotStrategy(SearchStrategy):
             phase="search",
             label="search",
             lr_key="search.lr",
-            precision=ctx.cfg.precision,
+            precision=ctx.network_precision(model),
             on_event=lambda event: log_event(ctx, event),  # the divergence guard's
         )
 

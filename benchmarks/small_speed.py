@@ -26,6 +26,12 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
     python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
     python benchmarks/small_speed.py --pointwise --record  # 1x1 convolutions: GEMM or oneDNN
     python benchmarks/small_speed.py --depthwise --record  # depthwise weight gradients
+    python benchmarks/small_speed.py --precision --record  # bf16 against fp32, auto's choice
+
+``--precision`` times a training step of every hand-designed baseline (the registry's, so a new
+one is measured too), macro networks of each block and the DARTS cells in fp32 and under bf16
+autocast, beside each network's share of dense convolutions and what ``precision=auto`` picks for
+it on this machine (`scinas.precision.resolve`): the evidence for auto's rule.
 """
 
 from __future__ import annotations
@@ -338,10 +344,88 @@ def depthwise_weight_grads(repeats: int = 20) -> list[dict]:
     return rows
 
 
+def _precision_networks():
+    """name -> (build, input shape, classes, batch): the baselines (series ones on a 1×500 series),
+    a macro network of each block at about 200k parameters, DARTS_V2 at the tiny preset's size."""
+    from scinas.spaces import load_genotype, space_of
+    from scinas.spaces.baselines import BASELINES, SERIES_ONLY
+
+    train = scinas.build_config("tiny").train
+
+    def network(arch, shape, classes):
+        return lambda: space_of(arch).build_network(arch, train, shape, classes)
+
+    nets = {}
+    for name in BASELINES.names():
+        shape = (1, 500) if name in SERIES_ONLY else (3, 32, 32)
+        nets[name] = (network(load_genotype(name), shape, 10), shape, 10, 64)
+    for block, expansion in (("basic", 1), ("bottleneck", 4), ("inverted", 4)):
+        arch = matched(200_000, block, expansion, train)
+        nets[f"macro {block}"] = (network(arch, (3, 32, 32), 10), (3, 32, 32), 10, 128)
+    nets["DARTS_V2"] = (network(load_genotype("DARTS_V2"), (1, 28, 28), 10), (1, 28, 28), 10, 128)
+    return nets
+
+
+def precision_choice(repeats: int = 6) -> list[dict]:
+    """Each network's training step in fp32 and under bf16 autocast (the best of two rounds of
+    ``repeats``, interleaved), its dense-convolution share and auto's pick here."""
+    from scinas.precision import dense_share, has_amx_bf16, resolve
+
+    print(f"AMX-BF16: {has_amx_bf16()}")
+    rows = []
+    for name, (build, shape, classes, batch) in _precision_networks().items():
+        seconds = {"fp32": [], "bf16": []}
+        for prec in ("fp32", "bf16") * 2:
+            torch.manual_seed(0)
+            layout = "eager" if len(shape) == 3 else "nchw"
+            step, _, _ = _train_step(build(), shape, classes, batch, layout)
+
+            def autocast_step(step=step, prec=prec):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16"):
+                    step()
+
+            seconds[prec].append(statistics.median(timings(autocast_step, repeats, 2)))
+        net = build()
+        chosen, _ = resolve("auto", net, shape, torch.device("cpu"))
+        fp32, bf16 = min(seconds["fp32"]), min(seconds["bf16"])
+        rows.append({"network": name, "shape": "×".join(map(str, shape)), "batch": batch,
+                     "dense_share": dense_share(net, shape), "fp32": batch / fp32,
+                     "bf16": batch / bf16, "auto": chosen})  # fmt: skip
+        print(f"{name:18s} dense {rows[-1]['dense_share']:.2f}  fp32 {batch / fp32:7.0f} img/s  "
+              f"bf16 {batch / bf16:7.0f} img/s  x{fp32 / bf16:.2f}  auto: {chosen}")  # fmt: skip
+    return rows
+
+
 def record(kind: str, rows: list[dict], threads: int) -> None:
     from results import write_result  # beside this script
 
-    if kind == "batchnorm":
+    if kind == "precision":
+        from scinas.precision import DENSE_SHARE, has_amx_bf16
+
+        columns = ["network", "input", "batch", "dense share", "fp32 img/s", "bf16 img/s",
+                   "x fp32", "auto picks"]  # fmt: skip
+        table = [
+            [
+                r["network"],
+                r["shape"],
+                r["batch"],
+                round(r["dense_share"], 2),
+                round(r["fp32"]),
+                round(r["bf16"]),
+                round(r["bf16"] / r["fp32"], 2),
+                r["auto"],
+            ]  # fmt: skip
+            for r in rows
+        ]
+        amx = "present" if has_amx_bf16() else "absent"
+        setting = f"bf16 against fp32 per network, AMX-BF16 {amx}"
+        notes = (
+            "A training step (forward, backward, SGD) on random data, fp32 and under bf16 "
+            "autocast, the best of two interleaved medians of 6 after 2 warm-up; dense share: "
+            "dense convolutions' (one group, kernel above 1×1) share of the forward FLOPs. "
+            f"precision=auto picks bf16 from a share of {DENSE_SHARE} on CPUs with AMX-BF16."
+        )
+    elif kind == "batchnorm":
         columns = [
             "shape (B×C×S×S)",
             "affine",
@@ -426,11 +510,12 @@ def main() -> None:
     ap.add_argument("--batchnorm", action="store_true", help="only BatchNorm's layouts")
     ap.add_argument("--pointwise", action="store_true", help="only 1x1 convolutions' paths")
     ap.add_argument("--depthwise", action="store_true", help="only depthwise weight gradients")
-    ap.add_argument("--record", action="store_true", help="with one of the three above: a result")
+    ap.add_argument("--precision", action="store_true", help="only bf16 against fp32 per network")
+    ap.add_argument("--record", action="store_true", help="with one of the four above: a result")
     args = ap.parse_args()
     allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
     micro = {"batchnorm": batchnorm_layouts, "pointwise": pointwise_paths,
-             "depthwise": depthwise_weight_grads}  # fmt: skip
+             "depthwise": depthwise_weight_grads, "precision": precision_choice}  # fmt: skip
     if kind := next((k for k in micro if getattr(args, k)), None):
         torch.set_num_threads(args.threads)
         rows = micro[kind]()

@@ -333,6 +333,45 @@ def test_dense_share_leaves_the_network_and_the_rng_alone():
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
 
 
+def test_dense_share_runs_a_compiled_network_eagerly():
+    """compile=true compiles the network before its trainer is made: the share's one-sample
+    forward must not make the compiler trace an evaluation graph of batch 1."""
+    traced = []
+
+    def backend(gm, _example_inputs):
+        traced.append(gm)
+        return gm.forward
+
+    class Net(torch.nn.Module):  # dynamo skips torch.nn's own containers: a module of ours
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(144, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+    net = Net()
+    net.compile(backend=backend)
+    assert precision.dense_share(net, (1, 8, 8)) == pytest.approx(2 * 144 * 9 / (2 * 144 * 9 + 576))
+    assert traced == []
+    net(torch.zeros(2, 1, 8, 8))  # the backend is live: a real call compiles
+    assert traced
+
+
+def test_dense_share_of_a_network_that_cannot_take_one_sample_is_zero():
+    class NeedsTwo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            if len(x) < 2:
+                raise RuntimeError("needs a batch of two")
+            return self.conv(x)
+
+    assert precision.dense_share(NeedsTwo(), (1, 8, 8)) == 0.0
+
+
 @pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32")])
 def test_auto_trains_a_resnet_in_its_choice_and_says_so(tmp_path, monkeypatch, amx, chosen):
     """`scinas train --genotype resnet_tiny` with the default precision: the log names auto's

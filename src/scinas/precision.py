@@ -74,7 +74,8 @@ def has_amx_bf16() -> bool:
 @torch.no_grad()
 def dense_share(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
     """The share of a forward pass's convolution and linear FLOPs (one ``input_shape`` sample, eval
-    mode) in dense convolutions (one group) of kernels larger than 1×1; 0 when it has none."""
+    mode) in dense convolutions (one group) of kernels larger than 1×1; 0 when it has none or
+    cannot run on one sample (so auto keeps fp32)."""
     flops = {True: 0, False: 0}
 
     def conv(m, _inputs, out):
@@ -93,10 +94,14 @@ def dense_share(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
     was_training = model.training
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
+    # compiled in place (compile=true): its forward runs eagerly here, not compiled for one sample
+    compiled = getattr(model, "_compiled_call_impl", None) is not None
     try:
         with torch.random.fork_rng(devices=[]):  # a sampling supernet draws: the run's RNG stays
             model.eval()
-            model(torch.zeros(1, *input_shape, device=device))
+            (model.forward if compiled else model)(torch.zeros(1, *input_shape, device=device))
+    except (RuntimeError, ValueError, TypeError):  # a user's model that cannot take one sample
+        return 0.0
     finally:
         model.train(was_training)
         for h in handles:

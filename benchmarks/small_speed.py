@@ -24,6 +24,7 @@ the same run. ``--profile`` prints the 8 ops of most self time of each eager ste
     python benchmarks/small_speed.py --no-compile --profile --json out.json
     python benchmarks/small_speed.py --only 'nb201 search' --no-compile
     python benchmarks/small_speed.py --batchnorm --record  # BatchNorm: torch's layouts, scinas'
+    python benchmarks/small_speed.py --batchnorm --bf16 --record  # the same on bf16 maps
     python benchmarks/small_speed.py --pointwise --record  # 1x1 convolutions: GEMM or oneDNN
     python benchmarks/small_speed.py --depthwise --record  # depthwise weight gradients
     python benchmarks/small_speed.py --precision --record  # bf16 against fp32, auto's choice
@@ -203,31 +204,41 @@ BATCHNORM_SHAPES = (
 )
 
 
-def batchnorm_layouts(repeats: int = 20) -> list[dict]:
+def batchnorm_layouts(repeats: int = 20, bf16: bool = False) -> list[dict]:
     """BatchNorm2d forward + backward: torch's, contiguous and channels-last, and scinas'
     (`LeanBatchNorm2d`, channels-last) at the workloads' shapes (`BATCHNORM_SHAPES`): where the
-    layout's cost depends on the width, and where scinas' `WideBatchNorm` path pays."""
+    layout's cost depends on the width, and where scinas' `WideBatchNorm` path pays. ``bf16``:
+    bf16 maps under bf16 autocast (a convolution's output under `precision=bf16`), fp32
+    parameters."""
     from scinas.lean_ops import LeanBatchNorm2d
 
+    dtype = torch.bfloat16 if bf16 else torch.float32
     rows = []
     for batch, channels, side, affine in BATCHNORM_SHAPES:
         times = {}
         for layout in ("nchw", "channels-last", "scinas"):
             torch.manual_seed(0)
-            x = torch.randn(batch, channels, side, side)
+            x = torch.randn(batch, channels, side, side).to(dtype)
             if layout != "nchw":
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
             kind = LeanBatchNorm2d if layout == "scinas" else torch.nn.BatchNorm2d
             bn = kind(channels, affine=affine)
             grad = torch.randn_like(x)
-            times[layout] = _mean_ms(lambda bn=bn, x=x, grad=grad: bn(x).backward(grad), repeats)
+
+            def step(bn=bn, x=x, grad=grad):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    y = bn(x)
+                y.backward(grad)
+
+            times[layout] = _mean_ms(step, repeats)
         rows.append(
             {
                 "batch": batch,
                 "channels": channels,
                 "side": side,
                 "affine": affine,
+                "dtype": str(dtype).removeprefix("torch."),
                 **times,
             }
         )
@@ -445,9 +456,11 @@ def record(kind: str, rows: list[dict], threads: int) -> None:
             ]
             for r in rows
         ]
-        setting = "BatchNorm layouts"
+        bf16 = rows[0]["dtype"] == "bfloat16"
+        setting = "BatchNorm layouts" + (", bf16 maps under autocast" if bf16 else "")
         notes = (
-            "Training-mode forward + backward, mean of 20 after 3 warm-up, channels-last unless "
+            ("bf16 maps under bf16 autocast, fp32 parameters. " if bf16 else "")
+            + "Training-mode forward + backward, mean of 20 after 3 warm-up, channels-last unless "
             "contiguous. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
             "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise "
             "(above LEAN_FROM elements)."
@@ -511,14 +524,17 @@ def main() -> None:
     ap.add_argument("--pointwise", action="store_true", help="only 1x1 convolutions' paths")
     ap.add_argument("--depthwise", action="store_true", help="only depthwise weight gradients")
     ap.add_argument("--precision", action="store_true", help="only bf16 against fp32 per network")
+    ap.add_argument("--bf16", action="store_true", help="with --batchnorm: bf16 maps")
     ap.add_argument("--record", action="store_true", help="with one of the four above: a result")
     args = ap.parse_args()
+    if args.bf16 and not args.batchnorm:
+        ap.error("--bf16 goes with --batchnorm")
     allocator.tune()  # as scinas' runs allocate (SCINAS_MALLOC=system: the C allocator as is)
     micro = {"batchnorm": batchnorm_layouts, "pointwise": pointwise_paths,
              "depthwise": depthwise_weight_grads, "precision": precision_choice}  # fmt: skip
     if kind := next((k for k in micro if getattr(args, k)), None):
         torch.set_num_threads(args.threads)
-        rows = micro[kind]()
+        rows = micro[kind](bf16=True) if kind == "batchnorm" and args.bf16 else micro[kind]()
         if args.record:
             record(kind, rows, args.threads)
         return

@@ -179,15 +179,16 @@ def _tracing() -> bool:
 LEAN_FROM = 1 << 17
 
 
-def wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
+def wants_autograd(x: torch.Tensor, *weights: torch.Tensor, mixed: bool = False) -> bool:
     """Whether a forward should go through the memory-lean autograd functions below: gradients
     are being recorded, the graph is not being traced for export (they have no symbolic), and
     the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
     backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
-    takes torch's own ops)."""
+    takes torch's own ops) unless the function takes ``mixed`` dtypes (`WideBatchNorm`)."""
     if not torch.is_grad_enabled() or _tracing():
         return False
-    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+    autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    if autocast and not mixed:
         return False
     if x.numel() < LEAN_FROM:
         return False
@@ -409,6 +410,11 @@ class WideBatchNorm(torch.autograd.Function):
     vectors tiled k times, so every elementwise op works on wide rows. Keeps x-hat and the
     inverse std (with ``weight`` None x-hat is the output, as `BatchNormKeepingOutput` keeps).
     Returns the output, the batch mean and the biased variance.
+
+    A bf16 or fp16 map (a convolution's output under autocast) stays in its dtype, as do its
+    output and input gradient; the sums accumulate in fp32, and the statistics, ``weight``,
+    ``bias`` and their gradients are fp32 (torch's CPU kernel for bf16 channels-last maps of
+    such widths ran 3-5x slower than fp32's: `benchmarks/small_speed.py --batchnorm --bf16`).
     """
 
     @staticmethod
@@ -419,14 +425,15 @@ class WideBatchNorm(torch.autograd.Function):
         # outputs are whole tensors, not views of the rows (an in-place op may follow)
         xhat = torch.empty_like(x, memory_format=torch.channels_last)
         xhat_rows = _wide_rows(xhat)[0]
-        torch.sub(wide, mean.repeat(k), out=xhat_rows)
+        torch.sub(wide, _tiled(mean, k, x), out=xhat_rows)
         var = _column_sums(xhat_rows * xhat_rows, k) / n  # two passes: no cancellation
         invstd = torch.rsqrt(var + eps)
-        xhat_rows.mul_(invstd.repeat(k))
+        xhat_rows.mul_(_tiled(invstd, k, x))
         y = xhat
         if weight is not None:
             y = torch.empty_like(xhat)
-            torch.addcmul(bias.repeat(k), xhat_rows, weight.repeat(k), out=_wide_rows(y)[0])
+            torch.addcmul(_tiled(bias, k, x), xhat_rows, _tiled(weight, k, x),
+                          out=_wide_rows(y)[0])  # fmt: skip
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -442,8 +449,8 @@ class WideBatchNorm(torch.autograd.Function):
         g_weight = _column_sums(g * xhat, k)
         scale = invstd if weight is None else invstd * weight
         # scale·(g − mean(g) − x-hat·mean(g·x-hat)), the input gradient of a BatchNorm
-        gx = torch.addcmul((g_bias * (-scale / n)).repeat(k), g, scale.repeat(k))
-        gx.addcmul_(xhat, (g_weight * (scale / n)).repeat(k), value=-1)
+        gx = torch.addcmul(_tiled(g_bias * (-scale / n), k, g), g, _tiled(scale, k, g))
+        gx.addcmul_(xhat, _tiled(g_weight * (scale / n), k, g), value=-1)
         B, C, H, W = gy.shape
         gx = gx.view(B, H, W, C).permute(0, 3, 1, 2)
         if weight is None:
@@ -462,8 +469,14 @@ def _wide_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def _column_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-channel sums of a `_wide_rows` view."""
-    return wide.sum(0).view(k, -1).sum(0)
+    """Per-channel sums of a `_wide_rows` view (of a bf16 or fp16 one in fp32)."""
+    low = wide.dtype in (torch.bfloat16, torch.float16)
+    return wide.sum(0, dtype=torch.float32 if low else None).view(k, -1).sum(0)
+
+
+def _tiled(v: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
+    """A per-channel vector tiled k times, in ``like``'s dtype (a `_wide_rows` row)."""
+    return v.repeat(k).to(like.dtype)
 
 
 class LeanBatchNorm2d(nn.BatchNorm2d):
@@ -481,7 +494,7 @@ class LeanBatchNorm2d(nn.BatchNorm2d):
             and x.size(1) % BN_BLOCK != 0
             and x.is_contiguous(memory_format=torch.channels_last)
         )
-        if (self.affine and not wide) or not wants_autograd(x, *self.parameters()):
+        if (self.affine and not wide) or not wants_autograd(x, *self.parameters(), mixed=wide):
             return super().forward(x)
         self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

@@ -174,8 +174,7 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
-# The lean autograd functions below cost some Python per call and a recomputation in backward;
-# they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
+# the lean functions below (Python per call, a backward recompute) pay from this many elements
 LEAN_FROM = 1 << 17
 
 
@@ -188,9 +187,7 @@ def wants_autograd(x: torch.Tensor, *weights: torch.Tensor, mixed: bool = False)
     if not torch.is_grad_enabled() or _tracing():
         return False
     autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
-    if autocast and not mixed:
-        return False
-    if x.numel() < LEAN_FROM:
+    if (autocast and not mixed) or x.numel() < LEAN_FROM:
         return False
     return x.requires_grad or any(w.requires_grad for w in weights)
 
@@ -395,8 +392,7 @@ class BatchNormKeepingOutput(torch.autograd.Function):
         return gx, None, None, None, None
 
 
-# torch's channels-last BatchNorm on a CPU vectorises over the channels in blocks of this many
-# floats: other widths run `WideBatchNorm` (`benchmarks/small_speed.py --batchnorm`)
+# channels per vector block of torch's channels-last CPU BatchNorm: others run `WideBatchNorm`
 BN_BLOCK = 16
 WIDE_BN = 128  # `WideBatchNorm`'s elementwise work runs on rows of up to this many floats
 
@@ -409,12 +405,8 @@ class WideBatchNorm(torch.autograd.Function):
     per-channel scaling runs on a (B·H·W/k, k·C) view of the same memory with the per-channel
     vectors tiled k times, so every elementwise op works on wide rows. Keeps x-hat and the
     inverse std (with ``weight`` None x-hat is the output, as `BatchNormKeepingOutput` keeps).
-    Returns the output, the batch mean and the biased variance.
-
-    A bf16 or fp16 map (a convolution's output under autocast) stays in its dtype, as do its
-    output and input gradient; the sums accumulate in fp32, and the statistics, ``weight``,
-    ``bias`` and their gradients are fp32 (torch's CPU kernel for bf16 channels-last maps of
-    such widths ran 3-5x slower than fp32's: `benchmarks/small_speed.py --batchnorm --bf16`).
+    Returns the output, the batch mean and the biased variance. A bf16 map (under autocast)
+    and its output and input gradient stay bf16; sums, statistics and parameters are fp32.
     """
 
     @staticmethod
@@ -431,9 +423,8 @@ class WideBatchNorm(torch.autograd.Function):
         xhat_rows.mul_(_tiled(invstd, k, x))
         y = xhat
         if weight is not None:
-            y = torch.empty_like(xhat)
-            torch.addcmul(_tiled(bias, k, x), xhat_rows, _tiled(weight, k, x),
-                          out=_wide_rows(y)[0])  # fmt: skip
+            y, w_k, b_k = torch.empty_like(xhat), _tiled(weight, k, x), _tiled(bias, k, x)
+            torch.addcmul(b_k, xhat_rows, w_k, out=_wide_rows(y)[0])
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -475,8 +466,7 @@ def _column_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _tiled(v: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
-    """A per-channel vector tiled k times, in ``like``'s dtype (a `_wide_rows` row)."""
-    return v.repeat(k).to(like.dtype)
+    return v.repeat(k).to(like.dtype)  # a per-channel vector as a `_wide_rows` row
 
 
 class LeanBatchNorm2d(nn.BatchNorm2d):

@@ -463,7 +463,7 @@ def record(kind: str, rows: list[dict], threads: int) -> None:
             + "Training-mode forward + backward, mean of 20 after 3 warm-up, channels-last unless "
             "contiguous. scinas' LeanBatchNorm2d takes WideBatchNorm on channels-last maps whose "
             "width is not a multiple of 16 (lean_ops.BN_BLOCK) and torch's kernel otherwise "
-            "(above LEAN_FROM elements)."
+            "(above LEAN_FROM elements; torch's kernel under autocast)."
         )
     elif kind == "depthwise":
         columns = ["shape (B×C×S×S)", "kernel", "oneDNN ms", "scinas ms", "x oneDNN", "split"]

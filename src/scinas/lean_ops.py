@@ -174,20 +174,22 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
-# the lean functions below (Python per call, a backward recompute) pay from this many elements
+# The lean autograd functions below cost some Python per call and a recomputation in backward;
+# they pay from inputs of about this many elements up (lean vs plain DARTS steps: CHANGELOG).
 LEAN_FROM = 1 << 17
 
 
-def wants_autograd(x: torch.Tensor, *weights: torch.Tensor, mixed: bool = False) -> bool:
+def wants_autograd(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     """Whether a forward should go through the memory-lean autograd functions below: gradients
     are being recorded, the graph is not being traced for export (they have no symbolic), and
     the input is large enough for them to pay (`LEAN_FROM`), and no autocast is on (their
     backward recomputes convolutions from saved tensors of mixed dtypes: `precision=bf16|fp16`
-    takes torch's own ops) unless the function takes ``mixed`` dtypes (`WideBatchNorm`)."""
+    takes torch's own ops)."""
     if not torch.is_grad_enabled() or _tracing():
         return False
-    autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
-    if (autocast and not mixed) or x.numel() < LEAN_FROM:
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        return False
+    if x.numel() < LEAN_FROM:
         return False
     return x.requires_grad or any(w.requires_grad for w in weights)
 
@@ -392,7 +394,8 @@ class BatchNormKeepingOutput(torch.autograd.Function):
         return gx, None, None, None, None
 
 
-# channels per vector block of torch's channels-last CPU BatchNorm: others run `WideBatchNorm`
+# torch's channels-last BatchNorm on a CPU vectorises over the channels in blocks of this many
+# floats: other widths run `WideBatchNorm` (`benchmarks/small_speed.py --batchnorm`)
 BN_BLOCK = 16
 WIDE_BN = 128  # `WideBatchNorm`'s elementwise work runs on rows of up to this many floats
 
@@ -405,8 +408,7 @@ class WideBatchNorm(torch.autograd.Function):
     per-channel scaling runs on a (B·H·W/k, k·C) view of the same memory with the per-channel
     vectors tiled k times, so every elementwise op works on wide rows. Keeps x-hat and the
     inverse std (with ``weight`` None x-hat is the output, as `BatchNormKeepingOutput` keeps).
-    Returns the output, the batch mean and the biased variance. A bf16 map (under autocast)
-    and its output and input gradient stay bf16; sums, statistics and parameters are fp32.
+    Returns the output, the batch mean and the biased variance.
     """
 
     @staticmethod
@@ -417,14 +419,14 @@ class WideBatchNorm(torch.autograd.Function):
         # outputs are whole tensors, not views of the rows (an in-place op may follow)
         xhat = torch.empty_like(x, memory_format=torch.channels_last)
         xhat_rows = _wide_rows(xhat)[0]
-        torch.sub(wide, _tiled(mean, k, x), out=xhat_rows)
+        torch.sub(wide, mean.repeat(k), out=xhat_rows)
         var = _column_sums(xhat_rows * xhat_rows, k) / n  # two passes: no cancellation
         invstd = torch.rsqrt(var + eps)
-        xhat_rows.mul_(_tiled(invstd, k, x))
+        xhat_rows.mul_(invstd.repeat(k))
         y = xhat
         if weight is not None:
-            y, w_k, b_k = torch.empty_like(xhat), _tiled(weight, k, x), _tiled(bias, k, x)
-            torch.addcmul(b_k, xhat_rows, w_k, out=_wide_rows(y)[0])
+            y = torch.empty_like(xhat)
+            torch.addcmul(bias.repeat(k), xhat_rows, weight.repeat(k), out=_wide_rows(y)[0])
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -440,8 +442,8 @@ class WideBatchNorm(torch.autograd.Function):
         g_weight = _column_sums(g * xhat, k)
         scale = invstd if weight is None else invstd * weight
         # scale·(g − mean(g) − x-hat·mean(g·x-hat)), the input gradient of a BatchNorm
-        gx = torch.addcmul(_tiled(g_bias * (-scale / n), k, g), g, _tiled(scale, k, g))
-        gx.addcmul_(xhat, _tiled(g_weight * (scale / n), k, g), value=-1)
+        gx = torch.addcmul((g_bias * (-scale / n)).repeat(k), g, scale.repeat(k))
+        gx.addcmul_(xhat, (g_weight * (scale / n)).repeat(k), value=-1)
         B, C, H, W = gy.shape
         gx = gx.view(B, H, W, C).permute(0, 3, 1, 2)
         if weight is None:
@@ -460,13 +462,8 @@ def _wide_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def _column_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-channel sums of a `_wide_rows` view (of a bf16 or fp16 one in fp32)."""
-    low = wide.dtype in (torch.bfloat16, torch.float16)
-    return wide.sum(0, dtype=torch.float32 if low else None).view(k, -1).sum(0)
-
-
-def _tiled(v: torch.Tensor, k: int, like: torch.Tensor) -> torch.Tensor:
-    return v.repeat(k).to(like.dtype)  # a per-channel vector as a `_wide_rows` row
+    """Per-channel sums of a `_wide_rows` view."""
+    return wide.sum(0).view(k, -1).sum(0)
 
 
 class LeanBatchNorm2d(nn.BatchNorm2d):
@@ -484,7 +481,7 @@ class LeanBatchNorm2d(nn.BatchNorm2d):
             and x.size(1) % BN_BLOCK != 0
             and x.is_contiguous(memory_format=torch.channels_last)
         )
-        if (self.affine and not wide) or not wants_autograd(x, *self.parameters(), mixed=wide):
+        if (self.affine and not wide) or not wants_autograd(x, *self.parameters()):
             return super().forward(x)
         self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

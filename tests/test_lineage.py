@@ -383,6 +383,26 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
     assert res["test"]["accuracy"] > 0.3  # 10 digit classes, 120 training images
 
 
+@pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32")])
+def test_the_lineage_trains_its_branches_in_autos_choice(tmp_path, monkeypatch, amx, chosen):
+    """The search's segments run in the precision the final training takes (`precision=auto`:
+    bf16 for ResNets on a CPU with AMX-BF16), not always in fp32."""
+    from scinas import precision
+    from scinas.strategies import lineage
+
+    monkeypatch.setattr(precision, "has_amx_bf16", lambda: amx)
+    seen = []
+
+    class Spy(precision.Mixed):
+        def __init__(self, chosen_here, device_type):
+            seen.append(chosen_here)
+            super().__init__(chosen_here, device_type)
+
+    monkeypatch.setattr(lineage, "Mixed", Spy)
+    _lineage_run(tmp_path, "train.epochs=1", "search.budget=1")
+    assert seen and set(seen) == {chosen}
+
+
 def test_under_a_time_budget_a_challenger_trains_for_the_incumbents_seconds(tmp_path, monkeypatch):
     """Priced in the budget's currency: on a clock where a step costs seconds in proportion to
     the network's parameters, each challenger trains until the incumbent's segment time (its

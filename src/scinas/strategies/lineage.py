@@ -61,6 +61,7 @@ from ..checkpoint import Checkpointer
 from ..data import Split
 from ..fit import build_network, subset, train_augment
 from ..flops import count_flops
+from ..precision import Mixed
 from ..run_context import SearchContext
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
@@ -157,6 +158,7 @@ class Lineage:
         self.best = self.task.best_proper_score if self.proper else self.task.best_sample_score
         self.units = " (proper score)" if self.proper else ""
         self._costs: dict = {}  # (architecture, batch size) -> compute of one step
+        self._precisions: dict = {}  # architecture -> the precision it trains in (auto's choice)
         self.probed = False
 
     # ------------------------------------------------------------------ the pieces
@@ -198,6 +200,10 @@ class Lineage:
         bs = min(r.batch_size, len(self.x))
         batches = self.ctx.place.batches(self.x, self.y, bs, shuffle=True, seed=seed)
         smooth = {"smoothing": r.label_smoothing} if r.label_smoothing else {}
+        key = str(b.arch)
+        if key not in self._precisions:
+            self._precisions[key] = self.ctx.network_precision(b.net)
+        mixed = Mixed(self._precisions[key], self.ctx.device.type)
         b.net.train()
         done, began = 0, time.perf_counter()
         if seconds is not None:
@@ -208,14 +214,16 @@ class Lineage:
                     raise Interrupted(f"stopped in the lineage search after {b.steps} steps")
                 if augment is not None:
                     xb = augment(xb)
-                out = model_output(b.net, xb)
-                loss = self.task.loss(out, self.task.encode_targets(yb), **smooth)
+                with mixed.autocast():  # precision=auto|bf16|fp16, as the final training
+                    out = model_output(b.net, xb)
+                    loss = self.task.loss(out, self.task.encode_targets(yb), **smooth)
                 if not torch.isfinite(loss):
                     raise Diverged
                 b.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                mixed.backward(loss)
+                mixed.unscale(b.optimizer)
                 torch.nn.utils.clip_grad_norm_(b.net.parameters(), t.grad_clip)
-                b.optimizer.step()
+                mixed.step(b.optimizer)
                 if b.average is not None:
                     b.average.update()
                 done += 1

@@ -158,7 +158,8 @@ class Lineage:
         self.best = self.task.best_proper_score if self.proper else self.task.best_sample_score
         self.units = " (proper score)" if self.proper else ""
         self._costs: dict = {}  # (architecture, batch size) -> compute of one step
-        self._precisions: dict = {}  # architecture -> the precision it trains in (auto's choice)
+        # architecture -> its autocast and gradient scaler (auto's choice), kept across segments
+        self._mixed: dict = {}
         self.probed = False
 
     # ------------------------------------------------------------------ the pieces
@@ -201,9 +202,9 @@ class Lineage:
         batches = self.ctx.place.batches(self.x, self.y, bs, shuffle=True, seed=seed)
         smooth = {"smoothing": r.label_smoothing} if r.label_smoothing else {}
         key = str(b.arch)
-        if key not in self._precisions:
-            self._precisions[key] = self.ctx.network_precision(b.net)
-        mixed = Mixed(self._precisions[key], self.ctx.device.type)
+        if key not in self._mixed:  # one scaler a network: fp16's scale is not relearnt each time
+            self._mixed[key] = Mixed(self.ctx.network_precision(b.net), self.ctx.device.type)
+        mixed = self._mixed[key]
         b.net.train()
         done, began = 0, time.perf_counter()
         if seconds is not None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import scinas
 from conftest import TINY, for_strategy
 from scinas.config import build_config
+from scinas.data.augment_series import SERIES_AUGMENTS
 from scinas.errors import UserError
+from scinas.fit import train_augment
 from scinas.spaces import load_genotype
 from scinas.spaces.macro import MacroArch, MacroNetwork, MacroStage
 from scinas.spaces.macro_morph import morphs
 from scinas.strategies.branch import (
+    AUGMENTS,
     EARLY_MARGIN,
     RECIPE_DIMS,
     Recipe,
@@ -169,6 +173,28 @@ def test_each_recipe_move_changes_one_setting_and_only_along_the_dims_given(dim)
     every = recipe_moves(start, RECIPE_DIMS, t, 1000, task, (28, 28))
     others = recipe_moves(start, [d for d in RECIPE_DIMS if d != dim], t, 1000, task, (28, 28))
     assert len(every) == len(others) + len(moves)
+
+
+def _augmented(t, augment: str, x: torch.Tensor) -> torch.Tensor:
+    """What the training augmentation of ``augment`` makes of ``x`` (seeded)."""
+    t = t.model_copy(update={"augment": augment})
+    hook = train_augment(t, tuple(x.shape[2:]), torch.Generator().manual_seed(0))
+    return x if hook is None else hook(x.clone())
+
+
+@pytest.mark.parametrize(
+    "shape,augment",
+    [((8, 1, 28, 28), a) for a in ("auto", *AUGMENTS)] + [((8, 1, 96), a) for a in SERIES_AUGMENTS],
+)
+def test_every_augment_move_changes_what_the_network_trains_with(shape, augment):
+    t = build_config("tiny").train
+    start = Recipe.of(t.model_copy(update={"augment": augment}))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    task = TASKS.get("classification")
+    moves = recipe_moves(start, ["augment"], t, 1000, task, shape[2:])
+    assert moves, "no augmentation move"
+    for name, m in moves:  # a move that trains as the incumbent does is compute thrown away
+        assert not torch.equal(_augmented(t, m.augment, x), _augmented(t, start.augment, x)), name
 
 
 @pytest.mark.parametrize(
@@ -497,6 +523,40 @@ def test_a_lineage_at_chance_decides_nothing(tmp_path, monkeypatch):
     # it never looked at the data's symmetries: train.augment=auto's choice is the final
     # training's, not a change to 'default' the lineage did not decide
     assert result["recipe_changes"] == {}
+
+
+def _five_to_judge(tmp_path):
+    """Digits 0 and 1 with a validation split of five (three 0s, two 1s; 0 the training
+    majority), as GunPoint's 50 series leave 5 for validation."""
+    from scinas.data import load_dataset
+
+    d = load_dataset("digits")
+    x = torch.cat([d.train.x, d.val.x])[:, 0].numpy()
+    y = torch.cat([d.train.y, d.val.y]).numpy()
+    zeros, ones = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    val, train = np.r_[zeros[:3], ones[:2]], np.r_[zeros[3:], ones[2:-20]]
+    test = (d.test.y < 2).numpy()
+    path = tmp_path / "five.npz"
+    np.savez(path, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val],
+             x_test=d.test.x[test][:, 0].numpy(), y_test=d.test.y[test].numpy())  # fmt: skip
+    return path
+
+
+def test_a_split_where_nothing_can_beat_chance_searches_nothing(tmp_path):
+    # a network right on all five validation samples is 1.6 standard errors above a constant
+    # prediction: no look at the start and no challenger could ever be judged
+    _lineage_run(tmp_path, f"data.dataset={_five_to_judge(tmp_path)}", "train.epochs=4")
+    run = tmp_path / "run"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    (stop,) = [e for e in events if e["event"] == "lineage_stop"]
+    assert stop["reason"] == "chance"
+    assert stop["best_advantage"] == pytest.approx(0.4) and stop["noise"] > 0.2
+    assert not [e for e in events if e["event"] in ("lineage_floor", "lineage_decision")]
+    (result,) = [e for e in events if e["event"] == "lineage_result"]
+    assert result["steps"] == 0 and result["arch"] == START["resnet_tiny"].to_dict()
+    # the start trains from scratch, as alone: no lineage weights to continue from
+    assert not (run / "winner.pt").exists()
+    assert json.loads((run / "results.json").read_text())["test"]["accuracy"] > 0.5
 
 
 def test_a_better_challenger_is_accepted_and_a_worse_one_is_not(tmp_path, monkeypatch):

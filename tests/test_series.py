@@ -384,10 +384,12 @@ def test_a_lineage_on_series_names_no_augmentation_it_did_not_choose(tmp_path, m
         *_sets(["search.strategy=lineage", "search.space=baseline", "search.start_from=[resnet1d]",
                 "search.budget=1", "search.segment_steps=2", "search.patience=null",
                 "search.wait_for_plateau=false", "search.recipe_dims=[lr]",
-                "train.epochs=1", "train.batch_size=16"]),
+                "train.epochs=1", "train.batch_size=16",
+                "data.val_fraction=0.5"]),  # 20 to judge: 4 could never beat a constant output
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [e for e in events if e["event"] == "lineage_floor"]  # the search ran
     (result,) = [e for e in events if e["event"] == "lineage_result"]
     assert "augment" not in result["recipe_changes"]
     said = [line for line in res.stderr.splitlines() if "recipe changes:" in line]

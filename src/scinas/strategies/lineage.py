@@ -38,7 +38,9 @@ too small for right or wrong to resolve a point, decisions pair a proper score i
 (``search.scores``).
 Scores at chance decide nothing: the incumbent first trains until its validation score is above
 that of a constant prediction (the same paired test), and that many steps, at least, are each
-segment's length (fidelity in steps, not epochs).
+segment's length (fidelity in steps, not epochs). Where even a network right on every validation
+sample would not pass that test (a split of a handful of samples), nothing is searched: the
+start trains from scratch for the whole budget, as it would alone.
 
 Challengers that are not accepted cost compute the incumbent does not get: after
 ``search.patience`` of them in a row the search stops, so that where nothing at this budget is
@@ -311,6 +313,9 @@ class Lineage:
         if state is not None:
             inc, p = lineage_state.restore(self, state, ckpt.folder)
             ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
+        elif reach := out_of_reach(self.chance_scores(), self.task.best_sample_score, s.noise_z):
+            log.undecidable(self, arch, Recipe.of(self.cfg.train), *reach)  # no winner.pt
+            return SearchResult(arch, self.events, seconds=time.perf_counter() - t0, recipe={})
         else:
             inc, p = self._floor(arch, recipe, t0, deadline)
             if p.above and s.symmetries and s.recipe:
@@ -447,18 +452,10 @@ class Lineage:
         step_seconds = (time.perf_counter() - started) / floor_steps
         if self.proper:  # the scores decisions pair, from here on
             scores, metrics = self.score(inc.net)
-        self.log_event(
-            {
-                "event": "lineage_floor",
-                "steps": floor_steps,
-                "above_chance": bool(above),
-                "scores": "proper" if self.proper else "metric",
-                "val_samples": len(self.val_split),
-                "advantage": adv,
-                "noise": se,
-                "val": metrics,
-            }
-        )
+        self.log_event({"event": "lineage_floor", "steps": floor_steps, "above_chance": bool(above),
+                        "scores": "proper" if self.proper else "metric",
+                        "val_samples": len(self.val_split), "advantage": adv, "noise": se,
+                        "val": metrics})  # fmt: skip
         self.ctx.reporter.log(
             f"lineage: the start scores {metrics[self.pm]:.4f} after {floor_steps} steps, "
             + (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 
 from .branch import judge, paired
 
@@ -75,3 +76,17 @@ def stop(lin, reason: str, message: str, **fields) -> None:
     time left to the final training)."""
     lin.log_event({"event": "lineage_stop", "reason": reason, **fields})
     lin.ctx.reporter.log(f"lineage: {message}; the search stops")
+
+
+def undecidable(lin, arch, recipe, adv: float, se: float) -> None:
+    """No search: even a start right on every validation sample would not score above a
+    constant prediction, so nothing could be judged; the start trains from scratch for the
+    whole budget in the final training's one schedule, as it would alone."""
+    stop(lin, "chance", f"a network right on all {len(lin.val_split)} validation samples would "
+         f"score {adv:+.4f} above a constant prediction (noise {se:.4f}): nothing can be judged "
+         "(a larger split, data.val_fraction or search.decision_val, would let it be); the start "
+         "trains for the budget", best_advantage=adv, noise=se)  # fmt: skip
+    lin.log_event({"event": "lineage_result", "arch": arch.to_dict(), "recipe": asdict(recipe),
+                   "recipe_changes": {}, "accepted": 0, "rejected": 0, "steps": 0})  # fmt: skip
+    lin.ctx.reporter.log(f"lineage: 0 challengers accepted, 0 rejected as not better beyond "
+                         f"noise; the network: {arch}; recipe changes: none")  # fmt: skip

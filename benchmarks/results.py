@@ -256,10 +256,27 @@ def write_result(
     slug = re.sub(r"[^a-z0-9]+", "-", setting.lower()).strip("-")
     path = out_dir / f"{benchmark}-{slug}-{today}.json"
     validate(data, str(path))
+    _check_not_another_machines(path, data["machine"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     print(f"result written to {path}")
     return path
+
+
+def _check_not_another_machines(path: Path, machine: dict) -> None:
+    """A file of the same benchmark, setting and day is replaced only by a re-measurement on the
+    same kind of machine: one from another machine is a second figure, not a newer one."""
+    try:
+        old = json.loads(path.read_text()).get("machine")
+    except (OSError, ValueError, AttributeError):
+        return  # nothing there, or nothing readable: no figure to lose
+    if old and (old.get("cpu"), old.get("gpu")) != (machine["cpu"], machine["gpu"]):
+        raise ResultError(
+            f"{path} holds today's result for this setting measured on another machine "
+            f"({old.get('cpu')}, GPU {old.get('gpu')}; this one: {machine['cpu']}, GPU "
+            f"{machine['gpu']}). Give a setting that tells the two apart (for instance name the "
+            "machine in it) so that both are kept."
+        )
 
 
 def markdown_rows(table: str) -> tuple[list[str], list[list[str]]]:

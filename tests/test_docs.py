@@ -188,6 +188,19 @@ def test_write_result_records_the_machine_and_the_newest_supersedes(tmp_path):
     assert "0.9123" in page and "## Superseded results" in page
 
 
+def test_a_result_of_another_machine_is_not_overwritten(tmp_path):
+    args = ("compare", "CIFAR, 600 s", ["method", "test accuracy"], [["scinas", 0.76]])
+    path = bench_results.write_result(*args, command="scinas compare", out_dir=tmp_path)
+    again = bench_results.write_result(*args[:3], [["scinas", 0.77]], command="c", out_dir=tmp_path)
+    assert again == path and json.loads(path.read_text())["figures"]["rows"] == [["scinas", "0.77"]]
+    data = json.loads(path.read_text())
+    data["machine"]["cpu"] = "another CPU"
+    path.write_text(json.dumps(data))
+    with pytest.raises(bench_results.ResultError, match="another machine.*another CPU"):
+        bench_results.write_result(*args, command="scinas compare", out_dir=tmp_path)
+    assert json.loads(path.read_text())["machine"]["cpu"] == "another CPU"  # kept as it was
+
+
 def test_an_invalid_result_is_never_written(tmp_path):
     with pytest.raises(bench_results.ResultError, match="unknown benchmark"):
         bench_results.write_result("nope", "x", ["a"], [["b"]], out_dir=tmp_path)

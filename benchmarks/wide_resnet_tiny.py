@@ -4,7 +4,7 @@ own `ResNet` (one basic block per stage), its output returned as a plain tensor.
 
 from torch import nn
 
-from scinas.spaces.baselines import ResNet
+from scinas.spaces.baselines import RESNET_TINY_WIDTHS, ResNet
 
 
 class _Logits(nn.Module):
@@ -18,7 +18,7 @@ class _Logits(nn.Module):
 
 def _wide(factor: float, input_shape, num_outputs) -> nn.Module:
     channels, *sizes = input_shape
-    widths = [int(w * factor) for w in (16, 32, 64)]
+    widths = [int(w * factor) for w in RESNET_TINY_WIDTHS]
     return _Logits(ResNet(channels, num_outputs, tuple(sizes), [1, 1, 1], widths))
 
 

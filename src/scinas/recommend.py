@@ -19,6 +19,7 @@ space), kept for the benchmarks that measure candidate costs.
 from __future__ import annotations
 
 from .config import Config
+from .spaces.baselines import RESNET_TINY_WIDTHS
 from .strategies.blackbox import EvolutionSettings
 
 SEARCH_SHARE = 0.5  # of compare.budget, searching (the incumbent trains in it); the rest goes on
@@ -27,7 +28,6 @@ START_FROM = ["macro:resnet_tiny"]
 # series: Wang et al. 2017's ResNet, the standard deep baseline for series classification; at
 # 120 s on GunPoint it tested 0.983 against the macro resnet_tiny's 0.937 (benchmarks/results)
 SERIES_START = ["resnet1d"]
-WIDTHS = (16, 32, 64)
 CANDIDATES = 10  # without a budget; with one, as many as its search share allows
 POPULATION = EvolutionSettings.model_fields["population"].default
 
@@ -94,7 +94,7 @@ def macro_evolution(cfg: Config) -> Config:
         min_candidates=POPULATION - len(START_FROM),
         # around the start: networks that cost a few times resnet_tiny at most, so that at a
         # small budget a candidate's epochs stay short and the winner gets its epochs too
-        widths=list(WIDTHS),
+        widths=list(RESNET_TINY_WIDTHS),
         depths=[0, 1, 2],
         blocks=["basic", "bottleneck"],
         kernels=[3, 5],

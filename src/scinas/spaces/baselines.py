@@ -171,13 +171,16 @@ def resnet18(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> R
     return ResNet(in_channels, num_outputs, input_hw, [2, 2, 2, 2], [64, 128, 256, 512])
 
 
+RESNET_TINY_WIDTHS = (16, 32, 64)
+
+
 @BASELINES.decorator("resnet_tiny")
 def resnet_tiny(in_channels: int, num_outputs: int, input_hw: tuple[int, ...]) -> ResNet:
     """A ResNet-8 at widths 16/32/64 (78,042 parameters at 3×32×32 and 10 classes).
 
     About the size of a small searched cell network, for a like-for-like comparison on CPU.
     """
-    return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1], [16, 32, 64])
+    return ResNet(in_channels, num_outputs, input_hw, [1, 1, 1], list(RESNET_TINY_WIDTHS))
 
 
 WANG_KERNELS = (8, 5, 3)

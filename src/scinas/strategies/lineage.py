@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -314,7 +314,8 @@ class Lineage:
             inc, p = lineage_state.restore(self, state, ckpt.folder)
             ctx.reporter.log(f"lineage: resuming after round {p.round} of a checkpoint")
         elif reach := out_of_reach(self.chance_scores(), self.task.best_sample_score, s.noise_z):
-            log.undecidable(self, arch, Recipe.of(self.cfg.train), *reach)  # no winner.pt
+            log.undecidable(self, *reach)
+            log.result(self, arch, recipe, {}, 0, 0, 0)  # no winner.pt: the start from scratch
             return SearchResult(arch, self.events, seconds=time.perf_counter() - t0, recipe={})
         else:
             inc, p = self._floor(arch, recipe, t0, deadline)
@@ -404,21 +405,7 @@ class Lineage:
             del changes["augment"]  # never judged: the final training's auto looks as it trains
         if p.views and not self.cfg.train.tta:  # the symmetries found, as test-time views
             changes["tta"] = list(p.views)
-        self.log_event(
-            {
-                "event": "lineage_result",
-                "arch": inc.arch.to_dict(),
-                "recipe": asdict(inc.recipe),
-                "recipe_changes": changes,
-                "accepted": accepted,
-                "rejected": rejected,
-                "steps": inc.steps,
-            }
-        )
-        ctx.reporter.log(
-            f"lineage: {accepted} challengers accepted, {rejected} rejected as not better beyond "
-            f"noise; the network: {inc.arch}; recipe changes: {changes or 'none'}"
-        )
+        log.result(self, inc.arch, inc.recipe, changes, accepted, rejected, inc.steps)
         lineage_state.keep(self, inc)
         return SearchResult(
             genotype=inc.arch,

@@ -78,7 +78,7 @@ def stop(lin, reason: str, message: str, **fields) -> None:
     lin.ctx.reporter.log(f"lineage: {message}; the search stops")
 
 
-def undecidable(lin, arch, recipe, adv: float, se: float) -> None:
+def undecidable(lin, adv: float, se: float) -> None:
     """No search: even a start right on every validation sample would not score above a
     constant prediction, so nothing could be judged; the start trains from scratch for the
     whole budget in the final training's one schedule, as it would alone."""
@@ -86,7 +86,14 @@ def undecidable(lin, arch, recipe, adv: float, se: float) -> None:
          f"score {adv:+.4f} above a constant prediction (noise {se:.4f}): nothing can be judged "
          "(a larger split, data.val_fraction or search.decision_val, would let it be); the start "
          "trains for the budget", best_advantage=adv, noise=se)  # fmt: skip
+
+
+def result(lin, arch, recipe, changes: dict, accepted: int, rejected: int, steps: int) -> None:
+    """The lineage's outcome (`lineage_result`): its network, recipe and decisions."""
     lin.log_event({"event": "lineage_result", "arch": arch.to_dict(), "recipe": asdict(recipe),
-                   "recipe_changes": {}, "accepted": 0, "rejected": 0, "steps": 0})  # fmt: skip
-    lin.ctx.reporter.log(f"lineage: 0 challengers accepted, 0 rejected as not better beyond "
-                         f"noise; the network: {arch}; recipe changes: none")  # fmt: skip
+                   "recipe_changes": changes, "accepted": accepted, "rejected": rejected,
+                   "steps": steps})  # fmt: skip
+    lin.ctx.reporter.log(
+        f"lineage: {accepted} challengers accepted, {rejected} rejected as not better beyond "
+        f"noise; the network: {arch}; recipe changes: {changes or 'none'}"
+    )

@@ -29,7 +29,6 @@ from scinas.strategies.branch import (
     weakens,
 )
 from scinas.strategies.lineage import WeightAverage, paired
-from scinas.strategies.soup import mean_weights, offer
 from scinas.tasks import TASKS
 
 OPTIONS = [
@@ -302,74 +301,6 @@ def test_decisions_score_the_averaged_weights_not_the_last_step(tmp_path, monkey
     assert all(any(n is a for a in averaged) for n in scored[-4:])
 
 
-# the first word of each recipe move's name (`branch.recipe_moves`)
-RECIPE_WORDS = {"lr", "optimizer", "weight", "batch", "label", "augment"}
-
-
-def _tiny_net(seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
-    net(torch.randn(8, 1, 6, 6))  # BatchNorm's running statistics and step count move
-    return net
-
-
-def test_mean_weights_averages_weights_and_statistics_and_keeps_step_counts():
-    a, b = _tiny_net(0), _tiny_net(1)
-    b[1].num_batches_tracked.fill_(7)
-    before_a = {k: v.clone() for k, v in a.state_dict().items()}
-    before_b = {k: v.clone() for k, v in b.state_dict().items()}
-    mean_weights(a, b)
-    for k, v in a.state_dict().items():
-        if v.is_floating_point():
-            torch.testing.assert_close(v, (before_a[k] + before_b[k]) / 2)
-        else:
-            assert torch.equal(v, before_a[k])  # the step count stays the incumbent's
-    assert all(torch.equal(v, before_b[k]) for k, v in b.state_dict().items())
-
-
-class _Lin:
-    """What `soup.offer` uses of a lineage: a scorer (here scripted) and the log."""
-
-    pm, units = "accuracy", ""
-
-    def __init__(self, scores):
-        self.scores, self.events = scores, []
-        self.ctx = type("Ctx", (), {"reporter": type("R", (), {"log": lambda self, m: None})()})
-
-    def score(self, net):
-        return self.scores, {"accuracy": float(self.scores.mean())}
-
-    def log_event(self, event):
-        self.events.append(event)
-
-
-@pytest.mark.parametrize("soup_score, adopted", [(0.6, True), (0.5, True), (0.4, False)])
-def test_a_soup_is_adopted_only_where_it_scores_no_lower(soup_score, adopted):
-    from scinas.strategies.branch import Branch
-
-    inc_net, ch_net = _tiny_net(0), _tiny_net(1)
-    inc = Branch("a", inc_net, None, None, scored=_tiny_net(2))
-    ch = Branch("a", ch_net, None, None, scored=_tiny_net(3))
-    raw_inc = {k: v.clone() for k, v in inc_net.state_dict().items()}
-    raw_ch = {k: v.clone() for k, v in ch_net.state_dict().items()}
-    scored_inc = {k: v.clone() for k, v in inc.scored.state_dict().items()}
-    inc_scores = torch.full((10,), 0.5)
-    lin = _Lin(torch.full((10,), soup_score))
-    scores, metrics = offer(lin, 3, "lr 0.1 -> 0.2", inc, ch, inc_scores, {"accuracy": 0.5})
-    (event,) = lin.events
-    assert event["event"] == "lineage_soup" and event["round"] == 3
-    assert event["adopted"] is adopted and event["advantage"] == pytest.approx(soup_score - 0.5)
-    for k, v in inc_net.state_dict().items():
-        if v.is_floating_point() and adopted:  # the raw weights averaged, the optimiser's own
-            torch.testing.assert_close(v, (raw_inc[k] + raw_ch[k]) / 2)
-        else:
-            assert torch.equal(v, raw_inc[k])
-    # the averages scored are not changed by scoring their soup
-    assert all(torch.equal(v, scored_inc[k]) for k, v in inc.scored.state_dict().items())
-    assert torch.equal(scores, lin.scores if adopted else inc_scores)
-    assert metrics["accuracy"] == pytest.approx(soup_score if adopted else 0.5)
-
-
 def test_the_brier_score_of_classes_against_a_hand_computed_one():
     task = TASKS.get("classification")(num_outputs=2)
     logits = torch.tensor([[0.0, float(torch.tensor(3.0).log())]] * 2)  # p = (0.25, 0.75)
@@ -438,7 +369,6 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
                 "search.symmetries=false",  # its own tests: tests/test_symmetry.py
                 "search.wait_for_plateau=false",  # a challenger each round; its own tests below
                 "search.scores=metric",  # the scripted scores are right (1) or wrong (0)
-                "search.soup=false",  # its scoring would shift the scripted calls; own tests
                 *extra,
             ]
         ),
@@ -447,7 +377,7 @@ def _lineage_run(tmp_path, *extra, data=None, resume=False):
 
 
 def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
-    res = _lineage_run(tmp_path, "train.epochs=2", "search.soup=true")
+    res = _lineage_run(tmp_path, "train.epochs=2")
     run = tmp_path / "run"
     events = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     floor = [e for e in events if e["event"] == "lineage_floor"]
@@ -466,16 +396,6 @@ def test_a_lineage_run_logs_every_decision_and_trains_its_result_on(tmp_path):
             elif d["verdict"] != "diverged":
                 assert d["advantage"] <= d["margin_z"] * d["noise"]
         assert result["accepted"] + result["rejected"] == 3
-        # each rejected recipe challenger (not a diverged one) is offered as a soup, adopted
-        # where the average scores no lower than the incumbent
-        soups = {e["round"]: e for e in events if e["event"] == "lineage_soup"}
-        offered = [
-            d["round"]
-            for d in decisions
-            if d["verdict"] in ("within noise", "worse") and d["move"].split()[0] in RECIPE_WORDS
-        ]
-        assert sorted(soups) == offered
-        assert all(e["adopted"] == (e["advantage"] >= 0) for e in soups.values())
     else:
         assert decisions == []
     assert json.loads((run / "genotype.json").read_text()) == result["arch"]
@@ -854,7 +774,6 @@ def test_an_interrupted_lineage_resumes_from_its_last_round_identically(tmp_path
     both = (
         "search.budget=3",
         "search.patience=2",
-        "search.soup=true",
         "search.symmetries=true",
         "search.wait_for_plateau=true",
     )

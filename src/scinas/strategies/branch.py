@@ -69,7 +69,6 @@ class Branch:
     steps: int = 0  # optimiser steps taken in the lineage
     average: WeightAverage | None = None  # this segment's average of the weights, when scored
     pace: float | None = None  # seconds per step of its last training
-    scored: torch.nn.Module | None = None  # its last segment's weight average, as scored
 
     def fork(self) -> Branch:
         net = copy.deepcopy(self.net)

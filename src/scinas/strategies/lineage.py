@@ -68,7 +68,7 @@ from ..run_context import SearchContext
 from ..signals import STOP, Interrupted
 from ..train import make_optimizer, model_output, predict
 from . import lineage_log as log
-from . import lineage_state, soup
+from . import lineage_state
 from .base import STRATEGIES, SearchResult, SearchStrategy
 from .branch import (
     EARLY_MARGIN,
@@ -394,9 +394,6 @@ class Lineage:
             else:
                 rejected += 1
                 streak += 1
-                if s.soup and isinstance(move, Recipe) and ch_scores is not None:
-                    inc_scores, inc_metrics = soup.offer(self, k, name, inc, ch, inc_scores,
-                                                         inc_metrics)  # fmt: skip
             gaining = judge(*paired(inc_scores, before), PLATEAU_Z)[0]
             p = replace(p, round=k, accepted=accepted, rejected=rejected, tried=tried,
                         scores=inc_scores, metrics=inc_metrics, streak=streak, gaining=gaining,
@@ -470,8 +467,7 @@ class Lineage:
         b.average = WeightAverage(b.net, steps)
         try:
             self.train(b, steps, seed, seconds)
-            b.scored = b.average.net
-            return self.score(b.scored)
+            return self.score(b.average.net)
         finally:
             b.average = None
 

@@ -72,12 +72,6 @@ class LineageSettings(StrategySettings):
         description="the recipe's settings challengers may change (leave one out to fix it at "
         "its train.* value): " + ", ".join(RECIPE_DIMS),
     )
-    soup: bool = Field(
-        True,
-        description="a rejected recipe challenger is not wasted: the incumbent takes the average "
-        "of its weights and the challenger's where that scores no lower on the decision split "
-        "(a greedy soup of two branches of one parent)",
-    )
     weaken: bool = Field(
         False,
         description="recipe challengers may also regularise less (augmentation none, less weight "

@@ -29,6 +29,32 @@ def test_t_distribution_and_welch_equal_scipy():
     rlo, rhi = S.t.interval(0.95, 2, loc=np.mean(a), scale=S.sem(a))
     assert (lo, hi) == pytest.approx((rlo, rhi))
     assert welch([1.0], [2.0, 3.0]) == (0.0, 1.0)
+    assert welch([0.9, 0.9], [0.9, 0.9]) == (0.0, 1.0)
+
+
+def test_methods_that_tie_across_their_seeds_are_left_untested_and_written():
+    """Two methods whose seeds each tie (a deterministic baseline, a small test split) have no
+    spread to test a difference against: no t, no p, not significant, and compare.json and the
+    table are written (an infinite t once ended a finished compare with an error)."""
+    from scinas.compare_summary import _tests, table
+    from scinas.files import json_bytes
+
+    assert welch([0.9582, 0.9582], [0.9650, 0.9650]) == (None, None)
+    methods = {"scinas": _done(0.9582, 0.9582), "minirocket": _done(0.9650, 0.9650),
+               "resnet1d": _done(0.9660, 0.9524)}  # fmt: skip
+    tests = _tests(methods, "scinas")
+    assert tests["minirocket"] == {
+        "difference": pytest.approx(0.0068),
+        "t": None,
+        "p": None,
+        "significant": False,
+    }
+    assert tests["resnet1d"]["p"] is not None
+    result = {"metric": "accuracy", "methods": methods, "reference": "scinas",
+              "vs_reference": tests}  # fmt: skip
+    assert b'"p": null' in json_bytes(result, "compare.json")
+    line = next(x for x in table(result).splitlines() if x.startswith("minirocket"))
+    assert "+0.0068 (untested: neither varies)" in line
 
 
 def test_compare_end_to_end(tmp_path):

@@ -124,7 +124,7 @@ def _tests(methods: dict, reference: str) -> dict:
                 "difference": m["mean"] - base["mean"],
                 "t": t,
                 "p": p,
-                "significant": p < 0.05,
+                "significant": p is not None and p < 0.05,
             }
     return tests
 
@@ -155,7 +155,8 @@ def table(result: dict) -> str:
             note = ""
             if vs:
                 sig = ", significant" if vs["significant"] else ""
-                note = f"{vs['difference']:+.4f} (p={vs['p']:.3f}{sig})"
+                p = "untested: neither varies" if vs["p"] is None else f"p={vs['p']:.3f}"
+                note = f"{vs['difference']:+.4f} ({p}{sig})"
             params = f"{m['params']:,}" if m["params"] else "-"
             lines.append(
                 f"{name:<15} {m['mean']:>12.4f} {m['std']:>8.4f} "

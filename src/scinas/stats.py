@@ -80,16 +80,18 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+def welch(a: list[float], b: list[float]) -> tuple[float | None, float | None]:
     """Welch's two-sided t-test: (t, p). p is 1.0 when either sample has fewer than 2 values
-    or both have zero variance with equal means."""
+    or both have zero variance with equal means; (None, None) when neither varies and the means
+    differ, where the test is undefined (two seeds that tie, as a deterministic method's do,
+    say nothing of the noise: an infinite t and p = 0 would claim certainty)."""
     if len(a) < 2 or len(b) < 2:
         return 0.0, 1.0
     ma, sa = mean_std(a)
     mb, sb = mean_std(b)
     va, vb = sa * sa / len(a), sb * sb / len(b)
     if va + vb == 0:
-        return (0.0, 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), 0.0)
+        return (0.0, 1.0) if ma == mb else (None, None)
     t = (ma - mb) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
     return t, 2.0 * (1.0 - t_cdf(abs(t), df))

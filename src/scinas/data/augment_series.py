@@ -17,10 +17,25 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SERIES_AUGMENTS", "SeriesAugment", "augment_series", "series_augment"]
+__all__ = [
+    "SERIES_AUGMENTS",
+    "SERIES_EFFECTS",
+    "SeriesAugment",
+    "augment_series",
+    "series_augment",
+    "series_effect",
+]
 
 #: ``train.augment`` choices that make sense for series; the others are image augmentations.
 SERIES_AUGMENTS = ("default", "none", "series", "auto")  # auto: nothing to probe, none
+#: what those choices do to a series: nothing, or the ``series`` preset
+SERIES_EFFECTS = ("none", "series")
+
+
+def series_effect(name: str) -> str:
+    """What ``train.augment=name`` does to series (one of `SERIES_EFFECTS`): only ``series``
+    augments them (see the module's docstring for why)."""
+    return "series" if name == "series" else "none"
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,6 @@ def series_augment(name: str, generator: torch.Generator):
     preset, or None for ``default`` and ``none`` (see the module's docstring for why)."""
     if name not in SERIES_AUGMENTS:
         raise ValueError(f"augmentation {name!r} is for images; for series: {SERIES_AUGMENTS}")
-    if name != "series":
+    if series_effect(name) == "none":
         return None
     return partial(augment_series, spec=SeriesAugment(), generator=generator)

@@ -12,12 +12,11 @@ from typing import Literal
 
 import torch
 
+from ..data.augment_series import SERIES_EFFECTS, series_effect
 from ..evaluation import paired  # noqa: F401  (the lineage's noise rule)
 from ..train import make_optimizer
 
 AUGMENTS = ("none", "default", "natural", "rotation")
-# series (C, L): their own augmentation or none (default and auto are none for them)
-SERIES_MOVES = ("none", "series")
 ADAMW_LR, ADAMW_WD = 2e-3, 0.05  # a rate and decay in AdamW's usual range for small networks
 # tried before the other moves: at small budgets the rate and the augmentation move results most
 FIRST_DIMS = frozenset({"lr", "optimizer", "augment"})
@@ -200,10 +199,10 @@ def _recipe_moves(r: Recipe, dims: set, t, n: int, task, hw: tuple) -> list[tupl
         out.append((name, replace(r, label_smoothing=ls)))
     if "augment" in dims and hw != (1, 1):
         series = len(hw) == 1  # a move must change what trains: on series default is none
-        now = ("series" if r.augment == "series" else "none") if series else r.augment
+        now = series_effect(r.augment) if series else r.augment
         out += [
             (f"augment {r.augment} -> {a}", replace(r, augment=a))
-            for a in (SERIES_MOVES if series else AUGMENTS)
+            for a in (SERIES_EFFECTS if series else AUGMENTS)
             if a != now
         ]
     return out
